@@ -1,0 +1,73 @@
+# AICMO Campaign Engine. `make demo` and `make test` set up everything they need themselves.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
+# Test runs on PostgreSQL use this server; pytest-django creates (and drops) test_<name>.
+PG_URL ?= postgres://postgres@127.0.0.1:5432/aicmo
+PYTEST_ARGS ?=
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help venv system-deps lint format test test-sqlite test-postgres postgres-up demo serve bench clean
+
+help:
+	@echo "make demo   - set up, migrate and run the demo campaign end to end (proof mode)"
+	@echo "make test   - set up, lint, and run the whole suite on SQLite and on PostgreSQL"
+	@echo "make serve  - run the admin (http://127.0.0.1:8000/admin/) and a django-q2 cluster"
+
+$(STAMP): requirements.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+# Debian's Chromium drives the admin in browser tests; nothing downloads a browser.
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "Installing Debian's chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+postgres-up:
+	@pg_isready -q -h 127.0.0.1 -p 5432 || { \
+		echo "Starting PostgreSQL"; \
+		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start; \
+		for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; }
+
+test-sqlite: venv system-deps
+	@echo "=== Test suite on SQLite"
+	env -u DATABASE_URL $(BIN)/pytest $(PYTEST_ARGS)
+
+test-postgres: venv system-deps postgres-up
+	@echo "=== Test suite on PostgreSQL ($(PG_URL))"
+	DATABASE_URL=$(PG_URL) $(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint
+	$(MAKE) test-sqlite
+	$(MAKE) test-postgres
+
+demo: venv
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --no-input -v 0
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py demo
+
+serve: venv
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --no-input -v 0
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py qcluster & \
+	trap 'kill %1' EXIT; DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runserver 127.0.0.1:8000
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,0 +1,259 @@
+"""Settings for AICMO Campaign Engine: one file, driven by the environment (or `.env`).
+
+Every variable of the external contract is read here and only here. A bad value raises
+`ImproperlyConfigured` naming the variable, so a misconfiguration fails at start-up rather
+than at send time. `.env.example` documents each variable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+_env_file = Path(os.environ.get("AICMO_ENV_FILE", BASE_DIR / ".env"))
+if _env_file.is_file():
+    environ.Env.read_env(_env_file, overwrite=False)
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use 1/0, true/false, yes/no).")
+
+
+def _int(name: str, default: int, *, minimum: int = 0) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number.") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name}={raw!r} must be at least {minimum}.")
+    return value
+
+
+def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = os.environ.get(name, default).strip().lower()
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name}={value!r} must be one of: {', '.join(choices)}.")
+    return value
+
+
+def _url(name: str, default: str) -> str:
+    value = os.environ.get(name, default).strip().rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ImproperlyConfigured(f"{name}={value!r} must be an absolute http(s) URL.")
+    return value
+
+
+DEBUG = _bool("DEBUG", False)
+
+# The development key is accepted only with DEBUG on; `preflight` and the `aicmo.E001`
+# check refuse it otherwise.
+DEV_SECRET_KEY = "django-insecure-aicmo-development-key-do-not-use-in-production"  # noqa: S105
+SECRET_KEY = os.environ.get("SECRET_KEY") or DEV_SECRET_KEY
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "import_export",
+    "django_q",
+    "aicmo_site",
+    "ventures",
+    "leads",
+    "templating",
+    "outreach",
+    "reporting",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "aicmo_site.urls"
+WSGI_APPLICATION = "aicmo_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "aicmo_site" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+VAR_DIR = BASE_DIR / "var"
+_default_db = f"sqlite:///{VAR_DIR / 'aicmo.sqlite3'}"
+try:
+    DATABASES = {"default": env.db_url("DATABASE_URL", default=_default_db)}
+except (ImproperlyConfigured, ValueError, KeyError) as exc:
+    raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
+
+_db = DATABASES["default"]
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets the admin read while the tick writes; IMMEDIATE transactions take the write
+    # lock up front, so two writers queue instead of failing half-way ("one writer at a time").
+    _db["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    if _db["NAME"] not in ("", ":memory:"):
+        Path(_db["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+elif _db["ENGINE"] == "django.db.backends.postgresql":
+    _db.setdefault("CONN_MAX_AGE", 60)
+    _db["CONN_HEALTH_CHECKS"] = True
+else:
+    raise ImproperlyConfigured(
+        f"DATABASE_URL uses {_db['ENGINE']}; only sqlite:// and postgres:// are supported."
+    )
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+# --- Email ----------------------------------------------------------------------------------
+# EMAIL_URL is parsed by django-environ (smtp://, smtp+tls://, smtp+ssl://, consolemail://,
+# filemail://, memorymail://, dummymail://). `anymail://<esp>` selects a django-anymail ESP
+# backend, configured with the usual ANYMAIL_* variables.
+EMAIL_URL_CONFIGURED = "EMAIL_URL" in os.environ and os.environ["EMAIL_URL"].strip() != ""
+_email_url = os.environ.get("EMAIL_URL", "").strip() or "consolemail://"
+if _email_url.startswith("anymail://"):
+    _esp = _email_url.removeprefix("anymail://").strip("/")
+    if not _esp.isidentifier():
+        raise ImproperlyConfigured(f"EMAIL_URL={_email_url!r}: expected anymail://<esp name>.")
+    EMAIL_BACKEND = f"anymail.backends.{_esp}.EmailBackend"
+else:
+    try:
+        _email = env.email_url_config(_email_url)
+        globals().update({k: v for k, v in _email.items() if v not in (None, "")})
+    except (ImproperlyConfigured, KeyError, ValueError) as exc:
+        raise ImproperlyConfigured(f"EMAIL_URL is not a valid email URL: {exc}") from None
+EMAIL_TIMEOUT = _int("EMAIL_TIMEOUT", 30, minimum=1)
+ANYMAIL = {
+    key.removeprefix("ANYMAIL_"): value
+    for key, value in os.environ.items()
+    if key.startswith("ANYMAIL_") and value
+}
+
+# --- AICMO ----------------------------------------------------------------------------------
+AICMO_SEND_MODE = _choice("AICMO_SEND_MODE", "proof", ("proof", "live"))
+AICMO_SITE_URL = _url("AICMO_SITE_URL", "http://localhost:8000")
+AICMO_ARTIFACT_DIR = Path(os.environ.get("AICMO_ARTIFACT_DIR", VAR_DIR / "artifacts"))
+AICMO_GLOBAL_DAILY_LIMIT = _int("AICMO_GLOBAL_DAILY_LIMIT", 1000)
+AICMO_KILL_SWITCH = _bool("AICMO_KILL_SWITCH", False)
+# A worker heartbeat older than this is reported stale by preflight and /healthz.
+AICMO_HEARTBEAT_MAX_AGE = _int("AICMO_HEARTBEAT_MAX_AGE", 300, minimum=10)
+
+# --- django-q2 ------------------------------------------------------------------------------
+# At-least-once delivery: the ORM broker re-delivers a task whose worker died after `retry`
+# seconds, so `timeout` (the hard kill) stays well below `retry`; `max_attempts` bounds retries;
+# `catch_up=False` runs a missed schedule once after downtime instead of once per missed slot.
+Q_CLUSTER = {
+    "name": "aicmo",
+    "orm": "default",
+    "workers": _int("AICMO_Q_WORKERS", 2, minimum=1),
+    "timeout": 240,
+    "retry": 360,
+    "max_attempts": 3,
+    "catch_up": False,
+    "ack_failures": True,
+    "save_limit": 5000,
+    "poll": 2,
+    "sync": _bool("AICMO_Q_SYNC", False),
+    "label": "Task queue",
+}
+
+# --- Security (production defaults; `manage.py check --deploy` is clean with DEBUG off) ------
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = _bool("SECURE_SSL_REDIRECT", not DEBUG)
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SECURE_HSTS_SECONDS = _int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = _bool("SECURE_HSTS_PRELOAD", not DEBUG)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# /healthz is probed by load balancers over plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+
+# --- Logging --------------------------------------------------------------------------------
+# Every handler carries the redaction filter; aicmo_site.logging.configure attaches it to any
+# handler this dict (or Django's defaults) leaves without one.
+LOG_LEVEL = _choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper()
+LOGGING_CONFIG = "aicmo_site.logging.configure"
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "aicmo_site.logging.RedactingFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact"],
+        },
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "django.server": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "django-q": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "aicmo": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+    },
+}

@@ -1,0 +1,13 @@
+from django.contrib import admin
+from django.urls import path
+
+from aicmo_site.views import healthz
+
+admin.site.site_header = "AICMO Campaign Engine"
+admin.site.site_title = "AICMO"
+admin.site.index_title = "Operator console"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("healthz", healthz, name="healthz"),
+]

@@ -1,0 +1,43 @@
+"""Fixtures shared by every test package."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.factories import CampaignFactory, MembershipFactory, UserFactory, VentureFactory
+from ventures.roles import ADMINISTRATOR, OPERATOR, VIEWER
+
+
+@pytest.fixture
+def venture(db):
+    return VentureFactory()
+
+
+@pytest.fixture
+def campaign(venture):
+    return CampaignFactory(venture=venture)
+
+
+@pytest.fixture
+def administrator(db):
+    return UserFactory(username="admin-ann", role=ADMINISTRATOR)
+
+
+@pytest.fixture
+def operator(venture):
+    user = UserFactory(username="op-otto", role=OPERATOR)
+    MembershipFactory(venture=venture, user=user)
+    return user
+
+
+@pytest.fixture
+def viewer(venture):
+    user = UserFactory(username="viewer-vera", role=VIEWER)
+    MembershipFactory(venture=venture, user=user)
+    return user
+
+
+@pytest.fixture
+def other_venture_campaign(db):
+    """A campaign of a venture that the operator and viewer fixtures are not members of."""
+    return CampaignFactory(venture=VentureFactory(name="Other Co", slug="other-co"))

@@ -1,0 +1,76 @@
+"""factory-boy factories for every app's models: the one place tests build data."""
+
+from __future__ import annotations
+
+import factory
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+
+from ventures.models import Campaign, IcpSegment, Venture, VentureMembership
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@agency.example")
+    is_staff = True
+    password = factory.PostGenerationMethodCall("set_password", "pw-for-tests-1")
+
+    @factory.post_generation
+    def role(self, create, extracted, **kwargs):
+        if create and extracted:
+            self.groups.add(Group.objects.get(name=extracted))
+        if create:
+            self.save()
+
+
+class VentureFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Venture
+
+    name = factory.Sequence(lambda n: f"Venture {n}")
+    slug = factory.Sequence(lambda n: f"venture-{n}")
+    offer_summary = "Automated pipeline reporting for revenue teams."
+    primary_cta = "Book a 20-minute call"
+    default_channels = factory.LazyFunction(lambda: ["email"])
+    timezone = "Europe/Berlin"
+    owner_name = "Ada Owner"
+    owner_email = "owner@venture.example"
+    postal_address = "Musterstrasse 1, 10115 Berlin, Germany"
+
+
+class MembershipFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = VentureMembership
+
+    venture = factory.SubFactory(VentureFactory)
+    user = factory.SubFactory(UserFactory)
+
+
+class IcpSegmentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = IcpSegment
+
+    venture = factory.SubFactory(VentureFactory)
+    name = factory.Sequence(lambda n: f"Segment {n}")
+    slug = factory.Sequence(lambda n: f"segment-{n}")
+    industries = factory.LazyFunction(lambda: ["software"])
+    title_keywords = factory.LazyFunction(lambda: ["sales"])
+    countries = factory.LazyFunction(lambda: ["DE", "Germany"])
+
+
+class CampaignFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Campaign
+
+    venture = factory.SubFactory(VentureFactory)
+    name = factory.Sequence(lambda n: f"Campaign {n}")
+    slug = factory.Sequence(lambda n: f"campaign-{n}")
+    objective = "Book discovery calls with heads of sales."
+    sender_name = "Sam Sender"
+    sender_email = "sam@venture.example"
+    reply_to = "replies@venture.example"

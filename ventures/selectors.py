@@ -1,0 +1,68 @@
+"""Reads of the control plane that more than one caller needs."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db.models import QuerySet
+
+from ventures.models import Campaign, SystemControl, Venture
+
+ADMINISTRATOR_GROUP = "Administrator"
+OPERATOR_GROUP = "Operator"
+VIEWER_GROUP = "Viewer"
+
+
+def user_sees_all_ventures(user) -> bool:
+    """Superusers and Administrators see every venture; everyone else only their own."""
+    if not user.is_authenticated or not user.is_active:
+        return False
+    if user.is_superuser:
+        return True
+    return user.groups.filter(name=ADMINISTRATOR_GROUP).exists()
+
+
+def ventures_visible_to(user) -> QuerySet[Venture]:
+    if user_sees_all_ventures(user):
+        return Venture.objects.all()
+    if not user.is_authenticated:
+        return Venture.objects.none()
+    return Venture.objects.filter(memberships__user=user)
+
+
+def campaigns_visible_to(user) -> QuerySet[Campaign]:
+    if user_sees_all_ventures(user):
+        return Campaign.objects.all()
+    return Campaign.objects.filter(venture__in=ventures_visible_to(user))
+
+
+def global_kill_switch_on() -> bool:
+    """The global switch is on if the setting says so or the admin toggle is on."""
+    if settings.AICMO_KILL_SWITCH:
+        return True
+    return SystemControl.objects.filter(pk=1, kill_switch=True).exists()
+
+
+def campaign_halt_reason(campaign: Campaign) -> str | None:
+    """Why this campaign may not send right now because of a kill switch, or None."""
+    if settings.AICMO_KILL_SWITCH:
+        return "global kill switch (AICMO_KILL_SWITCH)"
+    if global_kill_switch_on():
+        return "global kill switch (admin)"
+    if campaign.venture.kill_switch:
+        return f"venture kill switch ({campaign.venture.slug})"
+    if campaign.kill_switch:
+        return "campaign kill switch"
+    return None
+
+
+def campaign_get(ref: str | int) -> Campaign:
+    """Find a campaign by slug or numeric id (the `C` of the command line)."""
+    qs = Campaign.objects.select_related("venture")
+    ref = str(ref).strip()
+    if ref.isdigit():
+        found = qs.filter(pk=int(ref)).first() or qs.filter(slug=ref).first()
+    else:
+        found = qs.filter(slug=ref).first()
+    if found is None:
+        raise Campaign.DoesNotExist(f"No campaign with slug or id {ref!r}.")
+    return found

@@ -1,0 +1,238 @@
+"""Writes to the control plane. Admin actions, management commands and tasks all call these.
+
+Every operator-visible change is atomic and leaves one AuditEvent row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import models, transaction
+from django.utils import timezone
+
+from ventures.models import (
+    CAMPAIGN_TRANSITIONS,
+    AuditEvent,
+    Campaign,
+    CampaignStatus,
+    SendMode,
+    SystemControl,
+    Venture,
+)
+
+Actor = AbstractBaseUser | str
+
+
+class DomainError(Exception):
+    """A refusal an operator should read as is (never a traceback)."""
+
+
+class IllegalTransitionError(DomainError):
+    pass
+
+
+class PreflightFailedError(DomainError):
+    pass
+
+
+def actor_label(actor: Actor) -> str:
+    if isinstance(actor, str):
+        return actor
+    return getattr(actor, "get_username", lambda: str(actor))() or f"user#{actor.pk}"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, models.Model):
+        return value.pk
+    return value
+
+
+def snapshot(obj: models.Model, fields: list[str] | None = None) -> dict[str, Any]:
+    """A JSON-ready dict of the object's concrete field values (FKs as ids)."""
+    names = fields or [
+        f.attname for f in obj._meta.concrete_fields if f.name not in ("created_at", "updated_at")
+    ]
+    return {name: _jsonable(getattr(obj, name)) for name in names}
+
+
+def _venture_id_of(entity: models.Model) -> int | None:
+    if isinstance(entity, Venture):
+        return entity.pk
+    return getattr(entity, "venture_id", None)
+
+
+def audit_record(
+    *,
+    actor: Actor,
+    action: str,
+    entity: models.Model,
+    before: dict | None = None,
+    after: dict | None = None,
+    reason: str = "",
+) -> AuditEvent:
+    return AuditEvent.objects.create(
+        actor=actor_label(actor),
+        action=action,
+        entity_type=entity._meta.label_lower,
+        entity_id=str(entity.pk),
+        entity_repr=str(entity)[:300],
+        venture_id=_venture_id_of(entity),
+        before=before,
+        after=after,
+        reason=reason,
+    )
+
+
+def audit_changes(
+    *, actor: Actor, entity: models.Model, before: dict | None, action: str = "", reason: str = ""
+) -> AuditEvent | None:
+    """Record what changed between `before` (None for a creation) and the saved entity."""
+    after = snapshot(entity)
+    if before is None:
+        return audit_record(
+            actor=actor, action=action or "create", entity=entity, after=after, reason=reason
+        )
+    changed = {k for k in after if before.get(k) != after[k]}
+    if not changed:
+        return None
+    return audit_record(
+        actor=actor,
+        action=action or "update",
+        entity=entity,
+        before={k: before.get(k) for k in sorted(changed)},
+        after={k: after[k] for k in sorted(changed)},
+        reason=reason,
+    )
+
+
+def _live_preflight_errors() -> list[str]:
+    from aicmo_site.preflight import preflight_errors  # project-level checks, imported late
+
+    return preflight_errors(mode=SendMode.LIVE)
+
+
+def campaign_transition(
+    *, campaign: Campaign, action: str, actor: Actor, reason: str = ""
+) -> Campaign:
+    """Move a campaign along its state machine (start/pause/resume/stop/complete).
+
+    Raises IllegalTransitionError for a move the machine does not allow from the current
+    state, and PreflightFailedError when a live-mode campaign would (re)start while preflight
+    fails.
+    """
+    if action not in CAMPAIGN_TRANSITIONS:
+        raise IllegalTransitionError(f"Unknown campaign action {action!r}.")
+    sources, target = CAMPAIGN_TRANSITIONS[action]
+    with transaction.atomic():
+        locked = Campaign.objects.select_for_update().select_related("venture").get(pk=campaign.pk)
+        if locked.status not in sources:
+            allowed = ", ".join(locked.allowed_actions()) or "none (final state)"
+            raise IllegalTransitionError(
+                f"Cannot {action} campaign '{locked.slug}': it is {locked.get_status_display()}."
+                f" Allowed actions: {allowed}."
+            )
+        if action in ("start", "resume") and locked.mode == SendMode.LIVE:
+            errors = _live_preflight_errors()
+            if errors:
+                raise PreflightFailedError(
+                    f"Cannot {action} live campaign '{locked.slug}': preflight fails: "
+                    + "; ".join(errors)
+                )
+        before = {"status": locked.status}
+        locked.status = target
+        fields = ["status", "updated_at"]
+        now = timezone.now()
+        if action == "start" and locked.started_at is None:
+            locked.started_at = now
+            fields.append("started_at")
+        if target in (CampaignStatus.STOPPED, CampaignStatus.COMPLETED):
+            locked.finished_at = now
+            fields.append("finished_at")
+        locked.save(update_fields=fields)
+        audit_record(
+            actor=actor,
+            action=f"campaign.{action}",
+            entity=locked,
+            before=before,
+            after={"status": target},
+            reason=reason,
+        )
+    return locked
+
+
+def _toggle_kill(*, obj: models.Model, on: bool, actor: Actor, reason: str, action: str) -> bool:
+    """Flip obj.kill_switch under a row lock; returns False when it already had that value."""
+    model = type(obj)
+    with transaction.atomic():
+        locked = model.objects.select_for_update().get(pk=obj.pk)
+        if locked.kill_switch == on:
+            return False
+        before = {"kill_switch": locked.kill_switch, "kill_reason": locked.kill_reason}
+        locked.kill_switch = on
+        locked.kill_reason = reason[:500] if on else ""
+        locked.save(update_fields=["kill_switch", "kill_reason", "updated_at"])
+        audit_record(
+            actor=actor,
+            action=f"{action}.{'kill' if on else 'unkill'}",
+            entity=locked,
+            before=before,
+            after={"kill_switch": on, "kill_reason": locked.kill_reason},
+            reason=reason,
+        )
+    obj.kill_switch, obj.kill_reason = locked.kill_switch, locked.kill_reason
+    return True
+
+
+def campaign_set_kill_switch(
+    *, campaign: Campaign, on: bool, actor: Actor, reason: str = ""
+) -> bool:
+    """Kill (on=True) or unkill a campaign. Independent of its status; halts sending at once."""
+    return _toggle_kill(obj=campaign, on=on, actor=actor, reason=reason, action="campaign")
+
+
+def venture_set_kill_switch(*, venture: Venture, on: bool, actor: Actor, reason: str = "") -> bool:
+    """Kill or unkill every campaign of a venture."""
+    return _toggle_kill(obj=venture, on=on, actor=actor, reason=reason, action="venture")
+
+
+def global_kill_switch_set(*, on: bool, actor: Actor, reason: str = "") -> bool:
+    """The admin toggle of the global kill switch (AICMO_KILL_SWITCH is the other way)."""
+    SystemControl.load()
+    return _toggle_kill(obj=SystemControl(pk=1), on=on, actor=actor, reason=reason, action="global")
+
+
+def campaign_set_mode(*, campaign: Campaign, mode: str, actor: Actor, reason: str = "") -> bool:
+    """Switch proof/live. Going live while the campaign runs requires a passing preflight."""
+    if mode not in SendMode.values:
+        raise DomainError(f"Unknown mode {mode!r}: use proof or live.")
+    with transaction.atomic():
+        locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        if locked.mode == mode:
+            return False
+        if mode == SendMode.LIVE and locked.status == CampaignStatus.RUNNING:
+            errors = _live_preflight_errors()
+            if errors:
+                raise PreflightFailedError(
+                    f"Cannot switch running campaign '{locked.slug}' to live: preflight fails: "
+                    + "; ".join(errors)
+                )
+        before = {"mode": locked.mode}
+        locked.mode = mode
+        locked.save(update_fields=["mode", "updated_at"])
+        audit_record(
+            actor=actor,
+            action="campaign.mode",
+            entity=locked,
+            before=before,
+            after={"mode": mode},
+            reason=reason,
+        )
+    campaign.mode = mode
+    return True

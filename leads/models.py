@@ -1,1 +1,458 @@
-"""Models of the leads app."""
+"""Leads: the people a campaign may contact, where they came from, and who must never be contacted.
+
+Lead.status is the one lifecycle field later apps read and write:
+- active: may be enrolled in sequences (subject to consent and the send-time guardrails).
+- suppressed: matched the suppression list (email, @domain or identity) after import.
+- unsubscribed / replied / bounced: set by outreach when feedback arrives; never sent to again.
+- erased: GDPR erasure; every personal field is blank and only ids and counters remain.
+Only `active` leads may be sent to; every other status is terminal for sending.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone as djtz
+
+from ventures.models import Campaign, IcpSegment, Venture
+
+
+def identity_hash_of(*, email_key: str = "", phone: str = "", linkedin_url: str = "") -> str:
+    """SHA-256 hex of the strongest identifier: the email dedup key, else the E.164 phone, else
+    the normalised LinkedIn URL. Empty when there is none. Prefixes keep the three kinds apart."""
+    if email_key:
+        material = "email:" + email_key
+    elif phone:
+        material = "phone:" + phone
+    elif linkedin_url:
+        material = "linkedin:" + linkedin_url
+    else:
+        return ""
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+
+class ConsentStatus(models.TextChoices):
+    UNKNOWN = "unknown", "Unknown"
+    CONSENTED = "consented", "Consented"
+    DNC = "dnc", "Do not contact"
+
+
+class LeadStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    SUPPRESSED = "suppressed", "Suppressed"
+    UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+    REPLIED = "replied", "Replied"
+    BOUNCED = "bounced", "Bounced"
+    ERASED = "erased", "Erased (GDPR)"
+
+
+class Grade(models.TextChoices):
+    A = "A", "A"
+    B = "B", "B"
+    C = "C", "C"
+    D = "D", "D"
+
+
+class SourceChannel(models.TextChoices):
+    IMPORT = "import", "File import"
+    FORM = "form", "Capture form"
+    API = "api", "Bulk API"
+    MANUAL = "manual", "Entered by hand"
+
+
+class CrossCampaignPolicy(models.TextChoices):
+    ALLOW = "allow", "Allow leads active in another campaign of the venture"
+    SKIP_ACTIVE = "skip_active", "Skip leads active in another campaign of the venture"
+
+
+class BatchState(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class ImportBatch(models.Model):
+    """One file import (or one form/API delivery) into a campaign, with its counters.
+
+    `stored_path` holds the uploaded file while a background import waits or runs. The counters
+    are written after every chunk so a progress bar can read them while the import runs.
+    """
+
+    # Indexed by leadbatch_campaign_sha_idx below.
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.PROTECT, related_name="import_batches", db_index=False
+    )
+    channel = models.CharField(
+        max_length=10, choices=SourceChannel.choices, default=SourceChannel.IMPORT
+    )
+    source = models.CharField(
+        "source list name", max_length=200, blank=True, help_text="e.g. 'Apollo Q4 DACH'."
+    )
+    file_name = models.CharField(max_length=255, blank=True)
+    file_sha256 = models.CharField(max_length=64, blank=True)
+    file_size = models.PositiveBigIntegerField(default=0)
+    stored_path = models.CharField(max_length=500, blank=True, editable=False)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="lead_import_batches",
+    )
+    actor = models.CharField(max_length=200, blank=True, help_text="Who started it (audit label).")
+    forced = models.BooleanField(default=False, help_text="Re-import of a file already imported.")
+    mapping = models.JSONField(default=dict, blank=True, help_text="Column -> lead field used.")
+    state = models.CharField(max_length=10, choices=BatchState.choices, default=BatchState.PENDING)
+    error = models.TextField(blank=True, help_text="Why a failed import failed.")
+    created_at = models.DateTimeField(default=djtz.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_done = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(
+        default=0, help_text="Already in the campaign with nothing new to fill in."
+    )
+    duplicates_in_file = models.PositiveIntegerField(default=0)
+    duplicates_in_campaign = models.PositiveIntegerField(default=0)
+    active_elsewhere = models.PositiveIntegerField(
+        default=0, help_text="Already active in another campaign of the venture."
+    )
+    skipped_active_elsewhere = models.PositiveIntegerField(
+        default=0, help_text="Of those, skipped by the campaign's cross-campaign policy."
+    )
+    suppressed = models.PositiveIntegerField(default=0)
+    invalid = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "import batches"
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # Re-import refusal looks up the same file hash in the same campaign.
+            models.Index(fields=["campaign", "file_sha256"], name="leadbatch_campaign_sha_idx"),
+            # The background task and the admin look for pending/running batches.
+            models.Index(fields=["state"], name="leadbatch_state_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state__in=BatchState.values), name="leadbatch_state_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Import #{self.pk} {self.file_name or self.channel} into {self.campaign_id}"
+
+    @property
+    def progress_percent(self) -> int:
+        if self.state == BatchState.DONE:
+            return 100
+        if not self.rows_total:
+            return 0
+        return min(100, self.rows_done * 100 // self.rows_total)
+
+    def counts(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in COUNT_FIELDS}
+
+
+COUNT_FIELDS = (
+    "rows_total",
+    "rows_done",
+    "created",
+    "updated",
+    "unchanged",
+    "duplicates_in_file",
+    "duplicates_in_campaign",
+    "active_elsewhere",
+    "skipped_active_elsewhere",
+    "suppressed",
+    "invalid",
+)
+
+
+class RowIssueKind(models.TextChoices):
+    INVALID = "invalid", "Invalid"
+    DUPLICATE = "duplicate", "Duplicate in the file"
+    SUPPRESSED = "suppressed", "Suppressed"
+    SKIPPED = "skipped", "Skipped (active in another campaign)"
+
+
+class ImportRowError(models.Model):
+    """A row of a file that was not imported as a new lead, with why. Never holds the row's
+    personal data: the operator opens the file at `row_number` to see it."""
+
+    batch = models.ForeignKey(ImportBatch, on_delete=models.CASCADE, related_name="row_errors")
+    row_number = models.PositiveIntegerField(help_text="Line in the file; the header is row 1.")
+    column = models.CharField(max_length=200, blank=True)
+    kind = models.CharField(
+        max_length=10, choices=RowIssueKind.choices, default=RowIssueKind.INVALID
+    )
+    reason = models.CharField(max_length=500)
+
+    class Meta:
+        ordering = ["batch", "row_number", "id"]
+        indexes = [
+            # The batch page and the CSV download list a batch's rows in file order.
+            models.Index(fields=["batch", "row_number"], name="leadrowerr_batch_row_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"row {self.row_number}: {self.reason}"
+
+
+class Lead(models.Model):
+    """A person in one campaign. The same person in two campaigns is two rows with the same
+    identity hash; `venture` is stored too so cross-campaign checks need no join."""
+
+    # The unique (campaign, email_key) index serves campaign filters, so no separate FK index.
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.PROTECT, related_name="leads", db_index=False
+    )
+    # Covered by the (venture, identity_hash) index.
+    venture = models.ForeignKey(
+        Venture, on_delete=models.PROTECT, related_name="leads", db_index=False
+    )
+    status = models.CharField(max_length=12, choices=LeadStatus.choices, default=LeadStatus.ACTIVE)
+
+    email = models.CharField(max_length=254, blank=True, help_text="As validated (domain lower).")
+    email_key = models.CharField(
+        max_length=254, blank=True, editable=False, help_text="Lower-cased email: the dedup key."
+    )
+    identity_hash = models.CharField(max_length=64, blank=True, editable=False)
+    first_name = models.CharField(max_length=150, blank=True)
+    last_name = models.CharField(max_length=150, blank=True)
+    title = models.CharField(max_length=300, blank=True)
+    company = models.CharField(max_length=300, blank=True)
+    company_domain = models.CharField(max_length=253, blank=True)
+    website = models.CharField(max_length=500, blank=True)
+    phone = models.CharField(max_length=40, blank=True, help_text="E.164 when parseable.")
+    linkedin_url = models.CharField(max_length=500, blank=True)
+    city = models.CharField(max_length=150, blank=True)
+    state = models.CharField(max_length=150, blank=True)
+    country = models.CharField(max_length=150, blank=True)
+    timezone = models.CharField(max_length=64, blank=True)
+    industry = models.CharField(max_length=200, blank=True)
+    company_size = models.PositiveIntegerField(null=True, blank=True, help_text="Employees.")
+    # Indexed by lead_segment_idx below.
+    segment = models.ForeignKey(
+        IcpSegment,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="leads",
+        db_index=False,
+    )
+
+    consent_status = models.CharField(
+        max_length=10, choices=ConsentStatus.choices, default=ConsentStatus.UNKNOWN
+    )
+    consent_at = models.DateTimeField(null=True, blank=True)
+    consent_source = models.CharField(max_length=200, blank=True)
+    value_estimate = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    custom_fields = models.JSONField(default=dict, blank=True)
+
+    source_channel = models.CharField(
+        max_length=10, choices=SourceChannel.choices, default=SourceChannel.IMPORT
+    )
+    source_list = models.CharField(max_length=200, blank=True)
+    source_batch = models.ForeignKey(
+        ImportBatch, on_delete=models.SET_NULL, null=True, blank=True, related_name="leads"
+    )
+    source_row = models.PositiveIntegerField(null=True, blank=True)
+    # The last import that touched the lead: a second row for the same person in that import is
+    # a duplicate within the file. No FK constraint or index: only the importer reads it, by id.
+    last_batch = models.ForeignKey(
+        ImportBatch,
+        on_delete=models.DO_NOTHING,
+        null=True,
+        blank=True,
+        db_index=False,
+        db_constraint=False,
+        related_name="+",
+        editable=False,
+    )
+    utm_source = models.CharField(max_length=200, blank=True)
+    utm_medium = models.CharField(max_length=200, blank=True)
+    utm_campaign = models.CharField(max_length=200, blank=True)
+    utm_content = models.CharField(max_length=200, blank=True)
+    first_touch_at = models.DateTimeField(null=True, blank=True)
+    last_touch_at = models.DateTimeField(null=True, blank=True)
+
+    fit_score = models.PositiveSmallIntegerField(default=0)
+    grade = models.CharField(max_length=1, choices=Grade.choices, default=Grade.D)
+    score_explanation = models.TextField(blank=True)
+
+    created_at = models.DateTimeField(default=djtz.now)
+    updated_at = models.DateTimeField(default=djtz.now)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            # One lead per person per campaign; the importer's ON CONFLICT targets this index.
+            models.UniqueConstraint(
+                fields=["campaign", "email_key"],
+                condition=~Q(email_key=""),
+                name="uniq_lead_campaign_email_key",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=LeadStatus.values), name="lead_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(consent_status__in=ConsentStatus.values), name="lead_consent_valid"
+            ),
+            models.CheckConstraint(condition=Q(grade__in=Grade.values), name="lead_grade_valid"),
+        ]
+        indexes = [
+            # Cross-campaign dedup and erasure find a person's rows in a venture by identity.
+            models.Index(fields=["venture", "identity_hash"], name="lead_venture_identity_idx"),
+            # Erasure and suppression by email across ventures; also the admin's email-prefix
+            # search (LIKE 'prefix%' uses it on PostgreSQL thanks to varchar_pattern_ops).
+            models.Index(
+                fields=["email_key"],
+                name="lead_email_key_prefix_idx",
+                opclasses=["varchar_pattern_ops"],
+            ),
+            # Admin filters: consent within a campaign, newest first.
+            models.Index(
+                fields=["campaign", "consent_status", "-id"], name="lead_campaign_consent_idx"
+            ),
+            # Admin filter by ICP segment (and segment moves), newest first.
+            models.Index(fields=["segment", "-id"], name="lead_segment_idx"),
+            # Admin filter by source channel and list name.
+            models.Index(fields=["source_channel", "source_list"], name="lead_source_idx"),
+            # Routing and reports pick a campaign's active leads by grade.
+            models.Index(fields=["campaign", "status", "grade"], name="lead_campaign_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        if self.status == LeadStatus.ERASED:
+            return f"Erased lead #{self.pk}"
+        return self.email or f"Lead #{self.pk}"
+
+    @property
+    def full_name(self) -> str:
+        return " ".join(p for p in (self.first_name, self.last_name) if p)
+
+
+class CampaignLeadPolicy(models.Model):
+    """Per-campaign import policy (kept on the leads side: ventures does not know about leads).
+    A campaign without a row uses the defaults below."""
+
+    campaign = models.OneToOneField(Campaign, on_delete=models.CASCADE, related_name="lead_policy")
+    cross_campaign = models.CharField(
+        max_length=12,
+        choices=CrossCampaignPolicy.choices,
+        default=CrossCampaignPolicy.SKIP_ACTIVE,
+        help_text="What to do with a person already active in another campaign of the venture.",
+    )
+
+    class Meta:
+        verbose_name_plural = "campaign lead policies"
+
+    def __str__(self) -> str:
+        return f"{self.campaign}: {self.get_cross_campaign_display()}"
+
+
+class SuppressionKind(models.TextChoices):
+    EMAIL = "email", "Email address"
+    DOMAIN = "domain", "Whole domain"
+    IDENTITY = "identity", "Identity hash (erased person)"
+
+
+class SuppressionEntry(models.Model):
+    """Someone who must never be imported as active or contacted.
+
+    EMAIL entries keep the lower-cased address in `value` and its identity hash; IDENTITY
+    entries (left by erasure) keep only the hash; DOMAIN entries keep the domain in `value`.
+    No venture = global.
+    """
+
+    kind = models.CharField(max_length=10, choices=SuppressionKind.choices)
+    value = models.CharField(max_length=254, help_text="Email, domain, or the identity hash.")
+    identity_hash = models.CharField(max_length=64, blank=True)
+    venture = models.ForeignKey(
+        Venture,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="suppressions",
+        help_text="Empty = applies to every venture.",
+    )
+    reason = models.CharField(max_length=300, blank=True)
+    source = models.CharField(max_length=200, blank=True, help_text="e.g. cli, admin, erasure.")
+    created_at = models.DateTimeField(default=djtz.now)
+
+    class Meta:
+        verbose_name_plural = "suppression entries"
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "value"],
+                condition=Q(venture__isnull=True),
+                name="uniq_suppression_global",
+            ),
+            models.UniqueConstraint(
+                fields=["kind", "value", "venture"],
+                condition=Q(venture__isnull=False),
+                name="uniq_suppression_venture",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind__in=SuppressionKind.values), name="suppression_kind_valid"
+            ),
+        ]
+        indexes = [
+            # The importer checks each chunk's identity hashes against the list.
+            models.Index(fields=["identity_hash"], name="suppression_identity_idx"),
+            # ... and each chunk's domains (kind=domain, value=domain); the unique
+            # constraints above also start with (kind, value).
+        ]
+
+    def __str__(self) -> str:
+        if self.kind == SuppressionKind.IDENTITY:
+            return f"identity {self.value[:12]}…"
+        return self.value
+
+
+class ScoringField(models.TextChoices):
+    SEGMENT = "segment", "Matches an ICP segment"
+    TITLE = "title", "Title contains"
+    INDUSTRY = "industry", "Industry is"
+    COUNTRY = "country", "Country is"
+    COMPANY_SIZE = "company_size", "Company size between"
+    CUSTOM = "custom", "Custom column is filled in"
+
+
+class ScoringRule(models.Model):
+    """One editable signal of a venture's fit score. A lead's score is the sum of the points of
+    the rules it matches, capped at 100; grades: A >= 75, B >= 50, C >= 25, else D."""
+
+    venture = models.ForeignKey(Venture, on_delete=models.CASCADE, related_name="scoring_rules")
+    label = models.CharField(
+        max_length=100, help_text="Shown in the explanation, e.g. 'senior title'."
+    )
+    field = models.CharField(max_length=14, choices=ScoringField.choices)
+    values = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Title keywords, industries or countries (case-insensitive); custom: column names.",
+    )
+    size_min = models.PositiveIntegerField(null=True, blank=True)
+    size_max = models.PositiveIntegerField(null=True, blank=True)
+    points = models.SmallIntegerField(default=10)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["venture", "-points", "label"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(field__in=ScoringField.values), name="scoring_field_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.points:+d})"

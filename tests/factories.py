@@ -74,3 +74,42 @@ class CampaignFactory(factory.django.DjangoModelFactory):
     sender_name = "Sam Sender"
     sender_email = "sam@venture.example"
     reply_to = "replies@venture.example"
+
+
+# --- leads (owned by the leads helper) ---
+from leads.models import ImportBatch, Lead, SuppressionEntry, identity_hash_of  # noqa: E402
+
+
+class LeadFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Lead
+
+    campaign = factory.SubFactory(CampaignFactory)
+    venture = factory.LazyAttribute(lambda o: o.campaign.venture)
+    email = factory.Sequence(lambda n: f"lead{n}@prospect.example")
+    email_key = factory.LazyAttribute(lambda o: o.email.lower())
+    identity_hash = factory.LazyAttribute(lambda o: identity_hash_of(email_key=o.email_key))
+    first_name = "Lena"
+    last_name = "Lead"
+    title = "VP Sales"
+    company = "Prospect GmbH"
+    country = "Germany"
+
+
+class ImportBatchFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ImportBatch
+
+    campaign = factory.SubFactory(CampaignFactory)
+    file_name = "leads.csv"
+    source = "test list"
+
+
+class SuppressionEntryFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = SuppressionEntry
+
+    kind = "email"
+    value = factory.Sequence(lambda n: f"blocked{n}@prospect.example")
+    identity_hash = factory.LazyAttribute(lambda o: identity_hash_of(email_key=o.value))
+    reason = "test"

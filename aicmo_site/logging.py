@@ -2,8 +2,9 @@
 
 `RedactingFilter` rewrites each record before any handler formats it: the message, its
 arguments, the exception text and the stack. `configure` (the project's LOGGING_CONFIG) applies
-the settings' dictConfig and then attaches the filter to every handler that lacks one, so a
-handler added by Django's defaults or by a library is covered too.
+the settings' dictConfig, attaches the filter to every handler that lacks one (Django's
+defaults included), and installs a record factory that applies the same redaction when a record
+is created, so a handler that a library adds later is covered too.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import logging
 import logging.config
 import re
 import traceback
-from typing import Any
 
 REDACTED = "[REDACTED]"
 
@@ -72,13 +72,6 @@ def redact(text: str) -> str:
     return _TOKEN_SHAPES.sub(REDACTED, text)
 
 
-def _redact_arg(value: Any) -> Any:
-    if isinstance(value, str | bytes | int | float | bool) or value is None:
-        return redact(value) if isinstance(value, str) else value
-    # Anything else (dicts, exceptions, objects) is rendered now, redacted, and passed as text.
-    return redact(str(value) if not isinstance(value, dict) else repr(value))
-
-
 class RedactingFilter(logging.Filter):
     """Redacts secrets in place; never drops a record."""
 
@@ -86,19 +79,17 @@ class RedactingFilter(logging.Filter):
         if getattr(record, "_aicmo_redacted", False):
             return True
         try:
-            record.msg = redact(str(record.msg))
-            if isinstance(record.args, dict):
-                record.args = {k: _redact_arg(v) for k, v in record.args.items()}
-            elif record.args:
-                record.args = tuple(_redact_arg(a) for a in record.args)
-            if record.exc_info and not record.exc_text:
-                record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip()
-            if record.exc_text:
-                record.exc_text = redact(record.exc_text)
-            if record.stack_info:
-                record.stack_info = redact(record.stack_info)
-        except Exception:  # a broken record is still better logged than lost
-            record.msg, record.args = redact(repr(record.msg)), ()
+            # Merge the arguments first: a "%s" in the template must not be taken for a value,
+            # and a secret passed as an argument must not survive in record.args.
+            record.msg, record.args = redact(record.getMessage()), ()
+        except Exception:  # a record that cannot be formatted is still better logged than lost
+            record.msg, record.args = redact(f"{record.msg!r} {record.args!r}"), ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         record._aicmo_redacted = True
         return True
 
@@ -117,8 +108,28 @@ def attach_to_all_handlers() -> int:
     return fixed
 
 
+_FILTER = RedactingFilter()
+
+
+def _install_record_factory() -> None:
+    """Redact every record at creation, so a handler that a library adds after start-up (and so
+    without our filter) still never sees a secret."""
+    base = logging.getLogRecordFactory()
+    if getattr(base, "_aicmo_redacting", False):
+        return
+
+    def factory(*args, **kwargs) -> logging.LogRecord:
+        record = base(*args, **kwargs)
+        _FILTER.filter(record)
+        return record
+
+    factory._aicmo_redacting = True
+    logging.setLogRecordFactory(factory)
+
+
 def configure(logging_settings: dict) -> None:
     """LOGGING_CONFIG entry point: dictConfig, then make sure no handler is left unfiltered."""
     if logging_settings:
         logging.config.dictConfig(logging_settings)
     attach_to_all_handlers()
+    _install_record_factory()

@@ -20,6 +20,20 @@ env = environ.Env()
 _env_file = Path(os.environ.get("AICMO_ENV_FILE", BASE_DIR / ".env"))
 if _env_file.is_file():
     environ.Env.read_env(_env_file, overwrite=False)
+# `NAME=` (as in .env.example) means "use the default", never "the empty value".
+_CORE_VARS = {
+    "DATABASE_URL",
+    "SECRET_KEY",
+    "DEBUG",
+    "ALLOWED_HOSTS",
+    "CSRF_TRUSTED_ORIGINS",
+    "LOG_LEVEL",
+}
+for _name, _value in list(os.environ.items()):
+    if _value.strip() == "" and (
+        _name in _CORE_VARS or _name.startswith(("AICMO_", "EMAIL_", "SECURE_"))
+    ):
+        del os.environ[_name]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}

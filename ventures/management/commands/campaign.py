@@ -7,6 +7,7 @@ the services' (the same ones the admin calls).
 
 from __future__ import annotations
 
+import argparse
 import getpass
 import json
 from typing import Any
@@ -57,16 +58,28 @@ class Command(BaseCommand):
             "--actor", default=None, help="Who is acting, for the audit trail (default: $USER)."
         )
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-        sub.add_parser("list", help="List campaigns.")
+
+        def add(name: str, text: str) -> CommandParser:
+            p = sub.add_parser(
+                name, help=text, called_from_command_line=parser.called_from_command_line
+            )
+            # Accepted after the action too; SUPPRESS keeps a value given before the action.
+            p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+            p.add_argument("--actor", default=argparse.SUPPRESS)
+            return p
+
+        add("list", "List campaigns.")
         for name in ("status", "dump"):
-            p = sub.add_parser(name, help=f"{name.capitalize()} a campaign.")
-            p.add_argument("campaign", metavar="C", help="Campaign slug or id.")
+            add(name, f"{name.capitalize()} a campaign.").add_argument(
+                "campaign", metavar="C", help="Campaign slug or id."
+            )
         for name in (*TRANSITION_ACTIONS, "kill", "unkill"):
-            p = sub.add_parser(name, help=f"{name.capitalize()} a campaign.")
+            p = add(name, f"{name.capitalize()} a campaign.")
             p.add_argument("campaign", metavar="C", help="Campaign slug or id.")
             p.add_argument("--reason", default="", help="Why (recorded in the audit trail).")
-        p = sub.add_parser("load", help="Create or update a campaign from a TOML file.")
-        p.add_argument("file", metavar="FILE.toml")
+        add("load", "Create or update a campaign from a TOML file.").add_argument(
+            "file", metavar="FILE.toml"
+        )
 
     def handle(self, *args, **options) -> None:
         self.as_json = options["json"]

@@ -1,0 +1,53 @@
+"""Run the project as an operator would: `manage.py` (or Python) in a fresh process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+GOOD_SECRET = "k3Jf9-Qm2Zx7Lp4Rt8Vw1Ny6Hb5Gc0Ds-aU3eI7oP2sD9fG4hJ8kL1zX6cV5bN0m"
+
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    """The machine's environment without any project variable, plus `overrides`."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AICMO_", "ANYMAIL_", "EMAIL_", "DJANGO_", "PYTEST_"))
+        and k not in ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL")
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="aicmo_site.settings",
+        AICMO_ENV_FILE=os.devnull,
+        SECRET_KEY=GOOD_SECRET,
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    env.update(overrides)
+    return {k: v for k, v in env.items() if v is not None}
+
+
+def manage(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "manage.py"), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def python(code: str, *, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

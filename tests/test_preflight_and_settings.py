@@ -1,0 +1,276 @@
+"""Preflight, settings validation, /healthz and the deploy check, as an operator meets them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import time_machine
+from django.test import override_settings
+from django.utils import timezone
+
+from aicmo_site.preflight import run_preflight
+from tests.proc import clean_env, manage, python
+from ventures.models import WorkerHeartbeat
+from ventures.tasks import worker_heartbeat
+
+UNREACHABLE_DB = "postgres://postgres@127.0.0.1:9/aicmo_nowhere"
+
+
+@pytest.fixture(scope="module")
+def migrated_sqlite(tmp_path_factory) -> str:
+    """A real, migrated SQLite database file, as `make demo` leaves one."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'aicmo.sqlite3'}"
+    result = manage("migrate", "--no-input", env=clean_env(DATABASE_URL=url))
+    assert result.returncode == 0, result.stderr
+    return url
+
+
+def ids(messages) -> list[str]:
+    return [m.id for m in messages]
+
+
+# --- preflight, in process -------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_preflight_passes_with_only_a_heartbeat_warning_before_any_worker_ran():
+    assert ids(run_preflight()) == ["aicmo.W001"]
+
+
+@pytest.mark.django_db
+def test_preflight_is_clean_once_a_worker_heartbeat_is_fresh():
+    worker_heartbeat()
+    assert run_preflight() == []
+
+
+@pytest.mark.django_db
+def test_stale_heartbeat_is_a_warning_not_a_failure():
+    worker_heartbeat()
+    with time_machine.travel(timezone.now() + timezone.timedelta(minutes=30)):
+        [message] = run_preflight()
+    assert message.id == "aicmo.W001"
+    assert "stale" in message.msg
+    assert not message.is_serious()
+
+
+@pytest.mark.django_db
+def test_development_secret_key_fails_outside_debug(settings):
+    settings.SECRET_KEY = settings.DEV_SECRET_KEY
+    assert "aicmo.E001" in ids(run_preflight())
+    settings.DEBUG = True
+    assert "aicmo.E001" not in ids(run_preflight())
+
+
+@pytest.mark.django_db
+def test_short_secret_key_fails(settings):
+    settings.SECRET_KEY = "short"
+    assert "aicmo.E001" in ids(run_preflight())
+
+
+@pytest.mark.django_db
+def test_unwritable_artifact_dir_fails(settings, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    settings.AICMO_ARTIFACT_DIR = blocker / "artifacts"
+    [message] = [m for m in run_preflight() if m.id == "aicmo.E004"]
+    assert str(blocker / "artifacts") in message.msg
+
+
+@pytest.mark.django_db
+def test_live_mode_needs_live_switch_public_https_site_and_a_real_backend():
+    found = ids(run_preflight(mode="live"))
+    assert {"aicmo.E010", "aicmo.E011", "aicmo.E012"} <= set(found)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "django.core.mail.backends.console.EmailBackend",
+        "django.core.mail.backends.locmem.EmailBackend",
+        "django.core.mail.backends.filebased.EmailBackend",
+    ],
+)
+def test_live_mode_refuses_backends_that_do_not_deliver(backend):
+    with override_settings(
+        AICMO_SEND_MODE="live",
+        AICMO_SITE_URL="https://aicmo.example.com",
+        EMAIL_URL_CONFIGURED=True,
+        EMAIL_BACKEND=backend,
+    ):
+        assert ids(run_preflight(mode="live")) == ["aicmo.E012", "aicmo.W001"]
+
+
+@pytest.mark.django_db
+def test_live_mode_refuses_an_esp_backend_that_is_not_installed():
+    with override_settings(
+        AICMO_SEND_MODE="live",
+        AICMO_SITE_URL="https://aicmo.example.com",
+        EMAIL_URL_CONFIGURED=True,
+        EMAIL_BACKEND="anymail.backends.nosuchesp.EmailBackend",
+    ):
+        assert "aicmo.E013" in ids(run_preflight(mode="live"))
+
+
+@pytest.mark.django_db
+def test_live_mode_passes_with_smtp_and_a_public_site():
+    worker_heartbeat()
+    with override_settings(
+        AICMO_SEND_MODE="live",
+        AICMO_SITE_URL="https://aicmo.example.com",
+        EMAIL_URL_CONFIGURED=True,
+        EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+    ):
+        assert run_preflight(mode="live") == []
+
+
+# --- preflight, as a command in a fresh process ----------------------------------------------
+
+
+def test_preflight_command_passes_on_a_migrated_database(migrated_sqlite):
+    result = manage("preflight", env=clean_env(DATABASE_URL=migrated_sqlite))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "WARN aicmo.W001: No worker heartbeat yet: is the django-q2 cluster running (`make serve`)?",
+        "Preflight passed with 1 warning(s).",
+    ]
+
+
+def test_preflight_command_fails_one_line_per_problem(migrated_sqlite):
+    env = clean_env(DATABASE_URL=migrated_sqlite, SECRET_KEY="")
+    result = manage("preflight", "--mode", "live", env=env)
+    assert result.returncode == 1
+    fails = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
+    assert [line.split(":")[0] for line in fails] == [
+        "FAIL aicmo.E001",
+        "FAIL aicmo.E010",
+        "FAIL aicmo.E011",
+        "FAIL aicmo.E012",
+    ]
+    assert result.stderr.strip() == "CommandError: preflight failed: 4 check(s) failed."
+
+
+def test_preflight_command_reports_unapplied_migrations(tmp_path):
+    url = f"sqlite:///{tmp_path / 'empty.sqlite3'}"
+    result = manage("preflight", "--json", env=clean_env(DATABASE_URL=url))
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["ok"] is False
+    [error] = report["errors"]
+    assert error["id"] == "aicmo.E003"
+    assert "run `manage.py migrate`" in error["message"]
+
+
+def test_preflight_command_reports_an_unreachable_database():
+    result = manage("preflight", env=clean_env(DATABASE_URL=UNREACHABLE_DB))
+    assert result.returncode == 1
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("FAIL")]
+    assert line.startswith("FAIL aicmo.E002: Database 'default' is not reachable")
+
+
+# --- settings ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("DEBUG", "maybe", "DEBUG='maybe' is not a boolean"),
+        ("AICMO_SEND_MODE", "loud", "AICMO_SEND_MODE='loud' must be one of: proof, live"),
+        (
+            "AICMO_GLOBAL_DAILY_LIMIT",
+            "lots",
+            "AICMO_GLOBAL_DAILY_LIMIT='lots' is not a whole number",
+        ),
+        ("AICMO_GLOBAL_DAILY_LIMIT", "-5", "AICMO_GLOBAL_DAILY_LIMIT='-5' must be at least 0"),
+        ("AICMO_KILL_SWITCH", "perhaps", "AICMO_KILL_SWITCH='perhaps' is not a boolean"),
+        (
+            "AICMO_SITE_URL",
+            "aicmo.example.com",
+            "AICMO_SITE_URL='aicmo.example.com' must be an absolute",
+        ),
+        ("DATABASE_URL", "mysql://u@h/db", "DATABASE_URL uses django.db.backends.mysql"),
+        ("EMAIL_URL", "anymail://", "EMAIL_URL='anymail://': expected anymail://<esp name>"),
+    ],
+)
+def test_bad_setting_fails_at_start_naming_the_variable(variable, value, message):
+    result = manage("campaign", "list", env=clean_env(**{variable: value}))
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(f"Configuration error: {message}")
+    assert "Traceback" not in result.stderr
+
+
+def test_manage_py_refuses_the_development_key_outside_debug(migrated_sqlite):
+    result = manage("campaign", "list", env=clean_env(DATABASE_URL=migrated_sqlite, SECRET_KEY=""))
+    assert result.returncode != 0
+    assert "aicmo.E001" in result.stderr
+
+
+def test_deploy_check_is_clean_with_production_settings(migrated_sqlite):
+    env = clean_env(
+        DATABASE_URL=migrated_sqlite,
+        DEBUG="0",
+        ALLOWED_HOSTS="aicmo.example.com",
+        AICMO_SITE_URL="https://aicmo.example.com",
+    )
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+# --- /healthz -----------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_healthz_reports_database_ok_and_missing_worker(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {
+        "status": "ok",
+        "database": "ok",
+        "worker": "missing",
+        "kill_switch": False,
+    }
+
+
+@pytest.mark.django_db
+def test_healthz_reports_fresh_and_stale_workers(client):
+    worker_heartbeat()
+    assert client.get("/healthz").json()["worker"] == "ok"
+    WorkerHeartbeat.objects.update(last_seen=timezone.now() - timezone.timedelta(hours=1))
+    body = client.get("/healthz").json()
+    assert body["worker"] == "stale"
+    assert body["worker_heartbeat_age_seconds"] >= 3600
+
+
+def test_healthz_is_503_when_the_database_is_unreachable():
+    code = (
+        "import django, json; django.setup();"
+        "from django.test import Client;"
+        "r = Client().get('/healthz', HTTP_HOST='localhost');"
+        "print(r.status_code, json.dumps(r.json(), sort_keys=True))"
+    )
+    result = python(code, env=clean_env(DATABASE_URL=UNREACHABLE_DB, DEBUG="1"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        '503 {"database": "unreachable", "status": "error", "worker": "unknown"}'
+    )
+
+
+def test_env_example_documents_every_contract_variable():
+    text = (Path(__file__).resolve().parent.parent / ".env.example").read_text()
+    for name in (
+        "DATABASE_URL",
+        "SECRET_KEY",
+        "DEBUG",
+        "ALLOWED_HOSTS",
+        "EMAIL_URL",
+        "AICMO_SEND_MODE",
+        "AICMO_SITE_URL",
+        "AICMO_ARTIFACT_DIR",
+        "AICMO_GLOBAL_DAILY_LIMIT",
+        "AICMO_KILL_SWITCH",
+        "ANYMAIL_",
+    ):
+        assert f"{name}" in text, name

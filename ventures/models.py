@@ -394,3 +394,30 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise AuditImmutableError("Audit events are append-only.")
+
+
+class VentureApiToken(models.Model):
+    """A revocable credential for a venture's JSON bulk lead API.
+
+    Only a SHA-256 of the token is stored; the plaintext is shown once, at creation.
+    """
+
+    venture = models.ForeignKey(Venture, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=200, help_text="What uses it, e.g. 'website form'.")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    prefix = models.CharField(max_length=12, editable=False, help_text="To recognise it in lists.")
+    created_by = models.CharField(max_length=200, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["venture", "-created_at"]
+
+    def __str__(self) -> str:
+        state = "revoked" if self.revoked_at else "active"
+        return f"{self.name} ({self.prefix}…, {state})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

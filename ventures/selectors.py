@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db.models import QuerySet
 
-from ventures.models import Campaign, SystemControl, Venture
+from ventures.models import Campaign, SystemControl, Venture, VentureApiToken
 
 ADMINISTRATOR_GROUP = "Administrator"
 OPERATOR_GROUP = "Operator"
@@ -66,3 +66,21 @@ def campaign_get(ref: str | int) -> Campaign:
     if found is None:
         raise Campaign.DoesNotExist(f"No campaign with slug or id {ref!r}.")
     return found
+
+
+def api_token_authenticate(plaintext: str) -> VentureApiToken | None:
+    """The active token matching `plaintext` (constant-time by hash lookup), or None."""
+    from django.utils import timezone
+
+    from ventures.services import hash_api_token
+
+    if not plaintext or not plaintext.startswith("aicmo_"):
+        return None
+    token = (
+        VentureApiToken.objects.select_related("venture")
+        .filter(token_hash=hash_api_token(plaintext), revoked_at__isnull=True)
+        .first()
+    )
+    if token is not None:
+        VentureApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    return token

@@ -6,6 +6,8 @@ Every operator-visible change is atomic and leaves one AuditEvent row.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import secrets
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +23,7 @@ from ventures.models import (
     SendMode,
     SystemControl,
     Venture,
+    VentureApiToken,
 )
 
 Actor = AbstractBaseUser | str
@@ -236,3 +239,47 @@ def campaign_set_mode(*, campaign: Campaign, mode: str, actor: Actor, reason: st
         )
     campaign.mode = mode
     return True
+
+
+def venture_api_token_create(
+    *, venture: Venture, name: str, actor: Actor
+) -> tuple[VentureApiToken, str]:
+    """Create a token; returns it and the plaintext, which is never stored or shown again."""
+    plaintext = "aicmo_" + secrets.token_urlsafe(32)
+    with transaction.atomic():
+        token = VentureApiToken.objects.create(
+            venture=venture,
+            name=name.strip()[:200] or "API token",
+            token_hash=hash_api_token(plaintext),
+            prefix=plaintext[:12],
+            created_by=actor_label(actor),
+        )
+        audit_record(
+            actor=actor,
+            action="venture.api_token.create",
+            entity=venture,
+            after={"token": token.prefix},
+        )
+    return token, plaintext
+
+
+def venture_api_token_revoke(*, token: VentureApiToken, actor: Actor, reason: str = "") -> bool:
+    """Revoke a token at once; returns False if it was already revoked."""
+    with transaction.atomic():
+        updated = VentureApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+            revoked_at=timezone.now()
+        )
+        if updated:
+            audit_record(
+                actor=actor,
+                action="venture.api_token.revoke",
+                entity=token.venture,
+                before={"token": token.prefix},
+                reason=reason,
+            )
+    token.refresh_from_db()
+    return bool(updated)
+
+
+def hash_api_token(plaintext: str) -> str:
+    return hashlib.sha256(plaintext.encode()).hexdigest()

@@ -416,12 +416,13 @@ def _weekdays(value: Any, path: KeyPath, loc: Locator) -> str:
         raise loc.error(path, "name at least one weekday")
     digits = []
     for index, name in enumerate(value):
-        digit = _DAY_NAMES.get(name.strip().lower())
+        word = name.strip().lower()
+        digit = _DAY_NAMES.get(word)
         if digit is None:
+            hint = _did_you_mean(word, list(WEEKDAY_NAMES)) or _did_you_mean(word, list(_DAY_NAMES))
             raise loc.error(
                 (*path, index),
-                f"{name!r} is not a weekday{_did_you_mean(name.strip().lower(), list(_DAY_NAMES))}"
-                " (use mon, tue, wed, thu, fri, sat, sun)",
+                f"{name!r} is not a weekday{hint} (use mon, tue, wed, thu, fri, sat, sun)",
             )
         if digit in digits:
             raise loc.error((*path, index), f"{name!r} is listed twice")
@@ -478,10 +479,17 @@ def _read_table(
             elif spec.required:
                 raise loc.error((*path, name), "required key is missing")
             else:
-                out[spec.attr] = model._meta.get_field(spec.attr).get_default()
+                out[spec.attr] = _default(model, spec)
         else:
             out.update(_read_table(value.get(name, {}), spec, model, (*path, name), loc))
     return out
+
+
+def _default(model: type[models.Model], spec: Key) -> Any:
+    default = model._meta.get_field(spec.attr).get_default()
+    if spec.kind == "money":  # as the database gives it back, so that reloads compare equal
+        return Decimal(default).quantize(Decimal("0.01"))
+    return default
 
 
 def _check_keys(value: dict, known: list[str], path: KeyPath, loc: Locator) -> None:
@@ -833,7 +841,7 @@ class _Upserter:
             return instance, Change(entity, slug, "created")
         before = snapshot(instance)
         for attr, value in values.items():
-            setattr(instance, attr, value)
+            setattr(instance, attr, _same_spelling(getattr(instance, attr), value))
         after = snapshot(instance)
         changed = [name for name in after if after[name] != before[name]]
         if not changed:
@@ -865,6 +873,14 @@ class _Upserter:
             ]
             path, message = min(problems, key=lambda p: self.loc(p[0]))
             raise self.loc.error(path, message) from None
+
+
+def _same_spelling(current: Any, new: Any) -> Any:
+    """Keep the stored text when the file's differs only in line endings: browsers submit the
+    admin's text areas with CRLF, and TOML reads every line break as LF."""
+    if isinstance(current, str) and isinstance(new, str) and current.replace("\r\n", "\n") == new:
+        return current
+    return new
 
 
 _MODELS: dict[str, type[models.Model]] = {

@@ -18,6 +18,9 @@ from django.test.utils import CaptureQueriesContext
 
 from tests.factories import CampaignFactory, IcpSegmentFactory, VentureFactory
 from ventures.campaign_code import (
+    CAMPAIGN_KEYS,
+    SEGMENT_KEYS,
+    VENTURE_KEYS,
     CampaignCodeError,
     Locator,
     campaign_dump,
@@ -798,3 +801,37 @@ def test_campaign_load_command_fails_with_a_one_line_reason(write):
 def test_campaign_load_command_reports_a_missing_file():
     with pytest.raises(CommandError, match=r"^missing\.toml: no such file$"):
         call_command("campaign", "--json", "load", "missing.toml")
+
+
+# --------------------------------------------------------------------------------------------
+# The documentation stays true.
+
+DOC = Path(settings.BASE_DIR) / "docs" / "CAMPAIGN_TOML.md"
+
+
+def _documented_tables(schema, heading):
+    """(heading of the doc section, keys it must document) for a table and its sub-tables."""
+    yield heading, [name for name, spec in schema.items() if not isinstance(spec, dict)]
+    for name, spec in schema.items():
+        if isinstance(spec, dict):
+            yield from _documented_tables(spec, f"{heading[:-1]}.{name}]")
+
+
+@pytest.mark.parametrize(
+    ("schema", "heading"),
+    [(VENTURE_KEYS, "[venture]"), (SEGMENT_KEYS, "[[segments]]"), (CAMPAIGN_KEYS, "[campaign]")],
+)
+def test_every_key_is_documented(schema, heading):
+    doc = DOC.read_text(encoding="utf-8")
+    for table, keys in _documented_tables(schema, heading):
+        section = doc.split(f"### `{table}`", 1)[1].split("\n### ", 1)[0]
+        for name in keys:
+            assert f"| `{name}` |" in section, f"{name} is not documented under {table}"
+
+
+def test_the_documented_example_is_the_demo_file():
+    doc = DOC.read_text(encoding="utf-8")
+    example = doc.split("## A complete example", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    demo = tomllib.loads(DEMO_FILE.read_text(encoding="utf-8"))
+    core = {key: demo[key] for key in ("venture", "segments", "campaign")}
+    assert tomllib.loads(example) == core

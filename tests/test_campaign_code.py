@@ -5,18 +5,23 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import subprocess
+import sys
 import tomllib
 from decimal import Decimal
 from pathlib import Path
+from subprocess import PIPE
 
 import pytest
 from django.apps import apps
 from django.conf import settings
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.test.utils import CaptureQueriesContext
 
 from tests.factories import CampaignFactory, IcpSegmentFactory, VentureFactory
+from tests.proc import REPO, clean_env
+from ventures import campaign_code
 from ventures.campaign_code import (
     CAMPAIGN_KEYS,
     SEGMENT_KEYS,
@@ -835,3 +840,77 @@ def test_the_documented_example_is_the_demo_file():
     demo = tomllib.loads(DEMO_FILE.read_text(encoding="utf-8"))
     core = {key: demo[key] for key in ("venture", "segments", "campaign")}
     assert tomllib.loads(example) == core
+
+
+# --------------------------------------------------------------------------------------------
+# Concurrent loads (PostgreSQL, real processes).
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_loads_of_one_new_file_create_everything_exactly_once(write):
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrent writers are proven on PostgreSQL")
+    db = connection.settings_dict
+    url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    path = write(BASE)
+    env = clean_env(DATABASE_URL=url)
+    commands = [
+        [sys.executable, str(REPO / "manage.py"), "campaign", "--actor", f"p{n}", "load", str(path)]
+        for n in range(4)
+    ]
+
+    runs = [
+        subprocess.Popen(c, cwd=REPO, env=env, stdout=PIPE, stderr=PIPE, text=True)
+        for c in commands
+    ]
+    results = [(run.wait(timeout=120), *run.communicate()) for run in runs]
+
+    assert [code for code, _, _ in results] == [0, 0, 0, 0], results
+    assert (Venture.objects.count(), IcpSegment.objects.count(), Campaign.objects.count()) == (
+        1,
+        1,
+        1,
+    )
+    creations = sorted(AuditEvent.objects.values_list("action", flat=True))
+    assert creations == ["campaign.create", "segment.create", "venture.create"]
+    assert sum("no changes" in out for _, out, _ in results) == 3
+
+
+@pytest.mark.django_db
+def test_a_load_that_loses_a_creation_race_tries_once_more(write, monkeypatch):
+    real_apply = campaign_code._apply
+    calls = []
+    VentureFactory(slug="acme", name="Acme Pipelines", timezone="UTC")  # the race's winner
+
+    def apply_losing_the_first_race(plan, **kwargs):
+        calls.append(plan)
+        if len(calls) == 1:  # as if the winner's row had appeared just before our insert
+            raise IntegrityError('duplicate key value violates unique constraint "slug"')
+        return real_apply(plan, **kwargs)
+
+    monkeypatch.setattr(campaign_code, "_apply", apply_losing_the_first_race)
+
+    result = load(write(BASE))
+
+    assert len(calls) == 2
+    assert Venture.objects.get().timezone == "Europe/Berlin"
+    assert result.as_dict()["venture"]["action"] == "updated"
+    assert Campaign.objects.filter(slug="acme-q3").exists()
+
+
+@pytest.mark.django_db
+def test_a_load_that_keeps_failing_on_the_database_says_so_in_one_line(write, monkeypatch):
+    def apply_always_refused(plan, **kwargs):
+        raise IntegrityError("duplicate key value violates unique constraint\nDETAIL: slug")
+
+    monkeypatch.setattr(campaign_code, "_apply", apply_always_refused)
+    path = write(BASE)
+
+    with pytest.raises(CampaignCodeError) as err:
+        load(path)
+
+    assert str(err.value) == (
+        f"{path}: the database refused the change "
+        "(duplicate key value violates unique constraint); nothing was written"
+    )

@@ -642,15 +642,18 @@ def campaign_load(*, path: str | Path, actor: str) -> LoadResult:
     data = _parse(text, label)
     loc = Locator(text, label)
     plan = _plan(data, loc)
-    try:
-        with transaction.atomic():
-            return _apply(plan, loc=loc, actor=actor, reason=f"campaign load {Path(path).name}")
-    except IntegrityError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CampaignCodeError(
-            f"{label}: the database refused the change ({first}); "
-            "did another load run at the same time? Load the file again."
-        ) from None
+    reason = f"campaign load {Path(path).name}"
+    # Two loads creating the same slug at once: the later insert fails once the first load
+    # commits. A second attempt finds the rows and updates them (or finds nothing to do).
+    for _attempt in range(2):
+        try:
+            with transaction.atomic():
+                return _apply(plan, loc=loc, actor=actor, reason=reason)
+        except IntegrityError as exc:
+            refusal = str(exc).strip().splitlines()[0] if str(exc).strip() else "IntegrityError"
+    raise CampaignCodeError(
+        f"{label}: the database refused the change ({refusal}); nothing was written"
+    )
 
 
 def _read_text(path: Path, label: str) -> str:
@@ -862,8 +865,10 @@ class _Upserter:
 
     def _clean(self, instance: models.Model, paths: dict[str, KeyPath]) -> None:
         """Run the model's validation; report its first problem (in file order) at its line."""
+        # Uniqueness is by construction (rows are looked up by their slugs first) and the
+        # database enforces it: a concurrent load then fails with IntegrityError and retries.
         try:
-            instance.full_clean()
+            instance.full_clean(validate_unique=False, validate_constraints=False)
         except ValidationError as exc:
             table = next(iter(paths.values()))[:-1]
             # Errors of fields the file does not set (NON_FIELD_ERRORS too) go to the table.

@@ -663,3 +663,21 @@ def test_campaign_changelist_queries_do_not_grow_with_rows(
     with django_assert_num_queries(len(few)):
         response = client.get(url)
     assert len(response.context["cl"].result_list) == 17
+
+
+def test_audit_log_queries_do_not_grow_with_rows(
+    client, operator, campaign, django_assert_num_queries
+):
+    for i in range(2):
+        audit_record(actor="t", action=f"campaign.note{i}", entity=campaign)
+    client.force_login(operator)
+    url = admin_url("auditevent_changelist")
+    client.get(url)
+    with CaptureQueriesContext(connection) as few:
+        assert client.get(url).status_code == 200
+    for i in range(20):
+        audit_record(actor="t", action=f"campaign.more{i}", entity=campaign)
+    with django_assert_num_queries(len(few)):
+        response = client.get(url)
+    assert len(response.context["cl"].result_list) == 22
+    assert campaign.venture.name in text(response)

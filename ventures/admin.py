@@ -629,7 +629,7 @@ class CampaignAdmin(OperationsAdmin):
         "name",
         "venture",
         "status",
-        "mode",
+        "mode_code",
         "halted",
         "daily_send_limit",
         "effective_limit",
@@ -707,6 +707,10 @@ class CampaignAdmin(OperationsAdmin):
                 request, "The global kill switch is ON: nothing is sent.", messages.WARNING
             )
         return super().changelist_view(request, extra_context)
+
+    @admin.display(description="mode", ordering="mode")
+    def mode_code(self, obj: Campaign) -> str:
+        return obj.mode
 
     @admin.display(description="halted", boolean=True)
     def halted(self, obj: Campaign) -> bool:

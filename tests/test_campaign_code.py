@@ -292,7 +292,7 @@ def test_dump_of_awkward_values_loads_back_without_changes(write):
         venture=venture,
         send_days="531",
         send_window_start=dt.time(8, 15, 30),
-        send_window_end=dt.time(18, 0),
+        send_window_end=dt.time(18, 0, 0, 500000),
         timezone="",
         warmup_start_limit=None,
         value_per_positive_reply=Decimal("1234567890.12"),

@@ -376,37 +376,54 @@ def _expected(what: str, value: Any) -> str:
 
 def _convert(kind: str, value: Any, path: KeyPath, loc: Locator) -> Any:
     """Read one TOML value into what the model field holds, or raise an error naming its line."""
-    if kind in ("text", "slug", "mode"):
-        if not isinstance(value, str):
-            raise loc.error(path, _expected("a string", value))
-        if kind == "slug":
-            try:
-                validate_slug(value)
-            except ValidationError:
-                raise loc.error(
-                    path, f"{value!r} is not a slug: use letters, digits, hyphens, underscores"
-                ) from None
-        if kind == "mode" and value not in SendMode.values:
-            raise loc.error(path, f"{value!r} is not a mode: use proof or live")
-        return value
-    if kind in ("count", "optional_count"):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise loc.error(path, _expected("a whole number", value))
-        if value < 0:
-            raise loc.error(path, f"must be 0 or more, not {value}")
-        return value
-    if kind in ("strings", "channels"):
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise loc.error(path, _expected("an array of strings", value))
-        for index, item in enumerate(value):
-            if kind == "channels" and item not in Channel.values:
-                raise loc.error(
-                    (*path, index),
-                    f"unknown channel {item!r}{_did_you_mean(item, Channel.values)}"
-                    f" (channels: {', '.join(Channel.values)})",
-                )
-        return value
     return _CONVERTERS[kind](value, path, loc)
+
+
+def _text(value: Any, path: KeyPath, loc: Locator) -> str:
+    if not isinstance(value, str):
+        raise loc.error(path, _expected("a string", value))
+    return value
+
+
+def _slug(value: Any, path: KeyPath, loc: Locator) -> str:
+    try:
+        validate_slug(_text(value, path, loc))
+    except ValidationError:
+        raise loc.error(
+            path, f"{value!r} is not a slug: use letters, digits, hyphens, underscores"
+        ) from None
+    return value
+
+
+def _mode(value: Any, path: KeyPath, loc: Locator) -> str:
+    if _text(value, path, loc) not in SendMode.values:
+        raise loc.error(path, f"{value!r} is not a mode: use proof or live")
+    return value
+
+
+def _count(value: Any, path: KeyPath, loc: Locator) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise loc.error(path, _expected("a whole number", value))
+    if value < 0:
+        raise loc.error(path, f"must be 0 or more, not {value}")
+    return value
+
+
+def _strings(value: Any, path: KeyPath, loc: Locator) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise loc.error(path, _expected("an array of strings", value))
+    return value
+
+
+def _channels(value: Any, path: KeyPath, loc: Locator) -> list[str]:
+    for index, item in enumerate(_strings(value, path, loc)):
+        if item not in Channel.values:
+            raise loc.error(
+                (*path, index),
+                f"unknown channel {item!r}{_did_you_mean(item, Channel.values)}"
+                f" (channels: {', '.join(Channel.values)})",
+            )
+    return value
 
 
 def _weekdays(value: Any, path: KeyPath, loc: Locator) -> str:
@@ -458,6 +475,13 @@ def _money(value: Any, path: KeyPath, loc: Locator) -> Decimal:
 
 
 _CONVERTERS: dict[str, Callable[[Any, KeyPath, Locator], Any]] = {
+    "text": _text,
+    "slug": _slug,
+    "mode": _mode,
+    "count": _count,
+    "optional_count": _count,  # the same in the file; left out, it means none, not 0
+    "strings": _strings,
+    "channels": _channels,
     "weekdays": _weekdays,
     "time": _time,
     "money": _money,
@@ -957,6 +981,8 @@ def _dump_value(kind: str, value: Any) -> Any:
     if kind == "weekdays":
         return [WEEKDAY_NAMES[int(d) - 1] for d in sorted(value)]
     if kind == "time":
+        if value.microsecond:
+            return value  # a TOML time literal keeps the fraction
         return value.strftime("%H:%M" if value.second == 0 else "%H:%M:%S")
     if kind == "money":
         return Decimal(value)

@@ -681,3 +681,25 @@ def test_audit_log_queries_do_not_grow_with_rows(
         response = client.get(url)
     assert len(response.context["cl"].result_list) == 22
     assert campaign.venture.name in text(response)
+
+
+def test_bulk_venture_kill_confirms_then_kills_every_selected_venture(client, administrator):
+    ventures = VentureFactory.create_batch(2)
+    client.force_login(administrator)
+    url = admin_url("venture_changelist")
+    data = {"action": "kill_ventures", ACTION_CHECKBOX_NAME: [v.pk for v in ventures]}
+    first = client.post(url, data)
+    assert first.templates[0].name == "admin/ventures/confirm_operation.html"
+    assert not Venture.objects.filter(kill_switch=True).exists()
+    response = client.post(url, {**data, "post": "yes", "reason": "Provider incident"}, follow=True)
+    assert "Killed 2 ventures" in text(response)
+    assert Venture.objects.filter(kill_switch=True, kill_reason="Provider incident").count() == 2
+
+
+def test_campaign_page_names_the_venture_kill_switch_as_halt_reason(client, operator, campaign):
+    venture = campaign.venture
+    venture.kill_switch = True
+    venture.save()
+    client.force_login(operator)
+    page = text(client.get(admin_url("campaign_change", campaign.pk)))
+    assert f"venture kill switch ({venture.slug})" in page

@@ -1,0 +1,795 @@
+"""Writes of the leads app. The admin, the `leads` command and the tasks all call these.
+
+Imports: `lead_import()` runs a file now (CLI, tests, demo); `import_batch_create()` stores an
+upload as a pending ImportBatch (run now or by the `leads.tasks.import_batch_run` task) and
+`import_batch_run()` runs one. `lead_import_preview()` shows the mapping and the first rows
+with their problems before the operator confirms.
+
+Personal data never goes into audit rows: they name batches, counts, ids and identity hashes.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import logging
+import re
+import shutil
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TextIO
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from leads.importing import (
+    ImportContext,
+    ImportCounts,
+    ProgressCallback,
+    RowNormaliser,
+    fetch_active_elsewhere,
+    fetch_existing,
+    fetch_suppressed,
+    run_chunks,
+)
+from leads.models import (
+    BatchState,
+    CampaignLeadPolicy,
+    ConsentStatus,
+    CrossCampaignPolicy,
+    ImportBatch,
+    Lead,
+    LeadStatus,
+    SourceChannel,
+    SuppressionEntry,
+    SuppressionKind,
+    identity_hash_of,
+)
+from leads.normalise import InvalidValue, domain_normalise, email_key_of, email_normalise
+from leads.parsing import FileProblem, SourceFile, inspect_file, iter_rows, scan_file
+from leads.scoring import LeadScorer
+from leads.signals import lead_erased
+from ventures.models import Campaign, Venture
+from ventures.services import Actor, DomainError, actor_label, audit_record
+
+logger = logging.getLogger(__name__)
+
+
+class AlreadyImportedError(DomainError):
+    pass
+
+
+# --- policy ------------------------------------------------------------------------------------
+
+
+def lead_policy_of(campaign: Campaign) -> str:
+    """The campaign's cross-campaign policy (SKIP_ACTIVE unless set otherwise)."""
+    found = CampaignLeadPolicy.objects.filter(campaign=campaign).values_list(
+        "cross_campaign", flat=True
+    )
+    return next(iter(found), CrossCampaignPolicy.SKIP_ACTIVE)
+
+
+def campaign_lead_policy_set(*, campaign: Campaign, cross_campaign: str, actor: Actor) -> None:
+    if cross_campaign not in CrossCampaignPolicy.values:
+        raise DomainError(f"Unknown cross-campaign policy {cross_campaign!r}.")
+    with transaction.atomic():
+        before = lead_policy_of(campaign)
+        _policy, _ = CampaignLeadPolicy.objects.update_or_create(
+            campaign=campaign, defaults={"cross_campaign": cross_campaign}
+        )
+        if before != cross_campaign:
+            audit_record(
+                actor=actor,
+                action="leads.policy",
+                entity=campaign,
+                before={"cross_campaign": before},
+                after={"cross_campaign": cross_campaign},
+            )
+
+
+# --- import ------------------------------------------------------------------------------------
+
+
+@dataclass
+class ImportOutcome:
+    batch_id: int | None
+    dry_run: bool
+    file_name: str
+    sha256: str
+    encoding: str
+    delimiter: str
+    mapping: dict[str, str]
+    counts: dict[str, int]
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "batch": self.batch_id,
+            "dry_run": self.dry_run,
+            "file": self.file_name,
+            "sha256": self.sha256,
+            "encoding": self.encoding,
+            "delimiter": self.delimiter,
+            "mapping": self.mapping,
+            "counts": self.counts,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _refuse_reimport(campaign: Campaign, sha256: str, *, force: bool, exclude: int | None = None):
+    if force:
+        return
+    earlier = (
+        ImportBatch.objects.filter(campaign=campaign, file_sha256=sha256)
+        .exclude(state=BatchState.FAILED)
+        .exclude(pk=exclude)
+        .order_by("created_at")
+        .first()
+    )
+    if earlier:
+        raise AlreadyImportedError(
+            f"This file was already imported into campaign '{campaign.slug}' (import "
+            f"#{earlier.pk}, {earlier.created_at:%Y-%m-%d %H:%M} UTC). Use force to import it again."
+        )
+
+
+def _run(
+    *, batch: ImportBatch, info: SourceFile, mapping, progress: ProgressCallback | None
+) -> ImportCounts:
+    campaign = batch.campaign
+    scorer = LeadScorer.for_venture(campaign.venture)
+    ctx = ImportContext(
+        batch=batch,
+        normaliser=RowNormaliser(mapping=mapping, scorer=scorer),
+        policy=lead_policy_of(campaign),
+        source_list=batch.source or batch.file_name,
+        channel=batch.channel,
+    )
+    ctx.counts.rows_total = batch.rows_total
+    rows = iter_rows(info)
+    next(rows)  # the header
+    return run_chunks(ctx=ctx, rows=rows, progress=progress)
+
+
+def lead_import(
+    *,
+    campaign: Campaign,
+    path: Path | str,
+    actor: Actor,
+    file_name: str = "",
+    source: str = "",
+    uploaded_by=None,
+    dry_run: bool = False,
+    force: bool = False,
+    progress: ProgressCallback | None = None,
+) -> ImportOutcome:
+    """Import a CSV/XLSX file into a campaign now.
+
+    The whole file is checked first; a file-level problem raises FileProblem and writes
+    nothing. A dry run does all the work and rolls it back (counts are real, nothing stays).
+    """
+    started = timezone.now()
+    info = inspect_file(path, name=file_name)
+    scan = scan_file(info)
+    _refuse_reimport(campaign, info.sha256, force=force)
+    fields = {
+        "campaign": campaign,
+        "channel": SourceChannel.IMPORT,
+        "source": source[:200],
+        "file_name": info.name[:255],
+        "file_sha256": info.sha256,
+        "file_size": info.size,
+        "uploaded_by": uploaded_by,
+        "actor": actor_label(actor)[:200],
+        "forced": force,
+        "mapping": scan.mapping.as_display(),
+        "state": BatchState.RUNNING,
+        "started_at": started,
+        "rows_total": scan.rows_total,
+    }
+    if dry_run:
+        with transaction.atomic():
+            batch = ImportBatch.objects.create(**fields)
+            counts = _run(batch=batch, info=info, mapping=scan.mapping, progress=progress)
+            transaction.set_rollback(True)
+        return _outcome(None, info, scan.mapping, counts, started, dry_run=True)
+    batch = ImportBatch.objects.create(**fields)
+    counts = _execute(batch, info, scan.mapping, progress)
+    return _outcome(batch.pk, info, scan.mapping, counts, started, dry_run=False)
+
+
+def _execute(batch: ImportBatch, info: SourceFile, mapping, progress) -> ImportCounts:
+    try:
+        counts = _run(batch=batch, info=info, mapping=mapping, progress=progress)
+    except Exception as exc:
+        message = str(exc) if isinstance(exc, DomainError) else f"{type(exc).__name__}: {exc}"
+        ImportBatch.objects.filter(pk=batch.pk).update(
+            state=BatchState.FAILED, error=message[:2000], finished_at=timezone.now()
+        )
+        logger.exception("Import batch %s failed", batch.pk)
+        raise
+    with transaction.atomic():
+        ImportBatch.objects.filter(pk=batch.pk).update(
+            state=BatchState.DONE, finished_at=timezone.now(), **counts.as_dict()
+        )
+        batch.refresh_from_db()
+        audit_record(
+            actor=batch.actor or "system",
+            action="leads.import",
+            entity=batch,
+            after={"file_sha256": batch.file_sha256, "forced": batch.forced, **counts.as_dict()},
+        )
+    return counts
+
+
+def _outcome(batch_id, info, mapping, counts, started, *, dry_run) -> ImportOutcome:
+    return ImportOutcome(
+        batch_id=batch_id,
+        dry_run=dry_run,
+        file_name=info.name,
+        sha256=info.sha256,
+        encoding=info.encoding if info.kind == "csv" else "xlsx",
+        delimiter={",": "comma", ";": "semicolon", "\t": "tab"}.get(info.delimiter, "?"),
+        mapping=mapping.as_display(),
+        counts=counts.as_dict(),
+        seconds=(timezone.now() - started).total_seconds(),
+    )
+
+
+def _upload_dir() -> Path:
+    path = Path(settings.AICMO_ARTIFACT_DIR) / "lead-imports"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name)[-100:] or "upload"
+
+
+def import_batch_create(
+    *,
+    campaign: Campaign,
+    source_path: Path | str,
+    file_name: str,
+    actor: Actor,
+    source: str = "",
+    uploaded_by=None,
+    force: bool = False,
+    background: bool = True,
+) -> ImportBatch:
+    """Store an upload, check the whole file, and create a pending batch for it.
+
+    `source_path` is copied (the caller may delete it). With `background`, the import runs on
+    the django-q2 cluster once this transaction commits; otherwise it runs before returning.
+    A file-level problem raises FileProblem and leaves nothing behind.
+    """
+    stored = _upload_dir() / f"{uuid.uuid4().hex}-{_safe_name(file_name)}"
+    shutil.copyfile(source_path, stored)
+    try:
+        info = inspect_file(stored, name=file_name)
+        scan = scan_file(info)
+        _refuse_reimport(campaign, info.sha256, force=force)
+    except Exception:
+        stored.unlink(missing_ok=True)
+        raise
+    batch = ImportBatch.objects.create(
+        campaign=campaign,
+        source=source[:200],
+        file_name=info.name[:255],
+        file_sha256=info.sha256,
+        file_size=info.size,
+        stored_path=str(stored),
+        uploaded_by=uploaded_by,
+        actor=actor_label(actor)[:200],
+        forced=force,
+        mapping=scan.mapping.as_display(),
+        rows_total=scan.rows_total,
+    )
+    if background:
+        from django_q.tasks import async_task
+
+        transaction.on_commit(lambda: async_task("leads.tasks.import_batch_run", batch.pk))
+    else:
+        import_batch_run(batch_id=batch.pk)
+        batch.refresh_from_db()
+    return batch
+
+
+def import_batch_run(*, batch_id: int, progress: ProgressCallback | None = None) -> bool:
+    """Run a pending batch. Claimed with a conditional UPDATE, so a batch that is already
+    running or finished is never run twice (the task may be delivered more than once).
+    Returns whether this call ran it."""
+    claimed = ImportBatch.objects.filter(pk=batch_id, state=BatchState.PENDING).update(
+        state=BatchState.RUNNING, started_at=timezone.now()
+    )
+    if not claimed:
+        return False
+    batch = ImportBatch.objects.select_related("campaign__venture").get(pk=batch_id)
+    stored = Path(batch.stored_path)
+    try:
+        info = inspect_file(stored, name=batch.file_name)
+        scan = scan_file(info)
+        _refuse_reimport(batch.campaign, info.sha256, force=batch.forced, exclude=batch.pk)
+        _execute(batch, info, scan.mapping, progress)
+    except DomainError as exc:
+        ImportBatch.objects.filter(pk=batch_id, state=BatchState.RUNNING).update(
+            state=BatchState.FAILED, error=str(exc)[:2000], finished_at=timezone.now()
+        )
+    finally:
+        stored.unlink(missing_ok=True)
+    return True
+
+
+# --- preview -----------------------------------------------------------------------------------
+
+
+@dataclass
+class PreviewRow:
+    row_number: int
+    values: dict[str, Any]
+    problems: list[str]
+    outcome: str
+
+
+@dataclass
+class ImportPreview:
+    file_name: str
+    sha256: str
+    kind: str
+    encoding: str
+    delimiter: str
+    rows_total: int
+    mapping: dict[str, str]
+    already_imported: str = ""
+    rows: list[PreviewRow] = field(default_factory=list)
+
+
+def lead_import_preview(
+    *, campaign: Campaign, path: Path | str, file_name: str = "", rows: int = 10
+) -> ImportPreview:
+    """What an import of this file would do: the mapping used and the first rows with their
+    problems and outcome. Raises FileProblem for a file that cannot be imported."""
+    info = inspect_file(path, name=file_name)
+    scan = scan_file(info)
+    preview = ImportPreview(
+        file_name=info.name,
+        sha256=info.sha256,
+        kind=info.kind,
+        encoding=info.encoding if info.kind == "csv" else "xlsx",
+        delimiter={",": "comma", ";": "semicolon", "\t": "tab"}.get(info.delimiter, "?"),
+        rows_total=scan.rows_total,
+        mapping=scan.mapping.as_display(),
+    )
+    try:
+        _refuse_reimport(campaign, info.sha256, force=False)
+    except AlreadyImportedError as exc:
+        preview.already_imported = str(exc)
+    normalise = RowNormaliser(mapping=scan.mapping, scorer=LeadScorer.for_venture(campaign.venture))
+    sample = iter_rows(info)
+    next(sample)
+    seen: dict[str, int] = {}
+    results = []
+    for number, row in sample:
+        if len(results) >= rows:
+            break
+        results.append((number, normalise(number, row)))
+    good = [r for _, r in results if isinstance(r, dict)]
+    existing = fetch_existing(campaign.pk, [r["email_key"] for r in good])
+    hashes = [r["identity_hash"] for r in good]
+    hit_hashes, hit_domains = fetch_suppressed(
+        campaign.venture_id, hashes, [r["email_key"].rpartition("@")[2] for r in good]
+    )
+    elsewhere = fetch_active_elsewhere(campaign.venture_id, campaign.pk, hashes)
+    for number, result in results:
+        if isinstance(result, list):
+            preview.rows.append(
+                PreviewRow(number, {}, [f"{i.column}: {i.reason}" for i in result], "invalid")
+            )
+            continue
+        key = result["email_key"]
+        if key in seen:
+            outcome = f"duplicate of row {seen[key]}"
+        elif result["identity_hash"] in hit_hashes or key.rpartition("@")[2] in hit_domains:
+            outcome = "suppressed"
+        elif key in existing:
+            outcome = "already in campaign (blanks filled)"
+        elif result["identity_hash"] in elsewhere:
+            outcome = "active in another campaign"
+        else:
+            outcome = "new"
+        seen.setdefault(key, number)
+        shown = {k: v for k, v in result.items() if k not in ("identity_hash", "source_row")}
+        preview.rows.append(PreviewRow(number, shown, [], outcome))
+    return preview
+
+
+# --- suppression -------------------------------------------------------------------------------
+
+
+@dataclass
+class SuppressionResult:
+    added: int = 0
+    already: int = 0
+    invalid: list[str] = field(default_factory=list)
+    leads_suppressed: int = 0
+
+
+def _suppression_entry_for(value: str) -> tuple[str, str, str]:
+    """(kind, value, identity hash) for an email or an @domain; raises InvalidValue."""
+    value = value.strip()
+    if value.startswith("@"):
+        domain = domain_normalise(value[1:])
+        if not domain or "." not in domain or "@" in domain or " " in domain:
+            raise InvalidValue(f"{value!r} is not a domain.")
+        return SuppressionKind.DOMAIN, domain, ""
+    key = email_key_of(email_normalise(value))
+    return SuppressionKind.EMAIL, key, identity_hash_of(email_key=key)
+
+
+def suppression_add(
+    *,
+    values: Iterable[str],
+    actor: Actor,
+    venture: Venture | None = None,
+    reason: str = "",
+    source: str = "",
+) -> SuppressionResult:
+    """Suppress email addresses and @domains (global, or for one venture) and mark the
+    matching active leads as suppressed. Invalid values are reported, not fatal."""
+    result = SuppressionResult()
+    entries: dict[tuple[str, str], str] = {}
+    for raw in values:
+        if not raw.strip():
+            continue
+        try:
+            kind, value, identity = _suppression_entry_for(raw)
+        except InvalidValue as exc:
+            result.invalid.append(f"{raw.strip()[:80]}: {exc}")
+            continue
+        entries[(kind, value)] = identity
+    with transaction.atomic():
+        for (kind, value), identity in entries.items():
+            _, created = SuppressionEntry.objects.get_or_create(
+                kind=kind,
+                value=value,
+                venture=venture,
+                defaults={"identity_hash": identity, "reason": reason[:300], "source": source},
+            )
+            result.added += created
+            result.already += not created
+        result.leads_suppressed = _suppress_matching_leads(entries, venture)
+        if entries:
+            audit_record(
+                actor=actor,
+                action="leads.suppress",
+                entity=venture or SuppressionEntry(pk=0, value="suppression list"),
+                after={
+                    "added": result.added,
+                    "already": result.already,
+                    "domains": sorted(v for k, v in entries if k == SuppressionKind.DOMAIN),
+                    "identity_hashes": sorted(h for h in entries.values() if h),
+                    "leads_suppressed": result.leads_suppressed,
+                    "venture": venture.pk if venture else None,
+                },
+                reason=reason,
+            )
+    return result
+
+
+def _suppress_matching_leads(entries: dict[tuple[str, str], str], venture: Venture | None) -> int:
+    hashes = [h for h in entries.values() if h]
+    domains = [v for k, v in entries if k == SuppressionKind.DOMAIN]
+    match = Q(identity_hash__in=hashes) if hashes else Q(pk__in=[])
+    for domain in domains:
+        match |= Q(email_key__endswith="@" + domain)
+    leads = Lead.objects.filter(match, status=LeadStatus.ACTIVE)
+    if venture is not None:
+        leads = leads.filter(venture=venture)
+    return leads.update(status=LeadStatus.SUPPRESSED, updated_at=timezone.now())
+
+
+def suppression_values_from_file(path: Path | str) -> list[str]:
+    """Emails and @domains from a file: a CSV with an email column, or one value per line."""
+    info = inspect_file(path)
+    rows = iter_rows(info)
+    first = next(rows, None)
+    if first is None:
+        raise FileProblem("The file is empty.")
+    from leads.parsing import header_key
+
+    header = first[1]
+    email_col = next(
+        (i for i, h in enumerate(header) if header_key(h) in ("email", "emailaddress", "domain")),
+        None,
+    )
+    if email_col is None:
+        return [r[0] for _, r in [first, *rows] if r and r[0].strip()]
+    return [r[email_col] for _, r in rows if len(r) > email_col and r[email_col].strip()]
+
+
+# --- erasure -----------------------------------------------------------------------------------
+
+# Every field of a lead that can identify or describe the person. Erasure blanks them all.
+PERSONAL_FIELDS: dict[str, Any] = {
+    "email": "",
+    "email_key": "",
+    "identity_hash": "",
+    "first_name": "",
+    "last_name": "",
+    "title": "",
+    "company": "",
+    "company_domain": "",
+    "website": "",
+    "phone": "",
+    "linkedin_url": "",
+    "city": "",
+    "state": "",
+    "country": "",
+    "timezone": "",
+    "industry": "",
+    "company_size": None,
+    "value_estimate": None,
+    "custom_fields": {},
+    "consent_at": None,
+    "consent_source": "",
+    "utm_source": "",
+    "utm_medium": "",
+    "utm_campaign": "",
+    "utm_content": "",
+    "score_explanation": "",
+    "source_row": None,
+}
+
+
+@dataclass
+class ErasureResult:
+    identity_hash: str
+    lead_ids: list[int]
+
+
+def lead_erase(*, email: str, actor: Actor, reason: str = "") -> ErasureResult:
+    """GDPR erasure of a person, everywhere in every venture.
+
+    Every lead with this address is blanked (status ERASED, consent DNC) and a global
+    identity-hash suppression entry is kept so the person is never imported or contacted
+    again. `leads.signals.lead_erased` is sent inside the transaction with the lead ids and the
+    identity hash: receivers in later apps erase their own copies, and if one fails the whole
+    erasure rolls back (nothing is half-erased).
+    """
+    try:
+        key = email_key_of(email_normalise(email))
+    except InvalidValue:
+        key = email.strip().lower()
+    if not key or "@" not in key:
+        raise DomainError("Give the email address of the person to erase.")
+    identity = identity_hash_of(email_key=key)
+    with transaction.atomic():
+        leads = Lead.objects.select_for_update().filter(
+            Q(email_key=key) | Q(identity_hash=identity)
+        )
+        lead_ids = sorted(leads.values_list("pk", flat=True))
+        Lead.objects.filter(pk__in=lead_ids).update(
+            **PERSONAL_FIELDS,
+            status=LeadStatus.ERASED,
+            consent_status=ConsentStatus.DNC,
+            updated_at=timezone.now(),
+        )
+        SuppressionEntry.objects.filter(kind=SuppressionKind.EMAIL, value=key).delete()
+        entry, _ = SuppressionEntry.objects.get_or_create(
+            kind=SuppressionKind.IDENTITY,
+            value=identity,
+            venture=None,
+            defaults={"identity_hash": identity, "reason": "GDPR erasure", "source": "erasure"},
+        )
+        audit_record(
+            actor=actor,
+            action="leads.erase",
+            entity=entry,
+            after={"identity_hash": identity, "lead_ids": lead_ids},
+            reason=reason,
+        )
+        lead_erased.send(sender=Lead, lead_ids=lead_ids, identity_hash=identity)
+    return ErasureResult(identity_hash=identity, lead_ids=lead_ids)
+
+
+# --- exports -----------------------------------------------------------------------------------
+
+EXPORT_COLUMNS = (
+    "id",
+    "email",
+    "first_name",
+    "last_name",
+    "title",
+    "company",
+    "company_domain",
+    "website",
+    "phone",
+    "linkedin_url",
+    "city",
+    "state",
+    "country",
+    "timezone",
+    "industry",
+    "company_size",
+    "status",
+    "consent_status",
+    "consent_at",
+    "consent_source",
+    "value_estimate",
+    "fit_score",
+    "grade",
+    "score_explanation",
+    "source_channel",
+    "source_list",
+    "source_batch_id",
+    "source_row",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_content",
+    "first_touch_at",
+    "last_touch_at",
+)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> str:
+    """A cell value a spreadsheet will show as text: one that would start a formula (=, +, -,
+    @, tab, CR) gets a leading apostrophe (the OWASP CSV-injection advice)."""
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    text = str(value)
+    if text.startswith(_FORMULA_START):
+        return "'" + text
+    return text
+
+
+def leads_export(*, campaign: Campaign, out: TextIO, leads: QuerySet[Lead] | None = None) -> int:
+    """Write the campaign's leads as CSV (custom fields as extra columns); returns the count.
+    Streams in chunks; every cell is formula-escaped."""
+    qs = (leads if leads is not None else Lead.objects.filter(campaign=campaign)).order_by("pk")
+    custom_names: list[str] = []
+    seen: set[str] = set()
+    for custom in qs.values_list("custom_fields", flat=True).iterator(chunk_size=5000):
+        for name in custom or {}:
+            if name not in seen:
+                seen.add(name)
+                custom_names.append(name)
+    writer = csv.writer(out)
+    writer.writerow([spreadsheet_safe(c) for c in (*EXPORT_COLUMNS, *custom_names)])
+    count = 0
+    for row in qs.values_list(*EXPORT_COLUMNS, "custom_fields").iterator(chunk_size=5000):
+        custom = row[-1] or {}
+        writer.writerow(
+            [spreadsheet_safe(v) for v in row[:-1]]
+            + [spreadsheet_safe(custom.get(n, "")) for n in custom_names]
+        )
+        count += 1
+    return count
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def lead_data_export(*, lead: Lead, actor: Actor) -> dict[str, Any]:
+    """Everything held about the person behind `lead` (all their leads across campaigns and
+    ventures, by identity hash), for a data access request. Audited by lead id only."""
+    same = Lead.objects.filter(pk=lead.pk)
+    if lead.identity_hash:
+        same = Lead.objects.filter(Q(pk=lead.pk) | Q(identity_hash=lead.identity_hash))
+    records = []
+    for other in same.select_related("campaign", "venture", "segment", "source_batch").order_by(
+        "pk"
+    ):
+        data = {f.attname: _jsonable(getattr(other, f.attname)) for f in Lead._meta.concrete_fields}
+        data.pop("last_batch_id", None)
+        data["campaign"] = other.campaign.slug
+        data["venture"] = other.venture.slug
+        data["segment"] = other.segment.name if other.segment else None
+        data["source_file"] = other.source_batch.file_name if other.source_batch else None
+        records.append(data)
+    suppressed = SuppressionEntry.objects.filter(
+        identity_hash=lead.identity_hash or "-"
+    ).values_list("kind", "reason", "created_at")
+    audit_record(
+        actor=actor, action="leads.data_export", entity=lead, after={"lead_ids": same_ids(records)}
+    )
+    return {
+        "generated_at": timezone.now().isoformat(),
+        "identity_hash": lead.identity_hash,
+        "leads": records,
+        "suppression": [{"kind": k, "reason": r, "since": c.isoformat()} for k, r, c in suppressed],
+    }
+
+
+def same_ids(records: list[dict[str, Any]]) -> list[int]:
+    return [r["id"] for r in records]
+
+
+# --- scoring -----------------------------------------------------------------------------------
+
+
+def lead_rescore(*, leads: QuerySet[Lead], actor: Actor) -> int:
+    """Re-match segments and re-score the given leads (one venture at a time, in chunks) with
+    the venture's current rules; returns how many changed."""
+    changed = 0
+    venture_ids = list(leads.order_by().values_list("venture_id", flat=True).distinct())
+    for venture in Venture.objects.filter(pk__in=venture_ids):
+        scorer = LeadScorer.for_venture(venture)
+        batch: list[Lead] = []
+        fields = ("segment_id", "fit_score", "grade", "score_explanation")
+        for lead in (
+            leads.filter(venture=venture)
+            .exclude(status=LeadStatus.ERASED)
+            .only("title", "industry", "country", "company_size", "custom_fields", *fields)
+            .iterator(chunk_size=5000)
+        ):
+            score = scorer.score(
+                title=lead.title,
+                industry=lead.industry,
+                country=lead.country,
+                company_size=lead.company_size,
+                signals=scorer.signals_present(lead.custom_fields or {}),
+            )
+            new = (score.segment_id, score.fit_score, score.grade, score.explanation)
+            if new != tuple(getattr(lead, f) for f in fields):
+                lead.segment_id, lead.fit_score, lead.grade, lead.score_explanation = new
+                batch.append(lead)
+            if len(batch) >= 2000:
+                changed += _save_scores(batch, fields)
+                batch = []
+        changed += _save_scores(batch, fields)
+        audit_record(
+            actor=actor, action="leads.rescore", entity=venture, after={"changed": changed}
+        )
+    return changed
+
+
+def _save_scores(batch: list[Lead], fields: tuple[str, ...]) -> int:
+    if batch:
+        Lead.objects.bulk_update(batch, fields, batch_size=1000)
+    return len(batch)
+
+
+# --- demo --------------------------------------------------------------------------------------
+
+
+def leads_demo_import(*, campaign: Campaign, actor: Actor = "demo") -> ImportOutcome:
+    """Import the Apollo sample (../shared/data) into the demo campaign; without the shared
+    folder, a generated file of 60 leads in the same layout. Idempotent: a second call
+    re-imports nothing new (the file hash is known, so it is forced and only fills blanks)."""
+    sample = Path(settings.BASE_DIR).parent / "shared" / "data" / "apollo_export_sample.csv"
+    if not sample.is_file():
+        from leads.samples import write_apollo_file
+
+        sample = write_apollo_file(_upload_dir() / "demo_apollo_export.csv", 60)
+    return lead_import(
+        campaign=campaign,
+        path=sample,
+        actor=actor,
+        source="Demo Apollo export",
+        force=True,
+    )
+
+
+def lead_counts(campaign: Campaign) -> dict[str, int]:
+    """Small summary used by commands and the demo."""
+    qs = Lead.objects.filter(campaign=campaign)
+    return {
+        "total": qs.count(),
+        "active": qs.filter(status=LeadStatus.ACTIVE).count(),
+        "dnc": qs.filter(consent_status=ConsentStatus.DNC).count(),
+    }

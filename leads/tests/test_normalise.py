@@ -1,0 +1,150 @@
+"""Single-value normalisation; the fast email path must agree with email-validator."""
+
+from __future__ import annotations
+
+import csv
+import random
+
+import pytest
+
+from leads.normalise import (
+    InvalidValue,
+    company_size_parse,
+    email_normalise,
+    email_normalise_slow,
+    linkedin_normalise,
+    phone_normalise,
+    timezone_infer,
+)
+
+TRICKY = [
+    "plain@acme.example",
+    "First.Last@ACME.Example",
+    "  spaced@acme.example ",
+    "user+tag@sub.acme.example",
+    "o'brien@acme.example",
+    "a!#$%&'*+/=?^_`{|}~-z@acme.example",
+    "x@localhost",
+    "x@acme",
+    "x@acme.test",
+    "x@acme.invalid",
+    "x@acme.local",
+    "x@-acme.example",
+    "x@acme-.example",
+    "x@acme..example",
+    "x@acme.example.",
+    "x@123.456",
+    "x@acme.123",
+    "x@[192.0.2.1]",
+    ".x@acme.example",
+    "x.@acme.example",
+    "x..y@acme.example",
+    '"quoted"@acme.example',
+    "a b@acme.example",
+    "a@b@acme.example",
+    "name at acme.example",
+    "@acme.example",
+    "x@",
+    "x" * 64 + "@acme.example",
+    "x" * 65 + "@acme.example",
+    "x@" + "a" * 63 + ".example",
+    "x@" + "a" * 64 + ".example",
+    "x@" + ("a" * 60 + ".") * 4 + "example",
+    "y" * 60 + "@" + ("b" * 60 + ".") * 3 + "example",
+    "ünïcode@acme.example",
+    "x@bücher.example",
+    "x@xn--bcher-kva.example",
+    "x@XN--BCHER-KVA.example",
+    "x@acme.example\u200b",
+    "x\u00a0@acme.example",
+    "x@acme_corp.example",
+    "x@acme.co.uk",
+    "postmaster@acme.example",
+    "x@a.b",
+    "x@sub-domain.acme.example",
+]
+
+
+def _both(value: str):
+    results = []
+    for fn in (email_normalise, email_normalise_slow):
+        try:
+            results.append(("ok", fn(value.strip())))
+        except InvalidValue as exc:
+            results.append(("error", str(exc)))
+    return results
+
+
+@pytest.mark.parametrize("address", TRICKY)
+def test_fast_email_path_agrees_with_email_validator_on_tricky_addresses(address):
+    fast, slow = _both(address)
+    assert fast == slow
+
+
+def test_fast_email_path_agrees_with_email_validator_on_every_sample_row(sample_dir):
+    checked = 0
+    for name, encoding, delimiter, column in [
+        ("apollo_export_sample.csv", "utf-8-sig", ",", "Email"),
+        ("hubspot_export_sample.csv", "cp1252", ";", "Email"),
+        ("lemlist_export_sample.csv", "utf-8", ",", "email"),
+    ]:
+        with (sample_dir / name).open(encoding=encoding, newline="") as fh:
+            for row in csv.DictReader(fh, delimiter=delimiter):
+                if row[column].strip():
+                    fast, slow = _both(row[column])
+                    assert fast == slow, row[column]
+                    checked += 1
+    assert checked > 100
+
+
+def test_fast_email_path_agrees_with_email_validator_on_random_addresses():
+    rng = random.Random(3)  # noqa: S311 - reproducible test data
+    alphabet = "abcXYZ019.-_+'@ !é"
+    for _ in range(20000):
+        local = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        domain = "".join(rng.choice("abcXY019.-_") for _ in range(rng.randint(0, 12)))
+        tld = rng.choice(["example", "com", "test", "c", "1", ""])
+        address = f"{local}@{domain}.{tld}" if rng.random() < 0.9 else local
+        fast, slow = _both(address)
+        assert fast == slow, address
+
+
+def test_phone_numbers_become_e164_when_parseable_and_are_kept_otherwise():
+    assert phone_normalise("+1 512 555 0000") == "+15125550000"
+    assert phone_normalise("030 1234567", region="DE") == "+49301234567"
+    assert phone_normalise("+44 (0) 20 7946 0000") == "+442079460000"
+    assert phone_normalise("call me maybe") == "call me maybe"
+    assert phone_normalise("") == ""
+
+
+def test_linkedin_urls_are_normalised_and_other_values_kept():
+    expected = "https://www.linkedin.com/in/jane-doe"
+    for raw in [
+        "https://www.linkedin.com/in/Jane-Doe/",
+        "http://de.linkedin.com/in/jane-doe?trk=public",
+        "linkedin.com/in/jane-doe#about",
+        "www.linkedin.com/in/jane-doe/",
+    ]:
+        assert linkedin_normalise(raw) == expected
+    assert linkedin_normalise("https://example.com/in/jane") == "https://example.com/in/jane"
+
+
+def test_time_zone_is_inferred_only_when_the_country_or_state_is_unambiguous():
+    assert timezone_infer("Germany") == "Europe/Berlin"
+    assert timezone_infer("DE") == "Europe/Berlin"
+    assert timezone_infer("United Kingdom", "England") == "Europe/London"
+    assert timezone_infer("India", "Karnataka") == "Asia/Kolkata"
+    assert timezone_infer("United States") == ""
+    assert timezone_infer("United States", "Texas") == ""  # split between two zones
+    assert timezone_infer("United States", "New York") == "America/New_York"
+    assert timezone_infer("USA", "CA") == "America/Los_Angeles"
+    assert timezone_infer("Brazil") == ""
+    assert timezone_infer("Atlantis") == ""
+
+
+@pytest.mark.parametrize(
+    ("raw", "size"),
+    [("11", 11), ("51-200", 51), ("1,001-5,000", 1001), ("10000+", 10000), ("n/a", None)],
+)
+def test_company_size_takes_the_lower_bound_of_a_range(raw, size):
+    assert company_size_parse(raw) == size

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 
 import pytest
@@ -16,12 +15,6 @@ from tests.factories import CampaignFactory, UserFactory
 from ventures.models import AuditEvent
 from ventures.roles import ADMINISTRATOR
 from ventures.services import campaign_transition
-
-# Playwright's sync API runs an asyncio event loop in this thread, so Django sees every ORM call
-# the test makes (factories, refresh_from_db) as coming from async code and refuses it. The
-# calls are in fact synchronous and never overlap with the loop's work, so the check is off
-# for this module only.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -64,7 +57,13 @@ def http_live_server(live_server, settings):
 
 
 @pytest.fixture
-def page(http_live_server):
+def page(http_live_server, monkeypatch):
+    # Playwright's sync API runs an asyncio event loop in this thread, so Django takes every
+    # ORM call the test makes meanwhile (factories, refresh_from_db) for one made from async
+    # code and refuses it. They are plain synchronous calls that never overlap the loop's
+    # work, so the check is off, and only while the browser runs (not for the whole session,
+    # as a module-level os.environ assignment would do at collection time).
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:

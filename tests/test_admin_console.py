@@ -703,3 +703,17 @@ def test_campaign_page_names_the_venture_kill_switch_as_halt_reason(client, oper
     client.force_login(operator)
     page = text(client.get(admin_url("campaign_change", campaign.pk)))
     assert f"venture kill switch ({venture.slug})" in page
+
+
+def test_operation_on_a_campaign_deleted_meanwhile_is_an_error_message(rf, administrator, campaign):
+    from django.contrib.admin import site
+    from django.contrib.messages.storage.cookie import CookieStorage
+
+    stale = Campaign.objects.get(pk=campaign.pk)
+    campaign.delete()
+    request = rf.post("/")
+    request.user = administrator
+    request._messages = CookieStorage(request)
+    model_admin = site.get_model_admin(Campaign)
+    model_admin.run_operation(request, [stale], model_admin.operations["start"])
+    assert [str(m) for m in request._messages] == [f"{stale} no longer exists."]

@@ -18,8 +18,8 @@ from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.contrib.admin.utils import model_ngettext, quote
-from django.core.exceptions import PermissionDenied
+from django.contrib.admin.utils import model_ngettext, quote, unquote
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.db import models, transaction
 from django.db.models import Count, OuterRef, Subquery
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
@@ -396,7 +396,7 @@ class OperationsAdmin(AuditedAdmin):
         allowed = ("GET", "HEAD", "POST") if op.confirm else ("POST",)
         if request.method not in allowed:
             return HttpResponseNotAllowed(allowed)
-        obj = self.get_object(request, object_id)
+        obj = self.get_object(request, unquote(object_id))
         if not self.has_operation_permission(request, op):
             raise PermissionDenied
         if op.confirm:
@@ -450,6 +450,8 @@ class OperationsAdmin(AuditedAdmin):
                     unchanged += 1
             except services.DomainError as exc:
                 errors.append(str(exc))
+            except ObjectDoesNotExist:  # deleted by someone else since the page was shown
+                errors.append(f"{obj} no longer exists.")
         for error in errors[:MAX_ERROR_MESSAGES]:
             self.message_user(request, error, messages.ERROR)
         if len(errors) > MAX_ERROR_MESSAGES:
@@ -466,7 +468,7 @@ class OperationsAdmin(AuditedAdmin):
     def change_view(self, request, object_id, form_url="", extra_context=None):
         extra_context = extra_context or {}
         if request.method == "GET":
-            obj = self.get_object(request, object_id)
+            obj = self.get_object(request, unquote(object_id))
             extra_context["operation_buttons"] = [
                 {
                     "label": op.label + ("…" if op.confirm else ""),

@@ -735,8 +735,8 @@ def _reword_toml_error(message: str, text: str, label: str) -> str:
 
 
 def _plan(data: dict[str, Any], loc: Locator) -> _Plan:
-    sections = {s.key: s for s in registered_sections()}
-    _check_keys(data, [*CORE_SECTIONS, *sections], (), loc)
+    sections = registered_sections()
+    _check_keys(data, [*CORE_SECTIONS, *(s.key for s in sections)], (), loc)
     for required in ("venture", "campaign"):
         if required not in data:
             raise loc.error((), f"the [{required}] table is missing")
@@ -750,7 +750,7 @@ def _plan(data: dict[str, Any], loc: Locator) -> _Plan:
             for i, item in enumerate(segments)
         ],
         campaign=_read_table(data["campaign"], CAMPAIGN_KEYS, Campaign, ("campaign",), loc),
-        sections=[(s, data[s.key]) for s in registered_sections() if s.key in data],
+        sections=[(s, data[s.key]) for s in sections if s.key in data],
     )
     seen: set[str] = set()
     for index, segment in enumerate(plan.segments):
@@ -766,9 +766,7 @@ def _apply(plan: _Plan, *, loc: Locator, actor: str, reason: str) -> LoadResult:
     venture = Venture.objects.select_for_update().filter(slug=plan.venture["slug"]).first()
     _check_campaign_owner(plan.campaign["slug"], venture, loc)
     upsert = _Upserter(loc=loc, actor=actor, reason=reason)
-    venture, venture_change = upsert(
-        "venture", venture, plan.venture, paths=_attr_paths(VENTURE_KEYS, ("venture",))
-    )
+    venture, venture_change = upsert("venture", venture, plan.venture, table=("venture",))
     existing = {s.slug: s for s in IcpSegment.objects.select_for_update().filter(venture=venture)}
     segment_changes = []
     for index, values in enumerate(plan.segments):
@@ -776,7 +774,7 @@ def _apply(plan: _Plan, *, loc: Locator, actor: str, reason: str) -> LoadResult:
             "segment",
             existing.get(values["slug"]),
             {"venture": venture, **values},
-            paths=_attr_paths(SEGMENT_KEYS, ("segments", index)),
+            table=("segments", index),
         )
         segment_changes.append(change)
     campaign, campaign_change = _campaign_upsert(plan.campaign, venture, upsert)
@@ -821,7 +819,7 @@ def _campaign_upsert(
         "campaign",
         campaign,
         {"venture": venture, **values},
-        paths=_attr_paths(CAMPAIGN_KEYS, ("campaign",)),
+        table=("campaign",),
     )
     try:
         switched = campaign_set_mode(
@@ -851,12 +849,14 @@ class _Upserter:
         instance: models.Model | None,
         values: dict[str, Any],
         *,
-        paths: dict[str, KeyPath],
+        table: KeyPath,
     ) -> tuple[Any, Change]:
+        model, schema = _ENTITIES[entity]
+        paths = _attr_paths(schema, table)
         slug = values["slug"]
         if instance is None:
-            instance = _MODELS[entity](**values)
-            self._clean(instance, paths)
+            instance = model(**values)
+            self._clean(instance, paths, table)
             instance.save()
             audit_changes(
                 actor=self.actor,
@@ -873,7 +873,7 @@ class _Upserter:
         changed = [name for name in after if after[name] != before[name]]
         if not changed:
             return instance, Change(entity, slug, "unchanged")
-        self._clean(instance, paths)
+        self._clean(instance, paths, table)
         has_updated_at = any(f.name == "updated_at" for f in instance._meta.concrete_fields)
         instance.save(update_fields=changed + (["updated_at"] if has_updated_at else []))
         audit_changes(
@@ -883,18 +883,16 @@ class _Upserter:
             action=f"{entity}.update",
             reason=self.reason,
         )
-        table = next(iter(paths.values()))[:-1]
         fields = [dotted(paths[name][len(table) :]) for name in changed if name in paths]
         return instance, Change(entity, slug, "updated", fields)
 
-    def _clean(self, instance: models.Model, paths: dict[str, KeyPath]) -> None:
+    def _clean(self, instance: models.Model, paths: dict[str, KeyPath], table: KeyPath) -> None:
         """Run the model's validation; report its first problem (in file order) at its line."""
         # Uniqueness is by construction (rows are looked up by their slugs first) and the
         # database enforces it: a concurrent load then fails with IntegrityError and retries.
         try:
             instance.full_clean(validate_unique=False, validate_constraints=False)
         except ValidationError as exc:
-            table = next(iter(paths.values()))[:-1]
             # Errors of fields the file does not set (NON_FIELD_ERRORS too) go to the table.
             problems = [
                 (paths.get(field, table), " ".join(messages))
@@ -912,10 +910,10 @@ def _same_spelling(current: Any, new: Any) -> Any:
     return new
 
 
-_MODELS: dict[str, type[models.Model]] = {
-    "venture": Venture,
-    "segment": IcpSegment,
-    "campaign": Campaign,
+_ENTITIES: dict[str, tuple[type[models.Model], Schema]] = {
+    "venture": (Venture, VENTURE_KEYS),
+    "segment": (IcpSegment, SEGMENT_KEYS),
+    "campaign": (Campaign, CAMPAIGN_KEYS),
 }
 
 

@@ -1,0 +1,161 @@
+"""The `leads` management command and the background import task."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import CommandError, call_command
+
+from leads import tasks
+from leads.models import BatchState, ImportBatch, Lead, LeadStatus, SuppressionEntry
+from leads.parsing import FileProblem
+from leads.services import import_batch_create, import_batch_run
+
+
+def leads_cmd(*args) -> str:
+    out = io.StringIO()
+    call_command("leads", *args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+def test_import_prints_a_summary_and_json(sample_dir, campaign):
+    text = leads_cmd("import", campaign.slug, str(sample_dir / "lemlist_export_sample.csv"))
+    assert "created 28" in text and "invalid 1" in text and "duplicates in file 1" in text
+
+    data = json.loads(
+        leads_cmd(
+            "import",
+            str(campaign.pk),
+            str(sample_dir / "hubspot_export_sample.csv"),
+            "--source",
+            "HubSpot October",
+            "--json",
+        )
+    )
+    assert data["counts"]["created"] == 39 and data["encoding"] == "cp1252"
+    assert Lead.objects.filter(source_list="HubSpot October").count() == 39
+
+
+def test_import_dry_run_writes_nothing(sample_dir, campaign):
+    data = json.loads(
+        leads_cmd(
+            "--json",
+            "import",
+            campaign.slug,
+            str(sample_dir / "apollo_export_sample.csv"),
+            "--dry-run",
+        )
+    )
+    assert data["dry_run"] is True and data["counts"]["created"] == 51
+    assert Lead.objects.count() == 0 and ImportBatch.objects.count() == 0
+
+
+def test_import_failures_are_one_line_command_errors(sample_dir, campaign, write_csv):
+    with pytest.raises(CommandError, match="No campaign"):
+        leads_cmd("import", "nope", str(sample_dir / "apollo_export_sample.csv"))
+    with pytest.raises(CommandError, match="No such file"):
+        leads_cmd("import", campaign.slug, "/nonexistent.csv")
+    with pytest.raises(CommandError, match="No email column"):
+        leads_cmd("import", campaign.slug, str(write_csv("Name\nAnn\n")))
+    leads_cmd("import", campaign.slug, str(sample_dir / "apollo_export_sample.csv"))
+    with pytest.raises(CommandError, match="already imported"):
+        leads_cmd("import", campaign.slug, str(sample_dir / "apollo_export_sample.csv"))
+    text = leads_cmd(
+        "import", campaign.slug, str(sample_dir / "apollo_export_sample.csv"), "--force"
+    )
+    assert "already in campaign 51" in text
+
+
+def test_export_suppress_and_erase(sample_dir, campaign, tmp_path, write_csv):
+    leads_cmd("import", campaign.slug, str(sample_dir / "lemlist_export_sample.csv"))
+    out = tmp_path / "out.csv"
+    assert "Exported 28 leads" in leads_cmd("export", campaign.slug, "--out", str(out))
+    assert out.read_text(encoding="utf-8").count("\n") == 29
+    assert leads_cmd("export", campaign.slug).startswith("id,email,")
+
+    target = Lead.objects.filter(campaign=campaign).order_by("pk").first()
+    text = leads_cmd("suppress", target.email, "--reason", "complained")
+    assert "Suppressed 1 new entry" in text and "1 active lead(s) marked suppressed" in text
+    target.refresh_from_db()
+    assert target.status == LeadStatus.SUPPRESSED
+
+    file_text = leads_cmd(
+        "--json",
+        "suppress",
+        str(write_csv("@hooli.example\nbad value\n")),
+        "--venture",
+        campaign.venture.slug,
+    )
+    assert json.loads(file_text)["added"] == 1
+    assert SuppressionEntry.objects.get(kind="domain").venture == campaign.venture
+    with pytest.raises(CommandError, match="Nothing suppressed"):
+        leads_cmd("suppress", "not-an-email")
+
+    erased = json.loads(leads_cmd("--json", "erase", target.email))
+    assert erased["lead_ids"] == [target.pk]
+    target.refresh_from_db()
+    assert target.status == LeadStatus.ERASED and target.email == ""
+
+
+def _pending_batch(campaign, path: Path, **kwargs) -> ImportBatch:
+    return import_batch_create(
+        campaign=campaign,
+        source_path=path,
+        file_name=path.name,
+        actor="op",
+        background=not kwargs.pop("now", False),
+        **kwargs,
+    )
+
+
+def test_background_import_runs_once_after_commit_and_is_idempotent(
+    sample_dir, campaign, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        batch = _pending_batch(campaign, sample_dir / "apollo_export_sample.csv")
+        assert batch.state == BatchState.PENDING and batch.rows_total == 60
+    assert len(callbacks) == 1
+
+    batch.refresh_from_db()
+    assert batch.state == BatchState.DONE and batch.created == 51 and batch.rows_done == 60
+    assert not Path(batch.stored_path).exists()  # the upload is not kept after the import
+
+    assert tasks.import_batch_run(batch.pk) is False  # a second delivery does nothing
+    batch.refresh_from_db()
+    assert batch.created == 51 and Lead.objects.count() == 51
+
+
+def test_a_running_batch_is_not_claimed_again(sample_dir, campaign):
+    batch = _pending_batch(campaign, sample_dir / "lemlist_export_sample.csv")
+    ImportBatch.objects.filter(pk=batch.pk).update(state=BatchState.RUNNING)
+
+    assert import_batch_run(batch_id=batch.pk) is False
+    assert Lead.objects.count() == 0
+
+
+def test_upload_with_a_file_problem_creates_no_batch_and_keeps_no_file(campaign, write_csv):
+    uploads = Path(settings.AICMO_ARTIFACT_DIR) / "lead-imports"
+    before = set(uploads.iterdir()) if uploads.exists() else set()
+    with pytest.raises(FileProblem, match="header row but no data"):
+        _pending_batch(campaign, write_csv("Email\n"))
+    assert ImportBatch.objects.count() == 0
+    assert set(uploads.iterdir()) == before
+
+
+def test_synchronous_upload_runs_immediately_with_progress(sample_dir, campaign):
+    batch = _pending_batch(campaign, sample_dir / "lemlist_export_sample.csv", now=True)
+    assert batch.state == BatchState.DONE and batch.created == 28
+
+
+def test_progress_callback_reports_rows_done_out_of_total(run_import, write_csv, monkeypatch):
+    monkeypatch.setattr("leads.importing.CHUNK_ROWS", 4)
+    seen = []
+    rows = "".join(f"p{i}@acme.example\n" for i in range(10))
+
+    run_import(write_csv("Email\n" + rows), progress=lambda done, total: seen.append((done, total)))
+
+    assert seen == [(4, 10), (8, 10), (10, 10)]

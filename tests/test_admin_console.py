@@ -717,3 +717,16 @@ def test_operation_on_a_campaign_deleted_meanwhile_is_an_error_message(rf, admin
     model_admin = site.get_model_admin(Campaign)
     model_admin.run_operation(request, [stale], model_admin.operations["start"])
     assert [str(m) for m in request._messages] == [f"{stale} no longer exists."]
+
+
+def test_audit_log_link_on_the_campaign_page_lists_that_campaigns_events(client, operator, venture):
+    first, second = CampaignFactory.create_batch(2, venture=venture)
+    mine = audit_record(actor="t", action="campaign.note", entity=first)
+    audit_record(actor="t", action="campaign.note", entity=second)
+    client.force_login(operator)
+    page = client.get(admin_url("campaign_change", first.pk))
+    link = admin_url("auditevent_changelist") + (
+        f"?entity_type=ventures.campaign&entity_id={first.pk}"
+    )
+    assert html.escape(link) in page.content.decode()
+    assert list(client.get(link).context["cl"].result_list) == [mine]

@@ -850,7 +850,7 @@ class WorkerHeartbeatAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ScopedAdmin):
     """The audit log: read-only for everyone (superusers included), scoped by venture."""
 
     list_display = ("created_at", "actor", "action", "entity", "venture_name", "reason")
@@ -870,18 +870,11 @@ class AuditEventAdmin(admin.ModelAdmin):
     )
     readonly_fields = fields
     actions = None
-    show_full_result_count = False
 
     def get_queryset(self, request):
         qs = _scope_by_venture(super().get_queryset(request), request.user, "venture_id")
         name = Venture.objects.filter(pk=OuterRef("venture_id")).values("name")[:1]
         return qs.annotate(venture_name_value=Subquery(name))
-
-    def get_object(self, request, object_id, from_field=None):
-        obj = super().get_object(request, object_id, from_field)
-        if obj is None:
-            raise Http404("No audit event with this ID.")
-        return obj
 
     def has_add_permission(self, request):
         return False

@@ -113,3 +113,34 @@ class SuppressionEntryFactory(factory.django.DjangoModelFactory):
     value = factory.Sequence(lambda n: f"blocked{n}@prospect.example")
     identity_hash = factory.LazyAttribute(lambda o: identity_hash_of(email_key=o.value))
     reason = "test"
+
+
+from templating.models import MessageTemplate  # noqa: E402
+
+COMPLIANT_BODY = (
+    "Hi {{ first_name | default('there') }},\n\n"
+    "{{ venture.offer_summary }}\n\n"
+    "Best,\n{{ sender.name }}\n\n"
+    "{{ venture.postal_address }}\n"
+    "Unsubscribe: {{ unsubscribe_url }}\n"
+)
+
+
+class MessageTemplateFactory(factory.django.DjangoModelFactory):
+    """Saved through templating.services.template_save, so it is validated and versioned."""
+
+    class Meta:
+        model = MessageTemplate
+
+    campaign = factory.SubFactory(CampaignFactory)
+    venture = factory.LazyAttribute(lambda o: o.campaign.venture if o.campaign else None)
+    name = factory.Sequence(lambda n: f"Template {n}")
+    slug = factory.Sequence(lambda n: f"template-{n}")
+    subject = "Quick question, {{ first_name | default('there') }}"
+    body_text = COMPLIANT_BODY
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        from templating.services import template_save
+
+        return template_save(template=model_class(*args, **kwargs), actor="tests")

@@ -1,0 +1,383 @@
+"""The operator console for templates: edit (validated, versioned, audited), live preview,
+"send me a test", and the campaign-wide check.
+
+Recipients (a campaign's leads, or the sample lead) come from the RecipientSource that outreach
+registers (templating.hooks), so this module never imports leads. Scoping: every queryset, form
+choice and view goes through ventures.selectors; another venture's template, campaign or lead
+is a 404. HTML is built with format_html only; a rendered HTML body is shown in a sandboxed
+iframe (no scripts, no same-origin).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.contrib import admin, messages
+from django.contrib.admin.utils import quote
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from templating import services
+from templating.forms import CampaignCheckForm, PreviewForm
+from templating.guardrails import REASON_DESCRIPTIONS, SUBJECT_MAX_CHARS, Reason
+from templating.hooks import Recipient, context_schema, recipient_source
+from templating.models import (
+    CONTENT_FIELDS,
+    MessageTemplate,
+    MessageTemplateVersion,
+    RenderLog,
+    RenderPurpose,
+)
+from templating.rendering import RenderResult
+from ventures.admin import ScopedAdmin, VisibleVentureFilter
+from ventures.models import Campaign
+from ventures.selectors import campaigns_visible_to, user_sees_all_ventures, ventures_visible_to
+from ventures.services import DomainError, audit_record, snapshot
+
+RECIPIENT_CHOICES_LIMIT = 200  # leads offered in the preview picker (first ones by id)
+CHECK_ROWS_SHOWN = 500  # blocked renders listed on the check page
+
+
+def _scoped(queryset, user, lookup: str):
+    if user_sees_all_ventures(user):
+        return queryset
+    return queryset.filter(**{f"{lookup}__in": ventures_visible_to(user).values("pk")})
+
+
+def highlight(text: str, reasons: list[Reason]):
+    """`text` escaped, with every reason's span wrapped in <mark title="code: message">."""
+    spans = sorted((r.span, r) for r in reasons if r.span and r.span[1] > r.span[0])
+    pieces: list[tuple[str, str]] = []  # (kind, value): kind "" = plain, else mark title
+    pos = 0
+    for (start, end), reason in spans:
+        start = max(start, pos)
+        if start >= end:
+            continue
+        pieces.append(("", text[pos:start]))
+        pieces.append((f"{reason.code}: {reason.message}", text[start:end]))
+        pos = end
+    pieces.append(("", text[pos:]))
+    return format_html_join(
+        "",
+        "{}",
+        (
+            (format_html('<mark class="aicmo-reason" title="{}">{}</mark>', title, value),)
+            if title
+            else (value,)
+            for title, value in pieces
+        ),
+    )
+
+
+class TemplateVersionInline(admin.TabularInline):
+    model = MessageTemplateVersion
+    fields = ("number", "created_at", "created_by", "subject", "variant_label", "content_hash")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    ordering = ("-number",)
+    verbose_name_plural = "versions (immutable; a sent message points at one)"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(MessageTemplate)
+class MessageTemplateAdmin(ScopedAdmin):
+    list_display = (
+        "name",
+        "variant_label",
+        "narrative_angle",
+        "scope",
+        "channel",
+        "is_active",
+        "usage_count",
+        "last_used_at",
+    )
+    list_filter = (VisibleVentureFilter, "channel", "is_active")
+    list_select_related = ("venture", "campaign")
+    search_fields = ("name", "slug", "narrative_angle", "variant_label")
+    prepopulated_fields = {"slug": ("name",)}
+    readonly_fields = ("variables", "usage_count", "last_used_at", "available_variables")
+    inlines = (TemplateVersionInline,)
+    change_form_template = "admin/templating/messagetemplate/change_form.html"
+    change_list_template = "admin/templating/messagetemplate/change_list.html"
+    fieldsets = (
+        (None, {"fields": ("venture", "campaign", "channel", "name", "slug", "is_active")}),
+        ("Narrative", {"fields": ("narrative_angle", "variant_label")}),
+        (
+            "Message",
+            {
+                "fields": ("subject", "body_text", "body_html", "variables"),
+                "description": (
+                    'Jinja2 syntax: {{ first_name | default("there") }}. A variable without a '
+                    "value blocks the send unless it has a default. Subjects over "
+                    f"{SUBJECT_MAX_CHARS} characters are blocked."
+                ),
+            },
+        ),
+        ("Variables you can use", {"fields": ("available_variables",), "classes": ("collapse",)}),
+        ("Use", {"fields": ("usage_count", "last_used_at")}),
+    )
+
+    def get_queryset(self, request):
+        return _scoped(super().get_queryset(request), request.user, "venture")
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "campaign":
+            kwargs["queryset"] = campaigns_visible_to(request.user).select_related("venture")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    @admin.display(description="scope", ordering="campaign__name")
+    def scope(self, obj: MessageTemplate) -> str:
+        return obj.campaign.name if obj.campaign_id else f"{obj.venture.name} (venture-wide)"
+
+    @admin.display(description="required variables")
+    def variables(self, obj: MessageTemplate) -> str:
+        return ", ".join(obj.required_variables) or "-"
+
+    @admin.display(description="available variables")
+    def available_variables(self, obj: MessageTemplate | None = None) -> str:
+        schema = context_schema()
+        if schema is None:
+            return "-"
+        return format_html(
+            "<dl>{}</dl>",
+            format_html_join(
+                "", "<dt><code>{}</code></dt><dd>{}</dd>", schema.descriptions.items()
+            ),
+        )
+
+    def save_model(self, request, obj, form, change):
+        services.template_save(template=obj, actor=request.user)
+
+    def delete_model(self, request, obj):
+        with transaction.atomic():
+            audit_record(
+                actor=request.user, action="template.delete", entity=obj, before=snapshot(obj)
+            )
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+    # --- Extra views ----------------------------------------------------------------------
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path(
+                "<path:object_id>/preview/",
+                view(self.preview_view),
+                name="templating_messagetemplate_preview",
+            ),
+            path(
+                "<path:object_id>/send-test/",
+                view(self.send_test_view),
+                name="templating_messagetemplate_send_test",
+            ),
+            path(
+                "campaign-check/",
+                view(self.campaign_check_view),
+                name="templating_messagetemplate_campaign_check",
+            ),
+            *super().get_urls(),
+        ]
+
+    def _template_or_404(self, request, object_id) -> MessageTemplate:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        obj = self.get_object(request, object_id)  # 404 outside the user's ventures
+        return obj
+
+    def _preview_form(self, request, template: MessageTemplate, data) -> PreviewForm:
+        campaigns = campaigns_visible_to(request.user).filter(venture=template.venture_id)
+        if template.campaign_id:
+            campaigns = campaigns.filter(pk=template.campaign_id)
+        return PreviewForm(data, campaigns=campaigns.select_related("venture"))
+
+    def _recipient(self, form: PreviewForm) -> tuple[Campaign | None, Recipient]:
+        """The chosen campaign and recipient; the recipient must belong to that campaign."""
+        campaign = form.cleaned_data.get("campaign")
+        ref = form.cleaned_data.get("recipient") or "sample"
+        source = recipient_source()
+        if campaign is None:
+            return None, Recipient(
+                ref="sample",
+                label="Sample (no campaign)",
+                context={},
+                seed="sample",
+                is_sample=True,
+            )
+        recipient = (
+            source.sample(campaign=campaign)
+            if ref == "sample"
+            else source.get(campaign=campaign, ref=ref)
+        )
+        if recipient is None:
+            raise Http404("No such recipient in this campaign.")
+        return campaign, recipient
+
+    def preview_view(self, request, object_id):
+        template = self._template_or_404(request, object_id)
+        form = self._preview_form(request, template, request.GET or None)
+        campaign, recipient, result = None, None, None
+        if form.is_bound and form.is_valid():
+            campaign, recipient = self._recipient(form)
+        elif not form.is_bound:
+            campaign = form.fields["campaign"].queryset.first()
+            if campaign is not None:
+                recipient = recipient_source().sample(campaign=campaign)
+        if recipient is not None:
+            result = services.version_render(
+                version=services.template_current_version(template, actor=request.user),
+                recipient=recipient,
+                venture=template.venture,
+                live=services.is_live(campaign),
+                purpose=RenderPurpose.PREVIEW,
+            )
+        if campaign is not None:
+            form.set_recipient_choices(
+                recipient_source().choices(campaign=campaign, limit=RECIPIENT_CHOICES_LIMIT)
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": f"Preview: {template.name}",
+            "template_obj": template,
+            "form": form,
+            "campaign": campaign,
+            "recipient": recipient,
+            "result": result,
+            "live": services.is_live(campaign),
+            "highlighted": _highlighted(result) if result else None,
+            "can_send_test": self.has_change_permission(request, template),
+            "test_to": request.user.email,
+            "send_test_url": reverse(
+                "admin:templating_messagetemplate_send_test", args=[quote(template.pk)]
+            ),
+            "reason_descriptions": REASON_DESCRIPTIONS,
+        }
+        return TemplateResponse(request, "admin/templating/messagetemplate/preview.html", context)
+
+    def send_test_view(self, request, object_id):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        template = self._template_or_404(request, object_id)
+        if not self.has_change_permission(request, template):
+            raise PermissionDenied
+        form = self._preview_form(request, template, request.POST)
+        if not form.is_valid():
+            messages.error(request, "Choose a campaign and a recipient first.")
+        else:
+            campaign, recipient = self._recipient(form)
+            try:
+                services.template_send_test(
+                    template=template, recipient=recipient, campaign=campaign, user=request.user
+                )
+            except DomainError as exc:
+                messages.error(request, str(exc))
+            else:
+                messages.success(
+                    request,
+                    f"Test email sent to {request.user.email} (only to you, labelled TEST).",
+                )
+        query = urlencode({k: request.POST.get(k, "") for k in ("campaign", "recipient")})
+        url = reverse("admin:templating_messagetemplate_preview", args=[quote(template.pk)])
+        return HttpResponseRedirect(f"{url}?{query}")
+
+    def campaign_check_view(self, request):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        campaigns = campaigns_visible_to(request.user).select_related("venture")
+        data = request.POST if request.method == "POST" else (request.GET or None)
+        form = CampaignCheckForm(data, campaigns=campaigns)
+        check = None
+        if request.method == "POST" and form.is_valid():
+            campaign = get_object_or_404(campaigns, pk=form.cleaned_data["campaign"].pk)
+            check = services.campaign_templates_check(
+                campaign=campaign, limit=form.cleaned_data["limit"], actor=request.user
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Campaign template check",
+            "form": form,
+            "check": check,
+            "rows": check.blocked[:CHECK_ROWS_SHOWN] if check else [],
+            "rows_hidden": max(len(check.blocked) - CHECK_ROWS_SHOWN, 0) if check else 0,
+        }
+        return TemplateResponse(
+            request, "admin/templating/messagetemplate/campaign_check.html", context
+        )
+
+
+def _highlighted(result: RenderResult) -> dict:
+    by_part: dict[str, list[Reason]] = {}
+    for reason in result.reasons:
+        by_part.setdefault(reason.part, []).append(reason)
+    return {
+        "subject": highlight(result.subject, by_part.get("subject", [])),
+        "text": highlight(result.text, by_part.get("text", [])),
+    }
+
+
+class ReadOnlyAdmin(ScopedAdmin):
+    """Rows nobody edits in the console: versions (immutable) and render logs."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(MessageTemplateVersion)
+class MessageTemplateVersionAdmin(ReadOnlyAdmin):
+    list_display = ("template", "number", "created_at", "created_by", "variant_label")
+    list_select_related = ("template", "template__venture", "template__campaign")
+    search_fields = ("template__name",)
+    readonly_fields = (
+        "template",
+        "number",
+        *CONTENT_FIELDS,
+        "required_variables",
+        "content_hash",
+        "created_by",
+        "created_at",
+    )
+    fields = readonly_fields
+
+    def get_queryset(self, request):
+        return _scoped(super().get_queryset(request), request.user, "template__venture")
+
+
+@admin.register(RenderLog)
+class RenderLogAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "template_version", "subject_ref", "purpose", "outcome", "why")
+    list_filter = ("outcome", "purpose")
+    list_select_related = ("template_version", "template_version__template")
+    search_fields = ("=subject_ref",)
+    fields = ("created_at", "template_version", "subject_ref", "purpose", "outcome", "why")
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return _scoped(
+            super().get_queryset(request), request.user, "template_version__template__venture"
+        )
+
+    @admin.display(description="blocking reasons")
+    def why(self, obj: RenderLog) -> str:
+        return "; ".join(f"{r.get('code')}: {r.get('message')}" for r in obj.reasons) or "-"

@@ -1,0 +1,372 @@
+"""Writes and renders of templates. The admin, `campaign load`, outreach and tasks call these."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+from django.db.models import F, Q, QuerySet
+from django.utils import timezone
+from django.utils.html import escape
+
+from templating.guardrails import Compliance, Reason
+from templating.hooks import Recipient, recipient_source
+from templating.models import (
+    MessageTemplate,
+    MessageTemplateVersion,
+    RenderLog,
+    RenderOutcome,
+    RenderPurpose,
+)
+from templating.rendering import RenderResult, render_message
+from ventures.models import AuditEvent, Campaign, SendMode, Venture
+from ventures.services import Actor, DomainError, actor_label, audit_changes, audit_record, snapshot
+
+DEFAULT_RENDER_LOG_RETENTION_DAYS = 90
+CAMPAIGN_CHECK_SAMPLE = 500  # recipients per campaign check, the first ones in id order
+TEST_EMAIL_LIMIT = 5  # test emails per operator ...
+TEST_EMAIL_WINDOW = dt.timedelta(minutes=10)  # ... in this window
+
+
+# --- Saving and versioning ------------------------------------------------------------------
+def template_save(*, template: MessageTemplate, actor: Actor, reason: str = "") -> MessageTemplate:
+    """Validate, save and audit a template; a change of content adds a new version.
+
+    Raises ValidationError (field -> message, with the line of a syntax error).
+    """
+    template.full_clean()
+    with transaction.atomic():
+        before = None
+        if template.pk is not None:
+            stored = (
+                MessageTemplate.objects.order_by()
+                .select_for_update(of=("self",))
+                .filter(pk=template.pk)
+                .first()
+            )
+            before = snapshot(stored) if stored is not None else None
+        template.save()
+        audit_changes(
+            actor=actor,
+            entity=template,
+            before=before,
+            action="template.create" if before is None else "template.update",
+            reason=reason,
+        )
+        template_current_version(template, actor=actor)
+    return template
+
+
+def template_current_version(
+    template: MessageTemplate, *, actor: Actor = "system"
+) -> MessageTemplateVersion:
+    """The version a message rendered now must point at: the latest one, or a new one when
+    the template's content no longer matches it (e.g. it was saved outside template_save)."""
+    with transaction.atomic():
+        locked = (
+            MessageTemplate.objects.order_by().select_for_update(of=("self",)).get(pk=template.pk)
+        )
+        latest = locked.versions.order_by("-number").first()
+        if latest is not None and latest.content_hash == locked.content_hash():
+            return latest
+        return MessageTemplateVersion.objects.create(
+            template=locked,
+            number=(latest.number if latest else 0) + 1,
+            required_variables=locked.required_variables,
+            content_hash=locked.content_hash(),
+            created_by=actor_label(actor),
+            **locked.content(),
+        )
+
+
+def template_record_use(*, template: MessageTemplate, at: dt.datetime | None = None) -> None:
+    """Count one sent message (outreach calls this when a message goes out)."""
+    MessageTemplate.objects.filter(pk=template.pk).update(
+        usage_count=F("usage_count") + 1, last_used_at=at or timezone.now()
+    )
+
+
+def templates_for_campaign(campaign: Campaign) -> QuerySet[MessageTemplate]:
+    """Active templates a campaign may use: its own and its venture's venture-wide ones."""
+    return (
+        MessageTemplate.objects.filter(venture_id=campaign.venture_id, is_active=True)
+        .filter(Q(campaign=campaign) | Q(campaign__isnull=True))
+        .select_related("venture", "campaign")
+        .order_by(F("campaign_id").asc(nulls_last=True), "name", "pk")
+    )
+
+
+# --- Rendering ------------------------------------------------------------------------------
+def compliance_for(*, venture: Venture, recipient: Recipient) -> Compliance:
+    return Compliance(
+        unsubscribe_url=recipient.unsubscribe_url, postal_address=venture.postal_address
+    )
+
+
+def is_live(campaign: Campaign | None) -> bool:
+    """Compliance items block when the campaign sends live email."""
+    return campaign is not None and campaign.mode == SendMode.LIVE
+
+
+def version_render(
+    *,
+    version: MessageTemplateVersion,
+    recipient: Recipient,
+    venture: Venture,
+    live: bool,
+    purpose: str = RenderPurpose.SEND,
+    log: bool = True,
+) -> RenderResult:
+    """Render one version for one recipient, run the guardrails and (by default) log it."""
+    result = render_message(
+        subject=version.subject,
+        body_text=version.body_text,
+        body_html=version.body_html,
+        context=recipient.context,
+        seed=recipient.seed,
+        channel=version.channel,
+        compliance=compliance_for(venture=venture, recipient=recipient),
+        live=live,
+    )
+    if log:
+        RenderLog.objects.create(**_log_fields(version, recipient.ref, purpose, result))
+    return result
+
+
+def _log_fields(
+    version: MessageTemplateVersion, ref: str, purpose: str, result: RenderResult
+) -> dict:
+    if result.ok:
+        outcome = RenderOutcome.OK
+    elif any(r.code in _ERROR_CODES for r in result.reasons):
+        outcome = RenderOutcome.ERROR
+    else:
+        outcome = RenderOutcome.BLOCKED
+    return {
+        "template_version": version,
+        "subject_ref": ref[:100],
+        "purpose": purpose,
+        "outcome": outcome,
+        "reasons": [r.as_dict() for r in result.blocking_reasons],
+    }
+
+
+_ERROR_CODES = frozenset(
+    {
+        "syntax_error",
+        "rule_violation",
+        "undefined_variable",
+        "security_violation",
+        "resource_limit",
+        "render_error",
+    }
+)
+
+
+# --- Campaign-wide check --------------------------------------------------------------------
+@dataclass
+class CheckRow:
+    template: MessageTemplate
+    version: MessageTemplateVersion
+    recipient_ref: str
+    recipient_label: str
+    reasons: list[Reason]
+
+
+@dataclass
+class CampaignCheck:
+    campaign: Campaign
+    versions: list[MessageTemplateVersion] = field(default_factory=list)
+    recipients_checked: int = 0
+    recipients_total: int = 0
+    renders: int = 0
+    blocked: list[CheckRow] = field(default_factory=list)
+
+    @property
+    def sampled(self) -> bool:
+        return self.recipients_checked < self.recipients_total
+
+    @property
+    def blocked_recipients(self) -> int:
+        return len({row.recipient_ref for row in self.blocked})
+
+    def summary(self) -> str:
+        scope = f"{self.recipients_checked} of {self.recipients_total} recipients"
+        if self.sampled:
+            scope += " (the first ones by id)"
+        return (
+            f"{len(self.versions)} active template(s) x {scope}: {self.renders} renders, "
+            f"{len(self.blocked)} blocked ({self.blocked_recipients} recipient(s) affected)."
+        )
+
+    def as_dict(self) -> dict:
+        return {
+            "campaign": self.campaign.slug,
+            "templates": [
+                {"id": v.template_id, "name": v.template.name, "version": v.number}
+                for v in self.versions
+            ],
+            "recipients_checked": self.recipients_checked,
+            "recipients_total": self.recipients_total,
+            "renders": self.renders,
+            "blocked": [
+                {
+                    "template": row.template.name,
+                    "version": row.version.number,
+                    "recipient": row.recipient_ref,
+                    "reasons": [r.as_dict() for r in row.reasons],
+                }
+                for row in self.blocked
+            ],
+        }
+
+
+def campaign_templates_check(
+    *, campaign: Campaign, limit: int = CAMPAIGN_CHECK_SAMPLE, actor: Actor = "system"
+) -> CampaignCheck:
+    """Render every active template of the campaign for its recipients (the first `limit` by
+    id) and list every blocked render with its reasons. Each render is logged (purpose=check).
+    """
+    source = recipient_source()
+    templates = list(templates_for_campaign(campaign))
+    check = CampaignCheck(
+        campaign=campaign,
+        versions=[template_current_version(t, actor=actor) for t in templates],
+        recipients_total=source.count(campaign=campaign),
+    )
+    live = is_live(campaign)
+    logs: list[RenderLog] = []
+    for recipient in source.iterate(campaign=campaign, limit=limit):
+        check.recipients_checked += 1
+        for template, version in zip(templates, check.versions, strict=True):
+            result = version_render(
+                version=version, recipient=recipient, venture=campaign.venture, live=live, log=False
+            )
+            check.renders += 1
+            logs.append(
+                RenderLog(**_log_fields(version, recipient.ref, RenderPurpose.CHECK, result))
+            )
+            if not result.ok:
+                check.blocked.append(
+                    CheckRow(
+                        template, version, recipient.ref, recipient.label, result.blocking_reasons
+                    )
+                )
+    RenderLog.objects.bulk_create(logs, batch_size=500)
+    return check
+
+
+# --- Test email -----------------------------------------------------------------------------
+def template_send_test(
+    *,
+    template: MessageTemplate,
+    recipient: Recipient,
+    campaign: Campaign | None,
+    user,
+) -> RenderResult:
+    """Render for `recipient` and email the result to the operator's own address, never to the
+    recipient. Limited to TEST_EMAIL_LIMIT per operator per TEST_EMAIL_WINDOW; refused when
+    the render is blocked. Raises DomainError with the reason."""
+    to = (getattr(user, "email", "") or "").strip()
+    if not to:
+        raise DomainError("Your user account has no email address: add one to receive tests.")
+    since = timezone.now() - TEST_EMAIL_WINDOW
+    sent = AuditEvent.objects.filter(
+        action="template.send_test", actor=actor_label(user), created_at__gte=since
+    ).count()
+    if sent >= TEST_EMAIL_LIMIT:
+        minutes = int(TEST_EMAIL_WINDOW.total_seconds() // 60)
+        raise DomainError(
+            f"You sent {sent} test emails in the last {minutes} minutes; the limit is "
+            f"{TEST_EMAIL_LIMIT}. Try again later."
+        )
+    version = template_current_version(template, actor=user)
+    result = version_render(
+        version=version,
+        recipient=recipient,
+        venture=template.venture,
+        live=is_live(campaign),
+        purpose=RenderPurpose.TEST,
+    )
+    if not result.ok:
+        codes = ", ".join(dict.fromkeys(result.reason_codes()))
+        raise DomainError(f"Not sent: the render is blocked ({codes}). See the preview.")
+    _send_test_email(template=template, version=version, recipient=recipient, to=to, result=result)
+    audit_record(
+        actor=user,
+        action="template.send_test",
+        entity=template,
+        after={"version": version.number, "recipient": recipient.ref, "to": "operator"},
+    )
+    return result
+
+
+def _send_test_email(
+    *,
+    template: MessageTemplate,
+    version: MessageTemplateVersion,
+    recipient: Recipient,
+    to: str,
+    result: RenderResult,
+) -> None:
+    banner = (
+        f"[TEST] Template '{template.name}' v{version.number} rendered for {recipient.label}. "
+        "This copy went only to you; the recipient was not contacted.\n\n"
+    )
+    campaign = template.campaign
+    from_email = (campaign.sender_email if campaign else "") or settings.DEFAULT_FROM_EMAIL
+    message = EmailMultiAlternatives(
+        subject=f"[TEST] {result.subject}",
+        body=banner + result.text,
+        from_email=from_email,
+        to=[to],
+        headers={"X-AICMO-Test": "1", "Auto-Submitted": "auto-generated"},
+    )
+    if result.html:
+        message.attach_alternative(
+            f"<p><strong>{escape(banner.strip())}</strong></p>" + result.html, "text/html"
+        )
+    try:
+        message.send(fail_silently=False)
+    except Exception as exc:  # SMTP or ESP failure: tell the operator, never a traceback
+        raise DomainError(f"The email backend refused the test email: {exc}") from exc
+
+
+# --- Retention ------------------------------------------------------------------------------
+def render_log_retention_days() -> int:
+    """AICMO_RENDER_LOG_RETENTION_DAYS (default 90), read when used, never at import."""
+    raw = getattr(settings, "AICMO_RENDER_LOG_RETENTION_DAYS", DEFAULT_RENDER_LOG_RETENTION_DAYS)
+    try:
+        days = int(raw)
+    except (TypeError, ValueError):
+        days = 0
+    if days < 1:
+        raise ImproperlyConfigured(
+            f"AICMO_RENDER_LOG_RETENTION_DAYS={raw!r} must be a whole number of days >= 1."
+        )
+    return days
+
+
+def render_logs_purge(*, now: dt.datetime | None = None) -> int:
+    """Delete render logs older than the retention; returns how many went."""
+    cutoff = (now or timezone.now()) - dt.timedelta(days=render_log_retention_days())
+    deleted, _ = RenderLog.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
+
+
+def render_logs_erase_subject(*, subject_refs: Iterable[str]) -> int:
+    """Delete every render log of these recipients (GDPR erasure)."""
+    deleted, _ = RenderLog.objects.filter(subject_ref__in=list(subject_refs)).delete()
+    return deleted
+
+
+def validation_messages(exc: ValidationError) -> str:
+    """One line for an operator from a model ValidationError."""
+    if hasattr(exc, "message_dict"):
+        return "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
+    return " ".join(exc.messages)

@@ -1,0 +1,334 @@
+"""The template console: validated edits, live preview, send me a test, campaign check, scoping."""
+
+from __future__ import annotations
+
+import html
+
+import pytest
+from django.core import mail
+from django.urls import reverse
+
+from templating.models import MessageTemplate, RenderLog, RenderPurpose
+from templating.services import TEST_EMAIL_LIMIT
+from tests.factories import (
+    CampaignFactory,
+    LeadFactory,
+    MembershipFactory,
+    MessageTemplateFactory,
+    UserFactory,
+)
+from ventures.models import AuditEvent, SendMode
+from ventures.roles import OPERATOR
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def plain_http(settings):
+    settings.SECURE_SSL_REDIRECT = False
+
+
+@pytest.fixture
+def template(campaign):
+    return MessageTemplateFactory(
+        campaign=campaign,
+        name="Opener",
+        subject="Quick question, {{ first_name | default('there') }}",
+        body_text=(
+            "Hi {{ first_name }}, {{ icebreaker | default('hello') }}\n\n"
+            "{{ venture.postal_address }}\nUnsubscribe: {{ unsubscribe_url }}\n"
+        ),
+    )
+
+
+@pytest.fixture
+def op_client(client, operator):
+    client.force_login(operator)
+    return client
+
+
+def url(name, *args):
+    return reverse(f"admin:templating_messagetemplate_{name}", args=args)
+
+
+def page(response) -> str:
+    return html.unescape(response.content.decode())
+
+
+# --- Editing ----------------------------------------------------------------------------------
+def form_data(campaign, **overrides):
+    data = {
+        "venture": campaign.venture.pk,
+        "campaign": campaign.pk,
+        "channel": "email",
+        "name": "Opener",
+        "slug": "opener",
+        "is_active": "on",
+        "narrative_angle": "pain: manual reporting",
+        "variant_label": "A",
+        "subject": "Hi {{ first_name }}",
+        "body_text": "Hello {{ first_name }}\n{{ unsubscribe_url }}",
+        "body_html": "",
+        "versions-TOTAL_FORMS": "0",
+        "versions-INITIAL_FORMS": "0",
+        "versions-MIN_NUM_FORMS": "0",
+        "versions-MAX_NUM_FORMS": "1000",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_admin_form_shows_a_syntax_error_with_its_line(op_client, campaign):
+    body = "Hello\nthere\n{{ first_name }"
+    response = op_client.post(url("add"), form_data(campaign, body_text=body))
+    assert response.status_code == 200
+    assert "Line 3: unexpected '}'" in page(response)
+    assert not MessageTemplate.objects.exists()
+
+
+def test_admin_form_refuses_an_unknown_filter(op_client, campaign):
+    response = op_client.post(url("add"), form_data(campaign, subject="{{ first_name|center(9) }}"))
+    assert "filter 'center' is not allowed" in page(response)
+    assert not MessageTemplate.objects.exists()
+
+
+def test_admin_save_creates_a_version_each_change_and_audits(op_client, campaign, operator):
+    response = op_client.post(url("add"), form_data(campaign))
+    assert response.status_code == 302
+    template = MessageTemplate.objects.get()
+    op_client.post(url("change", template.pk), form_data(campaign, subject="Hey {{ first_name }}"))
+    template.refresh_from_db()
+    assert template.subject == "Hey {{ first_name }}"
+    assert list(template.versions.values_list("number", "subject")) == [
+        (2, "Hey {{ first_name }}"),
+        (1, "Hi {{ first_name }}"),
+    ]
+    assert AuditEvent.objects.for_entity(template).filter(actor=operator.username).count() == 2
+
+
+def test_operator_cannot_put_a_template_in_another_ventures_campaign(
+    op_client, campaign, other_venture_campaign
+):
+    data = form_data(other_venture_campaign)
+    response = op_client.post(url("add"), data)
+    assert response.status_code == 200
+    assert not MessageTemplate.objects.exists()
+
+
+# --- Preview ----------------------------------------------------------------------------------
+def test_preview_renders_a_lead_of_the_campaign(op_client, template, campaign):
+    lead = LeadFactory(
+        campaign=campaign, first_name="Lena", custom_fields={"icebreaker": "Nice post"}
+    )
+    response = op_client.get(
+        url("preview", template.pk), {"campaign": campaign.pk, "recipient": f"lead:{lead.pk}"}
+    )
+    assert response.status_code == 200
+    text = page(response)
+    assert "Quick question, Lena" in text
+    assert "Hi Lena, Nice post" in text
+    assert "Ready to send" in text
+    log = RenderLog.objects.get()
+    assert (log.subject_ref, log.purpose) == (f"lead:{lead.pk}", RenderPurpose.PREVIEW)
+
+
+def test_preview_defaults_to_the_sample_lead(op_client, template):
+    response = op_client.get(url("preview", template.pk))
+    assert response.status_code == 200
+    assert "Quick question, Alex" in page(response)
+
+
+def test_preview_highlights_every_blocking_reason(op_client, template, campaign):
+    lead = LeadFactory(campaign=campaign, first_name="[First Name]")
+    response = op_client.get(
+        url("preview", template.pk), {"campaign": campaign.pk, "recipient": f"lead:{lead.pk}"}
+    )
+    content = response.content.decode()
+    assert "Blocked: this message would not be sent." in content
+    assert content.count('<mark class="aicmo-reason" title="bracket_token:') == 2  # subject + text
+    assert 'data-code="bracket_token"' in content
+
+
+def test_preview_escapes_lead_data_and_sandboxes_html(op_client, campaign):
+    template = MessageTemplateFactory(
+        campaign=campaign,
+        body_text="",
+        body_html="<p>Hi {{ first_name }}</p><p>{{ venture.postal_address }}</p><a href='{{ unsubscribe_url }}'>Unsubscribe</a>",
+    )
+    lead = LeadFactory(campaign=campaign, first_name="<script>alert(1)</script>")
+    response = op_client.get(
+        url("preview", template.pk), {"campaign": campaign.pk, "recipient": f"lead:{lead.pk}"}
+    )
+    content = response.content.decode()
+    assert "<script>alert(1)</script>" not in content
+    assert 'sandbox=""' in content
+    assert "(made from the HTML)" in content
+
+
+def test_preview_shows_compliance_items_as_live_only_in_proof_mode(op_client, campaign):
+    template = MessageTemplateFactory(
+        campaign=campaign, body_text="Hi {{ first_name | default('x') }}"
+    )
+    response = op_client.get(
+        url("preview", template.pk), {"campaign": campaign.pk, "recipient": "sample"}
+    )
+    text = page(response)
+    assert "Ready to send" in text
+    assert "blocks live email only" in text
+
+    campaign.mode = SendMode.LIVE
+    campaign.save(update_fields=["mode"])
+    response = op_client.get(
+        url("preview", template.pk), {"campaign": campaign.pk, "recipient": "sample"}
+    )
+    assert "Blocked: this message would not be sent." in page(response)
+    assert 'data-code="missing_unsubscribe"' in response.content.decode()
+
+
+def test_preview_of_another_ventures_template_is_404(op_client, other_venture_campaign):
+    template = MessageTemplateFactory(campaign=other_venture_campaign)
+    assert op_client.get(url("preview", template.pk)).status_code == 404
+
+
+def test_preview_cannot_read_a_lead_of_another_campaign(
+    op_client, template, campaign, other_venture_campaign
+):
+    foreign = LeadFactory(campaign=other_venture_campaign, first_name="Secret")
+    response = op_client.get(
+        url("preview", template.pk), {"campaign": campaign.pk, "recipient": f"lead:{foreign.pk}"}
+    )
+    assert response.status_code == 404
+    response = op_client.get(
+        url("preview", template.pk),
+        {"campaign": other_venture_campaign.pk, "recipient": f"lead:{foreign.pk}"},
+    )
+    assert "Secret" not in page(response)
+
+
+def test_changelist_lists_only_visible_ventures(op_client, template, other_venture_campaign):
+    MessageTemplateFactory(campaign=other_venture_campaign, name="Foreign template")
+    text = page(op_client.get(url("changelist")))
+    assert "Opener" in text
+    assert "Foreign template" not in text
+
+
+# --- Send me a test ---------------------------------------------------------------------------
+def test_send_me_a_test_goes_to_the_operator_only(op_client, template, campaign, operator):
+    lead = LeadFactory(campaign=campaign, first_name="Lena", email="lena@prospect.example")
+    response = op_client.post(
+        url("send_test", template.pk), {"campaign": campaign.pk, "recipient": f"lead:{lead.pk}"}
+    )
+    assert response.status_code == 302
+    assert len(mail.outbox) == 1
+    message = mail.outbox[0]
+    assert message.to == [operator.email]
+    assert "lena@prospect.example" not in message.recipients()
+    assert message.subject == "[TEST] Quick question, Lena"
+    assert message.body.startswith(
+        "[TEST] Template 'Opener' v1 rendered for Lena Lead <lena@prospect.example>"
+    )
+    assert message.extra_headers["X-AICMO-Test"] == "1"
+    assert (
+        AuditEvent.objects.filter(action="template.send_test", actor=operator.username).count() == 1
+    )
+
+
+def test_send_me_a_test_refuses_get(op_client, template):
+    assert op_client.get(url("send_test", template.pk)).status_code == 405
+    assert mail.outbox == []
+
+
+def test_send_me_a_test_is_rate_limited(op_client, template, campaign):
+    data = {"campaign": campaign.pk, "recipient": "sample"}
+    for _ in range(TEST_EMAIL_LIMIT):
+        op_client.post(url("send_test", template.pk), data)
+    response = op_client.post(url("send_test", template.pk), data, follow=True)
+    assert len(mail.outbox) == TEST_EMAIL_LIMIT
+    assert f"the limit is {TEST_EMAIL_LIMIT}" in page(response)
+
+
+def test_send_me_a_test_refuses_a_blocked_render(op_client, campaign):
+    template = MessageTemplateFactory(campaign=campaign, body_text="Hi {{ icebreaker }}")
+    lead = LeadFactory(campaign=campaign)
+    response = op_client.post(
+        url("send_test", template.pk),
+        {"campaign": campaign.pk, "recipient": f"lead:{lead.pk}"},
+        follow=True,
+    )
+    assert "Not sent: the render is blocked (undefined_variable)" in page(response)
+    assert mail.outbox == []
+
+
+def test_viewer_can_preview_but_not_send_a_test(client, viewer, template):
+    client.force_login(viewer)
+    assert client.get(url("preview", template.pk)).status_code == 200
+    assert client.post(url("send_test", template.pk), {"recipient": "sample"}).status_code == 403
+    assert mail.outbox == []
+
+
+def test_send_me_a_test_needs_an_address(client, venture, template):
+    user = UserFactory(username="no-mail", email="", role=OPERATOR)
+    MembershipFactory(venture=venture, user=user)
+    client.force_login(user)
+    response = client.post(
+        url("send_test", template.pk),
+        {"campaign": template.campaign_id, "recipient": "sample"},
+        follow=True,
+    )
+    assert "no email address" in page(response)
+    assert mail.outbox == []
+
+
+# --- Campaign check ---------------------------------------------------------------------------
+def test_campaign_check_lists_blocked_leads_and_why(op_client, template, campaign):
+    good = LeadFactory(campaign=campaign, first_name="Lena")
+    bad = LeadFactory(campaign=campaign, first_name="TBD", email="tbd@prospect.example")
+    venture_wide = MessageTemplateFactory(
+        campaign=None,
+        venture=campaign.venture,
+        name="Breakup",
+        body_text="Bye {{ company }}\n{{ unsubscribe_url }}",
+    )
+    LeadFactory(campaign=campaign, company="", email="nocompany@prospect.example")
+    response = op_client.post(url("campaign_check"), {"campaign": campaign.pk, "limit": 500})
+    assert response.status_code == 200
+    text = page(response)
+    assert (
+        "2 active template(s) x 3 of 3 recipients: 6 renders, 3 blocked (2 recipient(s) affected)."
+        in text
+    )
+    assert "tbd@prospect.example" in text and 'data-code="tbd"' in response.content.decode()
+    assert "nocompany@prospect.example" in text and "'company' is undefined" in text
+    assert good.email not in text
+    assert venture_wide.name in text
+    assert RenderLog.objects.filter(purpose=RenderPurpose.CHECK).count() == 6
+    assert bad.pk
+
+
+def test_campaign_check_samples_big_campaigns(op_client, template, campaign):
+    for _ in range(5):
+        LeadFactory(campaign=campaign)
+    response = op_client.post(url("campaign_check"), {"campaign": campaign.pk, "limit": 2})
+    assert "1 active template(s) x 2 of 5 recipients (the first ones by id)" in page(response)
+
+
+def test_campaign_check_refuses_another_ventures_campaign(op_client, other_venture_campaign):
+    MessageTemplateFactory(campaign=other_venture_campaign)
+    response = op_client.post(
+        url("campaign_check"), {"campaign": other_venture_campaign.pk, "limit": 10}
+    )
+    assert response.status_code == 200
+    assert "Select a valid choice" in page(response)
+    assert not RenderLog.objects.exists()
+
+
+def test_campaign_check_ignores_inactive_templates_and_other_campaigns(
+    op_client, template, campaign
+):
+    MessageTemplateFactory(campaign=campaign, is_active=False, body_text="{{ nope }}")
+    MessageTemplateFactory(
+        campaign=CampaignFactory(venture=campaign.venture), body_text="{{ nope }}"
+    )
+    LeadFactory(campaign=campaign)
+    response = op_client.post(url("campaign_check"), {"campaign": campaign.pk, "limit": 10})
+    assert "No lead is blocked." in page(response)

@@ -947,3 +947,23 @@ def test_operator_sees_one_line_and_exit_status_1_for_a_bad_file(write, tmp_path
         r"Cannot overwrite a value at column \d+\n",
         run.stderr,
     ), run.stderr
+
+
+def _leaf_paths(value, path=()):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaf_paths(item, (*path, key))
+    elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        for index, item in enumerate(value):
+            yield from _leaf_paths(item, (*path, index))
+    else:
+        yield path
+
+
+def test_locator_puts_every_key_of_the_demo_file_on_the_line_that_names_it():
+    text = DEMO_FILE.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    locate = Locator(text, "demo.toml")
+    for path in _leaf_paths(tomllib.loads(text)):
+        line = lines[locate(path) - 1]
+        assert str(path[-1]) in line.split("=")[0] or f"{path[-1]} =" in line, (path, line)

@@ -466,10 +466,10 @@ class OperationsAdmin(AuditedAdmin):
             self.message_user(request, text, messages.WARNING)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        extra_context = extra_context or {}
-        if request.method == "GET":
-            obj = self.get_object(request, unquote(object_id))
-            extra_context["operation_buttons"] = [
+        obj = self.get_object(request, unquote(object_id))
+        extra_context = {
+            **(extra_context or {}),
+            "operation_buttons": [
                 {
                     "label": op.label + ("…" if op.confirm else ""),
                     "url": self.operation_url(obj, op.name),
@@ -478,11 +478,12 @@ class OperationsAdmin(AuditedAdmin):
                 }
                 for op in (self.operations[n] for n in self.applicable_operations(obj))
                 if self.has_operation_permission(request, op)
-            ]
-            if global_kill_switch_on():
-                self.message_user(
-                    request, "The global kill switch is ON: nothing is sent.", messages.WARNING
-                )
+            ],
+        }
+        if request.method == "GET" and global_kill_switch_on():
+            self.message_user(
+                request, "The global kill switch is ON: nothing is sent.", messages.WARNING
+            )
         return super().change_view(request, object_id, form_url, extra_context)
 
 

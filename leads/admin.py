@@ -1,0 +1,1006 @@
+"""The lead console: a million leads, their imports, the suppression list, scoring and API tokens.
+
+Speed on a million rows:
+- Django's ChangeList always asks the paginator for `count`, and with `show_full_result_count`
+  on it also counts the unfiltered table. Both are avoided: `show_full_result_count = False` and
+  `CappedCountPaginator` counts at most COUNT_CAP + 1 rows (an index-only LIMIT in a subquery),
+  so the page says "more than 10,000" instead of scanning a million rows on every load.
+- Filters are the indexed ones (campaign, consent, segment, source, batch); their choices are
+  single scoped queries. Search is an email prefix on the lower-cased `email_key`
+  (`LIKE 'prefix%'`, served by the varchar_pattern_ops index), never `icontains`.
+- The order is the primary key, newest first, which every lead index ends with.
+
+Scoping: every queryset, object, action and download goes through `ventures.selectors`; another
+venture's lead, batch or rule is a 404, exactly like a missing one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import model_ngettext
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
+
+from leads import admin_services
+from leads.forms import (
+    ApiTokenCreateForm,
+    BulkActionForm,
+    ImportConfirmForm,
+    LeadImportForm,
+    SuppressionEntryForm,
+)
+from leads.models import (
+    BatchState,
+    CampaignLeadPolicy,
+    ImportBatch,
+    ImportRowError,
+    Lead,
+    LeadStatus,
+    ScoringRule,
+    SuppressionEntry,
+    SuppressionKind,
+)
+from leads.services import (
+    lead_data_export,
+    lead_rescore,
+    spreadsheet_safe,
+    suppression_add,
+)
+from ventures import services as venture_services
+from ventures.admin import AuditedAdmin, ScopedAdmin, VisibleVentureFilter
+from ventures.models import Campaign, IcpSegment, Venture, VentureApiToken
+from ventures.selectors import (
+    campaigns_visible_to,
+    user_sees_all_ventures,
+    ventures_visible_to,
+)
+from ventures.services import DomainError
+
+COUNT_CAP = 10_000  # rows a changelist counts before it says "more than"
+RECENT_BATCHES = 25  # batches offered in the lead list's batch filter
+ROW_ERRORS_SHOWN = 50  # on the batch page; the CSV download has them all
+
+
+# --- Scoping ---------------------------------------------------------------------------------
+
+
+def sees_all(request) -> bool:
+    """user_sees_all_ventures, asked once per request (it costs a query)."""
+    cached = getattr(request, "_aicmo_sees_all", None)
+    if cached is None:
+        cached = request._aicmo_sees_all = user_sees_all_ventures(request.user)
+    return cached
+
+
+def visible_venture_ids(request) -> list[int]:
+    """The ids of ventures_visible_to(user), read once per request."""
+    cached = getattr(request, "_aicmo_venture_ids", None)
+    if cached is None:
+        cached = list(ventures_visible_to(request.user).values_list("pk", flat=True))
+        request._aicmo_venture_ids = cached
+    return cached
+
+
+def scoped(queryset, request, lookup: str = "venture"):
+    """`queryset` restricted to the ventures the request's user may see."""
+    if sees_all(request):
+        return queryset
+    return queryset.filter(**{f"{lookup}__in": visible_venture_ids(request)})
+
+
+def visible_campaigns(request):
+    campaigns = campaigns_visible_to(request.user) if sees_all(request) else None
+    if campaigns is None:  # the same rule as campaigns_visible_to, without asking again
+        campaigns = Campaign.objects.filter(venture_id__in=visible_venture_ids(request))
+    return campaigns.select_related("venture").order_by("venture__name", "name")
+
+
+# --- Changelist machinery --------------------------------------------------------------------
+
+
+class CappedCountPaginator(Paginator):
+    """A paginator that never counts more than COUNT_CAP + 1 rows.
+
+    `count` is min(real count, COUNT_CAP + 1), computed as a COUNT over a LIMITed, unordered
+    subquery; pages past the cap are not offered (narrow the list with a filter or a search).
+    """
+
+    cap = COUNT_CAP
+
+    @cached_property
+    def count(self) -> int:
+        return self.object_list.order_by()[: self.cap + 1].count()
+
+    @property
+    def capped(self) -> bool:
+        return self.count > self.cap
+
+
+class IdChoiceFilter(admin.SimpleListFilter):
+    """A filter on a foreign key whose choices are one scoped query; bad ids match nothing."""
+
+    field = ""
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value is None:
+            return queryset
+        if not value.isdigit():
+            return queryset.none()
+        return queryset.filter(**{self.field: int(value)})
+
+
+class CampaignFilter(IdChoiceFilter):
+    title = "campaign"
+    parameter_name = "campaign"
+    field = "campaign_id"
+
+    def lookups(self, request, model_admin):
+        return [(c.pk, f"{c.venture.name} / {c.name}") for c in visible_campaigns(request)]
+
+
+class SegmentFilter(IdChoiceFilter):
+    title = "ICP segment"
+    parameter_name = "segment"
+    field = "segment_id"
+
+    def lookups(self, request, model_admin):
+        segments = scoped(IcpSegment.objects.select_related("venture"), request)
+        return [
+            (s.pk, f"{s.venture.name} / {s.name}") for s in segments.order_by("venture", "name")
+        ]
+
+
+class BatchFilter(IdChoiceFilter):
+    """The newest batches (and the selected one, however old); older ones via the batch page."""
+
+    title = "import batch"
+    parameter_name = "batch"
+    field = "source_batch_id"
+
+    def lookups(self, request, model_admin):
+        batches = scoped(ImportBatch.objects.all(), request, "campaign__venture")
+        rows = batches.order_by("-id").values_list("pk", "file_name", "channel")
+        chosen = self.value()
+        if chosen and chosen.isdigit():
+            # One query: the newest batches, plus the chosen one however old it is.
+            recent = rows.filter(pk__in=rows.values("pk")[:RECENT_BATCHES]) | rows.filter(
+                pk=int(chosen)
+            )
+            rows = recent.order_by("-id")
+        else:
+            rows = rows[:RECENT_BATCHES]
+        return [(pk, f"#{pk} {name or channel}") for pk, name, channel in rows]
+
+
+# --- Leads -----------------------------------------------------------------------------------
+
+
+@admin.register(Lead)
+class LeadAdmin(ScopedAdmin):
+    list_display = (
+        "email_or_id",
+        "full_name",
+        "company",
+        "campaign",
+        "consent_status",
+        "status",
+        "grade",
+        "segment",
+        "source_channel",
+        "created_at",
+    )
+    list_display_links = ("email_or_id",)
+    list_select_related = ("campaign", "segment__venture")
+    list_filter = (
+        CampaignFilter,
+        "consent_status",
+        "status",
+        SegmentFilter,
+        "source_channel",
+        BatchFilter,
+        "grade",
+    )
+    list_per_page = 50
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    sortable_by = ()  # the order is the primary key: every index ends with it
+    search_fields = ("email_key",)  # see get_search_results: a prefix on the lower-cased key
+    search_help_text = "Email address prefix, e.g. 'ann' or 'ann.smith@acme'. Not case-sensitive."
+    actions = ("mark_dnc", "suppress", "move_to_segment")
+    change_form_template = "admin/leads/lead/change_form.html"
+    change_list_template = "admin/leads/lead/change_list.html"
+    readonly_fields = (
+        "campaign",
+        "venture",
+        "status",
+        "email",
+        "identity_hash",
+        "consent_status",
+        "consent_at",
+        "consent_source",
+        "custom_fields_pretty",
+        "source_channel",
+        "source_list",
+        "source_batch",
+        "source_row",
+        "utm_source",
+        "utm_medium",
+        "utm_campaign",
+        "utm_content",
+        "first_touch_at",
+        "last_touch_at",
+        "fit_score",
+        "grade",
+        "score_explanation",
+        "created_at",
+        "updated_at",
+    )
+    fieldsets = (
+        (None, {"fields": ("campaign", "venture", "status", "email", "identity_hash")}),
+        (
+            "Person and company",
+            {
+                "fields": (
+                    ("first_name", "last_name"),
+                    "title",
+                    ("company", "company_domain"),
+                    "website",
+                    "phone",
+                    "linkedin_url",
+                    ("city", "state", "country"),
+                    "timezone",
+                    ("industry", "company_size"),
+                    "segment",
+                    "value_estimate",
+                )
+            },
+        ),
+        ("Consent", {"fields": ("consent_status", "consent_at", "consent_source")}),
+        ("Custom fields", {"fields": ("custom_fields_pretty",)}),
+        ("Score", {"fields": ("fit_score", "grade", "score_explanation")}),
+        (
+            "Attribution",
+            {
+                "fields": (
+                    "source_channel",
+                    "source_list",
+                    ("source_batch", "source_row"),
+                    ("utm_source", "utm_medium", "utm_campaign", "utm_content"),
+                    ("first_touch_at", "last_touch_at"),
+                    ("created_at", "updated_at"),
+                )
+            },
+        ),
+    )
+
+    def get_queryset(self, request):
+        return scoped(super().get_queryset(request), request)
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip().lower()
+        if not term:
+            return queryset, False
+        return queryset.filter(email_key__startswith=term), False
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and obj.status == LeadStatus.ERASED:
+            return [f for fs in self.fieldsets for f in _flatten(fs[1]["fields"])]
+        return self.readonly_fields
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "segment":
+            kwargs["queryset"] = scoped(IcpSegment.objects.all(), request)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_add_permission(self, request):
+        return False  # leads arrive through imports, the capture form and the API
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a person is removed by erasure (`leads erase`), never by a plain delete
+
+    def save_model(self, request, obj, form, change):
+        before = venture_services.snapshot(Lead.objects.get(pk=obj.pk))
+        super().save_model(request, obj, form, change)
+        venture_services.audit_changes(
+            actor=request.user, entity=obj, before=before, action="lead.update"
+        )
+
+    @admin.display(description="email", ordering="id")
+    def email_or_id(self, obj: Lead) -> str:
+        return str(obj)
+
+    @admin.display(description="custom fields")
+    def custom_fields_pretty(self, obj: Lead) -> str:
+        if not obj.custom_fields:
+            return "-"
+        return format_html_join(
+            "\n",
+            "<div><code>{}</code>: {}</div>",
+            sorted(obj.custom_fields.items()),
+        )
+
+    # Per-lead personal data export (access requests).
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        custom = [
+            path(
+                "import/",
+                self.admin_site.admin_view(self.import_view),
+                name="{}_{}_import".format(*info),
+            ),
+            path(
+                "import/confirm/",
+                self.admin_site.admin_view(self.import_confirm_view),
+                name="{}_{}_import_confirm".format(*info),
+            ),
+            path(
+                "<path:object_id>/data-export/",
+                self.admin_site.admin_view(self.data_export_view),
+                name="{}_{}_data_export".format(*info),
+            ),
+        ]
+        return custom + super().get_urls()
+
+    def data_export_view(self, request, object_id):
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        lead = self.get_object(request, object_id)
+        data = lead_data_export(lead=lead, actor=request.user)  # audited by the service
+        response = HttpResponse(
+            json.dumps(data, indent=2, sort_keys=True, default=str),
+            content_type="application/json; charset=utf-8",
+        )
+        response["Content-Disposition"] = f'attachment; filename="lead-{lead.pk}-data.json"'
+        return response
+
+    # Import: upload -> preview (mapping, first rows and their problems) -> confirm -> result.
+
+    def has_import_permission(self, request) -> bool:
+        return request.user.has_perm("leads.add_importbatch")
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "can_import": self.has_import_permission(request)}
+        return super().changelist_view(request, extra_context)
+
+    def _import_page(self, request, template: str, **context):
+        request.current_app = self.admin_site.name
+        context = {**self.admin_site.each_context(request), "opts": self.opts, **context}
+        return TemplateResponse(request, f"admin/leads/lead/{template}", context)
+
+    def import_view(self, request):
+        """Upload step; a valid upload is previewed (nothing is written yet)."""
+        if not self.has_import_permission(request):
+            raise PermissionDenied
+        campaigns = visible_campaigns(request)
+        initial = {"campaign": request.GET.get("campaign")} if request.method == "GET" else None
+        form = LeadImportForm(
+            request.POST or None, request.FILES or None, campaigns=campaigns, initial=initial
+        )
+        if request.method == "POST" and form.is_valid():
+            preview, error = admin_services.upload_preview(
+                upload=form.cleaned_data["file"], campaign=form.cleaned_data["campaign"]
+            )
+            if error:
+                form.add_error("file", error)
+            else:
+                ticket = admin_services.ticket_sign(
+                    user=request.user,
+                    campaign=form.cleaned_data["campaign"],
+                    preview=preview,
+                    source=form.cleaned_data["source"],
+                    force=form.cleaned_data["force"],
+                )
+                return self._import_page(
+                    request,
+                    "import_preview.html",
+                    title="Check the import",
+                    preview=preview.preview,
+                    campaign=form.cleaned_data["campaign"],
+                    source=form.cleaned_data["source"],
+                    force=form.cleaned_data["force"],
+                    background=preview.size > admin_services.background_threshold(),
+                    confirm_form=ImportConfirmForm(initial={"ticket": ticket}),
+                )
+        return self._import_page(request, "import_upload.html", title="Import leads", form=form)
+
+    def import_confirm_view(self, request):
+        """Confirm step: run the import now, or in the background for a large file."""
+        if not self.has_import_permission(request):
+            raise PermissionDenied
+        if request.method != "POST":
+            return HttpResponseRedirect(reverse("admin:leads_lead_import"))
+        form = ImportConfirmForm(request.POST)
+        ticket = admin_services.ticket_read(form.data.get("ticket", ""), user=request.user)
+        campaign = ticket and visible_campaigns(request).filter(pk=ticket["campaign"]).first()
+        if not campaign:
+            self.message_user(
+                request,
+                "This import preview has expired or is not yours; upload the file again.",
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(reverse("admin:leads_lead_import"))
+        batch, error = admin_services.ticket_run(
+            ticket=ticket, campaign=campaign, user=request.user
+        )
+        if error:
+            upload = LeadImportForm(
+                campaigns=visible_campaigns(request), initial={"campaign": campaign.pk}
+            )
+            upload.errors["__all__"] = upload.error_class([error])
+            return self._import_page(
+                request, "import_upload.html", title="Import leads", form=upload
+            )
+        if batch.state in (BatchState.PENDING, BatchState.RUNNING):
+            text = f"Import #{batch.pk} of {batch.rows_total} rows runs in the background."
+        else:
+            text = f"Import #{batch.pk} finished: " + admin_services.counts_text(batch)
+        level = messages.ERROR if batch.state == BatchState.FAILED else messages.SUCCESS
+        self.message_user(request, text, level)
+        return HttpResponseRedirect(reverse("admin:leads_importbatch_change", args=[batch.pk]))
+
+    # Bulk actions: a confirm page (with a reason for the audit trail), then one service call.
+
+    def _confirm(self, request, queryset, *, action: str, title: str, warning: str, segments=None):
+        """The confirm page, or the form's cleaned data once the operator confirmed."""
+        if request.POST.get("post") == "yes":
+            form = BulkActionForm(request.POST, segments=segments)
+            if form.is_valid():
+                return form.cleaned_data
+        else:
+            form = BulkActionForm(segments=segments)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "opts": self.opts,
+            "warning": warning,
+            "count": queryset.count(),
+            "form": form,
+            "action_name": action,
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            "select_across": request.POST.get("select_across") == "1",
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/leads/lead/bulk_confirm.html", context)
+
+    def _leads(self, count: int) -> str:
+        return f"{count} {model_ngettext(self.opts, count)}"
+
+    @admin.action(description="Mark selected leads do-not-contact…", permissions=["change"])
+    def mark_dnc(self, request, queryset):
+        step = self._confirm(
+            request,
+            queryset,
+            action="mark_dnc",
+            title="Mark leads do-not-contact",
+            warning="They will never be contacted again; no import can lift DNC.",
+        )
+        if isinstance(step, TemplateResponse):
+            return step
+        total = queryset.count()
+        changed = admin_services.leads_mark_dnc(
+            leads=queryset, actor=request.user, reason=step["reason"]
+        )
+        text = f"Marked {self._leads(changed)} do-not-contact."
+        if total - changed:
+            text += f" {self._leads(total - changed)} already were."
+        self.message_user(request, text, messages.SUCCESS)
+        return None
+
+    @admin.action(description="Suppress selected leads…", permissions=["change"])
+    def suppress(self, request, queryset):
+        step = self._confirm(
+            request,
+            queryset,
+            action="suppress",
+            title="Add leads to the suppression list",
+            warning="Each person goes on their venture's suppression list: they are never "
+            "contacted in any campaign of the venture and never re-imported as active.",
+        )
+        if isinstance(step, TemplateResponse):
+            return step
+        created, suppressed = admin_services.leads_suppress(
+            leads=queryset, actor=request.user, reason=step["reason"]
+        )
+        self.message_user(
+            request,
+            f"Added {created} suppression entr{'y' if created == 1 else 'ies'}; "
+            f"{self._leads(suppressed)} suppressed across the venture's campaigns.",
+            messages.SUCCESS,
+        )
+        return None
+
+    @admin.action(description="Move selected leads to an ICP segment…", permissions=["change"])
+    def move_to_segment(self, request, queryset):
+        segments = scoped(IcpSegment.objects.select_related("venture"), request)
+        step = self._confirm(
+            request,
+            queryset,
+            action="move_to_segment",
+            title="Move leads to an ICP segment",
+            warning="",
+            segments=segments,
+        )
+        if isinstance(step, TemplateResponse):
+            return step
+        moved, refused = admin_services.leads_move_to_segment(
+            leads=queryset, segment=step["segment"], actor=request.user, reason=step["reason"]
+        )
+        self.message_user(
+            request, f"Moved {self._leads(moved)} to {step['segment']}.", messages.SUCCESS
+        )
+        if refused:
+            self.message_user(
+                request,
+                f"{self._leads(refused)} of another venture left as they were: a segment "
+                "belongs to one venture.",
+                messages.WARNING,
+            )
+        return None
+
+
+def _flatten(fields) -> list[str]:
+    out: list[str] = []
+    for field in fields:
+        out.extend(field if isinstance(field, tuple | list) else [field])
+    return out
+
+
+# --- Import batches ----------------------------------------------------------------------------
+
+
+@admin.register(ImportBatch)
+class ImportBatchAdmin(ScopedAdmin):
+    list_display = (
+        "__str__",
+        "campaign",
+        "channel",
+        "state",
+        "progress",
+        "rows_total",
+        "created",
+        "updated",
+        "duplicates_in_file",
+        "duplicates_in_campaign",
+        "suppressed",
+        "invalid",
+        "created_at",
+    )
+    list_select_related = ("campaign",)
+    list_filter = ("state", "channel", CampaignFilter)
+    list_per_page = 50
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    sortable_by = ()
+    search_fields = ("file_name", "source")
+    change_form_template = "admin/leads/importbatch/change_form.html"
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "campaign",
+                    "channel",
+                    "source",
+                    "file_name",
+                    "file_sha256",
+                    "file_size",
+                    "uploaded_by",
+                    "actor",
+                    "forced",
+                )
+            },
+        ),
+        ("Progress", {"fields": ("state", "progress", "error", "started_at", "finished_at")}),
+        (
+            "Counts",
+            {
+                "fields": (
+                    ("rows_total", "rows_done"),
+                    ("created", "updated", "unchanged"),
+                    ("duplicates_in_file", "duplicates_in_campaign"),
+                    ("active_elsewhere", "skipped_active_elsewhere"),
+                    ("suppressed", "invalid"),
+                )
+            },
+        ),
+        ("Mapping and rejected rows", {"fields": ("mapping_table", "row_errors_table")}),
+    )
+
+    def get_queryset(self, request):
+        return scoped(super().get_queryset(request), request, "campaign__venture")
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f for fs in self.fieldsets for f in _flatten(fs[1]["fields"])]
+
+    def has_add_permission(self, request):
+        return False  # batches are created by imports (see the lead list's Import button)
+
+    def has_change_permission(self, request, obj=None):
+        return False  # a batch is a record of what happened
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        custom = [
+            path(
+                "<path:object_id>/progress/",
+                self.admin_site.admin_view(self.progress_view),
+                name="{}_{}_progress".format(*info),
+            ),
+            path(
+                "<path:object_id>/rejected.csv",
+                self.admin_site.admin_view(self.rejected_csv_view),
+                name="{}_{}_rejected".format(*info),
+            ),
+        ]
+        return custom + super().get_urls()
+
+    def _batch(self, request, object_id) -> ImportBatch:
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        return self.get_object(request, object_id)
+
+    def progress_view(self, request, object_id):
+        """The JSON the batch page polls while an import runs."""
+        return JsonResponse(batch_progress(self._batch(request, object_id)))
+
+    def rejected_csv_view(self, request, object_id):
+        batch = self._batch(request, object_id)
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="import-{batch.pk}-rejected.csv"'
+        write_row_errors_csv(batch, response)
+        return response
+
+    @admin.display(description="progress")
+    def progress(self, obj: ImportBatch) -> str:
+        return format_html(
+            '<progress class="import-progress" max="100" value="{}"></progress> '
+            '<span class="import-progress-text">{}% ({} of {} rows)</span>',
+            obj.progress_percent,
+            obj.progress_percent,
+            obj.rows_done,
+            obj.rows_total,
+        )
+
+    @admin.display(description="column mapping")
+    def mapping_table(self, obj: ImportBatch) -> str:
+        if not obj.mapping:
+            return "-"
+        return format_html(
+            "<table><thead><tr><th>Column</th><th>Lead field</th></tr></thead>"
+            "<tbody>{}</tbody></table>",
+            format_html_join("\n", "<tr><td>{}</td><td>{}</td></tr>", _mapping_rows(obj.mapping)),
+        )
+
+    @admin.display(description="rejected and skipped rows")
+    def row_errors_table(self, obj: ImportBatch) -> str:
+        errors = list(obj.row_errors.all()[: ROW_ERRORS_SHOWN + 1])
+        if not errors:
+            return "None."
+        url = reverse("admin:leads_importbatch_rejected", args=[obj.pk])
+        rows = format_html_join(
+            "\n",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (e.row_number, e.column, e.get_kind_display(), e.reason)
+                for e in errors[:ROW_ERRORS_SHOWN]
+            ),
+        )
+        more = f"Showing the first {ROW_ERRORS_SHOWN}. " if len(errors) > ROW_ERRORS_SHOWN else ""
+        return format_html(
+            "<table><thead><tr><th>Row</th><th>Column</th><th>Kind</th><th>Reason</th></tr>"
+            '</thead><tbody>{}</tbody></table><p>{}<a href="{}">Download all as CSV</a></p>',
+            rows,
+            more,
+            url,
+        )
+
+
+def _mapping_rows(mapping: dict) -> list[tuple[str, str]]:
+    """Mapping as stored by the importer: {column: field} (custom columns say so)."""
+    rows = []
+    for column, field in mapping.items():
+        rows.append((column, field or "custom field"))
+    return rows
+
+
+def batch_progress(batch: ImportBatch) -> dict:
+    return {
+        "id": batch.pk,
+        "state": batch.state,
+        "state_label": batch.get_state_display(),
+        "percent": batch.progress_percent,
+        "finished": batch.state in ("done", "failed"),
+        "error": batch.error,
+        **batch.counts(),
+    }
+
+
+def write_row_errors_csv(batch: ImportBatch, out) -> None:
+    writer = csv.writer(out)
+    writer.writerow(["row", "column", "kind", "reason"])
+    rows = ImportRowError.objects.filter(batch=batch).order_by("row_number", "id")
+    for error in rows.iterator(chunk_size=5000):
+        writer.writerow(
+            [
+                error.row_number,
+                spreadsheet_safe(error.column),
+                error.kind,
+                spreadsheet_safe(error.reason),
+            ]
+        )
+
+
+# --- Suppression list --------------------------------------------------------------------------
+
+
+@admin.register(SuppressionEntry)
+class SuppressionEntryAdmin(ScopedAdmin):
+    """Venture entries are scoped; global entries (no venture) are visible to everyone and
+    only Administrators may add or remove them."""
+
+    list_display = ("shown_value", "kind", "venture", "reason", "source", "created_at")
+    list_select_related = ("venture",)
+    list_filter = ("kind", VisibleVentureFilter)
+    list_per_page = 100
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    sortable_by = ()
+    search_fields = ("value",)
+    search_help_text = "Email or domain prefix."
+    fields = ("kind", "value", "venture", "reason", "source", "created_at")
+    readonly_fields = ("source", "created_at")
+
+    def get_queryset(self, request):
+        qs = super().get_queryset(request)
+        if sees_all(request):
+            return qs
+        return qs.filter(venture__isnull=True) | qs.filter(venture__in=visible_venture_ids(request))
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip().lower()
+        if not term:
+            return queryset, False
+        return queryset.filter(value__startswith=term), False
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None:
+            return self.fields  # an entry is added or removed, never edited
+        return self.readonly_fields
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change, **kwargs)
+        if obj is None and "venture" in form.base_fields and not sees_all(request):
+            form.base_fields["venture"].required = True
+        return form
+
+    def has_change_permission(self, request, obj=None):
+        return False if obj is not None else super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.venture_id is None and not sees_all(request):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    form = SuppressionEntryForm
+
+    def save_model(self, request, obj, form, change):
+        suppression_add_from_admin(entry=obj, actor=request.user)
+        self.message_user(
+            request,
+            f"{obj.leads_suppressed} active lead(s) matching it are now suppressed.",
+            messages.INFO,
+        )
+
+    def delete_model(self, request, obj):
+        venture_services.audit_record(
+            actor=request.user,
+            action="suppression.delete",
+            entity=obj.venture or obj,
+            before={"kind": obj.kind, "value": obj.value if obj.kind != "identity" else "…"},
+        )
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            if self.has_delete_permission(request, obj):
+                self.delete_model(request, obj)
+
+    @admin.display(description="value", ordering="id")
+    def shown_value(self, obj: SuppressionEntry) -> str:
+        return str(obj)
+
+
+def suppression_add_from_admin(*, entry: SuppressionEntry, actor) -> None:
+    """Save an entry typed into the admin form through the core suppression service (which
+    normalises it and suppresses the matching active leads); DomainError on a bad value."""
+    target = entry.value.strip()
+    if entry.kind == SuppressionKind.DOMAIN:
+        target = "@" + target.lstrip("@")
+    elif entry.kind != SuppressionKind.EMAIL:
+        raise DomainError("Identity entries are left by erasure; add an email or a domain.")
+    result = suppression_add(
+        values=[target], venture=entry.venture, reason=entry.reason, actor=actor, source="admin"
+    )
+    if result.invalid:
+        raise DomainError(result.invalid[0])
+    found = SuppressionEntry.objects.filter(venture=entry.venture, kind=entry.kind)
+    entry.pk = found.order_by("-id").values_list("pk", flat=True).first()
+    entry.leads_suppressed = result.leads_suppressed
+
+
+# --- Scoring rules and per-campaign policy -------------------------------------------------------
+
+
+@admin.register(ScoringRule)
+class ScoringRuleAdmin(AuditedAdmin):
+    list_display = ("label", "venture", "field", "points", "is_active")
+    list_select_related = ("venture",)
+    list_filter = (VisibleVentureFilter, "field", "is_active")
+    search_fields = ("label",)
+    actions = ("rescore_ventures",)
+
+    def get_queryset(self, request):
+        return scoped(super().get_queryset(request), request)
+
+    @admin.action(
+        description="Re-score every lead of the selected rules' ventures", permissions=["change"]
+    )
+    def rescore_ventures(self, request, queryset):
+        ventures = Venture.objects.filter(pk__in=queryset.values("venture_id"))
+        names = ", ".join(sorted(v.name for v in ventures))
+        changed = lead_rescore(leads=Lead.objects.filter(venture__in=ventures), actor=request.user)
+        self.message_user(
+            request,
+            f"Re-scored the leads of {names}: {changed} "
+            f"{model_ngettext(Lead._meta, changed)} changed score, grade or segment.",
+            messages.SUCCESS,
+        )
+
+
+@admin.register(CampaignLeadPolicy)
+class CampaignLeadPolicyAdmin(AuditedAdmin):
+    list_display = ("campaign", "cross_campaign")
+    list_select_related = ("campaign", "campaign__venture")
+    list_filter = ("cross_campaign",)
+
+    def get_queryset(self, request):
+        return scoped(super().get_queryset(request), request, "campaign__venture")
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "campaign":
+            kwargs["queryset"] = visible_campaigns(request)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+# --- Venture API tokens (Administrators only) -----------------------------------------------------
+
+
+class VentureApiTokenAdmin(admin.ModelAdmin):
+    """Create (plaintext shown once, on the page itself, never in a message or a log) and revoke."""
+
+    list_display = (
+        "name",
+        "venture",
+        "prefix",
+        "state",
+        "created_by",
+        "created_at",
+        "last_used_at",
+    )
+    list_select_related = ("venture",)
+    list_filter = (VisibleVentureFilter,)
+    actions = ("revoke_tokens",)
+    fields = ("venture", "name", "prefix", "created_by", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = fields
+
+    def _administrator(self, request) -> bool:
+        return sees_all(request)
+
+    def has_module_permission(self, request):
+        return self._administrator(request)
+
+    def has_view_permission(self, request, obj=None):
+        return self._administrator(request)
+
+    def has_add_permission(self, request):
+        return self._administrator(request)
+
+    def has_change_permission(self, request, obj=None):
+        return self._administrator(request)  # the change page is read-only; revoke is an action
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # revoked tokens stay listed: who had access, and until when
+
+    @admin.display(description="state")
+    def state(self, obj: VentureApiToken) -> str:
+        return "revoked" if obj.revoked_at else "active"
+
+    def add_view(self, request, form_url="", extra_context=None):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        created = plaintext = None
+        form = ApiTokenCreateForm(request.POST or None, ventures=ventures_visible_to(request.user))
+        if request.method == "POST" and form.is_valid():
+            created, plaintext = venture_services.venture_api_token_create(
+                venture=form.cleaned_data["venture"],
+                name=form.cleaned_data["name"],
+                actor=request.user,
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "New API token",
+            "opts": self.opts,
+            "form": form,
+            "token": created,
+            "plaintext": plaintext,
+            "api_example": "/api/leads/<campaign slug>/",
+        }
+        request.current_app = self.admin_site.name
+        response = TemplateResponse(request, "admin/leads/apitoken_add.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        if self.get_object(request, object_id) is None:
+            raise Http404("No API token with this ID.")
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.action(description="Revoke selected tokens", permissions=["change"])
+    def revoke_tokens(self, request, queryset):
+        revoked = sum(
+            venture_services.venture_api_token_revoke(token=token, actor=request.user)
+            for token in queryset
+        )
+        self.message_user(request, f"Revoked {revoked} token(s).", messages.SUCCESS)
+
+
+if not admin.site.is_registered(VentureApiToken):
+    admin.site.register(VentureApiToken, VentureApiTokenAdmin)
+
+
+# --- "Import leads" on the campaign list -----------------------------------------------------------
+
+
+@admin.action(description="Import leads into the selected campaign…")
+def import_leads_into_campaign(modeladmin, request, queryset):
+    """Campaign action (added to the ventures app's CampaignAdmin below): opens the import
+    upload step with the campaign chosen."""
+    if not request.user.has_perm("leads.add_importbatch"):
+        modeladmin.message_user(request, "You may not import leads.", messages.ERROR)
+        return None
+    campaigns = list(queryset[:2])
+    if len(campaigns) != 1:
+        modeladmin.message_user(
+            request, "Select exactly one campaign to import into.", messages.ERROR
+        )
+        return None
+    url = reverse("admin:leads_lead_import") + f"?campaign={campaigns[0].pk}"
+    return HttpResponseRedirect(url)
+
+
+def _add_campaign_import_action() -> None:
+    # leads depends on ventures, never the reverse: the ventures app's CampaignAdmin cannot name
+    # this action, so the leads admin (loaded after it) appends it.
+    if not admin.site.is_registered(Campaign):
+        return
+    campaign_admin = admin.site.get_model_admin(Campaign)
+    if import_leads_into_campaign not in (campaign_admin.actions or ()):
+        campaign_admin.actions = (*(campaign_admin.actions or ()), import_leads_into_campaign)
+
+
+_add_campaign_import_action()

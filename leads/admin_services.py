@@ -1,0 +1,309 @@
+"""What the lead console does beyond one core service call: bulk actions (mark DNC, suppress,
+move to segment) and the staging of an upload between its preview and its confirmation.
+
+The leads core services work on one import, one address or one person; an operator selecting
+"all 40,000 matching leads" needs set-based writes instead: one UPDATE per action, suppression
+entries inserted in chunks, and one audit row per campaign touched (never one per lead).
+Every function takes the already-scoped queryset the admin built; none of them widens it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.core import signing
+from django.db import transaction
+from django.db.models import Count, QuerySet
+from django.utils import timezone
+
+from leads.models import (
+    ConsentStatus,
+    ImportBatch,
+    Lead,
+    LeadStatus,
+    SuppressionEntry,
+    SuppressionKind,
+)
+from leads.services import ImportPreview, import_batch_create, lead_import_preview
+from ventures.models import Campaign, IcpSegment
+from ventures.services import Actor, DomainError, actor_label, audit_record
+
+SUPPRESS_CHUNK = 2_000
+logger = logging.getLogger(__name__)
+
+
+def _per_campaign(leads: QuerySet[Lead]) -> dict[int, int]:
+    rows = leads.order_by().values("campaign_id").annotate(n=Count("id"))
+    return {row["campaign_id"]: row["n"] for row in rows}
+
+
+def _audit_per_campaign(
+    *, counts: dict[int, int], actor: Actor, action: str, after: dict, reason: str
+) -> None:
+    for campaign in Campaign.objects.filter(pk__in=counts):
+        audit_record(
+            actor=actor,
+            action=action,
+            entity=campaign,
+            after={**after, "leads": counts[campaign.pk]},
+            reason=reason,
+        )
+
+
+def leads_mark_dnc(*, leads: QuerySet[Lead], actor: Actor, reason: str = "") -> int:
+    """Set consent to DNC on every selected lead that is not DNC yet; returns how many changed.
+    DNC is never lifted by an import, so this is the operator's durable "never contact"."""
+    now = timezone.now()
+    with transaction.atomic():
+        targets = Lead.objects.filter(pk__in=leads.order_by().values("pk")).exclude(
+            consent_status=ConsentStatus.DNC
+        )
+        counts = _per_campaign(targets)
+        changed = targets.update(
+            consent_status=ConsentStatus.DNC,
+            consent_at=now,
+            consent_source=f"admin: {actor_label(actor)}"[:200],
+            updated_at=now,
+        )
+        _audit_per_campaign(
+            counts=counts, actor=actor, action="leads.mark_dnc", after={}, reason=reason
+        )
+    return changed
+
+
+def leads_move_to_segment(
+    *, leads: QuerySet[Lead], segment: IcpSegment, actor: Actor, reason: str = ""
+) -> tuple[int, int]:
+    """Put the selected leads of the segment's venture into `segment`.
+
+    Returns (moved, refused): leads of another venture are refused (a segment belongs to one
+    venture); erased leads and leads already in the segment are left alone and counted in
+    neither."""
+    with transaction.atomic():
+        selected = Lead.objects.filter(pk__in=leads.order_by().values("pk"))
+        refused = selected.exclude(venture_id=segment.venture_id).count()
+        targets = (
+            selected.filter(venture_id=segment.venture_id)
+            .exclude(status=LeadStatus.ERASED)
+            .exclude(segment=segment)
+        )
+        counts = _per_campaign(targets)
+        moved = targets.update(segment=segment, updated_at=timezone.now())
+        _audit_per_campaign(
+            counts=counts,
+            actor=actor,
+            action="leads.move_to_segment",
+            after={"segment": segment.name},
+            reason=reason,
+        )
+    return moved, refused
+
+
+def leads_suppress(*, leads: QuerySet[Lead], actor: Actor, reason: str = "") -> tuple[int, int]:
+    """Add the selected people to their venture's suppression list and mark every active lead
+    of theirs in that venture (any campaign) suppressed.
+
+    People with an email are suppressed by address, the others by identity hash; a lead with
+    neither (erased) is skipped. Returns (new suppression entries, leads newly suppressed)."""
+    people = (
+        leads.order_by()
+        .exclude(identity_hash="")
+        .values_list("venture_id", "email_key", "identity_hash")
+        .distinct()
+    )
+    created = suppressed = 0
+    with transaction.atomic():
+        by_venture: dict[int, list[str]] = {}
+        chunk: list[SuppressionEntry] = []
+        for venture_id, email_key, identity in people.iterator(chunk_size=SUPPRESS_CHUNK):
+            by_venture.setdefault(venture_id, []).append(identity)
+            chunk.append(_suppression_entry(venture_id, email_key, identity, actor, reason))
+            if len(chunk) >= SUPPRESS_CHUNK:
+                created += _insert_new(chunk)
+                chunk = []
+        created += _insert_new(chunk)
+        counts: Counter[int] = Counter()
+        for venture_id, identities in by_venture.items():
+            for start in range(0, len(identities), SUPPRESS_CHUNK):
+                part = identities[start : start + SUPPRESS_CHUNK]
+                targets = Lead.objects.filter(
+                    venture_id=venture_id, identity_hash__in=part, status=LeadStatus.ACTIVE
+                )
+                counts.update(_per_campaign(targets))
+                suppressed += targets.update(
+                    status=LeadStatus.SUPPRESSED, updated_at=timezone.now()
+                )
+        _audit_per_campaign(
+            counts=dict(counts), actor=actor, action="leads.suppress", after={}, reason=reason
+        )
+    return created, suppressed
+
+
+def _suppression_entry(
+    venture_id: int, email_key: str, identity: str, actor: Actor, reason: str
+) -> SuppressionEntry:
+    kind, value = (
+        (SuppressionKind.EMAIL, email_key) if email_key else (SuppressionKind.IDENTITY, identity)
+    )
+    return SuppressionEntry(
+        kind=kind,
+        value=value,
+        identity_hash=identity,
+        venture_id=venture_id,
+        reason=reason[:300],
+        source=f"admin: {actor_label(actor)}"[:200],
+    )
+
+
+def _insert_new(entries: list[SuppressionEntry]) -> int:
+    """Insert the entries that are not on the list yet; returns how many were new."""
+    if not entries:
+        return 0
+    existing = set(
+        SuppressionEntry.objects.filter(
+            venture_id__in={e.venture_id for e in entries},
+            value__in=[e.value for e in entries],
+        ).values_list("kind", "value", "venture_id")
+    )
+    fresh = [e for e in entries if (e.kind, e.value, e.venture_id) not in existing]
+    SuppressionEntry.objects.bulk_create(fresh, ignore_conflicts=True)
+    return len(fresh)
+
+
+# --- The admin import flow: stage the upload, preview it, confirm it --------------------------
+
+STAGING_MAX_AGE = 3600  # seconds an operator has between the preview and the confirm
+DEFAULT_BACKGROUND_BYTES = 5 * 1024 * 1024
+_TICKET_SALT = "leads.admin.import"
+
+
+@dataclass
+class StagedUpload:
+    name: str  # file name inside the staging folder (random, never the operator's name)
+    original_name: str
+    size: int
+    preview: ImportPreview
+
+
+def background_threshold() -> int:
+    """Uploads larger than this many bytes run on the django-q2 cluster."""
+    return int(getattr(settings, "AICMO_IMPORT_BACKGROUND_BYTES", DEFAULT_BACKGROUND_BYTES))
+
+
+def _staging_dir() -> Path:
+    path = Path(settings.AICMO_ARTIFACT_DIR) / "lead-import-staging"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _staged_path(name: str) -> Path:
+    return _staging_dir() / Path(name).name  # basename: a ticket can never point elsewhere
+
+
+def _clear_stale_staging() -> None:
+    cutoff = time.time() - 2 * STAGING_MAX_AGE
+    for path in _staging_dir().iterdir():
+        with contextlib.suppress(OSError):
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+
+
+def upload_preview(*, upload, campaign: Campaign) -> tuple[StagedUpload | None, str]:
+    """Write the upload to the staging folder (streamed, never whole in memory) and preview
+    it. Returns (staged upload, "") or (None, a message naming the file-level problem); on a
+    problem the staged file is removed and nothing else exists."""
+    _clear_stale_staging()
+    # Random name; the extension is kept because openpyxl refuses files without one.
+    suffix = Path(upload.name or "").suffix.lower()
+    name = uuid.uuid4().hex + (suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else ".upload")
+    path = _staged_path(name)
+    with path.open("wb") as out:
+        for chunk in upload.chunks():
+            out.write(chunk)
+    try:
+        preview = lead_import_preview(campaign=campaign, path=path, file_name=upload.name)
+    except DomainError as exc:
+        path.unlink(missing_ok=True)
+        return None, str(exc)
+    except Exception:  # an unreadable file must be a message, never a 500
+        path.unlink(missing_ok=True)
+        logger.exception("Preview of an uploaded lead file failed")
+        return None, "The file could not be read as CSV or XLSX. Check its format and try again."
+    return StagedUpload(name, upload.name, path.stat().st_size, preview), ""
+
+
+def ticket_sign(
+    *, user, campaign: Campaign, preview: StagedUpload, source: str, force: bool
+) -> str:
+    return signing.dumps(
+        {
+            "file": preview.name,
+            "name": preview.original_name,
+            "user": user.pk,
+            "campaign": campaign.pk,
+            "source": source,
+            "force": force,
+        },
+        salt=_TICKET_SALT,
+    )
+
+
+def ticket_read(value: str, *, user) -> dict | None:
+    """The ticket's contents if it is authentic, fresh, this user's and its file still exists."""
+    try:
+        ticket = signing.loads(value, salt=_TICKET_SALT, max_age=STAGING_MAX_AGE)
+    except signing.BadSignature:
+        return None
+    if ticket.get("user") != user.pk or not _staged_path(ticket["file"]).is_file():
+        return None
+    return ticket
+
+
+def ticket_run(*, ticket: dict, campaign: Campaign, user) -> tuple[ImportBatch | None, str]:
+    """Create the batch for a confirmed upload and run it (now, or in the background when the
+    file is large). Returns (batch, "") or (None, message) for a refusal (already imported,
+    file-level problem); the staged file is removed either way."""
+    path = _staged_path(ticket["file"])
+    try:
+        batch = import_batch_create(
+            campaign=campaign,
+            source_path=path,
+            file_name=ticket["name"],
+            actor=user,
+            source=ticket["source"],
+            uploaded_by=user,
+            force=ticket["force"],
+            background=path.stat().st_size > background_threshold(),
+        )
+    except DomainError as exc:
+        return None, str(exc)
+    finally:
+        path.unlink(missing_ok=True)
+    batch.refresh_from_db()
+    return batch, ""
+
+
+def counts_text(batch: ImportBatch) -> str:
+    parts = [
+        f"{batch.rows_total} rows",
+        f"{batch.created} created",
+        f"{batch.updated} updated",
+        f"{batch.unchanged} unchanged",
+        f"{batch.duplicates_in_file} duplicates in the file",
+        f"{batch.duplicates_in_campaign} already in the campaign",
+        f"{batch.skipped_active_elsewhere} skipped (active in another campaign)",
+        f"{batch.suppressed} suppressed",
+        f"{batch.invalid} invalid",
+    ]
+    text = ", ".join(parts) + "."
+    if batch.error:
+        text += f" Error: {batch.error}"
+    return text

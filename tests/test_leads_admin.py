@@ -1,0 +1,405 @@
+"""The lead console: changelist speed and scoping, search, filters, bulk actions, batch pages."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+
+import pytest
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.urls import reverse
+
+from leads.admin import COUNT_CAP, CappedCountPaginator
+from leads.models import (
+    BatchState,
+    ConsentStatus,
+    ImportRowError,
+    Lead,
+    LeadStatus,
+    SuppressionEntry,
+)
+from tests.factories import (
+    CampaignFactory,
+    IcpSegmentFactory,
+    ImportBatchFactory,
+    LeadFactory,
+    SuppressionEntryFactory,
+    UserFactory,
+)
+from ventures.models import AuditEvent
+from ventures.roles import ADMINISTRATOR
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "admin:leads_lead_changelist"
+
+
+@pytest.fixture(autouse=True)
+def plain_http(settings):
+    settings.SECURE_SSL_REDIRECT = False
+
+
+def text(response) -> str:
+    return html.unescape(response.content.decode())
+
+
+def listed_pks(response) -> set[int]:
+    return {obj.pk for obj in response.context["cl"].result_list}
+
+
+def run_action(client, action: str, leads, *, query: str = "", **extra):
+    data = {"action": action, ACTION_CHECKBOX_NAME: [lead.pk for lead in leads], **extra}
+    return client.post(reverse(CHANGELIST) + query, data, follow=True)
+
+
+# --- changelist ---------------------------------------------------------------------------------
+
+
+def test_operator_sees_only_leads_of_their_ventures(
+    client, operator, campaign, other_venture_campaign
+):
+    mine = LeadFactory(campaign=campaign)
+    LeadFactory(campaign=other_venture_campaign)
+    client.force_login(operator)
+    response = client.get(reverse(CHANGELIST))
+    assert response.status_code == 200
+    assert listed_pks(response) == {mine.pk}
+
+
+def test_administrator_sees_leads_of_every_venture(
+    client, administrator, campaign, other_venture_campaign
+):
+    leads = {LeadFactory(campaign=campaign).pk, LeadFactory(campaign=other_venture_campaign).pk}
+    client.force_login(administrator)
+    assert listed_pks(client.get(reverse(CHANGELIST))) == leads
+
+
+def test_viewer_sees_their_leads_but_has_no_bulk_actions(client, viewer, campaign):
+    lead = LeadFactory(campaign=campaign)
+    client.force_login(viewer)
+    response = client.get(reverse(CHANGELIST))
+    assert listed_pks(response) == {lead.pk}
+    assert "mark_dnc" not in text(response)
+    run_action(client, "mark_dnc", [lead], post="yes")
+    lead.refresh_from_db()
+    assert lead.consent_status == ConsentStatus.UNKNOWN
+
+
+@pytest.mark.parametrize("size", [1, 20, 60])
+def test_changelist_query_count_does_not_grow_with_the_list(
+    client, operator, campaign, django_assert_num_queries, size
+):
+    segment = IcpSegmentFactory(venture=campaign.venture)
+    batch = ImportBatchFactory(campaign=campaign)
+    LeadFactory.create_batch(size, campaign=campaign, segment=segment, source_batch=batch)
+    client.force_login(operator)
+    client.get(reverse(CHANGELIST))  # warm the session
+    # session, user, 2 permission reads, 2 role checks, visible ventures, 3 filter choice
+    # lists, the capped count and the page: the same 12 whatever the number of leads.
+    with django_assert_num_queries(12):
+        response = client.get(reverse(CHANGELIST))
+    assert response.status_code == 200
+
+
+def test_changelist_never_counts_more_than_the_cap(client, administrator, campaign, monkeypatch):
+    monkeypatch.setattr(CappedCountPaginator, "cap", 5)
+    LeadFactory.create_batch(8, campaign=campaign)
+    client.force_login(administrator)
+    response = client.get(reverse(CHANGELIST))
+    cl = response.context["cl"]
+    assert cl.result_count == 6  # cap + 1: "more than 5"
+    assert cl.full_result_count is None  # no unfiltered COUNT(*)
+    assert "More than 5 leads" in text(response)
+    assert COUNT_CAP == 10_000
+
+
+def test_search_is_an_email_prefix_and_not_case_sensitive(client, operator, campaign):
+    ann = LeadFactory(
+        campaign=campaign, email="Ann.Smith@acme.example", email_key="ann.smith@acme.example"
+    )
+    LeadFactory(campaign=campaign, email="joanne@acme.example", email_key="joanne@acme.example")
+    client.force_login(operator)
+    response = client.get(reverse(CHANGELIST), {"q": "ANN"})
+    assert listed_pks(response) == {ann.pk}  # a prefix, not "contains": joanne is not found
+    assert listed_pks(client.get(reverse(CHANGELIST), {"q": "acme"})) == set()
+
+
+def test_filters_by_campaign_consent_segment_source_and_batch(client, operator, venture):
+    first, second = CampaignFactory(venture=venture), CampaignFactory(venture=venture)
+    segment = IcpSegmentFactory(venture=venture)
+    batch = ImportBatchFactory(campaign=first)
+    target = LeadFactory(
+        campaign=first,
+        consent_status=ConsentStatus.CONSENTED,
+        segment=segment,
+        source_channel="form",
+        source_batch=batch,
+    )
+    LeadFactory(campaign=first)
+    LeadFactory(campaign=second, consent_status=ConsentStatus.CONSENTED)
+    client.force_login(operator)
+    url = reverse(CHANGELIST)
+    assert listed_pks(
+        client.get(url, {"campaign": first.pk, "consent_status__exact": "consented"})
+    ) == {target.pk}
+    assert listed_pks(client.get(url, {"segment": segment.pk})) == {target.pk}
+    assert listed_pks(client.get(url, {"source_channel__exact": "form"})) == {target.pk}
+    assert listed_pks(client.get(url, {"batch": batch.pk})) == {target.pk}
+
+
+def test_campaign_filter_offers_only_visible_campaigns(
+    client, operator, campaign, other_venture_campaign
+):
+    client.force_login(operator)
+    page = text(client.get(reverse(CHANGELIST)))
+    assert campaign.name in page
+    assert other_venture_campaign.name not in page
+
+
+def test_filtering_on_another_ventures_campaign_shows_nothing(
+    client, operator, other_venture_campaign
+):
+    LeadFactory(campaign=other_venture_campaign)
+    client.force_login(operator)
+    response = client.get(reverse(CHANGELIST), {"campaign": other_venture_campaign.pk})
+    assert listed_pks(response) == set()
+
+
+def test_another_ventures_lead_page_is_a_404(client, operator, other_venture_campaign):
+    lead = LeadFactory(campaign=other_venture_campaign)
+    client.force_login(operator)
+    assert client.get(reverse("admin:leads_lead_change", args=[lead.pk])).status_code == 404
+    assert client.get(reverse("admin:leads_lead_data_export", args=[lead.pk])).status_code == 404
+
+
+# --- per-lead data export -------------------------------------------------------------------------
+
+
+def test_lead_data_export_downloads_the_persons_data_as_json(client, viewer, campaign):
+    lead = LeadFactory(campaign=campaign, custom_fields={"icebreaker": "Saw your talk"})
+    client.force_login(viewer)
+    page = client.get(reverse("admin:leads_lead_change", args=[lead.pk]))
+    export_url = reverse("admin:leads_lead_data_export", args=[lead.pk])
+    assert export_url in text(page)
+    response = client.get(export_url)
+    assert response.status_code == 200
+    assert "attachment" in response["Content-Disposition"]
+    data = json.loads(response.content)
+    assert lead.email in json.dumps(data)
+    assert "Saw your talk" in json.dumps(data)
+    assert AuditEvent.objects.filter(action="leads.data_export", entity_id=str(lead.pk)).exists()
+
+
+# --- bulk actions ----------------------------------------------------------------------------------
+
+
+def test_mark_dnc_asks_for_confirmation_then_reports_counts(client, operator, campaign):
+    leads = LeadFactory.create_batch(3, campaign=campaign)
+    already = LeadFactory(campaign=campaign, consent_status=ConsentStatus.DNC)
+    client.force_login(operator)
+    confirm = run_action(client, "mark_dnc", [*leads, already])
+    assert "<strong>4</strong> leads selected" in text(confirm)
+    assert Lead.objects.filter(consent_status=ConsentStatus.DNC).count() == 1
+    done = run_action(client, "mark_dnc", [*leads, already], post="yes", reason="asked us")
+    assert "Marked 3 leads do-not-contact. 1 lead already were." in text(done)
+    for lead in leads:
+        lead.refresh_from_db()
+        assert lead.consent_status == ConsentStatus.DNC
+        assert lead.consent_source.startswith("admin")
+    event = AuditEvent.objects.get(action="leads.mark_dnc")
+    assert event.after["leads"] == 3 and event.reason == "asked us"
+
+
+def test_select_across_acts_on_every_matching_lead_not_just_the_page(client, operator, campaign):
+    other = CampaignFactory(venture=campaign.venture)
+    leads = LeadFactory.create_batch(60, campaign=campaign)  # more than one page of 50
+    untouched = LeadFactory(campaign=other)
+    client.force_login(operator)
+    response = run_action(
+        client,
+        "mark_dnc",
+        leads[:50],
+        query=f"?campaign={campaign.pk}",
+        select_across="1",
+        post="yes",
+    )
+    assert "Marked 60 leads do-not-contact." in text(response)
+    untouched.refresh_from_db()
+    assert untouched.consent_status == ConsentStatus.UNKNOWN
+
+
+def test_suppress_puts_people_on_the_venture_list_across_campaigns(client, operator, campaign):
+    other = CampaignFactory(venture=campaign.venture)
+    lead = LeadFactory(campaign=campaign, email="pat@x.example", email_key="pat@x.example")
+    twin = LeadFactory(campaign=other, email="pat@x.example", email_key="pat@x.example")
+    client.force_login(operator)
+    response = run_action(client, "suppress", [lead], post="yes", reason="complaint")
+    assert "Added 1 suppression entry; 2 leads suppressed" in text(response)
+    entry = SuppressionEntry.objects.get()
+    assert (entry.kind, entry.value, entry.venture_id) == (
+        "email",
+        "pat@x.example",
+        campaign.venture_id,
+    )
+    for row in (lead, twin):
+        row.refresh_from_db()
+        assert row.status == LeadStatus.SUPPRESSED
+    again = run_action(client, "suppress", [lead], post="yes")
+    assert "Added 0 suppression entries; 0 leads suppressed" in text(again)
+
+
+def test_move_to_segment_moves_only_leads_of_the_segments_venture(
+    client, administrator, campaign, other_venture_campaign
+):
+    segment = IcpSegmentFactory(venture=campaign.venture)
+    mine = LeadFactory.create_batch(2, campaign=campaign)
+    foreign = LeadFactory(campaign=other_venture_campaign)
+    client.force_login(administrator)
+    response = run_action(
+        client, "move_to_segment", [*mine, foreign], post="yes", segment=segment.pk
+    )
+    page = text(response)
+    assert f"Moved 2 leads to {segment}" in page
+    assert "1 lead of another venture left as they were" in page
+    foreign.refresh_from_db()
+    assert foreign.segment_id is None
+    assert Lead.objects.filter(segment=segment).count() == 2
+
+
+def test_move_to_segment_refuses_a_segment_the_operator_cannot_see(
+    client, operator, campaign, other_venture_campaign
+):
+    foreign_segment = IcpSegmentFactory(venture=other_venture_campaign.venture)
+    lead = LeadFactory(campaign=campaign)
+    client.force_login(operator)
+    response = run_action(client, "move_to_segment", [lead], post="yes", segment=foreign_segment.pk)
+    assert "Select a valid choice" in text(response)
+    lead.refresh_from_db()
+    assert lead.segment_id is None
+
+
+def test_an_action_cannot_reach_another_ventures_lead_by_id(
+    client, operator, campaign, other_venture_campaign
+):
+    foreign = LeadFactory(campaign=other_venture_campaign)
+    client.force_login(operator)
+    run_action(client, "mark_dnc", [foreign], post="yes")
+    foreign.refresh_from_db()
+    assert foreign.consent_status == ConsentStatus.UNKNOWN
+
+
+# --- import batches ---------------------------------------------------------------------------------
+
+
+def test_batch_page_shows_progress_and_the_progress_endpoint_reports_it(client, operator, campaign):
+    batch = ImportBatchFactory(
+        campaign=campaign, state=BatchState.RUNNING, rows_total=200, rows_done=50, created=40
+    )
+    client.force_login(operator)
+    page = client.get(reverse("admin:leads_importbatch_change", args=[batch.pk]))
+    assert page.status_code == 200
+    assert "import_progress.js" in text(page)
+    assert 'value="25"' in text(page)
+    data = client.get(reverse("admin:leads_importbatch_progress", args=[batch.pk])).json()
+    assert data["percent"] == 25 and data["created"] == 40 and data["finished"] is False
+
+
+def test_rejected_rows_download_escapes_formulas(client, viewer, campaign):
+    batch = ImportBatchFactory(campaign=campaign, state=BatchState.DONE)
+    ImportRowError.objects.create(
+        batch=batch, row_number=3, column="Email", reason='=HYPERLINK("x")'
+    )
+    ImportRowError.objects.create(batch=batch, row_number=2, column="@Name", reason="bad email")
+    client.force_login(viewer)
+    response = client.get(reverse("admin:leads_importbatch_rejected", args=[batch.pk]))
+    assert response.status_code == 200
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    assert rows[0] == ["row", "column", "kind", "reason"]
+    assert rows[1] == ["2", "'@Name", "invalid", "bad email"]
+    assert rows[2][3] == '\'=HYPERLINK("x")'
+
+
+def test_another_ventures_batch_and_its_downloads_are_404(client, operator, other_venture_campaign):
+    batch = ImportBatchFactory(campaign=other_venture_campaign)
+    client.force_login(operator)
+    for name in ("change", "progress", "rejected"):
+        assert (
+            client.get(reverse(f"admin:leads_importbatch_{name}", args=[batch.pk])).status_code
+            == 404
+        )
+
+
+# --- suppression list ------------------------------------------------------------------------------
+
+
+def test_suppression_list_is_scoped_and_global_entries_are_visible(
+    client, operator, venture, other_venture_campaign
+):
+    mine = SuppressionEntryFactory(venture=venture)
+    global_entry = SuppressionEntryFactory(venture=None)
+    SuppressionEntryFactory(venture=other_venture_campaign.venture)
+    client.force_login(operator)
+    response = client.get(reverse("admin:leads_suppressionentry_changelist"))
+    assert {o.pk for o in response.context["cl"].result_list} == {mine.pk, global_entry.pk}
+
+
+def test_operator_cannot_delete_a_global_suppression_entry(client, operator):
+    entry = SuppressionEntryFactory(venture=None)
+    client.force_login(operator)
+    response = client.post(
+        reverse("admin:leads_suppressionentry_delete", args=[entry.pk]), {"post": "yes"}
+    )
+    assert response.status_code == 403
+    assert SuppressionEntry.objects.filter(pk=entry.pk).exists()
+
+
+# --- API tokens ------------------------------------------------------------------------------------
+
+
+def test_administrator_creates_a_token_and_sees_the_plaintext_once(client, administrator, venture):
+    client.force_login(administrator)
+    url = reverse("admin:ventures_ventureapitoken_add")
+    response = client.post(url, {"venture": venture.pk, "name": "website"})
+    page = text(response)
+    token = venture.api_tokens.get()
+    assert "shown only once" in page
+    plaintext = page.split('class="api-token-plaintext">')[1].split("<")[0]
+    assert plaintext.startswith(token.prefix)
+    listing = text(client.get(reverse("admin:ventures_ventureapitoken_changelist")))
+    assert plaintext not in listing
+
+
+def test_administrator_revokes_tokens(client, administrator, venture):
+    from ventures.services import venture_api_token_create
+
+    token, _ = venture_api_token_create(venture=venture, name="zap", actor="test")
+    client.force_login(administrator)
+    response = client.post(
+        reverse("admin:ventures_ventureapitoken_changelist"),
+        {"action": "revoke_tokens", ACTION_CHECKBOX_NAME: [token.pk]},
+        follow=True,
+    )
+    assert "Revoked 1 token(s)." in text(response)
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+
+
+def test_operator_cannot_see_or_create_api_tokens(client, operator, venture):
+    client.force_login(operator)
+    assert client.get(reverse("admin:ventures_ventureapitoken_changelist")).status_code == 403
+    assert (
+        client.post(
+            reverse("admin:ventures_ventureapitoken_add"), {"venture": venture.pk, "name": "x"}
+        ).status_code
+        == 403
+    )
+    assert not venture.api_tokens.exists()
+
+
+def test_superuser_without_group_is_an_administrator_here(client, venture):
+    root = UserFactory(username="root", is_superuser=True)
+    client.force_login(root)
+    assert client.get(reverse("admin:ventures_ventureapitoken_changelist")).status_code == 200
+    assert UserFactory(username="adm2", role=ADMINISTRATOR).groups.exists()

@@ -635,8 +635,9 @@ class LoadResult:
             if c.action != "unchanged"
         ]
         done += [
-            f"{key}: " + ", ".join(f"{count} {verb}" for verb, count in counts.items())
+            f"{key}: " + ", ".join(f"{count} {verb}" for verb, count in counts.items() if count)
             for key, counts in self.sections.items()
+            if any(count for verb, count in counts.items() if verb != "unchanged")
         ]
         what = "; ".join(done) if self.changed else "no changes, the database already matches"
         return (

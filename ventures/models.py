@@ -120,6 +120,7 @@ class IcpSegment(models.Model):
     )
 
     class Meta:
+        verbose_name = "ICP segment"
         ordering = ["venture", "priority", "name"]
         constraints = [
             models.UniqueConstraint(fields=["venture", "slug"], name="uniq_segment_slug"),

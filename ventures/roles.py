@@ -54,6 +54,7 @@ EXCLUDED: dict[str, tuple[str, ...]] = {
         "ventures.*_venturemembership",
         "ventures.delete_*",
     ),
+    VIEWER: ("ventures.*_workerheartbeat", "ventures.*_venturemembership"),
 }
 
 

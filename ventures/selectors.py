@@ -18,7 +18,12 @@ def user_sees_all_ventures(user) -> bool:
         return False
     if user.is_superuser:
         return True
-    return user.groups.filter(name=ADMINISTRATOR_GROUP).exists()
+    # Cached on the user object: the admin asks several times per request.
+    cached = getattr(user, "_aicmo_sees_all_ventures", None)
+    if cached is None:
+        cached = user.groups.filter(name=ADMINISTRATOR_GROUP).exists()
+        user._aicmo_sees_all_ventures = cached
+    return cached
 
 
 def ventures_visible_to(user) -> QuerySet[Venture]:

@@ -186,6 +186,8 @@ class CampaignCheck:
     recipients_total: int = 0
     renders: int = 0
     blocked: list[CheckRow] = field(default_factory=list)
+    # The first render that passed, per template slug: what the demo and reports can show.
+    examples: dict[str, RenderResult] = field(default_factory=dict)
 
     @property
     def sampled(self) -> bool:
@@ -251,7 +253,9 @@ def campaign_templates_check(
             logs.append(
                 RenderLog(**_log_fields(version, recipient.ref, RenderPurpose.CHECK, result))
             )
-            if not result.ok:
+            if result.ok:
+                check.examples.setdefault(template.slug, result)
+            else:
                 check.blocked.append(
                     CheckRow(
                         template, version, recipient.ref, recipient.label, result.blocking_reasons

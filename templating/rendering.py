@@ -75,6 +75,8 @@ def source_error(source: str, *, html: bool, schema: ContextSchema | None) -> st
         return f"Line {exc.lineno}: {exc.message}" if exc.lineno else exc.message
     except RecursionError:
         return "The template is nested too deeply to read."
+    except Exception as exc:  # e.g. a 5,000-digit number literal: a message, never a 500
+        return f"The template cannot be read: {exc}"
     return None
 
 

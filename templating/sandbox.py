@@ -26,10 +26,11 @@ from __future__ import annotations
 import contextvars
 import datetime as dt
 import hashlib
+import itertools
 import math
 import operator
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sized
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
@@ -53,6 +54,9 @@ MAX_LOOP_ITERATIONS = 10_000  # summed over every loop of the render
 MAX_INT_BITS = 4_096  # integers built by * and **
 MAX_RENDER_SECONDS = 2.0
 
+# Not offered: filters whose arguments can make unbounded work (center, indent, format,
+# round with a huge precision, wordwrap with a huge wrapstring), that reach attributes (attr,
+# map, selectattr) or mark data safe (safe).
 SAFE_FILTERS = (
     "abs",
     "capitalize",
@@ -70,7 +74,6 @@ SAFE_FILTERS = (
     "lower",
     "replace",
     "reverse",
-    "round",
     "sort",
     "string",
     "striptags",
@@ -80,7 +83,6 @@ SAFE_FILTERS = (
     "upper",
     "urlencode",
     "wordcount",
-    "wordwrap",
 )
 SAFE_TESTS = (
     "boolean",
@@ -323,7 +325,9 @@ def _guard_filter(name: str, func: Any) -> Any:
     def pre_join(data: tuple) -> None:
         seq = data[0] if data else None
         sep = str(data[1]) if len(data) > 1 else ""
-        if isinstance(seq, list | tuple):
+        if isinstance(seq, Sized) and not isinstance(seq, Mapping):
+            if len(seq) > MAX_VALUE_CHARS:
+                raise RenderLimitError(f"join() over more than {MAX_VALUE_CHARS:,} items")
             size = sum(len(str(x)) for x in seq) + len(sep) * max(len(seq) - 1, 0)
             if size > MAX_VALUE_CHARS:
                 raise RenderLimitError(
@@ -337,7 +341,10 @@ def _guard_filter(name: str, func: Any) -> Any:
         _tick()
         if pre is not None:
             pre(args[1:] if passes_arg else args)
-        return _check_size(func(*args, **kwargs), f"the {name} filter's result")
+        result = func(*args, **kwargs)
+        if isinstance(result, Iterator):  # e.g. reverse of a list: make it concrete and sized
+            result = tuple(itertools.islice(result, MAX_VALUE_CHARS + 1))
+        return _check_size(result, f"the {name} filter's result")
 
     # Keep Jinja's pass_context / pass_eval_context / pass_environment marker.
     if hasattr(func, "jinja_pass_arg"):

@@ -332,3 +332,15 @@ def test_campaign_check_ignores_inactive_templates_and_other_campaigns(
     LeadFactory(campaign=campaign)
     response = op_client.post(url("campaign_check"), {"campaign": campaign.pk, "limit": 10})
     assert "No lead is blocked." in page(response)
+
+
+def test_venture_wide_template_previews_for_a_chosen_campaign(op_client, campaign):
+    template = MessageTemplateFactory(campaign=None, venture=campaign.venture)
+    second = CampaignFactory(venture=campaign.venture, name="Second campaign")
+    lead = LeadFactory(campaign=second, first_name="Otto")
+    response = op_client.get(
+        url("preview", template.pk), {"campaign": second.pk, "recipient": f"lead:{lead.pk}"}
+    )
+    assert "Quick question, Otto" in page(response)
+    response = op_client.get(url("preview", template.pk))
+    assert "Quick question, Alex" in page(response)

@@ -45,6 +45,11 @@ STATIC_PAYLOADS = [
     "{{ namespace(x=1) }}",
     "{{ first_name|center(10**9) }}",
     "{{ first_name|format(1) }}",
+    "{{ 5|round(-10**9) }}",
+    "{{ 1.5|round(10**9, 'ceil') }}",
+    "{{ ('x' * 99999)|wordwrap(1, wrapstring='y' * 99999) }}",
+    "{{ first_name|indent(10**9) }}",
+    "{{ first_name|safe }}",
     "{{ items|map(attribute='__class__')|list }}",
     "{{ lead|pprint }}",
     "{% macro r() %}{{ r() }}{% endmacro %}{{ r() }}",
@@ -78,6 +83,9 @@ RUNTIME_PAYLOADS = [
     ("{% set a = 'x' * 60000 %}{{ a ~ a ~ a ~ a ~ a ~ a ~ a ~ a }}", "resource_limit"),
     ("{{ first_name|replace('', 'x' * 50000) }}", "resource_limit"),
     ("{{ range(1000)|join(',' * 200) }}", "resource_limit"),
+    ("{{ range(1000)|join('y' * 99999) }}", "resource_limit"),
+    ("{{ ('x' * 99999)|join('y' * 99999) }}", "resource_limit"),
+    ("{{ ('x ' * 50000).split()|reverse|join('y' * 99999) }}", "resource_limit"),
     (
         "{% for i in range(1000) %}{% for j in range(1000) %}{% endfor %}{% endfor %}",
         "resource_limit",
@@ -210,3 +218,9 @@ def test_absurdly_nested_template_is_refused_not_crashed():
 def test_oversized_template_is_refused():
     payload = "x" * 50_001
     assert "longer than 50,000 characters" in source_error(payload, html=False, schema=None)
+
+
+def test_huge_number_literal_is_refused_not_crashed():
+    payload = "{{ " + "9" * 5000 + " }}"
+    assert source_error(payload, html=False, schema=None).startswith("The template cannot be read:")
+    assert assert_refused(render(payload)).code == "render_error"

@@ -264,3 +264,12 @@ def test_gdpr_erasure_of_a_lead_deletes_its_render_logs(campaign):
     lead_erase(email="forget.me@prospect.example", actor="dpo")
     assert not RenderLog.objects.filter(subject_ref=f"lead:{lead.pk}").exists()
     assert RenderLog.objects.count() == 1
+
+
+def test_the_daily_purge_is_scheduled_after_migrate():
+    from django_q.models import Schedule
+
+    from templating.signals import PURGE_SCHEDULE
+
+    schedule = Schedule.objects.get(name=PURGE_SCHEDULE)
+    assert (schedule.func, schedule.schedule_type) == ("templating.tasks.purge_render_logs", "D")

@@ -210,6 +210,20 @@ AICMO_KILL_SWITCH = _bool("AICMO_KILL_SWITCH", False)
 # A worker heartbeat older than this is reported stale by preflight and /healthz.
 AICMO_HEARTBEAT_MAX_AGE = _int("AICMO_HEARTBEAT_MAX_AGE", 300, minimum=10)
 
+# --- Caches ---------------------------------------------------------------------------------
+# "ratelimit" backs the per-IP limit of the public lead-capture form (leads.ratelimit). It is a
+# database cache so that every process and machine shares one count; its table is made by
+# `manage.py createcachetable` (run by `make demo`/`make serve`; the test runner makes it too).
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "ratelimit": {
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "aicmo_ratelimit_cache",
+        # Expired counters are culled once the table passes MAX_ENTRIES rows.
+        "OPTIONS": {"MAX_ENTRIES": 50_000},
+    },
+}
+
 # --- django-q2 ------------------------------------------------------------------------------
 # At-least-once delivery: the ORM broker re-delivers a task whose worker died after `retry`
 # seconds, so `timeout` (the hard kill) stays well below `retry`; `max_attempts` bounds retries;

@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from aicmo_site.views import healthz
 
@@ -10,4 +10,6 @@ admin.site.index_title = "Operator console"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    # Public lead capture page and JSON bulk lead API (leads/urls.py).
+    path("", include("leads.urls")),
 ]

@@ -50,11 +50,13 @@ from leads.models import (
     SuppressionKind,
 )
 from leads.services import (
+    campaign_lead_policy_set,
     lead_data_export,
     lead_rescore,
     spreadsheet_safe,
     suppression_add,
 )
+from leads.views import capture_url
 from ventures import services as venture_services
 from ventures.admin import AuditedAdmin, ScopedAdmin, VisibleVentureFilter
 from ventures.models import Campaign, IcpSegment, Venture, VentureApiToken
@@ -886,6 +888,16 @@ class CampaignLeadPolicyAdmin(AuditedAdmin):
             kwargs["queryset"] = visible_campaigns(request)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
+    def get_readonly_fields(self, request, obj=None):
+        return ("campaign",) if obj is not None else ()
+
+    def save_model(self, request, obj, form, change):
+        # The core service writes and audits the change (one path with the CLI).
+        campaign_lead_policy_set(
+            campaign=obj.campaign, cross_campaign=obj.cross_campaign, actor=request.user
+        )
+        obj.pk = CampaignLeadPolicy.objects.get(campaign=obj.campaign).pk
+
 
 # --- Venture API tokens (Administrators only) -----------------------------------------------------
 
@@ -993,14 +1005,33 @@ def import_leads_into_campaign(modeladmin, request, queryset):
     return HttpResponseRedirect(url)
 
 
+@admin.action(description="Show the lead-capture form links of the selected campaigns")
+def show_capture_links(modeladmin, request, queryset):
+    """The public capture page of each campaign (a signed, unguessable link to share)."""
+    for campaign in queryset:
+        url = request.build_absolute_uri(capture_url(campaign))
+        modeladmin.message_user(
+            request,
+            format_html(
+                '{}: <a href="{}">{}</a> (add ?utm_source=...&amp;utm_campaign=... to attribute '
+                "the leads it brings)",
+                campaign.name,
+                url,
+                url,
+            ),
+            messages.INFO,
+        )
+
+
 def _add_campaign_import_action() -> None:
     # leads depends on ventures, never the reverse: the ventures app's CampaignAdmin cannot name
     # this action, so the leads admin (loaded after it) appends it.
     if not admin.site.is_registered(Campaign):
         return
     campaign_admin = admin.site.get_model_admin(Campaign)
-    if import_leads_into_campaign not in (campaign_admin.actions or ()):
-        campaign_admin.actions = (*(campaign_admin.actions or ()), import_leads_into_campaign)
+    extra = (import_leads_into_campaign, show_capture_links)
+    current = tuple(campaign_admin.actions or ())
+    campaign_admin.actions = current + tuple(a for a in extra if a not in current)
 
 
 _add_campaign_import_action()

@@ -1,0 +1,126 @@
+"""The public lead-capture page of a campaign.
+
+The link is `/capture/<signed token>/`: the token is the campaign id signed with SECRET_KEY
+(salted), so it cannot be guessed or derived from the slug, and it does not change. UTM
+parameters of the link (`?utm_source=...`) are stored on the lead. Consent is an explicit,
+required checkbox; a hidden honeypot field drops bot submissions silently (the bot sees the
+thank-you page, nothing is written); every POST counts against a per-IP rate limit shared by
+all processes (leads.ratelimit).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.core import signing
+from django.http import Http404
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+
+from leads.forms import CaptureForm
+from leads.inbound import inbound_records_import
+from leads.models import ImportRowError, SourceChannel
+from leads.ratelimit import RateLimitUnavailableError, rate_limit_take
+from ventures.models import Campaign, CampaignStatus
+from ventures.services import DomainError
+
+logger = logging.getLogger(__name__)
+
+_SALT = "leads.capture"
+UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_content")
+OPEN_STATUSES = (CampaignStatus.DRAFT, CampaignStatus.RUNNING, CampaignStatus.PAUSED)
+DEFAULT_RATE_LIMIT = 5  # submissions per IP and window
+DEFAULT_RATE_WINDOW = 600  # seconds
+
+
+def capture_token(campaign: Campaign) -> str:
+    return signing.Signer(salt=_SALT).sign(str(campaign.pk))
+
+
+def capture_url(campaign: Campaign) -> str:
+    return reverse("leads:capture", args=[capture_token(campaign)])
+
+
+def _campaign_for(token: str) -> Campaign:
+    try:
+        campaign_id = signing.Signer(salt=_SALT).unsign(token)
+    except signing.BadSignature:
+        raise Http404("No such form.") from None
+    campaign = Campaign.objects.select_related("venture").filter(pk=campaign_id).first()
+    if campaign is None or campaign.status not in OPEN_STATUSES:
+        raise Http404("This form is closed.")
+    return campaign
+
+
+def _consent_text(campaign: Campaign) -> str:
+    return (
+        f"I agree that {campaign.venture.name} may contact me by email about this offer. "
+        "I can unsubscribe at any time."
+    )
+
+
+def _client_ip(request) -> str:
+    # REMOTE_ADDR, never X-Forwarded-For (a client could forge it to dodge the limit); behind
+    # a proxy, have the proxy set REMOTE_ADDR to the client's address.
+    return request.META.get("REMOTE_ADDR", "") or "unknown"
+
+
+def _record(form: CaptureForm, request, campaign: Campaign) -> dict[str, str]:
+    data = form.cleaned_data
+    record = {
+        "email": data["email"],
+        "first_name": data["first_name"],
+        "last_name": data["last_name"],
+        "company": data["company"],
+        "title": data["title"],
+        "consent": "yes",
+        "consent_date": timezone.now().strftime("%Y-%m-%d %H:%M:%S"),
+        "consent_source": f"capture form ({campaign.slug})",
+    }
+    for key in UTM_KEYS:
+        record[key] = request.GET.get(key, "")[:200]
+    return record
+
+
+@never_cache
+def capture_view(request, token: str):
+    campaign = _campaign_for(token)
+    context = {"campaign": campaign, "thanks": False}
+    if request.method != "POST":
+        form = CaptureForm(consent_text=_consent_text(campaign))
+        return render(request, "leads/capture.html", {**context, "form": form})
+    try:
+        allowed = rate_limit_take(
+            scope="capture",
+            client=_client_ip(request),
+            limit=int(getattr(settings, "AICMO_CAPTURE_RATE_LIMIT", DEFAULT_RATE_LIMIT)),
+            window=int(getattr(settings, "AICMO_CAPTURE_RATE_WINDOW", DEFAULT_RATE_WINDOW)),
+        )
+    except RateLimitUnavailableError:
+        return render(request, "leads/capture_unavailable.html", context, status=503)
+    if not allowed:
+        return render(request, "leads/capture_limited.html", context, status=429)
+    form = CaptureForm(request.POST, consent_text=_consent_text(campaign))
+    if form.is_bot:
+        return render(request, "leads/capture.html", {**context, "thanks": True})
+    if not form.is_valid():
+        return render(request, "leads/capture.html", {**context, "form": form}, status=400)
+    try:
+        batch = inbound_records_import(
+            campaign=campaign,
+            records=[_record(form, request, campaign)],
+            channel=SourceChannel.FORM,
+            actor="capture form",
+            source=f"Capture form: {campaign.name}",
+        )
+    except DomainError as exc:
+        form.add_error(None, str(exc))
+        return render(request, "leads/capture.html", {**context, "form": form}, status=400)
+    if batch.invalid:
+        reason = ImportRowError.objects.filter(batch=batch).values_list("reason", flat=True)
+        form.add_error("email", next(iter(reason), "This address cannot be used."))
+        return render(request, "leads/capture.html", {**context, "form": form}, status=400)
+    return render(request, "leads/capture.html", {**context, "thanks": True})

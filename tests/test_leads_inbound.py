@@ -1,0 +1,196 @@
+"""The public lead-capture page: consent, honeypot, rate limit, UTM attribution, same pipeline."""
+
+from __future__ import annotations
+
+import html
+
+import pytest
+from django.core.cache import caches
+from django.urls import reverse
+
+from leads.models import ConsentStatus, ImportBatch, Lead, LeadStatus, SourceChannel
+from leads.views import capture_token, capture_url
+from tests.factories import LeadFactory, SuppressionEntryFactory
+from ventures.models import CampaignStatus
+
+pytestmark = pytest.mark.django_db
+
+FORM = {
+    "email": "Visitor@Example.com",
+    "first_name": "Vic",
+    "last_name": "Visitor",
+    "company": "Visit Co",
+    "title": "Head of Sales",
+    "consent": "on",
+    "website": "",
+}
+
+
+@pytest.fixture(autouse=True)
+def plain_http_and_fresh_limit(settings):
+    settings.SECURE_SSL_REDIRECT = False
+    caches["ratelimit"].clear()
+    yield
+    caches["ratelimit"].clear()
+
+
+def text(response) -> str:
+    return html.unescape(response.content.decode())
+
+
+def submit(client, campaign, query: str = "", ip: str = "203.0.113.7", **changes):
+    data = {**FORM, **changes}
+    return client.post(capture_url(campaign) + query, data, REMOTE_ADDR=ip)
+
+
+def test_capture_link_is_signed_not_the_slug_and_a_forged_one_is_404(client, campaign):
+    url = capture_url(campaign)
+    assert campaign.slug not in url
+    assert client.get(url).status_code == 200
+    forged = reverse("leads:capture", args=[f"{campaign.pk}:forged-signature"])
+    assert client.get(forged).status_code == 404
+
+
+def test_page_shows_an_unticked_consent_box_and_a_hidden_honeypot(client, campaign):
+    page = text(client.get(capture_url(campaign)))
+    assert 'name="consent"' in page and "checked" not in page
+    assert f"I agree that {campaign.venture.name} may contact me" in page
+    assert 'name="website"' in page and 'class="hp"' in page
+
+
+def test_submission_creates_a_consented_lead_with_utm_attribution(client, campaign):
+    query = "?utm_source=linkedin&utm_medium=social&utm_campaign=q4-launch&utm_content=video"
+    response = submit(client, campaign, query)
+    assert response.status_code == 200
+    assert "Thank you" in text(response)
+    lead = Lead.objects.get()
+    assert lead.email_key == "visitor@example.com"
+    assert lead.consent_status == ConsentStatus.CONSENTED
+    assert lead.consent_at is not None and "capture form" in lead.consent_source
+    assert (lead.utm_source, lead.utm_medium, lead.utm_campaign, lead.utm_content) == (
+        "linkedin",
+        "social",
+        "q4-launch",
+        "video",
+    )
+    assert lead.source_channel == SourceChannel.FORM
+    batch = ImportBatch.objects.get()
+    assert (batch.channel, batch.state, batch.created) == ("form", "done", 1)
+    assert lead.source_batch == batch
+
+
+def test_consent_is_required(client, campaign):
+    response = submit(client, campaign, consent="")
+    assert response.status_code == 400
+    assert "Tick the box to agree to be contacted." in text(response)
+    assert not Lead.objects.exists() and not ImportBatch.objects.exists()
+
+
+def test_honeypot_submission_is_dropped_silently(client, campaign):
+    response = submit(client, campaign, website="http://spam.example")
+    assert response.status_code == 200
+    assert "Thank you" in text(response)
+    assert not Lead.objects.exists() and not ImportBatch.objects.exists()
+
+
+def test_rate_limit_per_ip_answers_429_and_writes_nothing(client, campaign, settings):
+    settings.AICMO_CAPTURE_RATE_LIMIT = 2
+    assert submit(client, campaign, email="one@example.com").status_code == 200
+    assert submit(client, campaign, email="two@example.com").status_code == 200
+    limited = submit(client, campaign, email="three@example.com")
+    assert limited.status_code == 429
+    assert "Too many submissions" in text(limited)
+    assert not Lead.objects.filter(email_key="three@example.com").exists()
+    other_ip = submit(client, campaign, email="four@example.com", ip="198.51.100.9")
+    assert other_ip.status_code == 200  # the limit is per IP
+
+
+def test_rate_limit_counter_lives_in_the_database_cache(client, campaign, settings):
+    from django.core.cache.backends.db import DatabaseCache
+
+    settings.AICMO_CAPTURE_RATE_LIMIT = 1
+    assert isinstance(caches["ratelimit"], DatabaseCache)  # shared by every process
+    submit(client, campaign, email="first@example.com")
+    caches["ratelimit"].close()  # a fresh connection sees the same count
+    assert submit(client, campaign, email="second@example.com").status_code == 429
+
+
+def test_invalid_email_is_a_form_error(client, campaign):
+    response = submit(client, campaign, email="not an email")
+    assert response.status_code == 400
+    assert "Enter a valid email address." in text(response)
+    assert not Lead.objects.exists()
+
+
+def test_suppressed_person_gets_a_thank_you_but_is_never_active(client, campaign):
+    SuppressionEntryFactory(value="visitor@example.com", venture=campaign.venture)
+    response = submit(client, campaign)
+    assert "Thank you" in text(response)
+    batch = ImportBatch.objects.get()
+    assert batch.suppressed == 1
+    assert not Lead.objects.filter(status=LeadStatus.ACTIVE).exists()
+
+
+def test_existing_dnc_lead_is_never_reconsented_by_the_form(client, campaign):
+    lead = LeadFactory(
+        campaign=campaign,
+        email="visitor@example.com",
+        email_key="visitor@example.com",
+        consent_status=ConsentStatus.DNC,
+    )
+    submit(client, campaign)
+    lead.refresh_from_db()
+    assert lead.consent_status == ConsentStatus.DNC
+    assert ImportBatch.objects.get().duplicates_in_campaign == 1
+
+
+def test_a_stopped_campaigns_form_is_closed(client, campaign):
+    campaign.status = CampaignStatus.STOPPED
+    campaign.save(update_fields=["status"])
+    assert client.get(capture_url(campaign)).status_code == 404
+    assert submit(client, campaign).status_code == 404
+
+
+def test_capture_token_does_not_change(campaign):
+    assert capture_token(campaign) == capture_token(campaign)
+
+
+RACE = """
+import time, django
+django.setup()
+from leads.ratelimit import rate_limit_take
+time.sleep(max(0.0, {start} - time.time()))
+print(sum(rate_limit_take(scope="race", client="ip", limit=10, window=10**9) for _ in range(8)))
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rate_limit_is_exact_across_processes_on_postgresql():
+    import subprocess
+    import sys
+    import time
+
+    from django.db import connection
+
+    from tests.proc import REPO, clean_env
+
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrency is proven on PostgreSQL")
+    db = connection.settings_dict
+    url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+    code = RACE.format(start=time.time() + 3)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=REPO,
+            env=clean_env(DATABASE_URL=url),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outputs]
+    # 32 attempts at once from 4 processes against a limit of 10: exactly 10 get through.
+    assert sum(int(out.strip()) for out, _ in outputs) == 10

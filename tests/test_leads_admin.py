@@ -409,3 +409,117 @@ def test_superuser_without_group_is_an_administrator_here(client, venture):
     client.force_login(root)
     assert client.get(reverse("admin:ventures_ventureapitoken_changelist")).status_code == 200
     assert UserFactory(username="adm2", role=ADMINISTRATOR).groups.exists()
+
+
+# --- scoring rules, per-campaign policy, adding to the suppression list -----------------------------
+
+
+def test_scoring_rules_are_scoped_and_rescore_action_updates_grades(
+    client, operator, campaign, other_venture_campaign
+):
+    from leads.models import ScoringRule
+
+    mine = ScoringRule.objects.create(
+        venture=campaign.venture, label="sales title", field="title", values=["sales"], points=80
+    )
+    ScoringRule.objects.create(
+        venture=other_venture_campaign.venture, label="theirs", field="title", values=["x"]
+    )
+    lead = LeadFactory(campaign=campaign, title="VP Sales", fit_score=0, grade="D")
+    foreign = LeadFactory(campaign=other_venture_campaign, title="VP Sales", fit_score=0)
+    client.force_login(operator)
+    listing = client.get(reverse("admin:leads_scoringrule_changelist"))
+    assert {r.pk for r in listing.context["cl"].result_list} == {mine.pk}
+    response = client.post(
+        reverse("admin:leads_scoringrule_changelist"),
+        {"action": "rescore_ventures", ACTION_CHECKBOX_NAME: [mine.pk]},
+        follow=True,
+    )
+    assert "Re-scored the leads of" in text(response)
+    lead.refresh_from_db()
+    foreign.refresh_from_db()
+    assert lead.fit_score == 80 and lead.grade == "A"
+    assert "sales title" in lead.score_explanation
+    assert foreign.fit_score == 0  # another venture's leads are never touched
+
+
+def test_policy_admin_saves_through_the_service_and_is_audited(client, operator, campaign):
+    from leads.models import CampaignLeadPolicy
+
+    client.force_login(operator)
+    response = client.post(
+        reverse("admin:leads_campaignleadpolicy_add"),
+        {"campaign": campaign.pk, "cross_campaign": "allow"},
+    )
+    assert response.status_code == 302
+    assert CampaignLeadPolicy.objects.get(campaign=campaign).cross_campaign == "allow"
+    assert AuditEvent.objects.filter(action="leads.policy", entity_id=str(campaign.pk)).exists()
+
+
+def test_policy_admin_offers_only_visible_campaigns(client, operator, other_venture_campaign):
+    client.force_login(operator)
+    response = client.post(
+        reverse("admin:leads_campaignleadpolicy_add"),
+        {"campaign": other_venture_campaign.pk, "cross_campaign": "allow"},
+    )
+    assert "Select a valid choice" in text(response)
+
+
+def test_adding_a_suppression_entry_suppresses_matching_active_leads(client, operator, campaign):
+    lead = LeadFactory(campaign=campaign, email="gone@x.example", email_key="gone@x.example")
+    client.force_login(operator)
+    response = client.post(
+        reverse("admin:leads_suppressionentry_add"),
+        {
+            "kind": "email",
+            "value": " Gone@X.example ",
+            "venture": campaign.venture_id,
+            "reason": "asked",
+        },
+        follow=True,
+    )
+    assert "1 active lead(s) matching it are now suppressed" in text(response)
+    entry = SuppressionEntry.objects.get()
+    assert (entry.kind, entry.value, entry.venture_id) == (
+        "email",
+        "gone@x.example",
+        campaign.venture_id,
+    )
+    lead.refresh_from_db()
+    assert lead.status == LeadStatus.SUPPRESSED
+
+
+def test_bad_suppression_value_is_a_form_error(client, operator, campaign):
+    client.force_login(operator)
+    response = client.post(
+        reverse("admin:leads_suppressionentry_add"),
+        {"kind": "domain", "value": "not a domain", "venture": campaign.venture_id},
+    )
+    assert response.status_code == 200
+    assert "is not a domain" in text(response)
+    assert not SuppressionEntry.objects.exists()
+
+
+def test_operator_must_choose_one_of_their_ventures_for_a_suppression(
+    client, operator, other_venture_campaign
+):
+    client.force_login(operator)
+    for venture in ("", other_venture_campaign.venture_id):
+        response = client.post(
+            reverse("admin:leads_suppressionentry_add"),
+            {"kind": "email", "value": "x@y.example", "venture": venture},
+        )
+        assert response.status_code == 200
+    assert not SuppressionEntry.objects.exists()
+
+
+def test_capture_links_action_shows_a_signed_link(client, operator, campaign):
+    from leads.views import capture_url
+
+    client.force_login(operator)
+    response = client.post(
+        reverse("admin:ventures_campaign_changelist"),
+        {"action": "show_capture_links", ACTION_CHECKBOX_NAME: [campaign.pk]},
+        follow=True,
+    )
+    assert capture_url(campaign) in text(response)

@@ -199,43 +199,38 @@ class MessageTemplateAdmin(ScopedAdmin):
         obj = self.get_object(request, object_id)  # 404 outside the user's ventures
         return obj
 
-    def _preview_form(self, request, template: MessageTemplate, data) -> PreviewForm:
+    def _preview_form(self, request, template: MessageTemplate, data, initial=None) -> PreviewForm:
         campaigns = campaigns_visible_to(request.user).filter(venture=template.venture_id)
         if template.campaign_id:
             campaigns = campaigns.filter(pk=template.campaign_id)
-        return PreviewForm(data, campaigns=campaigns.select_related("venture"))
+        return PreviewForm(data, initial=initial, campaigns=campaigns.select_related("venture"))
 
-    def _recipient(self, form: PreviewForm) -> tuple[Campaign | None, Recipient]:
+    def _recipient(self, form: PreviewForm) -> tuple[Campaign, Recipient]:
         """The chosen campaign and recipient; the recipient must belong to that campaign."""
-        campaign = form.cleaned_data.get("campaign")
+        campaign = form.cleaned_data["campaign"]
         ref = form.cleaned_data.get("recipient") or "sample"
         source = recipient_source()
-        if campaign is None:
-            return None, Recipient(
-                ref="sample",
-                label="Sample (no campaign)",
-                context={},
-                seed="sample",
-                is_sample=True,
-            )
-        recipient = (
-            source.sample(campaign=campaign)
-            if ref == "sample"
-            else source.get(campaign=campaign, ref=ref)
-        )
+        if ref == "sample":
+            return campaign, source.sample(campaign=campaign)
+        recipient = source.get(campaign=campaign, ref=ref)
         if recipient is None:
             raise Http404("No such recipient in this campaign.")
         return campaign, recipient
 
     def preview_view(self, request, object_id):
         template = self._template_or_404(request, object_id)
-        form = self._preview_form(request, template, request.GET or None)
         campaign, recipient, result = None, None, None
-        if form.is_bound and form.is_valid():
-            campaign, recipient = self._recipient(form)
-        elif not form.is_bound:
+        if "campaign" in request.GET:
+            form = self._preview_form(request, template, request.GET)
+            if form.is_valid():
+                campaign, recipient = self._recipient(form)
+        else:  # first visit: the first campaign in scope, with the sample lead
+            form = self._preview_form(request, template, None)
             campaign = form.fields["campaign"].queryset.first()
             if campaign is not None:
+                form = self._preview_form(
+                    request, template, None, initial={"campaign": campaign, "recipient": "sample"}
+                )
                 recipient = recipient_source().sample(campaign=campaign)
         if recipient is not None:
             result = services.version_render(

@@ -11,7 +11,7 @@ class PreviewForm(forms.Form):
     """Which campaign and recipient to render for. The recipient is a ref ("sample" or one
     the RecipientSource listed); the view resolves it within the chosen campaign only."""
 
-    campaign = forms.ModelChoiceField(queryset=None, required=False, empty_label="(no campaign)")
+    campaign = forms.ModelChoiceField(queryset=None, empty_label=None)
     recipient = forms.CharField(required=False, max_length=100, widget=forms.Select)
 
     def __init__(self, *args, campaigns, **kwargs) -> None:

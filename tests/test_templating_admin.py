@@ -16,6 +16,7 @@ from tests.factories import (
     MembershipFactory,
     MessageTemplateFactory,
     UserFactory,
+    VentureFactory,
 )
 from ventures.models import AuditEvent, SendMode
 from ventures.roles import OPERATOR
@@ -344,3 +345,16 @@ def test_venture_wide_template_previews_for_a_chosen_campaign(op_client, campaig
     assert "Quick question, Otto" in page(response)
     response = op_client.get(url("preview", template.pk))
     assert "Quick question, Alex" in page(response)
+
+
+def test_preview_without_any_campaign_says_so(client, operator):
+    venture = VentureFactory()
+    MembershipFactory(venture=venture, user=operator)
+    template = MessageTemplateFactory(campaign=None, venture=venture)
+    client.force_login(operator)
+    response = client.get(url("preview", template.pk))
+    assert response.status_code == 200
+    assert "has no campaign you can see yet" in page(response)
+    response = client.post(url("send_test", template.pk), {"recipient": "sample"}, follow=True)
+    assert "Choose a campaign and a recipient first." in page(response)
+    assert mail.outbox == []

@@ -752,8 +752,8 @@ def write_row_errors_csv(batch: ImportBatch, out) -> None:
 
 @admin.register(SuppressionEntry)
 class SuppressionEntryAdmin(ScopedAdmin):
-    """Venture entries are scoped; global entries (no venture) are visible to everyone and
-    only Administrators may add or remove them."""
+    """Venture entries are scoped; global entries (no venture) are visible to everyone. Operators
+    add entries for their ventures; only Administrators add global ones or remove any."""
 
     list_display = ("shown_value", "kind", "venture", "reason", "source", "created_at")
     list_select_related = ("venture",)
@@ -794,9 +794,11 @@ class SuppressionEntryAdmin(ScopedAdmin):
         return False if obj is not None else super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request, obj=None):
-        if obj is not None and obj.venture_id is None and not sees_all(request):
+        # Taking someone off the list could get them contacted again: Administrators only, and
+        # never an erased person's identity entry (it is all that stops a re-import).
+        if obj is not None and obj.kind == SuppressionKind.IDENTITY:
             return False
-        return super().has_delete_permission(request, obj)
+        return sees_all(request) and super().has_delete_permission(request, obj)
 
     form = SuppressionEntryForm
 

@@ -351,13 +351,27 @@ def test_suppression_list_is_scoped_and_global_entries_are_visible(
     assert {o.pk for o in response.context["cl"].result_list} == {mine.pk, global_entry.pk}
 
 
-def test_operator_cannot_delete_a_global_suppression_entry(client, operator):
-    entry = SuppressionEntryFactory(venture=None)
+def test_only_administrators_take_people_off_the_suppression_list(
+    client, operator, administrator, venture
+):
+    entries = [SuppressionEntryFactory(venture=None), SuppressionEntryFactory(venture=venture)]
     client.force_login(operator)
-    response = client.post(
-        reverse("admin:leads_suppressionentry_delete", args=[entry.pk]), {"post": "yes"}
-    )
-    assert response.status_code == 403
+    for entry in entries:
+        url = reverse("admin:leads_suppressionentry_delete", args=[entry.pk])
+        assert client.post(url, {"post": "yes"}).status_code == 403
+    assert SuppressionEntry.objects.count() == 2
+    client.force_login(administrator)
+    url = reverse("admin:leads_suppressionentry_delete", args=[entries[1].pk])
+    assert client.post(url, {"post": "yes"}).status_code == 302
+    assert not SuppressionEntry.objects.filter(pk=entries[1].pk).exists()
+    assert AuditEvent.objects.filter(action="suppression.delete").exists()
+
+
+def test_an_erased_persons_identity_entry_can_never_be_deleted(client, administrator):
+    entry = SuppressionEntryFactory(kind="identity", value="ab" * 32, venture=None)
+    client.force_login(administrator)
+    url = reverse("admin:leads_suppressionentry_delete", args=[entry.pk])
+    assert client.post(url, {"post": "yes"}).status_code == 403
     assert SuppressionEntry.objects.filter(pk=entry.pk).exists()
 
 

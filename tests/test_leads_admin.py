@@ -537,3 +537,11 @@ def test_capture_links_action_shows_a_signed_link(client, operator, campaign):
         follow=True,
     )
     assert capture_url(campaign) in text(response)
+
+
+def test_batch_list_is_scoped_by_venture(client, viewer, campaign, other_venture_campaign):
+    mine = ImportBatchFactory(campaign=campaign)
+    ImportBatchFactory(campaign=other_venture_campaign)
+    client.force_login(viewer)
+    response = client.get(reverse("admin:leads_importbatch_changelist"))
+    assert {b.pk for b in response.context["cl"].result_list} == {mine.pk}

@@ -15,7 +15,6 @@ from urllib.parse import urlencode
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -37,7 +36,7 @@ from templating.rendering import RenderResult
 from ventures.admin import ScopedAdmin, VisibleVentureFilter
 from ventures.models import Campaign
 from ventures.selectors import campaigns_visible_to, user_sees_all_ventures, ventures_visible_to
-from ventures.services import DomainError, audit_record, snapshot
+from ventures.services import DomainError
 
 RECIPIENT_CHOICES_LIMIT = 200  # leads offered in the preview picker (first ones by id)
 CHECK_ROWS_SHOWN = 500  # blocked renders listed on the check page
@@ -160,16 +159,10 @@ class MessageTemplateAdmin(ScopedAdmin):
     def save_model(self, request, obj, form, change):
         services.template_save(template=obj, actor=request.user)
 
-    def delete_model(self, request, obj):
-        with transaction.atomic():
-            audit_record(
-                actor=request.user, action="template.delete", entity=obj, before=snapshot(obj)
-            )
-            super().delete_model(request, obj)
-
-    def delete_queryset(self, request, queryset):
-        for obj in queryset:
-            self.delete_model(request, obj)
+    def has_delete_permission(self, request, obj=None):
+        # Templates are deactivated, never deleted: their versions are what sent messages and
+        # render logs point at ("nothing is lost").
+        return False
 
     # --- Extra views ----------------------------------------------------------------------
     def get_urls(self):

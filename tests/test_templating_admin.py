@@ -358,3 +358,9 @@ def test_preview_without_any_campaign_says_so(client, operator):
     response = client.post(url("send_test", template.pk), {"recipient": "sample"}, follow=True)
     assert "Choose a campaign and a recipient first." in page(response)
     assert mail.outbox == []
+
+
+def test_templates_are_deactivated_not_deleted(op_client, template):
+    assert op_client.post(url("delete", template.pk), {"post": "yes"}).status_code == 403
+    assert MessageTemplate.objects.filter(pk=template.pk).exists()
+    assert "deletelink" not in op_client.get(url("change", template.pk)).content.decode()

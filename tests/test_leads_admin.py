@@ -545,3 +545,22 @@ def test_batch_list_is_scoped_by_venture(client, viewer, campaign, other_venture
     client.force_login(viewer)
     response = client.get(reverse("admin:leads_importbatch_changelist"))
     assert {b.pk for b in response.context["cl"].result_list} == {mine.pk}
+
+
+@pytest.mark.parametrize("role", ["operator", "viewer", "administrator"])
+def test_every_lead_page_and_download_follows_the_venture_scope(
+    client, request, role, other_venture_campaign
+):
+    user = request.getfixturevalue(role)
+    lead = LeadFactory(campaign=other_venture_campaign)
+    batch = ImportBatchFactory(campaign=other_venture_campaign)
+    urls = [
+        reverse("admin:leads_lead_change", args=[lead.pk]),
+        reverse("admin:leads_lead_data_export", args=[lead.pk]),
+        reverse("admin:leads_importbatch_change", args=[batch.pk]),
+        reverse("admin:leads_importbatch_progress", args=[batch.pk]),
+        reverse("admin:leads_importbatch_rejected", args=[batch.pk]),
+    ]
+    client.force_login(user)
+    expected = 200 if role == "administrator" else 404
+    assert [client.get(url).status_code for url in urls] == [expected] * len(urls)

@@ -9,7 +9,7 @@ from django.core import mail
 from django.urls import reverse
 
 from templating.models import MessageTemplate, RenderLog, RenderPurpose
-from templating.services import TEST_EMAIL_LIMIT
+from templating.services import TEST_EMAIL_LIMIT, template_current_version
 from tests.factories import (
     CampaignFactory,
     LeadFactory,
@@ -364,3 +364,18 @@ def test_templates_are_deactivated_not_deleted(op_client, template):
     assert op_client.post(url("delete", template.pk), {"post": "yes"}).status_code == 403
     assert MessageTemplate.objects.filter(pk=template.pk).exists()
     assert "deletelink" not in op_client.get(url("change", template.pk)).content.decode()
+
+
+def test_versions_and_render_logs_are_scoped_to_visible_ventures(
+    op_client, template, other_venture_campaign
+):
+    foreign = MessageTemplateFactory(campaign=other_venture_campaign, name="Foreign template")
+    for obj in (template, foreign):
+        op_client.get(url("preview", obj.pk))  # renders only for the visible one
+    foreign_version = template_current_version(foreign)
+    versions = page(op_client.get(reverse("admin:templating_messagetemplateversion_changelist")))
+    logs = page(op_client.get(reverse("admin:templating_renderlog_changelist")))
+    assert "Opener" in versions and "Foreign template" not in versions
+    assert "Opener v1" in logs and "Foreign template" not in logs
+    change = reverse("admin:templating_messagetemplateversion_change", args=[foreign_version.pk])
+    assert op_client.get(change).status_code == 404

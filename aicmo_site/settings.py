@@ -209,6 +209,8 @@ AICMO_GLOBAL_DAILY_LIMIT = _int("AICMO_GLOBAL_DAILY_LIMIT", 1000)
 AICMO_KILL_SWITCH = _bool("AICMO_KILL_SWITCH", False)
 # A worker heartbeat older than this is reported stale by preflight and /healthz.
 AICMO_HEARTBEAT_MAX_AGE = _int("AICMO_HEARTBEAT_MAX_AGE", 300, minimum=10)
+# Render logs (template version, recipient ref, outcome) are purged after this many days.
+AICMO_RENDER_LOG_RETENTION_DAYS = _int("AICMO_RENDER_LOG_RETENTION_DAYS", 90, minimum=1)
 
 # --- Caches ---------------------------------------------------------------------------------
 # "ratelimit" backs the per-IP limit of the public lead-capture form (leads.ratelimit). It is a

@@ -1,18 +1,24 @@
 """`demo`: run the demo campaign end to end in proof mode and say where to look.
 
-Idempotent: running it again updates the same venture and campaign instead of duplicating them.
+Loads the demo venture, segments, campaign and templates from docs/examples/demo-campaign.toml,
+starts the campaign, imports a sample lead list, renders every template for every lead and
+writes one rendered example per template to the artifact directory. Idempotent: running it again
+updates the same records instead of duplicating them.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from leads.services import lead_counts, leads_demo_import
+from templating.services import campaign_templates_check
 from ventures.campaign_code import CampaignCodeError, campaign_load
 from ventures.management.commands.campaign import campaign_summary
-from ventures.models import CampaignStatus, SendMode
+from ventures.models import Campaign, CampaignStatus, SendMode
 from ventures.services import DomainError, campaign_transition
 
 DEMO_FILE = settings.BASE_DIR / "docs" / "examples" / "demo-campaign.toml"
@@ -28,30 +34,65 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         try:
             loaded = campaign_load(path=DEMO_FILE, actor=ACTOR)
-        except CampaignCodeError as exc:
-            raise CommandError(f"demo file {DEMO_FILE} does not load: {exc}") from None
-        campaign = loaded.campaign
-        if campaign.mode != SendMode.PROOF:
-            raise CommandError("the demo campaign must be in proof mode; it never sends mail.")
-        try:
-            if campaign.status == CampaignStatus.DRAFT:
-                campaign = campaign_transition(campaign=campaign, action="start", actor=ACTOR)
-            elif campaign.status == CampaignStatus.PAUSED:
-                campaign = campaign_transition(campaign=campaign, action="resume", actor=ACTOR)
-        except DomainError as exc:
-            raise CommandError(str(exc)) from None
-        campaign.refresh_from_db()
+            campaign = self._run(loaded.campaign)
+            imported = leads_demo_import(campaign=campaign, actor=ACTOR)
+            check = campaign_templates_check(campaign=campaign, actor=ACTOR)
+        except (CampaignCodeError, DomainError) as exc:
+            raise CommandError(f"demo failed: {exc}") from None
+        previews = _write_previews(campaign, check.examples)
         summary = campaign_summary(campaign)
         if options["json"]:
             self.stdout.write(
-                json.dumps({"loaded": loaded.as_dict(), "campaign": summary}, default=str)
+                json.dumps(
+                    {
+                        "loaded": loaded.as_dict(),
+                        "campaign": summary,
+                        "import": imported.as_dict(),
+                        "leads": lead_counts(campaign),
+                        "templates": check.as_dict(),
+                        "previews": [str(p) for p in previews],
+                    },
+                    default=str,
+                )
             )
             return
+        counts = imported.counts
         self.stdout.write(loaded.summary())
         self.stdout.write(
             f"Demo campaign '{campaign.slug}' of venture '{campaign.venture.slug}': "
             f"{campaign.get_status_display()}, {campaign.mode} mode, "
             f"{summary['effective_daily_limit']} sends allowed today."
         )
+        self.stdout.write(
+            f"Imported {imported.file_name}: {counts['rows_total']} rows, {counts['created']} new, "
+            f"{counts['updated']} updated, {counts['duplicates_in_file']} duplicates in the file, "
+            f"{counts['invalid']} invalid, {counts['suppressed']} suppressed; "
+            f"{lead_counts(campaign)['active']} active leads in the campaign."
+        )
+        self.stdout.write(f"Templates: {check.summary()}")
+        for path in previews:
+            self.stdout.write(f"  example render: {path}")
         self.stdout.write(f"Artifacts: {settings.AICMO_ARTIFACT_DIR}")
         self.stdout.write("Operator console: `make serve`, then http://127.0.0.1:8000/admin/")
+
+    def _run(self, campaign: Campaign) -> Campaign:
+        if campaign.mode != SendMode.PROOF:
+            raise CommandError("the demo campaign must be in proof mode; it never sends mail.")
+        if campaign.status == CampaignStatus.DRAFT:
+            campaign = campaign_transition(campaign=campaign, action="start", actor=ACTOR)
+        elif campaign.status == CampaignStatus.PAUSED:
+            campaign = campaign_transition(campaign=campaign, action="resume", actor=ACTOR)
+        campaign.refresh_from_db()
+        return campaign
+
+
+def _write_previews(campaign: Campaign, examples: dict) -> list[Path]:
+    """One rendered example per template, as the operator would read it."""
+    out_dir = Path(settings.AICMO_ARTIFACT_DIR) / "demo" / campaign.slug
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for slug, result in sorted(examples.items()):
+        path = out_dir / f"{slug}.txt"
+        path.write_text(f"Subject: {result.subject}\n\n{result.text}\n", encoding="utf-8")
+        paths.append(path)
+    return paths

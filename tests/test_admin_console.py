@@ -70,6 +70,20 @@ def changelist_rows(client, name: str) -> list:
     return list(response.context["cl"].result_list)
 
 
+def campaign_form_data(client, campaign, **changes) -> dict:
+    """The campaign change form's current values as a browser would post them, plus changes."""
+    form = client.get(admin_url("campaign_change", campaign.pk)).context["adminform"].form
+    data = {k: v for k, v in form.initial.items() if k in form.fields and v is not None}
+    data.update(
+        venture=campaign.venture.pk,
+        send_window_start=campaign.send_window_start.strftime("%H:%M"),
+        send_window_end=campaign.send_window_end.strftime("%H:%M"),
+        send_days=list(campaign.send_days),
+    )
+    data.update(changes)
+    return data
+
+
 # --- Scoping -------------------------------------------------------------------------------------
 
 
@@ -169,7 +183,7 @@ def test_operator_cannot_create_a_campaign_in_another_venture(client, operator):
             "slug": "sneaky",
             "daily_send_limit": 10,
             "warmup_daily_increase": 0,
-            "send_days": "12345",
+            "send_days": ["1", "2", "3", "4", "5"],
             "send_window_start": "09:00",
             "send_window_end": "17:00",
             "value_per_positive_reply": "0",
@@ -447,19 +461,10 @@ def test_state_fields_are_not_editable_in_the_change_form(client, administrator,
     client.force_login(administrator)
     form = client.get(admin_url("campaign_change", campaign.pk)).context["adminform"].form
     assert not {"status", "mode", "kill_switch", "kill_reason"} & set(form.fields)
-    data = {k: v for k, v in form.initial.items() if k in form.fields and v is not None}
-    data.update(
-        venture=campaign.venture.pk,
-        daily_send_limit=80,
-        status="running",
-        mode="live",
-        kill_switch="on",
-        send_window_start="09:00",
-        send_window_end="17:00",
+    data = campaign_form_data(
+        client, campaign, daily_send_limit=80, status="running", mode="live", kill_switch="on"
     )
-    data.update(
-        {"_save": "Save"},
-    )
+    data["_save"] = "Save"
     response = client.post(admin_url("campaign_change", campaign.pk), data)
     assert response.status_code == 302, response.context["adminform"].form.errors
     campaign.refresh_from_db()
@@ -569,10 +574,7 @@ def test_audit_events_cannot_be_added_changed_or_deleted_even_by_a_superuser(
 
 def test_config_edit_through_the_admin_is_audited(client, operator, campaign):
     client.force_login(operator)
-    form = client.get(admin_url("campaign_change", campaign.pk)).context["adminform"].form
-    data = {k: v for k, v in form.initial.items() if k in form.fields and v is not None}
-    data.update(venture=campaign.venture.pk, daily_send_limit=80, objective="Book demos")
-    data.update(send_window_start="09:00", send_window_end="17:00")
+    data = campaign_form_data(client, campaign, daily_send_limit=80, objective="Book demos")
     assert client.post(admin_url("campaign_change", campaign.pk), data).status_code == 302
     event = AuditEvent.objects.for_entity(campaign).get(action="campaign.update")
     assert event.actor == operator.username
@@ -582,11 +584,32 @@ def test_config_edit_through_the_admin_is_audited(client, operator, campaign):
 
 def test_unchanged_save_records_no_audit_event(client, operator, campaign):
     client.force_login(operator)
-    form = client.get(admin_url("campaign_change", campaign.pk)).context["adminform"].form
-    data = {k: v for k, v in form.initial.items() if k in form.fields and v is not None}
-    data.update(venture=campaign.venture.pk, send_window_start="09:00", send_window_end="17:00")
+    data = campaign_form_data(client, campaign)
     assert client.post(admin_url("campaign_change", campaign.pk), data).status_code == 302
     assert not AuditEvent.objects.for_entity(campaign).exists()
+
+
+def test_send_days_are_weekday_checkboxes_stored_as_iso_digits(client, operator, campaign):
+    client.force_login(operator)
+    form = client.get(admin_url("campaign_change", campaign.pk)).context["adminform"].form
+    assert [label for _, label in form.fields["send_days"].choices][:2] == ["Monday", "Tuesday"]
+    data = campaign_form_data(client, campaign, send_days=["5", "1", "3"])
+    assert client.post(admin_url("campaign_change", campaign.pk), data).status_code == 302
+    campaign.refresh_from_db()
+    assert campaign.send_days == "135"
+    event = AuditEvent.objects.for_entity(campaign).get(action="campaign.update")
+    assert (event.before, event.after) == ({"send_days": "12345"}, {"send_days": "135"})
+
+
+def test_a_campaign_needs_at_least_one_send_day(client, operator, campaign):
+    client.force_login(operator)
+    data = campaign_form_data(client, campaign)
+    data.pop("send_days")
+    response = client.post(admin_url("campaign_change", campaign.pk), data)
+    assert response.status_code == 200
+    assert "send_days" in response.context["adminform"].form.errors
+    campaign.refresh_from_db()
+    assert campaign.send_days == "12345"
 
 
 def test_segment_creation_is_audited(client, operator, venture):

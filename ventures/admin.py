@@ -29,7 +29,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
 
 from ventures import services
-from ventures.forms import ReasonForm
+from ventures.forms import CampaignAdminForm, ReasonForm
 from ventures.models import (
     AuditEvent,
     Campaign,
@@ -627,6 +627,7 @@ class IcpSegmentAdmin(AuditedAdmin):
 
 @admin.register(Campaign)
 class CampaignAdmin(OperationsAdmin):
+    form = CampaignAdminForm
     operations = CAMPAIGN_OPERATIONS
     list_display = (
         "name",

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import calendar
+
 from django import forms
+
+from ventures.models import Campaign
 
 
 class ReasonForm(forms.Form):
@@ -28,3 +32,32 @@ class ReasonForm(forms.Form):
         if self.fields["reason"].required and not reason:
             raise forms.ValidationError(self.fields["reason"].error_messages["required"])
         return reason
+
+
+WEEKDAY_CHOICES = [(str(i), label) for i, label in enumerate(calendar.day_name, start=1)]
+
+
+class SendDaysField(forms.MultipleChoiceField):
+    """Weekday checkboxes for Campaign.send_days, which stores ISO weekday digits ("12345")."""
+
+    widget = forms.CheckboxSelectMultiple
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("choices", WEEKDAY_CHOICES)
+        super().__init__(**kwargs)
+
+    def prepare_value(self, value):
+        return list(value) if isinstance(value, str) else value
+
+    def clean(self, value) -> str:
+        return "".join(sorted(super().clean(value)))
+
+
+class CampaignAdminForm(forms.ModelForm):
+    send_days = SendDaysField(
+        label="Send days", help_text="Days on which messages may go out, in the lead's time zone."
+    )
+
+    class Meta:
+        model = Campaign
+        fields = "__all__"  # noqa: DJ007  (every editable field; state fields are read-only)

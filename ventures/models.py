@@ -413,6 +413,7 @@ class VentureApiToken(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
+        verbose_name = "venture API token"
         ordering = ["venture", "-created_at"]
 
     def __str__(self) -> str:

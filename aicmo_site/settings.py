@@ -211,6 +211,15 @@ AICMO_KILL_SWITCH = _bool("AICMO_KILL_SWITCH", False)
 AICMO_HEARTBEAT_MAX_AGE = _int("AICMO_HEARTBEAT_MAX_AGE", 300, minimum=10)
 # Render logs (template version, recipient ref, outcome) are purged after this many days.
 AICMO_RENDER_LOG_RETENTION_DAYS = _int("AICMO_RENDER_LOG_RETENTION_DAYS", 90, minimum=1)
+# Lead imports: the largest upload accepted, and the size above which the admin runs an
+# import on the django-q2 cluster instead of inside the request.
+AICMO_IMPORT_MAX_BYTES = _int("AICMO_IMPORT_MAX_BYTES", 512 * 1024 * 1024, minimum=1024)
+AICMO_IMPORT_BACKGROUND_BYTES = _int("AICMO_IMPORT_BACKGROUND_BYTES", 5 * 1024 * 1024, minimum=0)
+# Public capture form: submissions allowed per client IP and window (seconds).
+AICMO_CAPTURE_RATE_LIMIT = _int("AICMO_CAPTURE_RATE_LIMIT", 5, minimum=1)
+AICMO_CAPTURE_RATE_WINDOW = _int("AICMO_CAPTURE_RATE_WINDOW", 600, minimum=1)
+# JSON bulk lead API: most leads accepted in one request.
+AICMO_API_MAX_ROWS = _int("AICMO_API_MAX_ROWS", 1000, minimum=1)
 
 # --- Caches ---------------------------------------------------------------------------------
 # "ratelimit" backs the per-IP limit of the public lead-capture form (leads.ratelimit). It is a

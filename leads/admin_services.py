@@ -181,7 +181,6 @@ def _insert_new(entries: list[SuppressionEntry]) -> int:
 # --- The admin import flow: stage the upload, preview it, confirm it --------------------------
 
 STAGING_MAX_AGE = 3600  # seconds an operator has between the preview and the confirm
-DEFAULT_BACKGROUND_BYTES = 5 * 1024 * 1024
 _TICKET_SALT = "leads.admin.import"
 
 
@@ -195,7 +194,7 @@ class StagedUpload:
 
 def background_threshold() -> int:
     """Uploads larger than this many bytes run on the django-q2 cluster."""
-    return int(getattr(settings, "AICMO_IMPORT_BACKGROUND_BYTES", DEFAULT_BACKGROUND_BYTES))
+    return settings.AICMO_IMPORT_BACKGROUND_BYTES
 
 
 def _staging_dir() -> Path:

@@ -37,7 +37,6 @@ from ventures.services import DomainError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MAX_ROWS = 1000
 SCALARS = (str, int, float, bool, type(None))
 
 
@@ -55,7 +54,7 @@ def _error(status: int, message: str) -> JsonResponse:
 
 
 def max_rows() -> int:
-    return int(getattr(settings, "AICMO_API_MAX_ROWS", DEFAULT_MAX_ROWS))
+    return settings.AICMO_API_MAX_ROWS
 
 
 def _token(request):

@@ -9,11 +9,9 @@ from leads.models import SuppressionEntry, SuppressionKind
 from leads.normalise import InvalidValue, domain_normalise, email_key_of, email_normalise
 from ventures.models import Campaign, IcpSegment, Venture
 
-DEFAULT_MAX_UPLOAD_BYTES = 512 * 1024 * 1024
-
 
 def max_upload_bytes() -> int:
-    return int(getattr(settings, "AICMO_IMPORT_MAX_BYTES", DEFAULT_MAX_UPLOAD_BYTES))
+    return settings.AICMO_IMPORT_MAX_BYTES
 
 
 class BulkActionForm(forms.Form):

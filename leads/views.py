@@ -32,8 +32,6 @@ logger = logging.getLogger(__name__)
 _SALT = "leads.capture"
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_content")
 OPEN_STATUSES = (CampaignStatus.DRAFT, CampaignStatus.RUNNING, CampaignStatus.PAUSED)
-DEFAULT_RATE_LIMIT = 5  # submissions per IP and window
-DEFAULT_RATE_WINDOW = 600  # seconds
 
 
 def capture_token(campaign: Campaign) -> str:
@@ -96,8 +94,8 @@ def capture_view(request, token: str):
         allowed = rate_limit_take(
             scope="capture",
             client=_client_ip(request),
-            limit=int(getattr(settings, "AICMO_CAPTURE_RATE_LIMIT", DEFAULT_RATE_LIMIT)),
-            window=int(getattr(settings, "AICMO_CAPTURE_RATE_WINDOW", DEFAULT_RATE_WINDOW)),
+            limit=settings.AICMO_CAPTURE_RATE_LIMIT,
+            window=settings.AICMO_CAPTURE_RATE_WINDOW,
         )
     except RateLimitUnavailableError:
         return render(request, "leads/capture_unavailable.html", context, status=503)

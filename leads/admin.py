@@ -23,11 +23,9 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import model_ngettext
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
 from leads import admin_services
@@ -58,7 +56,7 @@ from leads.services import (
 )
 from leads.views import capture_url
 from ventures import services as venture_services
-from ventures.admin import AuditedAdmin, ScopedAdmin, VisibleVentureFilter
+from ventures.admin import AuditedAdmin, CappedCountPaginator, ScopedAdmin, VisibleVentureFilter
 from ventures.models import Campaign, IcpSegment, Venture, VentureApiToken
 from ventures.selectors import (
     campaigns_visible_to,
@@ -67,7 +65,6 @@ from ventures.selectors import (
 )
 from ventures.services import DomainError
 
-COUNT_CAP = 10_000  # rows a changelist counts before it says "more than"
 RECENT_BATCHES = 25  # batches offered in the lead list's batch filter
 ROW_ERRORS_SHOWN = 50  # on the batch page; the CSV download has them all
 
@@ -107,24 +104,6 @@ def visible_campaigns(request):
 
 
 # --- Changelist machinery --------------------------------------------------------------------
-
-
-class CappedCountPaginator(Paginator):
-    """A paginator that never counts more than COUNT_CAP + 1 rows.
-
-    `count` is min(real count, COUNT_CAP + 1), computed as a COUNT over a LIMITed, unordered
-    subquery; pages past the cap are not offered (narrow the list with a filter or a search).
-    """
-
-    cap = COUNT_CAP
-
-    @cached_property
-    def count(self) -> int:
-        return self.object_list.order_by()[: self.cap + 1].count()
-
-    @property
-    def capped(self) -> bool:
-        return self.count > self.cap
 
 
 class IdChoiceFilter(admin.SimpleListFilter):

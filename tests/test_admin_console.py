@@ -17,6 +17,7 @@ from tests.factories import (
     UserFactory,
     VentureFactory,
 )
+from ventures.admin import CappedCountPaginator
 from ventures.models import (
     AuditEvent,
     Campaign,
@@ -704,6 +705,17 @@ def test_audit_log_queries_do_not_grow_with_rows(
         response = client.get(url)
     assert len(response.context["cl"].result_list) == 22
     assert campaign.venture.name in text(response)
+
+
+def test_audit_log_stops_counting_at_the_cap(client, administrator, campaign, monkeypatch):
+    monkeypatch.setattr(CappedCountPaginator, "cap", 3)
+    for i in range(5):
+        audit_record(actor="t", action=f"campaign.note{i}", entity=campaign)
+    client.force_login(administrator)
+    response = client.get(admin_url("auditevent_changelist"))
+    assert response.context["cl"].result_count == 4  # cap + 1: "more than 3"
+    assert "More than 3 audit events" in text(response)
+    assert len(response.context["cl"].result_list) == 5
 
 
 def test_bulk_venture_kill_confirms_then_kills_every_selected_venture(client, administrator):

@@ -13,7 +13,6 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from leads.admin import COUNT_CAP, CappedCountPaginator
 from leads.models import (
     BatchState,
     ConsentStatus,
@@ -30,6 +29,7 @@ from tests.factories import (
     SuppressionEntryFactory,
     UserFactory,
 )
+from ventures.admin import COUNT_CAP, CappedCountPaginator
 from ventures.models import AuditEvent
 from ventures.roles import ADMINISTRATOR
 

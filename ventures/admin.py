@@ -20,11 +20,13 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import model_ngettext, quote, unquote
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+from django.core.paginator import Paginator
 from django.db import models, transaction
 from django.db.models import Count, OuterRef, Subquery
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, re_path, reverse
+from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
 
@@ -257,6 +259,30 @@ def _change_summary(event: AuditEvent) -> str:
 
 def _audit_log_url(**filters: str) -> str:
     return reverse("admin:ventures_auditevent_changelist") + "?" + urlencode(filters)
+
+
+COUNT_CAP = 10_000  # rows a changelist counts before it says "more than"
+
+
+class CappedCountPaginator(Paginator):
+    """A paginator that never counts more than COUNT_CAP + 1 rows.
+
+    Django's ChangeList always asks its paginator for `count`; on a table that only grows (the
+    audit log, leads) a full COUNT(*) on every page load is the slowest query of the page.
+    `count` is min(real count, COUNT_CAP + 1), a COUNT over a LIMITed, unordered subquery;
+    pages past the cap are not offered (narrow the list with a filter or a search). The
+    project's admin/pagination.html says "More than N ..." when `capped`.
+    """
+
+    cap = COUNT_CAP
+
+    @cached_property
+    def count(self) -> int:
+        return self.object_list.order_by()[: self.cap + 1].count()
+
+    @property
+    def capped(self) -> bool:
+        return self.count > self.cap
 
 
 class ScopedAdmin(admin.ModelAdmin):
@@ -857,6 +883,9 @@ class AuditEventAdmin(ScopedAdmin):
 
     list_display = ("created_at", "actor", "action", "entity", "venture_name", "reason")
     list_filter = (AuditVentureFilter,)
+    # The trail only grows: never COUNT(*) it on every page load.
+    paginator = CappedCountPaginator
+    show_full_result_count = False
     search_fields = ("actor", "action", "entity_repr", "=entity_id", "reason")
     fields = (
         "created_at",

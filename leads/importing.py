@@ -53,10 +53,10 @@ from leads.normalise import (
     timezone_valid,
     truthy,
 )
-from leads.parsing import HeaderMapping
+from leads.parsing import HeaderMapping, header_key
 from leads.scoring import LeadScorer
 
-CHUNK_ROWS = 5000
+CHUNK_ROWS = 10_000
 MAX_CUSTOM_VALUE_CHARS = 10_000
 DEADLOCK_RETRIES = 5
 
@@ -205,6 +205,10 @@ class RowNormaliser:
         self.custom = mapping.custom
         self.scorer = scorer
         self.lengths = _max_lengths()
+        self.shortest_limit = min(self.lengths[name] for name in _TEXT_FIELDS)
+        self.signal_names = [
+            name for _, name in mapping.custom if header_key(name) in scorer.signal_columns
+        ]
 
     def __call__(self, number: int, row: list[str]) -> dict[str, Any] | list[RowIssue]:
         width = len(row)
@@ -221,7 +225,8 @@ class RowNormaliser:
             except InvalidValue as exc:
                 issues.append(RowIssue(number, self.header_of["email"], f"Invalid email: {exc}"))
         lengths = self.lengths
-        for name in _TEXT_FIELDS:
+        longest = max(map(len, v.values()), default=0)
+        for name in _TEXT_FIELDS if longest > self.shortest_limit else ():
             value = get(name)
             if value and len(value) > lengths[name]:
                 issues.append(
@@ -290,7 +295,7 @@ class RowNormaliser:
             industry=industry,
             country=country,
             company_size=size,
-            signals=self.scorer.signals_present(custom),
+            signals=frozenset(n for n in self.signal_names if n in custom),
         )
         return {
             "email": email,
@@ -352,6 +357,48 @@ def _in(column: str, values: list) -> tuple[str, Any]:
     return f"{column} IN (SELECT value FROM json_each(%s))", json.dumps(list(values))  # noqa: S608 - identifiers are constants
 
 
+def _probe(
+    *,
+    table: str,
+    columns: list[str],
+    match: str,
+    key_column: str,
+    keys: list[str],
+    match_params: list,
+    where: str = "",
+    where_params: list | None = None,
+) -> tuple[str, list]:
+    """SQL and parameters returning `columns` of the rows of `table` whose `key_column` is one
+    of `keys` and that satisfy `match` (on alias l: the rest of an index's columns) and
+    `where` (written with {a} for the alias: conditions no index serves).
+
+    On PostgreSQL every key is one index probe in a LATERAL subquery that holds only the
+    index's conditions (OFFSET 0 keeps it from being flattened): the planner cannot turn it into
+    a hash join over the whole campaign or pick another index, even with stale statistics, as
+    a table has in the middle of a big import (and always, where autovacuum is off). On SQLite,
+    an IN list over json_each, which its planner turns into index probes.
+    """
+    where_params = where_params or []
+    if _is_pg():
+        inner = ", ".join(f"l.{c}" for c in columns)
+        outer = ", ".join(f"x.{c}" for c in columns)
+        sql = (
+            f"SELECT {outer} FROM unnest(string_to_array(%s, E'\\n')) AS k(value) CROSS JOIN LATERAL "  # noqa: S608 - identifiers are constants
+            f"(SELECT {inner} FROM {table} l WHERE {match} AND l.{key_column} = k.value "
+            f"OFFSET 0) x" + (f" WHERE {where.format(a='x')}" if where else "")
+        )
+        # One text parameter (keys never contain a line break: they are validated emails,
+        # domains and hex digests): quoting one string costs far less than an array.
+        return sql, ["\n".join(keys), *match_params, *where_params]
+    inner = ", ".join(f"l.{c}" for c in columns)
+    sql = (
+        f"SELECT {inner} FROM {table} l WHERE {match} "  # noqa: S608 - identifiers are constants
+        + (f"AND {where.format(a='l')} " if where else "")
+        + f"AND l.{key_column} IN (SELECT value FROM json_each(%s))"  # noqa: S608
+    )
+    return sql, [*match_params, *where_params, json.dumps(list(keys))]
+
+
 def _json_value(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else (value or {})
 
@@ -360,16 +407,20 @@ _EXISTING_COLUMNS = ("id", "email_key", "last_batch_id", "status", *UPDATE_COLUM
 
 
 def fetch_existing(campaign_id: int, keys: list[str]) -> dict[str, dict[str, Any]]:
+    """The campaign's leads with these email keys, by key."""
     if not keys:
         return {}
-    clause, param = _in("email_key", keys)
-    sql = (
-        f"SELECT {', '.join(_EXISTING_COLUMNS)} FROM {Lead._meta.db_table} "  # noqa: S608 - identifiers are constants
-        f"WHERE campaign_id = %s AND NOT (email_key = '') AND {clause}"
+    sql, params = _probe(
+        table=Lead._meta.db_table,
+        columns=list(_EXISTING_COLUMNS),
+        match="l.campaign_id = %s AND NOT (l.email_key = '')",
+        match_params=[campaign_id],
+        key_column="email_key",
+        keys=keys,
     )
+    found = {}
     with connection.cursor() as cur:
-        cur.execute(sql, [campaign_id, param])
-        found = {}
+        cur.execute(sql, params)
         for values in cur.fetchall():
             row = dict(zip(_EXISTING_COLUMNS, values, strict=True))
             row["custom_fields"] = _json_value(row["custom_fields"])
@@ -381,34 +432,57 @@ def fetch_suppressed(venture_id: int, hashes: list[str], domains: list[str]) -> 
     """(suppressed identity hashes, suppressed domains) among those given, for this venture."""
     if not hashes:
         return set(), set()
-    hash_clause, hash_param = _in("identity_hash", hashes)
-    domain_clause, domain_param = _in("value", sorted(set(domains)))
-    sql = (
-        f"SELECT kind, value, identity_hash FROM {SuppressionEntry._meta.db_table} "  # noqa: S608 - identifiers are constants
-        f"WHERE (venture_id IS NULL OR venture_id = %s) "
-        f"AND ({hash_clause} OR (kind = %s AND {domain_clause}))"
+    table = SuppressionEntry._meta.db_table
+    scope = "({a}.venture_id IS NULL OR {a}.venture_id = %s)"
+    columns = ["kind", "value", "identity_hash", "venture_id"]
+    by_identity = _probe(
+        table=table,
+        columns=columns,
+        match="l.identity_hash <> ''",
+        match_params=[],
+        key_column="identity_hash",
+        keys=hashes,
+        where=scope,
+        where_params=[venture_id],
+    )
+    by_domain = _probe(
+        table=table,
+        columns=columns,
+        match="l.kind = %s",
+        match_params=[SuppressionKind.DOMAIN],
+        key_column="value",
+        keys=sorted(set(domains)),
+        where=scope,
+        where_params=[venture_id],
     )
     found_hashes, found_domains = set(), set()
     with connection.cursor() as cur:
-        cur.execute(sql, [venture_id, hash_param, SuppressionKind.DOMAIN, domain_param])
-        for kind, value, identity in cur.fetchall():
-            if kind == SuppressionKind.DOMAIN:
-                found_domains.add(value)
-            else:
-                found_hashes.add(identity)
+        for sql, params in (by_identity, by_domain):
+            cur.execute(sql, params)
+            for kind, value, identity, _ in cur.fetchall():
+                if kind == SuppressionKind.DOMAIN:
+                    found_domains.add(value)
+                else:
+                    found_hashes.add(identity)
     return found_hashes, found_domains
 
 
 def fetch_active_elsewhere(venture_id: int, campaign_id: int, hashes: list[str]) -> set[str]:
+    """Which of these identities are active in another campaign of the venture."""
     if not hashes:
         return set()
-    clause, param = _in("identity_hash", hashes)
-    sql = (
-        f"SELECT DISTINCT identity_hash FROM {Lead._meta.db_table} "  # noqa: S608 - identifiers are constants
-        f"WHERE venture_id = %s AND campaign_id <> %s AND status = %s AND {clause}"
+    sql, params = _probe(
+        table=Lead._meta.db_table,
+        columns=["identity_hash", "campaign_id", "status"],
+        match="l.venture_id = %s",
+        match_params=[venture_id],
+        key_column="identity_hash",
+        keys=hashes,
+        where="{a}.campaign_id <> %s AND {a}.status = %s",
+        where_params=[campaign_id, LeadStatus.ACTIVE],
     )
     with connection.cursor() as cur:
-        cur.execute(sql, [venture_id, campaign_id, LeadStatus.ACTIVE, param])
+        cur.execute(sql, params)
         return {r[0] for r in cur.fetchall()}
 
 
@@ -500,6 +574,11 @@ class ChunkProcessor:
         self.batch = ctx.batch
         self.campaign_id = ctx.batch.campaign_id
         self.venture_id = ctx.batch.campaign.venture_id
+        self.pg = _is_pg()
+        self.channel = str(ctx.channel)
+        self.source_list = ctx.source_list
+        self.stats: PlannerStatistics | None = None
+        self.created_so_far = 0
 
     def run(self, records: list[tuple[int, list[str]]], totals: ImportCounts) -> ImportCounts:
         """Process one chunk in its own transaction (with the batch's running counters), retried
@@ -507,6 +586,12 @@ class ChunkProcessor:
         for attempt in range(DEADLOCK_RETRIES):
             try:
                 with transaction.atomic():
+                    if self.pg:
+                        # A crash may lose the last chunks committed (never half a chunk: the
+                        # counters commit with the rows); each commit need not wait for the
+                        # WAL flush. The import's final state change is a normal commit.
+                        with connection.cursor() as cur:
+                            cur.execute("SET LOCAL synchronous_commit = off")
                     counts = self._process(records)
                     running = ImportCounts(**totals.as_dict())
                     running.add(counts)
@@ -538,17 +623,60 @@ class ChunkProcessor:
         counts.rows_done = len(records)
         self._drop_suppressed(leads, counts, issues)
         now = timezone.now()
-        existing = fetch_existing(self.campaign_id, list(leads))
-        new = {k: v for k, v in leads.items() if k not in existing}
-        self._apply_policy(new, counts, issues)
-        inserted = insert_leads([self._insert_row(v, now) for _, v in sorted(new.items())])
-        counts.created += len(inserted)
-        lost_race = [k for k in new if k not in inserted]
-        if lost_race:
-            existing.update(fetch_existing(self.campaign_id, lost_race))
-        self._merge_existing(
-            {k: leads[k] for k in existing if k in leads}, existing, now, counts, issues
+        now_db = now if self.pg else connection.ops.adapt_datetimefield_value(now)
+        elsewhere = fetch_active_elsewhere(
+            self.venture_id, self.campaign_id, [v["identity_hash"] for v in leads.values()]
         )
+        skip = self.ctx.policy == CrossCampaignPolicy.SKIP_ACTIVE
+        candidates = {
+            k: v for k, v in leads.items() if not (skip and v["identity_hash"] in elsewhere)
+        }
+        if self.pg:
+            # Insert first: the unique index sorts new from existing (also against a concurrent
+            # import), and only the rows it refused are looked up.
+            inserted = insert_leads(
+                [self._insert_row(v, now_db) for _, v in sorted(candidates.items())]
+            )
+            refused = [k for k in leads if k not in inserted]
+            if self.stats:
+                self.stats.before_lookup(keys=len(refused), created=self.created_so_far)
+            existing = fetch_existing(self.campaign_id, refused)
+        else:
+            # SQLite: the chunk's transaction holds the only write lock, so look up, then insert.
+            existing = fetch_existing(self.campaign_id, list(leads))
+            fresh = sorted((k, v) for k, v in candidates.items() if k not in existing)
+            inserted = insert_leads([self._insert_row(v, now_db) for _, v in fresh])
+        counts.created += len(inserted)
+        self.created_so_far += len(inserted)
+        for key, values in leads.items():
+            if key in inserted or key in existing:
+                if key in inserted and values["identity_hash"] in elsewhere:
+                    counts.active_elsewhere += 1
+                continue
+            if key in candidates:
+                # Refused by the unique index, then gone: erased while this chunk ran.
+                counts.suppressed += 1
+                issues.append(
+                    RowIssue(
+                        values["source_row"],
+                        "",
+                        "Erased while the import ran; not imported.",
+                        RowIssueKind.SUPPRESSED,
+                    )
+                )
+                continue
+            counts.active_elsewhere += 1
+            counts.skipped_active_elsewhere += 1
+            issues.append(
+                RowIssue(
+                    values["source_row"],
+                    "",
+                    "Already active in another campaign of this venture; skipped by the "
+                    "campaign's cross-campaign policy.",
+                    RowIssueKind.SKIPPED,
+                )
+            )
+        self._merge_existing({k: leads[k] for k in existing}, existing, now, counts, issues)
         self._save_issues(issues)
         return counts
 
@@ -573,45 +701,56 @@ class ChunkProcessor:
                 )
                 del leads[key]
 
-    def _apply_policy(self, new, counts, issues) -> None:
-        hashes = [v["identity_hash"] for v in new.values()]
-        elsewhere = fetch_active_elsewhere(self.venture_id, self.campaign_id, hashes)
-        if not elsewhere:
-            return
-        for key in list(new):
-            if new[key]["identity_hash"] not in elsewhere:
-                continue
-            counts.active_elsewhere += 1
-            if self.ctx.policy == CrossCampaignPolicy.SKIP_ACTIVE:
-                counts.skipped_active_elsewhere += 1
-                issues.append(
-                    RowIssue(
-                        new[key]["source_row"],
-                        "",
-                        "Already active in another campaign of this venture; skipped by the "
-                        "campaign's cross-campaign policy.",
-                        RowIssueKind.SKIPPED,
-                    )
-                )
-                del new[key]
-
-    def _insert_row(self, values: dict[str, Any], now) -> tuple:
-        values = dict(values)
-        values.update(
-            campaign_id=self.campaign_id,
-            venture_id=self.venture_id,
-            status=LeadStatus.ACTIVE,
-            source_channel=self.ctx.channel,
-            source_list=self.ctx.source_list,
-            source_batch_id=self.batch.pk,
-            last_batch_id=self.batch.pk,
-            first_touch_at=now,
-            last_touch_at=now,
-            created_at=now,
-            updated_at=now,
+    def _insert_row(self, v: dict[str, Any], now: Any) -> tuple:
+        """The row in INSERT_COLUMNS order (spelled out: this runs once per new lead)."""
+        consent_at, value = v["consent_at"], v["value_estimate"]
+        if not self.pg:
+            consent_at = consent_at and connection.ops.adapt_datetimefield_value(consent_at)
+            value = None if value is None else str(value)
+        return (
+            self.campaign_id,
+            self.venture_id,
+            LeadStatus.ACTIVE.value,
+            v["email"],
+            v["email_key"],
+            v["identity_hash"],
+            v["first_name"],
+            v["last_name"],
+            v["title"],
+            v["company"],
+            v["company_domain"],
+            v["website"],
+            v["phone"],
+            v["linkedin_url"],
+            v["city"],
+            v["state"],
+            v["country"],
+            v["timezone"],
+            v["industry"],
+            v["company_size"],
+            v["segment_id"],
+            v["consent_status"],
+            consent_at,
+            v["consent_source"],
+            value,
+            json.dumps(v["custom_fields"], ensure_ascii=False),
+            self.channel,
+            self.source_list,
+            self.batch.pk,
+            v["source_row"],
+            self.batch.pk,
+            v["utm_source"],
+            v["utm_medium"],
+            v["utm_campaign"],
+            v["utm_content"],
+            now,
+            now,
+            v["fit_score"],
+            v["grade"],
+            v["score_explanation"],
+            now,
+            now,
         )
-        values = _adapt(values)
-        return tuple(values[c] for c in INSERT_COLUMNS)
 
     def _merge_existing(self, incoming, existing, now, counts, issues) -> None:
         updates, touched = [], []
@@ -707,6 +846,44 @@ def _retryable(exc: OperationalError) -> bool:
 ProgressCallback = Callable[[int, int], None]
 
 
+class PlannerStatistics:
+    """Keeps PostgreSQL's statistics of the lead table fresh enough for the importer's lookups.
+
+    Every lookup probes an index by its leading keys, but on a table that was never analysed,
+    or has grown manifold since, the planner may still pick a campaign-prefixed index for the
+    existing-lead lookup and read the whole campaign once per key. Where autovacuum is off or
+    lagging, the import analyses the table itself: at the start if it never was, and before a
+    large existing-lead lookup (a re-import) when the table has at least doubled since. A fresh
+    import inserts first and looks up only the rows the unique index refused, so it rarely
+    needs either.
+    """
+
+    def __init__(self) -> None:
+        self.enabled = _is_pg()
+        self.known_rows = 0.0
+        if self.enabled:
+            with connection.cursor() as cur:
+                cur.execute(
+                    "SELECT reltuples FROM pg_class WHERE oid = %s::regclass",
+                    [Lead._meta.db_table],
+                )
+                self.known_rows = cur.fetchone()[0]
+            if self.known_rows < 0:
+                self._analyze()
+
+    def before_lookup(self, *, keys: int, created: int) -> None:
+        if self.enabled and keys >= 1000 and created > max(self.known_rows, 10_000):
+            self._analyze()
+
+    def _analyze(self) -> None:
+        with connection.cursor() as cur:
+            cur.execute(f"ANALYZE {Lead._meta.db_table}")
+            cur.execute(
+                "SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [Lead._meta.db_table]
+            )
+            self.known_rows = max(cur.fetchone()[0], 0)
+
+
 def run_chunks(
     *,
     ctx: ImportContext,
@@ -716,6 +893,7 @@ def run_chunks(
     """Process every data row; after each chunk store the batch's counters and report progress."""
     processor = ChunkProcessor(ctx)
     totals = ctx.counts
+    processor.stats = PlannerStatistics()
     for records in chunked(rows, CHUNK_ROWS):
         totals.add(processor.run(records, totals))
         if progress:

@@ -408,8 +408,10 @@ class SuppressionEntry(models.Model):
         indexes = [
             # The importer checks each chunk's identity hashes against the list.
             models.Index(fields=["identity_hash"], name="suppression_identity_idx"),
-            # ... and each chunk's domains (kind=domain, value=domain); the unique
-            # constraints above also start with (kind, value).
+            # ... and each chunk's domains (kind=domain, value=domain). The unique constraints
+            # start with (kind, value) too, but they are partial (global / per venture), so a
+            # lookup for both scopes at once cannot use them.
+            models.Index(fields=["kind", "value"], name="suppression_kind_value_idx"),
         ]
 
     def __str__(self) -> str:

@@ -96,25 +96,77 @@ _PHONE_CACHE_MAX = 200_000
 _phone_cache: dict[tuple[str, str | None], str] = {}
 
 
+_PLUS_NUMBER = re.compile(r"\+[1-9][0-9 .\-]*[0-9]")
+_DIGIT_SEPARATORS = str.maketrans("", "", " .-")
+
+
+@functools.lru_cache(maxsize=1024)
+def _calling_code_rules(code: int) -> tuple[re.Pattern | None, frozenset[int]] | None:
+    """(national prefix pattern, possible lengths) of a calling code's main region."""
+    region = phonenumbers.region_code_for_country_code(code)
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(code, region)
+    if metadata is None or metadata.general_desc is None:
+        return None
+    desc = metadata.general_desc
+    lengths = frozenset(desc.possible_length or ()) | frozenset(
+        desc.possible_length_local_only or ()
+    )
+    if not lengths or -1 in lengths:
+        return None
+    prefix = metadata.national_prefix_for_parsing
+    return (re.compile(prefix) if prefix else None), lengths
+
+
+def _phone_fast(value: str) -> str | None:
+    """E.164 for '+<digits with spaces, dots or hyphens>' when phonenumbers would give exactly
+    '+' and the digits: the national number has no national prefix to strip, no leading zero,
+    and a possible length. None means: ask phonenumbers (tests compare the two)."""
+    if not _PLUS_NUMBER.fullmatch(value):
+        return None
+    digits = value[1:].translate(_DIGIT_SEPARATORS)
+    for size in (1, 2, 3):
+        code = int(digits[:size])
+        if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            break
+    else:
+        return None
+    national = digits[size:]
+    if not national or national[0] == "0" or len(national) > 17:
+        return None
+    rules = _calling_code_rules(code)
+    if rules is None:
+        return None
+    prefix, lengths = rules
+    if (prefix is not None and prefix.match(national)) or len(national) not in lengths:
+        return None
+    return "+" + digits
+
+
+def phone_normalise_slow(value: str, *, region: str | None = None) -> str:
+    """phonenumbers' E.164 if the number parses and has a possible length, else the input."""
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        return value
+    if not phonenumbers.is_possible_number(number):
+        return value
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
 def phone_normalise(value: str, *, region: str | None = None) -> str:
     """E.164 where the number can be parsed (with the lead's country as the default region);
     otherwise the trimmed input, so nothing the operator gave is lost."""
     value = value.strip()
     if not value:
         return ""
+    fast = _phone_fast(value)
+    if fast is not None:
+        return fast
     key = (value, region)
     found = _phone_cache.get(key)
     if found is not None:
         return found
-    try:
-        number = phonenumbers.parse(value, region)
-        result = (
-            phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-            if phonenumbers.is_possible_number(number)
-            else value
-        )
-    except phonenumbers.NumberParseException:
-        result = value
+    result = phone_normalise_slow(value, region=region)
     if len(_phone_cache) >= _PHONE_CACHE_MAX:
         _phone_cache.clear()
     _phone_cache[key] = result
@@ -124,6 +176,11 @@ def phone_normalise(value: str, *, region: str | None = None) -> str:
 # --- LinkedIn ----------------------------------------------------------------------------------
 
 _LINKEDIN_HOST = re.compile(r"^(?:[a-z]{2,3}\.|www\.|m\.)?linkedin\.com$")
+# The usual shape, read without urlsplit: scheme, host, then the path up to ? or #.
+_LINKEDIN_FAST = re.compile(
+    r"(?:https?://)?(?:[a-z]{2,3}\.|www\.|m\.)?linkedin\.com(/[^?#\s:@]*)(?:[?#]\S*)?",
+    re.IGNORECASE,
+)
 
 
 def linkedin_normalise(value: str) -> str:
@@ -132,6 +189,11 @@ def linkedin_normalise(value: str) -> str:
     value = value.strip()
     if not value:
         return ""
+    fast = _LINKEDIN_FAST.fullmatch(value)
+    if fast:
+        path = fast.group(1)
+        path = (unquote(path) if "%" in path else path).rstrip("/").lower()
+        return "https://www.linkedin.com" + path if path else value
     candidate = value if "://" in value else "https://" + value
     try:
         parts = urlsplit(candidate)
@@ -147,6 +209,7 @@ def linkedin_normalise(value: str) -> str:
 # --- websites and domains ----------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=65536)
 def domain_from_website(value: str) -> str:
     value = value.strip()
     if not value:

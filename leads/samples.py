@@ -108,7 +108,7 @@ def apollo_rows(count: int, *, seed: int = 7, start: int = 0):
             rng.choice(["Verified", "Unavailable"]),
             "Vp",
             "Sales",
-            f"+1 512 {555 + n // 10_000_000:03d} {n % 10_000_000:07d}",
+            f"+1 {512 + n // 8_000_000 % 400:03d} {200 + n // 10_000 % 800:03d} {n % 10_000:04d}",
             "Cold",
             "Bench list",
             rng.choice(_SIZES),

@@ -148,3 +148,38 @@ def test_time_zone_is_inferred_only_when_the_country_or_state_is_unambiguous():
 )
 def test_company_size_takes_the_lower_bound_of_a_range(raw, size):
     assert company_size_parse(raw) == size
+
+
+def _phone_cases():
+    import phonenumbers
+
+    rng = random.Random(11)  # noqa: S311 - reproducible test data
+    cases = ["+1 512 555 0000", "+1 112 555 0000", "+44 20 7946 0000", "+39 06 1234 5678"]
+    for region in sorted(phonenumbers.SUPPORTED_REGIONS):
+        example = phonenumbers.example_number(region)
+        if example:
+            for fmt in (
+                phonenumbers.PhoneNumberFormat.INTERNATIONAL,
+                phonenumbers.PhoneNumberFormat.E164,
+            ):
+                cases.append(phonenumbers.format_number(example, fmt))
+    codes = sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
+    for _ in range(20000):
+        code = rng.choice(codes)
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 16)))
+        sep = rng.choice([" ", "-", ".", ""])
+        chunks = [digits[i : i + rng.randint(1, 4)] for i in range(0, len(digits), 3)]
+        cases.append(f"+{code}{rng.choice([' ', ''])}" + sep.join(c for c in chunks if c))
+    return cases
+
+
+def test_fast_phone_path_agrees_with_phonenumbers():
+    from leads.normalise import _phone_fast, phone_normalise_slow
+
+    used_fast = 0
+    for raw in _phone_cases():
+        fast = _phone_fast(raw)
+        if fast is not None:
+            used_fast += 1
+            assert fast == phone_normalise_slow(raw), raw
+    assert used_fast > 2000  # random lengths are often impossible: those take the slow path

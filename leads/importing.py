@@ -372,11 +372,11 @@ def _probe(
     of `keys` and that satisfy `match` (on alias l: the rest of an index's columns) and
     `where` (written with {a} for the alias: conditions no index serves).
 
-    On PostgreSQL every key is one index probe in a LATERAL subquery that holds only the
-    index's conditions (OFFSET 0 keeps it from being flattened): the planner cannot turn it into
-    a hash join over the whole campaign or pick another index, even with stale statistics, as
-    a table has in the middle of a big import (and always, where autovacuum is off). On SQLite,
-    an IN list over json_each, which its planner turns into index probes.
+    On PostgreSQL every key is one index probe in a LATERAL subquery (OFFSET 0 keeps it from
+    being flattened into a hash join over the whole campaign). `match` must leave the planner
+    one sensible index even with stale statistics, as a table has in the middle of a big import
+    (and always, where autovacuum is off). On SQLite, an IN list over json_each, which its
+    planner turns into index probes.
     """
     where_params = where_params or []
     if _is_pg():
@@ -410,10 +410,14 @@ def fetch_existing(campaign_id: int, keys: list[str]) -> dict[str, dict[str, Any
     """The campaign's leads with these email keys, by key."""
     if not keys:
         return {}
+    # On PostgreSQL `campaign_id + 0` keeps the campaign-prefixed indexes out of the planner's
+    # choice: with statistics that do not know this campaign yet, it would probe one of them and
+    # filter the whole campaign per key. The email key index is then the only way in.
+    campaign_match = "l.campaign_id + 0 = %s" if _is_pg() else "l.campaign_id = %s"
     sql, params = _probe(
         table=Lead._meta.db_table,
         columns=list(_EXISTING_COLUMNS),
-        match="l.campaign_id = %s AND NOT (l.email_key = '')",
+        match=campaign_match + " AND NOT (l.email_key = '')",
         match_params=[campaign_id],
         key_column="email_key",
         keys=keys,
@@ -577,8 +581,6 @@ class ChunkProcessor:
         self.pg = _is_pg()
         self.channel = str(ctx.channel)
         self.source_list = ctx.source_list
-        self.stats: PlannerStatistics | None = None
-        self.created_so_far = 0
 
     def run(self, records: list[tuple[int, list[str]]], totals: ImportCounts) -> ImportCounts:
         """Process one chunk in its own transaction (with the batch's running counters), retried
@@ -637,17 +639,13 @@ class ChunkProcessor:
             inserted = insert_leads(
                 [self._insert_row(v, now_db) for _, v in sorted(candidates.items())]
             )
-            refused = [k for k in leads if k not in inserted]
-            if self.stats:
-                self.stats.before_lookup(keys=len(refused), created=self.created_so_far)
-            existing = fetch_existing(self.campaign_id, refused)
+            existing = fetch_existing(self.campaign_id, [k for k in leads if k not in inserted])
         else:
             # SQLite: the chunk's transaction holds the only write lock, so look up, then insert.
             existing = fetch_existing(self.campaign_id, list(leads))
             fresh = sorted((k, v) for k, v in candidates.items() if k not in existing)
             inserted = insert_leads([self._insert_row(v, now_db) for _, v in fresh])
         counts.created += len(inserted)
-        self.created_so_far += len(inserted)
         for key, values in leads.items():
             if key in inserted or key in existing:
                 if key in inserted and values["identity_hash"] in elsewhere:
@@ -846,44 +844,6 @@ def _retryable(exc: OperationalError) -> bool:
 ProgressCallback = Callable[[int, int], None]
 
 
-class PlannerStatistics:
-    """Keeps PostgreSQL's statistics of the lead table fresh enough for the importer's lookups.
-
-    Every lookup probes an index by its leading keys, but on a table that was never analysed,
-    or has grown manifold since, the planner may still pick a campaign-prefixed index for the
-    existing-lead lookup and read the whole campaign once per key. Where autovacuum is off or
-    lagging, the import analyses the table itself: at the start if it never was, and before a
-    large existing-lead lookup (a re-import) when the table has at least doubled since. A fresh
-    import inserts first and looks up only the rows the unique index refused, so it rarely
-    needs either.
-    """
-
-    def __init__(self) -> None:
-        self.enabled = _is_pg()
-        self.known_rows = 0.0
-        if self.enabled:
-            with connection.cursor() as cur:
-                cur.execute(
-                    "SELECT reltuples FROM pg_class WHERE oid = %s::regclass",
-                    [Lead._meta.db_table],
-                )
-                self.known_rows = cur.fetchone()[0]
-            if self.known_rows < 0:
-                self._analyze()
-
-    def before_lookup(self, *, keys: int, created: int) -> None:
-        if self.enabled and keys >= 1000 and created > max(self.known_rows, 10_000):
-            self._analyze()
-
-    def _analyze(self) -> None:
-        with connection.cursor() as cur:
-            cur.execute(f"ANALYZE {Lead._meta.db_table}")
-            cur.execute(
-                "SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [Lead._meta.db_table]
-            )
-            self.known_rows = max(cur.fetchone()[0], 0)
-
-
 def run_chunks(
     *,
     ctx: ImportContext,
@@ -893,7 +853,6 @@ def run_chunks(
     """Process every data row; after each chunk store the batch's counters and report progress."""
     processor = ChunkProcessor(ctx)
     totals = ctx.counts
-    processor.stats = PlannerStatistics()
     for records in chunked(rows, CHUNK_ROWS):
         totals.add(processor.run(records, totals))
         if progress:

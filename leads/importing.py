@@ -572,6 +572,15 @@ class ImportContext:
     counts: ImportCounts = field(default_factory=ImportCounts)
 
 
+@dataclass
+class PreparedChunk:
+    leads: dict[str, dict[str, Any]]  # email key -> normalised values
+    rows: dict[str, tuple]  # email key -> row to insert (INSERT_COLUMNS order)
+    issues: list[RowIssue]
+    counts: ImportCounts
+    now: Any
+
+
 class ChunkProcessor:
     def __init__(self, ctx: ImportContext) -> None:
         self.ctx = ctx
@@ -582,31 +591,10 @@ class ChunkProcessor:
         self.channel = str(ctx.channel)
         self.source_list = ctx.source_list
 
-    def run(self, records: list[tuple[int, list[str]]], totals: ImportCounts) -> ImportCounts:
-        """Process one chunk in its own transaction (with the batch's running counters), retried
-        on a deadlock; returns the chunk's counts."""
-        for attempt in range(DEADLOCK_RETRIES):
-            try:
-                with transaction.atomic():
-                    if self.pg:
-                        # A crash may lose the last chunks committed (never half a chunk: the
-                        # counters commit with the rows); each commit need not wait for the
-                        # WAL flush. The import's final state change is a normal commit.
-                        with connection.cursor() as cur:
-                            cur.execute("SET LOCAL synchronous_commit = off")
-                    counts = self._process(records)
-                    running = ImportCounts(**totals.as_dict())
-                    running.add(counts)
-                    ImportBatch.objects.filter(pk=self.batch.pk).update(**running.as_dict())
-                    return counts
-            except OperationalError as exc:
-                if attempt + 1 == DEADLOCK_RETRIES or not _retryable(exc):
-                    raise
-                time.sleep(0.05 * (attempt + 1))
-        raise AssertionError("unreachable")
-
-    def _process(self, records: list[tuple[int, list[str]]]) -> ImportCounts:
-        counts = ImportCounts()
+    def prepare(self, records: list[tuple[int, list[str]]]) -> PreparedChunk:
+        """The database-free half of a chunk: normalise, validate, score, dedup within the
+        chunk, and build the rows to insert."""
+        counts = ImportCounts(rows_done=len(records))
         issues: list[RowIssue] = []
         leads: dict[str, dict[str, Any]] = {}
         normalise = self.ctx.normaliser
@@ -622,10 +610,41 @@ class ChunkProcessor:
                 issues.append(_duplicate(number, leads[key]["source_row"]))
                 continue
             leads[key] = result
-        counts.rows_done = len(records)
-        self._drop_suppressed(leads, counts, issues)
         now = timezone.now()
-        now_db = now if self.pg else connection.ops.adapt_datetimefield_value(now)
+        # As text once per chunk: formatting four datetimes per row would cost more than the row.
+        now_db = now.isoformat() if self.pg else connection.ops.adapt_datetimefield_value(now)
+        rows = {key: self._insert_row(values, now_db) for key, values in leads.items()}
+        return PreparedChunk(leads=leads, rows=rows, issues=issues, counts=counts, now=now)
+
+    def run(self, prepared: PreparedChunk, totals: ImportCounts) -> ImportCounts:
+        """Write one prepared chunk in its own transaction (with the batch's running counters),
+        retried on a deadlock; returns the chunk's counts."""
+        for attempt in range(DEADLOCK_RETRIES):
+            try:
+                with transaction.atomic():
+                    if self.pg:
+                        # A crash may lose the last chunks committed (never half a chunk: the
+                        # counters commit with the rows); each commit need not wait for the
+                        # WAL flush. The import's final state change is a normal commit.
+                        with connection.cursor() as cur:
+                            cur.execute("SET LOCAL synchronous_commit = off")
+                    counts = self._write(prepared)
+                    running = ImportCounts(**totals.as_dict())
+                    running.add(counts)
+                    ImportBatch.objects.filter(pk=self.batch.pk).update(**running.as_dict())
+                    return counts
+            except OperationalError as exc:
+                if attempt + 1 == DEADLOCK_RETRIES or not _retryable(exc):
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _write(self, prepared: PreparedChunk) -> ImportCounts:
+        counts = ImportCounts(**prepared.counts.as_dict())
+        issues = list(prepared.issues)
+        leads = dict(prepared.leads)
+        self._drop_suppressed(leads, counts, issues)
+        now, rows = prepared.now, prepared.rows
         elsewhere = fetch_active_elsewhere(
             self.venture_id, self.campaign_id, [v["identity_hash"] for v in leads.values()]
         )
@@ -636,15 +655,12 @@ class ChunkProcessor:
         if self.pg:
             # Insert first: the unique index sorts new from existing (also against a concurrent
             # import), and only the rows it refused are looked up.
-            inserted = insert_leads(
-                [self._insert_row(v, now_db) for _, v in sorted(candidates.items())]
-            )
+            inserted = insert_leads([rows[k] for k in sorted(candidates)])
             existing = fetch_existing(self.campaign_id, [k for k in leads if k not in inserted])
         else:
             # SQLite: the chunk's transaction holds the only write lock, so look up, then insert.
             existing = fetch_existing(self.campaign_id, list(leads))
-            fresh = sorted((k, v) for k, v in candidates.items() if k not in existing)
-            inserted = insert_leads([self._insert_row(v, now_db) for _, v in fresh])
+            inserted = insert_leads([rows[k] for k in sorted(candidates) if k not in existing])
         counts.created += len(inserted)
         for key, values in leads.items():
             if key in inserted or key in existing:
@@ -854,7 +870,7 @@ def run_chunks(
     processor = ChunkProcessor(ctx)
     totals = ctx.counts
     for records in chunked(rows, CHUNK_ROWS):
-        totals.add(processor.run(records, totals))
+        totals.add(processor.run(processor.prepare(records), totals))
         if progress:
             progress(totals.rows_done, totals.rows_total)
     return totals

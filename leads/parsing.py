@@ -361,18 +361,14 @@ def iter_rows(info: SourceFile) -> Iterator[tuple[int, list[str]]]:
     with _open_text(info) as text:
         reader = csv.reader(text, delimiter=info.delimiter, strict=False)
         number = 0
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                raise FileProblem(_csv_error_message(exc, number + 1, reader.line_num)) from None
-            number += 1
-            if not row or (len(row) == 1 and not row[0].strip()):
-                number -= 1
-                continue
-            yield number, row
+        try:
+            for row in reader:
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue
+                number += 1
+                yield number, row
+        except csv.Error as exc:
+            raise FileProblem(_csv_error_message(exc, number + 1, reader.line_num)) from None
 
 
 def _csv_error_message(exc: csv.Error, row: int, line: int) -> str:

@@ -63,6 +63,11 @@ def setup_django(db_url: str) -> None:
     import django
 
     django.setup()
+    from django.conf import settings
+
+    # DEBUG=1 only gets the dev settings past their secret-key check; measure as production
+    # runs, without Django's debug query log (it would hold every query of the DIE path).
+    settings.DEBUG = False
 
 
 def fresh_campaign():

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from django.db import OperationalError, connection, transaction
+from django.db import OperationalError, connection, reset_queries, transaction
 from django.utils import timezone
 
 from leads.models import (
@@ -871,6 +871,9 @@ def run_chunks(
     totals = ctx.counts
     for records in chunked(rows, CHUNK_ROWS):
         totals.add(processor.run(processor.prepare(records), totals))
+        # With DEBUG on, Django keeps the last 9,000 queries with their parameters (a chunk's
+        # lookups carry 10,000 keys each): a big import must not grow that log.
+        reset_queries()
         if progress:
             progress(totals.rows_done, totals.rows_total)
     return totals

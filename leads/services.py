@@ -139,8 +139,14 @@ def _refuse_reimport(campaign: Campaign, sha256: str, *, force: bool, exclude: i
         )
 
 
+def _file_rows(info: SourceFile) -> Iterable[tuple[int, list[str]]]:
+    rows = iter_rows(info)
+    next(rows)  # the header
+    return rows
+
+
 def _run(
-    *, batch: ImportBatch, info: SourceFile, mapping, progress: ProgressCallback | None
+    *, batch: ImportBatch, rows: Iterable, mapping, progress: ProgressCallback | None
 ) -> ImportCounts:
     campaign = batch.campaign
     scorer = LeadScorer.for_venture(campaign.venture)
@@ -152,8 +158,6 @@ def _run(
         channel=batch.channel,
     )
     ctx.counts.rows_total = batch.rows_total
-    rows = iter_rows(info)
-    next(rows)  # the header
     return run_chunks(ctx=ctx, rows=rows, progress=progress)
 
 
@@ -196,17 +200,19 @@ def lead_import(
     if dry_run:
         with transaction.atomic():
             batch = ImportBatch.objects.create(**fields)
-            counts = _run(batch=batch, info=info, mapping=scan.mapping, progress=progress)
+            counts = _run(
+                batch=batch, rows=_file_rows(info), mapping=scan.mapping, progress=progress
+            )
             transaction.set_rollback(True)
         return _outcome(None, info, scan.mapping, counts, started, dry_run=True)
     batch = ImportBatch.objects.create(**fields)
-    counts = _execute(batch, info, scan.mapping, progress)
+    counts = _execute(batch, _file_rows(info), scan.mapping, progress)
     return _outcome(batch.pk, info, scan.mapping, counts, started, dry_run=False)
 
 
-def _execute(batch: ImportBatch, info: SourceFile, mapping, progress) -> ImportCounts:
+def _execute(batch: ImportBatch, rows: Iterable, mapping, progress) -> ImportCounts:
     try:
-        counts = _run(batch=batch, info=info, mapping=mapping, progress=progress)
+        counts = _run(batch=batch, rows=rows, mapping=mapping, progress=progress)
     except Exception as exc:
         message = str(exc) if isinstance(exc, DomainError) else f"{type(exc).__name__}: {exc}"
         ImportBatch.objects.filter(pk=batch.pk).update(
@@ -316,7 +322,7 @@ def import_batch_run(*, batch_id: int, progress: ProgressCallback | None = None)
         info = inspect_file(stored, name=batch.file_name)
         scan = scan_file(info)
         _refuse_reimport(batch.campaign, info.sha256, force=batch.forced, exclude=batch.pk)
-        _execute(batch, info, scan.mapping, progress)
+        _execute(batch, _file_rows(info), scan.mapping, progress)
     except DomainError as exc:
         ImportBatch.objects.filter(pk=batch_id, state=BatchState.RUNNING).update(
             state=BatchState.FAILED, error=str(exc)[:2000], finished_at=timezone.now()
@@ -705,7 +711,10 @@ def lead_data_export(*, lead: Lead, actor: Actor) -> dict[str, Any]:
         identity_hash=lead.identity_hash or "-"
     ).values_list("kind", "reason", "created_at")
     audit_record(
-        actor=actor, action="leads.data_export", entity=lead, after={"lead_ids": same_ids(records)}
+        actor=actor,
+        action="leads.data_export",
+        entity=lead,
+        after={"lead_ids": [r["id"] for r in records]},
     )
     return {
         "generated_at": timezone.now().isoformat(),
@@ -713,10 +722,6 @@ def lead_data_export(*, lead: Lead, actor: Actor) -> dict[str, Any]:
         "leads": records,
         "suppression": [{"kind": k, "reason": r, "since": c.isoformat()} for k, r, c in suppressed],
     }
-
-
-def same_ids(records: list[dict[str, Any]]) -> list[int]:
-    return [r["id"] for r in records]
 
 
 # --- scoring -----------------------------------------------------------------------------------

@@ -62,12 +62,10 @@ test: lint
 
 demo: venv
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --no-input -v 0
-	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py createcachetable  # capture-form rate limit (leads.ratelimit)
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py demo
 
 serve: venv
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --no-input -v 0
-	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py createcachetable  # capture-form rate limit (leads.ratelimit)
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py qcluster & \
 	trap 'kill %1' EXIT; DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runserver 127.0.0.1:8000
 

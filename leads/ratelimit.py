@@ -1,7 +1,7 @@
 """A per-client rate limit that holds across processes and machines.
 
 It lives in Django's cache alias "ratelimit", configured in settings as a DatabaseCache (the
-table is made by `manage.py createcachetable`; the test runner makes it itself). Each window
+table is made by `migrate`: aicmo_site/migrations/0001_cache_tables.py). Each window
 of WINDOW seconds has LIMIT numbered slots per client; a request takes the first free slot
 with `cache.add()`, which on the database cache is an INSERT on the cache table's primary
 key: two processes can never take the same slot, so the limit is exact under concurrency
@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 
 class RateLimitUnavailableError(Exception):
-    """The limiter's storage is missing (e.g. createcachetable was never run)."""
+    """The limiter's storage is missing (e.g. `migrate` was never run)."""
 
 
 def rate_limit_take(*, scope: str, client: str, limit: int, window: int) -> bool:
@@ -36,5 +36,5 @@ def rate_limit_take(*, scope: str, client: str, limit: int, window: int) -> bool
         taken = cache.get_many(keys)
         return any(key not in taken and cache.add(key, 1, timeout=2 * window) for key in keys)
     except DatabaseError as exc:
-        logger.error("Rate limit storage unavailable (run `manage.py createcachetable`): %s", exc)
+        logger.error("Rate limit storage unavailable (run `manage.py migrate`): %s", exc)
         raise RateLimitUnavailableError(str(exc)) from exc

@@ -274,3 +274,14 @@ def test_env_example_documents_every_contract_variable():
         "ANYMAIL_",
     ):
         assert f"{name}" in text, name
+
+
+def test_plain_migrate_creates_the_rate_limit_cache_table(migrated_sqlite):
+    code = (
+        "import django; django.setup();"
+        "from django.db import connection;"
+        "print(sorted(t for t in connection.introspection.table_names() if 'cache' in t))"
+    )
+    result = python(code, env=clean_env(DATABASE_URL=migrated_sqlite))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['aicmo_ratelimit_cache']"

@@ -144,6 +144,20 @@ def test_existing_dnc_lead_is_never_reconsented_by_the_form(client, campaign):
     assert ImportBatch.objects.get().duplicates_in_campaign == 1
 
 
+def test_form_consent_upgrades_an_existing_lead_of_unknown_consent(client, campaign):
+    lead = LeadFactory(
+        campaign=campaign,
+        email="visitor@example.com",
+        email_key="visitor@example.com",
+        consent_status=ConsentStatus.UNKNOWN,
+    )
+    submit(client, campaign)
+    lead.refresh_from_db()
+    assert lead.consent_status == ConsentStatus.CONSENTED
+    assert lead.consent_at is not None and "capture form" in lead.consent_source
+    assert Lead.objects.count() == 1
+
+
 def test_a_stopped_campaigns_form_is_closed(client, campaign):
     campaign.status = CampaignStatus.STOPPED
     campaign.save(update_fields=["status"])

@@ -212,9 +212,15 @@ def main() -> int:
     for role, user in (("administrator", admin_user), ("operator", operator)):
         client = Client()
         client.force_login(user)
+        # Baseline, same run and role: the admin index, which renders the same frame (session,
+        # auth, permissions, app list) and touches no lead. Ratios against it cancel out how busy
+        # the shared machine is at the moment.
+        baseline = measure(client, reverse("admin:index"), {}, args.repeat)
+        results.append({"role": role, "page": "baseline: admin index", **baseline, "ratio": 1.0})
         for name, params in pages.items():
             figures = measure(client, url, params, args.repeat)
-            results.append({"role": role, "page": name, **figures})
+            ratio = round(figures["median_ms"] / baseline["median_ms"], 1)
+            results.append({"role": role, "page": name, **figures, "ratio": ratio})
     from leads.models import Lead
 
     summary = {
@@ -227,11 +233,14 @@ def main() -> int:
         print(json.dumps(summary, indent=2))
         return 0
     print(f"{summary['leads']:,} leads (load took {summary['load_seconds']} s, 0 = reused)")
-    print(f"{'role':<14} {'page':<28} {'median ms':>10} {'p90 ms':>8} {'queries':>8}")
+    print(
+        f"{'role':<14} {'page':<28} {'median ms':>10} {'p90 ms':>8} {'x baseline':>10} "
+        f"{'queries':>8}"
+    )
     for r in results:
         print(
             f"{r['role']:<14} {r['page']:<28} {r['median_ms']:>10} {r['p90_ms']:>8} "
-            f"{r['queries']:>8}"
+            f"{r['ratio']:>10} {r['queries']:>8}"
         )
     return 0
 

@@ -14,8 +14,12 @@ File-level problems were all found by `parsing.scan_file()` before the first chu
 from __future__ import annotations
 
 import json
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -588,6 +592,9 @@ class ChunkProcessor:
         self.campaign_id = ctx.batch.campaign_id
         self.venture_id = ctx.batch.campaign.venture_id
         self.pg = _is_pg()
+        # Taken here, in the thread that owns the connection: `prepare` runs in another thread
+        # and must not reach for a connection of its own.
+        self.ops = connection.ops
         self.channel = str(ctx.channel)
         self.source_list = ctx.source_list
 
@@ -612,7 +619,7 @@ class ChunkProcessor:
             leads[key] = result
         now = timezone.now()
         # As text once per chunk: formatting four datetimes per row would cost more than the row.
-        now_db = now.isoformat() if self.pg else connection.ops.adapt_datetimefield_value(now)
+        now_db = now.isoformat() if self.pg else self.ops.adapt_datetimefield_value(now)
         rows = {key: self._insert_row(values, now_db) for key, values in leads.items()}
         return PreparedChunk(leads=leads, rows=rows, issues=issues, counts=counts, now=now)
 
@@ -719,7 +726,7 @@ class ChunkProcessor:
         """The row in INSERT_COLUMNS order (spelled out: this runs once per new lead)."""
         consent_at, value = v["consent_at"], v["value_estimate"]
         if not self.pg:
-            consent_at = consent_at and connection.ops.adapt_datetimefield_value(consent_at)
+            consent_at = consent_at and self.ops.adapt_datetimefield_value(consent_at)
             value = None if value is None else str(value)
         return (
             self.campaign_id,
@@ -859,6 +866,35 @@ def _retryable(exc: OperationalError) -> bool:
 
 ProgressCallback = Callable[[int, int], None]
 
+# While chunks are prepared in one thread and written in another, the writer waits on the
+# database many times per chunk (a COPY is flushed in socket-sized pieces). Each time it wakes
+# it needs the GIL back from the preparing thread, which CPython hands over only every switch
+# interval (5 ms by default): hundreds of such waits a chunk made the overlap slower than no
+# overlap. A shorter interval, for the duration of the imports running in this process, lets
+# the writer take the GIL back promptly. The first import to start sets it, the last to finish
+# restores it.
+IMPORT_SWITCH_INTERVAL = 0.0005
+_switch_lock = threading.Lock()
+_switch_users = 0
+_switch_saved = 0.0
+
+
+@contextmanager
+def _prompt_thread_switches() -> Iterator[None]:
+    global _switch_users, _switch_saved
+    with _switch_lock:
+        if _switch_users == 0:
+            _switch_saved = sys.getswitchinterval()
+            sys.setswitchinterval(min(_switch_saved, IMPORT_SWITCH_INTERVAL))
+        _switch_users += 1
+    try:
+        yield
+    finally:
+        with _switch_lock:
+            _switch_users -= 1
+            if _switch_users == 0:
+                sys.setswitchinterval(_switch_saved)
+
 
 def run_chunks(
     *,
@@ -869,11 +905,28 @@ def run_chunks(
     """Process every data row; after each chunk store the batch's counters and report progress."""
     processor = ChunkProcessor(ctx)
     totals = ctx.counts
-    for records in chunked(rows, CHUNK_ROWS):
-        totals.add(processor.run(processor.prepare(records), totals))
-        # With DEBUG on, Django keeps the last 9,000 queries with their parameters (a chunk's
-        # lookups carry 10,000 keys each): a big import must not grow that log.
-        reset_queries()
-        if progress:
-            progress(totals.rows_done, totals.rows_total)
+    chunks = chunked(rows, CHUNK_ROWS)
+
+    def prepare_next() -> PreparedChunk | None:
+        records = next(chunks, None)
+        return None if records is None else processor.prepare(records)
+
+    # One worker parses and prepares chunk N+1 (no database) while this thread writes chunk N
+    # (psycopg and sqlite3 release the GIL while the database works). The next chunk is asked
+    # for only once the previous one was received, so at most two chunks are in memory. An
+    # exception of the worker is raised here by result(), after the chunks before it were
+    # written, as it was when both halves ran in turn; leaving the block waits for the worker.
+    with (
+        _prompt_thread_switches(),
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="lead-import-prepare") as worker,
+    ):
+        pending = worker.submit(prepare_next)
+        while (prepared := pending.result()) is not None:
+            pending = worker.submit(prepare_next)
+            totals.add(processor.run(prepared, totals))
+            # With DEBUG on, Django keeps the last 9,000 queries with their parameters (a
+            # chunk's lookups carry 10,000 keys each): a big import must not grow that log.
+            reset_queries()
+            if progress:
+                progress(totals.rows_done, totals.rows_total)
     return totals

@@ -100,7 +100,7 @@ def test_administrator_kills_a_running_campaign_from_its_page(page):
     expect(trail.locator("tbody tr").first).to_contain_text("campaign.kill")
     expect(trail).to_contain_text("Prospect complained about frequency")
     expect(page.locator("a.operation-kill")).to_have_count(0)
-    expect(page.locator("button.operation-unkill")).to_have_count(1)
+    expect(page.locator("a.operation-unkill")).to_have_count(1)  # unkill confirms first too
 
     campaign.refresh_from_db()
     assert campaign.kill_switch is True

@@ -232,7 +232,7 @@ def test_operator_cannot_kill_a_campaign(client, operator, campaign):
     client.force_login(operator)
     assert client.get(op_url(campaign, "kill")).status_code == 403
     assert client.post(op_url(campaign, "kill"), {"post": "yes", "reason": "x"}).status_code == 403
-    assert client.post(op_url(campaign, "unkill")).status_code == 403
+    assert client.post(op_url(campaign, "unkill"), {"post": "yes"}).status_code == 403
     response = run_action(client, "kill_campaigns", [campaign], post="yes", reason="x")
     assert "No action selected." in text(response)
     campaign.refresh_from_db()
@@ -284,7 +284,7 @@ def test_administrator_sees_kill_and_live_buttons(client, administrator, campaig
 # --- POST-only operations and their reports ------------------------------------------------------
 
 
-@pytest.mark.parametrize("operation", ["start", "pause", "resume", "stop", "unkill", "go-proof"])
+@pytest.mark.parametrize("operation", ["start", "pause", "resume", "stop", "go-proof"])
 def test_get_to_an_immediate_operation_is_405(client, administrator, campaign, operation):
     client.force_login(administrator)
     response = client.get(op_url(campaign, operation))
@@ -396,12 +396,32 @@ def test_unkill_lifts_the_kill_switch_and_reports_unchanged_ones(client, adminis
     killed, alive = CampaignFactory.create_batch(2, venture=venture)
     client.force_login(administrator)
     client.post(op_url(killed, "kill"), {"post": "yes", "reason": "r"})
-    response = run_action(client, "unkill_campaigns", [killed, alive])
+    confirm = run_action(client, "unkill_campaigns", [killed, alive])
+    assert "starts sending again" in text(confirm)
+    killed.refresh_from_db()
+    assert killed.kill_switch is True  # nothing happens before the confirmation
+    response = run_action(client, "unkill_campaigns", [killed, alive], post="yes", reason="fixed")
     page = text(response)
     assert "Lifted the kill switch of 1 campaign." in page
     assert "1 campaign not killed." in page
     killed.refresh_from_db()
     assert killed.kill_switch is False
+
+
+def test_campaign_unkill_button_confirms_before_sending_resumes(client, administrator, campaign):
+    running(campaign)
+    client.force_login(administrator)
+    client.post(op_url(campaign, "kill"), {"post": "yes", "reason": "complaint"})
+    page = client.get(op_url(campaign, "unkill"))
+    assert page.status_code == 200
+    assert "starts sending again" in text(page)
+    campaign.refresh_from_db()
+    assert campaign.kill_switch is True
+    client.post(op_url(campaign, "unkill"), {"post": "yes", "reason": "resolved"})
+    campaign.refresh_from_db()
+    assert campaign.kill_switch is False
+    event = AuditEvent.objects.for_entity(campaign).get(action="campaign.unkill")
+    assert event.reason == "resolved"
 
 
 # --- Live mode: confirm first, preflight enforced -----------------------------------------------

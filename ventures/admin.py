@@ -151,6 +151,9 @@ CAMPAIGN_OPERATIONS = {
             unchanged="{count} {noun} not killed.",
             permission="kill",
             apply=_campaign_kill(False),
+            # Unkilling a running campaign resumes sending: confirm, as for ventures.
+            confirm=True,
+            warning="A running campaign starts sending again (unless another switch stops it).",
         ),
         Operation(
             name="go-live",
@@ -806,9 +809,10 @@ class CampaignAdmin(OperationsAdmin):
     def kill_campaigns(self, request, queryset):
         return self.confirm_operation(request, queryset, self.operations["kill"], "kill_campaigns")
 
-    @admin.action(description="Unkill selected campaigns", permissions=["kill"])
+    @admin.action(description="Unkill selected campaigns…", permissions=["kill"])
     def unkill_campaigns(self, request, queryset):
-        self._run(request, queryset, "unkill")
+        op = self.operations["unkill"]
+        return self.confirm_operation(request, queryset, op, "unkill_campaigns")
 
     @admin.action(description="Switch selected campaigns to live mode…", permissions=["go_live"])
     def go_live_campaigns(self, request, queryset):

@@ -207,6 +207,26 @@ class ImportRowError(models.Model):
         return f"row {self.row_number}: {self.reason}"
 
 
+# What an import knows about a person and their company, beyond the email: the fields an
+# import writes and fills in, an export lists and a template sees (in this order).
+PROFILE_FIELDS = (
+    "first_name",
+    "last_name",
+    "title",
+    "company",
+    "company_domain",
+    "website",
+    "phone",
+    "linkedin_url",
+    "city",
+    "state",
+    "country",
+    "timezone",
+    "industry",
+    "company_size",
+)
+
+
 class Lead(models.Model):
     """A person in one campaign. The same person in two campaigns is two rows with the same
     identity hash; `venture` is stored too so cross-campaign checks need no join."""

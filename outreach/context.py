@@ -19,7 +19,7 @@ from typing import Any
 from django.conf import settings
 from django.core import signing
 
-from leads.models import Lead, LeadStatus
+from leads.models import PROFILE_FIELDS, Lead, LeadStatus
 from templating.hooks import Recipient
 from templating.sandbox import ContextSchema
 from templating.services import render_logs_erase_subject
@@ -28,25 +28,7 @@ from ventures.models import Campaign
 # The unsubscribe endpoint (/u/<token>/) must unsign with this salt.
 UNSUBSCRIBE_SALT = "aicmo.unsubscribe"
 
-LEAD_FIELDS = (
-    "email",
-    "first_name",
-    "last_name",
-    "full_name",
-    "title",
-    "company",
-    "company_domain",
-    "website",
-    "phone",
-    "linkedin_url",
-    "city",
-    "state",
-    "country",
-    "timezone",
-    "industry",
-    "company_size",
-    "grade",
-)
+LEAD_FIELDS = ("email", *PROFILE_FIELDS, "full_name", "grade")
 SEGMENT_FIELDS = ("name", "slug")
 CAMPAIGN_FIELDS = ("name", "slug", "objective")
 VENTURE_FIELDS = ("name", "offer_summary", "primary_cta", "owner_name", "postal_address")

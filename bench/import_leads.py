@@ -15,8 +15,10 @@ path in a fresh subprocess (so peak RSS is that path's own) against an emptied l
          DO NOTHING into the lead table (lower-cased key and SHA-256 computed in SQL), in one
          transaction: the physical floor of landing the same rows.
 
-Peak memory is the worker's `resource.getrusage(RUSAGE_SELF).ru_maxrss` (the whole process:
-Python, Django and the data). Prints a Markdown table and writes bench/out/import_leads.json.
+Peak memory is the peak proportional set size (PSS) of the worker and its child (the process a
+big import forks to prepare rows), sampled every 20 ms: Python, Django and the data, shared
+pages counted once. The worker's own `ru_maxrss` is reported beside it. CPU seconds are given
+per process: the worker, its child, and the PostgreSQL backend. Prints a Markdown table and writes bench/out/import_leads.json.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -87,9 +90,62 @@ def fresh_campaign():
     return Campaign.objects.create(venture=venture, name=f"Bench {tag}", slug=f"bench-{tag}")
 
 
+class MemorySampler(threading.Thread):
+    """Peak proportional set size (PSS) of this process and its children, sampled every 20 ms.
+    PSS splits the pages a forked child still shares with its parent between the two, so the
+    sum is what both really hold; adding the two RSS figures would count shared pages twice."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.peak_kb = 0
+        self.stopped = threading.Event()
+
+    @staticmethod
+    def _pss_kb(pid: int) -> int:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as fh:
+                for line in fh:
+                    if line.startswith("Pss:"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
+
+    def _children(self) -> list[int]:
+        pid = os.getpid()
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as fh:
+                return [int(p) for p in fh.read().split()]
+        except OSError:
+            return []
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.02):
+            total = self._pss_kb(os.getpid()) + sum(self._pss_kb(c) for c in self._children())
+            self.peak_kb = max(self.peak_kb, total)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process on this machine (a PostgreSQL backend)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def worker(kind: str, path: Path, db_url: str) -> dict:
     setup_django(db_url)
     campaign = fresh_campaign()
+    from django.db import connection
+
+    backend = None
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_backend_pid()")
+            backend = cur.fetchone()[0]
+    sampler = MemorySampler()
+    sampler.start()
+    db_cpu = _cpu_seconds(backend) if backend else 0.0
+    own = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     if kind == "ours":
         from leads.services import lead_import
@@ -103,11 +159,21 @@ def worker(kind: str, path: Path, db_url: str) -> dict:
     else:
         raise SystemExit(f"unknown worker {kind}")
     seconds = time.perf_counter() - started
+    sampler.stopped.set()
+    sampler.join()
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {
         "kind": kind,
         "seconds": seconds,
         "created": created,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": after.ru_maxrss / 1024,
+        "peak_pss_mb": sampler.peak_kb / 1024,
+        # CPU seconds spent on the import: this process, the process it forked to prepare rows
+        # (the only child), and the PostgreSQL backend serving the connection.
+        "cpu_python": (after.ru_utime + after.ru_stime) - (own.ru_utime + own.ru_stime),
+        "cpu_child": children.ru_utime + children.ru_stime,
+        "cpu_db": (_cpu_seconds(backend) - db_cpu) if backend else None,
     }
 
 
@@ -225,6 +291,13 @@ def measure(kind: str, path: Path, rows: int, db_url: str, runs: int) -> dict:
         "seconds_all": [round(r["seconds"], 3) for r in results],
         "rows_per_s": round(rows / seconds),
         "peak_rss_mb": round(max(r["peak_rss_mb"] for r in results), 1),
+        "peak_pss_mb": round(max(r["peak_pss_mb"] for r in results), 1),
+        # Median CPU seconds per process (see `worker`).
+        **{
+            name: round(statistics.median(r[name] for r in results), 2)
+            for name in ("cpu_python", "cpu_child", "cpu_db")
+            if all(r[name] is not None for r in results)
+        },
     }
 
 
@@ -284,8 +357,11 @@ def report(results: list[dict]) -> None:
         f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}"
     )
-    print("| db | path | rows | median s (runs) | rows/s | vs floor | ours vs it | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| db | path | rows | median s (runs) | rows/s | vs floor | ours vs it | peak PSS MB "
+        "| CPU s: python + child + db |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         floor = rate("postgresql", "floor", r["rows"])
         ours = rate(r["db"], "ours", r["rows"])
@@ -293,7 +369,8 @@ def report(results: list[dict]) -> None:
         ours_vs = f"{ours / r['rows_per_s']:.1f}x" if ours and r["kind"] != "ours" else ""
         print(
             f"| {r['db']} | {r['kind']} | {r['rows']:,} | {r['seconds_median']} ({r['runs']}) | "
-            f"{r['rows_per_s']:,} | {vs_floor} | {ours_vs} | {r['peak_rss_mb']} |"
+            f"{r['rows_per_s']:,} | {vs_floor} | {ours_vs} | {r['peak_pss_mb']} | "
+            f"{r['cpu_python']} + {r['cpu_child']} + {r.get('cpu_db', '-')} |"
         )
     (OUT / "import_leads.json").write_text(json.dumps(results, indent=2))
 

@@ -13,14 +13,23 @@ File-level problems were all found by `parsing.scan_file()` before the first chu
 
 from __future__ import annotations
 
+import gc
 import json
-import sys
-import threading
+import logging
+import os
+import pickle
+import re
+import signal
+import struct
 import time
+import traceback
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, suppress
 from dataclasses import dataclass, field, fields
+from datetime import datetime
+from decimal import Decimal
+from itertools import chain, islice
+from operator import itemgetter
 from typing import Any
 
 from django.db import OperationalError, connection, reset_queries, transaction
@@ -61,41 +70,53 @@ from leads.normalise import (
 from leads.parsing import HeaderMapping, header_key
 from leads.scoring import LeadScorer
 
+logger = logging.getLogger(__name__)
+
 CHUNK_ROWS = 10_000
 MAX_CUSTOM_VALUE_CHARS = 10_000
 DEADLOCK_RETRIES = 5
 
-INSERT_COLUMNS = (
-    "campaign_id",
-    "venture_id",
-    "status",
+# What each row of a chunk brings (the keys of RowNormaliser's values), and what is the same for
+# every row of a batch. Text columns come first: a COPY line is their tab-joined text, checked
+# once for characters that need escaping, then the few columns that may be NULL or are numbers.
+STAGE_TEXT_COLUMNS = (
     "email",
     "email_key",
     "identity_hash",
-    *PROFILE_FIELDS,
-    "segment_id",
+    *(f for f in PROFILE_FIELDS if f != "company_size"),
     "consent_status",
-    "consent_at",
     "consent_source",
-    "value_estimate",
     "custom_fields",
-    "source_channel",
-    "source_list",
-    "source_batch_id",
-    "source_row",
-    "last_batch_id",
     "utm_source",
     "utm_medium",
     "utm_campaign",
     "utm_content",
-    "first_touch_at",
-    "last_touch_at",
-    "fit_score",
     "grade",
     "score_explanation",
+)
+STAGE_OTHER_COLUMNS = (
+    "company_size",
+    "segment_id",
+    "consent_at",
+    "value_estimate",
+    "source_row",
+    "fit_score",
+)
+STAGE_COLUMNS = (*STAGE_TEXT_COLUMNS, *STAGE_OTHER_COLUMNS)
+BATCH_COLUMNS = (
+    "campaign_id",
+    "venture_id",
+    "status",
+    "source_channel",
+    "source_list",
+    "source_batch_id",
+    "last_batch_id",
+    "first_touch_at",
+    "last_touch_at",
     "created_at",
     "updated_at",
 )
+INSERT_COLUMNS = (*BATCH_COLUMNS, *STAGE_COLUMNS)
 # Blank fields of an existing lead that a later import may fill in. Consent has its own rule.
 FILL_COLUMNS = (
     *PROFILE_FIELDS,
@@ -311,15 +332,12 @@ class RowNormaliser:
         }
 
 
-def chunked(rows: Iterable, size: int) -> Iterator[list]:
-    chunk: list = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+def chunked(rows: Iterable, size: int) -> Iterator[Iterator]:
+    """Consecutive runs of at most `size` rows, each read lazily (a run must be consumed before
+    the next is asked for): a chunk's raw rows are never all held at once."""
+    iterator = iter(rows)
+    for first in iterator:
+        yield chain((first,), islice(iterator, size - 1))
 
 
 # --- database access (one query per chunk, per backend) ----------------------------------------
@@ -450,23 +468,36 @@ def fetch_suppressed(venture_id: int, hashes: list[str], domains: list[str]) -> 
     return found_hashes, found_domains
 
 
-def fetch_active_elsewhere(venture_id: int, campaign_id: int, hashes: list[str]) -> set[str]:
-    """Which of these identities are active in another campaign of the venture."""
+def fetch_people(
+    venture_id: int, campaign_id: int, hashes: list[str]
+) -> tuple[dict[str, dict[str, Any]], set[str]]:
+    """The venture's leads with these identities, in one probe of the identity index:
+    (this campaign's leads by email key, identities active in another campaign)."""
     if not hashes:
-        return set()
+        return {}, set()
+    columns = ["identity_hash", "campaign_id", *_EXISTING_COLUMNS]
     sql, params = _probe(
         table=Lead._meta.db_table,
-        columns=["identity_hash", "campaign_id", "status"],
+        columns=columns,
         match="l.venture_id = %s",
         match_params=[venture_id],
         key_column="identity_hash",
         keys=hashes,
-        where="{a}.campaign_id <> %s AND {a}.status = %s",
+        where="({a}.campaign_id = %s OR {a}.status = %s)",
         where_params=[campaign_id, LeadStatus.ACTIVE],
     )
+    existing: dict[str, dict[str, Any]] = {}
+    elsewhere: set[str] = set()
     with connection.cursor() as cur:
         cur.execute(sql, params)
-        return {r[0] for r in cur.fetchall()}
+        for values in cur.fetchall():
+            if values[1] != campaign_id:
+                elsewhere.add(values[0])
+                continue
+            row = dict(zip(_EXISTING_COLUMNS, values[2:], strict=True))
+            row["custom_fields"] = _json_value(row["custom_fields"])
+            existing[row["email_key"]] = row
+    return existing, elsewhere
 
 
 def _adapt(values: dict[str, Any]) -> dict[str, Any]:
@@ -482,32 +513,145 @@ def _adapt(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def insert_leads(rows: list[tuple]) -> set[str]:
-    """Insert rows (INSERT_COLUMNS order); return the email keys actually inserted."""
-    if not rows:
-        return set()
-    table = Lead._meta.db_table
-    columns = ", ".join(INSERT_COLUMNS)
-    key_index = INSERT_COLUMNS.index("email_key")
+# PostgreSQL writes a chunk's new leads with one COPY straight into the lead table: the rows
+# were looked up first (`fetch_people`), so none should collide with the unique index. If one
+# does all the same (a concurrent import of the same people into the same campaign won the race),
+# the COPY is rolled back to its savepoint and the chunk takes the slower way: COPY into this
+# session's staging table, then INSERT ... ON CONFLICT DO NOTHING, whose refused rows are
+# merged as existing leads. The staging table's name carries its layout's version.
+STAGE_TABLE = "leads_import_stage_v2"
+UNIQUE_VIOLATION = "23505"
+COPY_COLUMNS = (*STAGE_COLUMNS, *BATCH_COLUMNS)
+NULL = "\\N"
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_COPY_UNESCAPE = re.compile(r"\\(.)")
+_UNESCAPED = {"t": "\t", "n": "\n", "r": "\r"}
+_TEXT_OF = itemgetter(*STAGE_TEXT_COLUMNS)
+_STAGE_OF = itemgetter(*STAGE_COLUMNS)
+# json.dumps() builds a new encoder on every call that is not all defaults.
+_JSON_TEXT = json.JSONEncoder(ensure_ascii=False).encode
+_TABS = len(STAGE_TEXT_COLUMNS) - 1
+
+
+def copy_text(value: Any) -> str:
+    """One value in COPY's text format."""
+    if value is None:
+        return NULL
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value).translate(_COPY_ESCAPES)
+
+
+def copy_line(values: dict[str, Any]) -> str:
+    """A lead's STAGE_COLUMNS in COPY's text format, without the line break. `custom_fields`
+    is already JSON text."""
+    texts = _TEXT_OF(values)
+    line = "\t".join(texts)
+    if line.count("\t") != _TABS or "\\" in line or "\n" in line or "\r" in line:
+        line = "\t".join([t.translate(_COPY_ESCAPES) for t in texts])
+    size, segment, consent_at, value = (
+        values["company_size"],
+        values["segment_id"],
+        values["consent_at"],
+        values["value_estimate"],
+    )
+    return (
+        f"{line}\t{NULL if size is None else size}\t{NULL if segment is None else segment}\t"
+        f"{NULL if consent_at is None else consent_at.isoformat()}\t"
+        f"{NULL if value is None else value}\t{values['source_row']}\t{values['fit_score']}"
+    )
+
+
+def values_from_line(line: str) -> dict[str, Any]:
+    """The normaliser's values back from a COPY line (for the few rows that merge into an
+    existing lead)."""
+    values: dict[str, Any] = {}
+    for name, text in zip(STAGE_COLUMNS, line.split("\t"), strict=True):
+        if text == NULL:
+            values[name] = None
+        elif "\\" in text:
+            values[name] = _COPY_UNESCAPE.sub(lambda m: _UNESCAPED.get(m[1], m[1]), text)
+        else:
+            values[name] = text
+    for name in ("company_size", "segment_id", "source_row", "fit_score"):
+        if values[name] is not None:
+            values[name] = int(values[name])
+    if values["consent_at"] is not None:
+        values["consent_at"] = datetime.fromisoformat(values["consent_at"])
+    if values["value_estimate"] is not None:
+        values["value_estimate"] = Decimal(values["value_estimate"])
+    values["custom_fields"] = json.loads(values["custom_fields"])
+    return values
+
+
+def _copy(cur, table: str, columns: tuple[str, ...], lines: list[str], suffix: str) -> None:
+    """COPY lines into table; every line gets `suffix` (the batch's columns) appended."""
+    end = suffix + "\n"
+    with cur.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        copy.write(end.join(lines))
+        copy.write(end)
+
+
+def copy_leads(lines: list[str], suffix: str) -> bool:
+    """COPY new leads straight into the lead table, in a savepoint. False (and nothing
+    written) if one of them collided with the unique index after all."""
+    if not lines:
+        return True
+    try:
+        with transaction.atomic(), connection.cursor() as cur:
+            _copy(cur, Lead._meta.db_table, COPY_COLUMNS, lines, suffix)
+    except Exception as exc:
+        # psycopg's own error (Django wraps execute(), not COPY); the savepoint is rolled back.
+        if getattr(exc, "sqlstate", None) != UNIQUE_VIOLATION:
+            raise
+        return False
+    return True
+
+
+def insert_leads_staged(lines: list[str], suffix: str) -> set[str]:
+    """The slow way: COPY into the staging table, then INSERT ... ON CONFLICT DO NOTHING.
+    Returns the email keys inserted."""
+    columns = ", ".join(COPY_COLUMNS)
     with connection.cursor() as cur:
-        if not _is_pg():
-            placeholders = ", ".join(["%s"] * len(INSERT_COLUMNS))
-            cur.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", rows)  # noqa: S608 - identifiers are constants
-            return {r[key_index] for r in rows}
         cur.execute(
-            f"CREATE TEMP TABLE IF NOT EXISTS leads_import_stage AS "  # noqa: S608 - identifiers are constants
-            f"SELECT {columns} FROM {table} WITH NO DATA"
+            f"CREATE TEMP TABLE IF NOT EXISTS {STAGE_TABLE} AS "  # noqa: S608 - identifiers are constants
+            f"SELECT {columns} FROM {Lead._meta.db_table} WITH NO DATA"
         )
-        cur.execute("TRUNCATE leads_import_stage")
-        with cur.cursor.copy(f"COPY leads_import_stage ({columns}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        cur.execute(f"TRUNCATE {STAGE_TABLE}")
+        _copy(cur, STAGE_TABLE, COPY_COLUMNS, lines, suffix)
         cur.execute(
-            f"INSERT INTO {table} ({columns}) SELECT {columns} FROM leads_import_stage "  # noqa: S608 - identifiers are constants
-            f"ORDER BY email_key ON CONFLICT (campaign_id, email_key) "
-            f"WHERE NOT (email_key = '') DO NOTHING RETURNING email_key"
+            f"INSERT INTO {Lead._meta.db_table} ({columns}) SELECT {columns} FROM {STAGE_TABLE} "  # noqa: S608 - identifiers are constants
+            f"ORDER BY email_key ON CONFLICT (campaign_id, email_key) WHERE NOT (email_key = '') "
+            f"DO NOTHING RETURNING email_key"
         )
         return {r[0] for r in cur.fetchall()}
+
+
+def insert_rows_sqlite(batch_values: tuple, rows: list[tuple]) -> None:
+    """SQLite: insert rows (STAGE_COLUMNS order, Python values) with the batch's values."""
+    if not rows:
+        return
+    ops = connection.ops
+    at = STAGE_COLUMNS.index("consent_at")
+    money = STAGE_COLUMNS.index("value_estimate")
+
+    def adapted(row: tuple) -> tuple:
+        if row[at] is None and row[money] is None:
+            return (*batch_values, *row)
+        row = list(row)
+        if row[at] is not None:
+            row[at] = ops.adapt_datetimefield_value(row[at])
+        if row[money] is not None:
+            row[money] = str(row[money])
+        return (*batch_values, *row)
+
+    names = ", ".join(INSERT_COLUMNS)
+    placeholders = ", ".join(["%s"] * len(INSERT_COLUMNS))
+    with connection.cursor() as cur:
+        cur.executemany(
+            f"INSERT INTO {Lead._meta.db_table} ({names}) VALUES ({placeholders})",  # noqa: S608 - identifiers are constants
+            [adapted(r) for r in rows],
+        )
 
 
 def update_leads(rows: list[tuple]) -> None:
@@ -553,8 +697,11 @@ class ImportContext:
 
 @dataclass
 class PreparedChunk:
-    leads: dict[str, dict[str, Any]]  # email key -> normalised values
-    rows: dict[str, tuple]  # email key -> row to insert (INSERT_COLUMNS order)
+    """A chunk's database-free half, ready to write. `entries` maps each distinct email key,
+    in key order, to (identity hash, file row, row): the row is a COPY line on PostgreSQL and
+    a tuple of STAGE_COLUMNS values on SQLite."""
+
+    entries: dict[str, tuple[str, int, Any]]
     issues: list[RowIssue]
     counts: ImportCounts
     now: Any
@@ -567,36 +714,45 @@ class ChunkProcessor:
         self.campaign_id = ctx.batch.campaign_id
         self.venture_id = ctx.batch.campaign.venture_id
         self.pg = _is_pg()
-        # Taken here, in the thread that owns the connection: `prepare` runs in another thread
-        # and must not reach for a connection of its own.
-        self.ops = connection.ops
         self.channel = str(ctx.channel)
         self.source_list = ctx.source_list
 
-    def prepare(self, records: list[tuple[int, list[str]]]) -> PreparedChunk:
+    def prepare(self, records: Iterable[tuple[int, list[str]]]) -> PreparedChunk:
         """The database-free half of a chunk: normalise, validate, score, dedup within the
-        chunk, and build the rows to insert."""
-        counts = ImportCounts(rows_done=len(records))
+        chunk, and build the rows to write. Runs in the preparing process of a big import, so
+        it must not touch the database. Each row is turned into its COPY line (or tuple) as
+        soon as it is normalised: a chunk holds one small entry per lead, not every value."""
+        counts = ImportCounts()
         issues: list[RowIssue] = []
-        leads: dict[str, dict[str, Any]] = {}
+        entries: dict[str, tuple[str, int, Any]] = {}
         normalise = self.ctx.normaliser
+        dumps = _JSON_TEXT
+        pg = self.pg
+        done = 0
         for number, row in records:
-            result = normalise(number, row)
-            if isinstance(result, list):
+            done += 1
+            values = normalise(number, row)
+            if values.__class__ is list:
                 counts.invalid += 1
-                issues.extend(result)
+                issues.extend(values)
                 continue
-            key = result["email_key"]
-            if key in leads:
+            key = values["email_key"]
+            first = entries.get(key)
+            if first is not None:
                 counts.duplicates_in_file += 1
-                issues.append(_duplicate(number, leads[key]["source_row"]))
+                issues.append(_duplicate(number, first[1]))
                 continue
-            leads[key] = result
-        now = timezone.now()
-        # As text once per chunk: formatting four datetimes per row would cost more than the row.
-        now_db = now.isoformat() if self.pg else self.ops.adapt_datetimefield_value(now)
-        rows = {key: self._insert_row(values, now_db) for key, values in leads.items()}
-        return PreparedChunk(leads=leads, rows=rows, issues=issues, counts=counts, now=now)
+            values["custom_fields"] = dumps(values["custom_fields"])
+            entries[key] = (
+                values["identity_hash"],
+                number,
+                copy_line(values) if pg else _STAGE_OF(values),
+            )
+        counts.rows_done = done
+        # In email key order: indexes are filled in order, and concurrent imports of the same
+        # people take their row locks in the same order.
+        ordered = {key: entries[key] for key in sorted(entries)}
+        return PreparedChunk(entries=ordered, issues=issues, counts=counts, now=timezone.now())
 
     def run(self, prepared: PreparedChunk, totals: ImportCounts) -> ImportCounts:
         """Write one prepared chunk in its own transaction (with the batch's running counters),
@@ -621,40 +777,69 @@ class ChunkProcessor:
                 time.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")
 
+    def _batch_values(self, now: Any) -> tuple:
+        """The BATCH_COLUMNS values of every new lead of this chunk."""
+        batch = self.batch.pk
+        return (
+            self.campaign_id,
+            self.venture_id,
+            LeadStatus.ACTIVE.value,
+            self.channel,
+            self.source_list,
+            batch,
+            batch,
+            now,
+            now,
+            now,
+            now,
+        )
+
     def _write(self, prepared: PreparedChunk) -> ImportCounts:
         counts = ImportCounts(**prepared.counts.as_dict())
         issues = list(prepared.issues)
-        leads = dict(prepared.leads)
-        self._drop_suppressed(leads, counts, issues)
-        now, rows = prepared.now, prepared.rows
-        elsewhere = fetch_active_elsewhere(
-            self.venture_id, self.campaign_id, [v["identity_hash"] for v in leads.values()]
-        )
-        skip = self.ctx.policy == CrossCampaignPolicy.SKIP_ACTIVE
-        candidates = {
-            k: v for k, v in leads.items() if not (skip and v["identity_hash"] in elsewhere)
-        }
+        entries = dict(prepared.entries)
         if self.pg:
-            # Insert first: the unique index sorts new from existing (also against a concurrent
-            # import), and only the rows it refused are looked up.
-            inserted = insert_leads([rows[k] for k in sorted(candidates)])
-            existing = fetch_existing(self.campaign_id, [k for k in leads if k not in inserted])
+            # Taken before any lookup: an erasure (which locks the table against writers)
+            # either finished before this chunk looks, or waits until it committed.
+            with connection.cursor() as cur:
+                cur.execute(f"LOCK TABLE {Lead._meta.db_table} IN ROW EXCLUSIVE MODE")
+        self._drop_suppressed(entries, counts, issues)
+        existing, elsewhere = fetch_people(
+            self.venture_id, self.campaign_id, [e[0] for e in entries.values()]
+        )
+        skipping = elsewhere if self.ctx.policy == CrossCampaignPolicy.SKIP_ACTIVE else set()
+        new = [k for k, e in entries.items() if k not in existing and e[0] not in skipping]
+        batch_values = self._batch_values(prepared.now)
+        if self.pg:
+            lines = [entries[k][2] for k in new]
+            suffix = "\t" + "\t".join(copy_text(v) for v in batch_values)
+            if copy_leads(lines, suffix):
+                inserted = set(new)
+            else:
+                inserted = insert_leads_staged(lines, suffix)
+                existing.update(
+                    fetch_existing(self.campaign_id, [k for k in new if k not in inserted])
+                )
+            incoming = {k: values_from_line(entries[k][2]) for k in existing}
         else:
-            # SQLite: the chunk's transaction holds the only write lock, so look up, then insert.
-            existing = fetch_existing(self.campaign_id, list(leads))
-            inserted = insert_leads([rows[k] for k in sorted(candidates) if k not in existing])
+            # SQLite: the chunk's transaction holds the only write lock; nothing can collide.
+            now = connection.ops.adapt_datetimefield_value(prepared.now)
+            batch_values = (*batch_values[:-4], now, now, now, now)
+            insert_rows_sqlite(batch_values, [entries[k][2] for k in new])
+            inserted = set(new)
+            incoming = {k: self._values_of(entries[k][2]) for k in existing}
         counts.created += len(inserted)
-        for key, values in leads.items():
+        for key, (identity, source_row, _) in entries.items():
             if key in inserted or key in existing:
-                if key in inserted and values["identity_hash"] in elsewhere:
+                if key in inserted and identity in elsewhere:
                     counts.active_elsewhere += 1
                 continue
-            if key in candidates:
-                # Refused by the unique index, then gone: erased while this chunk ran.
+            if identity not in skipping:
+                # Refused by the unique index, then gone: changed while this chunk ran.
                 counts.suppressed += 1
                 issues.append(
                     RowIssue(
-                        values["source_row"],
+                        source_row,
                         "",
                         "Erased while the import ran; not imported.",
                         RowIssueKind.SUPPRESSED,
@@ -665,88 +850,43 @@ class ChunkProcessor:
             counts.skipped_active_elsewhere += 1
             issues.append(
                 RowIssue(
-                    values["source_row"],
+                    source_row,
                     "",
                     "Already active in another campaign of this venture; skipped by the "
                     "campaign's cross-campaign policy.",
                     RowIssueKind.SKIPPED,
                 )
             )
-        self._merge_existing({k: leads[k] for k in existing}, existing, now, counts, issues)
+        self._merge_existing(incoming, existing, prepared.now, counts, issues)
         self._save_issues(issues)
         return counts
 
-    def _drop_suppressed(self, leads, counts, issues) -> None:
-        hashes = [v["identity_hash"] for v in leads.values()]
-        domains = [email_domain_of(k) for k in leads]
+    @staticmethod
+    def _values_of(row: tuple) -> dict[str, Any]:
+        values = dict(zip(STAGE_COLUMNS, row, strict=True))
+        values["custom_fields"] = json.loads(values["custom_fields"])
+        return values
+
+    def _drop_suppressed(self, entries, counts, issues) -> None:
+        hashes = [e[0] for e in entries.values()]
+        domains = [email_domain_of(k) for k in entries]
         hit_hashes, hit_domains = fetch_suppressed(self.venture_id, hashes, domains)
         if not (hit_hashes or hit_domains):
             return
-        for key in list(leads):
-            values = leads[key]
-            if values["identity_hash"] in hit_hashes or email_domain_of(key) in hit_domains:
+        for key in list(entries):
+            identity, source_row, _ = entries[key]
+            if identity in hit_hashes or email_domain_of(key) in hit_domains:
                 counts.suppressed += 1
                 why = "domain" if email_domain_of(key) in hit_domains else "address"
                 issues.append(
                     RowIssue(
-                        values["source_row"],
+                        source_row,
                         "",
                         f"On the suppression list ({why}); not imported.",
                         RowIssueKind.SUPPRESSED,
                     )
                 )
-                del leads[key]
-
-    def _insert_row(self, v: dict[str, Any], now: Any) -> tuple:
-        """The row in INSERT_COLUMNS order (spelled out: this runs once per new lead)."""
-        consent_at, value = v["consent_at"], v["value_estimate"]
-        if not self.pg:
-            consent_at = consent_at and self.ops.adapt_datetimefield_value(consent_at)
-            value = None if value is None else str(value)
-        return (
-            self.campaign_id,
-            self.venture_id,
-            LeadStatus.ACTIVE.value,
-            v["email"],
-            v["email_key"],
-            v["identity_hash"],
-            v["first_name"],
-            v["last_name"],
-            v["title"],
-            v["company"],
-            v["company_domain"],
-            v["website"],
-            v["phone"],
-            v["linkedin_url"],
-            v["city"],
-            v["state"],
-            v["country"],
-            v["timezone"],
-            v["industry"],
-            v["company_size"],
-            v["segment_id"],
-            v["consent_status"],
-            consent_at,
-            v["consent_source"],
-            value,
-            json.dumps(v["custom_fields"], ensure_ascii=False),
-            self.channel,
-            self.source_list,
-            self.batch.pk,
-            v["source_row"],
-            self.batch.pk,
-            v["utm_source"],
-            v["utm_medium"],
-            v["utm_campaign"],
-            v["utm_content"],
-            now,
-            now,
-            v["fit_score"],
-            v["grade"],
-            v["score_explanation"],
-            now,
-            now,
-        )
+                del entries[key]
 
     def _merge_existing(self, incoming, existing, now, counts, issues) -> None:
         updates, touched = [], []
@@ -841,34 +981,119 @@ def _retryable(exc: OperationalError) -> bool:
 
 ProgressCallback = Callable[[int, int], None]
 
-# While chunks are prepared in one thread and written in another, the writer waits on the
-# database many times per chunk (a COPY is flushed in socket-sized pieces). Each time it wakes
-# it needs the GIL back from the preparing thread, which CPython hands over only every switch
-# interval (5 ms by default): hundreds of such waits a chunk made the overlap slower than no
-# overlap. A shorter interval, for the duration of the imports running in this process, lets
-# the writer take the GIL back promptly. The first import to start sets it, the last to finish
-# restores it.
-IMPORT_SWITCH_INTERVAL = 0.0005
-_switch_lock = threading.Lock()
-_switch_users = 0
-_switch_saved = 0.0
+
+# --- preparing in a second process ---------------------------------------------------------------
+#
+# Parsing and normalising a row costs about as much CPU as PostgreSQL spends storing it, and the
+# GIL keeps a thread from doing it alongside the writer. So a big import forks one process that
+# reads the rows, prepares chunk after chunk (RowNormaliser, dedup in the chunk, COPY lines) and
+# sends each one, pickled, through a pipe, while this process writes the previous one. The pipe
+# is the backpressure: the child blocks once a chunk waits unread, so at most about three chunks
+# exist at once (being written, in the pipe, being prepared). The child never touches the
+# database (it inherits the connection and leaves it alone: it ends with os._exit, which runs no
+# cleanup); it stops when the pipe breaks, so it does not outlive an import that failed or a
+# parent that was killed. An exception in the child is sent back and raised here, after the
+# chunks before it were written, as if both halves had run in one process.
+
+# Imports of more rows than this use a preparing process; None means "more than one chunk" (a
+# single chunk has nothing to overlap with).
+PROCESS_MIN_ROWS: int | None = None
+_HEADER = struct.Struct("!Q")
 
 
-@contextmanager
-def _prompt_thread_switches() -> Iterator[None]:
-    global _switch_users, _switch_saved
-    with _switch_lock:
-        if _switch_users == 0:
-            _switch_saved = sys.getswitchinterval()
-            sys.setswitchinterval(min(_switch_saved, IMPORT_SWITCH_INTERVAL))
-        _switch_users += 1
+class PreparingProcessDied(RuntimeError):
+    pass
+
+
+def _send(out, message: tuple) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    out.write(_HEADER.pack(len(data)))
+    out.write(data)
+    out.flush()
+
+
+def _receive(source) -> tuple | None:
+    header = source.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        return None
+    (size,) = _HEADER.unpack(header)
+    data = source.read(size)
+    if len(data) < size:
+        return None
+    return pickle.loads(data)  # noqa: S301 - our own child process, through our own pipe
+
+
+def _child_main(prepare: Callable, chunks: Iterator[Iterator], write_fd: int) -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    out = os.fdopen(write_fd, "wb")
     try:
-        yield
+        for records in chunks:
+            _send(out, ("chunk", prepare(records)))
+        _send(out, ("end", None))
+        return 0
+    except BrokenPipeError:
+        return 0  # the parent stopped reading: it failed or was killed
+    except BaseException as exc:  # everything goes back to the parent
+        detail = traceback.format_exc()
+        try:
+            _send(out, ("error", (exc, detail)))
+        except Exception:  # the exception itself does not pickle
+            _send(out, ("error", (RuntimeError(f"{type(exc).__name__}: {exc}"), detail)))
+        return 1
+
+
+def _prepared_in_child(prepare: Callable, chunks: Iterator[Iterator]) -> Iterator[PreparedChunk]:
+    read_fd, write_fd = os.pipe()
+    # Objects that exist before the fork are never collected by the child: moved out of the
+    # collector's reach, they are not walked (and so not copied page by page) by its collections.
+    gc.freeze()
+    pid = os.fork()
+    if pid == 0:  # the child: prepare everything, then leave without running any cleanup
+        code = 1
+        try:
+            os.close(read_fd)
+            code = _child_main(prepare, chunks, write_fd)
+        finally:
+            os._exit(code)
+    gc.unfreeze()
+    os.close(write_fd)
+    finished = False
+    try:
+        with os.fdopen(read_fd, "rb") as source:
+            while True:
+                message = _receive(source)
+                if message is None:
+                    _, status = os.waitpid(pid, 0)
+                    finished = True
+                    raise PreparingProcessDied(
+                        "The process preparing the rows stopped unexpectedly "
+                        f"({_exit_description(status)}); the chunks before it were imported."
+                    )
+                kind, payload = message
+                if kind == "end":
+                    break
+                if kind == "error":
+                    exc, detail = payload
+                    logger.error("Preparing the rows of an import failed:\n%s", detail)
+                    raise exc
+                yield payload
     finally:
-        with _switch_lock:
-            _switch_users -= 1
-            if _switch_users == 0:
-                sys.setswitchinterval(_switch_saved)
+        if not finished:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)  # no-op if it already ended
+            os.waitpid(pid, 0)
+
+
+def _exit_description(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
+def _use_child(rows_total: int) -> bool:
+    threshold = CHUNK_ROWS if PROCESS_MIN_ROWS is None else PROCESS_MIN_ROWS
+    return hasattr(os, "fork") and rows_total > threshold
 
 
 def run_chunks(
@@ -881,23 +1106,12 @@ def run_chunks(
     processor = ChunkProcessor(ctx)
     totals = ctx.counts
     chunks = chunked(rows, CHUNK_ROWS)
-
-    def prepare_next() -> PreparedChunk | None:
-        records = next(chunks, None)
-        return None if records is None else processor.prepare(records)
-
-    # One worker parses and prepares chunk N+1 (no database) while this thread writes chunk N
-    # (psycopg and sqlite3 release the GIL while the database works). The next chunk is asked
-    # for only once the previous one was received, so at most two chunks are in memory. An
-    # exception of the worker is raised here by result(), after the chunks before it were
-    # written, as it was when both halves ran in turn; leaving the block waits for the worker.
-    with (
-        _prompt_thread_switches(),
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="lead-import-prepare") as worker,
-    ):
-        pending = worker.submit(prepare_next)
-        while (prepared := pending.result()) is not None:
-            pending = worker.submit(prepare_next)
+    if _use_child(totals.rows_total):
+        prepared_chunks = _prepared_in_child(processor.prepare, chunks)
+    else:
+        prepared_chunks = (processor.prepare(records) for records in chunks)
+    with closing(prepared_chunks):
+        for prepared in prepared_chunks:
             totals.add(processor.run(prepared, totals))
             # With DEBUG on, Django keeps the last 9,000 queries with their parameters (a
             # chunk's lookups carry 10,000 keys each): a big import must not grow that log.

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -32,8 +32,7 @@ from leads.importing import (
     ImportCounts,
     ProgressCallback,
     RowNormaliser,
-    fetch_active_elsewhere,
-    fetch_existing,
+    fetch_people,
     fetch_suppressed,
     run_chunks,
 )
@@ -387,12 +386,11 @@ def lead_import_preview(
             break
         results.append((number, normalise(number, row)))
     good = [r for _, r in results if isinstance(r, dict)]
-    existing = fetch_existing(campaign.pk, [r["email_key"] for r in good])
     hashes = [r["identity_hash"] for r in good]
+    existing, elsewhere = fetch_people(campaign.venture_id, campaign.pk, hashes)
     hit_hashes, hit_domains = fetch_suppressed(
         campaign.venture_id, hashes, [r["email_key"].rpartition("@")[2] for r in good]
     )
-    elsewhere = fetch_active_elsewhere(campaign.venture_id, campaign.pk, hashes)
     for number, result in results:
         if isinstance(result, list):
             preview.rows.append(
@@ -577,6 +575,12 @@ def lead_erase(*, email: str, actor: Actor, reason: str = "") -> ErasureResult:
         raise DomainError("Give the email address of the person to erase.")
     identity = identity_hash_of(email_key=key)
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # Waits for the import chunks being written and holds new ones back until this
+            # commits (they take ROW EXCLUSIVE first thing): a chunk never looks the person up
+            # before the erasure and writes them back after it. Readers are not blocked.
+            with connection.cursor() as cur:
+                cur.execute(f"LOCK TABLE {Lead._meta.db_table} IN SHARE ROW EXCLUSIVE MODE")
         leads = Lead.objects.select_for_update().filter(
             Q(email_key=key) | Q(identity_hash=identity)
         )

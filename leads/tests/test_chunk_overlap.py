@@ -1,27 +1,65 @@
-"""Chunks are prepared in a worker thread while the previous one is written: the outcome,
-the order of effects and the failure behaviour must be those of doing both in turn."""
+"""A big import prepares its chunks in a forked process while this one writes: the outcome,
+the order of effects and the failure behaviour must be those of doing both in one process."""
 
 from __future__ import annotations
 
-import sys
-import threading
+import os
+import signal
 
 import pytest
+from django.forms.models import model_to_dict
 
 from leads import importing
-from leads.importing import RowNormaliser
-from leads.models import BatchState, ImportBatch, Lead
+from leads.importing import PreparingProcessDied, RowNormaliser
+from leads.models import BatchState, ImportBatch, ImportRowError, Lead
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Three rows a chunk, and a preparing process for any import of more than one row."""
+    monkeypatch.setattr("leads.importing.CHUNK_ROWS", 3)
+    monkeypatch.setattr("leads.importing.PROCESS_MIN_ROWS", 1)
+
+
+@pytest.fixture
+def pids(tmp_path, monkeypatch):
+    """A file that gets the pid of the process normalising each row."""
+    path = tmp_path / "preparing-pids.txt"
+    normalise = RowNormaliser.__call__
+
+    def recording(self, number, row):
+        with path.open("a") as fh:
+            fh.write(f"{os.getpid()}\n")
+        return normalise(self, number, row)
+
+    monkeypatch.setattr(RowNormaliser, "__call__", recording)
+    return path
+
+
+def test_chunks_are_prepared_in_another_process_and_written_in_this_one(
+    run_import, write_csv, small_chunks, pids
+):
+    rows = "".join(f"p{i}@acme.example\n" for i in range(8))
+
+    outcome = run_import(write_csv("Email\n" + rows))
+
+    preparing = set(pids.read_text().split())
+    assert preparing and str(os.getpid()) not in preparing
+    assert outcome.counts["created"] == 8 and Lead.objects.count() == 8
+
+
+def test_a_small_import_is_prepared_in_this_process(run_import, write_csv, monkeypatch, pids):
+    monkeypatch.setattr("leads.importing.CHUNK_ROWS", 3)  # three rows: one chunk, no child
+    run_import(write_csv("Email\na@acme.example\nb@acme.example\nc@acme.example\n"))
+    assert set(pids.read_text().split()) == {str(os.getpid())}
 
 
 def test_a_failure_preparing_a_later_chunk_fails_the_batch_after_the_earlier_chunks(
-    run_import, write_csv, campaign, monkeypatch
+    run_import, write_csv, small_chunks, monkeypatch
 ):
-    monkeypatch.setattr("leads.importing.CHUNK_ROWS", 3)
     normalise = RowNormaliser.__call__
-    preparing_threads = set()
 
     def failing_on_row_8(self, number, row):
-        preparing_threads.add(threading.get_ident())
         if number == 8:
             raise RuntimeError("row 8 broke the normaliser")
         return normalise(self, number, row)
@@ -40,24 +78,68 @@ def test_a_failure_preparing_a_later_chunk_fails_the_batch_after_the_earlier_chu
     assert seen == [(3, 9), (6, 9)]
     assert sorted(Lead.objects.values_list("source_row", flat=True)) == [2, 3, 4, 5, 6, 7]
     assert batch.created == 6 and batch.rows_done == 6
-    assert preparing_threads and threading.get_ident() not in preparing_threads
 
 
-def test_a_failure_writing_a_chunk_stops_the_import_and_writes_nothing_after_it(
-    run_import, write_csv, monkeypatch
+class _Unpicklable(Exception):
+    def __init__(self, message, handle):
+        super().__init__(message)
+        self.handle = handle
+
+    def __reduce__(self):
+        raise TypeError("cannot pickle this exception")
+
+
+def test_an_exception_that_cannot_cross_the_pipe_still_fails_the_batch_with_its_message(
+    run_import, write_csv, small_chunks, monkeypatch
 ):
-    monkeypatch.setattr("leads.importing.CHUNK_ROWS", 3)
+    def failing(self, number, row):
+        raise _Unpicklable("the normaliser lost its handle", handle=object())
+
+    monkeypatch.setattr(RowNormaliser, "__call__", failing)
+
+    with pytest.raises(RuntimeError, match="_Unpicklable: the normaliser lost its handle"):
+        run_import(write_csv("Email\na@acme.example\nb@acme.example\n"))
+
+    assert ImportBatch.objects.get().state == BatchState.FAILED
+    assert Lead.objects.count() == 0
+
+
+def test_a_preparing_process_that_is_killed_fails_the_batch_with_a_clear_message(
+    run_import, write_csv, small_chunks, monkeypatch
+):
+    normalise = RowNormaliser.__call__
+
+    def killed_on_row_6(self, number, row):
+        if number == 6:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return normalise(self, number, row)
+
+    monkeypatch.setattr(RowNormaliser, "__call__", killed_on_row_6)
+    rows = "".join(f"k{i}@acme.example\n" for i in range(9))
+
+    with pytest.raises(PreparingProcessDied, match="killed by signal 9"):
+        run_import(write_csv("Email\n" + rows))
+
+    batch = ImportBatch.objects.get()
+    assert batch.state == BatchState.FAILED
+    assert "stopped unexpectedly (killed by signal 9)" in batch.error
+    assert sorted(Lead.objects.values_list("source_row", flat=True)) == [2, 3, 4]
+
+
+def test_a_failure_writing_a_chunk_stops_the_import_and_the_preparing_process(
+    run_import, write_csv, small_chunks, monkeypatch, pids
+):
     write = importing.ChunkProcessor._write
     calls = []
 
     def failing_second_write(self, prepared):
-        calls.append(len(prepared.leads))
+        calls.append(len(prepared.entries))
         if len(calls) == 2:
             raise RuntimeError("the database went away")
         return write(self, prepared)
 
     monkeypatch.setattr(importing.ChunkProcessor, "_write", failing_second_write)
-    rows = "".join(f"q{i}@acme.example\n" for i in range(9))
+    rows = "".join(f"q{i}@acme.example\n" for i in range(3000))
 
     with pytest.raises(RuntimeError, match="the database went away"):
         run_import(write_csv("Email\n" + rows))
@@ -65,19 +147,19 @@ def test_a_failure_writing_a_chunk_stops_the_import_and_writes_nothing_after_it(
     assert calls == [3, 3]
     assert sorted(Lead.objects.values_list("source_row", flat=True)) == [2, 3, 4]
     assert ImportBatch.objects.get().state == BatchState.FAILED
-
-
-def test_the_thread_switch_interval_is_restored_after_an_import(run_import, write_csv):
-    before = sys.getswitchinterval()
-    outcome = run_import(write_csv("Email\na@acme.example\nb@acme.example\n"))
-    assert outcome.counts["created"] == 2
-    assert sys.getswitchinterval() == before
+    # The child was stopped and reaped before the import returned; the full pipe held it back
+    # long before the end of the file.
+    (child,) = set(pids.read_text().split())
+    with pytest.raises(ChildProcessError):
+        os.waitpid(int(child), os.WNOHANG)
+    assert len(pids.read_text().split()) < 3000
 
 
 def test_a_dry_run_with_several_chunks_counts_everything_and_keeps_nothing(
     run_import, write_csv, monkeypatch
 ):
     monkeypatch.setattr("leads.importing.CHUNK_ROWS", 2)
+    monkeypatch.setattr("leads.importing.PROCESS_MIN_ROWS", 1)
     rows = "".join(f"d{i}@acme.example\n" for i in range(7)) + "d0@acme.example\nnot-an-email\n"
 
     outcome = run_import(write_csv("Email\n" + rows), dry_run=True)
@@ -85,3 +167,65 @@ def test_a_dry_run_with_several_chunks_counts_everything_and_keeps_nothing(
     assert outcome.counts["created"] == 7
     assert outcome.counts["duplicates_in_file"] == 1 and outcome.counts["invalid"] == 1
     assert Lead.objects.count() == 0 and ImportBatch.objects.count() == 0
+
+
+MESSY = (
+    "Email,First Name,Last Name,Title,Company,Phone,Country,State,# Employees,Consent,"
+    "Consent Date,Value,Person Linkedin Url,Icebreaker\n"
+    "Ann@Acme.example,Ann,Lee,VP Sales,Acme,+1 415 555 0100,United States,CA,120,yes,"
+    '2026-01-02,1200.50,https://www.linkedin.com/in/ann-lee?trk=x,"Saw your talk, \\\\o/"\n'
+    'bob@beta.example,Bob,,CTO,Beta\tInc,(030) 1234567,Germany,,11-50,,,,,"tab\there"\n'
+    "ann@acme.example,Annie,,,,,,,,,,,,dup of row 2\n"
+    'carl@gamma.example,Carl,"Back\\slash",Founder,"Line\nBreak",,France,,5000,no,,abc,,\n'
+    "bad-email,X,,,,,,,,,,,,\n"
+    'dora@delta.example,Dora,Ng,,Delta,,Japan,,,,,,,"quote ""here"""\n'
+    "eve@eps.example,Eve,Ox,Head of Growth,Eps,,,,2-10,DNC,,,,\n"
+)
+
+
+def _stored(campaign):
+    rows = []
+    for lead in Lead.objects.filter(campaign=campaign).order_by("email_key"):
+        values = model_to_dict(lead, exclude=["id", "campaign", "venture", "source_batch"])
+        for moment in ("created_at", "updated_at", "first_touch_at", "last_touch_at"):
+            assert values.pop(moment) is not None
+        rows.append(values)
+    return rows
+
+
+def test_a_preparing_process_imports_exactly_what_one_process_imports(
+    run_import, write_csv, campaign, monkeypatch
+):
+    from tests.factories import CampaignFactory
+
+    other = CampaignFactory()  # another venture: no cross-campaign policy in play
+    monkeypatch.setattr("leads.importing.CHUNK_ROWS", 2)
+    path = write_csv(MESSY)
+
+    monkeypatch.setattr("leads.importing.PROCESS_MIN_ROWS", 10**9)
+    inline = run_import(path, force=True)
+    monkeypatch.setattr("leads.importing.PROCESS_MIN_ROWS", 1)
+    forked = run_import(path, into=other, force=True)
+    # ... and a second import of the same file (existing leads, blanks to fill) both ways.
+    monkeypatch.setattr("leads.importing.PROCESS_MIN_ROWS", 10**9)
+    inline_again = run_import(path, force=True)
+    monkeypatch.setattr("leads.importing.PROCESS_MIN_ROWS", 1)
+    forked_again = run_import(path, into=other, force=True)
+
+    assert inline.counts == forked.counts and inline_again.counts == forked_again.counts
+    assert inline.counts["created"] == 5 and inline.counts["invalid"] == 1
+    assert inline_again.counts["duplicates_in_campaign"] == 5
+    assert _stored(campaign) == _stored(other)
+    carl = Lead.objects.get(campaign=other, email_key="carl@gamma.example")
+    assert carl.last_name == "Back\\slash" and carl.company == "Line\nBreak"
+    bob = Lead.objects.get(campaign=other, email_key="bob@beta.example")
+    assert bob.company == "Beta\tInc" and bob.custom_fields["Icebreaker"] == "tab\there"
+
+    def issues(outcome):
+        return sorted(
+            ImportRowError.objects.filter(batch_id=outcome.batch_id).values_list(
+                "row_number", "column", "kind", "reason"
+            )
+        )
+
+    assert issues(inline) == issues(forked) and issues(inline_again) == issues(forked_again)

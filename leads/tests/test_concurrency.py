@@ -92,3 +92,81 @@ def test_the_same_file_forced_twice_at_once_is_imported_once(tmp_path):
     assert Lead.objects.filter(campaign=campaign).count() == 12_000
     assert sum(r["counts"]["created"] for r in results) == 12_000
     assert sum(r["counts"]["duplicates_in_campaign"] for r in results) == 12_000
+
+
+@pytest.mark.postgres
+def test_a_copy_that_collides_after_the_lookup_falls_back_and_merges_the_rows(
+    run_import, write_csv, campaign, monkeypatch
+):
+    from leads import importing
+
+    run_import(write_csv("Email,First Name\na@x.example,\nb@x.example,Bee\n"))
+    # The lookup misses the campaign's two leads, as if another import had inserted them just
+    # after it: the direct COPY collides with the unique index and the chunk takes the slow way.
+    real = importing.fetch_people
+    monkeypatch.setattr(importing, "fetch_people", lambda v, c, h: ({}, real(v, c, h)[1]))
+    fallbacks = []
+    staged = importing.insert_leads_staged
+    monkeypatch.setattr(
+        importing, "insert_leads_staged", lambda *a: fallbacks.append(1) or staged(*a)
+    )
+
+    outcome = run_import(
+        write_csv("Email,First Name\na@x.example,Ann\nb@x.example,Bob\nc@x.example,Cee\n")
+    )
+
+    assert fallbacks == [1]
+    c = outcome.counts
+    assert (c["created"], c["duplicates_in_campaign"], c["updated"], c["unchanged"]) == (1, 2, 1, 1)
+    names = dict(Lead.objects.filter(campaign=campaign).values_list("email_key", "first_name"))
+    assert names == {"a@x.example": "Ann", "b@x.example": "Bee", "c@x.example": "Cee"}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_erasure_waits_for_the_import_chunk_being_written_and_holds_the_next_back():
+    import time
+
+    import psycopg
+
+    from tests.proc import manage
+
+    campaign = CampaignFactory()
+    env = clean_env(DATABASE_URL=_database_url())
+    url = _database_url()
+    with psycopg.connect(url) as chunk:
+        # A chunk in flight: it took the lock an import chunk takes first.
+        chunk.execute("LOCK TABLE leads_lead IN ROW EXCLUSIVE MODE")
+        erasure = subprocess.Popen(
+            [sys.executable, str(REPO / "manage.py"), "leads", "erase", "ann@x.example"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        waiting = False
+        for _ in range(100):
+            row = chunk.execute(
+                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                "WHERE c.relname = 'leads_lead' AND NOT l.granted AND l.mode = %s",
+                ["ShareRowExclusiveLock"],
+            ).fetchone()
+            if row[0]:
+                waiting = True
+                break
+            time.sleep(0.1)
+        assert waiting and erasure.poll() is None
+        chunk.rollback()
+    _, err = erasure.communicate(timeout=60)
+    assert erasure.returncode == 0, err
+    # Done: the next chunk of an import now finds the person suppressed.
+    path = REPO / "var" / "test-erasure.csv"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("Email\nann@x.example\nbob@x.example\n")
+    try:
+        result = manage("leads", "--json", "import", campaign.slug, str(path), env=env)
+    finally:
+        path.unlink()
+    counts = json.loads(result.stdout)["counts"]
+    assert counts["suppressed"] == 1 and counts["created"] == 1

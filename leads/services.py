@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -243,13 +243,18 @@ def lead_import(
     return _outcome(batch.pk, info, scan.mapping, counts, started, dry_run=False)
 
 
-def _execute(batch: ImportBatch, rows: Iterable, mapping, progress, token: str) -> ImportCounts:
-    """Run the rows and close the batch (DONE with its audit row, or FAILED with why)."""
+def _execute(
+    batch: ImportBatch, rows: Iterable, mapping, progress, token: str, *, resumable: bool = False
+) -> ImportCounts:
+    """Run the rows and close the batch (DONE with its audit row, or FAILED with why). When
+    `resumable`, losing the database connection leaves it RUNNING, to be resumed."""
     try:
         counts = _run(batch=batch, rows=rows, mapping=mapping, progress=progress)
     except (_LeaseLost, _SliceSpent):
         raise
     except Exception as exc:
+        if resumable and isinstance(exc, OperationalError | InterfaceError):
+            raise  # the database went away: the chunk rolled back; resumed from rows_done
         message = str(exc) if isinstance(exc, DomainError) else f"{type(exc).__name__}: {exc}"
         _close_failed(batch.pk, token, message)
         logger.exception("Import batch %s failed", batch.pk)
@@ -356,6 +361,7 @@ def import_batch_create(
 # whose leads, row issues and counts are in the database.
 
 PAUSED = "paused"
+MAX_RESUMES = 5  # an import whose worker dies at the same place every time stops being resumed
 DONE = "done"
 FAILED = "failed"
 LOST = "lost"
@@ -389,12 +395,13 @@ class _Lease:
         token: str,
         progress: ProgressCallback | None = None,
         budget: float | None = None,
+        started: float | None = None,
     ) -> None:
         self.batch_id = batch_id
         self.token = token
         self.progress = progress
         self.budget = budget
-        self.started = time.monotonic()
+        self.started = time.monotonic() if started is None else started
 
     def __call__(self, done: int, total: int) -> None:
         now = timezone.now()
@@ -474,11 +481,24 @@ def _run_slice(
     """Claim the batch and import from its first unprocessed row until the end or until
     `budget` seconds are spent. None if it could not be claimed, else DONE, FAILED, PAUSED
     (more rows remain; the lease is handed on) or LOST (another runner took it over)."""
+    started = time.monotonic()  # the budget covers checking and skipping rows too
     claim = _claim(batch_id)
     if claim is None:
         return None
     batch, token = claim
     logger.info("Import batch %s: run %s starts at row %s", batch.pk, batch.slices, batch.rows_done)
+    if batch.resumes > MAX_RESUMES:
+        _close_failed(
+            batch.pk,
+            token,
+            f"The import was interrupted {batch.resumes} times, the last time at row "
+            f"{batch.rows_done} of {batch.rows_total}, and is not resumed again: something "
+            "stops its worker there each time (see the worker's log; memory?). The rows "
+            "imported so far stay.",
+        )
+        if batch.stored_path:
+            Path(batch.stored_path).unlink(missing_ok=True)
+        return FAILED
     stored = Path(batch.stored_path) if batch.stored_path else None
     if stored is None or not stored.is_file():
         _close_failed(batch.pk, token, _upload_gone_message(batch))
@@ -500,7 +520,8 @@ def _run_slice(
         else:
             mapping = _header_mapping(info)
         rows = itertools.islice(_file_rows(info), batch.rows_done, None)
-        _execute(batch, rows, mapping, _Lease(batch.pk, token, progress, budget), token)
+        lease = _Lease(batch.pk, token, progress, budget, started)
+        _execute(batch, rows, mapping, lease, token, resumable=True)
         return DONE
     except _SliceSpent:
         # Hand over: the token is cleared (the next claim is not a resume) and the lease is
@@ -512,6 +533,13 @@ def _run_slice(
         keep_file = True
         logger.warning("Import batch %s was taken over by another runner; stopping", batch.pk)
         return LOST
+    except (OperationalError, InterfaceError):
+        # The database went away (restart, network): like a worker that died, the lease lapses
+        # and the import is resumed. Best effort: the database may still be unreachable.
+        keep_file = True
+        _lapse_now(batch.pk, token)
+        logger.exception("Import batch %s interrupted by a database error", batch.pk)
+        raise
     except DomainError as exc:
         _close_failed(batch.pk, token, str(exc))
         return FAILED
@@ -524,14 +552,19 @@ def _run_slice(
         # SystemExit (django-q's task timeout) or KeyboardInterrupt: the chunk in flight rolled
         # back. Let the lease lapse now so the recovery resumes the import without waiting.
         keep_file = True
-        try:
-            _held(batch.pk, token).update(lease_until=timezone.now())
-        except Exception:  # the lease then lapses by itself
-            logger.warning("Could not release the lease of import batch %s", batch.pk)
+        _lapse_now(batch.pk, token)
         raise
     finally:
         if not keep_file:
             stored.unlink(missing_ok=True)
+
+
+def _lapse_now(batch_id: int, token: str) -> None:
+    """Let a stopped runner's lease lapse at once, so the import is resumed without waiting."""
+    try:
+        _held(batch_id, token).update(lease_until=timezone.now())
+    except Exception:  # the lease then lapses by itself
+        logger.warning("Could not release the lease of import batch %s", batch_id)
 
 
 def _tasks_run_inline() -> bool:

@@ -215,6 +215,20 @@ AICMO_RENDER_LOG_RETENTION_DAYS = _int("AICMO_RENDER_LOG_RETENTION_DAYS", 90, mi
 # import on the django-q2 cluster instead of inside the request.
 AICMO_IMPORT_MAX_BYTES = _int("AICMO_IMPORT_MAX_BYTES", 512 * 1024 * 1024, minimum=1024)
 AICMO_IMPORT_BACKGROUND_BYTES = _int("AICMO_IMPORT_BACKGROUND_BYTES", 5 * 1024 * 1024, minimum=0)
+# A background import works in time slices: once a slice has run this long it commits its
+# chunk, queues a task for the rest and returns, so no task nears the cluster's `timeout` (the
+# hard kill). At most half of it, so that one slow chunk after the budget still fits.
+_Q_TIMEOUT = 240
+AICMO_IMPORT_SLICE_SECONDS = _int("AICMO_IMPORT_SLICE_SECONDS", 60, minimum=1)
+if AICMO_IMPORT_SLICE_SECONDS > _Q_TIMEOUT // 2:
+    raise ImproperlyConfigured(
+        f"AICMO_IMPORT_SLICE_SECONDS={AICMO_IMPORT_SLICE_SECONDS} must be at most "
+        f"{_Q_TIMEOUT // 2} (half the task queue's timeout of {_Q_TIMEOUT} s)."
+    )
+# A running import's lease: it is extended after every chunk; once it lapses the import counts
+# as interrupted and is resumed. Longer than the cluster's timeout, so a task that stopped
+# reporting progress has certainly been killed before anyone else resumes its import.
+AICMO_IMPORT_LEASE_SECONDS = _Q_TIMEOUT + 60
 # Public capture form: submissions allowed per client IP and window (seconds).
 AICMO_CAPTURE_RATE_LIMIT = _int("AICMO_CAPTURE_RATE_LIMIT", 5, minimum=1)
 AICMO_CAPTURE_RATE_WINDOW = _int("AICMO_CAPTURE_RATE_WINDOW", 600, minimum=1)
@@ -243,7 +257,7 @@ Q_CLUSTER = {
     "name": "aicmo",
     "orm": "default",
     "workers": _int("AICMO_Q_WORKERS", 2, minimum=1),
-    "timeout": 240,
+    "timeout": _Q_TIMEOUT,
     "retry": 360,
     "max_attempts": 3,
     "catch_up": False,

@@ -17,8 +17,10 @@ venture's lead, batch or rule is a 404, exactly like a missing one.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import model_ngettext
@@ -26,6 +28,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from leads import admin_services
@@ -49,6 +52,7 @@ from leads.models import (
 )
 from leads.services import (
     campaign_lead_policy_set,
+    import_batch_resume,
     lead_data_export,
     lead_rescore,
     spreadsheet_safe,
@@ -56,7 +60,14 @@ from leads.services import (
 )
 from leads.views import capture_url
 from ventures import services as venture_services
-from ventures.admin import AuditedAdmin, CappedCountPaginator, ScopedAdmin, VisibleVentureFilter
+from ventures.admin import (
+    AuditedAdmin,
+    CappedCountPaginator,
+    Operation,
+    OperationsAdmin,
+    ScopedAdmin,
+    VisibleVentureFilter,
+)
 from ventures.models import Campaign, IcpSegment, Venture, VentureApiToken
 from ventures.selectors import (
     campaigns_visible_to,
@@ -541,13 +552,35 @@ def _flatten(fields) -> list[str]:
 # --- Import batches ----------------------------------------------------------------------------
 
 
+def _resume_batch(batch: ImportBatch, user, reason: str) -> bool:
+    return import_batch_resume(batch=batch, actor=user, reason=reason)
+
+
+IMPORT_BATCH_OPERATIONS = {
+    "resume": Operation(
+        name="resume",
+        label="Resume import",
+        done="Queued {count} {noun} to resume from the first unprocessed row.",
+        unchanged="",
+        permission="resume",
+        apply=_resume_batch,
+        confirm=True,
+        warning="The import carries on from the first row not yet imported, on the task "
+        "cluster. Rows already imported are not imported again. An import that still reports "
+        "progress is refused.",
+    ),
+}
+
+
 @admin.register(ImportBatch)
-class ImportBatchAdmin(ScopedAdmin):
+class ImportBatchAdmin(OperationsAdmin):
+    operations = IMPORT_BATCH_OPERATIONS
+    actions = ("resume_imports",)
     list_display = (
         "__str__",
         "campaign",
         "channel",
-        "state",
+        "run_state",
         "progress",
         "rows_total",
         "created",
@@ -583,7 +616,18 @@ class ImportBatchAdmin(ScopedAdmin):
                 )
             },
         ),
-        ("Progress", {"fields": ("state", "progress", "error", "started_at", "finished_at")}),
+        (
+            "Progress",
+            {
+                "fields": (
+                    "run_state",
+                    "progress",
+                    "error",
+                    ("started_at", "heartbeat_at", "finished_at"),
+                    ("resumes", "slices"),
+                )
+            },
+        ),
         (
             "Counts",
             {
@@ -613,6 +657,28 @@ class ImportBatchAdmin(ScopedAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def has_resume_permission(self, request) -> bool:
+        return request.user.has_perm("leads.add_importbatch")  # whoever may import
+
+    def applicable_operations(self, obj: ImportBatch) -> list[str]:
+        return ["resume"] if batch_looks_stopped(obj) else []
+
+    def confirm_notes(self, request, operation, objects):
+        return [
+            f"{batch}: {batch.run_status}; {batch.rows_done} of {batch.rows_total} rows done."
+            for batch in objects
+        ]
+
+    @admin.action(description="Resume selected interrupted imports…", permissions=["resume"])
+    def resume_imports(self, request, queryset):
+        return self.confirm_operation(
+            request, queryset, self.operations["resume"], "resume_imports"
+        )
+
+    @admin.display(description="state")
+    def run_state(self, obj: ImportBatch) -> str:
+        return obj.run_status
 
     def get_urls(self):
         info = self.opts.app_label, self.opts.model_name
@@ -699,13 +765,29 @@ def _mapping_rows(mapping: dict) -> list[tuple[str, str]]:
     return rows
 
 
+def batch_looks_stopped(batch: ImportBatch) -> bool:
+    """Offer "Resume" for an import whose runner stopped reporting progress, or one still
+    pending a lease period after it was created (its task was lost)."""
+    now = timezone.now()
+    if batch.channel in ("form", "api"):
+        return False
+    if batch.state == BatchState.PENDING:
+        return batch.created_at < now - dt.timedelta(seconds=settings.AICMO_IMPORT_LEASE_SECONDS)
+    return batch.lease_lapsed(now)
+
+
 def batch_progress(batch: ImportBatch) -> dict:
+    seen = batch.heartbeat_at
     return {
         "id": batch.pk,
         "state": batch.state,
-        "state_label": batch.get_state_display(),
+        "state_label": batch.run_status,
         "percent": batch.progress_percent,
         "finished": batch.state in ("done", "failed"),
+        "interrupted": batch.lease_lapsed(),
+        "resumes": batch.resumes,
+        "last_progress_at": seen.isoformat() if seen else None,
+        "last_progress_seconds_ago": int((timezone.now() - seen).total_seconds()) if seen else None,
         "error": batch.error,
         **batch.counts(),
     }

@@ -26,7 +26,7 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import closing, suppress
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from itertools import chain, islice
 from operator import itemgetter
@@ -37,6 +37,7 @@ from django.utils import timezone
 
 from leads.models import (
     PROFILE_FIELDS,
+    BatchState,
     ConsentStatus,
     CrossCampaignPolicy,
     ImportBatch,
@@ -693,6 +694,14 @@ class ImportContext:
     source_list: str
     channel: str = SourceChannel.IMPORT
     counts: ImportCounts = field(default_factory=ImportCounts)
+    # A leased import: each chunk commits only while this token still holds the batch, and
+    # extends the lease by `lease_period` in the same transaction.
+    lease_token: str | None = None
+    lease_period: timedelta | None = None
+
+
+class LeaseLost(Exception):
+    """Another runner took the batch over; the chunk being written was rolled back."""
 
 
 @dataclass
@@ -769,13 +778,27 @@ class ChunkProcessor:
                     counts = self._write(prepared)
                     running = ImportCounts(**totals.as_dict())
                     running.add(counts)
-                    ImportBatch.objects.filter(pk=self.batch.pk).update(**running.as_dict())
+                    self._store_counters(running)
                     return counts
             except OperationalError as exc:
                 if attempt + 1 == DEADLOCK_RETRIES or not _retryable(exc):
                     raise
                 time.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")
+
+    def _store_counters(self, running: ImportCounts) -> None:
+        """The batch's running counters, in the chunk's transaction. A leased import also
+        checks and extends its lease here: a runner that lost the batch (it stalled past its
+        lease and another took over) cannot commit another chunk."""
+        rows = ImportBatch.objects.filter(pk=self.batch.pk)
+        extra: dict[str, Any] = {}
+        token = self.ctx.lease_token
+        if token is not None:
+            rows = rows.filter(state=BatchState.RUNNING, lease_token=token)
+            now = timezone.now()
+            extra = {"heartbeat_at": now, "lease_until": now + self.ctx.lease_period}
+        if not rows.update(**running.as_dict(), **extra):
+            raise LeaseLost
 
     def _batch_values(self, now: Any) -> tuple:
         """The BATCH_COLUMNS values of every new lead of this chunk."""
@@ -816,13 +839,18 @@ class ChunkProcessor:
             if copy_leads(lines, suffix):
                 inserted = set(new)
             else:
+                # Also where a lead of the campaign has the key but not the identity hash.
                 inserted = insert_leads_staged(lines, suffix)
                 existing.update(
                     fetch_existing(self.campaign_id, [k for k in new if k not in inserted])
                 )
             incoming = {k: values_from_line(entries[k][2]) for k in existing}
         else:
-            # SQLite: the chunk's transaction holds the only write lock; nothing can collide.
+            # SQLite: the chunk's transaction holds the only write lock, and the campaign's
+            # leads are looked up by the unique index's own key (a lead whose identity hash is
+            # missing or stale is still found): nothing can collide.
+            existing = fetch_existing(self.campaign_id, list(entries))
+            new = [k for k, e in entries.items() if k not in existing and e[0] not in skipping]
             now = connection.ops.adapt_datetimefield_value(prepared.now)
             batch_values = (*batch_values[:-4], now, now, now, now)
             insert_rows_sqlite(batch_values, [entries[k][2] for k in new])

@@ -80,6 +80,12 @@ class ImportBatch(models.Model):
 
     `stored_path` holds the uploaded file while a background import waits or runs. The counters
     are written after every chunk so a progress bar can read them while the import runs.
+
+    A running import holds a lease (`lease_token`, `lease_until`) that it extends after every
+    committed chunk; only the holder writes. A lease that lapses means its worker stopped, and
+    the import is resumed from `rows_done` by whoever claims it next (see docs/ARCHITECTURE.md,
+    "Background imports survive their worker"). Between two time slices of a background import
+    the token is empty: the batch waits for its queued continuation.
     """
 
     # Indexed by leadbatch_campaign_sha_idx below.
@@ -130,6 +136,24 @@ class ImportBatch(models.Model):
     suppressed = models.PositiveIntegerField(default=0)
     invalid = models.PositiveIntegerField(default=0)
 
+    lease_token = models.CharField(
+        max_length=32, blank=True, editable=False, help_text="Who runs it now (empty: nobody)."
+    )
+    lease_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The runner's claim lapses then unless it reports progress.",
+    )
+    heartbeat_at = models.DateTimeField(
+        "last progress", null=True, blank=True, help_text="When a chunk was last committed."
+    )
+    slices = models.PositiveIntegerField(
+        default=0, help_text="Runs (tasks or commands) that have worked on this import."
+    )
+    resumes = models.PositiveIntegerField(
+        default=0, help_text="Times resumed after its worker stopped in the middle."
+    )
+
     class Meta:
         verbose_name_plural = "import batches"
         ordering = ["-created_at", "-id"]
@@ -160,6 +184,31 @@ class ImportBatch(models.Model):
 
     def counts(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in COUNT_FIELDS}
+
+    def lease_lapsed(self, now=None) -> bool:
+        """Running, but its runner stopped reporting progress: it is waiting to be resumed."""
+        return (
+            self.state == BatchState.RUNNING
+            and self.lease_until is not None
+            and self.lease_until < (now or djtz.now())
+        )
+
+    @property
+    def run_status(self) -> str:
+        """The state in words for the operator, including interruptions and resumes."""
+        if self.state != BatchState.RUNNING:
+            return self.get_state_display()
+        if self.lease_lapsed():
+            text = "Interrupted: its worker stopped; waiting to be resumed"
+        elif self.lease_until is not None and not self.lease_token:
+            text = "Running (queued to continue with the next rows)"
+        elif self.resumes:
+            text = "Running (resumed after an interruption)"
+        else:
+            text = "Running"
+        if self.resumes:
+            text += f"; resumed {self.resumes} time{'s' if self.resumes != 1 else ''}"
+        return text
 
 
 COUNT_FIELDS = (

@@ -2,7 +2,9 @@
 
 Imports: `lead_import()` runs a file now (CLI, tests, demo); `import_batch_create()` stores an
 upload as a pending ImportBatch (run now or by the `leads.tasks.import_batch_run` task) and
-`import_batch_run()` runs one. `lead_import_preview()` shows the mapping and the first rows
+`import_batch_run()` runs one. Background imports hold a lease, work in time slices and are
+resumed from `rows_done` when their worker stops (`import_batches_recover()` on a schedule,
+`import_batch_resume()` by hand). `lead_import_preview()` shows the mapping and the first rows
 with their problems before the operator confirms.
 
 Personal data never goes into audit rows: they name batches, counts, ids and identity hashes.
@@ -12,9 +14,11 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import itertools
 import logging
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -23,13 +27,15 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import Q, QuerySet
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import Case, F, Q, QuerySet, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from leads.importing import (
     ImportContext,
     ImportCounts,
+    LeaseLost,
     ProgressCallback,
     RowNormaliser,
     fetch_people,
@@ -51,7 +57,15 @@ from leads.models import (
     identity_hash_of,
 )
 from leads.normalise import InvalidValue, domain_normalise, email_key_of, email_normalise
-from leads.parsing import FileProblem, SourceFile, inspect_file, iter_rows, scan_file
+from leads.parsing import (
+    FileProblem,
+    HeaderMapping,
+    SourceFile,
+    inspect_file,
+    iter_rows,
+    map_headers,
+    scan_file,
+)
 from leads.scoring import LeadScorer
 from leads.signals import lead_erased
 from ventures.models import Campaign, Venture
@@ -146,8 +160,15 @@ def _file_rows(info: SourceFile) -> Iterable[tuple[int, list[str]]]:
 
 
 def _run(
-    *, batch: ImportBatch, rows: Iterable, mapping, progress: ProgressCallback | None
+    *,
+    batch: ImportBatch,
+    rows: Iterable,
+    mapping,
+    progress: ProgressCallback | None,
+    token: str | None = None,
 ) -> ImportCounts:
+    """Import `rows` into the batch. The running counters start from the batch's committed
+    ones: a resumed import passes only the rows after `rows_done` and carries on counting."""
     campaign = batch.campaign
     scorer = LeadScorer.for_venture(campaign.venture)
     ctx = ImportContext(
@@ -156,8 +177,10 @@ def _run(
         policy=lead_policy_of(campaign),
         source_list=batch.source or batch.file_name,
         channel=batch.channel,
+        counts=ImportCounts(**batch.counts()),
+        lease_token=token,
+        lease_period=_lease_period(),
     )
-    ctx.counts.rows_total = batch.rows_total
     return run_chunks(ctx=ctx, rows=rows, progress=progress)
 
 
@@ -205,25 +228,54 @@ def lead_import(
             )
             transaction.set_rollback(True)
         return _outcome(None, info, scan.mapping, counts, started, dry_run=True)
-    batch = ImportBatch.objects.create(**fields)
-    counts = _execute(batch, _file_rows(info), scan.mapping, progress)
+    # Leased like a background import, so that if this process dies the batch shows as
+    # interrupted and the recovery closes it with a message (its file is not kept to resume).
+    token = uuid.uuid4().hex
+    batch = ImportBatch.objects.create(
+        **fields,
+        lease_token=token,
+        lease_until=started + _lease_period(),
+        heartbeat_at=started,
+        slices=1,
+    )
+    try:
+        counts = _execute(
+            batch, _file_rows(info), scan.mapping, _Lease(batch.pk, token, progress), token
+        )
+    except _LeaseLost:
+        raise DomainError(
+            f"Import #{batch.pk} stopped: it reported no progress for "
+            f"{settings.AICMO_IMPORT_LEASE_SECONDS} s and counted as interrupted."
+        ) from None
     return _outcome(batch.pk, info, scan.mapping, counts, started, dry_run=False)
 
 
-def _execute(batch: ImportBatch, rows: Iterable, mapping, progress) -> ImportCounts:
+def _execute(
+    batch: ImportBatch, rows: Iterable, mapping, progress, token: str, *, resumable: bool = False
+) -> ImportCounts:
+    """Run the rows and close the batch (DONE with its audit row, or FAILED with why). When
+    `resumable`, losing the database connection leaves it RUNNING, to be resumed."""
     try:
-        counts = _run(batch=batch, rows=rows, mapping=mapping, progress=progress)
+        counts = _run(batch=batch, rows=rows, mapping=mapping, progress=progress, token=token)
+    except (_LeaseLost, _SliceSpent):
+        raise
     except Exception as exc:
+        if resumable and isinstance(exc, OperationalError | InterfaceError):
+            raise  # the database went away: the chunk rolled back; resumed from rows_done
         message = str(exc) if isinstance(exc, DomainError) else f"{type(exc).__name__}: {exc}"
-        ImportBatch.objects.filter(pk=batch.pk).update(
-            state=BatchState.FAILED, error=message[:2000], finished_at=timezone.now()
-        )
+        _close_failed(batch.pk, token, message)
         logger.exception("Import batch %s failed", batch.pk)
         raise
     with transaction.atomic():
-        ImportBatch.objects.filter(pk=batch.pk).update(
-            state=BatchState.DONE, finished_at=timezone.now(), **counts.as_dict()
+        closed = _held(batch.pk, token).update(
+            state=BatchState.DONE,
+            finished_at=timezone.now(),
+            lease_token="",
+            lease_until=None,
+            **counts.as_dict(),
         )
+        if not closed:
+            raise _LeaseLost
         batch.refresh_from_db()
         audit_record(
             actor=batch.actor or "system",
@@ -298,38 +350,328 @@ def import_batch_create(
         rows_total=scan.rows_total,
     )
     if background:
-        from django_q.tasks import async_task
-
-        transaction.on_commit(lambda: async_task("leads.tasks.import_batch_run", batch.pk))
+        transaction.on_commit(lambda: _queue_run(batch.pk))
     else:
         import_batch_run(batch_id=batch.pk)
         batch.refresh_from_db()
     return batch
 
 
-def import_batch_run(*, batch_id: int, progress: ProgressCallback | None = None) -> bool:
-    """Run a pending batch. Claimed with a conditional UPDATE, so a batch that is already
-    running or finished is never run twice (the task may be delivered more than once).
-    Returns whether this call ran it."""
-    claimed = ImportBatch.objects.filter(pk=batch_id, state=BatchState.PENDING).update(
-        state=BatchState.RUNNING, started_at=timezone.now()
+# --- background imports: claimed, leased, time-sliced, resumable --------------------------------
+#
+# A batch is run by whoever claims it with one conditional UPDATE: a PENDING batch, a RUNNING
+# one waiting for its next time slice (lease token empty), or a RUNNING one whose lease lapsed
+# (its runner stopped: killed, out of memory, machine restarted). The claim sets a fresh token;
+# the runner extends its lease after every committed chunk, only while the token is still its
+# own, and stops if it is not. Skipped rows are filtered out before run_chunks sees them:
+# each chunk commits with the batch's counters, so `rows_done` is exactly the number of rows
+# whose leads, row issues and counts are in the database.
+
+PAUSED = "paused"
+MAX_RESUMES = 5  # an import whose worker dies at the same place every time stops being resumed
+DONE = "done"
+FAILED = "failed"
+LOST = "lost"
+
+
+class _SliceSpent(Exception):
+    """Raised by the progress callback after a committed chunk once the slice's time is up."""
+
+
+# Raised in a chunk's transaction (which rolls back) or by the progress callback when another
+# runner has taken the batch over.
+_LeaseLost = LeaseLost
+
+
+def _lease_period() -> dt.timedelta:
+    return dt.timedelta(seconds=settings.AICMO_IMPORT_LEASE_SECONDS)
+
+
+def _held(batch_id: int, token: str | None) -> QuerySet[ImportBatch]:
+    """The batch, if `token` still holds it (None: no lease, e.g. a dry run)."""
+    qs = ImportBatch.objects.filter(pk=batch_id)
+    return qs if token is None else qs.filter(state=BatchState.RUNNING, lease_token=token)
+
+
+class _Lease:
+    """The progress callback of a leased import: after each committed chunk, extend the lease
+    (or stop if it is gone), report progress, and end the time slice once `budget` is spent."""
+
+    def __init__(
+        self,
+        batch_id: int,
+        token: str,
+        progress: ProgressCallback | None = None,
+        budget: float | None = None,
+        started: float | None = None,
+    ) -> None:
+        self.batch_id = batch_id
+        self.token = token
+        self.progress = progress
+        self.budget = budget
+        self.started = time.monotonic() if started is None else started
+
+    def __call__(self, done: int, total: int) -> None:
+        now = timezone.now()
+        kept = _held(self.batch_id, self.token).update(
+            heartbeat_at=now, lease_until=now + _lease_period()
+        )
+        if not kept:
+            raise _LeaseLost
+        if self.progress:
+            self.progress(done, total)
+        if (
+            self.budget is not None
+            and done < total
+            and time.monotonic() - self.started >= self.budget
+        ):
+            raise _SliceSpent
+
+
+def _close_failed(batch_id: int, token: str | None, message: str) -> int:
+    return _held(batch_id, token).update(
+        state=BatchState.FAILED,
+        error=message[:2000],
+        finished_at=timezone.now(),
+        lease_token="",
+        lease_until=None,
+    )
+
+
+def _claim(batch_id: int) -> tuple[ImportBatch, str] | None:
+    """Take the batch if nobody runs it: one conditional UPDATE, so of two claimers (a task
+    delivered twice, the recovery schedule and an operator) exactly one wins."""
+    now = timezone.now()
+    token = uuid.uuid4().hex
+    claimable = (
+        Q(state=BatchState.PENDING)
+        | Q(state=BatchState.RUNNING, lease_token="", lease_until__isnull=False)
+        | Q(state=BatchState.RUNNING, lease_until__lt=now)
+    )
+    interrupted = Q(state=BatchState.RUNNING) & ~Q(lease_token="")
+    claimed = ImportBatch.objects.filter(claimable, pk=batch_id).update(
+        state=BatchState.RUNNING,
+        lease_token=token,
+        lease_until=now + _lease_period(),
+        heartbeat_at=now,
+        started_at=Coalesce(F("started_at"), Value(now)),
+        slices=F("slices") + 1,
+        resumes=F("resumes") + Case(When(interrupted, then=Value(1)), default=Value(0)),
     )
     if not claimed:
-        return False
-    batch = ImportBatch.objects.select_related("campaign__venture").get(pk=batch_id)
-    stored = Path(batch.stored_path)
+        return None
+    return ImportBatch.objects.select_related("campaign__venture").get(pk=batch_id), token
+
+
+def _upload_gone_message(batch: ImportBatch) -> str:
+    where = f"row {batch.rows_done} of {batch.rows_total}"
+    if not batch.stored_path:
+        cause = "it was started from the command line, and such files are not kept"
+    else:
+        cause = f"its stored upload {batch.stored_path} is gone"
+    return (
+        f"The import stopped at {where} and cannot be resumed: {cause}. The rows imported so "
+        "far stay; import the file again (with force) to bring in the rest."
+    )
+
+
+def _header_mapping(info: SourceFile) -> HeaderMapping:
+    """The mapping of a file already scanned in full by the batch's first run."""
+    header = next(iter_rows(info), None)
+    if header is None:
+        raise FileProblem("The file is empty.")
+    return map_headers(header[1])
+
+
+def _run_slice(
+    batch_id: int, *, budget: float | None, progress: ProgressCallback | None
+) -> str | None:
+    """Claim the batch and import from its first unprocessed row until the end or until
+    `budget` seconds are spent. None if it could not be claimed, else DONE, FAILED, PAUSED
+    (more rows remain; the lease is handed on) or LOST (another runner took it over)."""
+    started = time.monotonic()  # the budget covers checking and skipping rows too
+    claim = _claim(batch_id)
+    if claim is None:
+        return None
+    batch, token = claim
+    logger.info("Import batch %s: run %s starts at row %s", batch.pk, batch.slices, batch.rows_done)
+    if batch.resumes > MAX_RESUMES:
+        _close_failed(
+            batch.pk,
+            token,
+            f"The import was interrupted {batch.resumes} times, the last time at row "
+            f"{batch.rows_done} of {batch.rows_total}, and is not resumed again: something "
+            "stops its worker there each time (see the worker's log; memory?). The rows "
+            "imported so far stay.",
+        )
+        if batch.stored_path:
+            Path(batch.stored_path).unlink(missing_ok=True)
+        return FAILED
+    stored = Path(batch.stored_path) if batch.stored_path else None
+    if stored is None or not stored.is_file():
+        _close_failed(batch.pk, token, _upload_gone_message(batch))
+        return FAILED
+    keep_file = False
     try:
         info = inspect_file(stored, name=batch.file_name)
-        scan = scan_file(info)
-        _refuse_reimport(batch.campaign, info.sha256, force=batch.forced, exclude=batch.pk)
-        _execute(batch, _file_rows(info), scan.mapping, progress)
+        if info.sha256 != batch.file_sha256:
+            raise FileProblem(
+                f"The stored upload changed since it was checked (its SHA-256 is no longer "
+                f"{batch.file_sha256[:12]}…); the import stopped at row {batch.rows_done} of "
+                f"{batch.rows_total}. Import the file again (with force) to bring in the rest."
+            )
+        if batch.rows_done == 0:
+            # Nothing written yet: check the whole file, as before the first chunk of any import.
+            scan = scan_file(info)
+            _refuse_reimport(batch.campaign, info.sha256, force=batch.forced, exclude=batch.pk)
+            mapping = scan.mapping
+        else:
+            mapping = _header_mapping(info)
+        rows = itertools.islice(_file_rows(info), batch.rows_done, None)
+        lease = _Lease(batch.pk, token, progress, budget, started)
+        _execute(batch, rows, mapping, lease, token, resumable=True)
+        return DONE
+    except _SliceSpent:
+        # Hand over: the token is cleared (the next claim is not a resume) and the lease is
+        # kept for the queued continuation, so the recovery schedule leaves it alone.
+        keep_file = True
+        _held(batch.pk, token).update(lease_token="", lease_until=timezone.now() + _lease_period())
+        return PAUSED
+    except _LeaseLost:
+        keep_file = True
+        logger.warning("Import batch %s was taken over by another runner; stopping", batch.pk)
+        return LOST
+    except (OperationalError, InterfaceError):
+        # The database went away (restart, network): like a worker that died, the lease lapses
+        # and the import is resumed. Best effort: the database may still be unreachable.
+        keep_file = True
+        _lapse_now(batch.pk, token)
+        logger.exception("Import batch %s interrupted by a database error", batch.pk)
+        raise
     except DomainError as exc:
-        ImportBatch.objects.filter(pk=batch_id, state=BatchState.RUNNING).update(
-            state=BatchState.FAILED, error=str(exc)[:2000], finished_at=timezone.now()
-        )
+        _close_failed(batch.pk, token, str(exc))
+        return FAILED
+    except Exception as exc:
+        # Closed by _execute if it got that far (then this is a no-op); the task fails loudly.
+        if _close_failed(batch.pk, token, f"{type(exc).__name__}: {exc}"):
+            logger.exception("Import batch %s failed", batch.pk)
+        raise
+    except BaseException:
+        # SystemExit (django-q's task timeout) or KeyboardInterrupt: the chunk in flight rolled
+        # back. Let the lease lapse now so the recovery resumes the import without waiting.
+        keep_file = True
+        _lapse_now(batch.pk, token)
+        raise
     finally:
-        stored.unlink(missing_ok=True)
-    return True
+        if not keep_file:
+            stored.unlink(missing_ok=True)
+
+
+def _lapse_now(batch_id: int, token: str) -> None:
+    """Let a stopped runner's lease lapse at once, so the import is resumed without waiting."""
+    try:
+        _held(batch_id, token).update(lease_until=timezone.now())
+    except Exception:  # the lease then lapses by itself
+        logger.warning("Could not release the lease of import batch %s", batch_id)
+
+
+def _tasks_run_inline() -> bool:
+    return bool(settings.Q_CLUSTER.get("sync"))
+
+
+def _queue_run(batch_id: int) -> None:
+    from django_q.tasks import async_task
+
+    async_task("leads.tasks.import_batch_run", batch_id)
+
+
+def import_batch_run(*, batch_id: int, progress: ProgressCallback | None = None) -> bool:
+    """Run a batch to its end in this process, if it can be claimed: pending, waiting for its
+    next slice, or interrupted (its lease lapsed). A batch that another runner holds is left
+    alone (a task may be delivered more than once). Returns whether this call ran it."""
+    return _run_slice(batch_id, budget=None, progress=progress) is not None
+
+
+def import_batch_task(*, batch_id: int) -> bool:
+    """The background task: run one time slice of AICMO_IMPORT_SLICE_SECONDS, then queue a
+    task for the rest, so that no task comes near the cluster's timeout. With AICMO_Q_SYNC a
+    queued task would run nested inside this one, so the slices run one after another here.
+    Returns whether this call ran anything."""
+    ran = False
+    while True:
+        outcome = _run_slice(batch_id, budget=settings.AICMO_IMPORT_SLICE_SECONDS, progress=None)
+        if outcome is None:
+            return ran
+        ran = True
+        if outcome != PAUSED:
+            return True
+        if not _tasks_run_inline():
+            _queue_run(batch_id)
+            return True
+
+
+def import_batches_recover(*, now: dt.datetime | None = None) -> list[int]:
+    """Queue a run of every background import whose runner stopped: RUNNING with a lapsed
+    lease, or PENDING for longer than a lease (its task was lost). Run every minute by the
+    django-q2 schedule; returns the ids queued."""
+    now = now or timezone.now()
+    stale = ImportBatch.objects.filter(
+        Q(state=BatchState.RUNNING, lease_until__lt=now)
+        | Q(state=BatchState.PENDING, created_at__lt=now - _lease_period())
+    ).exclude(channel__in=[SourceChannel.FORM, SourceChannel.API])
+    ids = list(stale.order_by("pk").values_list("pk", flat=True))
+    for batch_id in ids:
+        logger.warning("Import batch %s stopped reporting progress; queued to resume", batch_id)
+        _queue_run(batch_id)
+    return ids
+
+
+def import_batch_resume(
+    *,
+    batch: ImportBatch,
+    actor: Actor,
+    reason: str = "",
+    background: bool = True,
+    progress: ProgressCallback | None = None,
+) -> bool:
+    """Resume an import by hand (admin button, `leads resume`): queued on the cluster, or run
+    now in this process. Refused (DomainError) when it finished, failed, or its runner is
+    still reporting progress. Audited. Returns whether it was queued or run here."""
+    batch.refresh_from_db()
+    now = timezone.now()
+    if batch.state == BatchState.DONE:
+        raise DomainError(f"Import #{batch.pk} has finished; there is nothing to resume.")
+    if batch.state == BatchState.FAILED:
+        raise DomainError(
+            f"Import #{batch.pk} failed and cannot be resumed ({batch.error or 'no reason'}). "
+            "Import the file again instead."
+        )
+    if batch.channel in (SourceChannel.FORM, SourceChannel.API):
+        raise DomainError(f"Import #{batch.pk} is a {batch.get_channel_display()} delivery.")
+    if batch.state == BatchState.RUNNING and batch.lease_token and not batch.lease_lapsed(now):
+        ago = int((now - (batch.heartbeat_at or now)).total_seconds())
+        raise DomainError(
+            f"Import #{batch.pk} is still running (row {batch.rows_done} of {batch.rows_total}, "
+            f"last progress {ago} s ago). It counts as interrupted, and can be resumed, if it "
+            f"reports no progress until {batch.lease_until:%Y-%m-%d %H:%M:%S} UTC."
+        )
+    audit_record(
+        actor=actor,
+        action="leads.import_resume",
+        entity=batch,
+        after={
+            "rows_done": batch.rows_done,
+            "rows_total": batch.rows_total,
+            "state": batch.state,
+            "resumes": batch.resumes,
+            "background": background,
+        },
+        reason=reason,
+    )
+    if background:
+        transaction.on_commit(lambda: _queue_run(batch.pk))
+        return True
+    return import_batch_run(batch_id=batch.pk, progress=progress)
 
 
 # --- preview -----------------------------------------------------------------------------------

@@ -16,3 +16,14 @@ from __future__ import annotations
 import django.dispatch
 
 lead_erased = django.dispatch.Signal()
+
+
+IMPORT_RECOVERY_SCHEDULE = "aicmo.lead-import-recovery"
+
+
+def ensure_import_schedules(**kwargs) -> None:
+    """After migrate: the schedule that resumes background imports whose worker stopped
+    (`leads.tasks.import_batches_recover`, every minute). Idempotent."""
+    from ventures.signals import ensure_minutely_schedule
+
+    ensure_minutely_schedule(IMPORT_RECOVERY_SCHEDULE, "leads.tasks.import_batches_recover")

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from leads.services import import_batch_run as _import_batch_run
+from leads import services
 
 
 def import_batch_run(batch_id: int) -> bool:
-    """Run a stored upload in the background. Idempotent: the service claims the batch with a
-    conditional UPDATE, so a second delivery of the task does nothing and returns False."""
-    return _import_batch_run(batch_id=batch_id)
+    """Run a stored upload in the background, one time slice per task (the next slice is queued
+    by this one). Idempotent: the service claims the batch with a conditional UPDATE, so a
+    second delivery of the task, or one for a batch another worker holds, does nothing and
+    returns False."""
+    return services.import_batch_task(batch_id=batch_id)
+
+
+def import_batches_recover() -> list[int]:
+    """Every minute (schedule made on migrate): re-queue imports whose worker stopped."""
+    return services.import_batches_recover()

@@ -186,6 +186,16 @@ def test_preflight_command_reports_an_unreachable_database():
         ("AICMO_GLOBAL_DAILY_LIMIT", "-5", "AICMO_GLOBAL_DAILY_LIMIT='-5' must be at least 0"),
         ("AICMO_KILL_SWITCH", "perhaps", "AICMO_KILL_SWITCH='perhaps' is not a boolean"),
         (
+            "AICMO_IMPORT_SLICE_SECONDS",
+            "0",
+            "AICMO_IMPORT_SLICE_SECONDS='0' must be at least 1",
+        ),
+        (
+            "AICMO_IMPORT_SLICE_SECONDS",
+            "200",
+            "AICMO_IMPORT_SLICE_SECONDS=200 must be at most 120 (half the task queue's timeout",
+        ),
+        (
             "AICMO_SITE_URL",
             "aicmo.example.com",
             "AICMO_SITE_URL='aicmo.example.com' must be an absolute",
@@ -271,6 +281,7 @@ def test_env_example_documents_every_contract_variable():
         "AICMO_ARTIFACT_DIR",
         "AICMO_GLOBAL_DAILY_LIMIT",
         "AICMO_KILL_SWITCH",
+        "AICMO_IMPORT_SLICE_SECONDS",
         "ANYMAIL_",
     ):
         assert f"{name}" in text, name

@@ -5,16 +5,21 @@ from __future__ import annotations
 HEARTBEAT_SCHEDULE = "aicmo.worker-heartbeat"
 
 
-def ensure_worker_schedules(**kwargs) -> None:
-    """After migrate: make sure the heartbeat schedule exists (idempotent)."""
+def ensure_minutely_schedule(name: str, func: str) -> None:
+    """Make sure the django-q2 schedule `name` runs `func` every minute (idempotent)."""
     from django_q.models import Schedule
 
     Schedule.objects.update_or_create(
-        name=HEARTBEAT_SCHEDULE,
+        name=name,
         defaults={
-            "func": "ventures.tasks.worker_heartbeat",
+            "func": func,
             "schedule_type": Schedule.MINUTES,
             "minutes": 1,
             "repeats": -1,
         },
     )
+
+
+def ensure_worker_schedules(**kwargs) -> None:
+    """After migrate: make sure the heartbeat schedule exists (idempotent)."""
+    ensure_minutely_schedule(HEARTBEAT_SCHEDULE, "ventures.tasks.worker_heartbeat")

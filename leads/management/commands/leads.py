@@ -1,5 +1,6 @@
 """`leads import C FILE [--source NAME] [--dry-run] [--force]`, `leads export C [--out FILE]`,
-`leads suppress EMAIL|@DOMAIN|FILE [--reason R] [--venture V]`, `leads erase EMAIL`.
+`leads suppress EMAIL|@DOMAIN|FILE [--reason R] [--venture V]`, `leads erase EMAIL`,
+`leads resume BATCH_ID [--background] [--reason R]`.
 
 Each sub-command parses its input, calls one service of `leads.services` and reports.
 """
@@ -16,8 +17,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from leads.models import BatchState, ImportBatch
 from leads.services import (
     ImportOutcome,
+    import_batch_resume,
     lead_erase,
     lead_import,
     leads_export,
@@ -48,6 +51,15 @@ class Command(BaseCommand):
         p.add_argument("--source", default="", help="Source list name (default: the file name).")
         p.add_argument("--dry-run", action="store_true", help="Do everything, then roll back.")
         p.add_argument("--force", action="store_true", help="Import a file imported before.")
+        p = add(
+            "resume",
+            "Resume an interrupted background import from its first unprocessed row.",
+        )
+        p.add_argument("batch", metavar="BATCH_ID", type=int, help="The import batch id.")
+        p.add_argument(
+            "--background", action="store_true", help="Queue it on the task cluster instead."
+        )
+        p.add_argument("--reason", default="", help="Why (kept in the audit trail).")
         p = add("export", "Export a campaign's leads as CSV (formula-safe).")
         p.add_argument("campaign", metavar="C", help="Campaign slug or id.")
         p.add_argument("--out", default=None, help="Output file (default: standard output).")
@@ -65,7 +77,7 @@ class Command(BaseCommand):
         action = options["action"]
         try:
             getattr(self, "_" + action)(options)
-        except (Campaign.DoesNotExist, Venture.DoesNotExist) as exc:
+        except (Campaign.DoesNotExist, Venture.DoesNotExist, ImportBatch.DoesNotExist) as exc:
             raise CommandError(str(exc)) from None
         except DomainError as exc:
             raise CommandError(str(exc)) from None
@@ -90,6 +102,43 @@ class Command(BaseCommand):
         if bar:
             bar.finish()
         self._emit(outcome.as_dict(), _import_summary(campaign, outcome))
+
+    def _resume(self, options: dict[str, Any]) -> None:
+        batch = ImportBatch.objects.get(pk=options["batch"])
+        background = options["background"]
+        bar = None
+        if not background and sys.stderr.isatty() and not self.as_json:
+            bar = _ProgressBar(sys.stderr)
+        ran = import_batch_resume(
+            batch=batch,
+            actor=self.actor,
+            reason=options["reason"],
+            background=background,
+            progress=bar,
+        )
+        if bar:
+            bar.finish()
+        batch.refresh_from_db()
+        if not ran:
+            raise CommandError(
+                f"Import #{batch.pk} was claimed by another runner in the meantime; "
+                f"it is {batch.run_status.lower()}."
+            )
+        if batch.state == BatchState.FAILED:
+            raise CommandError(f"Import #{batch.pk} failed: {batch.error}")
+        c = batch.counts()
+        if background:
+            head = f"Import #{batch.pk} queued to resume at row {batch.rows_done + 1}"
+        else:
+            head = f"Import #{batch.pk}: {batch.run_status.lower()}"
+        self._emit(
+            {"batch": batch.pk, "state": batch.state, "resumes": batch.resumes, "counts": c},
+            f"{head} ({c['rows_done']} of {c['rows_total']} rows done; resumed "
+            f"{batch.resumes} time(s)).\n"
+            f"  created {c['created']}, updated {c['updated']}, unchanged {c['unchanged']}\n"
+            f"  duplicates in file {c['duplicates_in_file']}, already in campaign "
+            f"{c['duplicates_in_campaign']}, suppressed {c['suppressed']}, invalid {c['invalid']}",
+        )
 
     def _export(self, options: dict[str, Any]) -> None:
         campaign = campaign_get(options["campaign"])

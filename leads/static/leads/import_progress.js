@@ -10,7 +10,9 @@
       bar.value = data.percent;
     });
     document.querySelectorAll(".import-progress-text").forEach(function (text) {
-      text.textContent = data.percent + "% (" + data.rows_done + " of " + data.rows_total + " rows) - " + data.state_label;
+      var seen = data.last_progress_seconds_ago;
+      text.textContent = data.percent + "% (" + data.rows_done + " of " + data.rows_total + " rows) - " + data.state_label +
+        (seen === null || data.finished ? "" : " - last progress " + seen + " s ago");
     });
   }
   function poll() {

@@ -493,6 +493,42 @@ def test_state_fields_are_not_editable_in_the_change_form(client, administrator,
     assert (campaign.status, campaign.mode, campaign.kill_switch) == ("draft", "proof", False)
 
 
+def test_a_campaign_cannot_be_moved_to_another_venture(client, administrator, campaign):
+    from tests.factories import VentureFactory
+
+    other = VentureFactory()
+    client.force_login(administrator)
+    form = client.get(admin_url("campaign_change", campaign.pk)).context["adminform"].form
+    assert "venture" not in form.fields
+    data = campaign_form_data(client, campaign, daily_send_limit=70)
+    data.update(venture=other.pk, _save="Save")
+    response = client.post(admin_url("campaign_change", campaign.pk), data)
+    assert response.status_code == 302
+    campaign.refresh_from_db()
+    assert (campaign.venture_id, campaign.daily_send_limit) == (campaign.venture.pk, 70)
+    assert campaign.venture_id != other.pk
+    # A new campaign still chooses its venture.
+    add = client.get(admin_url("campaign_add")).context["adminform"].form
+    assert "venture" in add.fields
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_lead_can_only_name_its_campaigns_venture_on_postgresql():
+    from django.db import IntegrityError, transaction
+
+    from leads.models import Lead
+    from tests.factories import CampaignFactory, VentureFactory
+
+    campaign = CampaignFactory()
+    stranger = VentureFactory()
+    with pytest.raises(IntegrityError, match="lead_campaign_venture_fk"), transaction.atomic():
+        Lead.objects.create(campaign=campaign, venture=stranger, email_key="x@y.example")
+    Lead.objects.create(campaign=campaign, venture=campaign.venture, email_key="x@y.example")
+    with pytest.raises(IntegrityError, match="lead_campaign_venture_fk"), transaction.atomic():
+        type(campaign).objects.filter(pk=campaign.pk).update(venture=stranger)
+
+
 # --- Venture and global kill switches ------------------------------------------------------------
 
 

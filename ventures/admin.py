@@ -576,6 +576,12 @@ class VentureAdmin(OperationsAdmin):
     def get_fieldsets(self, request, obj=None):
         return self.fieldsets if obj else self.fieldsets[:3]
 
+    def get_readonly_fields(self, request, obj=None):
+        # A campaign stays in its venture: its leads, segments, templates and audit trail are
+        # that venture's (and on PostgreSQL its leads' foreign key names the pair).
+        fields = super().get_readonly_fields(request, obj)
+        return (*fields, "venture") if obj else fields
+
     def has_kill_permission(self, request) -> bool:
         return request.user.has_perm("ventures.kill_campaign")
 
@@ -733,6 +739,12 @@ class CampaignAdmin(OperationsAdmin):
 
     def get_fieldsets(self, request, obj=None):
         return self.fieldsets if obj else self.fieldsets[:3]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A campaign stays in its venture: its leads, segments, templates and audit trail are
+        # that venture's (and on PostgreSQL its leads' foreign key names the pair).
+        fields = super().get_readonly_fields(request, obj)
+        return (*fields, "venture") if obj else fields
 
     def changelist_view(self, request, extra_context=None):
         if request.method == "GET" and global_kill_switch_on():

@@ -267,6 +267,9 @@ class Campaign(models.Model):
             models.CheckConstraint(
                 condition=Q(mode__in=SendMode.values), name="campaign_mode_valid"
             ),
+            # The target of the leads' (campaign, venture) foreign key on PostgreSQL
+            # (leads migration 0004): a lead's venture is always its campaign's.
+            models.UniqueConstraint(fields=["id", "venture"], name="campaign_id_venture_key"),
         ]
 
     def __str__(self) -> str:

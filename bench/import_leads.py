@@ -16,7 +16,7 @@ path in a fresh subprocess (so peak RSS is that path's own) against an emptied l
          transaction: the physical floor of landing the same rows.
 
 Peak memory is the peak proportional set size (PSS) of the worker and its child (the process a
-big import forks to prepare rows), sampled every 20 ms: Python, Django and the data, shared
+big import forks to prepare rows), sampled every 250 ms: Python, Django and the data, shared
 pages counted once. The worker's own `ru_maxrss` is reported beside it. CPU seconds are given
 per process: the worker, its child, and the PostgreSQL backend. Prints a Markdown table and writes bench/out/import_leads.json.
 """
@@ -91,9 +91,11 @@ def fresh_campaign():
 
 
 class MemorySampler(threading.Thread):
-    """Peak proportional set size (PSS) of this process and its children, sampled every 20 ms.
+    """Peak proportional set size (PSS) of this process and its children, sampled every 250 ms.
     PSS splits the pages a forked child still shares with its parent between the two, so the
-    sum is what both really hold; adding the two RSS figures would count shared pages twice."""
+    sum is what both really hold; adding the two RSS figures would count shared pages twice.
+    Reading smaps_rollup costs the kernel a few ms per process: sampling every 20 ms took a
+    quarter of a core and slowed the import it measured."""
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
@@ -120,7 +122,7 @@ class MemorySampler(threading.Thread):
             return []
 
     def run(self) -> None:
-        while not self.stopped.wait(0.02):
+        while not self.stopped.wait(0.25):
             total = self._pss_kb(os.getpid()) + sum(self._pss_kb(c) for c in self._children())
             self.peak_kb = max(self.peak_kb, total)
 
@@ -168,6 +170,7 @@ def worker(kind: str, path: Path, db_url: str) -> dict:
         "seconds": seconds,
         "created": created,
         "peak_rss_mb": after.ru_maxrss / 1024,
+        "child_peak_rss_mb": children.ru_maxrss / 1024,
         "peak_pss_mb": sampler.peak_kb / 1024,
         # CPU seconds spent on the import: this process, the process it forked to prepare rows
         # (the only child), and the PostgreSQL backend serving the connection.

@@ -408,14 +408,12 @@ def fetch_existing(campaign_id: int, keys: list[str]) -> dict[str, dict[str, Any
     """The campaign's leads with these email keys, by key."""
     if not keys:
         return {}
-    # On PostgreSQL `campaign_id + 0` keeps the campaign-prefixed indexes out of the planner's
-    # choice: with statistics that do not know this campaign yet, it would probe one of them and
-    # filter the whole campaign per key. The email key index is then the only way in.
-    campaign_match = "l.campaign_id + 0 = %s" if _is_pg() else "l.campaign_id = %s"
+    # Both columns of the unique (campaign, email key) index are given, so even statistics
+    # that do not know this campaign yet leave it the planner's one sensible choice.
     sql, params = _probe(
         table=Lead._meta.db_table,
         columns=list(_EXISTING_COLUMNS),
-        match=campaign_match + " AND NOT (l.email_key = '')",
+        match="l.campaign_id = %s AND NOT (l.email_key = '')",
         match_params=[campaign_id],
         key_column="email_key",
         keys=keys,

@@ -19,12 +19,13 @@ import logging
 import os
 import pickle
 import re
+import select
 import signal
 import struct
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import closing, suppress
+from contextlib import ExitStack, closing, suppress
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -68,7 +69,7 @@ from leads.normalise import (
     timezone_valid,
     truthy,
 )
-from leads.parsing import HeaderMapping, header_key
+from leads.parsing import FileProblem, HeaderMapping, ScanResult, SourceFile, header_key, scan_file
 from leads.scoring import LeadScorer
 
 logger = logging.getLogger(__name__)
@@ -696,6 +697,9 @@ class ImportContext:
     # extends the lease by `lease_period` in the same transaction.
     lease_token: str | None = None
     lease_period: timedelta | None = None
+    # Rows the file probably has, while `counts.rows_total` is not known yet (its check runs
+    # beside the import): decides whether a preparing process is worth forking.
+    rows_expected: int = 0
 
 
 class LeaseLost(Exception):
@@ -1122,26 +1126,125 @@ def _use_child(rows_total: int) -> bool:
     return hasattr(os, "fork") and rows_total > threshold
 
 
+class FileCheck:
+    """`scan_file()` of a big file in a forked process, while the import's first chunks are
+    written. The caller writes them in one transaction that commits only once the check has
+    passed (`run_chunks(check=...)`): a file-level problem still leaves the database as it was,
+    but the seconds spent reading a million rows twice are no longer spent before the first
+    write. Use as a context manager: leaving it stops and reaps the process."""
+
+    def __init__(self, info: SourceFile) -> None:
+        read_fd, write_fd = os.pipe()
+        gc.freeze()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.close(read_fd)
+                code = _check_in_child(info, write_fd)
+            finally:
+                os._exit(code)
+        gc.unfreeze()
+        os.close(write_fd)
+        self.pid = pid
+        self.source = os.fdopen(read_fd, "rb")
+        self.finished = False
+
+    def __enter__(self) -> FileCheck:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def done(self) -> bool:
+        """Whether the verdict is in (never blocks)."""
+        return self.finished or bool(select.select([self.source], [], [], 0)[0])
+
+    def result(self) -> ScanResult:
+        """The scan's result (waits for it); raises its FileProblem."""
+        message = _receive(self.source)
+        _, status = os.waitpid(self.pid, 0)
+        self.finished = True
+        if message is None:
+            raise PreparingProcessDied(
+                "The process checking the file stopped unexpectedly "
+                f"({_exit_description(status)}); nothing was imported."
+            )
+        kind, payload = message
+        if kind == "error":
+            exc, detail = payload
+            if detail:
+                logger.error("Checking the file of an import failed:\n%s", detail)
+            raise exc
+        return payload
+
+    def close(self) -> None:
+        self.source.close()
+        if not self.finished:
+            with suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)
+            os.waitpid(self.pid, 0)
+            self.finished = True
+
+
+def _check_in_child(info: SourceFile, write_fd: int) -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    out = os.fdopen(write_fd, "wb")
+    try:
+        try:
+            message: tuple = ("ok", scan_file(info))
+        except FileProblem as exc:
+            message = ("error", (exc, ""))
+        except Exception as exc:
+            message = (
+                "error",
+                (RuntimeError(f"{type(exc).__name__}: {exc}"), traceback.format_exc()),
+            )
+        _send(out, message)
+        return 0
+    except BrokenPipeError:
+        return 0
+
+
 def run_chunks(
     *,
     ctx: ImportContext,
     rows: Iterable[tuple[int, list[str]]],
     progress: ProgressCallback | None = None,
+    check: FileCheck | None = None,
+    pending: ExitStack | None = None,
 ) -> ImportCounts:
-    """Process every data row; after each chunk store the batch's counters and report progress."""
+    """Process every data row; after each chunk store the batch's counters and report progress.
+
+    With a `check` running, `pending` holds the open transaction the first chunks are written
+    in: once the check has passed (it is looked at after every chunk), the file's row count is
+    taken from it and `pending` is closed, committing them; if it fails, its FileProblem is
+    raised here and `pending` rolls everything back.
+    """
     processor = ChunkProcessor(ctx)
     totals = ctx.counts
     chunks = chunked(rows, CHUNK_ROWS)
-    if _use_child(totals.rows_total):
+    if _use_child(totals.rows_total or ctx.rows_expected):
         prepared_chunks = _prepared_in_child(processor.prepare, chunks)
     else:
         prepared_chunks = (processor.prepare(records) for records in chunks)
+
+    def passed() -> None:
+        totals.rows_total = check.result().rows_total  # stored with the next counters
+        pending.close()
+
     with closing(prepared_chunks):
         for prepared in prepared_chunks:
             totals.add(processor.run(prepared, totals))
             # With DEBUG on, Django keeps the last 9,000 queries with their parameters (a
             # chunk's lookups carry 10,000 keys each): a big import must not grow that log.
             reset_queries()
+            if check is not None and check.done():
+                passed()
+                check = None
             if progress:
                 progress(totals.rows_done, totals.rows_total)
+        if check is not None:
+            passed()
     return totals

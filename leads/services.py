@@ -16,11 +16,13 @@ import csv
 import datetime as dt
 import itertools
 import logging
+import os
 import re
 import shutil
 import time
 import uuid
 from collections.abc import Iterable
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -33,6 +35,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from leads.importing import (
+    FileCheck,
     ImportContext,
     ImportCounts,
     LeaseLost,
@@ -72,6 +75,12 @@ from ventures.models import Campaign, Venture
 from ventures.services import Actor, DomainError, actor_label, audit_record
 
 logger = logging.getLogger(__name__)
+
+# Files bigger than this are checked in full by a second process beside the import's first
+# chunks (`importing.FileCheck`); smaller ones are checked before it, which costs less than a
+# fork. EXPECTED_ROW_BYTES guesses their row count meanwhile (a typical CRM export row).
+CHECK_BESIDE_BYTES = 2 * 1024 * 1024
+EXPECTED_ROW_BYTES = 250
 
 
 class AlreadyImportedError(DomainError):
@@ -166,6 +175,9 @@ def _run(
     mapping,
     progress: ProgressCallback | None,
     token: str | None = None,
+    check: FileCheck | None = None,
+    pending: ExitStack | None = None,
+    rows_expected: int = 0,
 ) -> ImportCounts:
     """Import `rows` into the batch. The running counters start from the batch's committed
     ones: a resumed import passes only the rows after `rows_done` and carries on counting."""
@@ -180,8 +192,9 @@ def _run(
         counts=ImportCounts(**batch.counts()),
         lease_token=token,
         lease_period=_lease_period(),
+        rows_expected=rows_expected,
     )
-    return run_chunks(ctx=ctx, rows=rows, progress=progress)
+    return run_chunks(ctx=ctx, rows=rows, progress=progress, check=check, pending=pending)
 
 
 def lead_import(
@@ -203,60 +216,96 @@ def lead_import(
     """
     started = timezone.now()
     info = inspect_file(path, name=file_name)
-    scan = scan_file(info)
-    _refuse_reimport(campaign, info.sha256, force=force)
-    fields = {
-        "campaign": campaign,
-        "channel": SourceChannel.IMPORT,
-        "source": source[:200],
-        "file_name": info.name[:255],
-        "file_sha256": info.sha256,
-        "file_size": info.size,
-        "uploaded_by": uploaded_by,
-        "actor": actor_label(actor)[:200],
-        "forced": force,
-        "mapping": scan.mapping.as_display(),
-        "state": BatchState.RUNNING,
-        "started_at": started,
-        "rows_total": scan.rows_total,
-    }
-    if dry_run:
-        with transaction.atomic():
-            batch = ImportBatch.objects.create(**fields)
-            counts = _run(
-                batch=batch, rows=_file_rows(info), mapping=scan.mapping, progress=progress
+    if dry_run or info.size <= CHECK_BESIDE_BYTES or not hasattr(os, "fork"):
+        scan = scan_file(info)
+        mapping, rows_total, check = scan.mapping, scan.rows_total, None
+    else:
+        # A big file is checked in full by a second process while the first chunks are
+        # written in a transaction that commits only once the check has passed.
+        mapping, rows_total = _header_mapping(info), 0
+        check = FileCheck(info)
+    with check or nullcontext():
+        _refuse_reimport(campaign, info.sha256, force=force)
+        fields = {
+            "campaign": campaign,
+            "channel": SourceChannel.IMPORT,
+            "source": source[:200],
+            "file_name": info.name[:255],
+            "file_sha256": info.sha256,
+            "file_size": info.size,
+            "uploaded_by": uploaded_by,
+            "actor": actor_label(actor)[:200],
+            "forced": force,
+            "mapping": mapping.as_display(),
+            "state": BatchState.RUNNING,
+            "started_at": started,
+            "rows_total": rows_total,
+        }
+        if dry_run:
+            with transaction.atomic():
+                batch = ImportBatch.objects.create(**fields)
+                counts = _run(
+                    batch=batch, rows=_file_rows(info), mapping=mapping, progress=progress
+                )
+                transaction.set_rollback(True)
+            return _outcome(None, info, mapping, counts, started, dry_run=True)
+        # Leased like a background import, so that if this process dies the batch shows as
+        # interrupted and the recovery closes it with a message (its file is not kept to resume).
+        token = uuid.uuid4().hex
+        with ExitStack() as pending:
+            if check is not None:
+                pending.enter_context(transaction.atomic())
+            batch = ImportBatch.objects.create(
+                **fields,
+                lease_token=token,
+                lease_until=started + _lease_period(),
+                heartbeat_at=started,
+                slices=1,
             )
-            transaction.set_rollback(True)
-        return _outcome(None, info, scan.mapping, counts, started, dry_run=True)
-    # Leased like a background import, so that if this process dies the batch shows as
-    # interrupted and the recovery closes it with a message (its file is not kept to resume).
-    token = uuid.uuid4().hex
-    batch = ImportBatch.objects.create(
-        **fields,
-        lease_token=token,
-        lease_until=started + _lease_period(),
-        heartbeat_at=started,
-        slices=1,
-    )
-    try:
-        counts = _execute(
-            batch, _file_rows(info), scan.mapping, _Lease(batch.pk, token, progress), token
-        )
-    except _LeaseLost:
-        raise DomainError(
-            f"Import #{batch.pk} stopped: it reported no progress for "
-            f"{settings.AICMO_IMPORT_LEASE_SECONDS} s and counted as interrupted."
-        ) from None
-    return _outcome(batch.pk, info, scan.mapping, counts, started, dry_run=False)
+            try:
+                counts = _execute(
+                    batch,
+                    _file_rows(info),
+                    mapping,
+                    _Lease(batch.pk, token, progress),
+                    token,
+                    check=check,
+                    pending=pending if check is not None else None,
+                    rows_expected=info.size // EXPECTED_ROW_BYTES,
+                )
+            except _LeaseLost:
+                raise DomainError(
+                    f"Import #{batch.pk} stopped: it reported no progress for "
+                    f"{settings.AICMO_IMPORT_LEASE_SECONDS} s and counted as interrupted."
+                ) from None
+    return _outcome(batch.pk, info, mapping, counts, started, dry_run=False)
 
 
 def _execute(
-    batch: ImportBatch, rows: Iterable, mapping, progress, token: str, *, resumable: bool = False
+    batch: ImportBatch,
+    rows: Iterable,
+    mapping,
+    progress,
+    token: str,
+    *,
+    resumable: bool = False,
+    check: FileCheck | None = None,
+    pending: ExitStack | None = None,
+    rows_expected: int = 0,
 ) -> ImportCounts:
     """Run the rows and close the batch (DONE with its audit row, or FAILED with why). When
     `resumable`, losing the database connection leaves it RUNNING, to be resumed."""
     try:
-        counts = _run(batch=batch, rows=rows, mapping=mapping, progress=progress, token=token)
+        counts = _run(
+            batch=batch,
+            rows=rows,
+            mapping=mapping,
+            progress=progress,
+            token=token,
+            check=check,
+            pending=pending,
+            rows_expected=rows_expected,
+        )
     except (_LeaseLost, _SliceSpent):
         raise
     except Exception as exc:

@@ -229,3 +229,64 @@ def test_a_preparing_process_imports_exactly_what_one_process_imports(
         )
 
     assert issues(inline) == issues(forked) and issues(inline_again) == issues(forked_again)
+
+
+# --- the whole-file check beside the first chunks --------------------------------------------
+
+
+@pytest.fixture
+def checked_beside(monkeypatch):
+    """Every file is checked by a second process while its first chunks are written."""
+    monkeypatch.setattr("leads.services.CHECK_BESIDE_BYTES", 0)
+    monkeypatch.setattr("leads.importing.CHUNK_ROWS", 3)
+
+
+def test_a_big_file_checked_beside_the_import_is_imported_with_its_row_count(
+    run_import, write_csv, checked_beside
+):
+    rows = "".join(f"c{i}@acme.example\n" for i in range(10)) + "bad\n"
+
+    outcome = run_import(write_csv("Email\n" + rows))
+
+    batch = ImportBatch.objects.get(pk=outcome.batch_id)
+    assert batch.state == BatchState.DONE
+    assert (batch.rows_total, batch.rows_done, batch.created, batch.invalid) == (11, 11, 10, 1)
+
+
+def test_a_file_problem_found_after_chunks_were_written_leaves_the_database_as_it_was(
+    run_import, write_csv, checked_beside, monkeypatch
+):
+    # The verdict comes last: every chunk before it was written in the pending transaction.
+    monkeypatch.setattr(importing.FileCheck, "done", lambda self: False)
+    written = []
+    write = importing.ChunkProcessor._write
+    monkeypatch.setattr(
+        importing.ChunkProcessor, "_write", lambda self, p: written.append(1) or write(self, p)
+    )
+    rows = "".join(f"r{i}@acme.example,Ann\n" for i in range(8)) + "r9@acme.example,Bob,extra\n"
+
+    with pytest.raises(importing.FileProblem, match="do not have the 2 columns of the header"):
+        run_import(write_csv("Email,First Name\n" + rows))
+
+    assert len(written) == 3
+    assert Lead.objects.count() == 0 and ImportBatch.objects.count() == 0
+
+
+def test_a_check_process_that_dies_fails_the_import_and_writes_nothing(
+    run_import, write_csv, checked_beside, monkeypatch
+):
+    monkeypatch.setattr("leads.importing.scan_file", lambda info: os.kill(os.getpid(), 9))
+    rows = "".join(f"k{i}@acme.example\n" for i in range(7))
+
+    with pytest.raises(PreparingProcessDied, match="checking the file stopped unexpectedly"):
+        run_import(write_csv("Email\n" + rows))
+
+    assert Lead.objects.count() == 0 and ImportBatch.objects.count() == 0
+
+
+def test_a_header_problem_of_a_big_file_is_refused_before_anything_starts(
+    run_import, write_csv, checked_beside
+):
+    with pytest.raises(importing.FileProblem, match=r"[Ee]mail"):
+        run_import(write_csv("Name,Company\nAnn,Acme\n"))
+    assert ImportBatch.objects.count() == 0

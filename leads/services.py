@@ -570,12 +570,13 @@ def _run_slice(
                 f"{batch.rows_total}. Import the file again (with force) to bring in the rest."
             )
         if batch.rows_done == 0:
-            # Nothing written yet: check the whole file, as before the first chunk of any import.
-            scan = scan_file(info)
+            # Nothing written yet. The upload was checked in full when it was stored (that is
+            # where rows_total comes from) and its SHA-256 is unchanged: only a batch without
+            # that check is read twice.
+            if batch.rows_total == 0:
+                scan_file(info)
             _refuse_reimport(batch.campaign, info.sha256, force=batch.forced, exclude=batch.pk)
-            mapping = scan.mapping
-        else:
-            mapping = _header_mapping(info)
+        mapping = _header_mapping(info)
         rows = itertools.islice(_file_rows(info), batch.rows_done, None)
         lease = _Lease(batch.pk, token, progress, budget, started)
         _execute(batch, rows, mapping, lease, token, resumable=True)

@@ -159,3 +159,17 @@ def test_progress_callback_reports_rows_done_out_of_total(run_import, write_csv,
     run_import(write_csv("Email\n" + rows), progress=lambda done, total: seen.append((done, total)))
 
     assert seen == [(4, 10), (8, 10), (10, 10)]
+
+
+def test_the_terminal_progress_bar_counts_rows_until_the_file_check_gives_the_total():
+    import io
+
+    from leads.management.commands.leads import _ProgressBar
+
+    out = io.StringIO()
+    bar = _ProgressBar(out)
+    bar(30_000, 0)
+    assert out.getvalue().endswith("\r30000 rows done (the file is still being checked)")
+    bar.last = 0.0
+    bar(50_000, 100_000)
+    assert "\r[###############...............]  50% 50000/100000" in out.getvalue()

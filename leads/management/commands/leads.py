@@ -227,9 +227,15 @@ class _ProgressBar:
         if now - self.last < 0.1 and done < total:
             return
         self.last = now
-        share = done / total if total else 1
-        filled = int(share * 30)
-        self.stream.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {share:4.0%} {done}/{total}")
+        if not total:
+            # A big file's row count arrives with its check, which runs beside the import.
+            self.stream.write(f"\r{done} rows done (the file is still being checked)")
+        else:
+            share = done / total
+            filled = int(share * 30)
+            self.stream.write(
+                f"\r[{'#' * filled}{'.' * (30 - filled)}] {share:4.0%} {done}/{total}" + " " * 12
+            )
         self.stream.flush()
 
     def finish(self) -> None:

@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import email_validator
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
@@ -42,17 +43,51 @@ def email_normalise_slow(value: str) -> str:
         raise InvalidValue(str(exc)) from None
 
 
+# A plain host name in lower case: letters, digits and inner hyphens per label (at most 63
+# characters), at least two labels.
+_PLAIN_HOSTNAME = re.compile(
+    r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+)
+_SPECIAL_USE_TLDS = frozenset(email_validator.SPECIAL_USE_DOMAIN_NAMES)
+# The shortcut below answers for email-validator's defaults (no test environment, globally
+# deliverable) and for special-use names that are single labels; otherwise it stays off.
+_PLAIN_DOMAIN_SHORTCUT = (
+    email_validator.GLOBALLY_DELIVERABLE
+    and not email_validator.TEST_ENVIRONMENT
+    and all("." not in name for name in _SPECIAL_USE_TLDS)
+)
+
+
+def _plain_domain_accepted(domain: str) -> bool:
+    """True when email-validator certainly accepts "x@" + domain and normalises the domain to
+    its lower-case spelling: a plain host name (no Punycode, no double hyphen, which it checks
+    through IDNA), at most 252 characters, whose top-level label ends in a letter and is not
+    special-use. False means: ask email-validator (tests compare the two)."""
+    lower = domain.lower()
+    return (
+        _PLAIN_DOMAIN_SHORTCUT
+        and len(domain) <= 252
+        and "--" not in lower
+        and lower[-1:].isalpha()
+        and _PLAIN_HOSTNAME.fullmatch(lower) is not None
+        and lower.rpartition(".")[2] not in _SPECIAL_USE_TLDS
+    )
+
+
 def _domain_normalised(domain: str) -> str | None:
     """The normalised domain if email-validator accepts it, else None (cached per domain)."""
     found = _domain_cache.get(domain, False)
     if found is not False:
         return found
-    try:
-        result: str | None = validate_email(
-            "x@" + domain, check_deliverability=False
-        ).normalized.partition("@")[2]
-    except EmailNotValidError:
-        result = None
+    if _plain_domain_accepted(domain):
+        result: str | None = domain.lower()
+    else:
+        try:
+            result = validate_email("x@" + domain, check_deliverability=False).normalized.partition(
+                "@"
+            )[2]
+        except EmailNotValidError:
+            result = None
     if len(_domain_cache) >= _DOMAIN_CACHE_MAX:
         _domain_cache.clear()
     _domain_cache[domain] = result
@@ -234,6 +269,8 @@ def domain_normalise(value: str) -> str:
 _SIZE = re.compile(r"(\d[\d,.\s]*)")
 
 
+# Sizes, values and dates repeat a lot in real lists ("51-200"): cached, a bounded number each.
+@functools.lru_cache(maxsize=4096)
 def company_size_parse(value: str) -> int | None:
     """'51-200' -> 51, '1,001-5,000' -> 1001, '10000+' -> 10000, '11' -> 11, else None."""
     match = _SIZE.search(value)
@@ -243,6 +280,7 @@ def company_size_parse(value: str) -> int | None:
     return min(int(digits), 2_147_483_647) if digits else None
 
 
+@functools.lru_cache(maxsize=4096)
 def decimal_parse(value: str) -> Decimal | None:
     cleaned = re.sub(r"[^\d.\-]", "", value.replace(",", ""))
     if not cleaned:
@@ -259,6 +297,7 @@ def decimal_parse(value: str) -> Decimal | None:
 _DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d", "%d/%m/%Y", "%d.%m.%Y")
 
 
+@functools.lru_cache(maxsize=4096)
 def datetime_parse(value: str) -> dt.datetime | None:
     value = value.strip()
     if not value:

@@ -183,3 +183,79 @@ def test_fast_phone_path_agrees_with_phonenumbers():
             used_fast += 1
             assert fast == phone_normalise_slow(raw), raw
     assert used_fast > 2000  # random lengths are often impossible: those take the slow path
+
+
+def _validator_domain(domain: str) -> str | None:
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        return validate_email("x@" + domain, check_deliverability=False).normalized.partition("@")[
+            2
+        ]
+    except EmailNotValidError:
+        return None
+
+
+def _domain_cases():
+    rng = random.Random(17)  # noqa: S311 - reproducible test data
+    cases = [
+        "acme.example",
+        "ACME.Example",
+        "a.b",
+        "a.b1",
+        "a.1",
+        "acme.test",
+        "acme.TEST",
+        "mail.acme.invalid",
+        "acme.local",
+        "localhost",
+        "x.onion",
+        "in-addr.arpa",
+        "xn--bcher-kva.example",
+        "ab--cd.example",
+        "a-.example",
+        "-a.example",
+        "a..example",
+        ".a.example",
+        "a.example.",
+        "a_b.example",
+        "a" * 63 + ".example",
+        "a" * 64 + ".example",
+        ("a" * 62 + ".") * 4 + "exam",  # 252 characters
+        ("a" * 62 + ".") * 4 + "examp",  # 253
+        ("a" * 62 + ".") * 4 + "exampl",  # 254
+    ]
+    for _ in range(30000):
+        if rng.random() < 0.5:
+            domain = "".join(rng.choice("abcxyzXNQ019-._") for _ in range(rng.randint(0, 20)))
+        else:
+            labels = [
+                "".join(rng.choice("abXn0-") for _ in range(rng.randint(0, rng.choice([5, 64]))))
+                for _ in range(rng.randint(1, 5))
+            ]
+            tld = rng.choice(["", ".com", ".test", ".Local", ".c0m", ".x", ".Arpa", ".e."])
+            domain = ".".join(labels) + tld
+        cases.append(domain)
+    return cases
+
+
+def test_plain_domain_shortcut_agrees_with_email_validator():
+    from leads.normalise import _plain_domain_accepted
+
+    shortcut = 0
+    for domain in _domain_cases():
+        if _plain_domain_accepted(domain):
+            shortcut += 1
+            assert _validator_domain(domain) == domain.lower(), domain
+    assert shortcut > 2000
+
+
+def test_fast_email_path_agrees_with_email_validator_on_many_distinct_domains():
+    """Every address here has a domain not seen before, so each takes the domain shortcut or
+    email-validator once, then the cached answer."""
+    rng = random.Random(23)  # noqa: S311 - reproducible test data
+    for n, domain in enumerate(_domain_cases()[:8000]):
+        local = rng.choice(["jo", "J.Doe", "a+b", "o'neil", "x..y", "é", "info", "Sales"])
+        for address in (f"{local}{n}@{domain}", f"{local}{n}@{domain.upper()}"):
+            fast, slow = _both(address)
+            assert fast == slow, address

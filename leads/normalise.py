@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+import unicodedata
 import zoneinfo
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -18,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 import email_validator
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
+from email_validator.rfc_constants import DOT_ATOM_TEXT_INTL
 
 from leads.models import ConsentStatus
 
@@ -97,9 +99,10 @@ def _domain_normalised(domain: str) -> str | None:
 def email_normalise(value: str) -> str:
     """Trim and validate an address; returns email-validator's normalised form.
 
-    Fast path: a plain ASCII local part and an ASCII domain that email-validator accepted
-    before (and whose normalised form is its lower-case spelling) give local@domain.lower()
-    without re-running the validator. Everything else goes through email-validator itself.
+    Fast path: a plain local part (ASCII, or internationalised letters already in NFC) and an
+    ASCII domain that email-validator accepts (and whose normalised form is its lower-case
+    spelling) give local@domain.lower() without re-running the validator. Everything else goes
+    through email-validator itself.
     """
     value = value.strip()
     local, at, domain = value.rpartition("@")
@@ -107,13 +110,28 @@ def email_normalise(value: str) -> str:
         at
         and len(local) <= 64
         and len(value) <= 254
-        and _SIMPLE_LOCAL.fullmatch(local)
         and _ASCII_DOMAIN.fullmatch(domain)
+        and (
+            _SIMPLE_LOCAL.fullmatch(local)
+            if local.isascii()
+            else len(value.encode("utf-8")) <= 254 and _plain_intl_local(local)
+        )
     ):
         normalised = _domain_normalised(domain)
         if normalised is not None and normalised == domain.lower():
             return local + "@" + normalised
     return email_normalise_slow(value)
+
+
+def _plain_intl_local(local: str) -> bool:
+    """An unquoted local part with non-ASCII letters ("jürgen.müller") that email-validator
+    keeps as it is: its internationalised dot-atom syntax, only letters, digits, punctuation
+    and symbols (no marks, spaces or controls, which it checks further) and already in NFC."""
+    return (
+        DOT_ATOM_TEXT_INTL.match(local) is not None
+        and all(unicodedata.category(c)[0] in "LNPS" for c in local)
+        and unicodedata.is_normalized("NFC", local)
+    )
 
 
 def email_key_of(email: str) -> str:
@@ -131,8 +149,8 @@ _PHONE_CACHE_MAX = 200_000
 _phone_cache: dict[tuple[str, str | None], str] = {}
 
 
-_PLUS_NUMBER = re.compile(r"\+[1-9][0-9 .\-]*[0-9]")
-_DIGIT_SEPARATORS = str.maketrans("", "", " .-")
+_PLUS_NUMBER = re.compile(r"\+[1-9][0-9 .\-()]*[0-9]")
+_DIGIT_SEPARATORS = str.maketrans("", "", " .-()")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -153,7 +171,7 @@ def _calling_code_rules(code: int) -> tuple[re.Pattern | None, frozenset[int]] |
 
 
 def _phone_fast(value: str) -> str | None:
-    """E.164 for '+<digits with spaces, dots or hyphens>' when phonenumbers would give exactly
+    """E.164 for '+<digits with spaces, dots, hyphens or parentheses>' when phonenumbers would give exactly
     '+' and the digits: the national number has no national prefix to strip, no leading zero,
     and a possible length. None means: ask phonenumbers (tests compare the two)."""
     if not _PLUS_NUMBER.fullmatch(value):

@@ -173,16 +173,37 @@ def _phone_cases():
     return cases
 
 
+def _phone_cases_with_parentheses():
+    """'+1 (512) 555-0100', '+44 (0)20 ...' and unbalanced or doubled parentheses."""
+    import phonenumbers
+
+    rng = random.Random(13)  # noqa: S311 - reproducible test data
+    codes = sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
+    cases = ["+1 (512) 555-0100", "+44 (0)20 7946 0000", "+49 (0) 89 1234567", "+1 (512 555 0100"]
+    for _ in range(20000):
+        number = f"+{rng.choice(codes)}"
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 14)))
+        i = 0
+        while i < len(digits):
+            size = rng.randint(1, 4)
+            sep = rng.choice([" ", "-", ".", "", "(", ")", " (", ") ", "((", "()"])
+            number += sep + digits[i : i + size]
+            i += size
+        cases.append(number)
+    return cases
+
+
 def test_fast_phone_path_agrees_with_phonenumbers():
     from leads.normalise import _phone_fast, phone_normalise_slow
 
     used_fast = 0
-    for raw in _phone_cases():
+    for raw in _phone_cases() + _phone_cases_with_parentheses():
         fast = _phone_fast(raw)
         if fast is not None:
             used_fast += 1
-            assert fast == phone_normalise_slow(raw), raw
-    assert used_fast > 2000  # random lengths are often impossible: those take the slow path
+            for region in (None, "US", "DE", "GB"):
+                assert fast == phone_normalise_slow(raw, region=region), (raw, region)
+    assert used_fast > 8000  # random lengths are often impossible: those take the slow path
 
 
 def _validator_domain(domain: str) -> str | None:
@@ -259,3 +280,25 @@ def test_fast_email_path_agrees_with_email_validator_on_many_distinct_domains():
         for address in (f"{local}{n}@{domain}", f"{local}{n}@{domain.upper()}"):
             fast, slow = _both(address)
             assert fast == slow, address
+
+
+def test_fast_email_path_agrees_with_email_validator_on_internationalised_local_parts():
+    """Letters with accents, composed and decomposed (NFD), combining marks first, spaces,
+    invisible and full-width characters, symbols, RFC 2142 names and lengths near the limits."""
+    from leads.normalise import _plain_intl_local
+
+    rng = random.Random(31)  # noqa: S311 - reproducible test data
+    alphabet = [*"abcXYZ09.-_+'!", "é", "ü", "ø", "ß", "ñ", "Ø", "É", "ç", "ı", "İ", "ſ"]
+    alphabet += ["e\u0301", "\u0301", "\u00a0", "\u200b", "\u037e", "＠", "ｅ", "😀", "Å"]
+    alphabet += ["\u2028", "\ufeff", "ǅ", "ⅷ", "²", "\u3000", "한", "字", "\x85", "@"]
+    fast_used = 0
+    for n in range(20000):
+        local = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 10)))
+        if rng.random() < 0.02:
+            local = local * 30
+        domain = rng.choice(["acme.example", "ACME.example", "bücher.example", "a.test", "x"])
+        address = f"{local}{n}@{domain}"
+        fast, slow = _both(address)
+        assert fast == slow, address
+        fast_used += not local.isascii() and _plain_intl_local(f"{local}{n}")
+    assert fast_used > 1000

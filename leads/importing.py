@@ -233,7 +233,9 @@ class RowNormaliser:
 
     def __call__(self, number: int, row: list[str]) -> dict[str, Any] | list[RowIssue]:
         width = len(row)
-        if width >= self._width:
+        # No cell longer than the shortest length limit: no value can be too long.
+        short = width >= self._width and max(map(len, row)) <= self.shortest_limit
+        if short:
             v = dict(zip(self._fields, map(str.strip, self._take_fields(row)), strict=True))
         else:
             v = {f: row[i].strip() for f, i in self.present if i < width}
@@ -247,19 +249,13 @@ class RowNormaliser:
                 issues = [RowIssue(number, self.header_of["email"], f"Invalid email: {exc}")]
         else:
             issues = [RowIssue(number, self.header_of["email"], "No email address.")]
-        if max(map(len, v.values()), default=0) > self.shortest_limit:
-            issues = self._length_issues(number, v, issues or [])
-        if width >= self._width:
-            values = self._take_custom(row)
-            if max(map(len, values), default=0) <= MAX_CUSTOM_VALUE_CHARS:
-                custom = {
-                    name: value
-                    for name, value in zip(self._custom_names, map(str.strip, values), strict=True)
-                    if value
-                }
-            else:
-                custom, issues = self._custom_checked(number, row, width, issues or [])
+        if short:
+            # The non-empty custom values, in column order.
+            values = map(str.strip, self._take_custom(row))
+            custom = dict(filter(_second, zip(self._custom_names, values, strict=True)))
         else:
+            if max(map(len, v.values()), default=0) > self.shortest_limit:
+                issues = self._length_issues(number, v, issues or [])
             custom, issues = self._custom_checked(number, row, width, issues or [])
         if issues:
             return issues
@@ -382,6 +378,7 @@ class RowNormaliser:
 
 
 _NO_SIGNALS: frozenset[str] = frozenset()
+_second = operator.itemgetter(1)
 
 
 def _taker(indexes: list[int]) -> Callable[[list[str]], tuple[str, ...]]:

@@ -302,3 +302,33 @@ def test_fast_email_path_agrees_with_email_validator_on_internationalised_local_
         assert fast == slow, address
         fast_used += not local.isascii() and _plain_intl_local(f"{local}{n}")
     assert fast_used > 1000
+
+
+def test_website_host_fast_path_agrees_with_urlsplit():
+    from leads.normalise import _PLAIN_WEBSITE, domain_from_website, domain_from_website_slow
+
+    rng = random.Random(37)  # noqa: S311 - reproducible test data
+    cases = [
+        "https://www.acme.example/about",
+        "http://WWW.Acme.Example",
+        "acme.example",
+        "acme.example/?u=http://other.example",
+        "https://acme.example:8080/x",
+        "https://user@acme.example",
+        "https://[::1]/x",
+        "ftp://acme.example",
+        "https:///path",
+        "www.",
+        "acme.example.",
+        "HTTPS://ACME.EXAMPLE#top",
+    ]
+    parts = ["http", "https", "HTTP", "://", ":/", "//", "www.", "WWW.", "acme", "a-b", "."]
+    parts += ["example", "/", "?", "#", ":", "@", "[", "]", "%41", "\t", "\n", " ", "é", "ſ", "K"]
+    parts += ["\x01", "1", "-", "x=y", "ftp"]
+    for _ in range(30000):
+        cases.append("".join(rng.choice(parts) for _ in range(rng.randint(1, 8))))
+    fast = 0
+    for value in cases:
+        assert domain_from_website.__wrapped__(value) == domain_from_website_slow(value), value
+        fast += _PLAIN_WEBSITE.fullmatch(value.strip()) is not None
+    assert fast > 3000

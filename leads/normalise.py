@@ -171,9 +171,9 @@ def _calling_code_rules(code: int) -> tuple[re.Pattern | None, frozenset[int]] |
 
 
 def _phone_fast(value: str) -> str | None:
-    """E.164 for '+<digits with spaces, dots, hyphens or parentheses>' when phonenumbers would give exactly
-    '+' and the digits: the national number has no national prefix to strip, no leading zero,
-    and a possible length. None means: ask phonenumbers (tests compare the two)."""
+    """E.164 for '+<digits with spaces, dots, hyphens or parentheses>' when phonenumbers would
+    give exactly '+' and the digits: the national number has no national prefix to strip, no
+    leading zero, and a possible length. None means: ask phonenumbers (tests compare the two)."""
     if not _PLUS_NUMBER.fullmatch(value):
         return None
     digits = value[1:].translate(_DIGIT_SEPARATORS)
@@ -195,6 +195,48 @@ def _phone_fast(value: str) -> str | None:
     return "+" + digits
 
 
+_NATIONAL_NUMBER = re.compile(r"\(?[1-9][0-9 .\-()]*[0-9]")
+
+
+@functools.lru_cache(maxsize=1024)
+def _region_rules(region: str) -> tuple[str, re.Pattern | None, re.Pattern | None] | None:
+    """(calling code, international dialling prefix, national prefix) patterns of a region."""
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    if metadata is None or not metadata.country_code:
+        return None
+    idd, prefix = metadata.international_prefix, metadata.national_prefix_for_parsing
+    return (
+        str(metadata.country_code),
+        re.compile(idd) if idd else None,
+        re.compile(prefix) if prefix else None,
+    )
+
+
+def _phone_fast_national(value: str, region: str | None) -> str | None:
+    """E.164 for a national number ('(512) 555-0100' in the US) when phonenumbers would give
+    '+<calling code><digits>': it does not start with 0, the region's calling code, its
+    international or national prefix, and has a possible length for the calling code. None
+    means: ask phonenumbers (tests compare the two)."""
+    if region is None or not _NATIONAL_NUMBER.fullmatch(value):
+        return None
+    rules = _region_rules(region)
+    if rules is None:
+        return None
+    code, idd, prefix = rules
+    digits = value.translate(_DIGIT_SEPARATORS)
+    if (
+        digits.startswith(code)
+        or (idd is not None and idd.match(digits))
+        or (prefix is not None and prefix.match(digits))
+    ):
+        return None
+    main = _calling_code_rules(int(code))
+    # Fewer than three digits are a number for phonenumbers only without separators.
+    if main is None or len(digits) not in main[1] or len(digits) < 3:
+        return None
+    return "+" + code + digits
+
+
 def phone_normalise_slow(value: str, *, region: str | None = None) -> str:
     """phonenumbers' E.164 if the number parses and has a possible length, else the input."""
     try:
@@ -212,7 +254,7 @@ def phone_normalise(value: str, *, region: str | None = None) -> str:
     value = value.strip()
     if not value:
         return ""
-    fast = _phone_fast(value)
+    fast = _phone_fast(value) if value[0] == "+" else _phone_fast_national(value, region)
     if fast is not None:
         return fast
     key = (value, region)

@@ -332,3 +332,35 @@ def test_website_host_fast_path_agrees_with_urlsplit():
         assert domain_from_website.__wrapped__(value) == domain_from_website_slow(value), value
         fast += _PLAIN_WEBSITE.fullmatch(value.strip()) is not None
     assert fast > 3000
+
+
+def test_fast_national_phone_path_agrees_with_phonenumbers_in_every_region():
+    """'(512) 555-0100' in the US, '89 1234567' in Germany: random digits and example numbers
+    of every region, with separators and parentheses, compared with phonenumbers."""
+    import phonenumbers
+
+    from leads.normalise import _phone_fast_national, phone_normalise_slow
+
+    rng = random.Random(41)  # noqa: S311 - reproducible test data
+    regions = sorted(phonenumbers.SUPPORTED_REGIONS)
+    common = ["US", "CA", "DE", "GB", "AT", "CH", "FR", "IN", "AU", "BR", "IT", "RU"]
+    used_fast = 0
+    for _ in range(40000):
+        region = rng.choice(regions + common * 10)
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 13)))
+        example = phonenumbers.example_number(region) if rng.random() < 0.3 else None
+        if example:
+            digits = str(example.national_number)
+        number, i = "", 0
+        while i < len(digits):
+            size = rng.randint(1, 4)
+            seps = [""] if not i else ["", " ", "-", ".", "(", ")", " (", ") ", "  "]
+            number += rng.choice(["(", *seps] if not i else seps) + digits[i : i + size]
+            i += size
+        fast = _phone_fast_national(number, region)
+        if fast is not None:
+            used_fast += 1
+            assert fast == phone_normalise_slow(number, region=region), (number, region)
+    assert _phone_fast_national("(512) 555-0100", "US") == "+15125550100"
+    assert _phone_fast_national("512 555 0100", None) is None  # no region: phonenumbers fails
+    assert used_fast > 10000

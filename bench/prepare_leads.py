@@ -3,6 +3,7 @@
     .venv/bin/python bench/prepare_leads.py                       # 100k rows, 5 runs
     .venv/bin/python bench/prepare_leads.py --rows 20000 --runs 3
     .venv/bin/python bench/prepare_leads.py --code /path/to/other/checkout   # its leads code
+    .venv/bin/python bench/prepare_leads.py --baseline /path/to/main/worktree  # before/after
 
 Stages, each timed over the whole file and printed in microseconds per data row:
 
@@ -24,9 +25,9 @@ PostgreSQL backend (never connected) so `prepare` builds the rows PostgreSQL's C
 Times are the worker process's CPU time (`time.process_time`), which other processes on a
 shared machine disturb far less than wall-clock time. Every run is a fresh process, so caches
 start cold as in a new import worker; the figure is
-the median of the runs; normalise and prepare each get their own process. With --code, the workers import `leads` from that checkout (e.g. a
-worktree of main) and the files and scoring setup come from this one: two invocations,
-alternated, compare two versions of the code on the same inputs.
+the median of the runs; normalise and prepare each get their own process. With --code, the workers import `leads` from that checkout and the files and scoring setup
+come from this one; --baseline measures a second checkout (e.g. a worktree of main) in the
+same runs, alternating with --code on each variant, and prints both with the change.
 """
 
 from __future__ import annotations
@@ -158,6 +159,20 @@ def run_worker(path: Path, stage: str, variant: str, code: Path, vendor_url: str
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def describe(code: Path) -> str:
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(code), *args], capture_output=True, text=True, check=False
+        )
+        return done.stdout.strip()
+
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return f"{code} at {git('rev-parse', '--short', 'HEAD')}{' (modified)' if dirty else ''}"
+
+
+STAGES = ("read_us", "normalise_us", "prepare_us")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -167,6 +182,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="Fresh processes per variant.")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--code", default=str(ROOT), help="Checkout whose `leads` is measured.")
+    parser.add_argument(
+        "--baseline",
+        help="Another checkout (e.g. a worktree of main), measured in the same runs, alternating.",
+    )
     parser.add_argument(
         "--vendor-url",
         default=NEVER_CONNECTED,
@@ -181,49 +200,52 @@ def main() -> None:
     setup_django(ROOT, args.vendor_url)
     files = ensure_files(args.rows)
     variants = [v for v in args.variants.split(",") if v]
-    results: dict[str, list[dict]] = {v: [] for v in variants}
+    codes = {"code": code}
+    if args.baseline:
+        codes = {"baseline": Path(args.baseline).resolve(), "code": code}
+    results = {name: {v: [] for v in variants} for name in codes}
     for run in range(args.runs):
         for variant in variants:
-            result = {}
-            for stage in ("normalise", "prepare"):
-                found = run_worker(files[variant], stage, variant, code, args.vendor_url)
-                read = [found.pop("read_us"), *([result["read_us"]] if result else [])]
-                result.update(found, read_us=min(read))
-            results[variant].append(result)
-            print(f"run {run + 1} {variant}: {json.dumps(result)}", file=sys.stderr)
-    commit = subprocess.run(
-        ["git", "-C", str(code), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "-C", str(code), "status", "--porcelain", "--untracked-files=no"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
+            for name, tree in codes.items():
+                result: dict = {}
+                for stage in ("normalise", "prepare"):
+                    found = run_worker(files[variant], stage, variant, tree, args.vendor_url)
+                    read = [found.pop("read_us"), *([result["read_us"]] if result else [])]
+                    result.update(found, read_us=min(read))
+                results[name][variant].append(result)
+                print(f"run {run + 1} {name} {variant}: {json.dumps(result)}", file=sys.stderr)
     print(
-        f"code: {code} at {commit}{' (modified)' if dirty else ''}; {platform.node()}, "
-        f"{os.cpu_count()} cores, Python {platform.python_version()}; "
-        f"{args.rows:,} rows, median of {args.runs} runs, µs per row"
+        f"{platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"{args.rows:,} rows; median of {args.runs} runs; CPU µs per row"
     )
-    print("| variant | read | normalise | prepare (incl. normalise) |")
-    print("|---|---:|---:|---:|")
-    summary = {}
-    for variant, runs in results.items():
-        medians = {
-            k: round(statistics.median(r[k] for r in runs), 1)
-            for k in ("read_us", "normalise_us", "prepare_us")
+    summary = {
+        name: {
+            v: {k: round(statistics.median(r[k] for r in runs), 1) for k in STAGES}
+            for v, runs in by_variant.items()
         }
-        summary[variant] = medians
-        print(
-            f"| {variant} | {medians['read_us']} | {medians['normalise_us']} | "
-            f"{medians['prepare_us']} |"
-        )
+        for name, by_variant in results.items()
+    }
+    for name, tree in codes.items():
+        print(f"{name}: {describe(tree)}")
+    if args.baseline:
+        print("| variant | stage | baseline | code | change |")
+        print("|---|---|---:|---:|---:|")
+        for v in variants:
+            for k in STAGES:
+                before, after = summary["baseline"][v][k], summary["code"][v][k]
+                change = f"{(after - before) / before:+.0%}" if before else ""
+                print(f"| {v} | {k.removesuffix('_us')} | {before} | {after} | {change} |")
+    else:
+        print("| variant | read | normalise | prepare (incl. normalise) |")
+        print("|---|---:|---:|---:|")
+        for v in variants:
+            m = summary["code"][v]
+            print(f"| {v} | {m['read_us']} | {m['normalise_us']} | {m['prepare_us']} |")
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "prepare_leads.json").write_text(
-        json.dumps({"code": str(code), "commit": commit, "summary": summary, "runs": results})
+        json.dumps(
+            {"codes": {k: str(t) for k, t in codes.items()}, "summary": summary, "runs": results}
+        )
     )
 
 

@@ -7,6 +7,7 @@ email-validator (tests compare the two on the samples and on tricky addresses).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import re
@@ -195,46 +196,75 @@ def _phone_fast(value: str) -> str | None:
     return "+" + digits
 
 
-_NATIONAL_NUMBER = re.compile(r"\(?[1-9][0-9 .\-()]*[0-9]")
+_NATIONAL_NUMBER = re.compile(r"\(?[0-9][0-9 .\-()]*[0-9]")
+
+
+@dataclasses.dataclass(frozen=True)
+class _RegionRules:
+    code: str  # calling code
+    idd: re.Pattern | None  # international dialling prefix
+    prefix: re.Pattern | None  # national prefix
+    literal_prefix: str  # the national prefix when it is plain digits ('0'), else ''
+    general: re.Pattern | None  # the region's national number pattern
+    lengths: frozenset[int]  # its possible lengths, without the local-only ones
 
 
 @functools.lru_cache(maxsize=1024)
-def _region_rules(region: str) -> tuple[str, re.Pattern | None, re.Pattern | None] | None:
-    """(calling code, international dialling prefix, national prefix) patterns of a region."""
+def _region_rules(region: str) -> _RegionRules | None:
     metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
-    if metadata is None or not metadata.country_code:
+    if metadata is None or not metadata.country_code or metadata.general_desc is None:
         return None
     idd, prefix = metadata.international_prefix, metadata.national_prefix_for_parsing
-    return (
-        str(metadata.country_code),
-        re.compile(idd) if idd else None,
-        re.compile(prefix) if prefix else None,
+    desc = metadata.general_desc
+    plain = prefix and prefix.isdigit() and not metadata.national_prefix_transform_rule
+    return _RegionRules(
+        code=str(metadata.country_code),
+        idd=re.compile(idd) if idd else None,
+        prefix=re.compile(prefix) if prefix else None,
+        literal_prefix=prefix if plain else "",
+        general=re.compile(desc.national_number_pattern) if desc.national_number_pattern else None,
+        lengths=frozenset(desc.possible_length or ())
+        - frozenset(desc.possible_length_local_only or ()),
     )
 
 
 def _phone_fast_national(value: str, region: str | None) -> str | None:
-    """E.164 for a national number ('(512) 555-0100' in the US) when phonenumbers would give
-    '+<calling code><digits>': it does not start with 0, the region's calling code, its
-    international or national prefix, and has a possible length for the calling code. None
-    means: ask phonenumbers (tests compare the two)."""
+    """E.164 for a national number ('(512) 555-0100' in the US, '030 1234567' in Germany) when
+    phonenumbers would give '+<calling code><digits>' (without the national prefix): digits
+    and separators only, at least 3 digits, not starting with the region's calling code or
+    international prefix, and either no national prefix or a plain one ('0') that phonenumbers
+    strips (the rest is a possible length of the region and not less plausible a number); the
+    result has a possible length for the calling code. None means: ask phonenumbers (tests
+    compare the two)."""
     if region is None or not _NATIONAL_NUMBER.fullmatch(value):
         return None
     rules = _region_rules(region)
     if rules is None:
         return None
-    code, idd, prefix = rules
     digits = value.translate(_DIGIT_SEPARATORS)
-    if (
-        digits.startswith(code)
-        or (idd is not None and idd.match(digits))
-        or (prefix is not None and prefix.match(digits))
-    ):
+    if len(digits) < 3 or digits.startswith(rules.code):
         return None
-    main = _calling_code_rules(int(code))
-    # Fewer than three digits are a number for phonenumbers only without separators.
-    if main is None or len(digits) not in main[1] or len(digits) < 3:
+    if rules.idd is not None and rules.idd.match(digits):
         return None
-    return "+" + code + digits
+    national = digits
+    if rules.prefix is not None and rules.prefix.match(digits):
+        literal = rules.literal_prefix
+        if not literal or not digits.startswith(literal):
+            return None
+        national = digits[len(literal) :]
+        general = rules.general
+        if (
+            not national
+            or national[0] == "0"
+            or len(national) not in rules.lengths
+            or general is None
+            or (general.fullmatch(digits) and not general.fullmatch(national))
+        ):
+            return None
+    main = _calling_code_rules(int(rules.code))
+    if main is None or len(national) not in main[1]:
+        return None
+    return "+" + rules.code + national
 
 
 def phone_normalise_slow(value: str, *, region: str | None = None) -> str:

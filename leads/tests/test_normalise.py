@@ -335,8 +335,9 @@ def test_website_host_fast_path_agrees_with_urlsplit():
 
 
 def test_fast_national_phone_path_agrees_with_phonenumbers_in_every_region():
-    """'(512) 555-0100' in the US, '89 1234567' in Germany: random digits and example numbers
-    of every region, with separators and parentheses, compared with phonenumbers."""
+    """'(512) 555-0100' in the US, '030 1234567' in Germany: random digits and example numbers
+    of every region, with and without a leading 0, separators and parentheses, compared with
+    phonenumbers."""
     import phonenumbers
 
     from leads.normalise import _phone_fast_national, phone_normalise_slow
@@ -348,9 +349,11 @@ def test_fast_national_phone_path_agrees_with_phonenumbers_in_every_region():
     for _ in range(40000):
         region = rng.choice(regions + common * 10)
         digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 13)))
-        example = phonenumbers.example_number(region) if rng.random() < 0.3 else None
+        example = phonenumbers.example_number(region) if rng.random() < 0.4 else None
         if example:
             digits = str(example.national_number)
+        if rng.random() < 0.4:
+            digits = "0" + digits  # the usual national prefix, or an Italian leading zero
         number, i = "", 0
         while i < len(digits):
             size = rng.randint(1, 4)
@@ -362,5 +365,7 @@ def test_fast_national_phone_path_agrees_with_phonenumbers_in_every_region():
             used_fast += 1
             assert fast == phone_normalise_slow(number, region=region), (number, region)
     assert _phone_fast_national("(512) 555-0100", "US") == "+15125550100"
+    assert _phone_fast_national("030 1234567", "DE") == "+49301234567"
+    assert _phone_fast_national("0049 30 1234567", "DE") is None  # international prefix
     assert _phone_fast_national("512 555 0100", None) is None  # no region: phonenumbers fails
-    assert used_fast > 10000
+    assert used_fast > 12000

@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 import email_validator
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
-from email_validator.rfc_constants import DOT_ATOM_TEXT_INTL
+from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, DOT_ATOM_TEXT_INTL
 
 from leads.models import ConsentStatus
 
@@ -35,7 +35,8 @@ class InvalidValue(ValueError):
 _SIMPLE_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _ASCII_DOMAIN = re.compile(r"[A-Za-z0-9.-]+")
 _DOMAIN_CACHE_MAX = 100_000
-_domain_cache: dict[str, str | None] = {}
+_domain_cache: dict[str, tuple[str, str] | None] = {}
+_CASE_INSENSITIVE_MAILBOXES = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
 
 
 def email_normalise_slow(value: str) -> str:
@@ -77,18 +78,20 @@ def _plain_domain_accepted(domain: str) -> bool:
     )
 
 
-def _domain_normalised(domain: str) -> str | None:
-    """The normalised domain if email-validator accepts it, else None (cached per domain)."""
+def _domain_normalised(domain: str) -> tuple[str, str] | None:
+    """(normalised domain, its IDNA ASCII form) if email-validator accepts the domain, else
+    None (cached per domain)."""
     found = _domain_cache.get(domain, False)
     if found is not False:
         return found
+    result: tuple[str, str] | None
     if _plain_domain_accepted(domain):
-        result: str | None = domain.lower()
+        lower = domain.lower()
+        result = (lower, lower)
     else:
         try:
-            result = validate_email("x@" + domain, check_deliverability=False).normalized.partition(
-                "@"
-            )[2]
+            checked = validate_email("x@" + domain, check_deliverability=False)
+            result = (checked.domain, checked.ascii_domain)
         except EmailNotValidError:
             result = None
     if len(_domain_cache) >= _DOMAIN_CACHE_MAX:
@@ -100,10 +103,10 @@ def _domain_normalised(domain: str) -> str | None:
 def email_normalise(value: str) -> str:
     """Trim and validate an address; returns email-validator's normalised form.
 
-    Fast path: a plain local part (ASCII, or internationalised letters already in NFC) and an
-    ASCII domain that email-validator accepts (and whose normalised form is its lower-case
-    spelling) give local@domain.lower() without re-running the validator. Everything else goes
-    through email-validator itself.
+    Fast path: a plain local part (ASCII, or internationalised letters already in NFC) and a
+    domain that email-validator accepted before give local@<its normalised domain> without
+    re-running the validator, when the address is within the length limit in each of the
+    forms it checks. Everything else goes through email-validator itself.
     """
     value = value.strip()
     local, at, domain = value.rpartition("@")
@@ -111,16 +114,29 @@ def email_normalise(value: str) -> str:
         at
         and len(local) <= 64
         and len(value) <= 254
-        and _ASCII_DOMAIN.fullmatch(domain)
         and (
             _SIMPLE_LOCAL.fullmatch(local)
             if local.isascii()
             else len(value.encode("utf-8")) <= 254 and _plain_intl_local(local)
         )
     ):
-        normalised = _domain_normalised(domain)
-        if normalised is not None and normalised == domain.lower():
-            return local + "@" + normalised
+        found = _domain_normalised(domain)
+        if found is not None:
+            normalised, ascii_domain = found
+            if local.lower() in _CASE_INSENSITIVE_MAILBOXES:
+                pass  # RFC 2142 names ('Info@') are lower-cased by email-validator: left to it
+            elif _ASCII_DOMAIN.fullmatch(domain) and normalised == domain.lower():
+                return local + "@" + normalised
+            else:
+                # An internationalised domain ('bücher.example', 'xn--bcher-kva.example'): the
+                # address's lengths count in UTF-8 and in the IDNA ASCII form.
+                address = local + "@" + normalised
+                if (
+                    len(address.encode("utf-8")) <= 254
+                    and len(value.encode("utf-8")) <= 254
+                    and len(local.encode("utf-8")) + 1 + len(ascii_domain) <= 254
+                ):
+                    return address
     return email_normalise_slow(value)
 
 

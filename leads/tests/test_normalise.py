@@ -62,6 +62,11 @@ TRICKY = [
     "postmaster@acme.example",
     "x@a.b",
     "x@sub-domain.acme.example",
+    "Info@acme.example",  # RFC 2142 names are lower-cased by email-validator
+    "SALES@ACME.example",
+    "PostMaster@bücher.example",
+    "jürgen@bücher.example",
+    "jürgen@xn--bcher-kva.example",
 ]
 
 
@@ -282,9 +287,18 @@ def test_fast_email_path_agrees_with_email_validator_on_many_distinct_domains():
             assert fast == slow, address
 
 
+DOMAINS = ["acme.example", "ACME.example", "a.test", "x", "bücher.example", "BÜCHER.Example"]
+DOMAINS += ["xn--bcher-kva.example", "XN--BCHER-KVA.example", "xn--abc.example", "ß.example"]
+DOMAINS += ["bücher。example", "bu\u0308cher.example", "\u0301acme.example", "مثال.example"]
+DOMAINS += ["ｅxample.com", "bücher.example.", "b\u00fccher-.example", "例え.テスト"]
+DOMAINS += [("ü" * 20 + ".") * 8 + "example", ("u" * 60 + ".") * 3 + "bücher.example"]
+
+
 def test_fast_email_path_agrees_with_email_validator_on_internationalised_local_parts():
     """Letters with accents, composed and decomposed (NFD), combining marks first, spaces,
-    invisible and full-width characters, symbols, RFC 2142 names and lengths near the limits."""
+    invisible and full-width characters, symbols, RFC 2142 names ('Info'), internationalised
+    domains (Unicode and Punycode, valid and not) and lengths near the limits in UTF-8 and in
+    the IDNA ASCII form."""
     from leads.normalise import _plain_intl_local
 
     rng = random.Random(31)  # noqa: S311 - reproducible test data
@@ -296,8 +310,10 @@ def test_fast_email_path_agrees_with_email_validator_on_internationalised_local_
         local = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 10)))
         if rng.random() < 0.02:
             local = local * 30
-        domain = rng.choice(["acme.example", "ACME.example", "bücher.example", "a.test", "x"])
-        address = f"{local}{n}@{domain}"
+        domain = rng.choice(DOMAINS)
+        if rng.random() < 0.05:
+            local = rng.choice(["Info", "SALES", "postmaster", "Abuse", "www", "news"])
+        address = f"{local}{n}@{domain}" if rng.random() < 0.95 else f"{local}@{domain}"
         fast, slow = _both(address)
         assert fast == slow, address
         fast_used += not local.isascii() and _plain_intl_local(f"{local}{n}")
@@ -369,3 +385,28 @@ def test_fast_national_phone_path_agrees_with_phonenumbers_in_every_region():
     assert _phone_fast_national("0049 30 1234567", "DE") is None  # international prefix
     assert _phone_fast_national("512 555 0100", None) is None  # no region: phonenumbers fails
     assert used_fast > 12000
+
+
+def test_fast_email_path_agrees_with_email_validator_near_the_length_limits():
+    """Internationalised domains and local parts whose address is just under or over 254
+    octets in UTF-8 or in the IDNA ASCII form, where email-validator's checks differ: Unicode
+    labels, full-width letters (shorter once normalised) and Punycode labels (longer once
+    decoded)."""
+    import idna
+
+    def punycode(i: int) -> str:
+        return idna.encode("例" * 18 + str(i)).decode("ascii")
+
+    labels = [lambda i, t=text: f"{t}{i}" for text in ("bücher", "ü" * 12, "ab" * 25 + "ü")]
+    labels += [lambda i, t=text: f"{t}{i}" for text in ("b" * 55, "例" * 18, "ｅ" * 20)]
+    labels.append(punycode)
+    checked = 0
+    for count in range(1, 5):
+        for label in labels:
+            domain = ".".join(label(i) for i in range(count)) + ".example"
+            for local in ("a", "é", "jö"):
+                for size in range(1, 130, 3):
+                    fast, slow = _both((local * size)[:size] + "@" + domain)
+                    assert fast == slow, (size, local, domain)
+                    checked += 1
+    assert checked > 2000

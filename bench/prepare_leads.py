@@ -7,15 +7,17 @@
 
 Stages, each timed over the whole file and printed in microseconds per data row:
 
-- read:      `services._file_rows` (csv parsing and decoding of the file, header skipped;
-             the lower of its two timings, one in each stage's process).
+- read:      iterating `services._file_rows` (csv parsing and decoding of the file, header
+             skipped), streaming; the lower of its two timings, one in each stage's process.
 - normalise: `RowNormaliser` on every row (rows already in memory).
 - prepare:   `ChunkProcessor.prepare` on chunks of CHUNK_ROWS (normalise + dedup within the
              chunk + the rows to insert); includes `normalise`.
 
 Variants: the Apollo-layout bench file with the venture of bench/import_leads.py (no ICP
 segments, the default scoring rules); the same file with ICP segments and scoring rules like
-a real venture's (leads/tests/messy.py: 3 segments, 7 rules); and a messy list (mixed-case
+a real venture's (leads/tests/messy.py: 3 segments, 7 rules); the same rows with a company
+domain per 3 leads (the bench file has 997 x 8 domains in all, real lists have many more,
+and a new domain costs more than a seen one), with those rules; and a messy list (mixed-case
 emails, phones in many formats, LinkedIn URLs with tracking parameters, countries and states
 that infer time zones, invalid rows and duplicates) with those segments and rules.
 
@@ -33,6 +35,7 @@ same runs, alternating with --code on each variant, and prints both with the cha
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import gc
 import json
@@ -47,7 +50,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 NEVER_CONNECTED = "postgres://postgres@127.0.0.1:5432/aicmo_bench_prepare_never_connected"
-VARIANTS = ("apollo", "apollo+icp", "messy+icp")
+VARIANTS = ("apollo", "apollo+icp", "domains+icp", "messy+icp")
 
 
 def setup_django(code: Path, vendor_url: str) -> None:
@@ -70,10 +73,28 @@ def ensure_files(rows: int) -> dict[str, Path]:
     apollo = OUT / f"apollo_{rows}.csv"
     if not apollo.exists():
         write_apollo_file(apollo, rows)
+    wide = OUT / f"apollo_domains_{rows}.csv"
+    if not wide.exists():
+        write_wide_apollo_file(wide, rows)
     messy = OUT / f"messy_{rows}.csv"
     if not messy.exists():
         write_messy_file(messy, rows)
-    return {"apollo": apollo, "apollo+icp": apollo, "messy+icp": messy}
+    return {"apollo": apollo, "apollo+icp": apollo, "domains+icp": wide, "messy+icp": messy}
+
+
+def write_wide_apollo_file(path: Path, count: int) -> Path:
+    """The Apollo bench rows with a company (domain) per 3 leads instead of 997 domains in all:
+    real lists have far more companies than the bench file, and each new domain costs more."""
+    from leads.samples import APOLLO_HEADERS, apollo_rows
+
+    with path.open("w", encoding="utf-8-sig", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\r\n")
+        writer.writerow(APOLLO_HEADERS)
+        for n, row in enumerate(apollo_rows(count)):
+            old = row[5].rpartition("@")[2]
+            new = f"company{n // 3}.example"
+            writer.writerow([value.replace(old, new) for value in row])
+    return path
 
 
 def scoring_spec() -> dict:
@@ -105,11 +126,18 @@ def worker(path: Path, stage: str, spec: dict | None, code: Path, vendor_url: st
     info = inspect_file(path)
     mapping = scan_file(info).mapping
     gc.collect()
+    # Read as the import does: streaming, one row held at a time.
+    count = 0
     started = time.process_time()
-    rows = list(services._file_rows(info))
+    for _ in services._file_rows(info):
+        count += 1
     read = time.process_time() - started
-    count = len(rows)
+    # The stages below get the rows from memory. An import holds at most two chunks; here all
+    # rows are held, so they are frozen out of the garbage collector, which would otherwise
+    # walk them on every full collection (the stage pays for its own garbage only).
+    rows = list(services._file_rows(info))
     gc.collect()
+    gc.freeze()
     result = {"rows": count, "read_us": read / count * 1e6}
     if stage == "normalise":
         normalise = RowNormaliser(mapping=mapping, scorer=scorer())

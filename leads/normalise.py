@@ -35,7 +35,7 @@ class InvalidValue(ValueError):
 _SIMPLE_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _ASCII_DOMAIN = re.compile(r"[A-Za-z0-9.-]+")
 _DOMAIN_CACHE_MAX = 100_000
-_domain_cache: dict[str, tuple[str, str] | None] = {}
+_domain_cache: dict[str, tuple[str, str, bool] | None] = {}
 _CASE_INSENSITIVE_MAILBOXES = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
 
 
@@ -78,20 +78,21 @@ def _plain_domain_accepted(domain: str) -> bool:
     )
 
 
-def _domain_normalised(domain: str) -> tuple[str, str] | None:
-    """(normalised domain, its IDNA ASCII form) if email-validator accepts the domain, else
-    None (cached per domain)."""
+def _domain_normalised(domain: str) -> tuple[str, str, bool] | None:
+    """(normalised domain, its IDNA ASCII form, whether both are the domain's lower-case ASCII
+    spelling) if email-validator accepts the domain, else None (cached per domain)."""
     found = _domain_cache.get(domain, False)
     if found is not False:
         return found
-    result: tuple[str, str] | None
+    result: tuple[str, str, bool] | None
     if _plain_domain_accepted(domain):
         lower = domain.lower()
-        result = (lower, lower)
+        result = (lower, lower, True)
     else:
         try:
             checked = validate_email("x@" + domain, check_deliverability=False)
-            result = (checked.domain, checked.ascii_domain)
+            plain = _ASCII_DOMAIN.fullmatch(domain) is not None and checked.domain == domain.lower()
+            result = (checked.domain, checked.ascii_domain, plain)
         except EmailNotValidError:
             result = None
     if len(_domain_cache) >= _DOMAIN_CACHE_MAX:
@@ -120,12 +121,14 @@ def email_normalise(value: str) -> str:
             else len(value.encode("utf-8")) <= 254 and _plain_intl_local(local)
         )
     ):
-        found = _domain_normalised(domain)
+        found = _domain_cache.get(domain, False)
+        if found is False:
+            found = _domain_normalised(domain)
         if found is not None:
-            normalised, ascii_domain = found
+            normalised, ascii_domain, plain = found
             if local.lower() in _CASE_INSENSITIVE_MAILBOXES:
                 pass  # RFC 2142 names ('Info@') are lower-cased by email-validator: left to it
-            elif _ASCII_DOMAIN.fullmatch(domain) and normalised == domain.lower():
+            elif plain:
                 return local + "@" + normalised
             else:
                 # An internationalised domain ('bücher.example', 'xn--bcher-kva.example'): the
@@ -187,6 +190,20 @@ def _calling_code_rules(code: int) -> tuple[re.Pattern | None, frozenset[int]] |
     return (re.compile(prefix) if prefix else None), lengths
 
 
+@functools.lru_cache(maxsize=2048)
+def _plus_rules(head: str) -> tuple[int, re.Pattern | None, frozenset[int]] | None:
+    """(length of the calling code, its national prefix pattern, possible lengths) for a
+    number whose first (up to) three digits are `head`."""
+    for size in (1, 2, 3):
+        code = int(head[:size])
+        if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            break
+    else:
+        return None
+    rules = _calling_code_rules(code)
+    return None if rules is None else (size, *rules)
+
+
 def _phone_fast(value: str) -> str | None:
     """E.164 for '+<digits with spaces, dots, hyphens or parentheses>' when phonenumbers would
     give exactly '+' and the digits: the national number has no national prefix to strip, no
@@ -194,19 +211,13 @@ def _phone_fast(value: str) -> str | None:
     if not _PLUS_NUMBER.fullmatch(value):
         return None
     digits = value[1:].translate(_DIGIT_SEPARATORS)
-    for size in (1, 2, 3):
-        code = int(digits[:size])
-        if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
-            break
-    else:
+    found = _plus_rules(digits[:3])
+    if found is None:
         return None
+    size, prefix, lengths = found
     national = digits[size:]
     if not national or national[0] == "0" or len(national) > 17:
         return None
-    rules = _calling_code_rules(code)
-    if rules is None:
-        return None
-    prefix, lengths = rules
     if (prefix is not None and prefix.match(national)) or len(national) not in lengths:
         return None
     return "+" + digits

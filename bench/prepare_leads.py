@@ -159,7 +159,9 @@ def worker(path: Path, stage: str, spec: dict | None, code: Path, vendor_url: st
         created = 0
         started = time.process_time()
         for records in chunked(rows, importing.CHUNK_ROWS):
-            created += len(processor.prepare(records).rows)
+            prepared = processor.prepare(records)
+            # The leads to write: `entries` since the preparing process, `rows` before.
+            created += len(getattr(prepared, "entries", None) or getattr(prepared, "rows", {}))
         result["prepare_us"] = (time.process_time() - started) / count * 1e6
         result["created"] = created
     return result

@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import operator
 import os
 import pickle
 import re
@@ -199,7 +200,13 @@ def _max_lengths() -> dict[str, int]:
 
 
 class RowNormaliser:
-    """Turns one file row into the values of a lead, or into the reasons it cannot be one."""
+    """Turns one file row into the values of a lead, or into the reasons it cannot be one.
+
+    This runs once per row of every import, so it is written for speed: the columns to read
+    are worked out once (`operator.itemgetter`), values that depend only on repeated inputs
+    (country, domain, size, scoring) come from bounded caches, and the slow, careful checks
+    (over-long values) run only when a cheap test says a row might fail them.
+    """
 
     def __init__(self, *, mapping: HeaderMapping, scorer: LeadScorer) -> None:
         self.present = sorted(mapping.fields.items(), key=lambda item: item[1])
@@ -211,25 +218,53 @@ class RowNormaliser:
         self.signal_names = [
             name for _, name in mapping.custom if header_key(name) in scorer.signal_columns
         ]
+        # Rows at least this wide (all of them, in a CSV that passed scan_file) take the fast
+        # path: every mapped and custom column read at once.
+        self._fields = tuple(f for f, _ in self.present)
+        self._take_fields = _taker([i for _, i in self.present])
+        self._custom_names = tuple(name for _, name in self.custom)
+        self._take_custom = _taker([i for i, _ in self.custom])
+        self._width = 1 + max([i for _, i in self.present] + [i for i, _ in self.custom])
+        self._score = scorer.score_of
+        lengths = self.lengths
+        self._first_max, self._last_max = lengths["first_name"], lengths["last_name"]
+        self._phone_max, self._linkedin_max = lengths["phone"], lengths["linkedin_url"]
+        self._domain_max = lengths["company_domain"]
 
     def __call__(self, number: int, row: list[str]) -> dict[str, Any] | list[RowIssue]:
         width = len(row)
-        v = {f: row[i].strip() for f, i in self.present if i < width}
-        get = v.get
-        issues: list[RowIssue] = []
-        raw_email = get("email", "")
-        email = ""
-        if not raw_email:
-            issues.append(RowIssue(number, self.header_of["email"], "No email address."))
+        # No cell longer than the shortest length limit: no value can be too long.
+        short = width >= self._width and max(map(len, row)) <= self.shortest_limit
+        if short:
+            v = dict(zip(self._fields, map(str.strip, self._take_fields(row)), strict=True))
         else:
+            v = {f: row[i].strip() for f, i in self.present if i < width}
+        raw_email = v.get("email", "")
+        email = ""
+        issues: list[RowIssue] | None = None
+        if raw_email:
             try:
                 email = email_normalise(raw_email)
             except InvalidValue as exc:
-                issues.append(RowIssue(number, self.header_of["email"], f"Invalid email: {exc}"))
+                issues = [RowIssue(number, self.header_of["email"], f"Invalid email: {exc}")]
+        else:
+            issues = [RowIssue(number, self.header_of["email"], "No email address.")]
+        if short:
+            # The non-empty custom values, in column order.
+            values = map(str.strip, self._take_custom(row))
+            custom = dict(filter(_second, zip(self._custom_names, values, strict=True)))
+        else:
+            if max(map(len, v.values()), default=0) > self.shortest_limit:
+                issues = self._length_issues(number, v, issues or [])
+            custom, issues = self._custom_checked(number, row, width, issues or [])
+        if issues:
+            return issues
+        return self._values(number, v, email, custom)
+
+    def _length_issues(self, number: int, v: dict[str, str], issues: list[RowIssue]) -> list:
         lengths = self.lengths
-        longest = max(map(len, v.values()), default=0)
-        for name in _TEXT_FIELDS if longest > self.shortest_limit else ():
-            value = get(name)
+        for name in _TEXT_FIELDS:
+            value = v.get(name)
             if value and len(value) > lengths[name]:
                 issues.append(
                     RowIssue(
@@ -238,6 +273,11 @@ class RowNormaliser:
                         f"Longer than {lengths[name]} characters ({len(value)}).",
                     )
                 )
+        return issues
+
+    def _custom_checked(
+        self, number: int, row: list[str], width: int, issues: list[RowIssue]
+    ) -> tuple[dict[str, str], list[RowIssue]]:
         custom: dict[str, str] = {}
         for i, name in self.custom:
             if i < width:
@@ -250,9 +290,7 @@ class RowNormaliser:
                             )
                         )
                     custom[name] = value
-        if issues:
-            return issues
-        return self._values(number, v, email, custom)
+        return custom, issues
 
     def _values(self, number: int, v: dict[str, str], email: str, custom: dict) -> dict[str, Any]:
         get = v.get
@@ -266,24 +304,28 @@ class RowNormaliser:
         if raw_phone:
             region = country_code_of(country) if country else None
             phone = phone_normalise(raw_phone, region=region)
-            if len(phone) > self.lengths["phone"]:
+            if len(phone) > self._phone_max:
                 custom.setdefault(self.header_of["phone"], raw_phone)
                 phone = ""
         website = get("website", "")
         domain = get("company_domain", "")
         domain = domain_normalise(domain) if domain else domain_from_website(website)
-        linkedin = linkedin_normalise(get("linkedin_url", ""))
-        if len(linkedin) > self.lengths["linkedin_url"]:
-            linkedin = get("linkedin_url", "")
-        tz = timezone_valid(get("timezone", "")) or (
+        linkedin_raw = get("linkedin_url", "")
+        linkedin = linkedin_normalise(linkedin_raw) if linkedin_raw else ""
+        if len(linkedin) > self._linkedin_max:
+            linkedin = linkedin_raw
+        tz_raw = get("timezone", "")
+        tz = (timezone_valid(tz_raw) if tz_raw else "") or (
             timezone_infer(country, state) if country else ""
         )
         size_raw = get("company_size", "")
         size = company_size_parse(size_raw) if size_raw else None
         if size_raw and size is None:
             custom.setdefault(self.header_of["company_size"], size_raw)
-        consent = consent_parse(get("consent_status", ""))
-        if truthy(get("do_not_contact", "")):
+        consent_raw = get("consent_status", "")
+        consent = consent_parse(consent_raw) if consent_raw else ConsentStatus.UNKNOWN
+        dnc_raw = get("do_not_contact", "")
+        if dnc_raw and truthy(dnc_raw):
             consent = ConsentStatus.DNC
         value_raw = get("value_estimate", "")
         value = decimal_parse(value_raw) if value_raw else None
@@ -292,22 +334,23 @@ class RowNormaliser:
         consent_at_raw = get("consent_at", "")
         email_key = email_key_of(email)
         title, industry = get("title", ""), get("industry", "")
-        score = self.scorer.score(
-            title=title,
-            industry=industry,
-            country=country,
-            company_size=size,
-            signals=frozenset(n for n in self.signal_names if n in custom),
+        signal_names = self.signal_names
+        score = self._score(
+            title,
+            industry,
+            country,
+            size,
+            frozenset([n for n in signal_names if n in custom]) if signal_names else _NO_SIGNALS,
         )
         return {
             "email": email,
             "email_key": email_key,
             "identity_hash": identity_hash_of(email_key=email_key),
-            "first_name": first[: self.lengths["first_name"]],
-            "last_name": last[: self.lengths["last_name"]],
+            "first_name": first[: self._first_max],
+            "last_name": last[: self._last_max],
             "title": title,
             "company": get("company", ""),
-            "company_domain": domain[: self.lengths["company_domain"]],
+            "company_domain": domain[: self._domain_max],
             "website": website,
             "phone": phone,
             "linkedin_url": linkedin,
@@ -332,6 +375,20 @@ class RowNormaliser:
             "grade": score.grade,
             "score_explanation": score.explanation,
         }
+
+
+_NO_SIGNALS: frozenset[str] = frozenset()
+_second = operator.itemgetter(1)
+
+
+def _taker(indexes: list[int]) -> Callable[[list[str]], tuple[str, ...]]:
+    """A function returning the values at `indexes` of a row, as a tuple (in C when it can)."""
+    if not indexes:
+        return lambda row: ()
+    if len(indexes) == 1:
+        only = indexes[0]
+        return lambda row: (row[only],)
+    return operator.itemgetter(*indexes)
 
 
 def chunked(rows: Iterable, size: int) -> Iterator[Iterator]:

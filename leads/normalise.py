@@ -7,16 +7,20 @@ email-validator (tests compare the two on the samples and on tricky addresses).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import re
+import unicodedata
 import zoneinfo
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import email_validator
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
+from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, DOT_ATOM_TEXT_INTL
 
 from leads.models import ConsentStatus
 
@@ -31,7 +35,8 @@ class InvalidValue(ValueError):
 _SIMPLE_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _ASCII_DOMAIN = re.compile(r"[A-Za-z0-9.-]+")
 _DOMAIN_CACHE_MAX = 100_000
-_domain_cache: dict[str, str | None] = {}
+_domain_cache: dict[str, tuple[str, str, bool] | None] = {}
+_CASE_INSENSITIVE_MAILBOXES = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
 
 
 def email_normalise_slow(value: str) -> str:
@@ -42,17 +47,54 @@ def email_normalise_slow(value: str) -> str:
         raise InvalidValue(str(exc)) from None
 
 
-def _domain_normalised(domain: str) -> str | None:
-    """The normalised domain if email-validator accepts it, else None (cached per domain)."""
+# A plain host name in lower case: letters, digits and inner hyphens per label (at most 63
+# characters), at least two labels.
+_PLAIN_HOSTNAME = re.compile(
+    r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+)
+_SPECIAL_USE_TLDS = frozenset(email_validator.SPECIAL_USE_DOMAIN_NAMES)
+# The shortcut below answers for email-validator's defaults (no test environment, globally
+# deliverable) and for special-use names that are single labels; otherwise it stays off.
+_PLAIN_DOMAIN_SHORTCUT = (
+    email_validator.GLOBALLY_DELIVERABLE
+    and not email_validator.TEST_ENVIRONMENT
+    and all("." not in name for name in _SPECIAL_USE_TLDS)
+)
+
+
+def _plain_domain_accepted(domain: str) -> bool:
+    """True when email-validator certainly accepts "x@" + domain and normalises the domain to
+    its lower-case spelling: a plain host name (no Punycode, no double hyphen, which it checks
+    through IDNA), at most 252 characters, whose top-level label ends in a letter and is not
+    special-use. False means: ask email-validator (tests compare the two)."""
+    lower = domain.lower()
+    return (
+        _PLAIN_DOMAIN_SHORTCUT
+        and len(domain) <= 252
+        and "--" not in lower
+        and lower[-1:].isalpha()
+        and _PLAIN_HOSTNAME.fullmatch(lower) is not None
+        and lower.rpartition(".")[2] not in _SPECIAL_USE_TLDS
+    )
+
+
+def _domain_normalised(domain: str) -> tuple[str, str, bool] | None:
+    """(normalised domain, its IDNA ASCII form, whether both are the domain's lower-case ASCII
+    spelling) if email-validator accepts the domain, else None (cached per domain)."""
     found = _domain_cache.get(domain, False)
     if found is not False:
         return found
-    try:
-        result: str | None = validate_email(
-            "x@" + domain, check_deliverability=False
-        ).normalized.partition("@")[2]
-    except EmailNotValidError:
-        result = None
+    result: tuple[str, str, bool] | None
+    if _plain_domain_accepted(domain):
+        lower = domain.lower()
+        result = (lower, lower, True)
+    else:
+        try:
+            checked = validate_email("x@" + domain, check_deliverability=False)
+            plain = _ASCII_DOMAIN.fullmatch(domain) is not None and checked.domain == domain.lower()
+            result = (checked.domain, checked.ascii_domain, plain)
+        except EmailNotValidError:
+            result = None
     if len(_domain_cache) >= _DOMAIN_CACHE_MAX:
         _domain_cache.clear()
     _domain_cache[domain] = result
@@ -62,9 +104,10 @@ def _domain_normalised(domain: str) -> str | None:
 def email_normalise(value: str) -> str:
     """Trim and validate an address; returns email-validator's normalised form.
 
-    Fast path: a plain ASCII local part and an ASCII domain that email-validator accepted
-    before (and whose normalised form is its lower-case spelling) give local@domain.lower()
-    without re-running the validator. Everything else goes through email-validator itself.
+    Fast path: a plain local part (ASCII, or internationalised letters already in NFC) and a
+    domain that email-validator accepted before give local@<its normalised domain> without
+    re-running the validator, when the address is within the length limit in each of the
+    forms it checks. Everything else goes through email-validator itself.
     """
     value = value.strip()
     local, at, domain = value.rpartition("@")
@@ -72,13 +115,43 @@ def email_normalise(value: str) -> str:
         at
         and len(local) <= 64
         and len(value) <= 254
-        and _SIMPLE_LOCAL.fullmatch(local)
-        and _ASCII_DOMAIN.fullmatch(domain)
+        and (
+            _SIMPLE_LOCAL.fullmatch(local)
+            if local.isascii()
+            else len(value.encode("utf-8")) <= 254 and _plain_intl_local(local)
+        )
     ):
-        normalised = _domain_normalised(domain)
-        if normalised is not None and normalised == domain.lower():
-            return local + "@" + normalised
+        found = _domain_cache.get(domain, False)
+        if found is False:
+            found = _domain_normalised(domain)
+        if found is not None:
+            normalised, ascii_domain, plain = found
+            if local.lower() in _CASE_INSENSITIVE_MAILBOXES:
+                pass  # RFC 2142 names ('Info@') are lower-cased by email-validator: left to it
+            elif plain:
+                return local + "@" + normalised
+            else:
+                # An internationalised domain ('bücher.example', 'xn--bcher-kva.example'): the
+                # address's lengths count in UTF-8 and in the IDNA ASCII form.
+                address = local + "@" + normalised
+                if (
+                    len(address.encode("utf-8")) <= 254
+                    and len(value.encode("utf-8")) <= 254
+                    and len(local.encode("utf-8")) + 1 + len(ascii_domain) <= 254
+                ):
+                    return address
     return email_normalise_slow(value)
+
+
+def _plain_intl_local(local: str) -> bool:
+    """An unquoted local part with non-ASCII letters ("jürgen.müller") that email-validator
+    keeps as it is: its internationalised dot-atom syntax, only letters, digits, punctuation
+    and symbols (no marks, spaces or controls, which it checks further) and already in NFC."""
+    return (
+        DOT_ATOM_TEXT_INTL.match(local) is not None
+        and all(unicodedata.category(c)[0] in "LNPS" for c in local)
+        and unicodedata.is_normalized("NFC", local)
+    )
 
 
 def email_key_of(email: str) -> str:
@@ -96,8 +169,8 @@ _PHONE_CACHE_MAX = 200_000
 _phone_cache: dict[tuple[str, str | None], str] = {}
 
 
-_PLUS_NUMBER = re.compile(r"\+[1-9][0-9 .\-]*[0-9]")
-_DIGIT_SEPARATORS = str.maketrans("", "", " .-")
+_PLUS_NUMBER = re.compile(r"\+[1-9][0-9 .\-()]*[0-9]")
+_DIGIT_SEPARATORS = str.maketrans("", "", " .-()")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -117,29 +190,108 @@ def _calling_code_rules(code: int) -> tuple[re.Pattern | None, frozenset[int]] |
     return (re.compile(prefix) if prefix else None), lengths
 
 
-def _phone_fast(value: str) -> str | None:
-    """E.164 for '+<digits with spaces, dots or hyphens>' when phonenumbers would give exactly
-    '+' and the digits: the national number has no national prefix to strip, no leading zero,
-    and a possible length. None means: ask phonenumbers (tests compare the two)."""
-    if not _PLUS_NUMBER.fullmatch(value):
-        return None
-    digits = value[1:].translate(_DIGIT_SEPARATORS)
+@functools.lru_cache(maxsize=2048)
+def _plus_rules(head: str) -> tuple[int, re.Pattern | None, frozenset[int]] | None:
+    """(length of the calling code, its national prefix pattern, possible lengths) for a
+    number whose first (up to) three digits are `head`."""
     for size in (1, 2, 3):
-        code = int(digits[:size])
+        code = int(head[:size])
         if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
             break
     else:
         return None
+    rules = _calling_code_rules(code)
+    return None if rules is None else (size, *rules)
+
+
+def _phone_fast(value: str) -> str | None:
+    """E.164 for '+<digits with spaces, dots, hyphens or parentheses>' when phonenumbers would
+    give exactly '+' and the digits: the national number has no national prefix to strip, no
+    leading zero, and a possible length. None means: ask phonenumbers (tests compare the two)."""
+    if not _PLUS_NUMBER.fullmatch(value):
+        return None
+    digits = value[1:].translate(_DIGIT_SEPARATORS)
+    found = _plus_rules(digits[:3])
+    if found is None:
+        return None
+    size, prefix, lengths = found
     national = digits[size:]
     if not national or national[0] == "0" or len(national) > 17:
         return None
-    rules = _calling_code_rules(code)
-    if rules is None:
-        return None
-    prefix, lengths = rules
     if (prefix is not None and prefix.match(national)) or len(national) not in lengths:
         return None
     return "+" + digits
+
+
+_NATIONAL_NUMBER = re.compile(r"\(?[0-9][0-9 .\-()]*[0-9]")
+
+
+@dataclasses.dataclass(frozen=True)
+class _RegionRules:
+    code: str  # calling code
+    idd: re.Pattern | None  # international dialling prefix
+    prefix: re.Pattern | None  # national prefix
+    literal_prefix: str  # the national prefix when it is plain digits ('0'), else ''
+    general: re.Pattern | None  # the region's national number pattern
+    lengths: frozenset[int]  # its possible lengths, without the local-only ones
+
+
+@functools.lru_cache(maxsize=1024)
+def _region_rules(region: str) -> _RegionRules | None:
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    if metadata is None or not metadata.country_code or metadata.general_desc is None:
+        return None
+    idd, prefix = metadata.international_prefix, metadata.national_prefix_for_parsing
+    desc = metadata.general_desc
+    plain = prefix and prefix.isdigit() and not metadata.national_prefix_transform_rule
+    return _RegionRules(
+        code=str(metadata.country_code),
+        idd=re.compile(idd) if idd else None,
+        prefix=re.compile(prefix) if prefix else None,
+        literal_prefix=prefix if plain else "",
+        general=re.compile(desc.national_number_pattern) if desc.national_number_pattern else None,
+        lengths=frozenset(desc.possible_length or ())
+        - frozenset(desc.possible_length_local_only or ()),
+    )
+
+
+def _phone_fast_national(value: str, region: str | None) -> str | None:
+    """E.164 for a national number ('(512) 555-0100' in the US, '030 1234567' in Germany) when
+    phonenumbers would give '+<calling code><digits>' (without the national prefix): digits
+    and separators only, at least 3 digits, not starting with the region's calling code or
+    international prefix, and either no national prefix or a plain one ('0') that phonenumbers
+    strips (the rest is a possible length of the region and not less plausible a number); the
+    result has a possible length for the calling code. None means: ask phonenumbers (tests
+    compare the two)."""
+    if region is None or not _NATIONAL_NUMBER.fullmatch(value):
+        return None
+    rules = _region_rules(region)
+    if rules is None:
+        return None
+    digits = value.translate(_DIGIT_SEPARATORS)
+    if len(digits) < 3 or digits.startswith(rules.code):
+        return None
+    if rules.idd is not None and rules.idd.match(digits):
+        return None
+    national = digits
+    if rules.prefix is not None and rules.prefix.match(digits):
+        literal = rules.literal_prefix
+        if not literal or not digits.startswith(literal):
+            return None
+        national = digits[len(literal) :]
+        general = rules.general
+        if (
+            not national
+            or national[0] == "0"
+            or len(national) not in rules.lengths
+            or general is None
+            or (general.fullmatch(digits) and not general.fullmatch(national))
+        ):
+            return None
+    main = _calling_code_rules(int(rules.code))
+    if main is None or len(national) not in main[1]:
+        return None
+    return "+" + rules.code + national
 
 
 def phone_normalise_slow(value: str, *, region: str | None = None) -> str:
@@ -159,7 +311,7 @@ def phone_normalise(value: str, *, region: str | None = None) -> str:
     value = value.strip()
     if not value:
         return ""
-    fast = _phone_fast(value)
+    fast = _phone_fast(value) if value[0] == "+" else _phone_fast_national(value, region)
     if fast is not None:
         return fast
     key = (value, region)
@@ -209,8 +361,27 @@ def linkedin_normalise(value: str) -> str:
 # --- websites and domains ----------------------------------------------------------------------
 
 
+# 'https://www.acme.example/about', 'acme.example': an http(s) scheme or none, an ASCII host
+# without user, port or brackets, then nothing or a path, query or fragment.
+_PLAIN_WEBSITE = re.compile(r"([Hh][Tt][Tt][Pp][Ss]?://)?([A-Za-z0-9.-]+)(?:[/?#][^\t\n\r]*)?")
+
+
 @functools.lru_cache(maxsize=65536)
 def domain_from_website(value: str) -> str:
+    """The host of a website URL in lower case, without 'www.'; '' if there is none.
+
+    Fast path: a plain URL's host is the text between the scheme and the first '/', '?' or
+    '#', which is what urlsplit finds (tests compare the two)."""
+    value = value.strip()
+    if not value:
+        return ""
+    plain = _PLAIN_WEBSITE.fullmatch(value)
+    if plain and (plain.group(1) or "://" not in value):
+        return plain.group(2).lower().removeprefix("www.")
+    return domain_from_website_slow(value)
+
+
+def domain_from_website_slow(value: str) -> str:
     value = value.strip()
     if not value:
         return ""
@@ -234,6 +405,8 @@ def domain_normalise(value: str) -> str:
 _SIZE = re.compile(r"(\d[\d,.\s]*)")
 
 
+# Sizes, values and dates repeat a lot in real lists ("51-200"): cached, a bounded number each.
+@functools.lru_cache(maxsize=4096)
 def company_size_parse(value: str) -> int | None:
     """'51-200' -> 51, '1,001-5,000' -> 1001, '10000+' -> 10000, '11' -> 11, else None."""
     match = _SIZE.search(value)
@@ -243,6 +416,7 @@ def company_size_parse(value: str) -> int | None:
     return min(int(digits), 2_147_483_647) if digits else None
 
 
+@functools.lru_cache(maxsize=4096)
 def decimal_parse(value: str) -> Decimal | None:
     cleaned = re.sub(r"[^\d.\-]", "", value.replace(",", ""))
     if not cleaned:
@@ -259,6 +433,7 @@ def decimal_parse(value: str) -> Decimal | None:
 _DATE_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d", "%d/%m/%Y", "%d.%m.%Y")
 
 
+@functools.lru_cache(maxsize=4096)
 def datetime_parse(value: str) -> dt.datetime | None:
     value = value.strip()
     if not value:

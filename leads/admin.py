@@ -282,12 +282,10 @@ class LeadAdmin(ScopedAdmin):
         term = search_term.strip().lower()
         if not term:
             return queryset, False
-        # The campaigns this user sees, named, and the partial index's own condition (a blank
-        # key is never a match anyway): the prefix is then a range of the unique (campaign,
-        # email key) index in each campaign (varchar_pattern_ops on PostgreSQL).
-        campaigns = list(campaigns_visible_to(request.user).values_list("pk", flat=True))
-        matches = queryset.filter(campaign_id__in=campaigns, email_key__startswith=term)
-        return matches.exclude(email_key=""), False
+        # With the partial index's own condition (a blank key is never a match anyway), the
+        # prefix is a range of the unique (email key, campaign) index (varchar_pattern_ops on
+        # PostgreSQL).
+        return queryset.filter(email_key__startswith=term).exclude(email_key=""), False
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None and obj.status == LeadStatus.ERASED:

@@ -280,7 +280,7 @@ class Lead(models.Model):
     """A person in one campaign. The same person in two campaigns is two rows with the same
     identity hash; `venture` is stored too so cross-campaign checks need no join."""
 
-    # The unique (campaign, email_key) index serves campaign filters, so no separate FK index.
+    # The campaign-first indexes below serve campaign filters, so no separate FK index.
     campaign = models.ForeignKey(
         Campaign, on_delete=models.PROTECT, related_name="leads", db_index=False
     )
@@ -365,15 +365,15 @@ class Lead(models.Model):
         ordering = ["-id"]
         constraints = [
             # One lead per person per campaign; the importer's ON CONFLICT targets this index.
-            # On PostgreSQL the key uses varchar_pattern_ops, so the same index also serves the
-            # admin's email-prefix search (LIKE 'prefix%' within the campaigns a user sees) and
-            # erasure by address (one probe per campaign): one index fewer to keep up to date
-            # on every imported row.
+            # The key comes first, with varchar_pattern_ops on PostgreSQL, so the same index
+            # also serves the admin's email-prefix search (LIKE 'prefix%'), erasure by address
+            # and the importer's lookups by key: one index fewer to keep up to date on every
+            # imported row. Campaign filters use the campaign-first indexes below.
             models.UniqueConstraint(
-                fields=["campaign", "email_key"],
+                fields=["email_key", "campaign"],
                 condition=~Q(email_key=""),
                 name="uniq_lead_campaign_email_key",
-                opclasses=["int8_ops", "varchar_pattern_ops"],
+                opclasses=["varchar_pattern_ops", "int8_ops"],
             ),
             models.CheckConstraint(
                 condition=Q(status__in=LeadStatus.values), name="lead_status_valid"

@@ -982,11 +982,7 @@ def lead_erase(*, email: str, actor: Actor, reason: str = "") -> ErasureResult:
             # before the erasure and writes them back after it. Readers are not blocked.
             with connection.cursor() as cur:
                 cur.execute(f"LOCK TABLE {Lead._meta.db_table} IN SHARE ROW EXCLUSIVE MODE")
-        campaigns = list(Campaign.objects.values_list("pk", flat=True))
-        leads = Lead.objects.select_for_update().filter(
-            # Each campaign named: one probe of the unique (campaign, email key) index each.
-            Q(campaign_id__in=campaigns, email_key=key) | _same_identity(identity)
-        )
+        leads = Lead.objects.select_for_update().filter(Q(email_key=key) | _same_identity(identity))
         lead_ids = sorted(leads.values_list("pk", flat=True))
         Lead.objects.filter(pk__in=lead_ids).update(
             **PERSONAL_FIELDS,

@@ -170,3 +170,27 @@ def test_an_erasure_waits_for_the_import_chunk_being_written_and_holds_the_next_
         path.unlink()
     counts = json.loads(result.stdout)["counts"]
     assert counts["suppressed"] == 1 and counts["created"] == 1
+
+
+@pytest.mark.postgres
+def test_lookups_by_email_key_probe_the_unique_index_even_with_stale_statistics(campaign):
+    from django.test.utils import CaptureQueriesContext
+
+    from leads import importing
+
+    # Statistics taken while the campaign was empty, as in the middle of a big first import:
+    # a campaign-first index then looks as good, and would be scanned per key (53 s a chunk).
+    with connection.cursor() as cur:
+        cur.execute("ANALYZE leads_lead")
+    Lead.objects.bulk_create(
+        Lead(campaign=campaign, venture=campaign.venture, email_key=f"p{i}@x.example")
+        for i in range(2000)
+    )
+    keys = [f"p{i}@x.example" for i in range(10)]
+    with CaptureQueriesContext(connection) as queries:
+        found = importing.fetch_existing(campaign.pk, keys)
+    assert sorted(found) == sorted(keys)
+    with connection.cursor() as cur:
+        cur.execute("EXPLAIN " + queries.captured_queries[-1]["sql"])
+        plan = "\n".join(row[0] for row in cur.fetchall())
+    assert "Index Scan using uniq_lead_campaign_email_key" in plan, plan

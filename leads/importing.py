@@ -842,7 +842,7 @@ class ChunkProcessor:
                     running.add(counts)
                     self._store_counters(running)
                     return counts
-            except OperationalError as exc:
+            except Exception as exc:
                 if attempt + 1 == DEADLOCK_RETRIES or not _retryable(exc):
                     raise
                 time.sleep(0.05 * (attempt + 1))
@@ -1063,10 +1063,13 @@ def _duplicate(row: int, first_row: int | None) -> RowIssue:
     )
 
 
-def _retryable(exc: OperationalError) -> bool:
-    cause = exc.__cause__
-    state = getattr(cause, "sqlstate", None)
-    return state in ("40P01", "40001") or "database is locked" in str(exc)
+def _retryable(exc: Exception) -> bool:
+    """A deadlock or serialization failure (Django's wrapped error, or psycopg's own from a
+    COPY, which Django does not wrap), or SQLite's busy lock."""
+    state = getattr(exc, "sqlstate", None) or getattr(exc.__cause__, "sqlstate", None)
+    if state in ("40P01", "40001"):
+        return True
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc)
 
 
 ProgressCallback = Callable[[int, int], None]

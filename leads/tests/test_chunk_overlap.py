@@ -290,3 +290,33 @@ def test_a_header_problem_of_a_big_file_is_refused_before_anything_starts(
     with pytest.raises(importing.FileProblem, match=r"[Ee]mail"):
         run_import(write_csv("Name,Company\nAnn,Acme\n"))
     assert ImportBatch.objects.count() == 0
+
+
+def test_a_chunk_that_meets_a_deadlock_is_retried_and_other_errors_are_not(
+    run_import, write_csv, monkeypatch
+):
+    import psycopg
+
+    write = importing.ChunkProcessor._write
+    attempts = []
+
+    def deadlocked_once(self, prepared):
+        attempts.append(1)
+        if len(attempts) == 1:
+            # What a COPY raises: psycopg's own error, which Django does not wrap.
+            raise psycopg.errors.DeadlockDetected("deadlock detected")
+        return write(self, prepared)
+
+    monkeypatch.setattr(importing.ChunkProcessor, "_write", deadlocked_once)
+    outcome = run_import(write_csv("Email\na@acme.example\nb@acme.example\n"))
+    assert len(attempts) == 2 and outcome.counts["created"] == 2
+
+    def broken(self, prepared):
+        attempts.append(1)
+        raise psycopg.errors.UndefinedColumn("no such column")
+
+    attempts.clear()
+    monkeypatch.setattr(importing.ChunkProcessor, "_write", broken)
+    with pytest.raises(psycopg.errors.UndefinedColumn):
+        run_import(write_csv("Email\nc@acme.example\n"))
+    assert len(attempts) == 1

@@ -320,3 +320,19 @@ def test_a_chunk_that_meets_a_deadlock_is_retried_and_other_errors_are_not(
     with pytest.raises(psycopg.errors.UndefinedColumn):
         run_import(write_csv("Email\nc@acme.example\n"))
     assert len(attempts) == 1
+
+
+def test_a_big_file_of_one_chunk_is_checked_beside_but_prepared_in_this_process(
+    run_import, write_csv, pids
+):
+    # 9,000 rows of about 300 bytes: over the 2 MB of a check beside the import, but one
+    # chunk, so a preparing process would have nothing to overlap with.
+    padding = "x" * 270
+    rows = "".join(f"p{i}@acme.example,{padding}\n" for i in range(9000))
+    path = write_csv("Email,Notes\n" + rows)
+    assert path.stat().st_size > 2 * 1024 * 1024
+
+    outcome = run_import(path)
+
+    assert outcome.counts["created"] == 9000
+    assert set(pids.read_text().split()) == {str(os.getpid())}

@@ -6,7 +6,9 @@ own per-row trigger query at commit, and neither checked that the copy is right.
 key against the campaign's unique (id, venture_id) does both in one check per row: a lead can
 only name its campaign's venture. Django's model state still describes the two single-column
 keys (it has no composite foreign keys); their `on_delete` rules are applied by Django as
-before. SQLite keeps the two single-column keys.
+before. SQLite keeps the two single-column keys. A later migration that alters `Lead.campaign`
+or `Lead.venture` finds no single-column key to drop and adds one back: it should drop that
+again (as `to_composite` does) to keep one check per row.
 """
 
 from django.db import migrations

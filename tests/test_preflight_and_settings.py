@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -296,3 +297,14 @@ def test_plain_migrate_creates_the_rate_limit_cache_table(migrated_sqlite):
     result = python(code, env=clean_env(DATABASE_URL=migrated_sqlite))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "['aicmo_ratelimit_cache']"
+
+
+@pytest.mark.parametrize("moment", ["2026-11-21 09:00:03", "2026-11-21 17:00:00"])
+def test_system_checks_are_silent_at_the_default_send_window_edges(moment):
+    # Django warns (fields.W161) about a fixed time default when the clock is within 10 s of
+    # it; at 09:00 UTC that warning once broke a CI run by landing on a command's stderr.
+    from django.core import checks
+
+    with time_machine.travel(dt.datetime.fromisoformat(moment + "+00:00"), tick=False):
+        found = [m.id for m in checks.run_checks(include_deployment_checks=False)]
+    assert "fields.W161" not in found

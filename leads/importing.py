@@ -70,8 +70,9 @@ from leads.normalise import (
     timezone_valid,
     truthy,
 )
-from leads.parsing import FileProblem, HeaderMapping, ScanResult, SourceFile, header_key, scan_file
+from leads.parsing import HeaderMapping, ScanResult, SourceFile, header_key, scan_file
 from leads.scoring import LeadScorer
+from ventures.services import DomainError
 
 logger = logging.getLogger(__name__)
 
@@ -462,6 +463,13 @@ def _json_value(value: Any) -> Any:
 _EXISTING_COLUMNS = ("id", "email_key", "last_batch_id", "status", *UPDATE_COLUMNS)
 
 
+def _existing_lead(values: tuple) -> dict[str, Any]:
+    """A row of _EXISTING_COLUMNS as the merge reads it."""
+    row = dict(zip(_EXISTING_COLUMNS, values, strict=True))
+    row["custom_fields"] = _json_value(row["custom_fields"])
+    return row
+
+
 def fetch_existing(campaign_id: int, keys: list[str]) -> dict[str, dict[str, Any]]:
     """The campaign's leads with these email keys, by key."""
     if not keys:
@@ -483,8 +491,7 @@ def fetch_existing(campaign_id: int, keys: list[str]) -> dict[str, dict[str, Any
     with connection.cursor() as cur:
         cur.execute(sql, params)
         for values in cur.fetchall():
-            row = dict(zip(_EXISTING_COLUMNS, values, strict=True))
-            row["custom_fields"] = _json_value(row["custom_fields"])
+            row = _existing_lead(values)
             found[row["email_key"]] = row
     return found
 
@@ -554,8 +561,7 @@ def fetch_people(
             if values[1] != campaign_id:
                 elsewhere.add(values[0])
                 continue
-            row = dict(zip(_EXISTING_COLUMNS, values[2:], strict=True))
-            row["custom_fields"] = _json_value(row["custom_fields"])
+            row = _existing_lead(values[2:])
             existing[row["email_key"]] = row
     return existing, elsewhere
 
@@ -1082,11 +1088,8 @@ ProgressCallback = Callable[[int, int], None]
 # reads the rows, prepares chunk after chunk (RowNormaliser, dedup in the chunk, COPY lines) and
 # sends each one, pickled, through a pipe, while this process writes the previous one. The pipe
 # is the backpressure: the child blocks once a chunk waits unread, so at most about three chunks
-# exist at once (being written, in the pipe, being prepared). The child never touches the
-# database (it inherits the connection and leaves it alone: it ends with os._exit, which runs no
-# cleanup); it stops when the pipe breaks, so it does not outlive an import that failed or a
-# parent that was killed. An exception in the child is sent back and raised here, after the
-# chunks before it were written, as if both halves had run in one process.
+# exist at once (being written, in the pipe, being prepared). An exception in the child is raised
+# here, after the chunks before it were written, as if both halves had run in one process.
 
 # Imports of more rows than this use a preparing process; None means "more than one chunk" (a
 # single chunk has nothing to overlap with).
@@ -1094,8 +1097,8 @@ PROCESS_MIN_ROWS: int | None = None
 _HEADER = struct.Struct("!Q")
 
 
-class PreparingProcessDied(RuntimeError):
-    pass
+class ImportProcessDied(RuntimeError):
+    """A process an import forked (to prepare rows or to check the file) ended without a word."""
 
 
 def _send(out, message: tuple) -> None:
@@ -1116,19 +1119,89 @@ def _receive(source) -> tuple | None:
     return pickle.loads(data)  # noqa: S301 - our own child process, through our own pipe
 
 
-def _child_main(prepare: Callable, chunks: Iterator[Iterator], write_fd: int) -> int:
+def _exit_description(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
+class _Child:
+    """A forked process running `work(send)`, whose messages this process reads from a pipe.
+
+    The child never touches the database (it inherits the connection and leaves it alone: it
+    ends with os._exit, which runs no cleanup); it stops when the pipe breaks, so it does not
+    outlive an import that failed or a parent that was killed. An exception in it is sent back
+    (with its traceback, but for an operator's DomainError) and raised by `receive`. `close`
+    stops and reaps it if it is still running.
+    """
+
+    def __init__(self, work: Callable[[Callable[[tuple], None]], None], *, does: str) -> None:
+        self.does = does  # "preparing the rows", for messages
+        read_fd, write_fd = os.pipe()
+        # Objects that exist before the fork are never collected by the child: moved out of the
+        # collector's reach, they are not walked (and so not copied page by page) by its
+        # collections.
+        gc.freeze()
+        pid = os.fork()
+        if pid == 0:  # the child: do the work, then leave without running any cleanup
+            code = 1
+            try:
+                os.close(read_fd)
+                code = _child_main(work, write_fd)
+            finally:
+                os._exit(code)
+        gc.unfreeze()
+        os.close(write_fd)
+        self.pid = pid
+        self.source = os.fdopen(read_fd, "rb")
+        self.finished = False
+
+    def ready(self) -> bool:
+        """Whether a message (or the child's end) is waiting to be read; never blocks."""
+        return self.finished or bool(select.select([self.source], [], [], 0)[0])
+
+    def receive(self, *, lost: str) -> tuple[str, Any]:
+        """The next (kind, payload) the child sent; raises what it raised, or
+        ImportProcessDied (ending with `lost`) if it ended without a word."""
+        message = _receive(self.source)
+        if message is None:
+            status = self.wait()
+            raise ImportProcessDied(
+                f"The process {self.does} stopped unexpectedly ({_exit_description(status)}); "
+                f"{lost}."
+            )
+        kind, payload = message
+        if kind == "error":
+            exc, detail = payload
+            if detail:
+                logger.error("%s for an import failed:\n%s", self.does.capitalize(), detail)
+            raise exc
+        return kind, payload
+
+    def wait(self) -> int:
+        _, status = os.waitpid(self.pid, 0)
+        self.finished = True
+        return status
+
+    def close(self) -> None:
+        self.source.close()
+        if not self.finished:
+            with suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGTERM)  # no-op if it already ended
+            self.wait()
+
+
+def _child_main(work: Callable[[Callable[[tuple], None]], None], write_fd: int) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     out = os.fdopen(write_fd, "wb")
     try:
-        for records in chunks:
-            _send(out, ("chunk", prepare(records)))
-        _send(out, ("end", None))
+        work(lambda message: _send(out, message))
         return 0
     except BrokenPipeError:
         return 0  # the parent stopped reading: it failed or was killed
     except BaseException as exc:  # everything goes back to the parent
-        detail = traceback.format_exc()
+        detail = "" if isinstance(exc, DomainError) else traceback.format_exc()
         try:
             _send(out, ("error", (exc, detail)))
         except Exception:  # the exception itself does not pickle
@@ -1137,51 +1210,20 @@ def _child_main(prepare: Callable, chunks: Iterator[Iterator], write_fd: int) ->
 
 
 def _prepared_in_child(prepare: Callable, chunks: Iterator[Iterator]) -> Iterator[PreparedChunk]:
-    read_fd, write_fd = os.pipe()
-    # Objects that exist before the fork are never collected by the child: moved out of the
-    # collector's reach, they are not walked (and so not copied page by page) by its collections.
-    gc.freeze()
-    pid = os.fork()
-    if pid == 0:  # the child: prepare everything, then leave without running any cleanup
-        code = 1
-        try:
-            os.close(read_fd)
-            code = _child_main(prepare, chunks, write_fd)
-        finally:
-            os._exit(code)
-    gc.unfreeze()
-    os.close(write_fd)
-    finished = False
-    try:
-        with os.fdopen(read_fd, "rb") as source:
-            while True:
-                message = _receive(source)
-                if message is None:
-                    _, status = os.waitpid(pid, 0)
-                    finished = True
-                    raise PreparingProcessDied(
-                        "The process preparing the rows stopped unexpectedly "
-                        f"({_exit_description(status)}); the chunks before it were imported."
-                    )
-                kind, payload = message
-                if kind == "end":
-                    break
-                if kind == "error":
-                    exc, detail = payload
-                    logger.error("Preparing the rows of an import failed:\n%s", detail)
-                    raise exc
-                yield payload
-    finally:
-        if not finished:
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)  # no-op if it already ended
-            os.waitpid(pid, 0)
+    """Chunks prepared by a forked process, as this process asks for them (see above)."""
 
+    def work(send: Callable[[tuple], None]) -> None:
+        for records in chunks:
+            send(("chunk", prepare(records)))
+        send(("end", None))
 
-def _exit_description(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"killed by signal {os.WTERMSIG(status)}"
-    return f"exit status {os.waitstatus_to_exitcode(status)}"
+    with closing(_Child(work, does="preparing the rows")) as child:
+        while True:
+            kind, payload = child.receive(lost="the chunks before it were imported")
+            if kind == "end":
+                child.wait()
+                return
+            yield payload
 
 
 def _use_child(rows_total: int) -> bool:
@@ -1197,77 +1239,23 @@ class FileCheck:
     write. Use as a context manager: leaving it stops and reaps the process."""
 
     def __init__(self, info: SourceFile) -> None:
-        read_fd, write_fd = os.pipe()
-        gc.freeze()
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                os.close(read_fd)
-                code = _check_in_child(info, write_fd)
-            finally:
-                os._exit(code)
-        gc.unfreeze()
-        os.close(write_fd)
-        self.pid = pid
-        self.source = os.fdopen(read_fd, "rb")
-        self.finished = False
+        self.child = _Child(lambda send: send(("ok", scan_file(info))), does="checking the file")
 
     def __enter__(self) -> FileCheck:
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self.close()
+        self.child.close()
 
     def done(self) -> bool:
         """Whether the verdict is in (never blocks)."""
-        return self.finished or bool(select.select([self.source], [], [], 0)[0])
+        return self.child.ready()
 
     def result(self) -> ScanResult:
         """The scan's result (waits for it); raises its FileProblem."""
-        message = _receive(self.source)
-        _, status = os.waitpid(self.pid, 0)
-        self.finished = True
-        if message is None:
-            raise PreparingProcessDied(
-                "The process checking the file stopped unexpectedly "
-                f"({_exit_description(status)}); nothing was imported."
-            )
-        kind, payload = message
-        if kind == "error":
-            exc, detail = payload
-            if detail:
-                logger.error("Checking the file of an import failed:\n%s", detail)
-            raise exc
-        return payload
-
-    def close(self) -> None:
-        self.source.close()
-        if not self.finished:
-            with suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGTERM)
-            os.waitpid(self.pid, 0)
-            self.finished = True
-
-
-def _check_in_child(info: SourceFile, write_fd: int) -> int:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    out = os.fdopen(write_fd, "wb")
-    try:
-        try:
-            message: tuple = ("ok", scan_file(info))
-        except FileProblem as exc:
-            message = ("error", (exc, ""))
-        except Exception as exc:
-            message = (
-                "error",
-                (RuntimeError(f"{type(exc).__name__}: {exc}"), traceback.format_exc()),
-            )
-        _send(out, message)
-        return 0
-    except BrokenPipeError:
-        return 0
+        _, scan = self.child.receive(lost="nothing was imported")
+        self.child.wait()
+        return scan
 
 
 def run_chunks(

@@ -10,8 +10,9 @@ import pytest
 from django.forms.models import model_to_dict
 
 from leads import importing
-from leads.importing import PreparingProcessDied, RowNormaliser
+from leads.importing import ImportProcessDied, RowNormaliser
 from leads.models import BatchState, ImportBatch, ImportRowError, Lead
+from leads.parsing import FileProblem
 
 
 @pytest.fixture
@@ -117,7 +118,7 @@ def test_a_preparing_process_that_is_killed_fails_the_batch_with_a_clear_message
     monkeypatch.setattr(RowNormaliser, "__call__", killed_on_row_6)
     rows = "".join(f"k{i}@acme.example\n" for i in range(9))
 
-    with pytest.raises(PreparingProcessDied, match="killed by signal 9"):
+    with pytest.raises(ImportProcessDied, match="killed by signal 9"):
         run_import(write_csv("Email\n" + rows))
 
     batch = ImportBatch.objects.get()
@@ -265,7 +266,7 @@ def test_a_file_problem_found_after_chunks_were_written_leaves_the_database_as_i
     )
     rows = "".join(f"r{i}@acme.example,Ann\n" for i in range(8)) + "r9@acme.example,Bob,extra\n"
 
-    with pytest.raises(importing.FileProblem, match="do not have the 2 columns of the header"):
+    with pytest.raises(FileProblem, match="do not have the 2 columns of the header"):
         run_import(write_csv("Email,First Name\n" + rows))
 
     assert len(written) == 3
@@ -278,7 +279,7 @@ def test_a_check_process_that_dies_fails_the_import_and_writes_nothing(
     monkeypatch.setattr("leads.importing.scan_file", lambda info: os.kill(os.getpid(), 9))
     rows = "".join(f"k{i}@acme.example\n" for i in range(7))
 
-    with pytest.raises(PreparingProcessDied, match="checking the file stopped unexpectedly"):
+    with pytest.raises(ImportProcessDied, match="checking the file stopped unexpectedly"):
         run_import(write_csv("Email\n" + rows))
 
     assert Lead.objects.count() == 0 and ImportBatch.objects.count() == 0
@@ -287,7 +288,7 @@ def test_a_check_process_that_dies_fails_the_import_and_writes_nothing(
 def test_a_header_problem_of_a_big_file_is_refused_before_anything_starts(
     run_import, write_csv, checked_beside
 ):
-    with pytest.raises(importing.FileProblem, match=r"[Ee]mail"):
+    with pytest.raises(FileProblem, match=r"[Ee]mail"):
         run_import(write_csv("Name,Company\nAnn,Acme\n"))
     assert ImportBatch.objects.count() == 0
 

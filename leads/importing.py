@@ -38,6 +38,7 @@ from django.db import OperationalError, connection, reset_queries, transaction
 from django.utils import timezone
 
 from leads.models import (
+    IDENTITY_KEY_SQL,
     PROFILE_FIELDS,
     BatchState,
     ConsentStatus,
@@ -424,10 +425,13 @@ def _probe(
     match_params: list,
     where: str = "",
     where_params: list | None = None,
+    key_index: str = "",
 ) -> tuple[str, list]:
     """SQL and parameters returning `columns` of the rows of `table` whose `key_column` is one
     of `keys` and that satisfy `match` (on alias l: the rest of an index's columns) and
-    `where` (written with {a} for the alias: conditions no index serves).
+    `where` (written with {a} for the alias: conditions no index serves). `key_index` is the
+    PostgreSQL expression an index holds instead of the key column itself, written with {}
+    for the column or key (e.g. `leads.models.IdentityKey`'s).
 
     On PostgreSQL every key is one index probe in a LATERAL subquery (OFFSET 0 keeps it from
     being flattened into a hash join over the whole campaign). `match` must leave the planner
@@ -442,7 +446,13 @@ def _probe(
         sql = (
             f"SELECT {outer} FROM unnest(string_to_array(%s, E'\\n')) AS k(value) CROSS JOIN LATERAL "  # noqa: S608 - identifiers are constants
             f"(SELECT {inner} FROM {table} l WHERE {match} AND l.{key_column} = k.value "
-            f"OFFSET 0) x" + (f" WHERE {where.format(a='x')}" if where else "")
+            + (
+                f"AND {key_index.format('l.' + key_column)} = {key_index.format('k.value')} "
+                if key_index
+                else ""
+            )
+            + "OFFSET 0) x"
+            + (f" WHERE {where.format(a='x')}" if where else "")
         )
         # One text parameter (keys never contain a line break: they are validated emails,
         # domains and hex digests): quoting one string costs far less than an array.
@@ -549,6 +559,7 @@ def fetch_people(
         match="l.venture_id = %s",
         match_params=[venture_id],
         key_column="identity_hash",
+        key_index=IDENTITY_KEY_SQL,
         keys=hashes,
         where="({a}.campaign_id = %s OR {a}.status = %s)",
         where_params=[campaign_id, LeadStatus.ACTIVE],

@@ -964,12 +964,9 @@ class ErasureResult:
 
 
 def _same_identity(identity: str) -> Q:
-    """Leads with this identity hash in any venture. The identity index leads with the venture:
-    naming every venture makes each one an index probe (at a million leads, 0.3 ms against
-    140 ms for a scan of the whole index)."""
-    return Q(venture_id__in=list(Venture.objects.values_list("pk", flat=True))) & Q(
-        identity_hash=identity
-    )
+    """Leads with this identity hash in any venture: one probe of the identity index (its
+    field's lookup adds the index's key)."""
+    return Q(identity_hash=identity)
 
 
 def lead_erase(*, email: str, actor: Actor, reason: str = "") -> ErasureResult:

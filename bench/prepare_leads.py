@@ -160,7 +160,7 @@ def worker(path: Path, stage: str, spec: dict | None, code: Path, vendor_url: st
         started = time.process_time()
         for records in chunked(rows, importing.CHUNK_ROWS):
             prepared = processor.prepare(records)
-            # The leads to write: `entries` since the preparing process, `rows` before.
+            # The leads to write: `entries` in the first preparing-process version, else `rows`.
             created += len(getattr(prepared, "entries", None) or getattr(prepared, "rows", {}))
         result["prepare_us"] = (time.process_time() - started) / count * 1e6
         result["created"] = created

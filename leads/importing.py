@@ -639,11 +639,12 @@ def copy_line(values: dict[str, Any]) -> str:
     )
 
 
-def values_from_line(line: str) -> dict[str, Any]:
-    """The normaliser's values back from a COPY line (for the few rows that merge into an
-    existing lead)."""
+def values_from_line(line: bytes) -> dict[str, Any]:
+    """The normaliser's values back from a lead's COPY line (for the few rows that merge into
+    an existing lead); the batch's columns after them are ignored."""
+    texts = line.decode().rstrip("\n").split("\t")
     values: dict[str, Any] = {}
-    for name, text in zip(STAGE_COLUMNS, line.split("\t"), strict=True):
+    for name, text in zip(STAGE_COLUMNS, texts[: len(STAGE_COLUMNS)], strict=True):
         if text == NULL:
             values[name] = None
         elif "\\" in text:
@@ -661,22 +662,20 @@ def values_from_line(line: str) -> dict[str, Any]:
     return values
 
 
-def _copy(cur, table: str, columns: tuple[str, ...], lines: list[str], suffix: str) -> None:
-    """COPY lines into table; every line gets `suffix` (the batch's columns) appended."""
-    end = suffix + "\n"
-    with cur.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-        copy.write(end.join(lines))
-        copy.write(end)
+def _copy(cur, table: str, data: bytes) -> None:
+    """COPY lines of COPY_COLUMNS (as `ChunkProcessor.prepare` builds them) into table."""
+    with cur.cursor.copy(f"COPY {table} ({', '.join(COPY_COLUMNS)}) FROM STDIN") as copy:
+        copy.write(data)
 
 
-def copy_leads(lines: list[str], suffix: str) -> bool:
+def copy_leads(data: bytes) -> bool:
     """COPY new leads straight into the lead table, in a savepoint. False (and nothing
     written) if one of them collided with the unique index after all."""
-    if not lines:
+    if not data:
         return True
     try:
         with transaction.atomic(), connection.cursor() as cur:
-            _copy(cur, Lead._meta.db_table, COPY_COLUMNS, lines, suffix)
+            _copy(cur, Lead._meta.db_table, data)
     except Exception as exc:
         # psycopg's own error (Django wraps execute(), not COPY); the savepoint is rolled back.
         if getattr(exc, "sqlstate", None) != UNIQUE_VIOLATION:
@@ -685,7 +684,7 @@ def copy_leads(lines: list[str], suffix: str) -> bool:
     return True
 
 
-def insert_leads_staged(lines: list[str], suffix: str) -> set[str]:
+def insert_leads_staged(data: bytes) -> set[str]:
     """The slow way: COPY into the staging table, then INSERT ... ON CONFLICT DO NOTHING.
     Returns the email keys inserted."""
     columns = ", ".join(COPY_COLUMNS)
@@ -695,7 +694,7 @@ def insert_leads_staged(lines: list[str], suffix: str) -> set[str]:
             f"SELECT {columns} FROM {Lead._meta.db_table} WITH NO DATA"
         )
         cur.execute(f"TRUNCATE {STAGE_TABLE}")
-        _copy(cur, STAGE_TABLE, COPY_COLUMNS, lines, suffix)
+        _copy(cur, STAGE_TABLE, data)
         cur.execute(
             f"INSERT INTO {Lead._meta.db_table} ({columns}) SELECT {columns} FROM {STAGE_TABLE} "  # noqa: S608 - identifiers are constants
             f"ORDER BY email_key ON CONFLICT (campaign_id, email_key) WHERE NOT (email_key = '') "
@@ -785,14 +784,24 @@ class LeaseLost(Exception):
 
 @dataclass
 class PreparedChunk:
-    """A chunk's database-free half, ready to write. `entries` maps each distinct email key,
-    in key order, to (identity hash, file row, row): the row is a COPY line on PostgreSQL and
-    a tuple of STAGE_COLUMNS values on SQLite."""
+    """A chunk's database-free half, ready to write: its distinct leads in email key order, as
+    parallel lists (cheap to pickle from the preparing process and to pick from by position).
 
-    entries: dict[str, tuple[str, int, Any]]
+    `rows` holds, per lead, on PostgreSQL its whole COPY line as UTF-8 bytes (the batch's
+    columns appended, line break included: a chunk of new leads is written by joining them),
+    on SQLite a tuple of STAGE_COLUMNS values. `domains` are the distinct email domains."""
+
+    keys: list[str]
+    identities: list[str]
+    source_rows: list[int]
+    rows: list[Any]
+    domains: list[str]
     issues: list[RowIssue]
     counts: ImportCounts
     now: Any
+
+    def __len__(self) -> int:
+        return len(self.keys)
 
 
 class ChunkProcessor:
@@ -837,10 +846,26 @@ class ChunkProcessor:
                 copy_line(values) if pg else _STAGE_OF(values),
             )
         counts.rows_done = done
+        now = timezone.now()
         # In email key order: indexes are filled in order, and concurrent imports of the same
         # people take their row locks in the same order.
-        ordered = {key: entries[key] for key in sorted(entries)}
-        return PreparedChunk(entries=ordered, issues=issues, counts=counts, now=timezone.now())
+        keys = sorted(entries)
+        picked = [entries[k] for k in keys]
+        if pg:
+            end = "\t" + "\t".join(copy_text(v) for v in self._batch_values(now)) + "\n"
+            rows = [(e[2] + end).encode() for e in picked]
+        else:
+            rows = [e[2] for e in picked]
+        return PreparedChunk(
+            keys=keys,
+            identities=[e[0] for e in picked],
+            source_rows=[e[1] for e in picked],
+            rows=rows,
+            domains=sorted({email_domain_of(k) for k in keys}),
+            issues=issues,
+            counts=counts,
+            now=now,
+        )
 
     def run(self, prepared: PreparedChunk, totals: ImportCounts) -> ImportCounts:
         """Write one prepared chunk in its own transaction (with the batch's running counters),
@@ -897,50 +922,82 @@ class ChunkProcessor:
         )
 
     def _write(self, prepared: PreparedChunk) -> ImportCounts:
+        """The chunk's leads, by position: suppressed ones dropped, this campaign's existing
+        ones merged, the cross-campaign policy applied, the rest written. In the common case
+        (all new) the preparing process's COPY lines go to the database as they came."""
         counts = ImportCounts(**prepared.counts.as_dict())
         issues = list(prepared.issues)
-        entries = dict(prepared.entries)
+        keys, identities, rows = prepared.keys, prepared.identities, prepared.rows
         if self.pg:
             # Taken before any lookup: an erasure (which locks the table against writers)
             # either finished before this chunk looks, or waits until it committed.
             with connection.cursor() as cur:
                 cur.execute(f"LOCK TABLE {Lead._meta.db_table} IN ROW EXCLUSIVE MODE")
-        self._drop_suppressed(entries, counts, issues)
+        keep = self._not_suppressed(prepared, counts, issues)
+        whole = len(keep) == len(keys)
         existing, elsewhere = fetch_people(
-            self.venture_id, self.campaign_id, [e[0] for e in entries.values()]
+            self.venture_id,
+            self.campaign_id,
+            identities if whole else [identities[i] for i in keep],
         )
         skipping = elsewhere if self.ctx.policy == CrossCampaignPolicy.SKIP_ACTIVE else set()
-        new = [k for k, e in entries.items() if k not in existing and e[0] not in skipping]
-        batch_values = self._batch_values(prepared.now)
         if self.pg:
-            lines = [entries[k][2] for k in new]
-            suffix = "\t" + "\t".join(copy_text(v) for v in batch_values)
-            if copy_leads(lines, suffix):
-                inserted = set(new)
-            else:
+            new = self._new(keep, keys, identities, existing, skipping)
+            data = b"".join(rows) if len(new) == len(keys) else b"".join([rows[i] for i in new])
+            inserted = new
+            if not copy_leads(data):
                 # Also where a lead of the campaign has the key but not the identity hash.
-                inserted = insert_leads_staged(lines, suffix)
+                stored = insert_leads_staged(data)
+                inserted = [i for i in new if keys[i] in stored]
                 existing.update(
-                    fetch_existing(self.campaign_id, [k for k in new if k not in inserted])
+                    fetch_existing(
+                        self.campaign_id, [keys[i] for i in new if keys[i] not in stored]
+                    )
                 )
-            incoming = {k: values_from_line(entries[k][2]) for k in existing}
+            incoming = {keys[i]: values_from_line(rows[i]) for i in keep if keys[i] in existing}
         else:
             # SQLite: the chunk's transaction holds the only write lock, and the campaign's
             # leads are looked up by the unique index's own key (a lead whose identity hash is
             # missing or stale is still found): nothing can collide.
-            existing = fetch_existing(self.campaign_id, list(entries))
-            new = [k for k, e in entries.items() if k not in existing and e[0] not in skipping]
+            existing = fetch_existing(self.campaign_id, [keys[i] for i in keep])
+            new = self._new(keep, keys, identities, existing, skipping)
             now = connection.ops.adapt_datetimefield_value(prepared.now)
-            batch_values = (*batch_values[:-4], now, now, now, now)
-            insert_rows_sqlite(batch_values, [entries[k][2] for k in new])
-            inserted = set(new)
-            incoming = {k: self._values_of(entries[k][2]) for k in existing}
+            batch_values = (*self._batch_values(prepared.now)[:-4], now, now, now, now)
+            insert_rows_sqlite(batch_values, [rows[i] for i in new])
+            inserted = new
+            incoming = {keys[i]: self._values_of(rows[i]) for i in keep if keys[i] in existing}
         counts.created += len(inserted)
-        for key, (identity, source_row, _) in entries.items():
-            if key in inserted or key in existing:
-                if key in inserted and identity in elsewhere:
+        if elsewhere or len(inserted) + len(existing) < len(keep):
+            rest, rest_issues = self._the_rest(prepared, keep, inserted, existing, elsewhere)
+            counts.add(rest)
+            issues.extend(rest_issues)
+        self._merge_existing(incoming, existing, prepared.now, counts, issues)
+        self._save_issues(issues)
+        return counts
+
+    @staticmethod
+    def _new(keep, keys, identities, existing, skipping) -> list[int]:
+        """Positions of the leads to write: neither in the campaign already nor skipped."""
+        if not (existing or skipping):
+            return keep
+        return [i for i in keep if keys[i] not in existing and identities[i] not in skipping]
+
+    def _the_rest(
+        self, prepared, keep, inserted, existing, elsewhere
+    ) -> tuple[ImportCounts, list[RowIssue]]:
+        """Counts and row issues of the leads that were neither written nor merged (skipped by
+        the policy, or erased while the chunk ran), and of new ones active elsewhere."""
+        skipping = elsewhere if self.ctx.policy == CrossCampaignPolicy.SKIP_ACTIVE else set()
+        counts, issues = ImportCounts(), []
+        written = set(inserted)
+        keys, identities = prepared.keys, prepared.identities
+        for i in keep:
+            key, identity = keys[i], identities[i]
+            if i in written or key in existing:
+                if i in written and identity in elsewhere:
                     counts.active_elsewhere += 1
                 continue
+            source_row = prepared.source_rows[i]
             if identity not in skipping:
                 # Refused by the unique index, then gone: changed while this chunk ran.
                 counts.suppressed += 1
@@ -964,9 +1021,7 @@ class ChunkProcessor:
                     RowIssueKind.SKIPPED,
                 )
             )
-        self._merge_existing(incoming, existing, prepared.now, counts, issues)
-        self._save_issues(issues)
-        return counts
+        return counts, issues
 
     @staticmethod
     def _values_of(row: tuple) -> dict[str, Any]:
@@ -974,26 +1029,33 @@ class ChunkProcessor:
         values["custom_fields"] = json.loads(values["custom_fields"])
         return values
 
-    def _drop_suppressed(self, entries, counts, issues) -> None:
-        hashes = [e[0] for e in entries.values()]
-        domains = [email_domain_of(k) for k in entries]
-        hit_hashes, hit_domains = fetch_suppressed(self.venture_id, hashes, domains)
+    def _not_suppressed(self, prepared: PreparedChunk, counts, issues) -> list[int]:
+        """Positions of the chunk's leads that are not on the suppression list; the others
+        are counted and get a row issue."""
+        everyone = list(range(len(prepared)))
+        hit_hashes, hit_domains = fetch_suppressed(
+            self.venture_id, prepared.identities, prepared.domains
+        )
         if not (hit_hashes or hit_domains):
-            return
-        for key in list(entries):
-            identity, source_row, _ = entries[key]
-            if identity in hit_hashes or email_domain_of(key) in hit_domains:
-                counts.suppressed += 1
-                why = "domain" if email_domain_of(key) in hit_domains else "address"
-                issues.append(
-                    RowIssue(
-                        source_row,
-                        "",
-                        f"On the suppression list ({why}); not imported.",
-                        RowIssueKind.SUPPRESSED,
-                    )
+            return everyone
+        keep = []
+        for i in everyone:
+            key = prepared.keys[i]
+            by_domain = email_domain_of(key) in hit_domains
+            if not (by_domain or prepared.identities[i] in hit_hashes):
+                keep.append(i)
+                continue
+            counts.suppressed += 1
+            why = "domain" if by_domain else "address"
+            issues.append(
+                RowIssue(
+                    prepared.source_rows[i],
+                    "",
+                    f"On the suppression list ({why}); not imported.",
+                    RowIssueKind.SUPPRESSED,
                 )
-                del entries[key]
+            )
+        return keep
 
     def _merge_existing(self, incoming, existing, now, counts, issues) -> None:
         updates, touched = [], []

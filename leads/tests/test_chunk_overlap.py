@@ -134,7 +134,7 @@ def test_a_failure_writing_a_chunk_stops_the_import_and_the_preparing_process(
     calls = []
 
     def failing_second_write(self, prepared):
-        calls.append(len(prepared.entries))
+        calls.append(len(prepared))
         if len(calls) == 2:
             raise RuntimeError("the database went away")
         return write(self, prepared)

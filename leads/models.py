@@ -344,6 +344,9 @@ class Lead(models.Model):
     identity hash; `venture` is stored too so cross-campaign checks need no join."""
 
     # The campaign-first indexes below serve campaign filters, so no separate FK index.
+    # On PostgreSQL, campaign, venture, segment and source_batch have no foreign key: triggers
+    # check them once per statement (leads/0009), the pair (campaign, venture) against the
+    # campaign's own. SQLite has Django's keys; on_delete is applied by Django on both.
     campaign = models.ForeignKey(
         Campaign, on_delete=models.PROTECT, related_name="leads", db_index=False
     )
@@ -372,7 +375,7 @@ class Lead(models.Model):
     timezone = models.CharField(max_length=64, blank=True)
     industry = models.CharField(max_length=200, blank=True)
     company_size = models.PositiveIntegerField(null=True, blank=True, help_text="Employees.")
-    # Indexed by lead_segment_idx below.
+    # Indexed by lead_segment_idx below. Checked by a trigger on PostgreSQL (see campaign).
     segment = models.ForeignKey(
         IcpSegment,
         on_delete=models.SET_NULL,
@@ -394,6 +397,7 @@ class Lead(models.Model):
         max_length=10, choices=SourceChannel.choices, default=SourceChannel.IMPORT
     )
     source_list = models.CharField(max_length=200, blank=True)
+    # Checked by a trigger on PostgreSQL (see campaign).
     source_batch = models.ForeignKey(
         ImportBatch, on_delete=models.SET_NULL, null=True, blank=True, related_name="leads"
     )

@@ -6,9 +6,9 @@ own per-row trigger query at commit, and neither checked that the copy is right.
 key against the campaign's unique (id, venture_id) does both in one check per row: a lead can
 only name its campaign's venture. Django's model state still describes the two single-column
 keys (it has no composite foreign keys); their `on_delete` rules are applied by Django as
-before. SQLite keeps the two single-column keys. A later migration that alters `Lead.campaign`
-or `Lead.venture` finds no single-column key to drop and adds one back: it should drop that
-again (as `to_composite` does) to keep one check per row.
+before. SQLite keeps the two single-column keys. Since leads/0009 this key is gone too, like the
+batch and segment keys: triggers check a statement's references once, and that migration says
+what later migrations of these fields must do.
 """
 
 from django.db import migrations

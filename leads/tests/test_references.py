@@ -44,6 +44,9 @@ TRIGGERS = {
     ("leads_importbatch", "lead_references_batch_rekeyed"),
     ("ventures_icpsegment", "lead_references_segment_deleted"),
     ("ventures_icpsegment", "lead_references_segment_rekeyed"),
+    ("ventures_campaign", "lead_references_campaign_truncated"),
+    ("leads_importbatch", "lead_references_batch_truncated"),
+    ("ventures_icpsegment", "lead_references_segment_truncated"),
 }
 
 
@@ -123,7 +126,7 @@ def test_the_reference_triggers_exist_and_are_enabled_on_postgresql():
     assert {key: enabled for key, (enabled, _, _) in found.items() if enabled not in "OA"} == {}, (
         "A reference trigger is disabled: leads are not checked."
     )
-    referenced = {key for key in TRIGGERS if key[0] != "leads_lead"}
+    referenced = {key for key in TRIGGERS if key[1].endswith(("_deleted", "_rekeyed"))}
     # Deferred to commit like Django's keys, so a collector can null the leads first.
     assert {key for key, (_, constraint, deferred) in found.items() if constraint and deferred} == (
         referenced
@@ -675,3 +678,32 @@ def test_an_import_into_a_campaign_being_deleted_waits_then_fails():
     assert not Campaign.objects.filter(pk=campaign.pk).exists()
     assert not Lead.objects.exists()
     assert _orphans() == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("what", ["campaign", "segment", "batch"])
+def test_truncating_a_referenced_table_is_refused_while_leads_reference_it(what, campaign):
+    table, _ = _referenced(what, campaign)
+
+    def truncate():
+        with connection.cursor() as cur:
+            cur.execute("SET CONSTRAINTS ALL IMMEDIATE")  # no deferred events may be pending
+            cur.execute(f"TRUNCATE {table} CASCADE")
+
+    message = _refused(truncate)
+
+    assert f'cannot truncate "{table}": leads in "leads_lead" still reference it' in message
+    assert _orphans() == 0 and Lead.objects.count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("what", ["campaign", "segment", "batch"])
+def test_truncating_a_referenced_table_with_the_leads_in_one_statement_is_accepted(what, campaign):
+    table, _ = _referenced(what, campaign)
+
+    with connection.cursor() as cur:
+        cur.execute("SET CONSTRAINTS ALL IMMEDIATE")  # no deferred events may be pending
+        cur.execute(f"TRUNCATE {table}, leads_lead CASCADE")
+
+    assert Lead.objects.count() == 0
+    assert _rows(f"SELECT count(*) FROM {table}") == [(0,)]  # noqa: S608 - a constant

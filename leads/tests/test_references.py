@@ -102,7 +102,7 @@ def test_leads_have_no_per_row_foreign_key_on_postgresql():
     )
     assert not keys, (
         f"leads_lead has foreign keys again: {keys}. On PostgreSQL a lead's references are "
-        "checked once per statement by triggers (leads/0009; a per-row key costs about 9 s of "
+        "checked once per statement by triggers (leads/0009; per-row keys cost about 7.8 s of "
         "PostgreSQL CPU per million imported leads). A migration re-added them (Django does on "
         "AddField, or when db_constraint is turned on): drop them in it, as leads/0009 does."
     )

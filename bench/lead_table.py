@@ -38,6 +38,8 @@ import sys
 import time
 from pathlib import Path
 
+from import_leads import setup_django  # bench/ is the script's directory
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/aicmo_bench_lead_table"
@@ -99,16 +101,6 @@ VARIANTS: dict[str, tuple[list[str], list[str], str | None]] = {
     ),
     "work-mem-4mb": ([], [], "4MB"),
 }
-
-
-def setup_django(database_url: str) -> None:
-    sys.path.insert(0, str(ROOT))
-    os.environ["DATABASE_URL"] = database_url
-    os.environ.setdefault("DEBUG", "1")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aicmo_site.settings")
-    import django
-
-    django.setup()
 
 
 def prepare_database(database_url: str) -> None:

@@ -232,6 +232,11 @@ AICMO_IMPORT_LEASE_SECONDS = _Q_TIMEOUT + 60
 # Public capture form: submissions allowed per client IP and window (seconds).
 AICMO_CAPTURE_RATE_LIMIT = _int("AICMO_CAPTURE_RATE_LIMIT", 5, minimum=1)
 AICMO_CAPTURE_RATE_WINDOW = _int("AICMO_CAPTURE_RATE_WINDOW", 600, minimum=1)
+# Reverse proxies in front of the site that append the address they received a request from to
+# X-Forwarded-For (nginx's $proxy_add_x_forwarded_for, a load balancer, a CDN). 0: the client is
+# REMOTE_ADDR and X-Forwarded-For is ignored (anyone can send one); N: the client is the N-th
+# address from the right, the one the outermost trusted proxy saw (leads.views._client_ip).
+AICMO_PROXY_HOPS = _int("AICMO_PROXY_HOPS", 0)
 # JSON bulk lead API: most leads accepted in one request.
 AICMO_API_MAX_ROWS = _int("AICMO_API_MAX_ROWS", 1000, minimum=1)
 

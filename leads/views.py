@@ -10,6 +10,7 @@ all processes (leads.ratelimit).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 from django.conf import settings
@@ -61,9 +62,23 @@ def _consent_text(campaign: Campaign) -> str:
 
 
 def _client_ip(request) -> str:
-    # REMOTE_ADDR, never X-Forwarded-For (a client could forge it to dodge the limit); behind
-    # a proxy, have the proxy set REMOTE_ADDR to the client's address.
-    return request.META.get("REMOTE_ADDR", "") or "unknown"
+    """The address the rate limit counts. Without trusted proxies (AICMO_PROXY_HOPS = 0) it is
+    REMOTE_ADDR: X-Forwarded-For is whatever the client wrote. Behind N proxies that each
+    append the address they got the request from, the N-th address from the right is the one
+    the outermost of them saw: everything left of it may be forged. A request that did not
+    come through them all (too few addresses) or names no valid address falls back to
+    REMOTE_ADDR."""
+    remote = request.META.get("REMOTE_ADDR", "") or "unknown"
+    hops = settings.AICMO_PROXY_HOPS
+    if not hops:
+        return remote
+    chain = [a.strip() for a in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+    if len(chain) < hops:
+        return remote
+    try:
+        return str(ipaddress.ip_address(chain[-hops]))
+    except ValueError:
+        return remote
 
 
 def _record(form: CaptureForm, request, campaign: Campaign) -> dict[str, str]:

@@ -105,6 +105,61 @@ def test_rate_limit_per_ip_answers_429_and_writes_nothing(client, campaign, sett
     assert other_ip.status_code == 200  # the limit is per IP
 
 
+def _from(client, campaign, email, *, forwarded: str, proxy: str = "10.0.0.2"):
+    """A POST that reached the site through a proxy at `proxy` with this X-Forwarded-For."""
+    data = {**FORM, "email": email}
+    return client.post(
+        capture_url(campaign), data, REMOTE_ADDR=proxy, HTTP_X_FORWARDED_FOR=forwarded
+    )
+
+
+def test_without_trusted_proxies_a_forged_forwarded_for_does_not_dodge_the_limit(
+    client, campaign, settings
+):
+    settings.AICMO_CAPTURE_RATE_LIMIT = 1
+    settings.AICMO_PROXY_HOPS = 0
+    assert _from(client, campaign, "a@example.com", forwarded="198.51.100.1").status_code == 200
+    second = _from(client, campaign, "b@example.com", forwarded="198.51.100.2")
+    assert second.status_code == 429  # both count for REMOTE_ADDR, the only fact
+
+
+def test_behind_one_proxy_clients_are_told_apart_by_the_address_it_appended(
+    client, campaign, settings
+):
+    settings.AICMO_CAPTURE_RATE_LIMIT = 1
+    settings.AICMO_PROXY_HOPS = 1
+    ok = _from(client, campaign, "a@example.com", forwarded="203.0.113.5")
+    other = _from(client, campaign, "b@example.com", forwarded="203.0.113.6")
+    assert ok.status_code == other.status_code == 200  # one proxy, two clients
+    # The same client again, with a forged address put in front of the one the proxy added.
+    forged = _from(client, campaign, "c@example.com", forwarded="192.0.2.99, 203.0.113.5")
+    assert forged.status_code == 429
+    assert not Lead.objects.filter(email_key="c@example.com").exists()
+
+
+def test_behind_two_proxies_the_client_is_the_second_address_from_the_right(
+    client, campaign, settings
+):
+    settings.AICMO_CAPTURE_RATE_LIMIT = 1
+    settings.AICMO_PROXY_HOPS = 2
+    first = _from(client, campaign, "a@example.com", forwarded="203.0.113.5, 10.1.1.1")
+    same_client = _from(client, campaign, "b@example.com", forwarded="203.0.113.5, 10.1.1.2")
+    assert first.status_code == 200 and same_client.status_code == 429
+
+
+@pytest.mark.parametrize("forwarded", ["", "not-an-address"])
+def test_a_request_that_did_not_come_through_the_proxies_counts_for_remote_addr(
+    client, campaign, settings, forwarded
+):
+    settings.AICMO_CAPTURE_RATE_LIMIT = 1
+    settings.AICMO_PROXY_HOPS = 1
+    assert _from(client, campaign, "a@example.com", forwarded=forwarded).status_code == 200
+    again = _from(client, campaign, "b@example.com", forwarded="198.51.100.77", proxy="10.0.0.2")
+    assert again.status_code == 200  # a real forwarded client is someone else
+    direct = _from(client, campaign, "c@example.com", forwarded=forwarded)
+    assert direct.status_code == 429  # the unattributable requests share REMOTE_ADDR's count
+
+
 def test_rate_limit_counter_lives_in_the_database_cache(client, campaign, settings):
     from django.core.cache.backends.db import DatabaseCache
 

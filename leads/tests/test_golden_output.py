@@ -185,3 +185,32 @@ def test_the_messy_file_is_read_as_written(tmp_path):
     path = write_messy_file(tmp_path / "m.csv", 50)
     parsed = [row for _, row in iter_rows(inspect_file(path))]
     assert parsed == [MESSY_HEADERS, *messy_rows(50)]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {"icebreaker": "Loved your talk", "Lists": "Bench list"},
+        {"Zitat": 'Er sagte "Grüß Gott" \\ und ging', "tab\there": "line\nbreak\r"},
+        {"ctl": "\x00\x01\x1f", "sep": "\u2028\u2029", "emoji": "🙂", "cjk": "東京"},
+        {"Phone": "+1 (512) 555-0100", 7: "a number as a key"},
+        {"value": None, "size": 12, "ok": True},
+    ],
+)
+def test_custom_fields_json_is_the_encoders_text(fields):
+    from leads.importing import CustomFieldsJson
+
+    encode = CustomFieldsJson()
+    expected = json.dumps(fields, ensure_ascii=False)
+    assert encode(fields) == expected
+    assert encode(dict(fields)) == expected  # again, with the names' prefixes cached
+
+
+def test_custom_fields_json_forgets_its_names_beyond_ten_thousand():
+    from leads.importing import CustomFieldsJson
+
+    encode = CustomFieldsJson()
+    for i in range(10_050):
+        assert encode({f"column {i}": "x"}) == json.dumps({f"column {i}": "x"})
+    assert len(encode._prefix) <= 10_001

@@ -19,6 +19,7 @@ from django.http import Http404
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 from django.views.decorators.cache import never_cache
 
 from leads.forms import CaptureForm
@@ -36,7 +37,10 @@ OPEN_STATUSES = (CampaignStatus.DRAFT, CampaignStatus.RUNNING, CampaignStatus.PA
 
 
 def capture_token(campaign: Campaign) -> str:
-    return signing.Signer(salt=_SALT).sign(str(campaign.pk))
+    """The signed part of the campaign's capture link: its id, and its capture key once the
+    link was renewed (ventures.services.campaign_capture_link_rotate)."""
+    value = f"{campaign.pk}.{campaign.capture_key}" if campaign.capture_key else str(campaign.pk)
+    return signing.Signer(salt=_SALT).sign(value)
 
 
 def capture_url(campaign: Campaign) -> str:
@@ -45,11 +49,15 @@ def capture_url(campaign: Campaign) -> str:
 
 def _campaign_for(token: str) -> Campaign:
     try:
-        campaign_id = signing.Signer(salt=_SALT).unsign(token)
+        value = signing.Signer(salt=_SALT).unsign(token)
     except signing.BadSignature:
         raise Http404("No such form.") from None
+    campaign_id, _, key = value.partition(".")
     campaign = Campaign.objects.select_related("venture").filter(pk=campaign_id).first()
     if campaign is None or campaign.status not in OPEN_STATUSES:
+        raise Http404("This form is closed.")
+    # A link made before the campaign's capture key last changed is closed.
+    if not constant_time_compare(key, campaign.capture_key):
         raise Http404("This form is closed.")
     return campaign
 

@@ -239,6 +239,50 @@ def test_operator_cannot_kill_a_campaign(client, operator, campaign):
     assert campaign.kill_switch is False
 
 
+def test_an_operator_gives_a_campaign_a_new_capture_link_after_confirming(
+    client, operator, campaign
+):
+    from leads.views import capture_url
+
+    old = capture_url(campaign)
+    client.force_login(operator)
+    page = text(client.get(op_url(campaign, "new-capture-link")))
+    assert "stops working at once" in page
+    campaign.refresh_from_db()
+    assert capture_url(campaign) == old  # the confirm page changed nothing
+
+    response = client.post(
+        op_url(campaign, "new-capture-link"), {"post": "yes", "reason": "spam"}, follow=True
+    )
+
+    assert "a new lead-capture link; the old one no longer works" in text(response)
+    campaign.refresh_from_db()
+    assert campaign.capture_key and capture_url(campaign) != old
+    event = AuditEvent.objects.get(action="campaign.capture_link")
+    assert event.reason == "spam" and campaign.capture_key not in str(event.after)
+
+
+def test_the_changelist_action_renews_the_capture_links_of_the_selected_campaigns(
+    client, operator, campaign
+):
+    other = CampaignFactory(venture=campaign.venture)
+    client.force_login(operator)
+    confirm = run_action(client, "new_capture_links", [campaign, other])
+    assert "stops working at once" in text(confirm)
+    run_action(client, "new_capture_links", [campaign, other], post="yes", reason="")
+    keys = {c.capture_key for c in Campaign.objects.filter(pk__in=[campaign.pk, other.pk])}
+    assert len(keys) == 2 and "" not in keys
+
+
+def test_a_viewer_cannot_renew_a_capture_link(client, viewer, campaign):
+    client.force_login(viewer)
+    assert client.get(op_url(campaign, "new-capture-link")).status_code == 403
+    response = client.post(op_url(campaign, "new-capture-link"), {"post": "yes"})
+    assert response.status_code == 403
+    campaign.refresh_from_db()
+    assert campaign.capture_key == ""
+
+
 def test_operator_cannot_switch_a_campaign_to_live(client, operator, campaign):
     client.force_login(operator)
     assert client.get(op_url(campaign, "go-live")).status_code == 403
@@ -270,14 +314,18 @@ def test_operator_sees_only_the_buttons_it_may_use(client, operator, campaign):
     running(campaign)
     client.force_login(operator)
     page = client.get(admin_url("campaign_change", campaign.pk))
-    assert [b["name"] for b in page.context["operation_buttons"]] == ["pause", "stop"]
+    assert [b["name"] for b in page.context["operation_buttons"]] == [
+        "pause",
+        "stop",
+        "new-capture-link",
+    ]
 
 
 def test_administrator_sees_kill_and_live_buttons(client, administrator, campaign):
     client.force_login(administrator)
     page = client.get(admin_url("campaign_change", campaign.pk))
     names = [b["name"] for b in page.context["operation_buttons"]]
-    assert names == ["start", "stop", "kill", "go-live"]
+    assert names == ["start", "stop", "kill", "go-live", "new-capture-link"]
     assert op_url(campaign, "kill") in text(page)
 
 

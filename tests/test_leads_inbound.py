@@ -10,8 +10,8 @@ from django.urls import reverse
 
 from leads.models import ConsentStatus, ImportBatch, Lead, LeadStatus, SourceChannel
 from leads.views import capture_token, capture_url
-from tests.factories import LeadFactory, SuppressionEntryFactory
-from ventures.models import CampaignStatus
+from tests.factories import CampaignFactory, LeadFactory, SuppressionEntryFactory
+from ventures.models import Campaign, CampaignStatus
 
 pytestmark = pytest.mark.django_db
 
@@ -222,6 +222,38 @@ def test_a_stopped_campaigns_form_is_closed(client, campaign):
 
 def test_capture_token_does_not_change(campaign):
     assert capture_token(campaign) == capture_token(campaign)
+
+
+def test_a_new_capture_link_closes_the_one_shared_before(client, campaign):
+    from ventures.services import campaign_capture_link_rotate
+
+    old = capture_url(campaign)
+    assert client.get(old).status_code == 200
+
+    campaign_capture_link_rotate(campaign=campaign, actor="test", reason="spam")
+
+    new = capture_url(campaign)
+    assert new != old
+    assert client.get(old).status_code == 404
+    assert client.post(old, {**FORM}, REMOTE_ADDR="203.0.113.7").status_code == 404
+    assert not Lead.objects.exists()
+    assert submit(client, campaign).status_code == 200  # through the new link
+    assert Lead.objects.count() == 1
+    campaign_capture_link_rotate(campaign=Campaign.objects.get(pk=campaign.pk), actor="test")
+    assert client.get(new).status_code == 404  # each renewal closes the previous link
+
+
+def test_a_capture_link_names_one_campaign_and_its_current_key(client, campaign):
+    from django.core import signing
+
+    from ventures.services import campaign_capture_link_rotate
+
+    campaign_capture_link_rotate(campaign=campaign, actor="test")
+    other = CampaignFactory(venture=campaign.venture)
+    # A validly signed value with the right key but another campaign's id: closed.
+    forged = signing.Signer(salt="leads.capture").sign(f"{other.pk}.{campaign.capture_key}")
+    assert client.get(reverse("leads:capture", args=[forged])).status_code == 404
+    assert client.get(capture_url(other)).status_code == 200
 
 
 RACE = """

@@ -99,6 +99,10 @@ def _campaign_mode(mode: str) -> Callable[[Campaign, Any, str], bool]:
     return apply
 
 
+def _capture_link_rotate(campaign: Campaign, user: Any, reason: str) -> bool:
+    return services.campaign_capture_link_rotate(campaign=campaign, actor=user, reason=reason)
+
+
 def _venture_kill(on: bool) -> Callable[[Venture, Any, str], bool]:
     def apply(venture: Venture, user: Any, reason: str) -> bool:
         return services.venture_set_kill_switch(venture=venture, on=on, actor=user, reason=reason)
@@ -172,6 +176,18 @@ CAMPAIGN_OPERATIONS = {
             unchanged="{count} {noun} already in proof mode.",
             permission="operate",
             apply=_campaign_mode(SendMode.PROOF),
+        ),
+        Operation(
+            name="new-capture-link",
+            label="New capture link",
+            done="Gave {count} {noun} a new lead-capture link; the old one no longer works.",
+            unchanged="",
+            permission="operate",
+            apply=_capture_link_rotate,
+            confirm=True,
+            warning="The lead-capture link shared so far stops working at once: visitors get "
+            'a page that says the form is closed. Share the new link (campaign action "Show '
+            'the lead-capture form links").',
         ),
     )
 }
@@ -698,6 +714,7 @@ class CampaignAdmin(OperationsAdmin):
         "unkill_campaigns",
         "go_live_campaigns",
         "go_proof_campaigns",
+        "new_capture_links",
     )
     fieldsets = (
         (None, {"fields": ("venture", "name", "slug", "objective")}),
@@ -782,6 +799,7 @@ class CampaignAdmin(OperationsAdmin):
         names = [a for a in obj.allowed_actions() if a in self.operations]
         names.append("unkill" if obj.kill_switch else "kill")
         names.append("go-proof" if obj.mode == SendMode.LIVE else "go-live")
+        names.append("new-capture-link")
         return names
 
     def confirm_notes(self, request, operation, objects):
@@ -834,6 +852,13 @@ class CampaignAdmin(OperationsAdmin):
     @admin.action(description="Switch selected campaigns to proof mode", permissions=["operate"])
     def go_proof_campaigns(self, request, queryset):
         self._run(request, queryset, "go-proof")
+
+    @admin.action(
+        description="Give selected campaigns a new lead-capture link…", permissions=["operate"]
+    )
+    def new_capture_links(self, request, queryset):
+        op = self.operations["new-capture-link"]
+        return self.confirm_operation(request, queryset, op, "new_capture_links")
 
 
 # --- Global kill switch, heartbeats, audit log -----------------------------------------------------

@@ -229,6 +229,10 @@ class Campaign(models.Model):
     kill_switch = models.BooleanField(default=False)
     kill_reason = models.CharField(max_length=500, blank=True)
     mode = models.CharField(max_length=8, choices=SendMode.choices, default=SendMode.PROOF)
+    # Signed into the public lead-capture link with the campaign's id. Empty until the first
+    # rotation (the link is then the signed id alone, as it always was); a new key makes every
+    # earlier link stop working (ventures.services.campaign_capture_link_rotate).
+    capture_key = models.CharField(max_length=32, blank=True, editable=False)
 
     daily_send_limit = models.PositiveIntegerField(default=50)
     send_days = models.CharField(max_length=7, default="12345", validators=[validate_send_days])

@@ -193,6 +193,24 @@ def _toggle_kill(*, obj: models.Model, on: bool, actor: Actor, reason: str, acti
     return True
 
 
+def campaign_capture_link_rotate(*, campaign: Campaign, actor: Actor, reason: str = "") -> bool:
+    """Give the campaign's public lead-capture form a new link: the one shared so far (leaked,
+    or drawing spam) stops working at once. The key itself is not written to the audit trail."""
+    with transaction.atomic():
+        locked = Campaign.objects.select_for_update().get(pk=campaign.pk)
+        locked.capture_key = secrets.token_urlsafe(16)
+        locked.save(update_fields=["capture_key", "updated_at"])
+        audit_record(
+            actor=actor,
+            action="campaign.capture_link",
+            entity=locked,
+            after={"capture_link": "new link; the previous one no longer works"},
+            reason=reason,
+        )
+    campaign.capture_key = locked.capture_key
+    return True
+
+
 def campaign_set_kill_switch(
     *, campaign: Campaign, on: bool, actor: Actor, reason: str = ""
 ) -> bool:

@@ -895,6 +895,34 @@ def test_concurrent_loads_of_one_new_file_create_everything_exactly_once(write):
 
 
 @pytest.mark.django_db
+def test_a_load_that_reads_the_venture_before_and_the_campaign_after_a_concurrent_load_committed(
+    write, monkeypatch
+):
+    # The race seen in CI: a concurrent load of the same new file committed the venture and
+    # the campaign between this load's read of the venture (nothing yet) and of the campaign.
+    path = write(BASE)
+    campaign_code.campaign_load(path=path, actor="the winner")
+    real = Venture.objects.select_for_update
+    reads = []
+
+    class ReadBeforeTheWinnerCommitted:
+        def filter(self, **lookups):
+            reads.append(lookups)
+            return Venture.objects.none() if len(reads) == 1 else real().filter(**lookups)
+
+        def get(self, **lookups):
+            return real().get(**lookups)
+
+    monkeypatch.setattr(Venture.objects, "select_for_update", ReadBeforeTheWinnerCommitted)
+
+    result = campaign_code.campaign_load(path=path, actor="the loser")
+
+    assert reads and result.campaign.venture == result.venture
+    assert Venture.objects.count() == 1 and Campaign.objects.count() == 1
+    assert not AuditEvent.objects.filter(actor="the loser").exists()  # nothing to change
+
+
+@pytest.mark.django_db
 def test_a_load_that_loses_a_creation_race_tries_once_more(write, monkeypatch):
     real_apply = campaign_code._apply
     calls = []

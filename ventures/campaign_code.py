@@ -764,8 +764,14 @@ def _plan(data: dict[str, Any], loc: Locator) -> _Plan:
 
 
 def _apply(plan: _Plan, *, loc: Locator, actor: str, reason: str) -> LoadResult:
-    venture = Venture.objects.select_for_update().filter(slug=plan.venture["slug"]).first()
-    _check_campaign_owner(plan.campaign["slug"], venture, loc)
+    slug = plan.venture["slug"]
+    venture = Venture.objects.select_for_update().filter(slug=slug).first()
+    owner = Campaign.objects.select_related("venture").filter(slug=plan.campaign["slug"]).first()
+    if venture is None and owner is not None and owner.venture.slug == slug:
+        # A concurrent load of this file committed the venture and the campaign between the
+        # two reads above (each sees what was committed when it ran): it is this venture.
+        venture = Venture.objects.select_for_update().get(pk=owner.venture_id)
+    _check_campaign_owner(owner, venture, loc)
     upsert = _Upserter(loc=loc, actor=actor, reason=reason)
     venture, venture_change = upsert("venture", venture, plan.venture, table=("venture",))
     existing = {s.slug: s for s in IcpSegment.objects.select_for_update().filter(venture=venture)}
@@ -797,13 +803,13 @@ def _apply(plan: _Plan, *, loc: Locator, actor: str, reason: str) -> LoadResult:
     )
 
 
-def _check_campaign_owner(slug: str, venture: Venture | None, loc: Locator) -> None:
-    other = Campaign.objects.select_related("venture").filter(slug=slug).first()
-    if other is not None and (venture is None or other.venture_id != venture.pk):
+def _check_campaign_owner(owner: Campaign | None, venture: Venture | None, loc: Locator) -> None:
+    """`owner` is the campaign with the file's campaign slug, if any: it must be the venture's."""
+    if owner is not None and (venture is None or owner.venture_id != venture.pk):
         raise loc.error(
             ("campaign", "slug"),
-            f"campaign {slug!r} already belongs to venture {other.venture.slug!r}; a file cannot"
-            " move a campaign to another venture (choose another campaign slug)",
+            f"campaign {owner.slug!r} already belongs to venture {owner.venture.slug!r}; a file"
+            " cannot move a campaign to another venture (choose another campaign slug)",
         )
 
 

@@ -234,9 +234,17 @@ class MessageTemplateAdmin(ScopedAdmin):
                 purpose=RenderPurpose.PREVIEW,
             )
         if campaign is not None:
-            form.set_recipient_choices(
-                recipient_source().choices(campaign=campaign, limit=RECIPIENT_CHOICES_LIMIT)
+            # The picker lists the campaign's first leads by id, or those whose address starts
+            # with what the operator typed in "Find a lead" (any lead of a big campaign).
+            search = form.cleaned_data.get("find", "") if form.is_bound and form.is_valid() else ""
+            choices = recipient_source().choices(
+                campaign=campaign, limit=RECIPIENT_CHOICES_LIMIT, search=search
             )
+            if recipient is not None and not recipient.is_sample:
+                # The lead being shown stays selectable whatever the list holds.
+                shown = (recipient.ref, recipient.label)
+                choices = [shown, *(c for c in choices if c[0] != recipient.ref)]
+            form.set_recipient_choices(choices)
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
@@ -254,6 +262,7 @@ class MessageTemplateAdmin(ScopedAdmin):
                 "admin:templating_messagetemplate_send_test", args=[quote(template.pk)]
             ),
             "reason_descriptions": REASON_DESCRIPTIONS,
+            "choices_limit": RECIPIENT_CHOICES_LIMIT,
         }
         return TemplateResponse(request, "admin/templating/messagetemplate/preview.html", context)
 

@@ -12,6 +12,12 @@ class PreviewForm(forms.Form):
     the RecipientSource listed); the view resolves it within the chosen campaign only."""
 
     campaign = forms.ModelChoiceField(queryset=None, empty_label=None)
+    find = forms.CharField(
+        required=False,
+        max_length=254,
+        label="Find a lead",
+        help_text="The start of an email address; Preview, then pick one of the leads found.",
+    )
     recipient = forms.CharField(required=False, max_length=100, widget=forms.Select)
 
     def __init__(self, *args, campaigns, **kwargs) -> None:

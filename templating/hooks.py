@@ -34,8 +34,9 @@ class Recipient:
 
 
 class RecipientSource(Protocol):
-    def choices(self, *, campaign: Any, limit: int) -> list[tuple[str, str]]:
-        """(ref, label) of up to `limit` recipients of the campaign, for a picker."""
+    def choices(self, *, campaign: Any, limit: int, search: str = "") -> list[tuple[str, str]]:
+        """(ref, label) of up to `limit` recipients of the campaign, for a picker; with
+        `search`, those whose address starts with it (case-insensitive)."""
 
     def get(self, *, campaign: Any, ref: str) -> Recipient | None:
         """The recipient `ref` if it belongs to `campaign` (else None: never cross scopes)."""
@@ -51,7 +52,7 @@ class RecipientSource(Protocol):
 
 
 class _EmptySource:
-    def choices(self, *, campaign: Any, limit: int) -> list[tuple[str, str]]:
+    def choices(self, *, campaign: Any, limit: int, search: str = "") -> list[tuple[str, str]]:
         return []
 
     def get(self, *, campaign: Any, ref: str) -> Recipient | None:

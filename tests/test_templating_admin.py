@@ -191,6 +191,45 @@ def test_preview_of_another_ventures_template_is_404(op_client, other_venture_ca
     assert op_client.get(url("preview", template.pk)).status_code == 404
 
 
+def _offered(response) -> list[str]:
+    return [value for value, _ in response.context["form"].fields["recipient"].widget.choices]
+
+
+def test_preview_finds_any_lead_of_a_big_campaign_by_the_start_of_its_address(
+    op_client, template, campaign, monkeypatch
+):
+    monkeypatch.setattr("templating.admin.RECIPIENT_CHOICES_LIMIT", 2)
+    first, second = LeadFactory(campaign=campaign), LeadFactory(campaign=campaign)
+    late = LeadFactory(
+        campaign=campaign,
+        email="Zed.Late@example.com",
+        email_key="zed.late@example.com",
+        first_name="Zed",
+    )
+    preview = url("preview", template.pk)
+
+    listed = _offered(op_client.get(preview, {"campaign": campaign.pk}))
+    assert listed == ["sample", f"lead:{first.pk}", f"lead:{second.pk}"]  # the first two by id
+
+    found = op_client.get(preview, {"campaign": campaign.pk, "find": " ZED.l "})
+    assert _offered(found) == ["sample", f"lead:{late.pk}"]
+    assert "whose address starts with" in page(found)
+
+    shown = op_client.get(preview, {"campaign": campaign.pk, "recipient": f"lead:{late.pk}"})
+    assert "Quick question, Zed" in page(shown)
+    assert f"lead:{late.pk}" in _offered(shown)  # the lead shown stays in the list
+
+
+def test_finding_a_lead_for_the_preview_stays_inside_the_campaign(
+    op_client, template, campaign, other_venture_campaign
+):
+    LeadFactory(
+        campaign=other_venture_campaign, email="zed@example.com", email_key="zed@example.com"
+    )
+    found = op_client.get(url("preview", template.pk), {"campaign": campaign.pk, "find": "zed"})
+    assert _offered(found) == ["sample"]
+
+
 def test_preview_cannot_read_a_lead_of_another_campaign(
     op_client, template, campaign, other_venture_campaign
 ):

@@ -30,7 +30,7 @@ from contextlib import ExitStack, closing, suppress
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from decimal import Decimal
-from itertools import chain, islice
+from itertools import chain, islice, repeat
 from operator import itemgetter
 from typing import Any
 
@@ -394,12 +394,27 @@ def _taker(indexes: list[int]) -> Callable[[list[str]], tuple[str, ...]]:
     return operator.itemgetter(*indexes)
 
 
-def chunked(rows: Iterable, size: int) -> Iterator[Iterator]:
+def chunked(rows: Iterable, size: int, *, ramp: tuple[int, ...] = ()) -> Iterator[Iterator]:
     """Consecutive runs of at most `size` rows, each read lazily (a run must be consumed before
-    the next is asked for): a chunk's raw rows are never all held at once."""
+    the next is asked for): a chunk's raw rows are never all held at once. The first runs may
+    be shorter: at most `ramp[i]` rows for run i."""
     iterator = iter(rows)
+    sizes = chain(ramp, repeat(size))
     for first in iterator:
-        yield chain((first,), islice(iterator, size - 1))
+        yield chain((first,), islice(iterator, next(sizes) - 1))
+
+
+# With a preparing process the writer waits for the first chunk before it can do anything, and
+# the process waits for nothing: the first chunks are short, so writing starts after a few
+# hundred rows and overlaps the preparing of the rest (a 10,000-row file is one chunk
+# otherwise, prepared and then written with no overlap at all). Only for full-size chunks.
+RAMP_MIN_CHUNK_ROWS = 1_000
+
+
+def _ramp(size: int) -> tuple[int, ...]:
+    if size < RAMP_MIN_CHUNK_ROWS:
+        return ()
+    return (size // 8, size // 4, size // 2)
 
 
 # --- database access (one query per chunk, per backend) ----------------------------------------
@@ -1382,11 +1397,11 @@ def run_chunks(
     """
     processor = ChunkProcessor(ctx)
     totals = ctx.counts
-    chunks = chunked(rows, CHUNK_ROWS)
     if _use_child(totals.rows_total or ctx.rows_expected):
+        chunks = chunked(rows, CHUNK_ROWS, ramp=_ramp(CHUNK_ROWS))
         prepared_chunks = _prepared_in_child(processor.prepare, chunks)
     else:
-        prepared_chunks = (processor.prepare(records) for records in chunks)
+        prepared_chunks = (processor.prepare(records) for records in chunked(rows, CHUNK_ROWS))
 
     def passed() -> None:
         totals.rows_total = check.result().rows_total  # stored with the next counters

@@ -232,6 +232,39 @@ def test_a_preparing_process_imports_exactly_what_one_process_imports(
     assert issues(inline) == issues(forked) and issues(inline_again) == issues(forked_again)
 
 
+def test_chunked_makes_the_first_runs_as_short_as_the_ramp_says():
+    runs = [list(run) for run in importing.chunked(range(20), 8, ramp=(1, 2, 4))]
+    assert [len(r) for r in runs] == [1, 2, 4, 8, 5]
+    assert [x for r in runs for x in r] == list(range(20))
+    assert [len(list(r)) for r in importing.chunked(range(3), 8, ramp=(1, 2, 4))] == [1, 2]
+
+
+def test_with_a_preparing_process_the_first_chunks_are_short_so_writing_starts_early(
+    run_import, write_csv, monkeypatch
+):
+    monkeypatch.setattr("leads.importing.CHUNK_ROWS", 8)
+    monkeypatch.setattr("leads.importing.RAMP_MIN_CHUNK_ROWS", 8)  # 8 // 8, 8 // 4, 8 // 2
+    written = []
+    write = importing.ChunkProcessor._write
+
+    def recording(self, prepared):
+        written.append(len(prepared))
+        return write(self, prepared)
+
+    monkeypatch.setattr(importing.ChunkProcessor, "_write", recording)
+    rows = "".join(f"r{i}@acme.example\n" for i in range(20))
+    path = write_csv("Email\n" + rows)
+
+    monkeypatch.setattr("leads.importing.PROCESS_MIN_ROWS", 1)
+    forked = run_import(path)
+    assert written == [1, 2, 4, 8, 5]
+    monkeypatch.setattr("leads.importing.PROCESS_MIN_ROWS", 10**9)
+    written.clear()
+    run_import(path, force=True)
+    assert written == [8, 8, 4]  # in one process nothing overlaps: full chunks
+    assert forked.counts["created"] == 20 and Lead.objects.count() == 20
+
+
 # --- the whole-file check beside the first chunks --------------------------------------------
 
 

@@ -118,9 +118,9 @@ def prepare_database(database_url: str) -> None:
     )
 
 
-def chunks_file(rows: int) -> tuple[Path, int, int]:
-    """The prepared COPY lines of `rows` Apollo leads, one chunk per line of the index file;
-    written once. Also (campaign id, batch id) the lines name, created here."""
+def chunks_file(rows: int) -> Path:
+    """A file of the COPY lines of `rows` Apollo leads as the importer prepares them, naming a
+    campaign and an import batch made here (their ids are in the file's name); written once."""
     from leads import services
     from leads.importing import CHUNK_ROWS, ChunkProcessor, ImportContext, RowNormaliser, chunked
     from leads.models import ImportBatch
@@ -138,7 +138,7 @@ def chunks_file(rows: int) -> tuple[Path, int, int]:
     )
     path = OUT / f"lead_table_{rows}_{campaign.pk}_{batch.pk}.copy"
     if path.exists():
-        return path, campaign.pk, batch.pk
+        return path
     source = OUT / f"apollo_{rows}.csv"
     if not source.exists():
         write_apollo_file(source, rows)
@@ -158,7 +158,7 @@ def chunks_file(rows: int) -> tuple[Path, int, int]:
         for records in chunked(services._file_rows(info), CHUNK_ROWS):
             out.write(b"".join(processor.prepare(records).rows))
     partial.rename(path)
-    return path, campaign.pk, batch.pk
+    return path
 
 
 def _cpu(pid: int) -> float:
@@ -233,7 +233,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     prepare_database(args.database_url)
     setup_django(args.database_url)
-    path, _, _ = chunks_file(args.rows)
+    path = chunks_file(args.rows)
     results: dict[str, list[dict]] = {v: [] for v in variants}
     # A first run fills the caches and settles the new table's files; its figures are dropped.
     run(args.database_url, path, "migrated")

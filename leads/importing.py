@@ -1017,7 +1017,9 @@ class ChunkProcessor:
             incoming = {keys[i]: self._values_of(rows[i]) for i in keep if keys[i] in existing}
         counts.created += len(inserted)
         if elsewhere or len(inserted) + len(existing) < len(keep):
-            rest, rest_issues = self._the_rest(prepared, keep, inserted, existing, elsewhere)
+            rest, rest_issues = self._the_rest(
+                prepared, keep, inserted, existing, elsewhere, skipping
+            )
             counts.add(rest)
             issues.extend(rest_issues)
         self._merge_existing(incoming, existing, prepared.now, counts, issues)
@@ -1031,12 +1033,12 @@ class ChunkProcessor:
             return keep
         return [i for i in keep if keys[i] not in existing and identities[i] not in skipping]
 
+    @staticmethod
     def _the_rest(
-        self, prepared, keep, inserted, existing, elsewhere
+        prepared, keep, inserted, existing, elsewhere, skipping
     ) -> tuple[ImportCounts, list[RowIssue]]:
         """Counts and row issues of the leads that were neither written nor merged (skipped by
         the policy, or erased while the chunk ran), and of new ones active elsewhere."""
-        skipping = elsewhere if self.ctx.policy == CrossCampaignPolicy.SKIP_ACTIVE else set()
         counts, issues = ImportCounts(), []
         written = set(inserted)
         keys, identities = prepared.keys, prepared.identities

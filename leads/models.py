@@ -43,23 +43,21 @@ class IdentityKey(Func):
     """What the lead table's identity index holds: on PostgreSQL a 64-bit hash of the identity
     hash (`hashtextextended`, immutable and defined for every text, the empty one included).
 
-    Indexing the 8-byte key instead of the 64-character hex text makes the index less than half
-    the size (228 against 335 MB for all of a million leads' indexes) and took about 2.5 s of
-    PostgreSQL CPU off every million leads copied in, the index being written at a random
-    place per lead. A key matches a few hashes at most; queries compare the hash itself too
-    (IdentityHashField's lookups). On other databases the key is the hash itself."""
+    Indexing the 8-byte key instead of the 64-character hex text makes the lead table's indexes
+    227 instead of 335 MB at a million leads and takes about 2.3 s of PostgreSQL CPU off every
+    million leads copied in, the index being written at a random place per lead
+    (`bench/lead_table.py`, variant text-identity). A key matches a few hashes at most; queries
+    compare the hash itself too (IdentityHashField's lookups)."""
 
-    function = "hashtextextended"
     output_field = models.BigIntegerField()
+
+    def as_sql(self, compiler, connection, **extra):
+        # Other databases index the hash itself.
+        return compiler.compile(self.source_expressions[0])
 
     def as_postgresql(self, compiler, connection, **extra):
         template = IDENTITY_KEY_SQL.format("%(expressions)s")
-        return self.as_sql(compiler, connection, template=template)
-
-    def as_sql(self, compiler, connection, **extra):
-        if connection.vendor != "postgresql":
-            return compiler.compile(self.source_expressions[0])
-        return super().as_sql(compiler, connection, **extra)
+        return super().as_sql(compiler, connection, template=template, **extra)
 
 
 class IdentityHashField(models.CharField):

@@ -20,6 +20,15 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
+def plain_http(settings):
+    """The test client speaks plain HTTP; the production settings would redirect it to HTTPS.
+
+    Modules of HTTP tests take it with `pytestmark = [..., pytest.mark.usefixtures("plain_http")]`.
+    """
+    settings.SECURE_SSL_REDIRECT = False
+
+
+@pytest.fixture
 def venture(db):
     return VentureFactory()
 

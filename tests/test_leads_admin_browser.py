@@ -7,12 +7,11 @@ from django.urls import reverse
 from playwright.sync_api import expect
 
 from leads.models import BatchState, ImportBatch, Lead
+from tests.browser import BROWSER_MARKS, PASSWORD
 from tests.factories import CampaignFactory, ImportBatchFactory, MembershipFactory, UserFactory
-from tests.test_admin_browser import PASSWORD, http_live_server, page  # noqa: F401 - fixtures
-from tests.test_admin_browser import pytestmark as browser_marks
 from ventures.roles import OPERATOR
 
-pytestmark = browser_marks
+pytestmark = BROWSER_MARKS
 
 CSV = (
     "Work Email,First Name,Company Name for Emails,Icebreaker\n"
@@ -21,7 +20,7 @@ CSV = (
 )
 
 
-def log_in(page, username: str) -> None:  # noqa: F811 - the imported fixture
+def log_in(page, username: str) -> None:
     page.goto(reverse("admin:login"))
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
@@ -38,7 +37,7 @@ def operator_campaign(db):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_operator_uploads_previews_and_confirms_an_import(page, operator_campaign, tmp_path):  # noqa: F811
+def test_operator_uploads_previews_and_confirms_an_import(page, operator_campaign, tmp_path):
     csv_file = tmp_path / "apollo.csv"
     csv_file.write_text(CSV)
     log_in(page, "op-olga")
@@ -61,7 +60,7 @@ def test_operator_uploads_previews_and_confirms_an_import(page, operator_campaig
 
 
 @pytest.mark.django_db(transaction=True)
-def test_progress_bar_moves_while_a_background_import_runs(page, operator_campaign):  # noqa: F811
+def test_progress_bar_moves_while_a_background_import_runs(page, operator_campaign):
     batch = ImportBatchFactory(
         campaign=operator_campaign, state=BatchState.RUNNING, rows_total=400, rows_done=100
     )

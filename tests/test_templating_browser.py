@@ -9,18 +9,15 @@ from django.urls import reverse
 from playwright.sync_api import expect
 
 from templating.models import MessageTemplate
+from tests.browser import BROWSER_MARKS, PASSWORD
 from tests.factories import LeadFactory, MembershipFactory, MessageTemplateFactory, UserFactory
-from tests.test_admin_browser import (  # noqa: F401 (pytest fixtures)
-    PASSWORD,
-    http_live_server,
-    page,
-    pytestmark,
-)
 from ventures.roles import OPERATOR
+
+pytestmark = BROWSER_MARKS
 
 
 @pytest.mark.django_db(transaction=True)
-def test_operator_fixes_a_template_previews_a_blocked_lead_and_sends_a_test(page):  # noqa: F811
+def test_operator_fixes_a_template_previews_a_blocked_lead_and_sends_a_test(page):
     operator = UserFactory(username="op-olga", role=OPERATOR, email="olga@agency.example")
     template = MessageTemplateFactory(name="Opener")
     MembershipFactory(venture=template.venture, user=operator)

@@ -27,6 +27,8 @@ from tests.factories import CampaignFactory, ImportBatchFactory, VentureFactory
 from ventures.models import AuditEvent
 from ventures.services import DomainError
 
+pytestmark = pytest.mark.usefixtures("plain_http")
+
 CHUNK = 4
 
 # 14 rows: duplicates within the file across chunk boundaries (rows 7 and 11 repeat rows 2 and
@@ -53,11 +55,6 @@ FILE_TEXT = "Email,First Name,Company\n" + "\n".join(ROWS) + "\n"
 @pytest.fixture(autouse=True)
 def small_chunks(monkeypatch):
     monkeypatch.setattr("leads.importing.CHUNK_ROWS", CHUNK)
-
-
-@pytest.fixture(autouse=True)
-def plain_http(settings):
-    settings.SECURE_SSL_REDIRECT = False
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import html
-
 import pytest
 from django.core.cache import caches
 from django.urls import reverse
@@ -11,9 +9,10 @@ from django.urls import reverse
 from leads.models import ConsentStatus, ImportBatch, Lead, LeadStatus, SourceChannel
 from leads.views import capture_token, capture_url
 from tests.factories import CampaignFactory, LeadFactory, SuppressionEntryFactory
+from tests.http import text
 from ventures.models import Campaign, CampaignStatus
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("plain_http")]
 
 FORM = {
     "email": "Visitor@Example.com",
@@ -27,15 +26,10 @@ FORM = {
 
 
 @pytest.fixture(autouse=True)
-def plain_http_and_fresh_limit(settings):
-    settings.SECURE_SSL_REDIRECT = False
+def fresh_rate_limit():
     caches["ratelimit"].clear()
     yield
     caches["ratelimit"].clear()
-
-
-def text(response) -> str:
-    return html.unescape(response.content.decode())
 
 
 def submit(client, campaign, query: str = "", ip: str = "203.0.113.7", **changes):

@@ -12,7 +12,7 @@ from tests.factories import CampaignFactory, LeadFactory
 from ventures.models import CampaignStatus
 from ventures.services import venture_api_token_create, venture_api_token_revoke
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("plain_http")]
 
 LEADS = [
     {"email": "ann@acme.example", "first_name": "Ann", "title": "VP Sales", "utm_source": "zapier"},
@@ -20,11 +20,6 @@ LEADS = [
     {"email": "not-an-email"},
     {"email": "ANN@acme.example"},
 ]
-
-
-@pytest.fixture(autouse=True)
-def plain_http(settings):
-    settings.SECURE_SSL_REDIRECT = False
 
 
 @pytest.fixture

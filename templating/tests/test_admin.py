@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import html
-
 import pytest
 from django.core import mail
 from django.urls import reverse
@@ -18,15 +16,11 @@ from tests.factories import (
     UserFactory,
     VentureFactory,
 )
+from tests.http import text as page
 from ventures.models import AuditEvent, SendMode
 from ventures.roles import OPERATOR
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def plain_http(settings):
-    settings.SECURE_SSL_REDIRECT = False
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("plain_http")]
 
 
 @pytest.fixture
@@ -50,10 +44,6 @@ def op_client(client, operator):
 
 def url(name, *args):
     return reverse(f"admin:templating_messagetemplate_{name}", args=args)
-
-
-def page(response) -> str:
-    return html.unescape(response.content.decode())
 
 
 # --- Editing ----------------------------------------------------------------------------------

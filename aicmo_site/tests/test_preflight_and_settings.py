@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from pathlib import Path
 
 import pytest
 import time_machine
@@ -12,7 +11,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from aicmo_site.preflight import run_preflight
-from tests.proc import clean_env, manage, python
+from tests.proc import REPO, clean_env, manage, python
 from ventures.models import WorkerHeartbeat
 from ventures.tasks import worker_heartbeat
 
@@ -270,7 +269,7 @@ def test_healthz_is_503_when_the_database_is_unreachable():
 
 
 def test_env_example_documents_every_contract_variable():
-    text = (Path(__file__).resolve().parent.parent / ".env.example").read_text()
+    text = (REPO / ".env.example").read_text()
     for name in (
         "DATABASE_URL",
         "SECRET_KEY",

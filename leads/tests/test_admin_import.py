@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import io
 import re
 from pathlib import Path
@@ -15,8 +14,9 @@ from django.urls import reverse
 
 from leads.models import BatchState, ImportBatch, Lead, SourceChannel
 from tests.factories import CampaignFactory, LeadFactory
+from tests.http import text
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("plain_http")]
 
 IMPORT_URL = "admin:leads_lead_import"
 CSV = (
@@ -26,15 +26,6 @@ CSV = (
     "ANN@acme.example,Ann,Smith,Acme,VP Sales,Germany,\n"
     "carl@gamma.example,Carl,Berg,Gamma,Founder,Austria,Loved the podcast\n"
 )
-
-
-@pytest.fixture(autouse=True)
-def plain_http(settings):
-    settings.SECURE_SSL_REDIRECT = False
-
-
-def text(response) -> str:
-    return html.unescape(response.content.decode())
 
 
 def upload(client, campaign, content: str | bytes = CSV, name: str = "leads.csv", **extra):

@@ -17,6 +17,7 @@ from tests.factories import (
     UserFactory,
     VentureFactory,
 )
+from tests.http import text
 from ventures.admin import CappedCountPaginator
 from ventures.models import (
     AuditEvent,
@@ -30,13 +31,7 @@ from ventures.models import (
 )
 from ventures.services import audit_record, campaign_transition
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def plain_http(settings):
-    # Production settings redirect HTTP to HTTPS; the test client speaks plain HTTP.
-    settings.SECURE_SSL_REDIRECT = False
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("plain_http")]
 
 
 @pytest.fixture
@@ -50,10 +45,6 @@ def admin_url(name: str, *args) -> str:
 
 def op_url(obj, operation: str) -> str:
     return admin_url(f"{obj._meta.model_name}_operation", obj.pk, operation)
-
-
-def text(response) -> str:
-    return html.unescape(response.content.decode())
 
 
 def run_action(client, action: str, objects, **extra):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 
@@ -29,22 +28,14 @@ from tests.factories import (
     SuppressionEntryFactory,
     UserFactory,
 )
+from tests.http import text
 from ventures.admin import COUNT_CAP, CappedCountPaginator
 from ventures.models import AuditEvent
 from ventures.roles import ADMINISTRATOR
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("plain_http")]
 
 CHANGELIST = "admin:leads_lead_changelist"
-
-
-@pytest.fixture(autouse=True)
-def plain_http(settings):
-    settings.SECURE_SSL_REDIRECT = False
-
-
-def text(response) -> str:
-    return html.unescape(response.content.decode())
 
 
 def listed_pks(response) -> set[int]:

@@ -154,8 +154,8 @@ class LeadScorer:
     def _segment_for(
         self, title: str, industry: str, country: str, size: int | None
     ) -> IcpSegment | None:
-        """The first segment (in priority order) that `IcpSegment.matches` the lead, trying the
-        country as given and then its ISO code."""
+        """The first segment (in priority order) whose rules all hold for the lead, trying the
+        country as given and then its ISO code. This is the only segment rule."""
         if not self._segments:
             return None
         code = country_code_of(country) if country else None
@@ -190,8 +190,9 @@ def _lower(values) -> frozenset[str]:
 
 @dataclass(frozen=True)
 class _CompiledSegment:
-    """An IcpSegment's rules, lower-cased once: `matches` answers as `IcpSegment.matches` does
-    for the lead's fields, or for its country's ISO code (tests compare the two)."""
+    """An IcpSegment's rules, lower-cased once: `matches` is true when every rule the segment
+    sets holds for the lead's fields, its country given as a name or as its ISO code
+    (leads/tests/test_scoring_compiled.py compares it with a plain reading of the rules)."""
 
     segment: IcpSegment
     industries: frozenset[str] | None  # None: any

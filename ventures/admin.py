@@ -22,7 +22,7 @@ from django.contrib.admin.utils import model_ngettext, quote, unquote
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.core.paginator import Paginator
 from django.db import models, transaction
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import Count, OuterRef, Subquery, Value
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, re_path, reverse
@@ -45,6 +45,7 @@ from ventures.models import (
 from ventures.selectors import (
     campaign_halt_reason,
     campaigns_visible_to,
+    global_kill_reason,
     global_kill_switch_on,
     user_sees_all_ventures,
     ventures_visible_to,
@@ -752,7 +753,10 @@ class CampaignAdmin(OperationsAdmin):
     )
 
     def get_queryset(self, request):
-        return campaigns_visible_to(request.user).select_related("venture")
+        qs = campaigns_visible_to(request.user).select_related("venture")
+        if hasattr(request, "global_kill_reason"):  # the changelist read it for the page
+            qs = qs.annotate(global_halt=Value(request.global_kill_reason or ""))
+        return qs
 
     def get_fieldsets(self, request, obj=None):
         return self.fieldsets if obj else self.fieldsets[:3]
@@ -764,7 +768,9 @@ class CampaignAdmin(OperationsAdmin):
         return (*fields, "venture") if obj else fields
 
     def changelist_view(self, request, extra_context=None):
-        if request.method == "GET" and global_kill_switch_on():
+        # Read once for the page: every row's "halted" column and the banner use it.
+        request.global_kill_reason = global_kill_reason()
+        if request.method == "GET" and request.global_kill_reason:
             self.message_user(
                 request, "The global kill switch is ON: nothing is sent.", messages.WARNING
             )
@@ -776,7 +782,9 @@ class CampaignAdmin(OperationsAdmin):
 
     @admin.display(description="halted", boolean=True)
     def halted(self, obj: Campaign) -> bool:
-        return obj.is_halted()
+        if hasattr(obj, "global_halt"):
+            return obj.halt_reason(global_reason=obj.global_halt or None) is not None
+        return campaign_halt_reason(obj) is not None
 
     @admin.display(description="effective daily limit")
     def effective_limit(self, obj: Campaign) -> int:

@@ -147,36 +147,6 @@ class IcpSegment(models.Model):
         ):
             raise ValidationError({"company_size_max": "Must not be below the minimum size."})
 
-    def matches(
-        self,
-        *,
-        industry: str = "",
-        title: str = "",
-        country: str = "",
-        company_size: int | None = None,
-    ) -> bool:
-        """Does a lead with these fields belong to this segment?"""
-        if self.industries and (industry or "").strip().lower() not in _lower(self.industries):
-            return False
-        if self.countries and (country or "").strip().lower() not in _lower(self.countries):
-            return False
-        if self.title_keywords:
-            title_l = (title or "").lower()
-            if not any(k in title_l for k in _lower(self.title_keywords)):
-                return False
-        if self.company_size_min is not None or self.company_size_max is not None:
-            if company_size is None:
-                return False
-            if self.company_size_min is not None and company_size < self.company_size_min:
-                return False
-            if self.company_size_max is not None and company_size > self.company_size_max:
-                return False
-        return True
-
-
-def _lower(values: list[str]) -> set[str]:
-    return {v.strip().lower() for v in values if v.strip()}
-
 
 class CampaignStatus(models.TextChoices):
     DRAFT = "draft", "Draft"
@@ -305,9 +275,21 @@ class Campaign(models.Model):
     def allowed_actions(self) -> list[str]:
         return [a for a, (sources, _) in CAMPAIGN_TRANSITIONS.items() if self.status in sources]
 
-    def is_halted(self) -> bool:
-        """True when a kill switch at campaign or venture level stops this campaign."""
-        return self.kill_switch or self.venture.kill_switch
+    def halt_reason(self, *, global_reason: str | None) -> str | None:
+        """Why a kill switch stops this campaign, or None: the one rule for every reader.
+
+        `global_reason` is `ventures.selectors.global_kill_reason()` (the setting or the admin
+        toggle). The caller reads it once for a whole page or batch and passes it in, so a
+        list of campaigns costs no query per row; it wins over the venture and campaign
+        switches, which are read from this row and its venture.
+        """
+        if global_reason:
+            return global_reason
+        if self.venture.kill_switch:
+            return f"venture kill switch ({self.venture.slug})"
+        if self.kill_switch:
+            return "campaign kill switch"
+        return None
 
     def is_in_send_window(self, at: dt.datetime, tz: dt.tzinfo | None = None) -> bool:
         """Is `at` inside the send days and hours, read in `tz` (the lead's) or the campaign's?"""

@@ -40,24 +40,23 @@ def campaigns_visible_to(user) -> QuerySet[Campaign]:
     return Campaign.objects.filter(venture__in=ventures_visible_to(user))
 
 
+def global_kill_reason() -> str | None:
+    """Why every campaign is halted right now, or None: the setting, then the admin toggle."""
+    if settings.AICMO_KILL_SWITCH:
+        return "global kill switch (AICMO_KILL_SWITCH)"
+    if SystemControl.objects.filter(pk=1, kill_switch=True).exists():
+        return "global kill switch (admin)"
+    return None
+
+
 def global_kill_switch_on() -> bool:
     """The global switch is on if the setting says so or the admin toggle is on."""
-    if settings.AICMO_KILL_SWITCH:
-        return True
-    return SystemControl.objects.filter(pk=1, kill_switch=True).exists()
+    return global_kill_reason() is not None
 
 
 def campaign_halt_reason(campaign: Campaign) -> str | None:
     """Why this campaign may not send right now because of a kill switch, or None."""
-    if settings.AICMO_KILL_SWITCH:
-        return "global kill switch (AICMO_KILL_SWITCH)"
-    if global_kill_switch_on():
-        return "global kill switch (admin)"
-    if campaign.venture.kill_switch:
-        return f"venture kill switch ({campaign.venture.slug})"
-    if campaign.kill_switch:
-        return "campaign kill switch"
-    return None
+    return campaign.halt_reason(global_reason=global_kill_reason())
 
 
 def campaign_get(ref: str | int) -> Campaign:

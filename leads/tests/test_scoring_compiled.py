@@ -1,8 +1,8 @@
 """LeadScorer prepares segments and rules once; it must answer as the plain reading of them.
 
-`_reference_score` is the scorer as it was before it prepared anything (IcpSegment.matches per
-segment, each rule's values lower-cased per lead); random leads, segments and rules must get
-the same Score from both.
+`_reference_score` is the scorer as it was before it prepared anything (each segment's rules
+and each rule's values lower-cased per lead); random leads, segments and rules must get the
+same Score from both.
 """
 
 from __future__ import annotations
@@ -17,15 +17,43 @@ from leads.tests.messy import RULES, unsaved_segments
 from ventures.models import IcpSegment
 
 
+def _lower(values: list[str]) -> set[str]:
+    return {v.strip().lower() for v in values if v.strip()}
+
+
+def _reference_matches(segment, *, industry="", title="", country="", company_size=None) -> bool:
+    """The plain reading of a segment's rules: every rule it sets must hold."""
+    if segment.industries and (industry or "").strip().lower() not in _lower(segment.industries):
+        return False
+    if segment.countries and (country or "").strip().lower() not in _lower(segment.countries):
+        return False
+    if segment.title_keywords:
+        title_l = (title or "").lower()
+        if not any(k in title_l for k in _lower(segment.title_keywords)):
+            return False
+    if segment.company_size_min is not None or segment.company_size_max is not None:
+        if company_size is None:
+            return False
+        if segment.company_size_min is not None and company_size < segment.company_size_min:
+            return False
+        if segment.company_size_max is not None and company_size > segment.company_size_max:
+            return False
+    return True
+
+
 def _reference_segment(segments, title, industry, country, size):
     code = country_code_of(country) if country else None
     for segment in segments:
-        if segment.matches(industry=industry, title=title, country=country, company_size=size):
+        if _reference_matches(
+            segment, industry=industry, title=title, country=country, company_size=size
+        ):
             return segment
         if (
             code
             and segment.countries
-            and segment.matches(industry=industry, title=title, country=code, company_size=size)
+            and _reference_matches(
+                segment, industry=industry, title=title, country=code, company_size=size
+            )
         ):
             return segment
     return None

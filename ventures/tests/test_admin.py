@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
@@ -29,7 +30,13 @@ from ventures.models import (
     Venture,
     VentureMembership,
 )
-from ventures.services import audit_record, campaign_transition
+from ventures.services import (
+    audit_record,
+    campaign_set_kill_switch,
+    campaign_transition,
+    global_kill_switch_set,
+    venture_set_kill_switch,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("plain_http")]
 
@@ -862,3 +869,47 @@ def test_audit_log_link_on_the_campaign_page_lists_that_campaigns_events(client,
     )
     assert html.escape(link) in page.content.decode()
     assert list(client.get(link).context["cl"].result_list) == [mine]
+
+
+# --- The "halted" column follows the one halt rule ------------------------------------------------
+def halted_cells(response) -> list[str]:
+    """The alt text of each row's "halted" icon on the campaign changelist ("True"/"False")."""
+    return re.findall(r'<td class="field-halted"><img[^>]* alt="(True|False)"', text(response))
+
+
+def test_changelist_shows_every_campaign_halted_while_the_admin_global_switch_is_on(
+    client, operator, campaign
+):
+    client.force_login(operator)
+    url = reverse("admin:ventures_campaign_changelist")
+    assert halted_cells(client.get(url)) == ["False"]
+
+    global_kill_switch_set(on=True, actor="root", reason="incident")
+
+    assert halted_cells(client.get(url)) == ["True"]
+
+
+def test_changelist_shows_every_campaign_halted_while_the_global_setting_is_on(
+    client, operator, campaign, settings
+):
+    client.force_login(operator)
+    settings.AICMO_KILL_SWITCH = True
+
+    response = client.get(reverse("admin:ventures_campaign_changelist"))
+
+    assert halted_cells(response) == ["True"]
+    assert "The global kill switch is ON" in text(response)
+
+
+def test_changelist_halted_column_follows_campaign_then_venture_switches(
+    client, operator, campaign
+):
+    CampaignFactory(venture=campaign.venture, slug="sibling")
+    client.force_login(operator)
+    url = reverse("admin:ventures_campaign_changelist")
+
+    campaign_set_kill_switch(campaign=campaign, on=True, actor="t")
+    assert sorted(halted_cells(client.get(url))) == ["False", "True"]
+
+    venture_set_kill_switch(venture=campaign.venture, on=True, actor="t")
+    assert halted_cells(client.get(url)) == ["True", "True"]

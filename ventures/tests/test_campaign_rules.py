@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django_q.models import Schedule
 
-from tests.factories import CampaignFactory, IcpSegmentFactory, VentureFactory
+from tests.factories import CampaignFactory, VentureFactory
 from ventures.signals import HEARTBEAT_SCHEDULE
 
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
@@ -97,30 +97,6 @@ def test_invalid_campaign_configuration_is_rejected_with_a_message(
     setattr(weekday_campaign, field, value)
     with pytest.raises(ValidationError, match=message):
         weekday_campaign.full_clean()
-
-
-@pytest.mark.django_db
-def test_segment_rules_must_all_match():
-    segment = IcpSegmentFactory(
-        industries=["Software"],
-        title_keywords=["head of sales", "vp sales"],
-        countries=["DE", "Germany"],
-        company_size_min=51,
-        company_size_max=500,
-    )
-    fit = {"industry": "software", "title": "VP Sales EMEA", "country": "germany"}
-    assert segment.matches(**fit, company_size=120)
-    assert not segment.matches(**fit, company_size=20)
-    assert not segment.matches(**fit, company_size=None)
-    assert not segment.matches(**{**fit, "title": "Engineer"}, company_size=120)
-    assert not segment.matches(**{**fit, "country": "FR"}, company_size=120)
-    assert not segment.matches(**{**fit, "industry": "retail"}, company_size=120)
-
-
-@pytest.mark.django_db
-def test_segment_without_rules_matches_everyone():
-    segment = IcpSegmentFactory(industries=[], title_keywords=[], countries=[])
-    assert segment.matches()
 
 
 def test_task_queue_is_safe_for_at_least_once_delivery():

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.core import checks
 
 
 class AicmoSiteConfig(AppConfig):
@@ -6,4 +7,8 @@ class AicmoSiteConfig(AppConfig):
     verbose_name = "AICMO site"
 
     def ready(self) -> None:
-        from aicmo_site import preflight  # noqa: F401  (registers the system checks)
+        # The checks belong to ventures (the site depends on the apps, never the reverse);
+        # the site only makes them system checks, run by every manage.py command.
+        from ventures.preflight import settings_checks
+
+        checks.register(settings_checks, "aicmo")

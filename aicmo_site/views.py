@@ -7,7 +7,7 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from aicmo_site.preflight import check_database, heartbeat_age_seconds
+from ventures.preflight import check_database, heartbeat_age_seconds
 
 
 @never_cache

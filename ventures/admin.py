@@ -42,6 +42,7 @@ from ventures.models import (
     VentureMembership,
     WorkerHeartbeat,
 )
+from ventures.preflight import preflight_errors
 from ventures.selectors import (
     campaign_halt_reason,
     campaigns_visible_to,
@@ -813,7 +814,6 @@ class CampaignAdmin(OperationsAdmin):
     def confirm_notes(self, request, operation, objects):
         if operation.name != "go-live":
             return []
-        from aicmo_site.preflight import preflight_errors  # project-level checks
 
         errors = preflight_errors(mode=SendMode.LIVE)
         if not errors:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db.models import QuerySet
 
@@ -57,6 +59,30 @@ def global_kill_switch_on() -> bool:
 def campaign_halt_reason(campaign: Campaign) -> str | None:
     """Why this campaign may not send right now because of a kill switch, or None."""
     return campaign.halt_reason(global_reason=global_kill_reason())
+
+
+def campaign_summary(campaign: Campaign) -> dict[str, Any]:
+    """What `campaign status`/`list --json` and the demo print about a campaign."""
+    halt = campaign_halt_reason(campaign)
+    return {
+        "id": campaign.pk,
+        "slug": campaign.slug,
+        "name": campaign.name,
+        "venture": campaign.venture.slug,
+        "status": campaign.status,
+        "mode": campaign.mode,
+        "kill_switch": campaign.kill_switch,
+        "halted_by": halt,
+        "daily_send_limit": campaign.daily_send_limit,
+        "effective_daily_limit": campaign.effective_daily_limit(),
+        "send_window": {
+            "days": campaign.send_weekdays,
+            "start": campaign.send_window_start.strftime("%H:%M"),
+            "end": campaign.send_window_end.strftime("%H:%M"),
+            "timezone": str(campaign.tzinfo),
+        },
+        "allowed_actions": campaign.allowed_actions(),
+    }
 
 
 def campaign_get(ref: str | int) -> Campaign:

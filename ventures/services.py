@@ -25,6 +25,7 @@ from ventures.models import (
     Venture,
     VentureApiToken,
 )
+from ventures.preflight import preflight_errors
 
 Actor = AbstractBaseUser | str
 
@@ -115,10 +116,11 @@ def audit_changes(
     )
 
 
-def _live_preflight_errors() -> list[str]:
-    from aicmo_site.preflight import preflight_errors  # project-level checks, imported late
-
-    return preflight_errors(mode=SendMode.LIVE)
+def _require_live_preflight(what: str) -> None:
+    """Refuse `what` (a live start, resume or switch) while live-mode preflight fails."""
+    errors = preflight_errors(mode=SendMode.LIVE)
+    if errors:
+        raise PreflightFailedError(f"Cannot {what}: preflight fails: " + "; ".join(errors))
 
 
 def campaign_transition(
@@ -142,12 +144,7 @@ def campaign_transition(
                 f" Allowed actions: {allowed}."
             )
         if action in ("start", "resume") and locked.mode == SendMode.LIVE:
-            errors = _live_preflight_errors()
-            if errors:
-                raise PreflightFailedError(
-                    f"Cannot {action} live campaign '{locked.slug}': preflight fails: "
-                    + "; ".join(errors)
-                )
+            _require_live_preflight(f"{action} live campaign '{locked.slug}'")
         before = {"status": locked.status}
         locked.status = target
         fields = ["status", "updated_at"]
@@ -238,12 +235,7 @@ def campaign_set_mode(*, campaign: Campaign, mode: str, actor: Actor, reason: st
         if locked.mode == mode:
             return False
         if mode == SendMode.LIVE and locked.status == CampaignStatus.RUNNING:
-            errors = _live_preflight_errors()
-            if errors:
-                raise PreflightFailedError(
-                    f"Cannot switch running campaign '{locked.slug}' to live: preflight fails: "
-                    + "; ".join(errors)
-                )
+            _require_live_preflight(f"switch running campaign '{locked.slug}' to live")
         before = {"mode": locked.mode}
         locked.mode = mode
         locked.save(update_fields=["mode", "updated_at"])

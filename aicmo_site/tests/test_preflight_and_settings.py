@@ -10,9 +10,9 @@ import time_machine
 from django.test import override_settings
 from django.utils import timezone
 
-from aicmo_site.preflight import run_preflight
 from tests.proc import REPO, clean_env, manage, python
 from ventures.models import WorkerHeartbeat
+from ventures.preflight import run_preflight
 from ventures.tasks import worker_heartbeat
 
 UNREACHABLE_DB = "postgres://postgres@127.0.0.1:9/aicmo_nowhere"

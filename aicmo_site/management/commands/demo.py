@@ -17,8 +17,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from leads.services import lead_counts, leads_demo_import
 from templating.services import campaign_templates_check
 from ventures.campaign_code import CampaignCodeError, campaign_load
-from ventures.management.commands.campaign import campaign_summary
 from ventures.models import Campaign, CampaignStatus, SendMode
+from ventures.selectors import campaign_summary
 from ventures.services import DomainError, campaign_transition
 
 DEMO_FILE = settings.BASE_DIR / "docs" / "examples" / "demo-campaign.toml"

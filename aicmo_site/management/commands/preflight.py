@@ -9,7 +9,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from aicmo_site.preflight import run_preflight
+from ventures.preflight import run_preflight
 
 
 class Command(BaseCommand):

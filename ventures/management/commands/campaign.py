@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ventures.campaign_code import CampaignCodeError, campaign_dump, campaign_load
 from ventures.models import Campaign
-from ventures.selectors import campaign_get, campaign_halt_reason
+from ventures.selectors import campaign_get, campaign_summary
 from ventures.services import (
     DomainError,
     campaign_set_kill_switch,
@@ -24,29 +24,6 @@ from ventures.services import (
 )
 
 TRANSITION_ACTIONS = ("start", "pause", "resume", "stop")
-
-
-def campaign_summary(campaign: Campaign) -> dict[str, Any]:
-    halt = campaign_halt_reason(campaign)
-    return {
-        "id": campaign.pk,
-        "slug": campaign.slug,
-        "name": campaign.name,
-        "venture": campaign.venture.slug,
-        "status": campaign.status,
-        "mode": campaign.mode,
-        "kill_switch": campaign.kill_switch,
-        "halted_by": halt,
-        "daily_send_limit": campaign.daily_send_limit,
-        "effective_daily_limit": campaign.effective_daily_limit(),
-        "send_window": {
-            "days": campaign.send_weekdays,
-            "start": campaign.send_window_start.strftime("%H:%M"),
-            "end": campaign.send_window_end.strftime("%H:%M"),
-            "timezone": str(campaign.tzinfo),
-        },
-        "allowed_actions": campaign.allowed_actions(),
-    }
 
 
 class Command(BaseCommand):

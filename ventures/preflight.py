@@ -1,8 +1,10 @@
 """Preflight: is this installation fit to run (and, in live mode, to send)?
 
 Each check returns Django check messages with stable ids (aicmo.E0xx errors, aicmo.W0xx
-warnings). The settings checks are registered as Django system checks, so `manage.py` refuses
-to start with, say, the development secret key outside DEBUG. The database checks need a
+warnings). `settings_checks` is registered as a Django system check by the site
+(`aicmo_site.apps`), so `manage.py` refuses to start with, say, the development secret key
+outside DEBUG; the checks live here, beside the campaigns whose live start they guard, so that
+no app imports the site. The database checks need a
 connection and run from `preflight`, `/healthz` and before a live campaign starts (not as
 system checks: `migrate` runs those, and must work on an unmigrated database).
 """
@@ -13,12 +15,13 @@ import tempfile
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.checks import CheckMessage, Error, Warning
 from django.db import DatabaseError, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
-LIVE = "live"
+from ventures.models import SendMode, WorkerHeartbeat
+
 _NON_DELIVERING_BACKENDS = {
     "django.core.mail.backends.console.EmailBackend": "prints to the console",
     "django.core.mail.backends.locmem.EmailBackend": "keeps mail in memory",
@@ -66,7 +69,7 @@ def check_artifact_dir() -> list[CheckMessage]:
 def check_live_settings() -> list[CheckMessage]:
     """What live sending needs: the mode switch, a public https site URL and a real backend."""
     errors: list[CheckMessage] = []
-    if settings.AICMO_SEND_MODE != LIVE:
+    if settings.AICMO_SEND_MODE != SendMode.LIVE:
         errors.append(
             Error(
                 "AICMO_SEND_MODE is proof: set AICMO_SEND_MODE=live to send for real.",
@@ -135,8 +138,6 @@ def check_migrations(alias: str = "default") -> list[CheckMessage]:
 
 
 def heartbeat_age_seconds() -> float | None:
-    from ventures.models import WorkerHeartbeat
-
     last = (
         WorkerHeartbeat.objects.order_by("-last_seen").values_list("last_seen", flat=True).first()
     )
@@ -166,7 +167,7 @@ def run_preflight(*, mode: str | None = None) -> list[CheckMessage]:
     """All checks, in order; database-dependent checks only once the database answers."""
     mode = mode or settings.AICMO_SEND_MODE
     messages = check_secret_key() + check_artifact_dir()
-    if mode == LIVE:
+    if mode == SendMode.LIVE:
         messages += check_live_settings()
     db = check_database()
     messages += db
@@ -182,10 +183,9 @@ def preflight_errors(*, mode: str | None = None) -> list[str]:
     return [m.msg for m in run_preflight(mode=mode) if m.is_serious()]
 
 
-@register("aicmo")
 def settings_checks(app_configs=None, databases=None, **kwargs) -> list[CheckMessage]:
     """Run with every manage.py command: fail at start, not at send time."""
     messages = check_secret_key()
-    if settings.AICMO_SEND_MODE == LIVE:
+    if settings.AICMO_SEND_MODE == SendMode.LIVE:
         messages += check_live_settings()
     return messages

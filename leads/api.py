@@ -30,7 +30,6 @@ from django.views.decorators.csrf import csrf_exempt
 
 from leads.inbound import batch_row_errors, inbound_records_import
 from leads.models import SourceChannel
-from leads.views import OPEN_STATUSES
 from ventures.models import Campaign
 from ventures.selectors import api_token_authenticate
 from ventures.services import DomainError
@@ -76,7 +75,7 @@ def _campaign(token, slug: str) -> Campaign:
     )
     if campaign is None:
         raise ApiError(404, f"No campaign {slug!r} in this token's venture.")
-    if campaign.status not in OPEN_STATUSES:
+    if not campaign.accepts_leads():
         raise ApiError(409, f"Campaign {slug!r} is {campaign.status}: it takes no new leads.")
     return campaign
 

@@ -175,6 +175,15 @@ def _refuse_reimport(campaign: Campaign, sha256: str, *, force: bool, exclude: i
         )
 
 
+def _refuse_closed_campaign(campaign: Campaign) -> None:
+    """Every file import starts here: a stopped or completed campaign takes no leads."""
+    if not campaign.accepts_leads():
+        raise DomainError(
+            f"Campaign '{campaign.slug}' is {campaign.status}: it takes no new leads. "
+            "Import into a draft, running or paused campaign."
+        )
+
+
 def _file_rows(info: SourceFile) -> Iterable[tuple[int, list[str]]]:
     rows = iter_rows(info)
     next(rows)  # the header
@@ -227,6 +236,7 @@ def lead_import(
     The whole file is checked first; a file-level problem raises FileProblem and writes
     nothing. A dry run does all the work and rolls it back (counts are real, nothing stays).
     """
+    _refuse_closed_campaign(campaign)
     started = timezone.now()
     info = inspect_file(path, name=file_name)
     if dry_run or info.size <= CHECK_BESIDE_BYTES or not hasattr(os, "fork"):
@@ -389,6 +399,7 @@ def import_batch_create(
     the django-q2 cluster once this transaction commits; otherwise it runs before returning.
     A file-level problem raises FileProblem and leaves nothing behind.
     """
+    _refuse_closed_campaign(campaign)
     stored = _upload_dir() / f"{uuid.uuid4().hex}-{_safe_name(file_name)}"
     shutil.copyfile(source_path, stored)
     try:
@@ -572,6 +583,16 @@ def _run_slice(
     stored = Path(batch.stored_path) if batch.stored_path else None
     if stored is None or not stored.is_file():
         _close_failed(batch.pk, token, _upload_gone_message(batch))
+        return FAILED
+    if not batch.campaign.accepts_leads():
+        _close_failed(
+            batch.pk,
+            token,
+            f"Campaign '{batch.campaign.slug}' was {batch.campaign.status} before the import "
+            f"finished: it takes no new leads. The import stopped at row {batch.rows_done} of "
+            f"{batch.rows_total}; the rows imported before stay.",
+        )
+        stored.unlink(missing_ok=True)
         return FAILED
     keep_file = False
     try:
@@ -765,7 +786,9 @@ def lead_import_preview(
     *, campaign: Campaign, path: Path | str, file_name: str = "", rows: int = 10
 ) -> ImportPreview:
     """What an import of this file would do: the mapping used and the first rows with their
-    problems and outcome. Raises FileProblem for a file that cannot be imported."""
+    problems and outcome. Raises FileProblem for a file that cannot be imported, and
+    DomainError for a campaign that takes no leads."""
+    _refuse_closed_campaign(campaign)
     info = inspect_file(path, name=file_name)
     scan = scan_file(info)
     preview = ImportPreview(

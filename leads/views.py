@@ -26,14 +26,13 @@ from leads.forms import CaptureForm
 from leads.inbound import inbound_records_import
 from leads.models import ImportRowError, SourceChannel
 from leads.ratelimit import RateLimitUnavailableError, rate_limit_take
-from ventures.models import Campaign, CampaignStatus
+from ventures.models import Campaign
 from ventures.services import DomainError
 
 logger = logging.getLogger(__name__)
 
 _SALT = "leads.capture"
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_content")
-OPEN_STATUSES = (CampaignStatus.DRAFT, CampaignStatus.RUNNING, CampaignStatus.PAUSED)
 
 
 def capture_token(campaign: Campaign) -> str:
@@ -54,7 +53,7 @@ def _campaign_for(token: str) -> Campaign:
         raise Http404("No such form.") from None
     campaign_id, _, key = value.partition(".")
     campaign = Campaign.objects.select_related("venture").filter(pk=campaign_id).first()
-    if campaign is None or campaign.status not in OPEN_STATUSES:
+    if campaign is None or not campaign.accepts_leads():
         raise Http404("This form is closed.")
     # A link made before the campaign's capture key last changed is closed.
     if not constant_time_compare(key, campaign.capture_key):

@@ -272,6 +272,11 @@ class Campaign(models.Model):
     def send_weekdays(self) -> list[str]:
         return [WEEKDAY_NAMES[int(d) - 1] for d in sorted(self.send_days)]
 
+    def accepts_leads(self) -> bool:
+        """May leads be added (a file, the capture form, the API)? Until it is stopped or
+        completed: a draft is filled before it starts, a paused campaign keeps collecting."""
+        return self.status in (CampaignStatus.DRAFT, CampaignStatus.RUNNING, CampaignStatus.PAUSED)
+
     def allowed_actions(self) -> list[str]:
         return [a for a, (sources, _) in CAMPAIGN_TRANSITIONS.items() if self.status in sources]
 

@@ -56,8 +56,8 @@ from leads.services import (
     lead_data_export,
     lead_rescore,
     spreadsheet_safe,
-    suppression_add,
 )
+from leads.suppression import leads_suppress, suppression_add
 from leads.views import capture_url
 from ventures import services as venture_services
 from ventures.admin import (
@@ -74,7 +74,6 @@ from ventures.selectors import (
     user_sees_all_ventures,
     ventures_visible_to,
 )
-from ventures.services import DomainError
 
 RECENT_BATCHES = 25  # batches offered in the lead list's batch filter
 ROW_ERRORS_SHOWN = 50  # on the batch page; the CSV download has them all
@@ -505,9 +504,8 @@ class LeadAdmin(ScopedAdmin):
         )
         if isinstance(step, TemplateResponse):
             return step
-        created, suppressed = admin_services.leads_suppress(
-            leads=queryset, actor=request.user, reason=step["reason"]
-        )
+        result = leads_suppress(leads=queryset, actor=request.user, reason=step["reason"])
+        created, suppressed = result.added, result.leads_suppressed
         self.message_user(
             request,
             f"Added {created} suppression entr{'y' if created == 1 else 'ies'}; "
@@ -867,10 +865,23 @@ class SuppressionEntryAdmin(ScopedAdmin):
     form = SuppressionEntryForm
 
     def save_model(self, request, obj, form, change):
-        suppression_add_from_admin(entry=obj, actor=request.user)
+        # The form has normalised the value; the one suppression service lists it.
+        target = "@" + obj.value if obj.kind == SuppressionKind.DOMAIN else obj.value
+        result = suppression_add(
+            values=[target],
+            venture=obj.venture,
+            reason=obj.reason,
+            actor=request.user,
+            source="admin",
+        )
+        obj.pk = (
+            SuppressionEntry.objects.filter(venture=obj.venture, kind=obj.kind, value=obj.value)
+            .values_list("pk", flat=True)
+            .first()
+        )
         self.message_user(
             request,
-            f"{obj.leads_suppressed} active lead(s) matching it are now suppressed.",
+            f"{result.leads_suppressed} active lead(s) matching it are now suppressed.",
             messages.INFO,
         )
 
@@ -891,24 +902,6 @@ class SuppressionEntryAdmin(ScopedAdmin):
     @admin.display(description="value", ordering="id")
     def shown_value(self, obj: SuppressionEntry) -> str:
         return str(obj)
-
-
-def suppression_add_from_admin(*, entry: SuppressionEntry, actor) -> None:
-    """Save an entry typed into the admin form through the core suppression service (which
-    normalises it and suppresses the matching active leads); DomainError on a bad value."""
-    target = entry.value.strip()
-    if entry.kind == SuppressionKind.DOMAIN:
-        target = "@" + target.lstrip("@")
-    elif entry.kind != SuppressionKind.EMAIL:
-        raise DomainError("Identity entries are left by erasure; add an email or a domain.")
-    result = suppression_add(
-        values=[target], venture=entry.venture, reason=entry.reason, actor=actor, source="admin"
-    )
-    if result.invalid:
-        raise DomainError(result.invalid[0])
-    found = SuppressionEntry.objects.filter(venture=entry.venture, kind=entry.kind)
-    entry.pk = found.order_by("-id").values_list("pk", flat=True).first()
-    entry.leads_suppressed = result.leads_suppressed
 
 
 # --- Scoring rules and per-campaign policy -------------------------------------------------------

@@ -14,7 +14,6 @@ import logging
 import re
 import time
 import uuid
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +28,6 @@ from leads.models import (
     ImportBatch,
     Lead,
     LeadStatus,
-    SuppressionEntry,
-    SuppressionKind,
 )
 from leads.services import ImportPreview, import_batch_create, lead_import_preview
 from ventures.models import Campaign, IcpSegment
@@ -105,77 +102,6 @@ def leads_move_to_segment(
             reason=reason,
         )
     return moved, refused
-
-
-def leads_suppress(*, leads: QuerySet[Lead], actor: Actor, reason: str = "") -> tuple[int, int]:
-    """Add the selected people to their venture's suppression list and mark every active lead
-    of theirs in that venture (any campaign) suppressed.
-
-    People with an email are suppressed by address, the others by identity hash; a lead with
-    neither (erased) is skipped. Returns (new suppression entries, leads newly suppressed)."""
-    people = (
-        leads.order_by()
-        .exclude(identity_hash="")
-        .values_list("venture_id", "email_key", "identity_hash")
-        .distinct()
-    )
-    created = suppressed = 0
-    with transaction.atomic():
-        by_venture: dict[int, list[str]] = {}
-        chunk: list[SuppressionEntry] = []
-        for venture_id, email_key, identity in people.iterator(chunk_size=SUPPRESS_CHUNK):
-            by_venture.setdefault(venture_id, []).append(identity)
-            chunk.append(_suppression_entry(venture_id, email_key, identity, actor, reason))
-            if len(chunk) >= SUPPRESS_CHUNK:
-                created += _insert_new(chunk)
-                chunk = []
-        created += _insert_new(chunk)
-        counts: Counter[int] = Counter()
-        for venture_id, identities in by_venture.items():
-            for start in range(0, len(identities), SUPPRESS_CHUNK):
-                part = identities[start : start + SUPPRESS_CHUNK]
-                targets = Lead.objects.filter(
-                    venture_id=venture_id, identity_hash__in=part, status=LeadStatus.ACTIVE
-                )
-                counts.update(_per_campaign(targets))
-                suppressed += targets.update(
-                    status=LeadStatus.SUPPRESSED, updated_at=timezone.now()
-                )
-        _audit_per_campaign(
-            counts=dict(counts), actor=actor, action="leads.suppress", after={}, reason=reason
-        )
-    return created, suppressed
-
-
-def _suppression_entry(
-    venture_id: int, email_key: str, identity: str, actor: Actor, reason: str
-) -> SuppressionEntry:
-    kind, value = (
-        (SuppressionKind.EMAIL, email_key) if email_key else (SuppressionKind.IDENTITY, identity)
-    )
-    return SuppressionEntry(
-        kind=kind,
-        value=value,
-        identity_hash=identity,
-        venture_id=venture_id,
-        reason=reason[:300],
-        source=f"admin: {actor_label(actor)}"[:200],
-    )
-
-
-def _insert_new(entries: list[SuppressionEntry]) -> int:
-    """Insert the entries that are not on the list yet; returns how many were new."""
-    if not entries:
-        return 0
-    existing = set(
-        SuppressionEntry.objects.filter(
-            venture_id__in={e.venture_id for e in entries},
-            value__in=[e.value for e in entries],
-        ).values_list("kind", "value", "venture_id")
-    )
-    fresh = [e for e in entries if (e.kind, e.value, e.venture_id) not in existing]
-    SuppressionEntry.objects.bulk_create(fresh, ignore_conflicts=True)
-    return len(fresh)
 
 
 # --- The admin import flow: stage the upload, preview it, confirm it --------------------------

@@ -6,7 +6,8 @@ from django import forms
 from django.conf import settings
 
 from leads.models import SuppressionEntry, SuppressionKind
-from leads.normalise import InvalidValue, domain_normalise, email_key_of, email_normalise
+from leads.normalise import InvalidValue
+from leads.suppression import suppression_target_of
 from ventures.models import Campaign, IcpSegment, Venture
 
 
@@ -135,13 +136,8 @@ class SuppressionEntryForm(forms.ModelForm):
         if not value:
             return data
         try:
-            if kind == SuppressionKind.DOMAIN:
-                domain = domain_normalise(value.lstrip("@"))
-                if not domain or "." not in domain or "@" in domain or " " in domain:
-                    raise InvalidValue(f"{value!r} is not a domain.")
-                data["value"] = domain
-            else:
-                data["value"] = email_key_of(email_normalise(value))
+            target = "@" + value.lstrip("@") if kind == SuppressionKind.DOMAIN else value
+            data["value"] = suppression_target_of(target).value
         except InvalidValue as exc:
             self.add_error("value", str(exc))
         return data

@@ -59,7 +59,7 @@ from leads.models import (
     SuppressionKind,
     identity_hash_of,
 )
-from leads.normalise import InvalidValue, domain_normalise, email_key_of, email_normalise
+from leads.normalise import InvalidValue, email_key_of, email_normalise
 from leads.parsing import (
     FileProblem,
     HeaderMapping,
@@ -840,110 +840,6 @@ def lead_import_preview(
         shown = {k: v for k, v in result.items() if k not in ("identity_hash", "source_row")}
         preview.rows.append(PreviewRow(number, shown, [], outcome))
     return preview
-
-
-# --- suppression -------------------------------------------------------------------------------
-
-
-@dataclass
-class SuppressionResult:
-    added: int = 0
-    already: int = 0
-    invalid: list[str] = field(default_factory=list)
-    leads_suppressed: int = 0
-
-
-def _suppression_entry_for(value: str) -> tuple[str, str, str]:
-    """(kind, value, identity hash) for an email or an @domain; raises InvalidValue."""
-    value = value.strip()
-    if value.startswith("@"):
-        domain = domain_normalise(value[1:])
-        if not domain or "." not in domain or "@" in domain or " " in domain:
-            raise InvalidValue(f"{value!r} is not a domain.")
-        return SuppressionKind.DOMAIN, domain, ""
-    key = email_key_of(email_normalise(value))
-    return SuppressionKind.EMAIL, key, identity_hash_of(email_key=key)
-
-
-def suppression_add(
-    *,
-    values: Iterable[str],
-    actor: Actor,
-    venture: Venture | None = None,
-    reason: str = "",
-    source: str = "",
-) -> SuppressionResult:
-    """Suppress email addresses and @domains (global, or for one venture) and mark the
-    matching active leads as suppressed. Invalid values are reported, not fatal."""
-    result = SuppressionResult()
-    entries: dict[tuple[str, str], str] = {}
-    for raw in values:
-        if not raw.strip():
-            continue
-        try:
-            kind, value, identity = _suppression_entry_for(raw)
-        except InvalidValue as exc:
-            result.invalid.append(f"{raw.strip()[:80]}: {exc}")
-            continue
-        entries[(kind, value)] = identity
-    with transaction.atomic():
-        for (kind, value), identity in entries.items():
-            _, created = SuppressionEntry.objects.get_or_create(
-                kind=kind,
-                value=value,
-                venture=venture,
-                defaults={"identity_hash": identity, "reason": reason[:300], "source": source},
-            )
-            result.added += created
-            result.already += not created
-        result.leads_suppressed = _suppress_matching_leads(entries, venture)
-        if entries:
-            audit_record(
-                actor=actor,
-                action="leads.suppress",
-                entity=venture or SuppressionEntry(pk=0, value="suppression list"),
-                after={
-                    "added": result.added,
-                    "already": result.already,
-                    "domains": sorted(v for k, v in entries if k == SuppressionKind.DOMAIN),
-                    "identity_hashes": sorted(h for h in entries.values() if h),
-                    "leads_suppressed": result.leads_suppressed,
-                    "venture": venture.pk if venture else None,
-                },
-                reason=reason,
-            )
-    return result
-
-
-def _suppress_matching_leads(entries: dict[tuple[str, str], str], venture: Venture | None) -> int:
-    hashes = [h for h in entries.values() if h]
-    domains = [v for k, v in entries if k == SuppressionKind.DOMAIN]
-    match = Q(identity_hash__in=hashes) if hashes else Q(pk__in=[])
-    for domain in domains:
-        match |= Q(email_key__endswith="@" + domain)
-    leads = Lead.objects.filter(match, status=LeadStatus.ACTIVE)
-    if venture is not None:
-        leads = leads.filter(venture=venture)
-    return leads.update(status=LeadStatus.SUPPRESSED, updated_at=timezone.now())
-
-
-def suppression_values_from_file(path: Path | str) -> list[str]:
-    """Emails and @domains from a file: a CSV with an email column, or one value per line."""
-    info = inspect_file(path)
-    rows = iter_rows(info)
-    first = next(rows, None)
-    if first is None:
-        raise FileProblem("The file is empty.")
-    from leads.parsing import header_key
-
-    header = first[1]
-    email_col = next(
-        (i for i, h in enumerate(header) if header_key(h) in ("email", "emailaddress", "domain")),
-        None,
-    )
-    if email_col is None:
-        return [r[0] for _, r in [first, *rows] if r and r[0].strip()]
-    return [r[email_col] for _, r in rows if len(r) > email_col and r[email_col].strip()]
 
 
 # --- erasure -----------------------------------------------------------------------------------

@@ -210,7 +210,7 @@ def test_icp_segment_is_matched_and_the_score_explained(run_import, write_csv, c
 def test_a_venture_without_leads_elsewhere_sees_only_its_suppressions(
     run_import, write_csv, campaign
 ):
-    from leads.services import suppression_add
+    from leads.suppression import suppression_add
 
     suppression_add(values=["x@acme.example"], venture=VentureFactory(), actor="test")
 

@@ -23,6 +23,7 @@ from leads.services import (
     lead_import,
 )
 from leads.signals import IMPORT_RECOVERY_SCHEDULE
+from leads.suppression import suppression_add
 from tests.factories import CampaignFactory, ImportBatchFactory, VentureFactory
 from ventures.models import AuditEvent
 from ventures.services import DomainError
@@ -70,7 +71,7 @@ def _prepare(campaign):
         email="known@acme.example",
         email_key="known@acme.example",
     )
-    services.suppression_add(values=["@blocked.example"], actor="test", venture=campaign.venture)
+    suppression_add(values=["@blocked.example"], actor="test", venture=campaign.venture)
 
 
 def _pending(campaign, path: Path, monkeypatch) -> ImportBatch:

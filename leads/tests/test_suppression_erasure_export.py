@@ -25,10 +25,9 @@ from leads.services import (
     lead_rescore,
     leads_export,
     spreadsheet_safe,
-    suppression_add,
-    suppression_values_from_file,
 )
 from leads.signals import lead_erased
+from leads.suppression import suppression_add, suppression_values_from_file
 from tests.factories import CampaignFactory, LeadFactory
 from ventures.models import AuditEvent
 from ventures.services import DomainError

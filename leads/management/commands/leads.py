@@ -24,9 +24,8 @@ from leads.services import (
     lead_erase,
     lead_import,
     leads_export,
-    suppression_add,
-    suppression_values_from_file,
 )
+from leads.suppression import suppression_add, suppression_values_from_file
 from ventures.models import Campaign, Venture
 from ventures.selectors import campaign_get
 from ventures.services import DomainError

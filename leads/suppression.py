@@ -1,0 +1,216 @@
+"""Suppression: the one way a person, an address or a domain goes on a do-not-contact list.
+
+Three callers, one service: `leads suppress` and the suppression-entry form give values
+(`suppression_add`), the lead list's bulk action gives selected leads (`leads_suppress`).
+Both become targets per venture (None: the global list) and go through `_suppress`, which in
+one transaction adds the entries that are new, marks the matching active leads suppressed
+(by identity hash, and by address suffix for a domain) and leaves one audit row per list
+touched, always of the same shape (`leads.suppress`: counts, domains, identity hashes and
+the leads suppressed per campaign; never an address).
+
+Erasure leaves identity entries of its own (`leads.services.lead_erase`); the importer reads
+the list as it writes each chunk (`leads.importing`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.db import transaction
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+
+from leads.models import Lead, LeadStatus, SuppressionEntry, SuppressionKind, identity_hash_of
+from leads.normalise import InvalidValue, domain_normalise, email_key_of, email_normalise
+from leads.parsing import FileProblem, header_key, inspect_file, iter_rows
+from ventures.models import Venture
+from ventures.services import Actor, actor_label, audit_record
+
+CHUNK = 2_000  # entries inserted, and identities matched against leads, per statement
+
+
+@dataclass(frozen=True)
+class Target:
+    """One entry of a list: its kind, its stored value, and the identity hash it stops."""
+
+    kind: str
+    value: str
+    identity_hash: str = ""
+
+
+@dataclass
+class SuppressionResult:
+    added: int = 0
+    already: int = 0
+    invalid: list[str] = field(default_factory=list)
+    leads_suppressed: int = 0
+
+
+def suppression_target_of(value: str) -> Target:
+    """The entry an email address or an @domain stands for; raises InvalidValue."""
+    value = value.strip()
+    if value.startswith("@"):
+        domain = domain_normalise(value[1:])
+        if not domain or "." not in domain or "@" in domain or " " in domain:
+            raise InvalidValue(f"{value!r} is not a domain.")
+        return Target(SuppressionKind.DOMAIN, domain)
+    key = email_key_of(email_normalise(value))
+    return Target(SuppressionKind.EMAIL, key, identity_hash_of(email_key=key))
+
+
+def suppression_add(
+    *,
+    values: Iterable[str],
+    actor: Actor,
+    venture: Venture | None = None,
+    reason: str = "",
+    source: str = "",
+) -> SuppressionResult:
+    """Suppress email addresses and @domains (globally, or for one venture) and mark the
+    matching active leads suppressed. Invalid values are reported, not fatal."""
+    targets: dict[Target, None] = {}
+    invalid: list[str] = []
+    for raw in values:
+        if not raw.strip():
+            continue
+        try:
+            targets[suppression_target_of(raw)] = None
+        except InvalidValue as exc:
+            invalid.append(f"{raw.strip()[:80]}: {exc}")
+    result = _suppress(
+        {venture.pk if venture else None: list(targets)}, actor=actor, reason=reason, source=source
+    )
+    result.invalid = invalid
+    return result
+
+
+def leads_suppress(*, leads: QuerySet[Lead], actor: Actor, reason: str = "") -> SuppressionResult:
+    """Put the selected people on their venture's list and mark every active lead of theirs
+    in that venture (any campaign) suppressed.
+
+    People with an email are listed by address, the others (phone or LinkedIn only) by
+    identity hash; a lead with neither (erased) is skipped."""
+    people = (
+        leads.order_by()
+        .exclude(identity_hash="")
+        .values_list("venture_id", "email_key", "identity_hash")
+        .distinct()
+    )
+    by_venture: dict[int | None, list[Target]] = {}
+    for venture_id, email_key, identity in people.iterator(chunk_size=CHUNK):
+        target = (
+            Target(SuppressionKind.EMAIL, email_key, identity)
+            if email_key
+            else Target(SuppressionKind.IDENTITY, identity, identity)
+        )
+        by_venture.setdefault(venture_id, []).append(target)
+    return _suppress(by_venture, actor=actor, reason=reason, source=f"admin: {actor_label(actor)}")
+
+
+def suppression_values_from_file(path: Path | str) -> list[str]:
+    """Emails and @domains from a file: a CSV with an email column, or one value per line."""
+    rows = iter_rows(inspect_file(path))
+    first = next(rows, None)
+    if first is None:
+        raise FileProblem("The file is empty.")
+    header = first[1]
+    column = next(
+        (i for i, h in enumerate(header) if header_key(h) in ("email", "emailaddress", "domain")),
+        None,
+    )
+    if column is None:
+        return [r[0] for _, r in [first, *rows] if r and r[0].strip()]
+    return [r[column] for _, r in rows if len(r) > column and r[column].strip()]
+
+
+def _suppress(
+    by_venture: dict[int | None, list[Target]], *, actor: Actor, reason: str, source: str
+) -> SuppressionResult:
+    result = SuppressionResult()
+    with transaction.atomic():
+        for venture_id, targets in by_venture.items():
+            if not targets:
+                continue
+            added = sum(
+                _insert_new(venture_id, targets[i : i + CHUNK], reason=reason, source=source)
+                for i in range(0, len(targets), CHUNK)
+            )
+            per_campaign = _suppress_matching_leads(venture_id, targets)
+            suppressed = sum(per_campaign.values())
+            result.added += added
+            result.already += len(targets) - added
+            result.leads_suppressed += suppressed
+            _audit(venture_id, targets, added, per_campaign, actor=actor, reason=reason)
+    return result
+
+
+def _insert_new(venture_id: int | None, targets: list[Target], *, reason: str, source: str) -> int:
+    """Insert the targets that are not on this list yet; returns how many were new."""
+    listed = SuppressionEntry.objects.filter(
+        Q(venture__isnull=True) if venture_id is None else Q(venture_id=venture_id),
+        value__in=[t.value for t in targets],
+    )
+    existing = set(listed.values_list("kind", "value"))
+    fresh = [t for t in targets if (t.kind, t.value) not in existing]
+    SuppressionEntry.objects.bulk_create(
+        [
+            SuppressionEntry(
+                kind=t.kind,
+                value=t.value,
+                identity_hash=t.identity_hash,
+                venture_id=venture_id,
+                reason=reason[:300],
+                source=source[:200],
+            )
+            for t in fresh
+        ],
+        ignore_conflicts=True,
+    )
+    return len(fresh)
+
+
+def _suppress_matching_leads(venture_id: int | None, targets: list[Target]) -> Counter[int]:
+    """Mark the active leads the targets match suppressed; returns how many per campaign."""
+    hashes = [t.identity_hash for t in targets if t.identity_hash]
+    domains = [t.value for t in targets if t.kind == SuppressionKind.DOMAIN]
+    matches = [Q(identity_hash__in=hashes[i : i + CHUNK]) for i in range(0, len(hashes), CHUNK)]
+    matches += [Q(email_key__endswith="@" + domain) for domain in domains]
+    per_campaign: Counter[int] = Counter()
+    for match in matches:
+        leads = Lead.objects.filter(match, status=LeadStatus.ACTIVE)
+        if venture_id is not None:
+            leads = leads.filter(venture_id=venture_id)
+        rows = leads.order_by().values("campaign_id").annotate(n=Count("id"))
+        per_campaign.update({row["campaign_id"]: row["n"] for row in rows})
+        leads.update(status=LeadStatus.SUPPRESSED, updated_at=timezone.now())
+    return per_campaign
+
+
+def _audit(
+    venture_id: int | None,
+    targets: list[Target],
+    added: int,
+    per_campaign: Counter[int],
+    *,
+    actor: Actor,
+    reason: str,
+) -> None:
+    venture = Venture.objects.filter(pk=venture_id).first() if venture_id else None
+    audit_record(
+        actor=actor,
+        action="leads.suppress",
+        entity=venture or SuppressionEntry(pk=0, value="suppression list"),
+        after={
+            "venture": venture_id,
+            "added": added,
+            "already": len(targets) - added,
+            "domains": sorted(t.value for t in targets if t.kind == SuppressionKind.DOMAIN),
+            "identity_hashes": sorted({t.identity_hash for t in targets if t.identity_hash}),
+            "leads_suppressed": sum(per_campaign.values()),
+            "campaigns": {str(c): n for c, n in sorted(per_campaign.items())},
+        },
+        reason=reason,
+    )

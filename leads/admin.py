@@ -17,10 +17,8 @@ venture's lead, batch or rule is a 404, exactly like a missing one.
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import json
 
-from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import model_ngettext
@@ -663,7 +661,7 @@ class ImportBatchAdmin(OperationsAdmin):
         return request.user.has_perm("leads.add_importbatch")  # whoever may import
 
     def applicable_operations(self, obj: ImportBatch) -> list[str]:
-        return ["resume"] if batch_looks_stopped(obj) else []
+        return ["resume"] if obj.is_resumable() else []
 
     def confirm_notes(self, request, operation, objects):
         return [
@@ -764,17 +762,6 @@ def _mapping_rows(mapping: dict) -> list[tuple[str, str]]:
     for column, field in mapping.items():
         rows.append((column, field or "custom field"))
     return rows
-
-
-def batch_looks_stopped(batch: ImportBatch) -> bool:
-    """Offer "Resume" for an import whose runner stopped reporting progress, or one still
-    pending a lease period after it was created (its task was lost)."""
-    now = timezone.now()
-    if batch.channel in ("form", "api"):
-        return False
-    if batch.state == BatchState.PENDING:
-        return batch.created_at < now - dt.timedelta(seconds=settings.AICMO_IMPORT_LEASE_SECONDS)
-    return batch.lease_lapsed(now)
 
 
 def batch_progress(batch: ImportBatch) -> dict:

@@ -18,9 +18,9 @@ from leads.importing import ImportContext, RowNormaliser, run_chunks
 from leads.models import BatchState, ImportBatch, ImportRowError
 from leads.parsing import FileProblem, header_key, map_headers
 from leads.scoring import LeadScorer
-from leads.services import lead_policy_of
+from leads.services import import_batch_finish, lead_policy_of
 from ventures.models import Campaign
-from ventures.services import Actor, actor_label, audit_record
+from ventures.services import Actor, actor_label
 
 __all__ = ["FileProblem", "inbound_records_import", "records_to_rows"]
 
@@ -97,16 +97,7 @@ def inbound_records_import(
         )
         ctx.counts.rows_total = len(rows)
         counts = run_chunks(ctx=ctx, rows=enumerate(rows, start=1))
-        ImportBatch.objects.filter(pk=batch.pk).update(
-            state=BatchState.DONE, finished_at=timezone.now(), **counts.as_dict()
-        )
-        batch.refresh_from_db()
-        audit_record(
-            actor=actor,
-            action="leads.import",
-            entity=batch,
-            after={"channel": channel, **counts.as_dict()},
-        )
+        import_batch_finish(batch=batch, counts=counts, actor=actor)
     return batch
 
 

@@ -10,6 +10,7 @@ Only `active` leads may be sent to; every other status is terminal for sending.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 
 from django.conf import settings
@@ -124,6 +125,14 @@ class SourceChannel(models.TextChoices):
     MANUAL = "manual", "Entered by hand"
 
 
+DELIVERY_CHANNELS = (SourceChannel.FORM, SourceChannel.API)
+
+
+def import_lease_period() -> dt.timedelta:
+    """How long a background import's runner may go without reporting progress."""
+    return dt.timedelta(seconds=settings.AICMO_IMPORT_LEASE_SECONDS)
+
+
 class CrossCampaignPolicy(models.TextChoices):
     ALLOW = "allow", "Allow leads active in another campaign of the venture"
     SKIP_ACTIVE = "skip_active", "Skip leads active in another campaign of the venture"
@@ -134,6 +143,16 @@ class BatchState(models.TextChoices):
     RUNNING = "running", "Running"
     DONE = "done", "Done"
     FAILED = "failed", "Failed"
+
+
+class ImportBatchQuerySet(models.QuerySet):
+    def resumable(self, now=None) -> ImportBatchQuerySet:
+        """`ImportBatch.is_resumable` as a query: the batches whose runner stopped."""
+        now = now or djtz.now()
+        stopped = Q(state=BatchState.RUNNING, lease_until__lt=now) | Q(
+            state=BatchState.PENDING, created_at__lt=now - import_lease_period()
+        )
+        return self.filter(stopped).exclude(channel__in=DELIVERY_CHANNELS)
 
 
 class ImportBatch(models.Model):
@@ -215,6 +234,8 @@ class ImportBatch(models.Model):
         default=0, help_text="Times resumed after its worker stopped in the middle."
     )
 
+    objects = ImportBatchQuerySet.as_manager()
+
     class Meta:
         verbose_name_plural = "import batches"
         ordering = ["-created_at", "-id"]
@@ -245,6 +266,23 @@ class ImportBatch(models.Model):
 
     def counts(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in COUNT_FIELDS}
+
+    @property
+    def is_delivery(self) -> bool:
+        """A capture-form or API delivery: one transaction, recorded whole or not at all, so
+        never interrupted and never resumed."""
+        return self.channel in DELIVERY_CHANNELS
+
+    def is_resumable(self, now=None) -> bool:
+        """Its runner stopped: running with a lapsed lease, or still pending a lease period
+        after it was created (its task was lost). `ImportBatch.objects.resumable()` is the
+        same rule as a query."""
+        if self.is_delivery:
+            return False
+        now = now or djtz.now()
+        if self.state == BatchState.PENDING:
+            return self.created_at < now - import_lease_period()
+        return self.lease_lapsed(now)
 
     def lease_lapsed(self, now=None) -> bool:
         """Running, but its runner stopped reporting progress: it is waiting to be resumed."""

@@ -58,6 +58,7 @@ from leads.models import (
     SuppressionEntry,
     SuppressionKind,
     identity_hash_of,
+    import_lease_period,
 )
 from leads.normalise import InvalidValue, email_key_of, email_normalise
 from leads.parsing import (
@@ -213,7 +214,7 @@ def _run(
         channel=batch.channel,
         counts=ImportCounts(**batch.counts()),
         lease_token=token,
-        lease_period=_lease_period(),
+        lease_period=import_lease_period(),
         rows_expected=rows_expected,
     )
     return run_chunks(ctx=ctx, rows=rows, progress=progress, check=check, pending=pending)
@@ -281,7 +282,7 @@ def lead_import(
             batch = ImportBatch.objects.create(
                 **fields,
                 lease_token=token,
-                lease_until=started + _lease_period(),
+                lease_until=started + import_lease_period(),
                 heartbeat_at=started,
                 slices=1,
             )
@@ -339,23 +340,37 @@ def _execute(
         logger.exception("Import batch %s failed", batch.pk)
         raise
     with transaction.atomic():
-        closed = _held(batch.pk, token).update(
-            state=BatchState.DONE,
-            finished_at=timezone.now(),
-            lease_token="",
-            lease_until=None,
-            **counts.as_dict(),
-        )
-        if not closed:
-            raise _LeaseLost
-        batch.refresh_from_db()
-        audit_record(
-            actor=batch.actor or "system",
-            action="leads.import",
-            entity=batch,
-            after={"file_sha256": batch.file_sha256, "forced": batch.forced, **counts.as_dict()},
-        )
+        import_batch_finish(batch=batch, counts=counts, actor=batch.actor or "system", token=token)
     return counts
+
+
+def import_batch_finish(
+    *, batch: ImportBatch, counts: ImportCounts, actor: Actor, token: str | None = None
+) -> None:
+    """Close a batch DONE with its final counts and audit it (`leads.import`), in the caller's
+    transaction: every way in (files, the capture form, the API) ends here. With a lease
+    `token`, only while that token still holds the batch; LeaseLost otherwise."""
+    closed = _held(batch.pk, token).update(
+        state=BatchState.DONE,
+        finished_at=timezone.now(),
+        lease_token="",
+        lease_until=None,
+        **counts.as_dict(),
+    )
+    if not closed:
+        raise _LeaseLost
+    batch.refresh_from_db()
+    audit_record(
+        actor=actor,
+        action="leads.import",
+        entity=batch,
+        after={
+            "channel": batch.channel,
+            "file_sha256": batch.file_sha256,
+            "forced": batch.forced,
+            **counts.as_dict(),
+        },
+    )
 
 
 def _outcome(batch_id, info, mapping, counts, started, *, dry_run) -> ImportOutcome:
@@ -456,10 +471,6 @@ class _SliceSpent(Exception):
 _LeaseLost = LeaseLost
 
 
-def _lease_period() -> dt.timedelta:
-    return dt.timedelta(seconds=settings.AICMO_IMPORT_LEASE_SECONDS)
-
-
 def _held(batch_id: int, token: str | None) -> QuerySet[ImportBatch]:
     """The batch, if `token` still holds it (None: no lease, e.g. a dry run)."""
     qs = ImportBatch.objects.filter(pk=batch_id)
@@ -487,7 +498,7 @@ class _Lease:
     def __call__(self, done: int, total: int) -> None:
         now = timezone.now()
         kept = _held(self.batch_id, self.token).update(
-            heartbeat_at=now, lease_until=now + _lease_period()
+            heartbeat_at=now, lease_until=now + import_lease_period()
         )
         if not kept:
             raise _LeaseLost
@@ -525,7 +536,7 @@ def _claim(batch_id: int) -> tuple[ImportBatch, str] | None:
     claimed = ImportBatch.objects.filter(claimable, pk=batch_id).update(
         state=BatchState.RUNNING,
         lease_token=token,
-        lease_until=now + _lease_period(),
+        lease_until=now + import_lease_period(),
         heartbeat_at=now,
         started_at=Coalesce(F("started_at"), Value(now)),
         slices=F("slices") + 1,
@@ -619,7 +630,9 @@ def _run_slice(
         # Hand over: the token is cleared (the next claim is not a resume) and the lease is
         # kept for the queued continuation, so the recovery schedule leaves it alone.
         keep_file = True
-        _held(batch.pk, token).update(lease_token="", lease_until=timezone.now() + _lease_period())
+        _held(batch.pk, token).update(
+            lease_token="", lease_until=timezone.now() + import_lease_period()
+        )
         return PAUSED
     except _LeaseLost:
         keep_file = True
@@ -698,11 +711,7 @@ def import_batches_recover(*, now: dt.datetime | None = None) -> list[int]:
     """Queue a run of every background import whose runner stopped: RUNNING with a lapsed
     lease, or PENDING for longer than a lease (its task was lost). Run every minute by the
     django-q2 schedule; returns the ids queued."""
-    now = now or timezone.now()
-    stale = ImportBatch.objects.filter(
-        Q(state=BatchState.RUNNING, lease_until__lt=now)
-        | Q(state=BatchState.PENDING, created_at__lt=now - _lease_period())
-    ).exclude(channel__in=[SourceChannel.FORM, SourceChannel.API])
+    stale = ImportBatch.objects.resumable(now)
     ids = list(stale.order_by("pk").values_list("pk", flat=True))
     for batch_id in ids:
         logger.warning("Import batch %s stopped reporting progress; queued to resume", batch_id)
@@ -730,7 +739,7 @@ def import_batch_resume(
             f"Import #{batch.pk} failed and cannot be resumed ({batch.error or 'no reason'}). "
             "Import the file again instead."
         )
-    if batch.channel in (SourceChannel.FORM, SourceChannel.API):
+    if batch.is_delivery:
         raise DomainError(f"Import #{batch.pk} is a {batch.get_channel_display()} delivery.")
     if batch.state == BatchState.RUNNING and batch.lease_token and not batch.lease_lapsed(now):
         ago = int((now - (batch.heartbeat_at or now)).total_seconds())

@@ -8,6 +8,7 @@ import io
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import OperationalError
 from django.urls import reverse
@@ -595,3 +596,27 @@ def test_progress_endpoint_reports_interruption_resumes_and_last_progress(
     data = client.get(url).json()
     assert data["interrupted"] is False and data["resumes"] == 1
     assert data["state_label"] == ("Running (resumed after an interruption); resumed 1 time")
+
+
+def test_resumable_rule_is_the_same_for_a_row_and_for_the_query(campaign):
+    now = timezone.now()
+    lease = dt.timedelta(seconds=settings.AICMO_IMPORT_LEASE_SECONDS)
+    cases = {
+        "lapsed": {"state": BatchState.RUNNING, "lease_until": now - dt.timedelta(seconds=1)},
+        "leased": {"state": BatchState.RUNNING, "lease_until": now + lease},
+        "lost task": {"state": BatchState.PENDING},
+        "fresh": {"state": BatchState.PENDING},
+        "done": {"state": BatchState.DONE},
+        "failed": {"state": BatchState.FAILED},
+        "form": {"state": BatchState.RUNNING, "lease_until": now - lease, "channel": "form"},
+        "api": {"state": BatchState.PENDING, "channel": "api"},
+    }
+    batches = {name: ImportBatchFactory(campaign=campaign, **kw) for name, kw in cases.items()}
+    ImportBatch.objects.filter(pk__in=[batches["lost task"].pk, batches["api"].pk]).update(
+        created_at=now - lease - dt.timedelta(seconds=1)
+    )
+    rows = {name: ImportBatch.objects.get(pk=b.pk).is_resumable(now) for name, b in batches.items()}
+    by_query = set(ImportBatch.objects.resumable(now).values_list("pk", flat=True))
+
+    assert {name for name, yes in rows.items() if yes} == {"lapsed", "lost task"}
+    assert by_query == {batches["lapsed"].pk, batches["lost task"].pk}

@@ -155,7 +155,7 @@ def chunks_file(rows: int) -> Path:
     processor = ChunkProcessor(ctx)
     partial = path.with_suffix(".partial")
     with partial.open("wb") as out:
-        for records in chunked(services._file_rows(info), CHUNK_ROWS):
+        for records in chunked(services.file_rows(info), CHUNK_ROWS):
             out.write(b"".join(processor.prepare(records).rows))
     partial.rename(path)
     return path

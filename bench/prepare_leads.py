@@ -7,7 +7,7 @@
 
 Stages, each timed over the whole file and printed in microseconds per data row:
 
-- read:      iterating `services._file_rows` (csv parsing and decoding of the file, header
+- read:      iterating `services.file_rows` (csv parsing and decoding of the file, header
              skipped), streaming; the lower of its two timings, one in each stage's process.
 - normalise: `RowNormaliser` on every row (rows already in memory).
 - prepare:   `ChunkProcessor.prepare` on chunks of CHUNK_ROWS (normalise + dedup within the
@@ -129,13 +129,13 @@ def worker(path: Path, stage: str, spec: dict | None, code: Path, vendor_url: st
     # Read as the import does: streaming, one row held at a time.
     count = 0
     started = time.process_time()
-    for _ in services._file_rows(info):
+    for _ in services.file_rows(info):
         count += 1
     read = time.process_time() - started
     # The stages below get the rows from memory. An import holds at most two chunks; here all
     # rows are held, so they are frozen out of the garbage collector, which would otherwise
     # walk them on every full collection (the stage pays for its own garbage only).
-    rows = list(services._file_rows(info))
+    rows = list(services.file_rows(info))
     gc.collect()
     gc.freeze()
     result = {"rows": count, "read_us": read / count * 1e6}

@@ -1,11 +1,18 @@
 """Writes of the leads app. The admin, the `leads` command and the tasks all call these.
 
-Imports: `lead_import()` runs a file now (CLI, tests, demo); `import_batch_create()` stores an
-upload as a pending ImportBatch (run now or by the `leads.tasks.import_batch_run` task) and
-`import_batch_run()` runs one. Background imports hold a lease, work in time slices and are
-resumed from `rows_done` when their worker stops (`import_batches_recover()` on a schedule,
-`import_batch_resume()` by hand). `lead_import_preview()` shows the mapping and the first rows
-with their problems before the operator confirms.
+Importing a file: `lead_import()` imports it now (CLI, tests, demo); `import_batch_create()`
+stores an upload as a pending ImportBatch; `lead_import_preview()` shows the mapping and the
+first rows with their problems before the operator confirms. Every way in ends with
+`import_batch_finish()`. Suppression is in `leads.suppression`.
+
+Import runs (a stored batch, in the foreground or on the cluster): a runner takes the batch
+with `import_batch_claim()` (one conditional UPDATE), holds an `ImportLease` that it extends
+after every committed chunk while its token still holds the batch (`LeaseLost` otherwise),
+and imports `import_batch_slice()` by slice from `rows_done`. `import_batch_run_now()` runs
+slices to the end in this process; `import_batch_run_sliced()` is the body of the django-q2
+task `leads.tasks.import_batch_run` (one time slice, then it queues the rest);
+`import_batches_recover()` (every minute) and `import_batch_resume()` (by hand) restart the
+ones whose runner stopped (`ImportBatch.is_resumable`).
 
 Personal data never goes into audit rows: they name batches, counts, ids and identity hashes.
 """
@@ -185,13 +192,13 @@ def _refuse_closed_campaign(campaign: Campaign) -> None:
         )
 
 
-def _file_rows(info: SourceFile) -> Iterable[tuple[int, list[str]]]:
+def file_rows(info: SourceFile) -> Iterable[tuple[int, list[str]]]:
     rows = iter_rows(info)
     next(rows)  # the header
     return rows
 
 
-def _run(
+def _import_rows(
     *,
     batch: ImportBatch,
     rows: Iterable,
@@ -268,8 +275,8 @@ def lead_import(
         if dry_run:
             with transaction.atomic():
                 batch = ImportBatch.objects.create(**fields)
-                counts = _run(
-                    batch=batch, rows=_file_rows(info), mapping=mapping, progress=progress
+                counts = _import_rows(
+                    batch=batch, rows=file_rows(info), mapping=mapping, progress=progress
                 )
                 transaction.set_rollback(True)
             return _outcome(None, info, mapping, counts, started, dry_run=True)
@@ -287,17 +294,17 @@ def lead_import(
                 slices=1,
             )
             try:
-                counts = _execute(
+                counts = _import_and_close(
                     batch,
-                    _file_rows(info),
+                    file_rows(info),
                     mapping,
-                    _Lease(batch.pk, token, progress),
+                    ImportLease(batch.pk, token, progress),
                     token,
                     check=check,
                     pending=pending if check is not None else None,
                     rows_expected=_rows_expected(info),
                 )
-            except _LeaseLost:
+            except LeaseLost:
                 raise DomainError(
                     f"Import #{batch.pk} stopped: it reported no progress for "
                     f"{settings.AICMO_IMPORT_LEASE_SECONDS} s and counted as interrupted."
@@ -305,7 +312,7 @@ def lead_import(
     return _outcome(batch.pk, info, mapping, counts, started, dry_run=False)
 
 
-def _execute(
+def _import_and_close(
     batch: ImportBatch,
     rows: Iterable,
     mapping,
@@ -320,7 +327,7 @@ def _execute(
     """Run the rows and close the batch (DONE with its audit row, or FAILED with why). When
     `resumable`, losing the database connection leaves it RUNNING, to be resumed."""
     try:
-        counts = _run(
+        counts = _import_rows(
             batch=batch,
             rows=rows,
             mapping=mapping,
@@ -330,7 +337,7 @@ def _execute(
             pending=pending,
             rows_expected=rows_expected,
         )
-    except (_LeaseLost, _SliceSpent):
+    except (LeaseLost, _SliceSpent):
         raise
     except Exception as exc:
         if resumable and isinstance(exc, OperationalError | InterfaceError):
@@ -358,7 +365,7 @@ def import_batch_finish(
         **counts.as_dict(),
     )
     if not closed:
-        raise _LeaseLost
+        raise LeaseLost
     batch.refresh_from_db()
     audit_record(
         actor=actor,
@@ -440,7 +447,7 @@ def import_batch_create(
     if background:
         transaction.on_commit(lambda: _queue_run(batch.pk))
     else:
-        import_batch_run(batch_id=batch.pk)
+        import_batch_run_now(batch_id=batch.pk)
         batch.refresh_from_db()
     return batch
 
@@ -466,18 +473,13 @@ class _SliceSpent(Exception):
     """Raised by the progress callback after a committed chunk once the slice's time is up."""
 
 
-# Raised in a chunk's transaction (which rolls back) or by the progress callback when another
-# runner has taken the batch over.
-_LeaseLost = LeaseLost
-
-
 def _held(batch_id: int, token: str | None) -> QuerySet[ImportBatch]:
     """The batch, if `token` still holds it (None: no lease, e.g. a dry run)."""
     qs = ImportBatch.objects.filter(pk=batch_id)
     return qs if token is None else qs.filter(state=BatchState.RUNNING, lease_token=token)
 
 
-class _Lease:
+class ImportLease:
     """The progress callback of a leased import: after each committed chunk, extend the lease
     (or stop if it is gone), report progress, and end the time slice once `budget` is spent."""
 
@@ -501,7 +503,7 @@ class _Lease:
             heartbeat_at=now, lease_until=now + import_lease_period()
         )
         if not kept:
-            raise _LeaseLost
+            raise LeaseLost
         if self.progress:
             self.progress(done, total)
         if (
@@ -522,7 +524,7 @@ def _close_failed(batch_id: int, token: str | None, message: str) -> int:
     )
 
 
-def _claim(batch_id: int) -> tuple[ImportBatch, str] | None:
+def import_batch_claim(batch_id: int) -> tuple[ImportBatch, str] | None:
     """Take the batch if nobody runs it: one conditional UPDATE, so of two claimers (a task
     delivered twice, the recovery schedule and an operator) exactly one wins."""
     now = timezone.now()
@@ -567,14 +569,14 @@ def _header_mapping(info: SourceFile) -> HeaderMapping:
     return map_headers(header[1])
 
 
-def _run_slice(
+def import_batch_slice(
     batch_id: int, *, budget: float | None, progress: ProgressCallback | None
 ) -> str | None:
     """Claim the batch and import from its first unprocessed row until the end or until
     `budget` seconds are spent. None if it could not be claimed, else DONE, FAILED, PAUSED
     (more rows remain; the lease is handed on) or LOST (another runner took it over)."""
     started = time.monotonic()  # the budget covers checking and skipping rows too
-    claim = _claim(batch_id)
+    claim = import_batch_claim(batch_id)
     if claim is None:
         return None
     batch, token = claim
@@ -622,9 +624,9 @@ def _run_slice(
                 scan_file(info)
             _refuse_reimport(batch.campaign, info.sha256, force=batch.forced, exclude=batch.pk)
         mapping = _header_mapping(info)
-        rows = itertools.islice(_file_rows(info), batch.rows_done, None)
-        lease = _Lease(batch.pk, token, progress, budget, started)
-        _execute(batch, rows, mapping, lease, token, resumable=True)
+        rows = itertools.islice(file_rows(info), batch.rows_done, None)
+        lease = ImportLease(batch.pk, token, progress, budget, started)
+        _import_and_close(batch, rows, mapping, lease, token, resumable=True)
         return DONE
     except _SliceSpent:
         # Hand over: the token is cleared (the next claim is not a resume) and the lease is
@@ -634,7 +636,7 @@ def _run_slice(
             lease_token="", lease_until=timezone.now() + import_lease_period()
         )
         return PAUSED
-    except _LeaseLost:
+    except LeaseLost:
         keep_file = True
         logger.warning("Import batch %s was taken over by another runner; stopping", batch.pk)
         return LOST
@@ -649,7 +651,7 @@ def _run_slice(
         _close_failed(batch.pk, token, str(exc))
         return FAILED
     except Exception as exc:
-        # Closed by _execute if it got that far (then this is a no-op); the task fails loudly.
+        # Closed by _import_and_close if it got that far (then this is a no-op); the task fails loudly.
         if _close_failed(batch.pk, token, f"{type(exc).__name__}: {exc}"):
             logger.exception("Import batch %s failed", batch.pk)
         raise
@@ -682,21 +684,23 @@ def _queue_run(batch_id: int) -> None:
     async_task("leads.tasks.import_batch_run", batch_id)
 
 
-def import_batch_run(*, batch_id: int, progress: ProgressCallback | None = None) -> bool:
+def import_batch_run_now(*, batch_id: int, progress: ProgressCallback | None = None) -> bool:
     """Run a batch to its end in this process, if it can be claimed: pending, waiting for its
     next slice, or interrupted (its lease lapsed). A batch that another runner holds is left
     alone (a task may be delivered more than once). Returns whether this call ran it."""
-    return _run_slice(batch_id, budget=None, progress=progress) is not None
+    return import_batch_slice(batch_id, budget=None, progress=progress) is not None
 
 
-def import_batch_task(*, batch_id: int) -> bool:
+def import_batch_run_sliced(*, batch_id: int) -> bool:
     """The background task: run one time slice of AICMO_IMPORT_SLICE_SECONDS, then queue a
     task for the rest, so that no task comes near the cluster's timeout. With AICMO_Q_SYNC a
     queued task would run nested inside this one, so the slices run one after another here.
     Returns whether this call ran anything."""
     ran = False
     while True:
-        outcome = _run_slice(batch_id, budget=settings.AICMO_IMPORT_SLICE_SECONDS, progress=None)
+        outcome = import_batch_slice(
+            batch_id, budget=settings.AICMO_IMPORT_SLICE_SECONDS, progress=None
+        )
         if outcome is None:
             return ran
         ran = True
@@ -764,7 +768,7 @@ def import_batch_resume(
     if background:
         transaction.on_commit(lambda: _queue_run(batch.pk))
         return True
-    return import_batch_run(batch_id=batch.pk, progress=progress)
+    return import_batch_run_now(batch_id=batch.pk, progress=progress)
 
 
 # --- preview -----------------------------------------------------------------------------------

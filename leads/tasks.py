@@ -10,7 +10,7 @@ def import_batch_run(batch_id: int) -> bool:
     by this one). Idempotent: the service claims the batch with a conditional UPDATE, so a
     second delivery of the task, or one for a batch another worker holds, does nothing and
     returns False."""
-    return services.import_batch_task(batch_id=batch_id)
+    return services.import_batch_run_sliced(batch_id=batch_id)
 
 
 def import_batches_recover() -> list[int]:

@@ -16,7 +16,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from leads.models import BatchState, ImportBatch, Lead
-from leads.services import import_batch_create, import_batch_run, lead_import
+from leads.services import import_batch_create, import_batch_run_now, lead_import
 from leads.views import capture_url
 from tests.http import text
 from ventures.models import CampaignStatus
@@ -69,7 +69,7 @@ def test_queued_import_of_a_campaign_stopped_meanwhile_fails_with_a_reason(campa
     campaign_transition(campaign=campaign, action="start", actor="test")
     campaign_transition(campaign=campaign, action="stop", actor="test")
 
-    import_batch_run(batch_id=batch.pk)
+    import_batch_run_now(batch_id=batch.pk)
 
     batch.refresh_from_db()
     assert batch.state == BatchState.FAILED

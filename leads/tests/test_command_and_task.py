@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 from leads import tasks
 from leads.models import BatchState, ImportBatch, Lead, LeadStatus, SuppressionEntry
 from leads.parsing import FileProblem
-from leads.services import import_batch_create, import_batch_run
+from leads.services import import_batch_create, import_batch_run_now
 
 
 def leads_cmd(*args) -> str:
@@ -133,7 +133,7 @@ def test_a_running_batch_is_not_claimed_again(sample_dir, campaign):
     batch = _pending_batch(campaign, sample_dir / "lemlist_export_sample.csv")
     ImportBatch.objects.filter(pk=batch.pk).update(state=BatchState.RUNNING)
 
-    assert import_batch_run(batch_id=batch.pk) is False
+    assert import_batch_run_now(batch_id=batch.pk) is False
     assert Lead.objects.count() == 0
 
 

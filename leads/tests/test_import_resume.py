@@ -19,7 +19,7 @@ from leads.models import BatchState, ImportBatch, ImportRowError, Lead
 from leads.services import (
     import_batch_create,
     import_batch_resume,
-    import_batch_run,
+    import_batch_run_now,
     import_batches_recover,
     lead_import,
 )
@@ -104,7 +104,7 @@ def _interrupted(campaign, path: Path, monkeypatch, chunks: int = 1) -> ImportBa
     """A background import whose runner stopped after `chunks` committed chunks."""
     batch = _pending(campaign, path, monkeypatch)
     with pytest.raises(_Stop):
-        import_batch_run(batch_id=batch.pk, progress=_stop_after(chunks))
+        import_batch_run_now(batch_id=batch.pk, progress=_stop_after(chunks))
     batch.refresh_from_db()
     return batch
 
@@ -166,14 +166,14 @@ def test_a_claimed_batch_cannot_be_claimed_again_while_its_lease_is_live(
     campaign, lead_file, monkeypatch
 ):
     batch = _pending(campaign, lead_file, monkeypatch)
-    first = services._claim(batch.pk)
+    first = services.import_batch_claim(batch.pk)
     assert first is not None
     claimed, token = first
     assert claimed.state == BatchState.RUNNING and claimed.lease_token == token
     assert claimed.lease_until > timezone.now() + dt.timedelta(seconds=240)
 
-    assert services._claim(batch.pk) is None
-    assert import_batch_run(batch_id=batch.pk) is False
+    assert services.import_batch_claim(batch.pk) is None
+    assert import_batch_run_now(batch_id=batch.pk) is False
     assert tasks.import_batch_run(batch.pk) is False
     assert import_batches_recover() == []
     with pytest.raises(DomainError, match=r"still running \(row 0 of 14"):
@@ -183,15 +183,15 @@ def test_a_claimed_batch_cannot_be_claimed_again_while_its_lease_is_live(
 
 def test_a_lapsed_lease_is_claimed_once_and_counts_as_a_resume(campaign, lead_file, monkeypatch):
     batch = _pending(campaign, lead_file, monkeypatch)
-    _, old_token = services._claim(batch.pk)
+    _, old_token = services.import_batch_claim(batch.pk)
     _lapse(batch)
 
-    claimed, token = services._claim(batch.pk)
+    claimed, token = services.import_batch_claim(batch.pk)
     assert token != old_token and claimed.resumes == 1 and claimed.slices == 2
-    assert services._claim(batch.pk) is None
+    assert services.import_batch_claim(batch.pk) is None
     # The stopped runner, if it ever wakes up, can no longer extend the lease: it stops.
-    with pytest.raises(services._LeaseLost):
-        services._Lease(batch.pk, old_token)(4, 14)
+    with pytest.raises(services.LeaseLost):
+        services.ImportLease(batch.pk, old_token)(4, 14)
 
 
 def test_a_runner_that_lost_its_lease_mid_import_cannot_commit_another_chunk(
@@ -210,14 +210,14 @@ def test_a_runner_that_lost_its_lease_mid_import_cannot_commit_another_chunk(
         if len(chunks) == 2:
             # It stalled past its lease while writing; another runner claimed the batch.
             _lapse(batch)
-            assert services._claim(batch.pk) is not None
+            assert services.import_batch_claim(batch.pk) is not None
         return counts
 
     monkeypatch.setattr(
         importing.ChunkProcessor, "_write", taken_over_while_writing_the_second_chunk
     )
 
-    assert import_batch_run(batch_id=batch.pk) is True
+    assert import_batch_run_now(batch_id=batch.pk) is True
 
     batch.refresh_from_db()
     # Only the first chunk (rows 2-5) stays; the second rolled back with its counters, and the
@@ -258,9 +258,9 @@ def test_an_import_stopped_twice_still_ends_exactly_like_a_clean_one(
     _prepare(campaign)
     batch = _interrupted(campaign, lead_file, monkeypatch)
     with pytest.raises(_Stop):
-        import_batch_run(batch_id=batch.pk, progress=_stop_after(2))
+        import_batch_run_now(batch_id=batch.pk, progress=_stop_after(2))
 
-    assert import_batch_run(batch_id=batch.pk) is True
+    assert import_batch_run_now(batch_id=batch.pk) is True
 
     batch.refresh_from_db()
     assert batch.resumes == 2 and batch.slices == 3
@@ -278,7 +278,7 @@ def test_an_import_that_lost_its_database_connection_is_resumed_not_failed(
             raise OperationalError("server closed the connection unexpectedly")
 
     with pytest.raises(OperationalError):
-        import_batch_run(batch_id=batch.pk, progress=connection_lost)
+        import_batch_run_now(batch_id=batch.pk, progress=connection_lost)
     batch.refresh_from_db()
     assert batch.state == BatchState.RUNNING and batch.lease_lapsed()
     assert Path(batch.stored_path).is_file()
@@ -297,7 +297,7 @@ def test_an_import_interrupted_again_and_again_is_given_up_with_a_message(
     ImportBatch.objects.filter(pk=batch.pk).update(resumes=services.MAX_RESUMES)
     batch.refresh_from_db()
 
-    assert import_batch_run(batch_id=batch.pk) is True
+    assert import_batch_run_now(batch_id=batch.pk) is True
 
     batch.refresh_from_db()
     assert batch.state == BatchState.FAILED and batch.rows_done == CHUNK
@@ -327,7 +327,7 @@ def test_a_changed_upload_is_not_resumed(campaign, lead_file, monkeypatch):
     batch = _interrupted(campaign, lead_file, monkeypatch)
     Path(batch.stored_path).write_text(FILE_TEXT + "x@acme.example,X,\n", encoding="utf-8")
 
-    assert import_batch_run(batch_id=batch.pk) is True
+    assert import_batch_run_now(batch_id=batch.pk) is True
 
     batch.refresh_from_db()
     assert batch.state == BatchState.FAILED
@@ -476,7 +476,7 @@ def test_leads_resume_finishes_an_interrupted_import_and_is_audited(
 
 def test_leads_resume_refuses_with_one_line_messages(campaign, lead_file, monkeypatch):
     batch = _pending(campaign, lead_file, monkeypatch)
-    services._claim(batch.pk)
+    services.import_batch_claim(batch.pk)
     with pytest.raises(CommandError, match=rf"Import #{batch.pk} is still running"):
         leads_cmd("resume", str(batch.pk))
     with pytest.raises(CommandError, match="ImportBatch matching query does not exist"):
@@ -531,7 +531,7 @@ def test_admin_resume_of_a_live_import_is_refused_and_offers_no_button(
     client, operator, campaign, lead_file, monkeypatch
 ):
     batch = _pending(campaign, lead_file, monkeypatch)
-    services._claim(batch.pk)
+    services.import_batch_claim(batch.pk)
     client.force_login(operator)
     url = reverse("admin:leads_importbatch_operation", args=[batch.pk, "resume"])
     page = client.get(reverse("admin:leads_importbatch_change", args=[batch.pk]))
@@ -592,7 +592,7 @@ def test_progress_endpoint_reports_interruption_resumes_and_last_progress(
     assert data["state_label"] == "Interrupted: its worker stopped; waiting to be resumed"
     assert 0 <= data["last_progress_seconds_ago"] < 60
 
-    services._claim(batch.pk)
+    services.import_batch_claim(batch.pk)
     data = client.get(url).json()
     assert data["interrupted"] is False and data["resumes"] == 1
     assert data["state_label"] == ("Running (resumed after an interruption); resumed 1 time")

@@ -18,7 +18,7 @@ from django.utils import timezone
 from leads import importing, services
 from leads.models import BatchState, ImportBatch
 from leads.samples import APOLLO_HEADERS, apollo_rows
-from leads.services import import_batch_create, import_batch_resume, import_batch_run
+from leads.services import import_batch_create, import_batch_resume, import_batch_run_now
 from leads.tests.test_concurrency import _database_url
 from leads.tests.test_import_resume import issues_of, leads_of
 from tests.factories import CampaignFactory, VentureFactory
@@ -92,7 +92,7 @@ def test_an_import_whose_worker_is_killed_is_resumed_to_the_result_of_a_clean_im
 
     done = _wait_for_rows(batch.pk, worker, at_least=10_000)
     # While the worker lives, nobody else can take its batch.
-    assert import_batch_run(batch_id=batch.pk) is False
+    assert import_batch_run_now(batch_id=batch.pk) is False
     with pytest.raises(DomainError, match="is still running"):
         import_batch_resume(batch=batch, actor="op")
     worker.send_signal(signal.SIGKILL)
@@ -133,7 +133,7 @@ from leads import importing, services
 start = float(sys.argv[1])
 while time.time() < start:
     time.sleep(0.001)
-claim = services._claim({batch_id})
+claim = services.import_batch_claim({batch_id})
 print(claim[1] if claim else "-")
 """
 

@@ -8,6 +8,7 @@ from django.conf import settings
 from leads.models import SuppressionEntry, SuppressionKind
 from leads.normalise import InvalidValue, domain_normalise, email_key_of, email_normalise
 from ventures.models import Campaign, IcpSegment, Venture
+from ventures.text import validate_storable_text
 
 
 def max_upload_bytes() -> int:
@@ -105,6 +106,8 @@ class CaptureForm(forms.Form):
     def __init__(self, *args, consent_text: str, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["consent"].label = consent_text
+        for name in ("email", "first_name", "last_name", "company", "title"):
+            self.fields[name].validators.append(validate_storable_text)
 
     @property
     def is_bot(self) -> bool:

@@ -275,7 +275,8 @@ def _scalar_size(value: Any) -> int:
 def measured_size(value: Any, limit: int, what: str) -> int:
     """About how many characters `value` has as text: a string its length, a container its
     items plus brackets and separators, recursively, never less than the real length of
-    str(value) for plain data. Raises RenderLimitError as soon as the count passes `limit`,
+    str(value) for plain data (escaped quotes and control characters in a repr aside).
+    Raises RenderLimitError as soon as the count passes `limit`,
     so the walk takes at most `limit` steps, and checks the deadline while it walks."""
     if isinstance(value, str):
         total = len(value)

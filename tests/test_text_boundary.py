@@ -331,3 +331,47 @@ def test_preview_of_a_template_that_prints_unstorable_text_is_blocked_by_name(
     page = response.content.decode()
     assert "Blocked: this message would not be sent." in page
     assert "cannot be stored" in page
+
+
+# --- Files ------------------------------------------------------------------------------------
+def _xlsx_with_cell_xml(path: Path, cell_xml: bytes) -> Path:
+    """An XLSX whose first_name cell holds `cell_xml` as written in the sheet's XML."""
+    import zipfile
+
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.append(["email", "first_name"])
+    book.active.append(["ann@acme.example", "CELLTEXT"])
+    plain = path.with_suffix(".plain.xlsx")
+    book.save(plain)
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(path, "w") as target:
+        for item in source.infolist():
+            target.writestr(item, source.read(item.filename).replace(b"CELLTEXT", cell_xml))
+    return path
+
+
+@pytest.mark.django_db(transaction=True)
+def test_leads_import_refuses_an_xlsx_cell_with_a_nul_or_surrogate_in_one_line(tmp_path):
+    # CSV files already refuse NUL bytes and invalid UTF-8 (leads.parsing); in XLSX the XML
+    # parser refuses these characters, and that refusal is a one-line reason, not a traceback.
+    url = _database_url(tmp_path)
+    env = clean_env(DATABASE_URL=url)
+    demo = Path(__file__).resolve().parent.parent / "docs" / "examples" / "demo-campaign.toml"
+    assert manage("campaign", "load", str(demo), env=env).returncode == 0
+    for name, cell in {"nul": b"A&#0;n", "surrogate": b"A&#xD800;n", "raw": b"A\x00n"}.items():
+        file = _xlsx_with_cell_xml(tmp_path / f"{name}.xlsx", cell)
+
+        run = manage("leads", "import", "northwind-pipeline-q3", str(file), env=env)
+
+        assert run.returncode != 0, (name, run)
+        assert "Traceback" not in run.stderr and run.stderr.count("\n") == 1, run.stderr
+        assert "The XLSX file is damaged" in run.stderr, run.stderr
+        assert _count_leads(url) == 0, name
+
+
+def _count_leads(url: str) -> int:
+    if url.startswith("postgres"):
+        return Lead.objects.count()
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+        return db.execute("SELECT COUNT(*) FROM leads_lead").fetchone()[0]

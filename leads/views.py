@@ -28,7 +28,6 @@ from leads.models import ImportRowError, SourceChannel
 from leads.ratelimit import RateLimitUnavailableError, rate_limit_take
 from ventures.models import Campaign, CampaignStatus
 from ventures.services import DomainError
-from ventures.text import query_text_problem
 
 logger = logging.getLogger(__name__)
 
@@ -129,11 +128,6 @@ def capture_view(request, token: str):
     if form.is_bot:
         return render(request, "leads/capture.html", {**context, "thanks": True})
     if not form.is_valid():
-        return render(request, "leads/capture.html", {**context, "form": form}, status=400)
-    # UTM values come from the link, not the form: the same text rule, before anything is written.
-    problem = query_text_problem({key: request.GET.get(key, "") for key in UTM_KEYS})
-    if problem is not None:
-        form.add_error(None, f"This link cannot be used: {problem}.")
         return render(request, "leads/capture.html", {**context, "form": form}, status=400)
     try:
         batch = inbound_records_import(

@@ -1,21 +1,25 @@
 """The one boundary rule for text: what PostgreSQL cannot store is refused, with its reason.
 
 PostgreSQL text cannot hold the NUL character (U+0000), and no UTF-8 database can hold a lone
-surrogate (U+D800..U+DFFF, which a JSON "\\ud800" escape produces): the
-driver raises at write time, a 500 or a traceback. SQLite would store both, so checking here
-keeps the two databases identical. Every way in (forms, query parameters, JSON, campaign files,
-template sources) calls `text_problem` or one of the helpers below before anything is written.
-The rule refuses, never cleans: a value with a NUL in it was not typed by a person, and silently
-changing it would store something nobody sent.
+surrogate (U+D800..U+DFFF, which a JSON "\\ud800" escape produces): the driver raises at write
+time, a 500 or a traceback. SQLite would store both, so checking here keeps the two databases
+identical. Every way in (forms, query parameters through `QueryTextMiddleware`, JSON, campaign
+files, template sources, rendered messages) calls `text_problem` or a helper below before
+anything is written.
+
+The rule refuses, never cleans: a NUL or a lone surrogate is never typed by a person, and
+silently changing the value would store something nobody sent. (The one cleaning is Django's,
+not ours: form and query bytes that are not UTF-8 decode as U+FFFD, which can be stored.)
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 MAX_NESTING = 32  # structures deeper than this are not walked (and are refused)
@@ -82,3 +86,23 @@ def query_text_problem(params: Mapping[str, Any]) -> str | None:
             if isinstance(value, str) and (problem := text_problem(value)) is not None:
                 return f"{described(key)} {problem}"
     return None
+
+
+class QueryTextMiddleware:
+    """Answers 400, naming the parameter and the character, to a query string with text that
+    cannot be stored, before any view runs: admin filters (`?status=%00`), searches and UTM
+    parameters of capture links reach the database without a form field in between. JSON
+    requests get the API's {"error": ...} body. Form bodies are left to the forms (Django's
+    CharField refuses NUL; browsers cannot send lone surrogates, they decode as U+FFFD)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        problem = query_text_problem(request.GET) if request.META.get("QUERY_STRING") else None
+        if problem is None:
+            return self.get_response(request)
+        message = f"Bad request: the query parameter {problem}, which cannot be stored."
+        if request.content_type == "application/json":
+            return JsonResponse({"error": message}, status=400)
+        return HttpResponseBadRequest(message, content_type="text/plain; charset=utf-8")

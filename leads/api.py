@@ -14,7 +14,8 @@ venture's campaign answers exactly like a missing one. Every failure is a JSON b
     401 no/malformed Authorization, unknown or revoked token     405 not a POST
     404 no such campaign for this token's venture                409 campaign stopped/completed
     413 more than AICMO_API_MAX_ROWS leads, or a body too large  415 not JSON
-    400 bad JSON, wrong shape, no email key, ...
+    400 bad JSON, nested deeper than MAX_JSON_DEPTH, wrong shape, no email key, text that
+        cannot be stored (NUL, lone surrogates: ventures.text), ...
 Success is 201 with the batch id, its counts and the first row errors.
 """
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
@@ -33,10 +35,16 @@ from leads.models import SourceChannel
 from ventures.models import Campaign
 from ventures.selectors import api_token_authenticate
 from ventures.services import DomainError
+from ventures.text import data_text_problem, described
 
 logger = logging.getLogger(__name__)
 
 SCALARS = (str, int, float, bool, type(None))
+# {"leads": [{...}]} is 3 levels; a little room for a wrong shape to get its own message.
+MAX_JSON_DEPTH = 8
+_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"')
+_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
+_EMPTY_PAIR = re.compile(rb"\[\]|\{\}")
 
 
 class ApiError(Exception):
@@ -90,10 +98,15 @@ def _payload(request) -> tuple[list[dict], str]:
         raise ApiError(
             413, "The request body is too large; send fewer leads per request."
         ) from None
+    if _nested_deeper_than(body, MAX_JSON_DEPTH):
+        raise ApiError(400, f"The JSON is nested more than {MAX_JSON_DEPTH} levels deep.")
     try:
         data = json.loads(body)
+    except RecursionError:  # not reached after the depth check; kept as the last word
+        raise ApiError(400, "The JSON is nested too deeply.") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"The body is not valid JSON: {exc}.") from None
+    _check_text(data)
     source = ""
     if isinstance(data, dict):
         if "leads" not in data:
@@ -105,6 +118,33 @@ def _payload(request) -> tuple[list[dict], str]:
     if not isinstance(data, list):
         raise ApiError(400, '"leads" must be a list of lead objects.')
     return data, source
+
+
+def _nested_deeper_than(body: bytes, limit: int) -> bool:
+    """Does the JSON text nest more than `limit` levels? Decided before parsing, so a body of
+    100,000 `[` costs a few regular-expression passes instead of a RecursionError. Strings are
+    removed, then innermost empty pairs, once per level: work is `limit` linear passes."""
+    brackets = _NOT_BRACKET.sub(b"", _JSON_STRING.sub(b"", body))
+    for _level in range(limit):
+        if not brackets:
+            return False
+        reduced = _EMPTY_PAIR.sub(b"", brackets)
+        if reduced == brackets:  # mismatched brackets: json.loads names the error
+            return False
+        brackets = reduced
+    return bool(brackets) and _EMPTY_PAIR.search(brackets) is not None
+
+
+def _check_text(data: object) -> None:
+    found = data_text_problem(data)
+    if found is None:
+        return
+    path, problem = found
+    parts = list(path[1:] if path[:1] == ("leads",) else path)
+    where = f"Lead {parts.pop(0) + 1}" if parts and isinstance(parts[0], int) else ""
+    keys = " ".join(described(str(p)) for p in parts)
+    label = ": ".join(x for x in (where, keys) if x) or "The body"
+    raise ApiError(400, f"{label}: {problem}, which cannot be stored.")
 
 
 def _check_records(records: list) -> None:

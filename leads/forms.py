@@ -9,6 +9,7 @@ from leads.models import SuppressionEntry, SuppressionKind
 from leads.normalise import InvalidValue
 from leads.suppression import suppression_target_of
 from ventures.models import Campaign, IcpSegment, Venture
+from ventures.text import validate_storable_text
 
 
 def max_upload_bytes() -> int:
@@ -106,6 +107,8 @@ class CaptureForm(forms.Form):
     def __init__(self, *args, consent_text: str, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["consent"].label = consent_text
+        for name in ("email", "first_name", "last_name", "company", "title"):
+            self.fields[name].validators.append(validate_storable_text)
 
     @property
     def is_bot(self) -> bool:

@@ -395,6 +395,10 @@ def _iter_xlsx(info: SourceFile) -> Iterator[tuple[int, list[str]]]:
                 row.pop()
             if row:
                 yield number, row
+    # Sheets are parsed lazily: bad XML (a NUL as &#0;, a lone surrogate as &#xD800;) shows up
+    # here. ElementTree's ParseError and lxml's XMLSyntaxError are both SyntaxErrors.
+    except SyntaxError as exc:
+        raise FileProblem(f"The XLSX file is damaged: {exc}. Nothing was imported.") from None
     finally:
         book.close()
 

@@ -25,6 +25,7 @@ from templating.sandbox import (
     parse_and_check,
     render_template,
 )
+from ventures.text import text_problem
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ class RenderResult:
 
 def source_error(source: str, *, html: bool, schema: ContextSchema | None) -> str | None:
     """A one-line message naming the line of the first problem in `source`, or None."""
+    if (problem := text_problem(source)) is not None:
+        return f"The template {problem}, which cannot be stored."
     try:
         parse_and_check(source, autoescape=html, schema=schema)
     except TemplateSyntaxError as exc:
@@ -94,7 +97,7 @@ def _render_part(
     source: str, *, part: str, context: dict, seed: str, html: bool
 ) -> tuple[str, Reason | None]:
     try:
-        return render_template(source, context=context, seed=seed, autoescape=html), None
+        text = render_template(source, context=context, seed=seed, autoescape=html)
     except TemplateSyntaxError as exc:
         return "", Reason("syntax_error", f"Line {exc.lineno}: {exc.message}", part)
     except TemplateRuleError as exc:
@@ -112,6 +115,12 @@ def _render_part(
         return "", Reason("resource_limit", f"Stopped: {exc}.", part)
     except Exception as exc:  # the boundary: a render never raises
         return "", Reason("render_error", f"{type(exc).__name__}: {exc}"[:500], part)
+    # A string literal such as '\x00' or '\ud800' renders text no database row can hold.
+    if (problem := text_problem(text)) is not None:
+        return "", Reason(
+            "render_error", f"The rendered {part} {problem}, which cannot be stored.", part
+        )
+    return text, None
 
 
 def render_message(

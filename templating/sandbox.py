@@ -14,8 +14,14 @@ treated as hostile. Layers, outermost first:
    its public attributes. Everything else raises `SecurityError`. Only the helpers this module
    puts in the globals, those string methods and `loop.cycle` may be called.
 4. Arithmetic that can explode (`*`, `**`, `+`, `%`) is intercepted and refused past a size
-   bound; `range()` is capped; the total number of loop iterations, every intermediate string,
-   the output and the wall-clock time of one render are bounded (`RenderLimitError`).
+   bound; `range()` is capped; the total number of loop iterations, every intermediate value,
+   everything printed (also into `{% set %}` blocks), the output and the wall-clock time of one
+   render are bounded (`RenderLimitError`).
+
+Sizes are measured, not taken from `len()`: `measured_size` counts the characters a value
+would have as text, through nested lists and dicts, and stops as soon as the count passes the
+limit, so measuring costs at most `limit` steps. `[[[1]*1000]*1000]*300` is refused when it is
+built, before anything turns it into one huge string (a step the deadline cannot interrupt).
 
 Context values are converted to plain data (`plain_data`) before rendering, so a lead field
 is only ever a string or a number: it is printed, never compiled as template code.
@@ -53,6 +59,10 @@ MAX_RANGE_ITEMS = 1_000  # range(); Jinja's own sandbox allows 100,000
 MAX_LOOP_ITERATIONS = 10_000  # summed over every loop of the render
 MAX_INT_BITS = 4_096  # integers built by * and **
 MAX_RENDER_SECONDS = 2.0
+# Everything printed in one render, also into {% set %} and {% filter %} blocks that are then
+# printed again: room for a block captured once and printed once, no more.
+MAX_PRINTED_CHARS = 4 * MAX_OUTPUT_CHARS
+_TICK_EVERY = 4_096  # measuring steps between deadline checks
 
 # Not offered: filters whose arguments can make unbounded work (center, indent, format,
 # round with a huge precision, wordwrap with a huge wrapstring), that reach attributes (attr,
@@ -231,6 +241,7 @@ class _RenderState:
     seed: str
     deadline: float
     iterations: int = 0
+    printed: int = 0
 
 
 _state: contextvars.ContextVar[_RenderState | None] = contextvars.ContextVar(
@@ -251,10 +262,90 @@ def _tick() -> None:
         raise RenderLimitError(f"the render took longer than {MAX_RENDER_SECONDS:g} seconds")
 
 
+def _scalar_size(value: Any) -> int:
+    if isinstance(value, bool) or value is None:
+        return 5
+    if isinstance(value, int):
+        return abs(value).bit_length() * 31 // 100 + 2  # decimal digits, rounded up
+    if isinstance(value, float):
+        return 24
+    return 50  # a helper or loop object: printed as a short repr
+
+
+def measured_size(value: Any, limit: int, what: str) -> int:
+    """About how many characters `value` has as text: a string its length, a container its
+    items plus brackets and separators, recursively, never less than the real length of
+    str(value) for plain data (escaped quotes and control characters in a repr aside).
+    Raises RenderLimitError as soon as the count passes `limit`,
+    so the walk takes at most `limit` steps, and checks the deadline while it walks."""
+    if isinstance(value, str):
+        total = len(value)
+        stack: list[Any] = []
+    else:
+        total, stack = 0, [value]
+    if total > limit:
+        raise RenderLimitError(f"{what} would be longer than {limit:,} characters")
+    steps = 0
+    while stack:
+        item = stack.pop()
+        steps += 1
+        if steps % _TICK_EVERY == 0:
+            _tick()
+        if isinstance(item, str):
+            total += len(item) + 2  # quotes of its repr inside a container
+        elif isinstance(item, Mapping):
+            total += 2 + 4 * len(item)
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            total += 2 + 2 * len(item)
+            stack.extend(item)
+        elif isinstance(item, range):
+            total += 2 + len(item) * (_scalar_size(max(abs(item.start), abs(item.stop))) + 2)
+        else:
+            total += _scalar_size(item)
+        if total > limit:
+            raise RenderLimitError(f"{what} would be longer than {limit:,} characters")
+    return total
+
+
 def _check_size(value: Any, what: str) -> Any:
-    if isinstance(value, str | list | tuple) and len(value) > MAX_VALUE_CHARS:
-        raise RenderLimitError(f"{what} would be longer than {MAX_VALUE_CHARS:,} characters/items")
+    measured_size(value, MAX_VALUE_CHARS, what)
     return value
+
+
+def _literal_guard(value: Any) -> Any:
+    """A list, tuple or dict written in the template: `[big, big, big]` is built from
+    references, so its size is only known by measuring it."""
+    _tick()
+    return _check_size(value, "a list or dict built by the template")
+
+
+def _print_guard(value: Any) -> Any:
+    """Every value printed, counted against the render's print budget before it becomes text."""
+    state = _current()
+    remaining = MAX_PRINTED_CHARS - state.printed
+    if isinstance(value, Undefined):
+        return value  # printing it raises the usual "is undefined" error
+    try:
+        state.printed += measured_size(value, remaining, "the printed text")
+    except RenderLimitError:
+        raise RenderLimitError(
+            f"the printed text would be longer than {MAX_PRINTED_CHARS:,} characters"
+        ) from None
+    _tick()
+    return value
+
+
+def _count_text(size: int) -> str:
+    """Literal template text inside a loop counts against the print budget too."""
+    state = _current()
+    state.printed += size
+    if state.printed > MAX_PRINTED_CHARS:
+        raise RenderLimitError(
+            f"the printed text would be longer than {MAX_PRINTED_CHARS:,} characters"
+        )
+    return ""
 
 
 # --- Guarded helpers -------------------------------------------------------------------------
@@ -276,6 +367,7 @@ def choose(context: Any, *options: Any, key: str = "") -> Any:
     _tick()
     if not options:
         raise ValueError("choose() needs at least one option")
+    measured_size(options, MAX_VALUE_CHARS, "choose()'s options")
     material = "\x1f".join([_current().seed, str(key), *map(str, options)])
     digest = hashlib.sha256(material.encode("utf-8")).digest()
     return options[int.from_bytes(digest[:8], "big") % len(options)]
@@ -298,13 +390,8 @@ def _loop_guard(iterable: Any) -> Iterator[Any]:
 @pass_eval_context
 def _concat_guard(eval_ctx: Any, parts: list[Any]) -> str:
     _tick()
-    total = 0
-    for part in parts:
-        total += len(part) if isinstance(part, str) else len(str(part))
-        if total > MAX_VALUE_CHARS:
-            raise RenderLimitError(
-                f"a joined string would be longer than {MAX_VALUE_CHARS:,} characters"
-            )
+    # Measured before str() runs on a part: turning a huge list into text cannot be stopped.
+    measured_size(parts, MAX_VALUE_CHARS, "a joined string")
     if eval_ctx.volatile or eval_ctx.autoescape:
         return markup_join(parts)
     return str_join(parts)
@@ -315,6 +402,7 @@ def _guard_filter(name: str, func: Any) -> Any:
 
     def pre_replace(data: tuple) -> None:
         if len(data) >= 3:
+            measured_size(data[:3], MAX_VALUE_CHARS, "replace()'s arguments")
             value, old, new = (str(x) for x in data[:3])
             hits = value.count(old) if old else len(value) + 1
             if len(value) + hits * max(len(new) - len(old), 0) > MAX_VALUE_CHARS:
@@ -328,8 +416,9 @@ def _guard_filter(name: str, func: Any) -> Any:
         if isinstance(seq, Sized) and not isinstance(seq, Mapping):
             if len(seq) > MAX_VALUE_CHARS:
                 raise RenderLimitError(f"join() over more than {MAX_VALUE_CHARS:,} items")
-            size = sum(len(str(x)) for x in seq) + len(sep) * max(len(seq) - 1, 0)
-            if size > MAX_VALUE_CHARS:
+            # Measured before join() turns the items into text.
+            size = measured_size(seq, MAX_VALUE_CHARS, "join()'s items")
+            if size + len(sep) * max(len(seq) - 1, 0) > MAX_VALUE_CHARS:
                 raise RenderLimitError(
                     f"join() would build more than {MAX_VALUE_CHARS:,} characters"
                 )
@@ -339,8 +428,11 @@ def _guard_filter(name: str, func: Any) -> Any:
 
     def guarded(*args: Any, **kwargs: Any) -> Any:
         _tick()
+        data = args[1:] if passes_arg else args
+        # The filters turn their input into text (string, escape, upper, ...): measured first.
+        measured_size((data, tuple(kwargs.values())), MAX_VALUE_CHARS, f"the {name} filter's input")
         if pre is not None:
-            pre(args[1:] if passes_arg else args)
+            pre(data)
         result = func(*args, **kwargs)
         if isinstance(result, Iterator):  # e.g. reverse of a list: make it concrete and sized
             result = tuple(itertools.islice(result, MAX_VALUE_CHARS + 1))
@@ -360,13 +452,22 @@ def _int_bits(value: Any) -> int:
 def _safe_mul(left: Any, right: Any) -> Any:
     for seq, n in ((left, right), (right, left)):
         repeats = isinstance(seq, str | list | tuple) and isinstance(n, int)
-        if repeats and len(seq) * max(n, 0) > MAX_VALUE_CHARS:
+        # The measured size, not len(): [[1] * 1000] * 1000 is a thousand lists of a thousand.
+        if repeats and n > 0 and (len(seq) * n > MAX_VALUE_CHARS or _measured_times(seq, n)):
             raise RenderLimitError(
                 f"repeating a value {n:,} times would exceed {MAX_VALUE_CHARS:,} characters"
             )
     if _int_bits(left) + _int_bits(right) > MAX_INT_BITS:
         raise RenderLimitError(f"a product would exceed {MAX_INT_BITS:,} bits")
     return operator.mul(left, right)
+
+
+def _measured_times(seq: Any, n: int) -> bool:
+    """Would `n` copies of `seq` measure more than MAX_VALUE_CHARS?"""
+    try:
+        return measured_size(seq, MAX_VALUE_CHARS // n, "a repeated value") * n > MAX_VALUE_CHARS
+    except RenderLimitError:
+        return True
 
 
 def _safe_pow(left: Any, right: Any) -> Any:
@@ -378,8 +479,8 @@ def _safe_pow(left: Any, right: Any) -> Any:
 
 def _safe_add(left: Any, right: Any) -> Any:
     sized = isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple)
-    if sized and len(left) + len(right) > MAX_VALUE_CHARS:
-        raise RenderLimitError(f"adding these values would exceed {MAX_VALUE_CHARS:,} characters")
+    if sized:
+        measured_size((left, right), MAX_VALUE_CHARS, "adding these values")
     return operator.add(left, right)
 
 
@@ -412,6 +513,9 @@ class TemplateEnvironment(ImmutableSandboxedEnvironment):
         self.filters = {name: _guard_filter(name, JINJA_FILTERS[name]) for name in SAFE_FILTERS}
         self.filters["_loop_guard"] = _loop_guard
         self.filters["_concat_guard"] = _concat_guard
+        self.filters["_literal_guard"] = _literal_guard
+        self.filters["_print_guard"] = _print_guard
+        self.filters["_count_text"] = _count_text
         self.tests = {name: JINJA_TESTS[name] for name in SAFE_TESTS}
         self.binop_table.update({"*": _safe_mul, "**": _safe_pow, "+": _safe_add, "%": _safe_mod})
 
@@ -475,8 +579,37 @@ def _finalize(value: Any) -> Any:
 
 
 # --- Static checks and compilation ----------------------------------------------------------
+def _guarded(node: nodes.Expr, guard: str) -> nodes.Filter:
+    return nodes.Filter(node, guard, [], [], None, None, lineno=node.lineno)
+
+
 class _Guarder(NodeTransformer):
-    """Route loops and concatenations through the counting/size guards."""
+    """Route loops, concatenations, literals and everything printed through the guards."""
+
+    def visit_Output(self, node: nodes.Output) -> nodes.Node:
+        self.generic_visit(node)
+        guarded: list[nodes.Expr] = []
+        for child in node.nodes:
+            if isinstance(child, nodes.TemplateData):
+                size = nodes.Const(len(child.data), lineno=child.lineno)
+                guarded += [child, _guarded(size, "_count_text")]
+            else:
+                guarded.append(_guarded(child, "_print_guard"))
+        node.nodes = guarded
+        return node
+
+    def visit_List(self, node: nodes.List) -> nodes.Node:
+        self.generic_visit(node)
+        return _guarded(node, "_literal_guard")
+
+    def visit_Dict(self, node: nodes.Dict) -> nodes.Node:
+        self.generic_visit(node)
+        return _guarded(node, "_literal_guard")
+
+    def visit_Tuple(self, node: nodes.Tuple) -> nodes.Node:
+        self.generic_visit(node)
+        # `{% for a, b in ... %}` and `{% set a, b = ... %}` are tuples being assigned to.
+        return node if node.ctx != "load" else _guarded(node, "_literal_guard")
 
     def visit_For(self, node: nodes.For) -> nodes.Node:
         self.generic_visit(node)

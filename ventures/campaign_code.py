@@ -51,6 +51,7 @@ from django.db import IntegrityError, models, transaction
 
 from ventures.models import WEEKDAY_NAMES, Campaign, Channel, IcpSegment, SendMode, Venture
 from ventures.services import DomainError, audit_changes, campaign_set_mode, snapshot
+from ventures.text import data_text_problem
 
 KeyPath = tuple[str | int, ...]
 
@@ -666,6 +667,7 @@ def campaign_load(*, path: str | Path, actor: str) -> LoadResult:
     text = _read_text(Path(path), label)
     data = _parse(text, label)
     loc = Locator(text, label)
+    _check_text(data, loc)
     plan = _plan(data, loc)
     reason = f"campaign load {Path(path).name}"
     # Two loads creating the same slug at once: the later insert fails once the first load
@@ -715,6 +717,15 @@ def _parse(text: str, label: str) -> dict[str, Any]:
     if not data:
         raise CampaignCodeError(f"{label}: the file has no keys; it needs [venture] and [campaign]")
     return data
+
+
+def _check_text(data: dict[str, Any], loc: Locator) -> None:
+    """Refuse text PostgreSQL cannot store (a "\\u0000" escape) in any key or value of any
+    section, registered ones included, before anything is read into a model."""
+    found = data_text_problem(data)
+    if found is not None:
+        path, problem = found
+        raise loc.error(path, f"{problem}, which cannot be stored")
 
 
 def _reword_toml_error(message: str, text: str, label: str) -> str:

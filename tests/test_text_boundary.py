@@ -17,18 +17,18 @@ from django.urls import reverse
 
 from leads.api import MAX_JSON_DEPTH
 from leads.models import ImportBatch, Lead
+from leads.tests.test_inbound import FORM, fresh_rate_limit  # noqa: F401 - autouse
 from leads.views import capture_url
 from templating.models import MessageTemplate
+from templating.tests.test_campaign_code import BASE, OPENER
 from tests.factories import MessageTemplateFactory
 from tests.proc import clean_env, manage
-from tests.test_leads_inbound import FORM, plain_http_and_fresh_limit  # noqa: F401 - autouse
-from tests.test_templating_campaign_code import BASE, OPENER
 from ventures.campaign_code import CampaignCodeError, campaign_load
 from ventures.models import Campaign, Venture
 from ventures.services import venture_api_token_create
 from ventures.text import data_text_problem, text_problem
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("plain_http")]
 
 BAD = {"NUL": "\x00", "surrogate": "\ud800"}
 REASON = {"NUL": "a NUL character (U+0000)", "surrogate": "a lone surrogate (U+D800)"}
@@ -310,7 +310,7 @@ def op_client(client, operator):
 
 
 def template_form(campaign, **overrides):
-    from tests.test_templating_admin import form_data
+    from templating.tests.test_admin import form_data
 
     return form_data(campaign, **overrides)
 

@@ -61,6 +61,7 @@ from ventures import services as venture_services
 from ventures.admin import (
     AuditedAdmin,
     CappedCountPaginator,
+    IdChoiceFilter,
     Operation,
     OperationsAdmin,
     ScopedAdmin,
@@ -114,20 +115,6 @@ def visible_campaigns(request):
 # --- Changelist machinery --------------------------------------------------------------------
 
 
-class IdChoiceFilter(admin.SimpleListFilter):
-    """A filter on a foreign key whose choices are one scoped query; bad ids match nothing."""
-
-    field = ""
-
-    def queryset(self, request, queryset):
-        value = self.value()
-        if value is None:
-            return queryset
-        if not value.isdigit():
-            return queryset.none()
-        return queryset.filter(**{self.field: int(value)})
-
-
 class CampaignFilter(IdChoiceFilter):
     title = "campaign"
     parameter_name = "campaign"
@@ -159,12 +146,10 @@ class BatchFilter(IdChoiceFilter):
     def lookups(self, request, model_admin):
         batches = scoped(ImportBatch.objects.all(), request, "campaign__venture")
         rows = batches.order_by("-id").values_list("pk", "file_name", "channel")
-        chosen = self.value()
-        if chosen and chosen.isdigit():
+        chosen = self.chosen_id()
+        if chosen is not None:
             # One query: the newest batches, plus the chosen one however old it is.
-            recent = rows.filter(pk__in=rows.values("pk")[:RECENT_BATCHES]) | rows.filter(
-                pk=int(chosen)
-            )
+            recent = rows.filter(pk__in=rows.values("pk")[:RECENT_BATCHES]) | rows.filter(pk=chosen)
             rows = recent.order_by("-id")
         else:
             rows = rows[:RECENT_BATCHES]

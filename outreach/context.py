@@ -23,6 +23,7 @@ from leads.models import PROFILE_FIELDS, Lead, LeadStatus
 from templating.hooks import Recipient
 from templating.sandbox import ContextSchema
 from templating.services import render_logs_erase_subject
+from ventures.ids import parse_id
 from ventures.models import Campaign
 
 # The unsubscribe endpoint (/u/<token>/) must unsign with this salt.
@@ -193,11 +194,11 @@ class LeadRecipients:
     def get(self, *, campaign: Campaign, ref: str) -> Recipient | None:
         if ref == "sample":
             return self.sample(campaign=campaign)
-        pk = ref.removeprefix("lead:")
-        if not ref.startswith("lead:") or not pk.isdigit():
+        pk = parse_id(ref.removeprefix("lead:"))
+        if not ref.startswith("lead:") or pk is None:
             return None
         lead = (
-            Lead.objects.filter(campaign=campaign, pk=int(pk))
+            Lead.objects.filter(campaign=campaign, pk=pk)
             .exclude(status=LeadStatus.ERASED)
             .select_related("segment")
             .first()

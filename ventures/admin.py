@@ -18,8 +18,9 @@ from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import model_ngettext, quote, unquote
-from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import models, transaction
 from django.db.models import Count, OuterRef, Subquery, Value
@@ -32,6 +33,7 @@ from django.utils.timezone import localtime
 
 from ventures import services
 from ventures.forms import CampaignAdminForm, ReasonForm
+from ventures.ids import parse_id
 from ventures.models import (
     AuditEvent,
     Campaign,
@@ -252,24 +254,42 @@ def _scope_by_venture(queryset: models.QuerySet, user, lookup: str = "venture") 
     return queryset.filter(**{f"{lookup}__in": ventures_visible_to(user).values("pk")})
 
 
-class VisibleVentureFilter(admin.SimpleListFilter):
+class IdChoiceFilter(admin.SimpleListFilter):
+    """A filter on a foreign key by id. A value that is no id (`?campaign=abc`, `²`, a number
+    past 64 bits) is ignored with a message, as Django ignores an invalid lookup, never a 500."""
+
+    field = ""
+
+    def chosen_id(self) -> int | None:
+        return parse_id(self.value())
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value is None:
+            return queryset
+        chosen = self.chosen_id()
+        if chosen is None:
+            messages.warning(
+                request,
+                f"The {self.title} filter value {value[:40]!r} is not an id and was ignored.",
+            )
+            return queryset
+        return queryset.filter(**{self.field: chosen})
+
+
+class VisibleVentureFilter(IdChoiceFilter):
     """A venture filter that offers only the ventures the user may see."""
 
     title = "venture"
     parameter_name = "venture"
-    lookup = "venture"
+    field = "venture"
 
     def lookups(self, request, model_admin):
         return list(ventures_visible_to(request.user).values_list("pk", "name"))
 
-    def queryset(self, request, queryset):
-        if self.value():
-            return queryset.filter(**{self.lookup: self.value()})
-        return queryset
-
 
 class AuditVentureFilter(VisibleVentureFilter):
-    lookup = "venture_id"
+    field = "venture_id"
 
 
 def _change_summary(event: AuditEvent) -> str:
@@ -306,7 +326,48 @@ class CappedCountPaginator(Paginator):
         return self.count > self.cap
 
 
-class ScopedAdmin(admin.ModelAdmin):
+class InvalidQueryString(Exception):
+    """The changelist's query string names a lookup or a value the database cannot take."""
+
+
+class QueryStringGuard:
+    """A changelist whose query string cannot be turned into a query (Django's invalid
+    lookup, a value too big for the column, a text where a number goes) answers with the
+    plain list and a message saying the filter was ignored, never a 500.
+
+    Django's own answer to an invalid lookup is a redirect to `?e=1` and a "database error"
+    page, which tells an operator nothing; the console's admins and, through
+    `guard_admin_site`, every other admin on the site use this instead."""
+
+    def get_changelist_instance(self, request):
+        try:
+            return super().get_changelist_instance(request)
+        except (IncorrectLookupParameters, ValidationError, ValueError, OverflowError) as exc:
+            raise InvalidQueryString(str(exc)) from exc
+
+    def changelist_view(self, request, extra_context=None):
+        try:
+            return super().changelist_view(request, extra_context)
+        except InvalidQueryString:
+            messages.warning(
+                request, "The filter or search in the address was not valid and was ignored."
+            )
+            return HttpResponseRedirect(request.path)
+
+
+def guard_admin_site(site: admin.AdminSite) -> None:
+    """Give every registered admin that lacks it the QueryStringGuard (auth, django-q2...)."""
+    for model, model_admin in list(site._registry.items()):
+        if isinstance(model_admin, QueryStringGuard):
+            continue
+        guarded = type(
+            f"Guarded{type(model_admin).__name__}", (QueryStringGuard, type(model_admin)), {}
+        )
+        site.unregister(model)
+        site.register(model, guarded)
+
+
+class ScopedAdmin(QueryStringGuard, admin.ModelAdmin):
     """Base of the control-plane admins: 404 outside the user's ventures, scoped FK choices."""
 
     show_full_result_count = False  # no COUNT(*) of the whole table on every page

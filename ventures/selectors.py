@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import QuerySet
 
+from ventures.ids import parse_id
 from ventures.models import Campaign, SystemControl, Venture, VentureApiToken
 
 ADMINISTRATOR_GROUP = "Administrator"
@@ -89,10 +90,8 @@ def campaign_get(ref: str | int) -> Campaign:
     """Find a campaign by slug or numeric id (the `C` of the command line)."""
     qs = Campaign.objects.select_related("venture")
     ref = str(ref).strip()
-    if ref.isdigit():
-        found = qs.filter(pk=int(ref)).first() or qs.filter(slug=ref).first()
-    else:
-        found = qs.filter(slug=ref).first()
+    pk = parse_id(ref)
+    found = (qs.filter(pk=pk).first() if pk is not None else None) or qs.filter(slug=ref).first()
     if found is None:
         raise Campaign.DoesNotExist(f"No campaign with slug or id {ref!r}.")
     return found

@@ -229,7 +229,7 @@ def _upload(client, campaign, name: str, data: bytes, suffix: str):
 
 def _staged() -> list[Path]:
     folder = Path(settings.AICMO_ARTIFACT_DIR) / "lead-import-staging"
-    return list(folder.iterdir()) if folder.exists() else []
+    return sorted(folder.iterdir()) if folder.exists() else []
 
 
 @pytest.mark.django_db

@@ -387,6 +387,7 @@ class LeadAdmin(ScopedAdmin):
                     source=form.cleaned_data["source"],
                     force=form.cleaned_data["force"],
                     background=preview.size > admin_services.background_threshold(),
+                    checked_in_full=preview.checked_in_full,
                     confirm_form=ImportConfirmForm(initial={"ticket": ticket}),
                 )
         return self._import_page(request, "import_upload.html", title="Import leads", form=form)

@@ -29,6 +29,7 @@ from leads.models import (
     Lead,
     LeadStatus,
 )
+from leads.parsing import read_limits
 from leads.services import ImportPreview, import_batch_create, lead_import_preview
 from ventures.models import Campaign, IcpSegment
 from ventures.services import Actor, DomainError, actor_label, audit_record
@@ -108,6 +109,12 @@ def leads_move_to_segment(
 
 STAGING_MAX_AGE = 3600  # seconds an operator has between the preview and the confirm
 _TICKET_SALT = "leads.admin.import"
+# What the preview may read inside the web request. Past these the preview shows the first
+# rows and says the rest is checked when the import runs (which checks the whole file before
+# writing anything, as it always does). Bytes: the size above which imports run in the
+# background, so that a file imported in the request is also previewed in full.
+PREVIEW_MAX_ROWS = 100_000
+PREVIEW_MAX_SECONDS = 3.0
 
 
 @dataclass
@@ -116,6 +123,7 @@ class StagedUpload:
     original_name: str
     size: int
     preview: ImportPreview
+    checked_in_full: bool = True  # False: the preview stopped at its budget
 
 
 def background_threshold() -> int:
@@ -143,8 +151,10 @@ def _clear_stale_staging() -> None:
 
 def upload_preview(*, upload, campaign: Campaign) -> tuple[StagedUpload | None, str]:
     """Write the upload to the staging folder (streamed, never whole in memory) and preview
-    it. Returns (staged upload, "") or (None, a message naming the file-level problem); on a
-    problem the staged file is removed and nothing else exists."""
+    it, reading at most the background threshold's bytes, PREVIEW_MAX_ROWS rows and
+    PREVIEW_MAX_SECONDS (`checked_in_full` says whether it stopped short). Returns (staged
+    upload, "") or (None, a message naming the file-level problem); on a problem the staged
+    file is removed and nothing else exists."""
     _clear_stale_staging()
     # Random name; the extension is kept because openpyxl refuses files without one.
     suffix = Path(upload.name or "").suffix.lower()
@@ -154,15 +164,22 @@ def upload_preview(*, upload, campaign: Campaign) -> tuple[StagedUpload | None, 
         for chunk in upload.chunks():
             out.write(chunk)
     try:
-        preview = lead_import_preview(campaign=campaign, path=path, file_name=upload.name)
+        with read_limits(
+            max_bytes=background_threshold(),
+            max_rows=PREVIEW_MAX_ROWS,
+            max_seconds=PREVIEW_MAX_SECONDS,
+        ) as limits:
+            preview = lead_import_preview(campaign=campaign, path=path, file_name=upload.name)
     except DomainError as exc:
         path.unlink(missing_ok=True)
+        logger.info("Preview of an uploaded lead file refused: %s", exc)
         return None, str(exc)
-    except Exception:  # an unreadable file must be a message, never a 500
+    except Exception:  # a bug, not the file: still a message, never a 500
         path.unlink(missing_ok=True)
         logger.exception("Preview of an uploaded lead file failed")
         return None, "The file could not be read as CSV or XLSX. Check its format and try again."
-    return StagedUpload(name, upload.name, path.stat().st_size, preview), ""
+    size = path.stat().st_size
+    return StagedUpload(name, upload.name, size, preview, not limits.cut_short), ""
 
 
 def ticket_sign(

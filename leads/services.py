@@ -344,7 +344,10 @@ def _import_and_close(
             raise  # the database went away: the chunk rolled back; resumed from rows_done
         message = str(exc) if isinstance(exc, DomainError) else f"{type(exc).__name__}: {exc}"
         _close_failed(batch.pk, token, message)
-        logger.exception("Import batch %s failed", batch.pk)
+        if isinstance(exc, DomainError):  # a refusal of the file: its reason, no traceback
+            logger.warning("Import batch %s refused: %s", batch.pk, exc)
+        else:
+            logger.exception("Import batch %s failed", batch.pk)
         raise
     with transaction.atomic():
         import_batch_finish(batch=batch, counts=counts, actor=batch.actor or "system", token=token)

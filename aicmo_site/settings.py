@@ -19,7 +19,13 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 _env_file = Path(os.environ.get("AICMO_ENV_FILE", BASE_DIR / ".env"))
 if _env_file.is_file():
-    environ.Env.read_env(_env_file, overwrite=False)
+    try:
+        environ.Env.read_env(_env_file, overwrite=False)
+    except (OSError, UnicodeDecodeError) as exc:
+        # Name the file: the operator may not know AICMO_ENV_FILE (or ./.env) is read at all.
+        raise ImproperlyConfigured(
+            f"AICMO_ENV_FILE={str(_env_file)!r} cannot be read as UTF-8 text: {exc}"
+        ) from None
 # `NAME=` (as in .env.example) means "use the default", never "the empty value".
 _CORE_VARS = {
     "DATABASE_URL",
@@ -151,7 +157,14 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     if _db["NAME"] not in ("", ":memory:"):
-        Path(_db["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+        _db_dir = Path(_db["NAME"]).parent
+        try:
+            _db_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ImproperlyConfigured(
+                f"DATABASE_URL: cannot create the SQLite directory {str(_db_dir)!r}: "
+                f"{exc.strerror or exc}."
+            ) from None
 elif _db["ENGINE"] == "django.db.backends.postgresql":
     _db.setdefault("CONN_MAX_AGE", 60)
     _db["CONN_HEALTH_CHECKS"] = True
@@ -285,6 +298,12 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Django would only say so in a multi-line system check; here it is one line naming the variable.
+for _origin in CSRF_TRUSTED_ORIGINS:
+    if "://" not in _origin:
+        raise ImproperlyConfigured(
+            f"CSRF_TRUSTED_ORIGINS: {_origin!r} must start with a scheme (https://...)."
+        )
 # /healthz is probed by load balancers over plain HTTP inside the network.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 

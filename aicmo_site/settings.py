@@ -8,6 +8,7 @@ than at send time. `.env.example` documents each variable.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -142,13 +143,21 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------------------------
 VAR_DIR = BASE_DIR / "var"
 _default_db = f"sqlite:///{VAR_DIR / 'aicmo.sqlite3'}"
+if "://" not in os.environ.get("DATABASE_URL", _default_db):
+    # Not echoed: a database URL may carry a password.
+    raise ImproperlyConfigured(
+        "DATABASE_URL is not a database URL (expected sqlite:///PATH or postgres://...)."
+    )
 try:
-    DATABASES = {"default": env.db_url("DATABASE_URL", default=_default_db)}
+    with warnings.catch_warnings():
+        # django-environ warns on stderr about an unknown scheme; the error below says it.
+        warnings.simplefilter("ignore")
+        DATABASES = {"default": env.db_url("DATABASE_URL", default=_default_db)}
 except (ImproperlyConfigured, ValueError, KeyError) as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
 
 _db = DATABASES["default"]
-if _db["ENGINE"] == "django.db.backends.sqlite3":
+if _db.get("ENGINE") == "django.db.backends.sqlite3":
     # WAL lets the admin read while the tick writes; IMMEDIATE transactions take the write
     # lock up front, so two writers queue instead of failing half-way ("one writer at a time").
     _db["OPTIONS"] = {
@@ -165,12 +174,13 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
                 f"DATABASE_URL: cannot create the SQLite directory {str(_db_dir)!r}: "
                 f"{exc.strerror or exc}."
             ) from None
-elif _db["ENGINE"] == "django.db.backends.postgresql":
+elif _db.get("ENGINE") == "django.db.backends.postgresql":
     _db.setdefault("CONN_MAX_AGE", 60)
     _db["CONN_HEALTH_CHECKS"] = True
 else:
     raise ImproperlyConfigured(
-        f"DATABASE_URL uses {_db['ENGINE']}; only sqlite:// and postgres:// are supported."
+        f"DATABASE_URL uses {_db.get('ENGINE') or 'an unknown engine'}; "
+        "only sqlite:// and postgres:// are supported."
     )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -40,7 +40,13 @@ class Command(ProjectCommand):
             check = campaign_templates_check(campaign=campaign, actor=ACTOR)
         except (CampaignCodeError, DomainError) as exc:
             raise CommandError(f"demo failed: {exc}") from None
-        previews = _write_previews(campaign, check.examples)
+        try:
+            previews = _write_previews(campaign, check.examples)
+        except OSError as exc:
+            raise CommandError(
+                f"AICMO_ARTIFACT_DIR={str(settings.AICMO_ARTIFACT_DIR)!r} is not writable: "
+                f"{exc.strerror or exc}."
+            ) from None
         summary = campaign_summary(campaign)
         if options["json"]:
             self.stdout.write(

@@ -8,6 +8,7 @@ than at send time. `.env.example` documents each variable.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -19,7 +20,13 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 _env_file = Path(os.environ.get("AICMO_ENV_FILE", BASE_DIR / ".env"))
 if _env_file.is_file():
-    environ.Env.read_env(_env_file, overwrite=False)
+    try:
+        environ.Env.read_env(_env_file, overwrite=False)
+    except (OSError, UnicodeDecodeError) as exc:
+        # Name the file: the operator may not know AICMO_ENV_FILE (or ./.env) is read at all.
+        raise ImproperlyConfigured(
+            f"AICMO_ENV_FILE={str(_env_file)!r} cannot be read as UTF-8 text: {exc}"
+        ) from None
 # `NAME=` (as in .env.example) means "use the default", never "the empty value".
 _CORE_VARS = {
     "DATABASE_URL",
@@ -137,13 +144,21 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------------------------
 VAR_DIR = BASE_DIR / "var"
 _default_db = f"sqlite:///{VAR_DIR / 'aicmo.sqlite3'}"
+if "://" not in os.environ.get("DATABASE_URL", _default_db):
+    # Not echoed: a database URL may carry a password.
+    raise ImproperlyConfigured(
+        "DATABASE_URL is not a database URL (expected sqlite:///PATH or postgres://...)."
+    )
 try:
-    DATABASES = {"default": env.db_url("DATABASE_URL", default=_default_db)}
+    with warnings.catch_warnings():
+        # django-environ warns on stderr about an unknown scheme; the error below says it.
+        warnings.simplefilter("ignore")
+        DATABASES = {"default": env.db_url("DATABASE_URL", default=_default_db)}
 except (ImproperlyConfigured, ValueError, KeyError) as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
 
 _db = DATABASES["default"]
-if _db["ENGINE"] == "django.db.backends.sqlite3":
+if _db.get("ENGINE") == "django.db.backends.sqlite3":
     # WAL lets the admin read while the tick writes; IMMEDIATE transactions take the write
     # lock up front, so two writers queue instead of failing half-way ("one writer at a time").
     _db["OPTIONS"] = {
@@ -152,13 +167,21 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     if _db["NAME"] not in ("", ":memory:"):
-        Path(_db["NAME"]).parent.mkdir(parents=True, exist_ok=True)
-elif _db["ENGINE"] == "django.db.backends.postgresql":
+        _db_dir = Path(_db["NAME"]).parent
+        try:
+            _db_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ImproperlyConfigured(
+                f"DATABASE_URL: cannot create the SQLite directory {str(_db_dir)!r}: "
+                f"{exc.strerror or exc}."
+            ) from None
+elif _db.get("ENGINE") == "django.db.backends.postgresql":
     _db.setdefault("CONN_MAX_AGE", 60)
     _db["CONN_HEALTH_CHECKS"] = True
 else:
     raise ImproperlyConfigured(
-        f"DATABASE_URL uses {_db['ENGINE']}; only sqlite:// and postgres:// are supported."
+        f"DATABASE_URL uses {_db.get('ENGINE') or 'an unknown engine'}; "
+        "only sqlite:// and postgres:// are supported."
     )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -286,6 +309,12 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+# Django would only say so in a multi-line system check; here it is one line naming the variable.
+for _origin in CSRF_TRUSTED_ORIGINS:
+    if "://" not in _origin:
+        raise ImproperlyConfigured(
+            f"CSRF_TRUSTED_ORIGINS: {_origin!r} must start with a scheme (https://...)."
+        )
 # /healthz is probed by load balancers over plain HTTP inside the network.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 

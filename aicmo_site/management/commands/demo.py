@@ -12,11 +12,12 @@ import json
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from leads.services import lead_counts, leads_demo_import
 from templating.services import campaign_templates_check
 from ventures.campaign_code import CampaignCodeError, campaign_load
+from ventures.commands import ProjectCommand
 from ventures.models import Campaign, CampaignStatus, SendMode
 from ventures.selectors import campaign_summary
 from ventures.services import DomainError, campaign_transition
@@ -25,7 +26,7 @@ DEMO_FILE = settings.BASE_DIR / "docs" / "examples" / "demo-campaign.toml"
 ACTOR = "demo"
 
 
-class Command(BaseCommand):
+class Command(ProjectCommand):
     help = "Load the demo venture and campaign (proof mode), run it, and print where to look."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -39,7 +40,13 @@ class Command(BaseCommand):
             check = campaign_templates_check(campaign=campaign, actor=ACTOR)
         except (CampaignCodeError, DomainError) as exc:
             raise CommandError(f"demo failed: {exc}") from None
-        previews = _write_previews(campaign, check.examples)
+        try:
+            previews = _write_previews(campaign, check.examples)
+        except OSError as exc:
+            raise CommandError(
+                f"AICMO_ARTIFACT_DIR={str(settings.AICMO_ARTIFACT_DIR)!r} is not writable: "
+                f"{exc.strerror or exc}."
+            ) from None
         summary = campaign_summary(campaign)
         if options["json"]:
             self.stdout.write(

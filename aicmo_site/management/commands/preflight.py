@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
+from ventures.commands import ProjectCommand
 from ventures.preflight import run_preflight
 
 
-class Command(BaseCommand):
+class Command(ProjectCommand):
     help = "Check database, migrations, settings for the send mode, artifact dir and worker."
     # This command reports the system checks itself, one line each, instead of Django's block.
     requires_system_checks: list[str] = []

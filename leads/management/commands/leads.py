@@ -8,14 +8,12 @@ Each sub-command parses its input, calls one service of `leads.services` and rep
 from __future__ import annotations
 
 import argparse
-import getpass
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from leads.models import BatchState, ImportBatch
 from leads.services import (
@@ -26,12 +24,13 @@ from leads.services import (
     leads_export,
 )
 from leads.suppression import suppression_add, suppression_values_from_file
+from ventures.commands import ProjectCommand, current_user
 from ventures.models import Campaign, Venture
 from ventures.selectors import campaign_get
 from ventures.services import DomainError
 
 
-class Command(BaseCommand):
+class Command(ProjectCommand):
     help = "Import, export, suppress and erase leads (see `leads <action> --help`)."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -72,7 +71,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         self.as_json = options["json"]
-        self.actor = "cli:" + (options["actor"] or _current_user())
+        self.actor = "cli:" + (options["actor"] or current_user())
         action = options["action"]
         try:
             getattr(self, "_" + action)(options)
@@ -100,7 +99,7 @@ class Command(BaseCommand):
         )
         if bar:
             bar.finish()
-        self._emit(outcome.as_dict(), _import_summary(campaign, outcome))
+        self.emit(outcome.as_dict(), _import_summary(campaign, outcome))
 
     def _resume(self, options: dict[str, Any]) -> None:
         batch = ImportBatch.objects.get(pk=options["batch"])
@@ -130,7 +129,7 @@ class Command(BaseCommand):
             head = f"Import #{batch.pk} queued to resume at row {batch.rows_done + 1}"
         else:
             head = f"Import #{batch.pk}: {batch.run_status.lower()}"
-        self._emit(
+        self.emit(
             {"batch": batch.pk, "state": batch.state, "resumes": batch.resumes, "counts": c},
             f"{head} ({c['rows_done']} of {c['rows_total']} rows done; resumed "
             f"{batch.resumes} time(s)).\n"
@@ -144,7 +143,7 @@ class Command(BaseCommand):
         if options["out"]:
             with open(options["out"], "w", encoding="utf-8", newline="") as out:
                 count = leads_export(campaign=campaign, out=out)
-            self._emit(
+            self.emit(
                 {"campaign": campaign.slug, "leads": count, "out": options["out"]},
                 f"Exported {count} leads of {campaign.slug} to {options['out']}.",
             )
@@ -173,7 +172,7 @@ class Command(BaseCommand):
         )
         if result.invalid:
             text += f" {len(result.invalid)} value(s) skipped: " + "; ".join(result.invalid[:5])
-        self._emit(
+        self.emit(
             {
                 "added": result.added,
                 "already": result.already,
@@ -185,17 +184,11 @@ class Command(BaseCommand):
 
     def _erase(self, options: dict[str, Any]) -> None:
         result = lead_erase(email=options["email"], actor=self.actor, reason=options["reason"])
-        self._emit(
+        self.emit(
             {"identity_hash": result.identity_hash, "lead_ids": result.lead_ids},
             f"Erased {len(result.lead_ids)} lead record(s); identity "
             f"{result.identity_hash[:12]}… is suppressed everywhere.",
         )
-
-    def _emit(self, data: dict[str, Any], text: str) -> None:
-        if self.as_json:
-            self.stdout.write(json.dumps(data, indent=2, default=str))
-        else:
-            self.stdout.write(text)
 
 
 def _import_summary(campaign: Campaign, outcome: ImportOutcome) -> str:
@@ -240,10 +233,3 @@ class _ProgressBar:
     def finish(self) -> None:
         self.stream.write("\n")
         self.stream.flush()
-
-
-def _current_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"

@@ -8,13 +8,11 @@ the services' (the same ones the admin calls).
 from __future__ import annotations
 
 import argparse
-import getpass
-import json
-from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from ventures.campaign_code import CampaignCodeError, campaign_dump, campaign_load
+from ventures.commands import ProjectCommand, current_user
 from ventures.models import Campaign
 from ventures.selectors import campaign_get, campaign_summary
 from ventures.services import (
@@ -26,7 +24,7 @@ from ventures.services import (
 TRANSITION_ACTIONS = ("start", "pause", "resume", "stop")
 
 
-class Command(BaseCommand):
+class Command(ProjectCommand):
     help = "Inspect and operate campaigns (see `campaign <action> --help`)."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -60,7 +58,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         self.as_json = options["json"]
-        self.actor = "cli:" + (options["actor"] or _current_user())
+        self.actor = "cli:" + (options["actor"] or current_user())
         action = options["action"]
         try:
             if action == "list":
@@ -69,7 +67,7 @@ class Command(BaseCommand):
                 return self._load(options["file"])
             campaign = campaign_get(options["campaign"])
             if action == "status":
-                return self._emit(campaign_summary(campaign), self._status_line(campaign))
+                return self.emit(campaign_summary(campaign), self._status_line(campaign))
             if action == "dump":
                 return self.stdout.write(campaign_dump(campaign=campaign), ending="")
             return self._operate(campaign, action, options["reason"])
@@ -96,7 +94,7 @@ class Command(BaseCommand):
             changed = True
             text = f"Campaign {campaign.slug} is now {campaign.get_status_display()}."
         campaign.refresh_from_db()
-        self._emit({"changed": changed, **campaign_summary(campaign)}, text)
+        self.emit({"changed": changed, **campaign_summary(campaign)}, text)
 
     def _list(self) -> None:
         campaigns = list(
@@ -111,11 +109,11 @@ class Command(BaseCommand):
         ]
         if not rows:
             lines = ["No campaigns yet. Create one in the admin or with `campaign load FILE.toml`."]
-        self._emit({"campaigns": rows}, "\n".join(lines))
+        self.emit({"campaigns": rows}, "\n".join(lines))
 
     def _load(self, path: str) -> None:
         result = campaign_load(path=path, actor=self.actor)
-        self._emit(result.as_dict(), result.summary())
+        self.emit(result.as_dict(), result.summary())
 
     def _status_line(self, campaign: Campaign) -> str:
         s = campaign_summary(campaign)
@@ -128,16 +126,3 @@ class Command(BaseCommand):
             f"{window['start']}-{window['end']} {window['timezone']}. "
             f"Actions: {', '.join(s['allowed_actions']) or 'none'}."
         )
-
-    def _emit(self, data: dict[str, Any], text: str) -> None:
-        if self.as_json:
-            self.stdout.write(json.dumps(data, indent=2, default=str))
-        else:
-            self.stdout.write(text)
-
-
-def _current_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"

@@ -223,7 +223,8 @@ def ticket_run(*, ticket: dict, campaign: Campaign, user) -> tuple[ImportBatch |
             source=ticket["source"],
             uploaded_by=user,
             force=ticket["force"],
-            background=path.stat().st_size > background_threshold(),
+            background=(big := path.stat().st_size > background_threshold()),
+            check_in_background=big,
         )
     except DomainError as exc:
         return None, str(exc)

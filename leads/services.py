@@ -417,19 +417,27 @@ def import_batch_create(
     uploaded_by=None,
     force: bool = False,
     background: bool = True,
+    check_in_background: bool = False,
 ) -> ImportBatch:
     """Store an upload, check the whole file, and create a pending batch for it.
 
     `source_path` is copied (the caller may delete it). With `background`, the import runs on
     the django-q2 cluster once this transaction commits; otherwise it runs before returning.
-    A file-level problem raises FileProblem and leaves nothing behind.
+    A file-level problem raises FileProblem and leaves nothing behind. With
+    `check_in_background` (a big upload confirmed in the admin, where a web request must not
+    read a whole file) only the header is checked here; the worker checks the whole file
+    before it writes a row, and a problem then fails the batch with the same message.
     """
     _refuse_closed_campaign(campaign)
     stored = _upload_dir() / f"{uuid.uuid4().hex}-{_safe_name(file_name)}"
     shutil.copyfile(source_path, stored)
     try:
         info = inspect_file(stored, name=file_name)
-        scan = scan_file(info)
+        if background and check_in_background:
+            mapping, rows_total = _header_mapping(info), 0
+        else:
+            scan = scan_file(info)
+            mapping, rows_total = scan.mapping, scan.rows_total
         _refuse_reimport(campaign, info.sha256, force=force)
     except Exception:
         stored.unlink(missing_ok=True)
@@ -444,8 +452,8 @@ def import_batch_create(
         uploaded_by=uploaded_by,
         actor=actor_label(actor)[:200],
         forced=force,
-        mapping=scan.mapping.as_display(),
-        rows_total=scan.rows_total,
+        mapping=mapping.as_display(),
+        rows_total=rows_total,
     )
     if background:
         transaction.on_commit(lambda: _queue_run(batch.pk))
@@ -624,7 +632,8 @@ def import_batch_slice(
             # where rows_total comes from) and its SHA-256 is unchanged: only a batch without
             # that check is read twice.
             if batch.rows_total == 0:
-                scan_file(info)
+                batch.rows_total = scan_file(info).rows_total
+                ImportBatch.objects.filter(pk=batch.pk).update(rows_total=batch.rows_total)
             _refuse_reimport(batch.campaign, info.sha256, force=batch.forced, exclude=batch.pk)
         mapping = _header_mapping(info)
         rows = itertools.islice(file_rows(info), batch.rows_done, None)

@@ -173,3 +173,29 @@ def test_the_terminal_progress_bar_counts_rows_until_the_file_check_gives_the_to
     bar.last = 0.0
     bar(50_000, 100_000)
     assert "\r[###############...............]  50% 50000/100000" in out.getvalue()
+
+
+def test_a_whole_file_check_left_to_the_worker_fails_the_batch_before_any_row(campaign, write_csv):
+    """The admin confirms a big upload without reading it whole (check_in_background): the
+    worker's check refuses the file with the same message and writes nothing."""
+    path = write_csv("Email,Name\na@x.example,Ann\n" + 'b@x.example,"Bob\nc@x.example,Cy\n')
+    with pytest.raises(FileProblem, match="quote"):
+        _pending_batch(campaign, path)  # checked now, as before: refused up front
+    batch = _pending_batch(campaign, path, check_in_background=True)
+    assert batch.state == BatchState.PENDING and batch.rows_total == 0
+
+    import_batch_run_now(batch_id=batch.pk)
+
+    batch.refresh_from_db()
+    assert batch.state == BatchState.FAILED and "quote" in batch.error
+    assert not Lead.objects.exists()
+    assert not Path(batch.stored_path).exists()
+
+
+def test_a_good_file_checked_by_the_worker_gets_its_row_count(campaign, sample_dir):
+    batch = _pending_batch(
+        campaign, sample_dir / "apollo_export_sample.csv", check_in_background=True
+    )
+    import_batch_run_now(batch_id=batch.pk)
+    batch.refresh_from_db()
+    assert (batch.state, batch.rows_total, batch.rows_done) == (BatchState.DONE, 60, 60)

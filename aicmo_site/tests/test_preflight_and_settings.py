@@ -307,3 +307,14 @@ def test_system_checks_are_silent_at_the_default_send_window_edges(moment):
     with time_machine.travel(dt.datetime.fromisoformat(moment + "+00:00"), tick=False):
         found = [m.id for m in checks.run_checks(include_deployment_checks=False)]
     assert "fields.W161" not in found
+
+
+@pytest.mark.parametrize("ref", ["²", "٣", "99999999999999999999999"])
+def test_campaign_reference_that_is_no_id_nor_slug_is_one_line_not_a_traceback(
+    migrated_sqlite, ref
+):
+    result = manage("campaign", "status", ref, env=clean_env(DATABASE_URL=migrated_sqlite))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert "No campaign with slug or id" in line

@@ -14,7 +14,7 @@ from django.db import OperationalError
 from django.urls import reverse
 from django.utils import timezone
 
-from leads import services, tasks
+from leads import tasks
 from leads.models import BatchState, ImportBatch, ImportRowError, Lead
 from leads.services import (
     import_batch_create,
@@ -23,6 +23,7 @@ from leads.services import (
     import_batches_recover,
     lead_import,
 )
+from leads.services import runs as services
 from leads.signals import IMPORT_RECOVERY_SCHEDULE
 from leads.suppression import suppression_add
 from tests.factories import CampaignFactory, ImportBatchFactory, VentureFactory

@@ -15,10 +15,11 @@ from itertools import accumulate, chain, islice, repeat
 import pytest
 from django.utils import timezone
 
-from leads import importing, services
+from leads import importing
 from leads.models import BatchState, ImportBatch
 from leads.samples import APOLLO_HEADERS, apollo_rows
 from leads.services import import_batch_create, import_batch_resume, import_batch_run_now
+from leads.services import runs as services
 from leads.tests.test_concurrency import _database_url
 from leads.tests.test_import_resume import issues_of, leads_of
 from tests.factories import CampaignFactory, VentureFactory
@@ -129,7 +130,8 @@ def test_an_import_whose_worker_is_killed_is_resumed_to_the_result_of_a_clean_im
 CLAIM = """
 import django; django.setup()
 import sys, time
-from leads import importing, services
+from leads import importing
+from leads.services import runs as services
 start = float(sys.argv[1])
 while time.time() < start:
     time.sleep(0.001)

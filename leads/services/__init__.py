@@ -1,0 +1,68 @@
+"""Writes of the leads app (being split into modules by job; for now all in `runs`).
+
+The names below are re-exported so that `from leads.services import X` keeps working.
+"""
+
+from __future__ import annotations
+
+from leads.services.runs import (
+    EXPORT_COLUMNS,
+    PERSONAL_FIELDS,
+    AlreadyImportedError,
+    ErasureResult,
+    ImportLease,
+    ImportOutcome,
+    ImportPreview,
+    PreviewRow,
+    campaign_lead_policy_set,
+    file_rows,
+    import_batch_claim,
+    import_batch_create,
+    import_batch_finish,
+    import_batch_resume,
+    import_batch_run_now,
+    import_batch_run_sliced,
+    import_batch_slice,
+    import_batches_recover,
+    lead_counts,
+    lead_data_export,
+    lead_erase,
+    lead_import,
+    lead_import_preview,
+    lead_policy_of,
+    lead_rescore,
+    leads_demo_import,
+    leads_export,
+    spreadsheet_safe,
+)
+
+__all__ = [
+    "EXPORT_COLUMNS",
+    "PERSONAL_FIELDS",
+    "AlreadyImportedError",
+    "ErasureResult",
+    "ImportLease",
+    "ImportOutcome",
+    "ImportPreview",
+    "PreviewRow",
+    "campaign_lead_policy_set",
+    "file_rows",
+    "import_batch_claim",
+    "import_batch_create",
+    "import_batch_finish",
+    "import_batch_resume",
+    "import_batch_run_now",
+    "import_batch_run_sliced",
+    "import_batch_slice",
+    "import_batches_recover",
+    "lead_counts",
+    "lead_data_export",
+    "lead_erase",
+    "lead_import",
+    "lead_import_preview",
+    "lead_policy_of",
+    "lead_rescore",
+    "leads_demo_import",
+    "leads_export",
+    "spreadsheet_safe",
+]

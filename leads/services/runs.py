@@ -1,42 +1,69 @@
-"""Writes of the leads app. The admin, the `leads` command and the tasks all call these.
+"""Import runs: how a stored batch is run, in the foreground or on the django-q2 cluster, and
+how it survives the process that runs it. Every leased import (a background batch, and a
+`leads import` from the command line) runs its rows through `_import_and_close()` here, and
+every way in ends with `import_batch_finish()`. The ways in themselves are `leads.services.
+imports`; this module does not import it (dependencies point from there to here).
 
-Importing a file: `lead_import()` imports it now (CLI, tests, demo); `import_batch_create()`
-stores an upload as a pending ImportBatch; `lead_import_preview()` shows the mapping and the
-first rows with their problems before the operator confirms. Every way in ends with
-`import_batch_finish()`. Suppression is in `leads.suppression`.
+Why time slices. django-q2 stops a task at the cluster `timeout` (240 s: a SIGALRM raises
+`TimeoutException`, a `SystemExit`, inside the task, then the worker is terminated), and its
+ORM broker hands a task out again once `retry` (360 s) passes without an acknowledgement, so a
+task that ran past `retry` would be running twice. Raising both would slow every retry and
+still leave a ceiling. So `import_batch_run_sliced()`, the body of the task
+`leads.tasks.import_batch_run`, imports for at most AICMO_IMPORT_SLICE_SECONDS (at most half
+the timeout): after each committed chunk `ImportLease` checks the slice's budget and, once it
+is spent and rows remain, raises `_SliceSpent`; the slice hands the batch over (token cleared,
+lease kept so recovery leaves it alone) and queues a task for the rest with
+`import_batch_queue()`. With AICMO_Q_SYNC a queued task would run nested inside this one, so
+the slices run one after another in the first task instead.
 
-Import runs (a stored batch, in the foreground or on the cluster): a runner takes the batch
-with `import_batch_claim()` (one conditional UPDATE), holds an `ImportLease` that it extends
-after every committed chunk while its token still holds the batch (`LeaseLost` otherwise),
-and imports `import_batch_slice()` by slice from `rows_done`. `import_batch_run_now()` runs
-slices to the end in this process; `import_batch_run_sliced()` is the body of the django-q2
-task `leads.tasks.import_batch_run` (one time slice, then it queues the rest);
-`import_batches_recover()` (every minute) and `import_batch_resume()` (by hand) restart the
-ones whose runner stopped (`ImportBatch.is_resumable`).
+Where a slice starts. Each chunk commits together with the batch's counters, so `rows_done` is
+exactly the number of file rows whose leads, row issues and counts are stored. A slice skips
+that many rows with `islice` before `run_chunks` sees them and starts its counters from the
+stored ones: the chunk boundaries, the final counters, leads and row issues are those of an
+uninterrupted import.
 
-Personal data never goes into audit rows: they name batches, counts, ids and identity hashes.
+Leases. `import_batch_claim()` takes a batch with one conditional UPDATE that matches a
+PENDING batch, a RUNNING one waiting for its next slice (empty token, lease set), or a RUNNING
+one whose lease lapsed; it sets a fresh `lease_token` and `lease_until`, so of two claimers (a
+task delivered twice, the recovery schedule, an operator) exactly one wins. A claim of a batch
+that had a token counts as a resume; after MAX_RESUMES the batch is closed FAILED instead of
+being retried at the row that keeps killing its worker. The lease (AICMO_IMPORT_LEASE_SECONDS,
+the cluster timeout + 60 s) outlasts the timeout, so a runner that stopped reporting progress
+has been killed by django-q2 before anyone takes its batch over. A lapsed lease means the
+runner died (SIGKILL, out of memory, restart); on `SystemExit`, `KeyboardInterrupt` or a lost
+database connection the runner lets its lease lapse at once (`_lapse_now`).
+
+Fencing. `ImportLease` extends the lease after each chunk only while the runner's token still
+holds the batch (`_held`), and `importing.run_chunks` stores each chunk's counters with an
+UPDATE that matches only that token: if it matches nothing the chunk's transaction rolls back
+with `LeaseLost`. A runner that stalled past its lease (a `leads resume` in a suspended
+terminal) therefore cannot commit another chunk after a new runner took over.
+
+Recovery. `import_batches_recover()` (the schedule `aicmo.lead-import-recovery`, every minute)
+queues every batch `ImportBatch.objects.resumable()` names: RUNNING with a lapsed lease, or
+PENDING for longer than a lease (its task was lost). `import_batch_resume()` does it by hand
+(`leads resume`, the admin's "Resume import"), refused while the runner still reports progress,
+and audited as `leads.import_resume`. The stored upload is deleted only once the batch is DONE
+or FAILED; if it is gone or changed (SHA-256) when a run claims the batch, or the campaign no
+longer takes leads, the batch is closed FAILED with a message naming the cause and the row it
+stopped at. A command-line import keeps no file, so its recovery closes it that way.
+
+Personal data never goes into audit rows: they name batches, counts and ids.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import itertools
 import logging
-import os
-import re
-import shutil
 import time
 import uuid
 from collections.abc import Iterable
-from contextlib import ExitStack, nullcontext
-from dataclasses import dataclass, field
-from decimal import Decimal
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, TextIO
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -48,26 +75,13 @@ from leads.importing import (
     LeaseLost,
     ProgressCallback,
     RowNormaliser,
-    fetch_people,
-    fetch_suppressed,
     run_chunks,
 )
 from leads.models import (
-    PROFILE_FIELDS,
     BatchState,
-    CampaignLeadPolicy,
-    ConsentStatus,
-    CrossCampaignPolicy,
     ImportBatch,
-    Lead,
-    LeadStatus,
-    SourceChannel,
-    SuppressionEntry,
-    SuppressionKind,
-    identity_hash_of,
     import_lease_period,
 )
-from leads.normalise import InvalidValue, email_key_of, email_normalise
 from leads.parsing import (
     FileProblem,
     HeaderMapping,
@@ -78,92 +92,15 @@ from leads.parsing import (
     scan_file,
 )
 from leads.scoring import LeadScorer
-from leads.signals import lead_erased
-from ventures.models import Campaign, Venture
-from ventures.services import Actor, DomainError, actor_label, audit_record
+from leads.selectors import lead_policy_of
+from ventures.models import Campaign
+from ventures.services import Actor, DomainError, audit_record
 
 logger = logging.getLogger(__name__)
-
-# Files bigger than this are checked in full by a second process beside the import's first
-# chunks (`importing.FileCheck`); smaller ones are checked before it, which costs less than a
-# fork. Meanwhile their row count is estimated from the line length of their first
-# SAMPLE_BYTES (EXPECTED_ROW_BYTES a row where that cannot be read, e.g. XLSX).
-CHECK_BESIDE_BYTES = 2 * 1024 * 1024
-EXPECTED_ROW_BYTES = 250
-SAMPLE_BYTES = 256 * 1024
-
-
-def _rows_expected(info: SourceFile) -> int:
-    """About how many rows the file has, before it has been read through."""
-    if info.kind == "csv":
-        with info.path.open("rb") as fh:
-            sample = fh.read(SAMPLE_BYTES)
-        lines = sample.count(b"\n")  # also right for UTF-16 but for rare characters: a guess
-        if lines > 1:
-            return int(info.size * lines / len(sample))
-    return info.size // EXPECTED_ROW_BYTES
 
 
 class AlreadyImportedError(DomainError):
     pass
-
-
-# --- policy ------------------------------------------------------------------------------------
-
-
-def lead_policy_of(campaign: Campaign) -> str:
-    """The campaign's cross-campaign policy (SKIP_ACTIVE unless set otherwise)."""
-    found = CampaignLeadPolicy.objects.filter(campaign=campaign).values_list(
-        "cross_campaign", flat=True
-    )
-    return next(iter(found), CrossCampaignPolicy.SKIP_ACTIVE)
-
-
-def campaign_lead_policy_set(*, campaign: Campaign, cross_campaign: str, actor: Actor) -> None:
-    if cross_campaign not in CrossCampaignPolicy.values:
-        raise DomainError(f"Unknown cross-campaign policy {cross_campaign!r}.")
-    with transaction.atomic():
-        before = lead_policy_of(campaign)
-        _policy, _ = CampaignLeadPolicy.objects.update_or_create(
-            campaign=campaign, defaults={"cross_campaign": cross_campaign}
-        )
-        if before != cross_campaign:
-            audit_record(
-                actor=actor,
-                action="leads.policy",
-                entity=campaign,
-                before={"cross_campaign": before},
-                after={"cross_campaign": cross_campaign},
-            )
-
-
-# --- import ------------------------------------------------------------------------------------
-
-
-@dataclass
-class ImportOutcome:
-    batch_id: int | None
-    dry_run: bool
-    file_name: str
-    sha256: str
-    encoding: str
-    delimiter: str
-    mapping: dict[str, str]
-    counts: dict[str, int]
-    seconds: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "batch": self.batch_id,
-            "dry_run": self.dry_run,
-            "file": self.file_name,
-            "sha256": self.sha256,
-            "encoding": self.encoding,
-            "delimiter": self.delimiter,
-            "mapping": self.mapping,
-            "counts": self.counts,
-            "seconds": round(self.seconds, 3),
-        }
 
 
 def _refuse_reimport(campaign: Campaign, sha256: str, *, force: bool, exclude: int | None = None):
@@ -183,19 +120,18 @@ def _refuse_reimport(campaign: Campaign, sha256: str, *, force: bool, exclude: i
         )
 
 
-def _refuse_closed_campaign(campaign: Campaign) -> None:
-    """Every file import starts here: a stopped or completed campaign takes no leads."""
-    if not campaign.accepts_leads():
-        raise DomainError(
-            f"Campaign '{campaign.slug}' is {campaign.status}: it takes no new leads. "
-            "Import into a draft, running or paused campaign."
-        )
-
-
 def file_rows(info: SourceFile) -> Iterable[tuple[int, list[str]]]:
     rows = iter_rows(info)
     next(rows)  # the header
     return rows
+
+
+def _header_mapping(info: SourceFile) -> HeaderMapping:
+    """The mapping of a file already scanned in full by the batch's first run."""
+    header = next(iter_rows(info), None)
+    if header is None:
+        raise FileProblem("The file is empty.")
+    return map_headers(header[1])
 
 
 def _import_rows(
@@ -225,91 +161,6 @@ def _import_rows(
         rows_expected=rows_expected,
     )
     return run_chunks(ctx=ctx, rows=rows, progress=progress, check=check, pending=pending)
-
-
-def lead_import(
-    *,
-    campaign: Campaign,
-    path: Path | str,
-    actor: Actor,
-    file_name: str = "",
-    source: str = "",
-    uploaded_by=None,
-    dry_run: bool = False,
-    force: bool = False,
-    progress: ProgressCallback | None = None,
-) -> ImportOutcome:
-    """Import a CSV/XLSX file into a campaign now.
-
-    The whole file is checked first; a file-level problem raises FileProblem and writes
-    nothing. A dry run does all the work and rolls it back (counts are real, nothing stays).
-    """
-    _refuse_closed_campaign(campaign)
-    started = timezone.now()
-    info = inspect_file(path, name=file_name)
-    if dry_run or info.size <= CHECK_BESIDE_BYTES or not hasattr(os, "fork"):
-        scan = scan_file(info)
-        mapping, rows_total, check = scan.mapping, scan.rows_total, None
-    else:
-        # A big file is checked in full by a second process while the first chunks are
-        # written in a transaction that commits only once the check has passed.
-        mapping, rows_total = _header_mapping(info), 0
-        check = FileCheck(info)
-    with check or nullcontext():
-        _refuse_reimport(campaign, info.sha256, force=force)
-        fields = {
-            "campaign": campaign,
-            "channel": SourceChannel.IMPORT,
-            "source": source[:200],
-            "file_name": info.name[:255],
-            "file_sha256": info.sha256,
-            "file_size": info.size,
-            "uploaded_by": uploaded_by,
-            "actor": actor_label(actor)[:200],
-            "forced": force,
-            "mapping": mapping.as_display(),
-            "state": BatchState.RUNNING,
-            "started_at": started,
-            "rows_total": rows_total,
-        }
-        if dry_run:
-            with transaction.atomic():
-                batch = ImportBatch.objects.create(**fields)
-                counts = _import_rows(
-                    batch=batch, rows=file_rows(info), mapping=mapping, progress=progress
-                )
-                transaction.set_rollback(True)
-            return _outcome(None, info, mapping, counts, started, dry_run=True)
-        # Leased like a background import, so that if this process dies the batch shows as
-        # interrupted and the recovery closes it with a message (its file is not kept to resume).
-        token = uuid.uuid4().hex
-        with ExitStack() as pending:
-            if check is not None:
-                pending.enter_context(transaction.atomic())
-            batch = ImportBatch.objects.create(
-                **fields,
-                lease_token=token,
-                lease_until=started + import_lease_period(),
-                heartbeat_at=started,
-                slices=1,
-            )
-            try:
-                counts = _import_and_close(
-                    batch,
-                    file_rows(info),
-                    mapping,
-                    ImportLease(batch.pk, token, progress),
-                    token,
-                    check=check,
-                    pending=pending if check is not None else None,
-                    rows_expected=_rows_expected(info),
-                )
-            except LeaseLost:
-                raise DomainError(
-                    f"Import #{batch.pk} stopped: it reported no progress for "
-                    f"{settings.AICMO_IMPORT_LEASE_SECONDS} s and counted as interrupted."
-                ) from None
-    return _outcome(batch.pk, info, mapping, counts, started, dry_run=False)
 
 
 def _import_and_close(
@@ -379,88 +230,6 @@ def import_batch_finish(
         },
     )
 
-
-def _outcome(batch_id, info, mapping, counts, started, *, dry_run) -> ImportOutcome:
-    return ImportOutcome(
-        batch_id=batch_id,
-        dry_run=dry_run,
-        file_name=info.name,
-        sha256=info.sha256,
-        encoding=info.encoding if info.kind == "csv" else "xlsx",
-        delimiter={",": "comma", ";": "semicolon", "\t": "tab"}.get(info.delimiter, "?"),
-        mapping=mapping.as_display(),
-        counts=counts.as_dict(),
-        seconds=(timezone.now() - started).total_seconds(),
-    )
-
-
-def _upload_dir() -> Path:
-    path = Path(settings.AICMO_ARTIFACT_DIR) / "lead-imports"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def _safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name)[-100:] or "upload"
-
-
-def import_batch_create(
-    *,
-    campaign: Campaign,
-    source_path: Path | str,
-    file_name: str,
-    actor: Actor,
-    source: str = "",
-    uploaded_by=None,
-    force: bool = False,
-    background: bool = True,
-) -> ImportBatch:
-    """Store an upload, check the whole file, and create a pending batch for it.
-
-    `source_path` is copied (the caller may delete it). With `background`, the import runs on
-    the django-q2 cluster once this transaction commits; otherwise it runs before returning.
-    A file-level problem raises FileProblem and leaves nothing behind.
-    """
-    _refuse_closed_campaign(campaign)
-    stored = _upload_dir() / f"{uuid.uuid4().hex}-{_safe_name(file_name)}"
-    shutil.copyfile(source_path, stored)
-    try:
-        info = inspect_file(stored, name=file_name)
-        scan = scan_file(info)
-        _refuse_reimport(campaign, info.sha256, force=force)
-    except Exception:
-        stored.unlink(missing_ok=True)
-        raise
-    batch = ImportBatch.objects.create(
-        campaign=campaign,
-        source=source[:200],
-        file_name=info.name[:255],
-        file_sha256=info.sha256,
-        file_size=info.size,
-        stored_path=str(stored),
-        uploaded_by=uploaded_by,
-        actor=actor_label(actor)[:200],
-        forced=force,
-        mapping=scan.mapping.as_display(),
-        rows_total=scan.rows_total,
-    )
-    if background:
-        transaction.on_commit(lambda: _queue_run(batch.pk))
-    else:
-        import_batch_run_now(batch_id=batch.pk)
-        batch.refresh_from_db()
-    return batch
-
-
-# --- background imports: claimed, leased, time-sliced, resumable --------------------------------
-#
-# A batch is run by whoever claims it with one conditional UPDATE: a PENDING batch, a RUNNING
-# one waiting for its next time slice (lease token empty), or a RUNNING one whose lease lapsed
-# (its runner stopped: killed, out of memory, machine restarted). The claim sets a fresh token;
-# the runner extends its lease after every committed chunk, only while the token is still its
-# own, and stops if it is not. Skipped rows are filtered out before run_chunks sees them:
-# each chunk commits with the batch's counters, so `rows_done` is exactly the number of rows
-# whose leads, row issues and counts are in the database.
 
 PAUSED = "paused"
 MAX_RESUMES = 5  # an import whose worker dies at the same place every time stops being resumed
@@ -559,14 +328,6 @@ def _upload_gone_message(batch: ImportBatch) -> str:
         f"The import stopped at {where} and cannot be resumed: {cause}. The rows imported so "
         "far stay; import the file again (with force) to bring in the rest."
     )
-
-
-def _header_mapping(info: SourceFile) -> HeaderMapping:
-    """The mapping of a file already scanned in full by the batch's first run."""
-    header = next(iter_rows(info), None)
-    if header is None:
-        raise FileProblem("The file is empty.")
-    return map_headers(header[1])
 
 
 def import_batch_slice(
@@ -678,7 +439,10 @@ def _tasks_run_inline() -> bool:
     return bool(settings.Q_CLUSTER.get("sync"))
 
 
-def _queue_run(batch_id: int) -> None:
+def import_batch_queue(batch_id: int) -> None:
+    """Queue a run of the batch on the django-q2 cluster (the task `leads.tasks.
+    import_batch_run`). Every queueing goes through here: tests replace it to keep a batch
+    pending or to see what was queued."""
     from django_q.tasks import async_task
 
     async_task("leads.tasks.import_batch_run", batch_id)
@@ -707,7 +471,7 @@ def import_batch_run_sliced(*, batch_id: int) -> bool:
         if outcome != PAUSED:
             return True
         if not _tasks_run_inline():
-            _queue_run(batch_id)
+            import_batch_queue(batch_id)
             return True
 
 
@@ -719,7 +483,7 @@ def import_batches_recover(*, now: dt.datetime | None = None) -> list[int]:
     ids = list(stale.order_by("pk").values_list("pk", flat=True))
     for batch_id in ids:
         logger.warning("Import batch %s stopped reporting progress; queued to resume", batch_id)
-        _queue_run(batch_id)
+        import_batch_queue(batch_id)
     return ids
 
 
@@ -766,368 +530,6 @@ def import_batch_resume(
         reason=reason,
     )
     if background:
-        transaction.on_commit(lambda: _queue_run(batch.pk))
+        transaction.on_commit(lambda: import_batch_queue(batch.pk))
         return True
     return import_batch_run_now(batch_id=batch.pk, progress=progress)
-
-
-# --- preview -----------------------------------------------------------------------------------
-
-
-@dataclass
-class PreviewRow:
-    row_number: int
-    values: dict[str, Any]
-    problems: list[str]
-    outcome: str
-
-
-@dataclass
-class ImportPreview:
-    file_name: str
-    sha256: str
-    kind: str
-    encoding: str
-    delimiter: str
-    rows_total: int
-    mapping: dict[str, str]
-    already_imported: str = ""
-    rows: list[PreviewRow] = field(default_factory=list)
-
-
-def lead_import_preview(
-    *, campaign: Campaign, path: Path | str, file_name: str = "", rows: int = 10
-) -> ImportPreview:
-    """What an import of this file would do: the mapping used and the first rows with their
-    problems and outcome. Raises FileProblem for a file that cannot be imported, and
-    DomainError for a campaign that takes no leads."""
-    _refuse_closed_campaign(campaign)
-    info = inspect_file(path, name=file_name)
-    scan = scan_file(info)
-    preview = ImportPreview(
-        file_name=info.name,
-        sha256=info.sha256,
-        kind=info.kind,
-        encoding=info.encoding if info.kind == "csv" else "xlsx",
-        delimiter={",": "comma", ";": "semicolon", "\t": "tab"}.get(info.delimiter, "?"),
-        rows_total=scan.rows_total,
-        mapping=scan.mapping.as_display(),
-    )
-    try:
-        _refuse_reimport(campaign, info.sha256, force=False)
-    except AlreadyImportedError as exc:
-        preview.already_imported = str(exc)
-    normalise = RowNormaliser(mapping=scan.mapping, scorer=LeadScorer.for_venture(campaign.venture))
-    sample = iter_rows(info)
-    next(sample)
-    seen: dict[str, int] = {}
-    results = []
-    for number, row in sample:
-        if len(results) >= rows:
-            break
-        results.append((number, normalise(number, row)))
-    good = [r for _, r in results if isinstance(r, dict)]
-    hashes = [r["identity_hash"] for r in good]
-    existing, elsewhere = fetch_people(campaign.venture_id, campaign.pk, hashes)
-    hit_hashes, hit_domains = fetch_suppressed(
-        campaign.venture_id, hashes, [r["email_key"].rpartition("@")[2] for r in good]
-    )
-    for number, result in results:
-        if isinstance(result, list):
-            preview.rows.append(
-                PreviewRow(number, {}, [f"{i.column}: {i.reason}" for i in result], "invalid")
-            )
-            continue
-        key = result["email_key"]
-        if key in seen:
-            outcome = f"duplicate of row {seen[key]}"
-        elif result["identity_hash"] in hit_hashes or key.rpartition("@")[2] in hit_domains:
-            outcome = "suppressed"
-        elif key in existing:
-            outcome = "already in campaign (blanks filled)"
-        elif result["identity_hash"] in elsewhere:
-            outcome = "active in another campaign"
-        else:
-            outcome = "new"
-        seen.setdefault(key, number)
-        shown = {k: v for k, v in result.items() if k not in ("identity_hash", "source_row")}
-        preview.rows.append(PreviewRow(number, shown, [], outcome))
-    return preview
-
-
-# --- erasure -----------------------------------------------------------------------------------
-
-# Every field of a lead that can identify or describe the person. Erasure blanks them all.
-PERSONAL_FIELDS: dict[str, Any] = {
-    "email": "",
-    "email_key": "",
-    "identity_hash": "",
-    "first_name": "",
-    "last_name": "",
-    "title": "",
-    "company": "",
-    "company_domain": "",
-    "website": "",
-    "phone": "",
-    "linkedin_url": "",
-    "city": "",
-    "state": "",
-    "country": "",
-    "timezone": "",
-    "industry": "",
-    "company_size": None,
-    "value_estimate": None,
-    "custom_fields": {},
-    "consent_at": None,
-    "consent_source": "",
-    "utm_source": "",
-    "utm_medium": "",
-    "utm_campaign": "",
-    "utm_content": "",
-    "score_explanation": "",
-    "source_row": None,
-}
-
-
-@dataclass
-class ErasureResult:
-    identity_hash: str
-    lead_ids: list[int]
-
-
-def _same_identity(identity: str) -> Q:
-    """Leads with this identity hash in any venture: one probe of the identity index (its
-    field's lookup adds the index's key)."""
-    return Q(identity_hash=identity)
-
-
-def lead_erase(*, email: str, actor: Actor, reason: str = "") -> ErasureResult:
-    """GDPR erasure of a person, everywhere in every venture.
-
-    Every lead with this address is blanked (status ERASED, consent DNC) and a global
-    identity-hash suppression entry is kept so the person is never imported or contacted
-    again. `leads.signals.lead_erased` is sent inside the transaction with the lead ids and the
-    identity hash: receivers in later apps erase their own copies, and if one fails the whole
-    erasure rolls back (nothing is half-erased).
-    """
-    try:
-        key = email_key_of(email_normalise(email))
-    except InvalidValue:
-        key = email.strip().lower()
-    if not key or "@" not in key:
-        raise DomainError("Give the email address of the person to erase.")
-    identity = identity_hash_of(email_key=key)
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            # Waits for the import chunks being written and holds new ones back until this
-            # commits (they take ROW EXCLUSIVE first thing): a chunk never looks the person up
-            # before the erasure and writes them back after it. Readers are not blocked.
-            with connection.cursor() as cur:
-                cur.execute(f"LOCK TABLE {Lead._meta.db_table} IN SHARE ROW EXCLUSIVE MODE")
-        leads = Lead.objects.select_for_update().filter(Q(email_key=key) | _same_identity(identity))
-        lead_ids = sorted(leads.values_list("pk", flat=True))
-        Lead.objects.filter(pk__in=lead_ids).update(
-            **PERSONAL_FIELDS,
-            status=LeadStatus.ERASED,
-            consent_status=ConsentStatus.DNC,
-            updated_at=timezone.now(),
-        )
-        SuppressionEntry.objects.filter(kind=SuppressionKind.EMAIL, value=key).delete()
-        entry, _ = SuppressionEntry.objects.get_or_create(
-            kind=SuppressionKind.IDENTITY,
-            value=identity,
-            venture=None,
-            defaults={"identity_hash": identity, "reason": "GDPR erasure", "source": "erasure"},
-        )
-        audit_record(
-            actor=actor,
-            action="leads.erase",
-            entity=entry,
-            after={"identity_hash": identity, "lead_ids": lead_ids},
-            reason=reason,
-        )
-        lead_erased.send(sender=Lead, lead_ids=lead_ids, identity_hash=identity)
-    return ErasureResult(identity_hash=identity, lead_ids=lead_ids)
-
-
-# --- exports -----------------------------------------------------------------------------------
-
-EXPORT_COLUMNS = (
-    "id",
-    "email",
-    *PROFILE_FIELDS,
-    "status",
-    "consent_status",
-    "consent_at",
-    "consent_source",
-    "value_estimate",
-    "fit_score",
-    "grade",
-    "score_explanation",
-    "source_channel",
-    "source_list",
-    "source_batch_id",
-    "source_row",
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "utm_content",
-    "first_touch_at",
-    "last_touch_at",
-)
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(value: Any) -> str:
-    """A cell value a spreadsheet will show as text: one that would start a formula (=, +, -,
-    @, tab, CR) gets a leading apostrophe (the OWASP CSV-injection advice)."""
-    if value is None:
-        return ""
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    text = str(value)
-    if text.startswith(_FORMULA_START):
-        return "'" + text
-    return text
-
-
-def leads_export(*, campaign: Campaign, out: TextIO, leads: QuerySet[Lead] | None = None) -> int:
-    """Write the campaign's leads as CSV (custom fields as extra columns); returns the count.
-    Streams in chunks; every cell is formula-escaped."""
-    qs = (leads if leads is not None else Lead.objects.filter(campaign=campaign)).order_by("pk")
-    custom_names: list[str] = []
-    seen: set[str] = set()
-    for custom in qs.values_list("custom_fields", flat=True).iterator(chunk_size=5000):
-        for name in custom or {}:
-            if name not in seen:
-                seen.add(name)
-                custom_names.append(name)
-    writer = csv.writer(out)
-    writer.writerow([spreadsheet_safe(c) for c in (*EXPORT_COLUMNS, *custom_names)])
-    count = 0
-    for row in qs.values_list(*EXPORT_COLUMNS, "custom_fields").iterator(chunk_size=5000):
-        custom = row[-1] or {}
-        writer.writerow(
-            [spreadsheet_safe(v) for v in row[:-1]]
-            + [spreadsheet_safe(custom.get(n, "")) for n in custom_names]
-        )
-        count += 1
-    return count
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    return value
-
-
-def lead_data_export(*, lead: Lead, actor: Actor) -> dict[str, Any]:
-    """Everything held about the person behind `lead` (all their leads across campaigns and
-    ventures, by identity hash), for a data access request. Audited by lead id only."""
-    same = Lead.objects.filter(pk=lead.pk)
-    if lead.identity_hash:
-        same = Lead.objects.filter(Q(pk=lead.pk) | _same_identity(lead.identity_hash))
-    records = []
-    for other in same.select_related("campaign", "venture", "segment", "source_batch").order_by(
-        "pk"
-    ):
-        data = {f.attname: _jsonable(getattr(other, f.attname)) for f in Lead._meta.concrete_fields}
-        data.pop("last_batch_id", None)
-        data["campaign"] = other.campaign.slug
-        data["venture"] = other.venture.slug
-        data["segment"] = other.segment.name if other.segment else None
-        data["source_file"] = other.source_batch.file_name if other.source_batch else None
-        records.append(data)
-    suppressed = SuppressionEntry.objects.filter(
-        identity_hash=lead.identity_hash or "-"
-    ).values_list("kind", "reason", "created_at")
-    audit_record(
-        actor=actor,
-        action="leads.data_export",
-        entity=lead,
-        after={"lead_ids": [r["id"] for r in records]},
-    )
-    return {
-        "generated_at": timezone.now().isoformat(),
-        "identity_hash": lead.identity_hash,
-        "leads": records,
-        "suppression": [{"kind": k, "reason": r, "since": c.isoformat()} for k, r, c in suppressed],
-    }
-
-
-# --- scoring -----------------------------------------------------------------------------------
-
-
-def lead_rescore(*, leads: QuerySet[Lead], actor: Actor) -> int:
-    """Re-match segments and re-score the given leads (one venture at a time, in chunks) with
-    the venture's current rules; returns how many changed."""
-    changed = 0
-    venture_ids = list(leads.order_by().values_list("venture_id", flat=True).distinct())
-    for venture in Venture.objects.filter(pk__in=venture_ids):
-        scorer = LeadScorer.for_venture(venture)
-        batch: list[Lead] = []
-        fields = ("segment_id", "fit_score", "grade", "score_explanation")
-        for lead in (
-            leads.filter(venture=venture)
-            .exclude(status=LeadStatus.ERASED)
-            .only("title", "industry", "country", "company_size", "custom_fields", *fields)
-            .iterator(chunk_size=5000)
-        ):
-            score = scorer.score(
-                title=lead.title,
-                industry=lead.industry,
-                country=lead.country,
-                company_size=lead.company_size,
-                signals=scorer.signals_present(lead.custom_fields or {}),
-            )
-            new = (score.segment_id, score.fit_score, score.grade, score.explanation)
-            if new != tuple(getattr(lead, f) for f in fields):
-                lead.segment_id, lead.fit_score, lead.grade, lead.score_explanation = new
-                batch.append(lead)
-            if len(batch) >= 2000:
-                changed += _save_scores(batch, fields)
-                batch = []
-        changed += _save_scores(batch, fields)
-        audit_record(
-            actor=actor, action="leads.rescore", entity=venture, after={"changed": changed}
-        )
-    return changed
-
-
-def _save_scores(batch: list[Lead], fields: tuple[str, ...]) -> int:
-    if batch:
-        Lead.objects.bulk_update(batch, fields, batch_size=1000)
-    return len(batch)
-
-
-# --- demo --------------------------------------------------------------------------------------
-
-
-def leads_demo_import(*, campaign: Campaign, actor: Actor = "demo") -> ImportOutcome:
-    """Import the Apollo sample (../shared/data) into the demo campaign; without the shared
-    folder, a generated file of 60 leads in the same layout. Idempotent: a second call
-    re-imports nothing new (the file hash is known, so it is forced and only fills blanks)."""
-    sample = Path(settings.BASE_DIR).parent / "shared" / "data" / "apollo_export_sample.csv"
-    if not sample.is_file():
-        from leads.samples import write_apollo_file
-
-        sample = write_apollo_file(_upload_dir() / "demo_apollo_export.csv", 60)
-    return lead_import(
-        campaign=campaign,
-        path=sample,
-        actor=actor,
-        source="Demo Apollo export",
-        force=True,
-    )
-
-
-def lead_counts(campaign: Campaign) -> dict[str, int]:
-    """Small summary used by commands and the demo."""
-    qs = Lead.objects.filter(campaign=campaign)
-    return {
-        "total": qs.count(),
-        "active": qs.filter(status=LeadStatus.ACTIVE).count(),
-        "dnc": qs.filter(consent_status=ConsentStatus.DNC).count(),
-    }

@@ -1,6 +1,7 @@
-"""A campaign's leads as CSV (`leads_export`, for the `leads export` command and the admin).
-Columns are EXPORT_COLUMNS then the custom fields found on the leads; every cell goes through
-`spreadsheet_safe`, so no value can start a spreadsheet formula. Streams in chunks.
+"""A campaign's leads as CSV (`leads_export`, for the `leads export` command). Columns are
+EXPORT_COLUMNS then the custom fields found on the leads; every cell goes through
+`spreadsheet_safe` (which the admin's row-issue CSV uses too), so no value can start a
+spreadsheet formula. Streams in chunks.
 """
 
 from __future__ import annotations

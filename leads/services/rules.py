@@ -22,6 +22,9 @@ from ventures.services import Actor, DomainError, audit_record
 
 
 def campaign_lead_policy_set(*, campaign: Campaign, cross_campaign: str, actor: Actor) -> None:
+    """Set what an import does with people active in another campaign of the venture (a
+    CrossCampaignPolicy value; DomainError otherwise). Audited as `leads.policy` when it
+    changes."""
     if cross_campaign not in CrossCampaignPolicy.values:
         raise DomainError(f"Unknown cross-campaign policy {cross_campaign!r}.")
     with transaction.atomic():

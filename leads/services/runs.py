@@ -1,37 +1,42 @@
-"""Import runs: how a stored batch is run, in the foreground or on the django-q2 cluster, and
-how it survives the process that runs it. Every leased import (a background batch, and a
-`leads import` from the command line) runs its rows through `_import_and_close()` here, and
-every way in ends with `import_batch_finish()`. The ways in themselves are `leads.services.
-imports`; this module does not import it (dependencies point from there to here).
+"""Import runs: how a stored batch is run, in the foreground or on the django-q2 cluster, and how
+it survives the process that runs it. Every leased import (a background batch, and a `leads
+import` from the command line) runs its rows through `_import_and_close()` here, and every way
+in ends with `import_batch_finish()`. The ways in themselves are in `leads.services.imports`,
+which builds on this module (never the other way round).
 
-Why time slices. django-q2 stops a task at the cluster `timeout` (240 s: a SIGALRM raises
-`TimeoutException`, a `SystemExit`, inside the task, then the worker is terminated), and its
-ORM broker hands a task out again once `retry` (360 s) passes without an acknowledgement, so a
-task that ran past `retry` would be running twice. Raising both would slow every retry and
-still leave a ceiling. So `import_batch_run_sliced()`, the body of the task
-`leads.tasks.import_batch_run`, imports for at most AICMO_IMPORT_SLICE_SECONDS (at most half
-the timeout): after each committed chunk `ImportLease` checks the slice's budget and, once it
-is spent and rows remain, raises `_SliceSpent`; the slice hands the batch over (token cleared,
-lease kept so recovery leaves it alone) and queues a task for the rest with
-`import_batch_queue()`. With AICMO_Q_SYNC a queued task would run nested inside this one, so
-the slices run one after another in the first task instead.
+Why time slices. django-q2 (1.11) stops a task at the cluster `timeout` (240 s: a SIGALRM
+raises `TimeoutException`, a `SystemExit`, inside the task, then the guard terminates the
+worker; `django_q/worker.py`, `timeout.py`, `cluster.py`), and its ORM broker hands a task out
+again once `retry` (360 s) passes without an acknowledgement (`brokers/orm.py`: `dequeue` sets
+`lock = now + retry`; Koed00/django-q #307, #344), so a task that ran past `retry` would be
+running twice. A per-task `timeout` could lift the first limit but not the second, and raising
+`retry` as well would slow every retry and still leave a ceiling. So
+`import_batch_run_sliced()`, the body of the task `leads.tasks.import_batch_run`, imports for
+at most AICMO_IMPORT_SLICE_SECONDS (at most half the timeout): after each committed chunk
+`ImportLease` checks the slice's budget and, once it is spent and rows remain, raises
+`_SliceSpent`; the slice hands the batch over (token cleared, lease kept so recovery leaves it
+alone) and queues a task for the rest with `import_batch_queue()`. With AICMO_Q_SYNC a queued
+task would run nested inside this one, so the slices run one after another in the first task
+instead.
 
 Where a slice starts. Each chunk commits together with the batch's counters, so `rows_done` is
 exactly the number of file rows whose leads, row issues and counts are stored. A slice skips
 that many rows with `islice` before `run_chunks` sees them and starts its counters from the
-stored ones: the chunk boundaries, the final counters, leads and row issues are those of an
-uninterrupted import.
+stored ones (a lead whose `last_batch_id` is this batch still counts as a duplicate within the
+file): the chunk boundaries, the final counters, leads and row issues are those of an
+uninterrupted import (leads/tests/test_import_resume_processes.py checks that after a SIGKILL
+on PostgreSQL).
 
-Leases. `import_batch_claim()` takes a batch with one conditional UPDATE that matches a
-PENDING batch, a RUNNING one waiting for its next slice (empty token, lease set), or a RUNNING
-one whose lease lapsed; it sets a fresh `lease_token` and `lease_until`, so of two claimers (a
-task delivered twice, the recovery schedule, an operator) exactly one wins. A claim of a batch
-that had a token counts as a resume; after MAX_RESUMES the batch is closed FAILED instead of
-being retried at the row that keeps killing its worker. The lease (AICMO_IMPORT_LEASE_SECONDS,
-the cluster timeout + 60 s) outlasts the timeout, so a runner that stopped reporting progress
-has been killed by django-q2 before anyone takes its batch over. A lapsed lease means the
-runner died (SIGKILL, out of memory, restart); on `SystemExit`, `KeyboardInterrupt` or a lost
-database connection the runner lets its lease lapse at once (`_lapse_now`).
+Leases. `import_batch_claim()` takes a batch with one conditional UPDATE that matches a PENDING
+batch, a RUNNING one waiting for its next slice (empty token, lease set), or a RUNNING one
+whose lease lapsed; it sets a fresh `lease_token` and `lease_until`, so of two claimers (a task
+delivered twice, the recovery schedule, an operator) exactly one wins. A claim of a batch that
+had a token counts as a resume; after MAX_RESUMES the batch is closed FAILED instead of being
+retried at the row that keeps killing its worker. The lease (AICMO_IMPORT_LEASE_SECONDS, the
+cluster timeout + 60 s) outlasts the timeout, so a runner that stopped reporting progress has
+been killed by django-q2 before anyone takes its batch over. A lapsed lease means the runner
+died (SIGKILL, out of memory, restart); on `SystemExit`, `KeyboardInterrupt` or a lost database
+connection the runner lets its lease lapse at once (`_lapse_now`).
 
 Fencing. `ImportLease` extends the lease after each chunk only while the runner's token still
 holds the batch (`_held`), and `importing.run_chunks` stores each chunk's counters with an
@@ -42,11 +47,12 @@ terminal) therefore cannot commit another chunk after a new runner took over.
 Recovery. `import_batches_recover()` (the schedule `aicmo.lead-import-recovery`, every minute)
 queues every batch `ImportBatch.objects.resumable()` names: RUNNING with a lapsed lease, or
 PENDING for longer than a lease (its task was lost). `import_batch_resume()` does it by hand
-(`leads resume`, the admin's "Resume import"), refused while the runner still reports progress,
-and audited as `leads.import_resume`. The stored upload is deleted only once the batch is DONE
-or FAILED; if it is gone or changed (SHA-256) when a run claims the batch, or the campaign no
-longer takes leads, the batch is closed FAILED with a message naming the cause and the row it
-stopped at. A command-line import keeps no file, so its recovery closes it that way.
+(`leads resume`, the admin's "Resume import"): refused for a finished, failed or form/API batch
+and while its runner still reports progress, and audited as `leads.import_resume`. The stored
+upload is deleted only once the batch is DONE or FAILED; if it is gone or changed (SHA-256)
+when a run claims the batch, or the campaign no longer takes leads, the batch is closed FAILED
+with a message naming the cause and the row it stopped at. A command-line import keeps no file,
+so its recovery closes it that way.
 
 Personal data never goes into audit rows: they name batches, counts and ids.
 """

@@ -1,5 +1,6 @@
 """Data-protection requests about one person: erasure (`lead_erase`) and access
-(`lead_data_export`). Both find the person by identity hash across every campaign and venture.
+(`lead_data_export`). Both reach every lead of the person in every campaign and venture by
+identity hash (erasure also by email key).
 
 Erasure blanks every field in PERSONAL_FIELDS of every lead of the person (status ERASED,
 consent DNC), replaces their email suppression with a global identity-hash entry so they are

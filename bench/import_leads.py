@@ -6,8 +6,8 @@
 Generates Apollo-layout files (bench/out/apollo_<n>.csv, git-ignored), then measures each
 path in a fresh subprocess (so peak RSS is that path's own) against an emptied lead table:
 
-- ours:  `leads.services.lead_import` end to end (hash, scan, parse, map, normalise, validate,
-         dedup, suppression check, scoring, write, audit).
+- ours:  `leads.services.imports.lead_import` end to end (hash, scan, parse, map, normalise,
+         validate, dedup, suppression check, scoring, write, audit).
 - die:   django-import-export's default ModelResource for Lead (per-row instance + save, in
          one transaction), on the same file with its headers renamed to Lead field names and
          the campaign/venture/email_key columns a ModelResource needs added.
@@ -150,7 +150,7 @@ def worker(kind: str, path: Path, db_url: str) -> dict:
     own = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     if kind == "ours":
-        from leads.services import lead_import
+        from leads.services.imports import lead_import
 
         outcome = lead_import(campaign=campaign, path=path, actor="bench", force=True)
         created = outcome.counts["created"]

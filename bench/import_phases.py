@@ -37,7 +37,7 @@ def main() -> None:
     from django.db import connection
 
     from leads import importing
-    from leads.services import lead_import
+    from leads.services.imports import lead_import
 
     seconds: collections.Counter[str] = collections.Counter()
     calls: collections.Counter[str] = collections.Counter()

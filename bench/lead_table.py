@@ -121,12 +121,12 @@ def prepare_database(database_url: str) -> None:
 def chunks_file(rows: int) -> Path:
     """A file of the COPY lines of `rows` Apollo leads as the importer prepares them, naming a
     campaign and an import batch made here (their ids are in the file's name); written once."""
-    from leads import services
     from leads.importing import CHUNK_ROWS, ChunkProcessor, ImportContext, RowNormaliser, chunked
     from leads.models import ImportBatch
     from leads.parsing import inspect_file, scan_file
     from leads.samples import write_apollo_file
     from leads.scoring import DEFAULT_RULES, LeadScorer
+    from leads.services import runs
     from ventures.models import Campaign, Venture
 
     venture, _ = Venture.objects.get_or_create(slug="bench-lead-table", defaults={"name": "B"})
@@ -155,7 +155,7 @@ def chunks_file(rows: int) -> Path:
     processor = ChunkProcessor(ctx)
     partial = path.with_suffix(".partial")
     with partial.open("wb") as out:
-        for records in chunked(services.file_rows(info), CHUNK_ROWS):
+        for records in chunked(runs.file_rows(info), CHUNK_ROWS):
             out.write(b"".join(processor.prepare(records).rows))
     partial.rename(path)
     return path

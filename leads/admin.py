@@ -48,13 +48,10 @@ from leads.models import (
     SuppressionEntry,
     SuppressionKind,
 )
-from leads.services import (
-    campaign_lead_policy_set,
-    import_batch_resume,
-    lead_data_export,
-    lead_rescore,
-    spreadsheet_safe,
-)
+from leads.services.exports import spreadsheet_safe
+from leads.services.privacy import lead_data_export
+from leads.services.rules import campaign_lead_policy_set, lead_rescore
+from leads.services.runs import import_batch_resume
 from leads.suppression import leads_suppress, suppression_add
 from leads.views import capture_url
 from ventures import services as venture_services

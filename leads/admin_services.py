@@ -30,7 +30,7 @@ from leads.models import (
     LeadStatus,
 )
 from leads.parsing import read_limits
-from leads.services import ImportPreview, import_batch_create, lead_import_preview
+from leads.services.imports import ImportPreview, import_batch_create, lead_import_preview
 from ventures.models import Campaign, IcpSegment
 from ventures.services import Actor, DomainError, actor_label, audit_record
 

@@ -18,7 +18,8 @@ from leads.importing import ImportContext, RowNormaliser, run_chunks
 from leads.models import BatchState, ImportBatch, ImportRowError
 from leads.parsing import FileProblem, header_key, map_headers
 from leads.scoring import LeadScorer
-from leads.services import import_batch_finish, lead_policy_of
+from leads.selectors import lead_policy_of
+from leads.services.runs import import_batch_finish
 from ventures.models import Campaign
 from ventures.services import Actor, actor_label
 

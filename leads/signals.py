@@ -1,6 +1,6 @@
 """Signals of the leads app.
 
-`lead_erased` is sent by `leads.services.lead_erase()` inside its transaction, after the leads
+`lead_erased` is sent by `leads.services.privacy.lead_erase()` inside its transaction, after the leads
 are blanked, with keyword arguments:
 
 - `lead_ids`: list[int], the ids of the erased leads (the rows stay, blanked, status ERASED);

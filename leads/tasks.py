@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from leads import services
+from leads.services import runs
 
 
 def import_batch_run(batch_id: int) -> bool:
@@ -10,9 +10,9 @@ def import_batch_run(batch_id: int) -> bool:
     by this one). Idempotent: the service claims the batch with a conditional UPDATE, so a
     second delivery of the task, or one for a batch another worker holds, does nothing and
     returns False."""
-    return services.import_batch_run_sliced(batch_id=batch_id)
+    return runs.import_batch_run_sliced(batch_id=batch_id)
 
 
 def import_batches_recover() -> list[int]:
     """Every minute (schedule made on migrate): re-queue imports whose worker stopped."""
-    return services.import_batches_recover()
+    return runs.import_batches_recover()

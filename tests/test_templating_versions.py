@@ -256,7 +256,7 @@ def test_erasing_a_subject_deletes_its_render_logs(campaign):
 
 
 def test_gdpr_erasure_of_a_lead_deletes_its_render_logs(campaign):
-    from leads.services import lead_erase
+    from leads.services.privacy import lead_erase
 
     lead = LeadFactory(campaign=campaign, email="forget.me@prospect.example")
     _log_one(campaign, lead)

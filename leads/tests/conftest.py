@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from leads.services import lead_import
+from leads.services.imports import lead_import
 
 
 @pytest.fixture

@@ -88,7 +88,7 @@ def test_a_big_file_refused_while_it_is_imported_logs_one_line_without_a_traceba
     run_import, write_csv, monkeypatch, caplog
 ):
     # The check runs beside the import, so the refusal surfaces after chunks were written.
-    monkeypatch.setattr("leads.services.CHECK_BESIDE_BYTES", 0)
+    monkeypatch.setattr("leads.services.imports.CHECK_BESIDE_BYTES", 0)
     monkeypatch.setattr("leads.importing.CHUNK_ROWS", 3)
     rows = "".join(f"r{i}@acme.example,Ann\n" for i in range(20)) + "r99@acme.example,B,extra\n"
     before = _snapshot()

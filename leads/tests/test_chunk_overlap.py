@@ -271,7 +271,7 @@ def test_with_a_preparing_process_the_first_chunks_are_short_so_writing_starts_e
 @pytest.fixture
 def checked_beside(monkeypatch):
     """Every file is checked by a second process while its first chunks are written."""
-    monkeypatch.setattr("leads.services.CHECK_BESIDE_BYTES", 0)
+    monkeypatch.setattr("leads.services.imports.CHECK_BESIDE_BYTES", 0)
     monkeypatch.setattr("leads.importing.CHUNK_ROWS", 3)
 
 

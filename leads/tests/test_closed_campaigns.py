@@ -16,7 +16,8 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from leads.models import BatchState, ImportBatch, Lead
-from leads.services import import_batch_create, import_batch_run_now, lead_import
+from leads.services.imports import import_batch_create, lead_import
+from leads.services.runs import import_batch_run_now
 from leads.views import capture_url
 from tests.http import text
 from ventures.models import CampaignStatus

@@ -13,7 +13,8 @@ from django.core.management import CommandError, call_command
 from leads import tasks
 from leads.models import BatchState, ImportBatch, Lead, LeadStatus, SuppressionEntry
 from leads.parsing import FileProblem
-from leads.services import import_batch_create, import_batch_run_now
+from leads.services.imports import import_batch_create
+from leads.services.runs import import_batch_run_now
 
 
 def leads_cmd(*args) -> str:

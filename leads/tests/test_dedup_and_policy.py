@@ -13,7 +13,8 @@ from leads.models import (
     LeadStatus,
     RowIssueKind,
 )
-from leads.services import AlreadyImportedError, campaign_lead_policy_set
+from leads.services.rules import campaign_lead_policy_set
+from leads.services.runs import AlreadyImportedError
 from tests.factories import CampaignFactory, IcpSegmentFactory, LeadFactory, VentureFactory
 from ventures.models import AuditEvent
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from leads.models import Lead
-from leads.services import leads_demo_import
+from leads.services.imports import leads_demo_import
 
 
 def test_demo_import_loads_the_apollo_sample_and_is_repeatable(campaign, sample_dir):

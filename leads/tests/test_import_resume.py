@@ -14,15 +14,12 @@ from django.db import OperationalError
 from django.urls import reverse
 from django.utils import timezone
 
-from leads import services, tasks
+from leads import tasks
+from leads.importing import LeaseLost
 from leads.models import BatchState, ImportBatch, ImportRowError, Lead
-from leads.services import (
-    import_batch_create,
-    import_batch_resume,
-    import_batch_run_now,
-    import_batches_recover,
-    lead_import,
-)
+from leads.services import runs
+from leads.services.imports import import_batch_create, lead_import
+from leads.services.runs import import_batch_resume, import_batch_run_now, import_batches_recover
 from leads.signals import IMPORT_RECOVERY_SCHEDULE
 from leads.suppression import suppression_add
 from tests.factories import CampaignFactory, ImportBatchFactory, VentureFactory
@@ -79,7 +76,7 @@ def _pending(campaign, path: Path, monkeypatch) -> ImportBatch:
     """A stored upload whose task has not run yet (queued after a commit that, in a test
     transaction, never comes; with a real commit the queueing is held back here)."""
     with monkeypatch.context() as patch:
-        patch.setattr(services, "_queue_run", lambda batch_id: None)
+        patch.setattr(runs, "import_batch_queue", lambda batch_id: None)
         return import_batch_create(
             campaign=campaign, source_path=path, file_name=path.name, actor="op", source="Q4"
         )
@@ -166,13 +163,13 @@ def test_a_claimed_batch_cannot_be_claimed_again_while_its_lease_is_live(
     campaign, lead_file, monkeypatch
 ):
     batch = _pending(campaign, lead_file, monkeypatch)
-    first = services.import_batch_claim(batch.pk)
+    first = runs.import_batch_claim(batch.pk)
     assert first is not None
     claimed, token = first
     assert claimed.state == BatchState.RUNNING and claimed.lease_token == token
     assert claimed.lease_until > timezone.now() + dt.timedelta(seconds=240)
 
-    assert services.import_batch_claim(batch.pk) is None
+    assert runs.import_batch_claim(batch.pk) is None
     assert import_batch_run_now(batch_id=batch.pk) is False
     assert tasks.import_batch_run(batch.pk) is False
     assert import_batches_recover() == []
@@ -183,15 +180,15 @@ def test_a_claimed_batch_cannot_be_claimed_again_while_its_lease_is_live(
 
 def test_a_lapsed_lease_is_claimed_once_and_counts_as_a_resume(campaign, lead_file, monkeypatch):
     batch = _pending(campaign, lead_file, monkeypatch)
-    _, old_token = services.import_batch_claim(batch.pk)
+    _, old_token = runs.import_batch_claim(batch.pk)
     _lapse(batch)
 
-    claimed, token = services.import_batch_claim(batch.pk)
+    claimed, token = runs.import_batch_claim(batch.pk)
     assert token != old_token and claimed.resumes == 1 and claimed.slices == 2
-    assert services.import_batch_claim(batch.pk) is None
+    assert runs.import_batch_claim(batch.pk) is None
     # The stopped runner, if it ever wakes up, can no longer extend the lease: it stops.
-    with pytest.raises(services.LeaseLost):
-        services.ImportLease(batch.pk, old_token)(4, 14)
+    with pytest.raises(LeaseLost):
+        runs.ImportLease(batch.pk, old_token)(4, 14)
 
 
 def test_a_runner_that_lost_its_lease_mid_import_cannot_commit_another_chunk(
@@ -210,7 +207,7 @@ def test_a_runner_that_lost_its_lease_mid_import_cannot_commit_another_chunk(
         if len(chunks) == 2:
             # It stalled past its lease while writing; another runner claimed the batch.
             _lapse(batch)
-            assert services.import_batch_claim(batch.pk) is not None
+            assert runs.import_batch_claim(batch.pk) is not None
         return counts
 
     monkeypatch.setattr(
@@ -294,7 +291,7 @@ def test_an_import_interrupted_again_and_again_is_given_up_with_a_message(
     campaign, lead_file, monkeypatch
 ):
     batch = _interrupted(campaign, lead_file, monkeypatch)
-    ImportBatch.objects.filter(pk=batch.pk).update(resumes=services.MAX_RESUMES)
+    ImportBatch.objects.filter(pk=batch.pk).update(resumes=runs.MAX_RESUMES)
     batch.refresh_from_db()
 
     assert import_batch_run_now(batch_id=batch.pk) is True
@@ -302,7 +299,7 @@ def test_an_import_interrupted_again_and_again_is_given_up_with_a_message(
     batch.refresh_from_db()
     assert batch.state == BatchState.FAILED and batch.rows_done == CHUNK
     assert batch.error.startswith(
-        f"The import was interrupted {services.MAX_RESUMES + 1} times, the last time at row 4 "
+        f"The import was interrupted {runs.MAX_RESUMES + 1} times, the last time at row 4 "
         "of 14, and is not resumed again"
     )
     assert not Path(batch.stored_path).exists()
@@ -352,7 +349,7 @@ def test_a_command_line_import_that_died_is_closed_with_a_message(campaign, lead
 
 def test_recovery_picks_only_imports_whose_runner_stopped(campaign, monkeypatch):
     queued: list[int] = []
-    monkeypatch.setattr(services, "_queue_run", queued.append)
+    monkeypatch.setattr(runs, "import_batch_queue", queued.append)
     now = timezone.now()
     past, future = now - dt.timedelta(seconds=5), now + dt.timedelta(seconds=60)
     old = now - dt.timedelta(hours=1)
@@ -412,7 +409,7 @@ def test_each_task_runs_one_slice_and_queues_the_next_on_a_real_cluster(
     settings.AICMO_IMPORT_SLICE_SECONDS = 0
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}
     queued: list[int] = []
-    monkeypatch.setattr(services, "_queue_run", queued.append)
+    monkeypatch.setattr(runs, "import_batch_queue", queued.append)
 
     seen = []
     while len(queued) < 10:
@@ -441,7 +438,7 @@ def test_a_slice_is_not_ended_after_the_last_chunk(campaign, write_csv, settings
     settings.AICMO_IMPORT_SLICE_SECONDS = 0
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "sync": False}
     queued: list[int] = []
-    monkeypatch.setattr(services, "_queue_run", queued.append)
+    monkeypatch.setattr(runs, "import_batch_queue", queued.append)
 
     tasks.import_batch_run(batch.pk)
     tasks.import_batch_run(batch.pk)
@@ -476,7 +473,7 @@ def test_leads_resume_finishes_an_interrupted_import_and_is_audited(
 
 def test_leads_resume_refuses_with_one_line_messages(campaign, lead_file, monkeypatch):
     batch = _pending(campaign, lead_file, monkeypatch)
-    services.import_batch_claim(batch.pk)
+    runs.import_batch_claim(batch.pk)
     with pytest.raises(CommandError, match=rf"Import #{batch.pk} is still running"):
         leads_cmd("resume", str(batch.pk))
     with pytest.raises(CommandError, match="ImportBatch matching query does not exist"):
@@ -531,7 +528,7 @@ def test_admin_resume_of_a_live_import_is_refused_and_offers_no_button(
     client, operator, campaign, lead_file, monkeypatch
 ):
     batch = _pending(campaign, lead_file, monkeypatch)
-    services.import_batch_claim(batch.pk)
+    runs.import_batch_claim(batch.pk)
     client.force_login(operator)
     url = reverse("admin:leads_importbatch_operation", args=[batch.pk, "resume"])
     page = client.get(reverse("admin:leads_importbatch_change", args=[batch.pk]))
@@ -592,7 +589,7 @@ def test_progress_endpoint_reports_interruption_resumes_and_last_progress(
     assert data["state_label"] == "Interrupted: its worker stopped; waiting to be resumed"
     assert 0 <= data["last_progress_seconds_ago"] < 60
 
-    services.import_batch_claim(batch.pk)
+    runs.import_batch_claim(batch.pk)
     data = client.get(url).json()
     assert data["interrupted"] is False and data["resumes"] == 1
     assert data["state_label"] == ("Running (resumed after an interruption); resumed 1 time")

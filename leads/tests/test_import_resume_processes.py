@@ -15,10 +15,12 @@ from itertools import accumulate, chain, islice, repeat
 import pytest
 from django.utils import timezone
 
-from leads import importing, services
+from leads import importing
 from leads.models import BatchState, ImportBatch
 from leads.samples import APOLLO_HEADERS, apollo_rows
-from leads.services import import_batch_create, import_batch_resume, import_batch_run_now
+from leads.services import imports, runs
+from leads.services.imports import import_batch_create
+from leads.services.runs import import_batch_resume, import_batch_run_now
 from leads.tests.test_concurrency import _database_url
 from leads.tests.test_import_resume import issues_of, leads_of
 from tests.factories import CampaignFactory, VentureFactory
@@ -43,7 +45,7 @@ def _write_file(path):
 
 def _pending(campaign, path, monkeypatch) -> ImportBatch:
     with monkeypatch.context() as patch:
-        patch.setattr(services, "_queue_run", lambda batch_id: None)  # started by hand below
+        patch.setattr(runs, "import_batch_queue", lambda batch_id: None)  # started by hand below
         return import_batch_create(
             campaign=campaign, source_path=path, file_name=path.name, actor="op", source="list"
         )
@@ -104,19 +106,19 @@ def test_an_import_whose_worker_is_killed_is_resumed_to_the_result_of_a_clean_im
     # Whole chunks only: counters commit with their rows (the first chunks are the ramp's).
     sizes = chain(importing._ramp(importing.CHUNK_ROWS), repeat(importing.CHUNK_ROWS))
     assert batch.rows_done in set(accumulate(islice(sizes, 200)))
-    assert services.import_batches_recover() == []  # the lease has not lapsed yet
+    assert runs.import_batches_recover() == []  # the lease has not lapsed yet
 
     # The lease period passes without progress: the recovery schedule resumes the import.
     ImportBatch.objects.filter(pk=batch.pk).update(
         lease_until=timezone.now() - dt.timedelta(seconds=1)
     )
-    assert services.import_batches_recover() == [batch.pk]  # runs inline (AICMO_Q_SYNC)
+    assert runs.import_batches_recover() == [batch.pk]  # runs inline (AICMO_Q_SYNC)
 
     batch.refresh_from_db()
     assert batch.state == BatchState.DONE and batch.resumes == 1 and batch.rows_done == ROWS
     clean_campaign = CampaignFactory(venture=VentureFactory(name="Clean", slug="clean"))
     clean = ImportBatch.objects.get(
-        pk=services.lead_import(
+        pk=imports.lead_import(
             campaign=clean_campaign, path=path, actor="test", source="list"
         ).batch_id
     )
@@ -129,11 +131,11 @@ def test_an_import_whose_worker_is_killed_is_resumed_to_the_result_of_a_clean_im
 CLAIM = """
 import django; django.setup()
 import sys, time
-from leads import importing, services
+from leads.services import runs
 start = float(sys.argv[1])
 while time.time() < start:
     time.sleep(0.001)
-claim = services.import_batch_claim({batch_id})
+claim = runs.import_batch_claim({batch_id})
 print(claim[1] if claim else "-")
 """
 

@@ -9,7 +9,7 @@ import openpyxl
 import pytest
 
 from leads.models import ImportBatch, ImportRowError, Lead, RowIssueKind
-from leads.services import lead_import_preview
+from leads.services.imports import lead_import_preview
 
 # (file, rows, unique valid emails, invalid or missing) as the data README states.
 SAMPLES = [

@@ -18,14 +18,9 @@ from leads.models import (
     SuppressionKind,
     identity_hash_of,
 )
-from leads.services import (
-    PERSONAL_FIELDS,
-    lead_data_export,
-    lead_erase,
-    lead_rescore,
-    leads_export,
-    spreadsheet_safe,
-)
+from leads.services.exports import leads_export, spreadsheet_safe
+from leads.services.privacy import PERSONAL_FIELDS, lead_data_export, lead_erase
+from leads.services.rules import lead_rescore
 from leads.signals import lead_erased
 from leads.suppression import suppression_add, suppression_values_from_file
 from tests.factories import CampaignFactory, LeadFactory

@@ -14,7 +14,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
 
-from leads.services import lead_counts, leads_demo_import
+from leads.selectors import lead_counts
+from leads.services.imports import leads_demo_import
 from templating.services import campaign_templates_check
 from ventures.campaign_code import CampaignCodeError, campaign_load
 from ventures.commands import ProjectCommand

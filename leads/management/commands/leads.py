@@ -16,13 +16,10 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from leads.models import BatchState, ImportBatch
-from leads.services import (
-    ImportOutcome,
-    import_batch_resume,
-    lead_erase,
-    lead_import,
-    leads_export,
-)
+from leads.services.exports import leads_export
+from leads.services.imports import ImportOutcome, lead_import
+from leads.services.privacy import lead_erase
+from leads.services.runs import import_batch_resume
 from leads.suppression import suppression_add, suppression_values_from_file
 from ventures.commands import ProjectCommand, current_user
 from ventures.models import Campaign, Venture

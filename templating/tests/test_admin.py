@@ -408,3 +408,14 @@ def test_versions_and_render_logs_are_scoped_to_visible_ventures(
     assert "Opener v1" in logs and "Foreign template" not in logs
     change = reverse("admin:templating_messagetemplateversion_change", args=[foreign_version.pk])
     assert op_client.get(change).status_code == 404
+
+
+@pytest.mark.parametrize("ref", ["lead:²", "lead:٣", "lead:99999999999999999999999", "lead:", "x"])
+def test_preview_recipient_that_is_no_lead_id_is_a_404_not_a_500(
+    op_client, template, campaign, ref
+):
+    LeadFactory(campaign=campaign)
+    response = op_client.get(
+        url("preview", template.pk), {"campaign": campaign.pk, "recipient": ref}
+    )
+    assert response.status_code == 404

@@ -17,7 +17,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.urls import reverse
 
-from leads.models import ImportBatch, ImportRowError, Lead
+from leads.models import BatchState, ImportBatch, ImportRowError, Lead
 from leads.parsing import FileProblem
 from leads.tests import bad_files
 from tests.proc import clean_env, manage, python
@@ -260,8 +260,8 @@ def test_the_preview_of_a_windows_1252_upload_says_it_is_not_utf8(signed_in, cam
 
 
 @pytest.mark.django_db
-def test_the_preview_of_a_big_upload_reads_only_its_start_and_the_confirm_checks_it_all(
-    signed_in, campaign, settings
+def test_a_big_upload_is_read_whole_by_the_worker_not_by_the_preview_nor_the_confirm(
+    signed_in, campaign, settings, django_capture_on_commit_callbacks
 ):
     settings.AICMO_IMPORT_BACKGROUND_BYTES = 4096  # the preview's byte budget
     rows = "".join(f"p{i}@acme.example,Ann,Smith\n" for i in range(3000))
@@ -273,7 +273,10 @@ def test_the_preview_of_a_big_upload_reads_only_its_start_and_the_confirm_checks
     assert preview.status_code == 200 and "errorlist" not in page  # the bad end was not read
     assert "read only the start of the file" in page and "at least" in page
     ticket = re.search(r'name="ticket" value="([^"]+)"', page).group(1)
-    confirmed = signed_in.post(reverse("admin:leads_lead_import_confirm"), {"ticket": ticket})
-    assert confirmed.status_code == 200
-    assert "do not have the 3 columns" in html.unescape(confirmed.content.decode())
-    assert Lead.objects.count() == 0 and ImportBatch.objects.count() == 0
+    with django_capture_on_commit_callbacks(execute=True):
+        confirmed = signed_in.post(reverse("admin:leads_lead_import_confirm"), {"ticket": ticket})
+    assert confirmed.status_code == 302  # to the batch page: the worker reads the file whole
+    batch = ImportBatch.objects.get()
+    assert batch.state == BatchState.FAILED
+    assert "do not have the 3 columns" in batch.error
+    assert Lead.objects.count() == 0

@@ -12,6 +12,7 @@ from urllib.parse import quote
 import pytest
 from django.contrib import admin
 from django.contrib.admin import SimpleListFilter
+from django.db import connection
 from django.test import RequestFactory
 from django.urls import reverse
 
@@ -137,9 +138,24 @@ def test_an_invalid_id_filter_is_ignored_with_a_message(client, people, path, pa
 
 
 def test_a_lookup_the_database_cannot_take_shows_the_plain_list_with_a_message(client, people):
+    """Django's own filter on auth users: past 64 bits SQLite overflows, and the guard answers
+    with the plain list and a message; PostgreSQL's backend answers it as matching nothing."""
     client.force_login(people["administrator"])
     url = reverse("admin:auth_user_changelist")
     response = client.get(f"{url}?groups=99999999999999999999999", follow=True)
+    assert response.status_code == 200
+    if response.redirect_chain:
+        assert response.redirect_chain == [(url, 302)]
+        shown = [str(m) for m in response.context["messages"]]
+        assert "The filter or search in the address was not valid and was ignored." in shown
+    else:
+        assert connection.vendor == "postgresql"
+
+
+def test_a_lookup_django_refuses_shows_the_plain_list_with_a_message(client, people):
+    client.force_login(people["administrator"])
+    url = reverse("admin:auth_user_changelist")
+    response = client.get(f"{url}?is_staff__exact=maybe&date_joined__gte=yesterday", follow=True)
     assert response.status_code == 200
     assert response.redirect_chain == [(url, 302)]
     shown = [str(m) for m in response.context["messages"]]

@@ -232,21 +232,3 @@ def ticket_run(*, ticket: dict, campaign: Campaign, user) -> tuple[ImportBatch |
         path.unlink(missing_ok=True)
     batch.refresh_from_db()
     return batch, ""
-
-
-def counts_text(batch: ImportBatch) -> str:
-    parts = [
-        f"{batch.rows_total} rows",
-        f"{batch.created} created",
-        f"{batch.updated} updated",
-        f"{batch.unchanged} unchanged",
-        f"{batch.duplicates_in_file} duplicates in the file",
-        f"{batch.duplicates_in_campaign} already in the campaign",
-        f"{batch.skipped_active_elsewhere} skipped (active in another campaign)",
-        f"{batch.suppressed} suppressed",
-        f"{batch.invalid} invalid",
-    ]
-    text = ", ".join(parts) + "."
-    if batch.error:
-        text += f" Error: {batch.error}"
-    return text

@@ -325,6 +325,19 @@ COUNT_FIELDS = (
 )
 
 
+def import_counts_text(counts: dict[str, int]) -> str:
+    """What an import did, in the words every way of showing it uses (the admin's message, the
+    `leads import` and `leads resume` commands, the demo): `counts` as `ImportBatch.counts()`."""
+    return (
+        f"{counts['rows_total']} rows, {counts['created']} created, {counts['updated']} updated, "
+        f"{counts['unchanged']} unchanged, {counts['duplicates_in_file']} duplicates in the "
+        f"file, {counts['duplicates_in_campaign']} already in the campaign, "
+        f"{counts['active_elsewhere']} active in another campaign "
+        f"({counts['skipped_active_elsewhere']} skipped), {counts['suppressed']} suppressed, "
+        f"{counts['invalid']} invalid."
+    )
+
+
 class RowIssueKind(models.TextChoices):
     INVALID = "invalid", "Invalid"
     DUPLICATE = "duplicate", "Duplicate in the file"

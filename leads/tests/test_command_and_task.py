@@ -25,7 +25,7 @@ def leads_cmd(*args) -> str:
 
 def test_import_prints_a_summary_and_json(sample_dir, campaign):
     text = leads_cmd("import", campaign.slug, str(sample_dir / "lemlist_export_sample.csv"))
-    assert "created 28" in text and "invalid 1" in text and "duplicates in file 1" in text
+    assert "28 created" in text and "1 invalid" in text and "1 duplicates in the file" in text
 
     data = json.loads(
         leads_cmd(
@@ -68,7 +68,7 @@ def test_import_failures_are_one_line_command_errors(sample_dir, campaign, write
     text = leads_cmd(
         "import", campaign.slug, str(sample_dir / "apollo_export_sample.csv"), "--force"
     )
-    assert "already in campaign 51" in text
+    assert "51 already in the campaign" in text
 
 
 def test_export_suppress_and_erase(sample_dir, campaign, tmp_path, write_csv):

@@ -14,6 +14,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
 
+from leads.models import import_counts_text
 from leads.selectors import lead_counts
 from leads.services.imports import leads_demo_import
 from templating.services import campaign_templates_check
@@ -72,9 +73,7 @@ class Command(ProjectCommand):
             f"{summary['effective_daily_limit']} sends allowed today."
         )
         self.stdout.write(
-            f"Imported {imported.file_name}: {counts['rows_total']} rows, {counts['created']} new, "
-            f"{counts['updated']} updated, {counts['duplicates_in_file']} duplicates in the file, "
-            f"{counts['invalid']} invalid, {counts['suppressed']} suppressed; "
+            f"Imported {imported.file_name}: {import_counts_text(counts)} "
             f"{lead_counts(campaign)['active']} active leads in the campaign."
         )
         self.stdout.write(f"Templates: {check.summary()}")

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from leads.models import BatchState, ImportBatch
+from leads.models import BatchState, ImportBatch, import_counts_text
 from leads.services.exports import leads_export
 from leads.services.imports import ImportOutcome, lead_import
 from leads.services.privacy import lead_erase
@@ -129,10 +129,7 @@ class Command(ProjectCommand):
         self.emit(
             {"batch": batch.pk, "state": batch.state, "resumes": batch.resumes, "counts": c},
             f"{head} ({c['rows_done']} of {c['rows_total']} rows done; resumed "
-            f"{batch.resumes} time(s)).\n"
-            f"  created {c['created']}, updated {c['updated']}, unchanged {c['unchanged']}\n"
-            f"  duplicates in file {c['duplicates_in_file']}, already in campaign "
-            f"{c['duplicates_in_campaign']}, suppressed {c['suppressed']}, invalid {c['invalid']}",
+            f"{batch.resumes} time(s)).\n  {import_counts_text(c)}",
         )
 
     def _export(self, options: dict[str, Any]) -> None:
@@ -195,12 +192,7 @@ def _import_summary(campaign: Campaign, outcome: ImportOutcome) -> str:
     return (
         f"{head}: {outcome.file_name} into {campaign.slug} ({outcome.encoding}, "
         f"{outcome.delimiter}), {c['rows_total']} rows in {outcome.seconds:.1f}s "
-        f"({rate:,.0f} rows/s).\n"
-        f"  created {c['created']}, updated {c['updated']}, unchanged {c['unchanged']}\n"
-        f"  duplicates in file {c['duplicates_in_file']}, already in campaign "
-        f"{c['duplicates_in_campaign']}, active in another campaign {c['active_elsewhere']} "
-        f"(skipped {c['skipped_active_elsewhere']})\n"
-        f"  suppressed {c['suppressed']}, invalid {c['invalid']}"
+        f"({rate:,.0f} rows/s).\n  {import_counts_text(c)}"
     )
 
 

@@ -11,7 +11,7 @@ class AicmoSiteConfig(AppConfig):
         # the site only makes them system checks, run by every manage.py command.
         from django.contrib import admin
 
-        from ventures.admin import guard_admin_site
+        from ventures.admin_toolkit import guard_admin_site
         from ventures.preflight import settings_checks
 
         checks.register(settings_checks, "aicmo")

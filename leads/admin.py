@@ -19,11 +19,11 @@ from __future__ import annotations
 import csv
 import json
 
+from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.contrib.admin.utils import model_ngettext
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -31,8 +31,6 @@ from django.utils.html import format_html, format_html_join
 
 from leads import admin_services
 from leads.forms import (
-    ApiTokenCreateForm,
-    BulkActionForm,
     ImportConfirmForm,
     LeadImportForm,
     SuppressionEntryForm,
@@ -40,6 +38,7 @@ from leads.forms import (
 from leads.models import (
     BatchState,
     CampaignLeadPolicy,
+    ConsentStatus,
     ImportBatch,
     ImportRowError,
     Lead,
@@ -47,6 +46,7 @@ from leads.models import (
     ScoringRule,
     SuppressionEntry,
     SuppressionKind,
+    import_counts_text,
 )
 from leads.services.exports import spreadsheet_safe
 from leads.services.privacy import lead_data_export
@@ -55,70 +55,29 @@ from leads.services.runs import import_batch_resume
 from leads.suppression import leads_suppress, suppression_add
 from leads.views import capture_url
 from ventures import services as venture_services
-from ventures.admin import (
+from ventures.admin_toolkit import (
     AuditedAdmin,
+    CampaignFilter,
     CappedCountPaginator,
     IdChoiceFilter,
     Operation,
     OperationsAdmin,
+    ReadOnlyMixin,
     ScopedAdmin,
-    VisibleVentureFilter,
+    VentureFilter,
+    scope_to_ventures,
+    visible_campaigns,
 )
-from ventures.models import Campaign, IcpSegment, Venture, VentureApiToken
+from ventures.models import Campaign, IcpSegment, Venture
 from ventures.selectors import (
-    campaigns_visible_to,
     user_sees_all_ventures,
-    ventures_visible_to,
 )
 
 RECENT_BATCHES = 25  # batches offered in the lead list's batch filter
 ROW_ERRORS_SHOWN = 50  # on the batch page; the CSV download has them all
 
 
-# --- Scoping ---------------------------------------------------------------------------------
-
-
-def sees_all(request) -> bool:
-    """user_sees_all_ventures, asked once per request (it costs a query)."""
-    cached = getattr(request, "_aicmo_sees_all", None)
-    if cached is None:
-        cached = request._aicmo_sees_all = user_sees_all_ventures(request.user)
-    return cached
-
-
-def visible_venture_ids(request) -> list[int]:
-    """The ids of ventures_visible_to(user), read once per request."""
-    cached = getattr(request, "_aicmo_venture_ids", None)
-    if cached is None:
-        cached = list(ventures_visible_to(request.user).values_list("pk", flat=True))
-        request._aicmo_venture_ids = cached
-    return cached
-
-
-def scoped(queryset, request, lookup: str = "venture"):
-    """`queryset` restricted to the ventures the request's user may see."""
-    if sees_all(request):
-        return queryset
-    return queryset.filter(**{f"{lookup}__in": visible_venture_ids(request)})
-
-
-def visible_campaigns(request):
-    campaigns = campaigns_visible_to(request.user) if sees_all(request) else None
-    if campaigns is None:  # the same rule as campaigns_visible_to, without asking again
-        campaigns = Campaign.objects.filter(venture_id__in=visible_venture_ids(request))
-    return campaigns.select_related("venture").order_by("venture__name", "name")
-
-
 # --- Changelist machinery --------------------------------------------------------------------
-
-
-class CampaignFilter(IdChoiceFilter):
-    title = "campaign"
-    parameter_name = "campaign"
-    field = "campaign_id"
-
-    def lookups(self, request, model_admin):
-        return [(c.pk, f"{c.venture.name} / {c.name}") for c in visible_campaigns(request)]
 
 
 class SegmentFilter(IdChoiceFilter):
@@ -127,7 +86,7 @@ class SegmentFilter(IdChoiceFilter):
     field = "segment_id"
 
     def lookups(self, request, model_admin):
-        segments = scoped(IcpSegment.objects.select_related("venture"), request)
+        segments = scope_to_ventures(IcpSegment.objects.select_related("venture"), request)
         return [
             (s.pk, f"{s.venture.name} / {s.name}") for s in segments.order_by("venture", "name")
         ]
@@ -141,7 +100,7 @@ class BatchFilter(IdChoiceFilter):
     field = "source_batch_id"
 
     def lookups(self, request, model_admin):
-        batches = scoped(ImportBatch.objects.all(), request, "campaign__venture")
+        batches = scope_to_ventures(ImportBatch.objects.all(), request, "campaign__venture")
         rows = batches.order_by("-id").values_list("pk", "file_name", "channel")
         chosen = self.chosen_id()
         if chosen is not None:
@@ -153,11 +112,98 @@ class BatchFilter(IdChoiceFilter):
         return [(pk, f"#{pk} {name or channel}") for pk, name, channel in rows]
 
 
+# --- Lead operations: one set-wise service call for a whole selection ---------------------------
+
+
+def _leads(count: int) -> str:
+    return f"{count} {model_ngettext(Lead._meta, count)}"
+
+
+def _mark_dnc(leads, user, data: dict) -> list[tuple[int, str]]:
+    total = leads.count()
+    changed = admin_services.leads_mark_dnc(leads=leads, actor=user, reason=data["reason"])
+    text = f"Marked {_leads(changed)} do-not-contact."
+    if total - changed:
+        text += f" {_leads(total - changed)} already were."
+    return [(messages.SUCCESS, text)]
+
+
+def _suppress(leads, user, data: dict) -> list[tuple[int, str]]:
+    result = leads_suppress(leads=leads, actor=user, reason=data["reason"])
+    created = result.added
+    return [
+        (
+            messages.SUCCESS,
+            f"Added {created} suppression entr{'y' if created == 1 else 'ies'}; "
+            f"{_leads(result.leads_suppressed)} suppressed across the venture's campaigns.",
+        )
+    ]
+
+
+def _move_to_segment(leads, user, data: dict) -> list[tuple[int, str]]:
+    segment = data["segment"]
+    moved, refused = admin_services.leads_move_to_segment(
+        leads=leads, segment=segment, actor=user, reason=data["reason"]
+    )
+    shown = [(messages.SUCCESS, f"Moved {_leads(moved)} to {segment}.")]
+    if refused:
+        shown.append(
+            (
+                messages.WARNING,
+                f"{_leads(refused)} of another venture left as they were: a segment belongs to "
+                "one venture.",
+            )
+        )
+    return shown
+
+
+def _segment_field(request) -> dict[str, forms.Field]:
+    segments = scope_to_ventures(IcpSegment.objects.select_related("venture"), request)
+    return {
+        "segment": forms.ModelChoiceField(
+            queryset=segments, help_text="Only leads of the segment's venture are moved."
+        )
+    }
+
+
+LEAD_OPERATIONS = {
+    op.name: op
+    for op in (
+        Operation(
+            name="mark-dnc",
+            label="Mark do-not-contact",
+            permission="change",
+            apply_all=_mark_dnc,
+            confirm=True,
+            warning="They will never be contacted again; no import can lift DNC.",
+        ),
+        Operation(
+            name="suppress",
+            label="Suppress",
+            permission="change",
+            apply_all=_suppress,
+            confirm=True,
+            warning="Each person goes on their venture's suppression list: they are never "
+            "contacted in any campaign of the venture and never re-imported as active.",
+        ),
+        Operation(
+            name="move-to-segment",
+            label="Move to an ICP segment",
+            permission="change",
+            apply_all=_move_to_segment,
+            confirm=True,
+            fields=_segment_field,
+        ),
+    )
+}
+
+
 # --- Leads -----------------------------------------------------------------------------------
 
 
 @admin.register(Lead)
-class LeadAdmin(ScopedAdmin):
+class LeadAdmin(OperationsAdmin):
+    operations = LEAD_OPERATIONS
     list_display = (
         "email_or_id",
         "full_name",
@@ -254,9 +300,6 @@ class LeadAdmin(ScopedAdmin):
         ),
     )
 
-    def get_queryset(self, request):
-        return scoped(super().get_queryset(request), request)
-
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip().lower()
         if not term:
@@ -273,21 +316,20 @@ class LeadAdmin(ScopedAdmin):
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "segment":
-            kwargs["queryset"] = scoped(IcpSegment.objects.all(), request)
+            kwargs["queryset"] = scope_to_ventures(IcpSegment.objects.all(), request)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def has_add_permission(self, request):
         return False  # leads arrive through imports, the capture form and the API
 
+    def applicable_operations(self, obj: Lead) -> list[str]:
+        if obj.status == LeadStatus.ERASED:
+            return []
+        names = [] if obj.consent_status == ConsentStatus.DNC else ["mark-dnc"]
+        return names if obj.status == LeadStatus.SUPPRESSED else [*names, "suppress"]
+
     def has_delete_permission(self, request, obj=None):
         return False  # a person is removed by erasure (`leads erase`), never by a plain delete
-
-    def save_model(self, request, obj, form, change):
-        before = venture_services.snapshot(Lead.objects.get(pk=obj.pk))
-        super().save_model(request, obj, form, change)
-        venture_services.audit_changes(
-            actor=request.user, entity=obj, before=before, action="lead.update"
-        )
 
     @admin.display(description="email", ordering="id")
     def email_or_id(self, obj: Lead) -> str:
@@ -419,109 +461,28 @@ class LeadAdmin(ScopedAdmin):
         if batch.state in (BatchState.PENDING, BatchState.RUNNING):
             text = f"Import #{batch.pk} of {batch.rows_total} rows runs in the background."
         else:
-            text = f"Import #{batch.pk} finished: " + admin_services.counts_text(batch)
+            text = f"Import #{batch.pk} finished: " + import_counts_text(batch.counts())
+            if batch.error:
+                text += f" Error: {batch.error}"
         level = messages.ERROR if batch.state == BatchState.FAILED else messages.SUCCESS
         self.message_user(request, text, level)
         return HttpResponseRedirect(reverse("admin:leads_importbatch_change", args=[batch.pk]))
 
-    # Bulk actions: a confirm page (with a reason for the audit trail), then one service call.
-
-    def _confirm(self, request, queryset, *, action: str, title: str, warning: str, segments=None):
-        """The confirm page, or the form's cleaned data once the operator confirmed."""
-        if request.POST.get("post") == "yes":
-            form = BulkActionForm(request.POST, segments=segments)
-            if form.is_valid():
-                return form.cleaned_data
-        else:
-            form = BulkActionForm(segments=segments)
-        context = {
-            **self.admin_site.each_context(request),
-            "title": title,
-            "opts": self.opts,
-            "warning": warning,
-            "count": queryset.count(),
-            "form": form,
-            "action_name": action,
-            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
-            "select_across": request.POST.get("select_across") == "1",
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-        }
-        request.current_app = self.admin_site.name
-        return TemplateResponse(request, "admin/leads/lead/bulk_confirm.html", context)
-
-    def _leads(self, count: int) -> str:
-        return f"{count} {model_ngettext(self.opts, count)}"
+    # Bulk actions: the toolkit's confirm page (with a reason for the audit trail), then one
+    # set-wise service call for the whole selection.
 
     @admin.action(description="Mark selected leads do-not-contact…", permissions=["change"])
     def mark_dnc(self, request, queryset):
-        step = self._confirm(
-            request,
-            queryset,
-            action="mark_dnc",
-            title="Mark leads do-not-contact",
-            warning="They will never be contacted again; no import can lift DNC.",
-        )
-        if isinstance(step, TemplateResponse):
-            return step
-        total = queryset.count()
-        changed = admin_services.leads_mark_dnc(
-            leads=queryset, actor=request.user, reason=step["reason"]
-        )
-        text = f"Marked {self._leads(changed)} do-not-contact."
-        if total - changed:
-            text += f" {self._leads(total - changed)} already were."
-        self.message_user(request, text, messages.SUCCESS)
-        return None
+        return self.confirm_operation(request, queryset, self.operations["mark-dnc"], "mark_dnc")
 
     @admin.action(description="Suppress selected leads…", permissions=["change"])
     def suppress(self, request, queryset):
-        step = self._confirm(
-            request,
-            queryset,
-            action="suppress",
-            title="Add leads to the suppression list",
-            warning="Each person goes on their venture's suppression list: they are never "
-            "contacted in any campaign of the venture and never re-imported as active.",
-        )
-        if isinstance(step, TemplateResponse):
-            return step
-        result = leads_suppress(leads=queryset, actor=request.user, reason=step["reason"])
-        created, suppressed = result.added, result.leads_suppressed
-        self.message_user(
-            request,
-            f"Added {created} suppression entr{'y' if created == 1 else 'ies'}; "
-            f"{self._leads(suppressed)} suppressed across the venture's campaigns.",
-            messages.SUCCESS,
-        )
-        return None
+        return self.confirm_operation(request, queryset, self.operations["suppress"], "suppress")
 
     @admin.action(description="Move selected leads to an ICP segment…", permissions=["change"])
     def move_to_segment(self, request, queryset):
-        segments = scoped(IcpSegment.objects.select_related("venture"), request)
-        step = self._confirm(
-            request,
-            queryset,
-            action="move_to_segment",
-            title="Move leads to an ICP segment",
-            warning="",
-            segments=segments,
-        )
-        if isinstance(step, TemplateResponse):
-            return step
-        moved, refused = admin_services.leads_move_to_segment(
-            leads=queryset, segment=step["segment"], actor=request.user, reason=step["reason"]
-        )
-        self.message_user(
-            request, f"Moved {self._leads(moved)} to {step['segment']}.", messages.SUCCESS
-        )
-        if refused:
-            self.message_user(
-                request,
-                f"{self._leads(refused)} of another venture left as they were: a segment "
-                "belongs to one venture.",
-                messages.WARNING,
-            )
-        return None
+        op = self.operations["move-to-segment"]
+        return self.confirm_operation(request, queryset, op, "move_to_segment")
 
 
 def _flatten(fields) -> list[str]:
@@ -555,8 +516,12 @@ IMPORT_BATCH_OPERATIONS = {
 
 
 @admin.register(ImportBatch)
-class ImportBatchAdmin(OperationsAdmin):
+class ImportBatchAdmin(ReadOnlyMixin, OperationsAdmin):
+    """A batch is a record of what happened: created by imports (the lead list's Import
+    button), never added, changed or deleted here; an interrupted one can be resumed."""
+
     operations = IMPORT_BATCH_OPERATIONS
+    venture_lookup = "campaign__venture"
     actions = ("resume_imports",)
     list_display = (
         "__str__",
@@ -625,20 +590,8 @@ class ImportBatchAdmin(OperationsAdmin):
         ("Mapping and rejected rows", {"fields": ("mapping_table", "row_errors_table")}),
     )
 
-    def get_queryset(self, request):
-        return scoped(super().get_queryset(request), request, "campaign__venture")
-
     def get_readonly_fields(self, request, obj=None):
         return [f for fs in self.fieldsets for f in _flatten(fs[1]["fields"])]
-
-    def has_add_permission(self, request):
-        return False  # batches are created by imports (see the lead list's Import button)
-
-    def has_change_permission(self, request, obj=None):
-        return False  # a batch is a record of what happened
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_resume_permission(self, request) -> bool:
         return request.user.has_perm("leads.add_importbatch")  # whoever may import
@@ -789,7 +742,7 @@ class SuppressionEntryAdmin(ScopedAdmin):
 
     list_display = ("shown_value", "kind", "venture", "reason", "source", "created_at")
     list_select_related = ("venture",)
-    list_filter = ("kind", VisibleVentureFilter)
+    list_filter = ("kind", VentureFilter)
     list_per_page = 100
     paginator = CappedCountPaginator
     show_full_result_count = False
@@ -798,12 +751,7 @@ class SuppressionEntryAdmin(ScopedAdmin):
     search_help_text = "Email or domain prefix."
     fields = ("kind", "value", "venture", "reason", "source", "created_at")
     readonly_fields = ("source", "created_at")
-
-    def get_queryset(self, request):
-        qs = super().get_queryset(request)
-        if sees_all(request):
-            return qs
-        return qs.filter(venture__isnull=True) | qs.filter(venture__in=visible_venture_ids(request))
+    with_global_rows = True  # a global entry stops a send in every venture: everyone sees it
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip().lower()
@@ -818,7 +766,11 @@ class SuppressionEntryAdmin(ScopedAdmin):
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change, **kwargs)
-        if obj is None and "venture" in form.base_fields and not sees_all(request):
+        if (
+            obj is None
+            and "venture" in form.base_fields
+            and not user_sees_all_ventures(request.user)
+        ):
             form.base_fields["venture"].required = True
         return form
 
@@ -830,7 +782,7 @@ class SuppressionEntryAdmin(ScopedAdmin):
         # never an erased person's identity entry (it is all that stops a re-import).
         if obj is not None and obj.kind == SuppressionKind.IDENTITY:
             return False
-        return sees_all(request) and super().has_delete_permission(request, obj)
+        return user_sees_all_ventures(request.user) and super().has_delete_permission(request, obj)
 
     form = SuppressionEntryForm
 
@@ -881,12 +833,9 @@ class SuppressionEntryAdmin(ScopedAdmin):
 class ScoringRuleAdmin(AuditedAdmin):
     list_display = ("label", "venture", "field", "points", "is_active")
     list_select_related = ("venture",)
-    list_filter = (VisibleVentureFilter, "field", "is_active")
+    list_filter = (VentureFilter, "field", "is_active")
     search_fields = ("label",)
     actions = ("rescore_ventures",)
-
-    def get_queryset(self, request):
-        return scoped(super().get_queryset(request), request)
 
     @admin.action(
         description="Re-score every lead of the selected rules' ventures", permissions=["change"]
@@ -908,14 +857,7 @@ class CampaignLeadPolicyAdmin(AuditedAdmin):
     list_display = ("campaign", "cross_campaign")
     list_select_related = ("campaign", "campaign__venture")
     list_filter = ("cross_campaign",)
-
-    def get_queryset(self, request):
-        return scoped(super().get_queryset(request), request, "campaign__venture")
-
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name == "campaign":
-            kwargs["queryset"] = visible_campaigns(request)
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+    venture_lookup = "campaign__venture"
 
     def get_readonly_fields(self, request, obj=None):
         return ("campaign",) if obj is not None else ()
@@ -926,92 +868,6 @@ class CampaignLeadPolicyAdmin(AuditedAdmin):
             campaign=obj.campaign, cross_campaign=obj.cross_campaign, actor=request.user
         )
         obj.pk = CampaignLeadPolicy.objects.get(campaign=obj.campaign).pk
-
-
-# --- Venture API tokens (Administrators only) -----------------------------------------------------
-
-
-class VentureApiTokenAdmin(admin.ModelAdmin):
-    """Create (plaintext shown once, on the page itself, never in a message or a log) and revoke."""
-
-    list_display = (
-        "name",
-        "venture",
-        "prefix",
-        "state",
-        "created_by",
-        "created_at",
-        "last_used_at",
-    )
-    list_select_related = ("venture",)
-    list_filter = (VisibleVentureFilter,)
-    actions = ("revoke_tokens",)
-    fields = ("venture", "name", "prefix", "created_by", "created_at", "last_used_at", "revoked_at")
-    readonly_fields = fields
-
-    def _administrator(self, request) -> bool:
-        return sees_all(request)
-
-    def has_module_permission(self, request):
-        return self._administrator(request)
-
-    def has_view_permission(self, request, obj=None):
-        return self._administrator(request)
-
-    def has_add_permission(self, request):
-        return self._administrator(request)
-
-    def has_change_permission(self, request, obj=None):
-        return self._administrator(request)  # the change page is read-only; revoke is an action
-
-    def has_delete_permission(self, request, obj=None):
-        return False  # revoked tokens stay listed: who had access, and until when
-
-    @admin.display(description="state")
-    def state(self, obj: VentureApiToken) -> str:
-        return "revoked" if obj.revoked_at else "active"
-
-    def add_view(self, request, form_url="", extra_context=None):
-        if not self.has_add_permission(request):
-            raise PermissionDenied
-        created = plaintext = None
-        form = ApiTokenCreateForm(request.POST or None, ventures=ventures_visible_to(request.user))
-        if request.method == "POST" and form.is_valid():
-            created, plaintext = venture_services.venture_api_token_create(
-                venture=form.cleaned_data["venture"],
-                name=form.cleaned_data["name"],
-                actor=request.user,
-            )
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "New API token",
-            "opts": self.opts,
-            "form": form,
-            "token": created,
-            "plaintext": plaintext,
-            "api_example": "/api/leads/<campaign slug>/",
-        }
-        request.current_app = self.admin_site.name
-        response = TemplateResponse(request, "admin/leads/apitoken_add.html", context)
-        response["Cache-Control"] = "no-store"
-        return response
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        if self.get_object(request, object_id) is None:
-            raise Http404("No API token with this ID.")
-        return super().change_view(request, object_id, form_url, extra_context)
-
-    @admin.action(description="Revoke selected tokens", permissions=["change"])
-    def revoke_tokens(self, request, queryset):
-        revoked = sum(
-            venture_services.venture_api_token_revoke(token=token, actor=request.user)
-            for token in queryset
-        )
-        self.message_user(request, f"Revoked {revoked} token(s).", messages.SUCCESS)
-
-
-if not admin.site.is_registered(VentureApiToken):
-    admin.site.register(VentureApiToken, VentureApiTokenAdmin)
 
 
 # --- "Import leads" on the campaign list -----------------------------------------------------------

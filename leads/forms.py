@@ -1,4 +1,4 @@
-"""Forms of the lead console (bulk actions, import upload, API tokens) and the public capture form."""
+"""Forms of the lead console (import upload, suppression entries) and the public capture form."""
 
 from __future__ import annotations
 
@@ -8,35 +8,12 @@ from django.conf import settings
 from leads.models import SuppressionEntry, SuppressionKind
 from leads.normalise import InvalidValue
 from leads.suppression import suppression_target_of
-from ventures.models import Campaign, IcpSegment, Venture
+from ventures.models import Campaign, IcpSegment
 from ventures.text import validate_storable_text
 
 
 def max_upload_bytes() -> int:
     return settings.AICMO_IMPORT_MAX_BYTES
-
-
-class BulkActionForm(forms.Form):
-    """The confirm step of a lead bulk action: an optional target segment and a reason."""
-
-    reason = forms.CharField(
-        max_length=300,
-        required=False,
-        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
-        help_text="Recorded in the audit trail with your name and the time.",
-    )
-
-    def __init__(self, *args, segments=None, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        if segments is not None:
-            self.fields["segment"] = forms.ModelChoiceField(
-                queryset=segments,
-                help_text="Only leads of the segment's venture are moved.",
-            )
-            self.order_fields(["segment", "reason"])
-
-    def clean_reason(self) -> str:
-        return self.cleaned_data["reason"].strip()
 
 
 class LeadImportForm(forms.Form):
@@ -77,17 +54,6 @@ class ImportConfirmForm(forms.Form):
     the staged upload, the campaign, the user and the options; it expires (see import_ui)."""
 
     ticket = forms.CharField(widget=forms.HiddenInput)
-
-
-class ApiTokenCreateForm(forms.Form):
-    venture = forms.ModelChoiceField(queryset=Venture.objects.none())
-    name = forms.CharField(
-        max_length=200, help_text="What will use it, e.g. 'website form' or 'Zapier'."
-    )
-
-    def __init__(self, *args, ventures, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["venture"].queryset = ventures
 
 
 class CaptureForm(forms.Form):

@@ -33,19 +33,13 @@ from templating.models import (
     RenderPurpose,
 )
 from templating.rendering import RenderResult
-from ventures.admin import ScopedAdmin, VisibleVentureFilter
+from ventures.admin_toolkit import ReadOnlyAdmin, ReadOnlyMixin, ScopedAdmin, VentureFilter
 from ventures.models import Campaign
-from ventures.selectors import campaigns_visible_to, user_sees_all_ventures, ventures_visible_to
+from ventures.selectors import campaigns_visible_to
 from ventures.services import DomainError
 
 RECIPIENT_CHOICES_LIMIT = 200  # leads offered in the preview picker (first ones by id)
 CHECK_ROWS_SHOWN = 500  # blocked renders listed on the check page
-
-
-def _scoped(queryset, user, lookup: str):
-    if user_sees_all_ventures(user):
-        return queryset
-    return queryset.filter(**{f"{lookup}__in": ventures_visible_to(user).values("pk")})
 
 
 def highlight(text: str, reasons: list[Reason]):
@@ -73,7 +67,7 @@ def highlight(text: str, reasons: list[Reason]):
     )
 
 
-class TemplateVersionInline(admin.TabularInline):
+class TemplateVersionInline(ReadOnlyMixin, admin.TabularInline):
     model = MessageTemplateVersion
     fields = ("number", "created_at", "created_by", "subject", "variant_label", "content_hash")
     readonly_fields = fields
@@ -82,12 +76,6 @@ class TemplateVersionInline(admin.TabularInline):
     show_change_link = True
     ordering = ("-number",)
     verbose_name_plural = "versions (immutable; a sent message points at one)"
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(MessageTemplate)
@@ -102,7 +90,7 @@ class MessageTemplateAdmin(ScopedAdmin):
         "usage_count",
         "last_used_at",
     )
-    list_filter = (VisibleVentureFilter, "channel", "is_active")
+    list_filter = (VentureFilter, "channel", "is_active")
     list_select_related = ("venture", "campaign")
     search_fields = ("name", "slug", "narrative_angle", "variant_label")
     prepopulated_fields = {"slug": ("name",)}
@@ -127,14 +115,6 @@ class MessageTemplateAdmin(ScopedAdmin):
         ("Variables you can use", {"fields": ("available_variables",), "classes": ("collapse",)}),
         ("Use", {"fields": ("usage_count", "last_used_at")}),
     )
-
-    def get_queryset(self, request):
-        return _scoped(super().get_queryset(request), request.user, "venture")
-
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name == "campaign":
-            kwargs["queryset"] = campaigns_visible_to(request.user).select_related("venture")
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     @admin.display(description="scope", ordering="campaign__name")
     def scope(self, obj: MessageTemplate) -> str:
@@ -328,19 +308,6 @@ def _highlighted(result: RenderResult) -> dict:
     }
 
 
-class ReadOnlyAdmin(ScopedAdmin):
-    """Rows nobody edits in the console: versions (immutable) and render logs."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(MessageTemplateVersion)
 class MessageTemplateVersionAdmin(ReadOnlyAdmin):
     list_display = ("template", "number", "created_at", "created_by", "variant_label")
@@ -356,9 +323,7 @@ class MessageTemplateVersionAdmin(ReadOnlyAdmin):
         "created_at",
     )
     fields = readonly_fields
-
-    def get_queryset(self, request):
-        return _scoped(super().get_queryset(request), request.user, "template__venture")
+    venture_lookup = "template__venture"
 
 
 @admin.register(RenderLog)
@@ -369,11 +334,7 @@ class RenderLogAdmin(ReadOnlyAdmin):
     search_fields = ("=subject_ref",)
     fields = ("created_at", "template_version", "subject_ref", "purpose", "outcome", "why")
     readonly_fields = fields
-
-    def get_queryset(self, request):
-        return _scoped(
-            super().get_queryset(request), request.user, "template_version__template__venture"
-        )
+    venture_lookup = "template_version__template__venture"
 
     @admin.display(description="blocking reasons")
     def why(self, obj: RenderLog) -> str:

@@ -6,9 +6,15 @@ import pytest
 from django.urls import reverse
 from playwright.sync_api import expect
 
-from leads.models import BatchState, ImportBatch, Lead
+from leads.models import BatchState, ImportBatch, Lead, LeadStatus
 from tests.browser import BROWSER_MARKS, PASSWORD
-from tests.factories import CampaignFactory, ImportBatchFactory, MembershipFactory, UserFactory
+from tests.factories import (
+    CampaignFactory,
+    ImportBatchFactory,
+    LeadFactory,
+    MembershipFactory,
+    UserFactory,
+)
 from ventures.roles import OPERATOR
 
 pytestmark = BROWSER_MARKS
@@ -79,3 +85,23 @@ def test_progress_bar_moves_while_a_background_import_runs(page, operator_campai
     expect(page.locator(".import-progress-text").first).to_contain_text("100% (400 of 400 rows)")
     expect(page.locator("div.fieldBox.field-created")).to_contain_text("390")
     expect(page.locator("script#import-progress-script")).to_have_count(0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_operator_suppresses_a_lead_from_its_page(page, operator_campaign, tmp_path):
+    lead = LeadFactory(
+        campaign=operator_campaign, email="pat@acme.example", email_key="pat@acme.example"
+    )
+    log_in(page, "op-olga")
+    page.goto(reverse("admin:leads_lead_change", args=[lead.pk]))
+    page.click("a.operation-suppress")
+    expect(page.locator("h1")).to_contain_text("Suppress: are you sure?")
+    expect(page.locator("ul.operation-objects")).to_contain_text("pat@acme.example")
+    page.screenshot(path=tmp_path / "confirm.png", full_page=True)
+    page.fill("#id_reason", "asked to be left alone")
+    page.click("input[name=confirm]")
+    expect(page.locator("ul.messagelist")).to_contain_text("Added 1 suppression entry")
+    expect(page.locator("a.operation-suppress")).to_have_count(0)  # suppressed now
+    page.screenshot(path=tmp_path / "lead.png", full_page=True)
+    lead.refresh_from_db()
+    assert lead.status == LeadStatus.SUPPRESSED

@@ -1,39 +1,35 @@
-"""The operator console for the control plane.
+"""The operator console for the control plane: ventures, ICP segments, campaigns, the global
+kill switch, worker heartbeats, the audit log and venture API tokens.
 
-Scoping: every changelist, detail page, form choice and action sees only what
-`ventures.selectors` lets the user see; an object outside that scope is a 404.
-Writes: each operator action calls one `ventures.services` function per object and reports
-what it did with `message_user`. Refusals (`DomainError`) become error messages, never a 500.
-Kill switches and live mode go through a confirm page first (the shape of `delete_selected`).
+Every admin here builds on `ventures.admin_toolkit` (scoping, operations, audit). Writes go
+through `ventures.services`, one call per object; kill switches and live mode confirm first.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode
 
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
-from django.contrib.admin.options import IncorrectLookupParameters
-from django.contrib.admin.utils import model_ngettext, quote, unquote
-from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
-from django.core.paginator import Paginator
-from django.db import models, transaction
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, OuterRef, Subquery, Value
-from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import NoReverseMatch, re_path, reverse
-from django.utils.functional import cached_property
-from django.utils.html import format_html, format_html_join
-from django.utils.timezone import localtime
+from django.urls import NoReverseMatch, reverse
+from django.utils.html import format_html
 
 from ventures import services
-from ventures.forms import CampaignAdminForm, ReasonForm
-from ventures.ids import parse_id
+from ventures.admin_toolkit import (
+    AuditedAdmin,
+    CappedCountPaginator,
+    Operation,
+    OperationsAdmin,
+    ReadOnlyMixin,
+    ScopedAdmin,
+    VentureFilter,
+)
+from ventures.forms import ApiTokenCreateForm, CampaignAdminForm
 from ventures.models import (
     AuditEvent,
     Campaign,
@@ -41,6 +37,7 @@ from ventures.models import (
     SendMode,
     SystemControl,
     Venture,
+    VentureApiToken,
     VentureMembership,
     WorkerHeartbeat,
 )
@@ -49,34 +46,11 @@ from ventures.selectors import (
     campaign_halt_reason,
     campaigns_visible_to,
     global_kill_reason,
-    global_kill_switch_on,
     user_sees_all_ventures,
     ventures_visible_to,
 )
 
-AUDIT_TRAIL_LIMIT = 50  # rows on a change page; the audit log holds the rest
-MAX_ERROR_MESSAGES = 5  # per bulk action, then "and N more"
-
 # --- Operations: what an action or an object-tools button does ---------------------------------
-
-
-@dataclass(frozen=True)
-class Operation:
-    """One operator action, applied to each object through a service.
-
-    `apply(obj, user, reason)` returns False when the object was already in the wanted state.
-    `permission` names a `has_<permission>_permission(request)` method of the ModelAdmin.
-    """
-
-    name: str
-    label: str
-    done: str
-    unchanged: str
-    permission: str
-    apply: Callable[[Any, Any, str], bool]
-    confirm: bool = False
-    reason_required: bool = False
-    warning: str = ""
 
 
 def _transition(action: str) -> Callable[[Campaign, Any, str], bool]:
@@ -245,357 +219,8 @@ GLOBAL_OPERATIONS = {
 }
 
 
-# --- Shared admin behaviour ----------------------------------------------------------------------
-
-
-def _scope_by_venture(queryset: models.QuerySet, user, lookup: str = "venture") -> models.QuerySet:
-    if user_sees_all_ventures(user):
-        return queryset
-    return queryset.filter(**{f"{lookup}__in": ventures_visible_to(user).values("pk")})
-
-
-class IdChoiceFilter(admin.SimpleListFilter):
-    """A filter on a foreign key by id. A value that is no id (`?campaign=abc`, `²`, a number
-    past 64 bits) is ignored with a message, as Django ignores an invalid lookup, never a 500."""
-
-    field = ""
-
-    def chosen_id(self) -> int | None:
-        return parse_id(self.value())
-
-    def queryset(self, request, queryset):
-        value = self.value()
-        if value is None:
-            return queryset
-        chosen = self.chosen_id()
-        if chosen is None:
-            messages.warning(
-                request,
-                f"The {self.title} filter value {value[:40]!r} is not an id and was ignored.",
-            )
-            return queryset
-        return queryset.filter(**{self.field: chosen})
-
-
-class VisibleVentureFilter(IdChoiceFilter):
-    """A venture filter that offers only the ventures the user may see."""
-
-    title = "venture"
-    parameter_name = "venture"
-    field = "venture"
-
-    def lookups(self, request, model_admin):
-        return list(ventures_visible_to(request.user).values_list("pk", "name"))
-
-
-class AuditVentureFilter(VisibleVentureFilter):
+class AuditVentureFilter(VentureFilter):
     field = "venture_id"
-
-
-def _change_summary(event: AuditEvent) -> str:
-    before, after = event.before or {}, event.after or {}
-    keys = sorted(set(before) | set(after))
-    return "; ".join(f"{k}: {before.get(k, '')} → {after.get(k, '')}" for k in keys)
-
-
-def _audit_log_url(**filters: str) -> str:
-    return reverse("admin:ventures_auditevent_changelist") + "?" + urlencode(filters)
-
-
-COUNT_CAP = 10_000  # rows a changelist counts before it says "more than"
-
-
-class CappedCountPaginator(Paginator):
-    """A paginator that never counts more than COUNT_CAP + 1 rows.
-
-    Django's ChangeList always asks its paginator for `count`; on a table that only grows (the
-    audit log, leads) a full COUNT(*) on every page load is the slowest query of the page.
-    `count` is min(real count, COUNT_CAP + 1), a COUNT over a LIMITed, unordered subquery;
-    pages past the cap are not offered (narrow the list with a filter or a search). The
-    project's admin/pagination.html says "More than N ..." when `capped`.
-    """
-
-    cap = COUNT_CAP
-
-    @cached_property
-    def count(self) -> int:
-        return self.object_list.order_by()[: self.cap + 1].count()
-
-    @property
-    def capped(self) -> bool:
-        return self.count > self.cap
-
-
-class InvalidQueryString(Exception):
-    """The changelist's query string names a lookup or a value the database cannot take."""
-
-
-class QueryStringGuard:
-    """A changelist whose query string cannot be turned into a query (Django's invalid
-    lookup, a value too big for the column, a text where a number goes) answers with the
-    plain list and a message saying the filter was ignored, never a 500.
-
-    Django's own answer to an invalid lookup is a redirect to `?e=1` and a "database error"
-    page, which tells an operator nothing; the console's admins and, through
-    `guard_admin_site`, every other admin on the site use this instead."""
-
-    def get_changelist_instance(self, request):
-        try:
-            return super().get_changelist_instance(request)
-        except (IncorrectLookupParameters, ValidationError, ValueError, OverflowError) as exc:
-            raise InvalidQueryString(str(exc)) from exc
-
-    def changelist_view(self, request, extra_context=None):
-        try:
-            return super().changelist_view(request, extra_context)
-        except InvalidQueryString:
-            messages.warning(
-                request, "The filter or search in the address was not valid and was ignored."
-            )
-            return HttpResponseRedirect(request.path)
-
-
-def guard_admin_site(site: admin.AdminSite) -> None:
-    """Give every registered admin that lacks it the QueryStringGuard (auth, django-q2...)."""
-    for model, model_admin in list(site._registry.items()):
-        if isinstance(model_admin, QueryStringGuard):
-            continue
-        guarded = type(
-            f"Guarded{type(model_admin).__name__}", (QueryStringGuard, type(model_admin)), {}
-        )
-        site.unregister(model)
-        site.register(model, guarded)
-
-
-class ScopedAdmin(QueryStringGuard, admin.ModelAdmin):
-    """Base of the control-plane admins: 404 outside the user's ventures, scoped FK choices."""
-
-    show_full_result_count = False  # no COUNT(*) of the whole table on every page
-
-    def get_object(self, request, object_id, from_field=None):
-        obj = super().get_object(request, object_id, from_field)
-        if obj is None:
-            # Another venture's object must look exactly like a missing one.
-            raise Http404(f"No {self.opts.verbose_name} with this ID.")
-        return obj
-
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.remote_field.model is Venture:
-            kwargs["queryset"] = ventures_visible_to(request.user)
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
-
-class AuditedAdmin(ScopedAdmin):
-    """Configuration edits through the form are audited, with the before state read from the DB."""
-
-    def save_model(self, request, obj, form, change):
-        before = services.snapshot(self.model._default_manager.get(pk=obj.pk)) if change else None
-        super().save_model(request, obj, form, change)
-        services.audit_changes(
-            actor=request.user,
-            entity=obj,
-            before=before,
-            action=f"{self.opts.model_name}.{'update' if change else 'create'}",
-        )
-
-    def delete_model(self, request, obj):
-        with transaction.atomic():
-            services.audit_record(
-                actor=request.user,
-                action=f"{self.opts.model_name}.delete",
-                entity=obj,
-                before=services.snapshot(obj),
-            )
-            super().delete_model(request, obj)
-
-    def delete_queryset(self, request, queryset):
-        with transaction.atomic():
-            for obj in queryset:
-                self.delete_model(request, obj)
-
-    @admin.display(description="audit trail (newest first)")
-    def audit_trail(self, obj: models.Model | None) -> str:
-        """The object's audit rows as a read-only table (rendered by format_html only)."""
-        if obj is None or obj.pk is None:
-            return "-"
-        events = AuditEvent.objects.for_entity(obj).order_by("-created_at", "-id")
-        events = list(events[: AUDIT_TRAIL_LIMIT + 1])
-        if not events:
-            return "No audited changes yet."
-        rows = format_html_join(
-            "\n",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            (
-                (
-                    f"{localtime(e.created_at):%Y-%m-%d %H:%M:%S}",
-                    e.actor,
-                    e.action,
-                    _change_summary(e),
-                    e.reason,
-                )
-                for e in events[:AUDIT_TRAIL_LIMIT]
-            ),
-        )
-        shown = (
-            f"Showing the newest {AUDIT_TRAIL_LIMIT}."
-            if len(events) > AUDIT_TRAIL_LIMIT
-            else f"{len(events)} event(s)."
-        )
-        link = _audit_log_url(entity_type=obj._meta.label_lower, entity_id=str(obj.pk))
-        return format_html(
-            '<table class="audit-trail"><thead><tr><th>When</th><th>Who</th><th>Action</th>'
-            "<th>Change</th><th>Reason</th></tr></thead><tbody>{}</tbody></table>"
-            '<p>{} <a href="{}">Open in the audit log</a></p>',
-            rows,
-            shown,
-            link,
-        )
-
-
-class OperationsAdmin(AuditedAdmin):
-    """Operations as changelist actions and as object-tools buttons on the change page.
-
-    Buttons that act at once are POST-only URLs (a GET is 405); confirmed operations show a
-    confirm page on GET and act on a POST carrying `post=yes` and a valid reason.
-    """
-
-    operations: dict[str, Operation] = {}
-    change_form_template = "admin/ventures/change_form_operations.html"
-
-    def applicable_operations(self, obj) -> list[str]:
-        return list(self.operations)
-
-    def confirm_notes(self, request, operation: Operation, objects: list) -> list[str]:
-        return []
-
-    def has_operation_permission(self, request, operation: Operation) -> bool:
-        return getattr(self, f"has_{operation.permission}_permission")(request)
-
-    def get_urls(self):
-        names = "|".join(re.escape(name) for name in self.operations)
-        info = self.opts.app_label, self.opts.model_name
-        custom = [
-            re_path(
-                rf"^(?P<object_id>.+)/(?P<operation>{names})/$",
-                self.admin_site.admin_view(self.operation_view),
-                name="{}_{}_operation".format(*info),
-            )
-        ]
-        return custom + super().get_urls()
-
-    def operation_url(self, obj, name: str) -> str:
-        info = self.opts.app_label, self.opts.model_name
-        return reverse(
-            "admin:{}_{}_operation".format(*info),
-            args=[quote(obj.pk), name],
-            current_app=self.admin_site.name,
-        )
-
-    def change_url(self, obj) -> str:
-        info = self.opts.app_label, self.opts.model_name
-        return reverse(
-            "admin:{}_{}_change".format(*info),
-            args=[quote(obj.pk)],
-            current_app=self.admin_site.name,
-        )
-
-    def operation_view(self, request, object_id, operation):
-        op = self.operations[operation]
-        allowed = ("GET", "HEAD", "POST") if op.confirm else ("POST",)
-        if request.method not in allowed:
-            return HttpResponseNotAllowed(allowed)
-        obj = self.get_object(request, unquote(object_id))
-        if not self.has_operation_permission(request, op):
-            raise PermissionDenied
-        if op.confirm:
-            response = self.confirm_operation(request, [obj], op)
-            if response is not None:
-                return response
-        else:
-            self.run_operation(request, [obj], op)
-        return HttpResponseRedirect(self.change_url(obj))
-
-    def confirm_operation(self, request, objects: Iterable, op: Operation, action_name=""):
-        """The confirm page; returns None once the confirmed operation has run."""
-        objects = list(objects)
-        if request.method == "POST" and request.POST.get("post") == "yes":
-            form = ReasonForm(request.POST, reason_required=op.reason_required)
-            if form.is_valid():
-                self.run_operation(request, objects, op, reason=form.cleaned_data["reason"])
-                return None
-        else:
-            form = ReasonForm(reason_required=op.reason_required)
-        single = objects[0] if len(objects) == 1 and not action_name else None
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"{op.label}: are you sure?",
-            "opts": self.opts,
-            "operation": op,
-            "objects": objects,
-            "object": single,
-            "objects_name": model_ngettext(self.opts, len(objects)),
-            "notes": self.confirm_notes(request, op, objects),
-            "form": form,
-            "action_name": action_name,
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            "cancel_url": self.change_url(single)
-            if single
-            else reverse(
-                f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist",
-                current_app=self.admin_site.name,
-            ),
-        }
-        request.current_app = self.admin_site.name
-        return TemplateResponse(request, "admin/ventures/confirm_operation.html", context)
-
-    def run_operation(self, request, objects: Iterable, op: Operation, reason: str = "") -> None:
-        changed, unchanged, errors = 0, 0, []
-        for obj in objects:
-            try:
-                if op.apply(obj, request.user, reason):
-                    changed += 1
-                else:
-                    unchanged += 1
-            except services.DomainError as exc:
-                errors.append(str(exc))
-            except ObjectDoesNotExist:  # deleted by someone else since the page was shown
-                errors.append(f"{obj} no longer exists.")
-        for error in errors[:MAX_ERROR_MESSAGES]:
-            self.message_user(request, error, messages.ERROR)
-        if len(errors) > MAX_ERROR_MESSAGES:
-            more = len(errors) - MAX_ERROR_MESSAGES
-            self.message_user(request, f"... and {more} more refused.", messages.ERROR)
-        if changed:
-            noun = model_ngettext(self.opts, changed)
-            self.message_user(request, op.done.format(count=changed, noun=noun), messages.SUCCESS)
-        if unchanged:
-            noun = model_ngettext(self.opts, unchanged)
-            text = op.unchanged.format(count=unchanged, noun=noun)
-            self.message_user(request, text, messages.WARNING)
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        obj = self.get_object(request, unquote(object_id))
-        extra_context = {
-            **(extra_context or {}),
-            "operation_buttons": [
-                {
-                    "label": op.label + ("…" if op.confirm else ""),
-                    "url": self.operation_url(obj, op.name),
-                    "confirm": op.confirm,
-                    "name": op.name,
-                }
-                for op in (self.operations[n] for n in self.applicable_operations(obj))
-                if self.has_operation_permission(request, op)
-            ],
-        }
-        if request.method == "GET" and global_kill_switch_on():
-            self.message_user(
-                request, "The global kill switch is ON: nothing is sent.", messages.WARNING
-            )
-        return super().change_view(request, object_id, form_url, extra_context)
-
-
-# --- Ventures ------------------------------------------------------------------------------------
 
 
 class MembershipInline(admin.TabularInline):
@@ -710,7 +335,7 @@ class VentureAdmin(OperationsAdmin):
 class IcpSegmentAdmin(AuditedAdmin):
     list_display = ("name", "venture", "slug", "priority", "industries", "countries")
     list_select_related = ("venture",)
-    list_filter = (VisibleVentureFilter,)
+    list_filter = (VentureFilter,)
     search_fields = ("name", "slug", "venture__name")
     prepopulated_fields = {"slug": ("name",)}
     fieldsets = (
@@ -732,9 +357,6 @@ class IcpSegmentAdmin(AuditedAdmin):
         ),
     )
 
-    def get_queryset(self, request):
-        return _scope_by_venture(super().get_queryset(request), request.user)
-
 
 # --- Campaigns -----------------------------------------------------------------------------------
 
@@ -754,7 +376,7 @@ class CampaignAdmin(OperationsAdmin):
         "updated_at",
     )
     list_select_related = ("venture",)
-    list_filter = ("status", "mode", "kill_switch", VisibleVentureFilter)
+    list_filter = ("status", "mode", "kill_switch", VentureFilter)
     search_fields = ("name", "slug", "venture__name")
     prepopulated_fields = {"slug": ("name",)}
     readonly_fields = (
@@ -934,10 +556,11 @@ class CampaignAdmin(OperationsAdmin):
 
 
 @admin.register(SystemControl)
-class SystemControlAdmin(OperationsAdmin):
+class SystemControlAdmin(ReadOnlyMixin, OperationsAdmin):
     """The single global kill switch row: shown read-only, toggled through a confirm page."""
 
     operations = GLOBAL_OPERATIONS
+    venture_lookup = None
     actions = None
     fields = ("kill_switch", "kill_reason", "setting_state", "updated_at", "audit_trail")
     readonly_fields = fields
@@ -955,15 +578,6 @@ class SystemControlAdmin(OperationsAdmin):
             raise PermissionDenied
         return HttpResponseRedirect(self.change_url(SystemControl.load()))
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False  # the form is read-only; the toggle is the only write
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
     def has_toggle_permission(self, request) -> bool:
         return request.user.has_perm("ventures.change_systemcontrol")
 
@@ -972,25 +586,17 @@ class SystemControlAdmin(OperationsAdmin):
 
 
 @admin.register(WorkerHeartbeat)
-class WorkerHeartbeatAdmin(admin.ModelAdmin):
+class WorkerHeartbeatAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("name", "last_seen")
     ordering = ("-last_seen",)
     actions = None
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(ScopedAdmin):
+class AuditEventAdmin(ReadOnlyMixin, ScopedAdmin):
     """The audit log: read-only for everyone (superusers included), scoped by venture."""
 
+    venture_lookup = "venture_id"
     list_display = ("created_at", "actor", "action", "entity", "venture_name", "reason")
     list_filter = (AuditVentureFilter,)
     # The trail only grows: never COUNT(*) it on every page load.
@@ -1013,18 +619,8 @@ class AuditEventAdmin(ScopedAdmin):
     actions = None
 
     def get_queryset(self, request):
-        qs = _scope_by_venture(super().get_queryset(request), request.user, "venture_id")
         name = Venture.objects.filter(pk=OuterRef("venture_id")).values("name")[:1]
-        return qs.annotate(venture_name_value=Subquery(name))
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+        return super().get_queryset(request).annotate(venture_name_value=Subquery(name))
 
     @admin.display(description="entity", ordering="entity_repr")
     def entity(self, obj: AuditEvent) -> str:
@@ -1046,3 +642,80 @@ class AuditEventAdmin(ScopedAdmin):
     @admin.display(description="after")
     def after_pretty(self, obj: AuditEvent) -> str:
         return format_html("<pre>{}</pre>", json.dumps(obj.after, indent=2, sort_keys=True))
+
+
+# --- Venture API tokens (Administrators only) -----------------------------------------------------
+
+
+@admin.register(VentureApiToken)
+class VentureApiTokenAdmin(ScopedAdmin):
+    """Create (plaintext shown once, on the page itself, never in a message or a log) and revoke."""
+
+    list_display = (
+        "name",
+        "venture",
+        "prefix",
+        "state",
+        "created_by",
+        "created_at",
+        "last_used_at",
+    )
+    list_select_related = ("venture",)
+    list_filter = (VentureFilter,)
+    actions = ("revoke_tokens",)
+    fields = ("venture", "name", "prefix", "created_by", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = fields
+
+    def _administrator(self, request) -> bool:
+        return user_sees_all_ventures(request.user)
+
+    def has_module_permission(self, request):
+        return self._administrator(request)
+
+    def has_view_permission(self, request, obj=None):
+        return self._administrator(request)
+
+    def has_add_permission(self, request):
+        return self._administrator(request)
+
+    def has_change_permission(self, request, obj=None):
+        return self._administrator(request)  # the change page is read-only; revoke is an action
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # revoked tokens stay listed: who had access, and until when
+
+    @admin.display(description="state")
+    def state(self, obj: VentureApiToken) -> str:
+        return "revoked" if obj.revoked_at else "active"
+
+    def add_view(self, request, form_url="", extra_context=None):
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        created = plaintext = None
+        form = ApiTokenCreateForm(request.POST or None, ventures=ventures_visible_to(request.user))
+        if request.method == "POST" and form.is_valid():
+            created, plaintext = services.venture_api_token_create(
+                venture=form.cleaned_data["venture"],
+                name=form.cleaned_data["name"],
+                actor=request.user,
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "New API token",
+            "opts": self.opts,
+            "form": form,
+            "token": created,
+            "plaintext": plaintext,
+            "api_example": "/api/leads/<campaign slug>/",
+        }
+        request.current_app = self.admin_site.name
+        response = TemplateResponse(request, "admin/ventures/apitoken_add.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @admin.action(description="Revoke selected tokens", permissions=["change"])
+    def revoke_tokens(self, request, queryset):
+        revoked = sum(
+            services.venture_api_token_revoke(token=token, actor=request.user) for token in queryset
+        )
+        self.message_user(request, f"Revoked {revoked} token(s).", messages.SUCCESS)

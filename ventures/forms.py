@@ -1,4 +1,5 @@
-"""Forms of the operator console that are not plain ModelForms."""
+"""Forms of the operator console that are not plain ModelForms: confirm pages, campaigns, API
+tokens."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import calendar
 
 from django import forms
 
-from ventures.models import Campaign
+from ventures.models import Campaign, Venture
 
 
 class ReasonForm(forms.Form):
-    """The reason an operator gives on a confirm page; it is stored in the audit trail."""
+    """The reason an operator gives on a confirm page; it is stored in the audit trail.
+
+    `extra` fields (an operation's own, a target segment say) come before the reason."""
 
     reason = forms.CharField(
         max_length=500,
@@ -19,8 +22,11 @@ class ReasonForm(forms.Form):
         help_text="Recorded in the audit trail with your name and the time.",
     )
 
-    def __init__(self, *args, reason_required: bool = False, **kwargs) -> None:
+    def __init__(self, *args, reason_required: bool = False, extra=None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        if extra:
+            self.fields.update(extra)
+            self.order_fields([*extra, "reason"])
         self.fields["reason"].required = reason_required
         if reason_required:
             self.fields["reason"].error_messages["required"] = (
@@ -61,3 +67,14 @@ class CampaignAdminForm(forms.ModelForm):
     class Meta:
         model = Campaign
         fields = "__all__"  # noqa: DJ007  (every editable field; state fields are read-only)
+
+
+class ApiTokenCreateForm(forms.Form):
+    venture = forms.ModelChoiceField(queryset=Venture.objects.none())
+    name = forms.CharField(
+        max_length=200, help_text="What will use it, e.g. 'website form' or 'Zapier'."
+    )
+
+    def __init__(self, *args, ventures, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["venture"].queryset = ventures

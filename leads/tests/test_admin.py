@@ -29,7 +29,7 @@ from tests.factories import (
     UserFactory,
 )
 from tests.http import text
-from ventures.admin import COUNT_CAP, CappedCountPaginator
+from ventures.admin_toolkit import COUNT_CAP, CappedCountPaginator
 from ventures.models import AuditEvent
 from ventures.roles import ADMINISTRATOR
 
@@ -275,6 +275,78 @@ def test_move_to_segment_refuses_a_segment_the_operator_cannot_see(
     assert "Select a valid choice" in text(response)
     lead.refresh_from_db()
     assert lead.segment_id is None
+
+
+def test_the_confirm_page_names_the_selected_leads_and_counts_the_rest(client, operator, campaign):
+    leads = [
+        LeadFactory(campaign=campaign, email=f"p{n:02}@x.example", email_key=f"p{n:02}@x.example")
+        for n in range(23)
+    ]
+    client.force_login(operator)
+    confirm = text(run_action(client, "suppress", leads))
+    assert "<strong>23</strong> leads selected" in confirm
+    named = [lead.email for lead in leads if lead.email in confirm]
+    assert len(named) == 20 and "and 3 more" in confirm
+    assert SuppressionEntry.objects.count() == 0  # nothing happens before the confirmation
+
+
+def test_the_move_confirm_page_asks_for_the_segment_before_the_reason(client, operator, campaign):
+    segment = IcpSegmentFactory(venture=campaign.venture)
+    lead = LeadFactory(campaign=campaign)
+    client.force_login(operator)
+    confirm = text(run_action(client, "move_to_segment", [lead]))
+    assert confirm.index('name="segment"') < confirm.index('name="reason"')
+    assert f'<option value="{segment.pk}">' in confirm
+
+
+def test_a_lead_page_has_dnc_and_suppress_buttons_that_act_on_that_lead_only(
+    client, operator, campaign
+):
+    lead = LeadFactory(campaign=campaign, email="pat@x.example", email_key="pat@x.example")
+    other = LeadFactory(campaign=campaign)
+    client.force_login(operator)
+    page = text(client.get(reverse("admin:leads_lead_change", args=[lead.pk])))
+    dnc_url = reverse("admin:leads_lead_operation", args=[lead.pk, "mark-dnc"])
+    suppress_url = reverse("admin:leads_lead_operation", args=[lead.pk, "suppress"])
+    assert dnc_url in page and suppress_url in page
+    assert "move-to-segment" not in page  # the form itself edits the segment
+    confirm = client.get(dnc_url)
+    assert "pat@x.example" in text(confirm) and "no import can lift DNC" in text(confirm)
+    done = client.post(dnc_url, {"post": "yes", "reason": "asked us"}, follow=True)
+    assert "Marked 1 lead do-not-contact." in text(done)
+    lead.refresh_from_db()
+    other.refresh_from_db()
+    assert lead.consent_status == ConsentStatus.DNC
+    assert other.consent_status == ConsentStatus.UNKNOWN
+    page = text(client.get(reverse("admin:leads_lead_change", args=[lead.pk])))
+    assert dnc_url not in page and suppress_url in page  # DNC already: only Suppress is left
+
+
+def test_a_viewer_sees_no_lead_buttons_and_cannot_post_them(client, viewer, campaign):
+    lead = LeadFactory(campaign=campaign)
+    client.force_login(viewer)
+    page = text(client.get(reverse("admin:leads_lead_change", args=[lead.pk])))
+    url = reverse("admin:leads_lead_operation", args=[lead.pk, "suppress"])
+    assert url not in page
+    assert client.post(url, {"post": "yes"}).status_code == 403
+    lead.refresh_from_db()
+    assert lead.status == LeadStatus.ACTIVE
+
+
+def test_a_lead_button_cannot_reach_another_ventures_lead(client, operator, other_venture_campaign):
+    foreign = LeadFactory(campaign=other_venture_campaign)
+    client.force_login(operator)
+    url = reverse("admin:leads_lead_operation", args=[foreign.pk, "mark-dnc"])
+    assert client.post(url, {"post": "yes"}).status_code == 404
+    foreign.refresh_from_db()
+    assert foreign.consent_status == ConsentStatus.UNKNOWN
+
+
+def test_an_erased_lead_has_no_buttons(client, operator, campaign):
+    lead = LeadFactory(campaign=campaign, status=LeadStatus.ERASED)
+    client.force_login(operator)
+    page = text(client.get(reverse("admin:leads_lead_change", args=[lead.pk])))
+    assert "operation-mark-dnc" not in page and "operation-suppress" not in page
 
 
 def test_an_action_cannot_reach_another_ventures_lead_by_id(

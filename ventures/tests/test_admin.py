@@ -19,7 +19,7 @@ from tests.factories import (
     VentureFactory,
 )
 from tests.http import text
-from ventures.admin import CappedCountPaginator
+from ventures.admin_toolkit import CappedCountPaginator
 from ventures.models import (
     AuditEvent,
     Campaign,

@@ -1,0 +1,547 @@
+"""The admin toolkit: what every app's ModelAdmin builds on.
+
+- **Venture scope.** `ScopedAdmin` and the functions below restrict every queryset, choice and
+  object to the ventures the user may see (`ventures.selectors` holds the rule; this module asks
+  it once per request). Another venture's object is a 404, exactly like a missing one.
+- **Operations.** An `Operation` is one operator action: a changelist action and, where it makes
+  sense, an object-tools button on the change page. It goes through a confirm page (with a
+  reason for the audit trail) when it is dangerous or acts on a whole selection, then calls a
+  service: per object (`apply`), or once for the whole selection (`apply_all`: a million leads
+  are one UPDATE, not a loop). Refusals (`DomainError`) become error messages, never a 500.
+- **Audit.** `AuditedAdmin` records every form save and delete, with the before state read
+  from the database, and shows the object's audit trail.
+- **Big tables and bad addresses.** `CappedCountPaginator` never counts a whole table;
+  `IdChoiceFilter` ignores a filter value that is no id; `QueryStringGuard` turns a query string
+  the database cannot take into a message, on every admin of the site (`guard_admin_site`).
+- **Read-only records.** `ReadOnlyMixin` for what the admin shows but never edits.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.utils import model_ngettext, quote, unquote
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.db import models, transaction
+from django.db.models import Q, QuerySet
+from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import re_path, reverse
+from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
+from django.utils.timezone import localtime
+
+from ventures import services
+from ventures.forms import ReasonForm
+from ventures.ids import parse_id
+from ventures.models import AuditEvent, Campaign, Venture
+from ventures.selectors import (
+    campaigns_visible_to,
+    global_kill_switch_on,
+    user_sees_all_ventures,
+    ventures_visible_to,
+)
+
+AUDIT_TRAIL_LIMIT = 50  # rows on a change page; the audit log holds the rest
+MAX_ERROR_MESSAGES = 5  # per operation, then "and N more"
+CONFIRM_SHOWN = 20  # objects a confirm page names; it counts the rest
+
+# --- Venture scope -------------------------------------------------------------------------------
+
+
+def visible_venture_ids(request) -> list[int] | None:
+    """The ids of the ventures the request's user may see, read once per request; None when
+    the user sees every venture (no filter needed)."""
+    if user_sees_all_ventures(request.user):
+        return None
+    cached = getattr(request, "_aicmo_venture_ids", None)
+    if cached is None:
+        cached = list(ventures_visible_to(request.user).values_list("pk", flat=True))
+        request._aicmo_venture_ids = cached
+    return cached
+
+
+def scope_to_ventures(
+    queryset: QuerySet, request, lookup: str = "venture", *, with_global: bool = False
+) -> QuerySet:
+    """`queryset` restricted to the ventures the request's user may see, through `lookup`.
+    `with_global` also keeps rows without a venture (global suppression entries)."""
+    ids = visible_venture_ids(request)
+    if ids is None:
+        return queryset
+    visible = Q(**{f"{lookup}__in": ids})
+    return queryset.filter(visible | Q(**{f"{lookup}__isnull": True}) if with_global else visible)
+
+
+def visible_campaigns(request) -> QuerySet[Campaign]:
+    """The campaigns the request's user may see, with their venture, in venture/name order."""
+    ids = visible_venture_ids(request)
+    campaigns = campaigns_visible_to(request.user) if ids is None else None
+    if campaigns is None:  # the same rule as campaigns_visible_to, without asking again
+        campaigns = Campaign.objects.filter(venture_id__in=ids)
+    return campaigns.select_related("venture").order_by("venture__name", "name")
+
+
+# --- Filters -------------------------------------------------------------------------------------
+
+
+class IdChoiceFilter(admin.SimpleListFilter):
+    """A filter on a foreign key by id. A value that is no id (`?campaign=abc`, `²`, a number
+    past 64 bits) is ignored with a message, as Django ignores an invalid lookup, never a 500."""
+
+    field = ""
+
+    def chosen_id(self) -> int | None:
+        return parse_id(self.value())
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value is None:
+            return queryset
+        chosen = self.chosen_id()
+        if chosen is None:
+            messages.warning(
+                request,
+                f"The {self.title} filter value {value[:40]!r} is not an id and was ignored.",
+            )
+            return queryset
+        return queryset.filter(**{self.field: chosen})
+
+
+class VentureFilter(IdChoiceFilter):
+    """A venture filter that offers only the ventures the user may see."""
+
+    title = "venture"
+    parameter_name = "venture"
+    field = "venture"
+
+    def lookups(self, request, model_admin):
+        return list(ventures_visible_to(request.user).values_list("pk", "name"))
+
+
+class CampaignFilter(IdChoiceFilter):
+    """A campaign filter that offers only the campaigns the user may see."""
+
+    title = "campaign"
+    parameter_name = "campaign"
+    field = "campaign_id"
+
+    def lookups(self, request, model_admin):
+        return [(c.pk, f"{c.venture.name} / {c.name}") for c in visible_campaigns(request)]
+
+
+# --- Changelists of big tables, and query strings the database cannot take -------------------
+
+
+COUNT_CAP = 10_000  # rows a changelist counts before it says "more than"
+
+
+class CappedCountPaginator(Paginator):
+    """A paginator that never counts more than COUNT_CAP + 1 rows.
+
+    Django's ChangeList always asks its paginator for `count`; on a table that only grows (the
+    audit log, leads) a full COUNT(*) on every page load is the slowest query of the page.
+    `count` is min(real count, COUNT_CAP + 1), a COUNT over a LIMITed, unordered subquery;
+    pages past the cap are not offered (narrow the list with a filter or a search). The
+    project's admin/pagination.html says "More than N ..." when `capped`.
+    """
+
+    cap = COUNT_CAP
+
+    @cached_property
+    def count(self) -> int:
+        return self.object_list.order_by()[: self.cap + 1].count()
+
+    @property
+    def capped(self) -> bool:
+        return self.count > self.cap
+
+
+class InvalidQueryString(Exception):
+    """The changelist's query string names a lookup or a value the database cannot take."""
+
+
+class QueryStringGuard:
+    """A changelist whose query string cannot be turned into a query (Django's invalid
+    lookup, a value too big for the column, a text where a number goes) answers with the
+    plain list and a message saying the filter was ignored, never a 500.
+
+    Django's own answer to an invalid lookup is a redirect to `?e=1` and a "database error"
+    page, which tells an operator nothing; the console's admins and, through
+    `guard_admin_site`, every other admin on the site use this instead."""
+
+    def get_changelist_instance(self, request):
+        try:
+            return super().get_changelist_instance(request)
+        except (IncorrectLookupParameters, ValidationError, ValueError, OverflowError) as exc:
+            raise InvalidQueryString(str(exc)) from exc
+
+    def changelist_view(self, request, extra_context=None):
+        try:
+            return super().changelist_view(request, extra_context)
+        except InvalidQueryString:
+            messages.warning(
+                request, "The filter or search in the address was not valid and was ignored."
+            )
+            return HttpResponseRedirect(request.path)
+
+
+def guard_admin_site(site: admin.AdminSite) -> None:
+    """Give every registered admin that lacks it the QueryStringGuard (auth, django-q2...)."""
+    for model, model_admin in list(site._registry.items()):
+        if isinstance(model_admin, QueryStringGuard):
+            continue
+        guarded = type(
+            f"Guarded{type(model_admin).__name__}", (QueryStringGuard, type(model_admin)), {}
+        )
+        site.unregister(model)
+        site.register(model, guarded)
+
+
+# --- Base admins ---------------------------------------------------------------------------------
+
+
+class ScopedAdmin(QueryStringGuard, admin.ModelAdmin):
+    """Base of the console's admins: 404 outside the user's ventures, scoped venture choices.
+
+    `venture_lookup` is the path from the model to its venture (`"campaign__venture"` for an
+    import batch), None for a model the admin scopes itself; `with_global_rows` also shows rows
+    without a venture (global suppression entries)."""
+
+    show_full_result_count = False  # no COUNT(*) of the whole table on every page
+    venture_lookup: str | None = "venture"
+    with_global_rows = False
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if self.venture_lookup is None:
+            return queryset
+        return scope_to_ventures(
+            queryset, request, self.venture_lookup, with_global=self.with_global_rows
+        )
+
+    def get_object(self, request, object_id, from_field=None):
+        obj = super().get_object(request, object_id, from_field)
+        if obj is None:
+            # Another venture's object must look exactly like a missing one.
+            raise Http404(f"No {self.opts.verbose_name} with this ID.")
+        return obj
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.remote_field.model is Venture:
+            kwargs["queryset"] = ventures_visible_to(request.user)
+        elif db_field.remote_field.model is Campaign:
+            kwargs["queryset"] = visible_campaigns(request)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class ReadOnlyMixin:
+    """A record the admin shows but never adds, changes or deletes (an audit row, a version, a
+    batch): what happened stays as it happened. Works for ModelAdmins and inlines."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ReadOnlyAdmin(ReadOnlyMixin, ScopedAdmin):
+    """A scoped, read-only list and detail page."""
+
+
+# --- Audit ---------------------------------------------------------------------------------------
+
+
+def _change_summary(event: AuditEvent) -> str:
+    before, after = event.before or {}, event.after or {}
+    keys = sorted(set(before) | set(after))
+    return "; ".join(f"{k}: {before.get(k, '')} → {after.get(k, '')}" for k in keys)
+
+
+def _audit_log_url(**filters: str) -> str:
+    return reverse("admin:ventures_auditevent_changelist") + "?" + urlencode(filters)
+
+
+class AuditedAdmin(ScopedAdmin):
+    """Configuration edits through the form are audited, with the before state read from the DB."""
+
+    def save_model(self, request, obj, form, change):
+        before = services.snapshot(self.model._default_manager.get(pk=obj.pk)) if change else None
+        super().save_model(request, obj, form, change)
+        services.audit_changes(
+            actor=request.user,
+            entity=obj,
+            before=before,
+            action=f"{self.opts.model_name}.{'update' if change else 'create'}",
+        )
+
+    def delete_model(self, request, obj):
+        with transaction.atomic():
+            services.audit_record(
+                actor=request.user,
+                action=f"{self.opts.model_name}.delete",
+                entity=obj,
+                before=services.snapshot(obj),
+            )
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for obj in queryset:
+                self.delete_model(request, obj)
+
+    @admin.display(description="audit trail (newest first)")
+    def audit_trail(self, obj: models.Model | None) -> str:
+        """The object's audit rows as a read-only table (rendered by format_html only)."""
+        if obj is None or obj.pk is None:
+            return "-"
+        events = AuditEvent.objects.for_entity(obj).order_by("-created_at", "-id")
+        events = list(events[: AUDIT_TRAIL_LIMIT + 1])
+        if not events:
+            return "No audited changes yet."
+        rows = format_html_join(
+            "\n",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    f"{localtime(e.created_at):%Y-%m-%d %H:%M:%S}",
+                    e.actor,
+                    e.action,
+                    _change_summary(e),
+                    e.reason,
+                )
+                for e in events[:AUDIT_TRAIL_LIMIT]
+            ),
+        )
+        shown = (
+            f"Showing the newest {AUDIT_TRAIL_LIMIT}."
+            if len(events) > AUDIT_TRAIL_LIMIT
+            else f"{len(events)} event(s)."
+        )
+        link = _audit_log_url(entity_type=obj._meta.label_lower, entity_id=str(obj.pk))
+        return format_html(
+            '<table class="audit-trail"><thead><tr><th>When</th><th>Who</th><th>Action</th>'
+            "<th>Change</th><th>Reason</th></tr></thead><tbody>{}</tbody></table>"
+            '<p>{} <a href="{}">Open in the audit log</a></p>',
+            rows,
+            shown,
+            link,
+        )
+
+
+# --- Operations ----------------------------------------------------------------------------------
+
+
+Messages = list[tuple[int, str]]
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One operator action, through a service.
+
+    Either `apply(obj, user, reason)`, called for each object, which returns False when the
+    object was already in the wanted state (reported with `done` and `unchanged`, formatted with
+    `count` and `noun`); or `apply_all(queryset, user, data)`, called once for the whole
+    selection with the confirm form's cleaned data, which returns the messages to show. An
+    `apply_all` operation always confirms: it may act on every row matching the list's filters.
+    `permission` names a `has_<permission>_permission(request)` method of the ModelAdmin;
+    `fields(request)` adds fields to the confirm form (a target segment, say).
+    """
+
+    name: str
+    label: str
+    permission: str
+    apply: Callable[[Any, Any, str], bool] | None = None
+    apply_all: Callable[[QuerySet, Any, dict], Messages] | None = None
+    done: str = ""
+    unchanged: str = ""
+    confirm: bool = False
+    reason_required: bool = False
+    warning: str = ""
+    fields: Callable[[Any], dict[str, forms.Field]] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.apply is None) == (self.apply_all is None):
+            raise TypeError(f"operation {self.name!r} needs exactly one of apply and apply_all")
+        if self.apply_all is not None and not self.confirm:
+            raise TypeError(f"operation {self.name!r} acts on a selection: it must confirm")
+
+
+class OperationsAdmin(AuditedAdmin):
+    """Operations as changelist actions and as object-tools buttons on the change page.
+
+    Buttons that act at once are POST-only URLs (a GET is 405); confirmed operations show a
+    confirm page on GET and act on a POST carrying `post=yes` and a valid form. A changelist
+    action confirms with `confirm_operation(request, queryset, op, action_name)`: the page posts
+    back the selection as Django's own actions do (the ids, or "all matching" with the list's
+    filters still in the address), so a confirmed action acts on exactly what was selected.
+    """
+
+    operations: dict[str, Operation] = {}
+    change_form_template = "admin/ventures/change_form_operations.html"
+
+    def applicable_operations(self, obj) -> list[str]:
+        return list(self.operations)
+
+    def confirm_notes(self, request, operation: Operation, objects: list) -> list[str]:
+        return []
+
+    def has_operation_permission(self, request, operation: Operation) -> bool:
+        return getattr(self, f"has_{operation.permission}_permission")(request)
+
+    def get_urls(self):
+        if not self.operations:
+            return super().get_urls()
+        names = "|".join(re.escape(name) for name in self.operations)
+        info = self.opts.app_label, self.opts.model_name
+        custom = [
+            re_path(
+                rf"^(?P<object_id>.+)/(?P<operation>{names})/$",
+                self.admin_site.admin_view(self.operation_view),
+                name="{}_{}_operation".format(*info),
+            )
+        ]
+        return custom + super().get_urls()
+
+    def operation_url(self, obj, name: str) -> str:
+        info = self.opts.app_label, self.opts.model_name
+        return reverse(
+            "admin:{}_{}_operation".format(*info),
+            args=[quote(obj.pk), name],
+            current_app=self.admin_site.name,
+        )
+
+    def change_url(self, obj) -> str:
+        info = self.opts.app_label, self.opts.model_name
+        return reverse(
+            "admin:{}_{}_change".format(*info),
+            args=[quote(obj.pk)],
+            current_app=self.admin_site.name,
+        )
+
+    def operation_view(self, request, object_id, operation):
+        op = self.operations[operation]
+        allowed = ("GET", "HEAD", "POST") if op.confirm else ("POST",)
+        if request.method not in allowed:
+            return HttpResponseNotAllowed(allowed)
+        obj = self.get_object(request, unquote(object_id))
+        if not self.has_operation_permission(request, op):
+            raise PermissionDenied
+        selection = [obj] if op.apply else self.get_queryset(request).filter(pk=obj.pk)
+        if op.confirm:
+            response = self.confirm_operation(request, selection, op)
+            if response is not None:
+                return response
+        else:
+            self.run_operation(request, selection, op)
+        return HttpResponseRedirect(self.change_url(obj))
+
+    def confirm_operation(self, request, objects: Iterable, op: Operation, action_name=""):
+        """The confirm page; returns None once the confirmed operation has run."""
+        if op.apply_all is None:
+            objects = list(objects)
+            count, shown = len(objects), objects[:CONFIRM_SHOWN]
+        else:
+            count, shown = objects.count(), list(objects[:CONFIRM_SHOWN])
+        extra = op.fields(request) if op.fields else None
+        if request.method == "POST" and request.POST.get("post") == "yes":
+            form = ReasonForm(request.POST, reason_required=op.reason_required, extra=extra)
+            if form.is_valid():
+                self.run_operation(request, objects, op, data=form.cleaned_data)
+                return None
+        else:
+            form = ReasonForm(reason_required=op.reason_required, extra=extra)
+        single = shown[0] if count == 1 and not action_name else None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{op.label}: are you sure?",
+            "opts": self.opts,
+            "operation": op,
+            "count": count,
+            "objects": shown,
+            "more": count - len(shown),
+            "object": single,
+            "objects_name": model_ngettext(self.opts, count),
+            "notes": self.confirm_notes(request, op, shown),
+            "form": form,
+            "action_name": action_name,
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            "select_across": request.POST.get("select_across") == "1",
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "cancel_url": self.change_url(single)
+            if single
+            else reverse(
+                f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist",
+                current_app=self.admin_site.name,
+            ),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/ventures/confirm_operation.html", context)
+
+    def run_operation(self, request, objects: Iterable, op: Operation, data=None) -> None:
+        data = data or {"reason": ""}
+        if op.apply_all is not None:
+            try:
+                shown = op.apply_all(objects, request.user, data)
+            except services.DomainError as exc:
+                shown = [(messages.ERROR, str(exc))]
+            for level, text in shown:
+                self.message_user(request, text, level)
+            return
+        changed, unchanged, errors = 0, 0, []
+        for obj in objects:
+            try:
+                if op.apply(obj, request.user, data["reason"]):
+                    changed += 1
+                else:
+                    unchanged += 1
+            except services.DomainError as exc:
+                errors.append(str(exc))
+            except ObjectDoesNotExist:  # deleted by someone else since the page was shown
+                errors.append(f"{obj} no longer exists.")
+        for error in errors[:MAX_ERROR_MESSAGES]:
+            self.message_user(request, error, messages.ERROR)
+        if len(errors) > MAX_ERROR_MESSAGES:
+            more = len(errors) - MAX_ERROR_MESSAGES
+            self.message_user(request, f"... and {more} more refused.", messages.ERROR)
+        if changed:
+            noun = model_ngettext(self.opts, changed)
+            self.message_user(request, op.done.format(count=changed, noun=noun), messages.SUCCESS)
+        if unchanged:
+            noun = model_ngettext(self.opts, unchanged)
+            text = op.unchanged.format(count=unchanged, noun=noun)
+            self.message_user(request, text, messages.WARNING)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        obj = self.get_object(request, unquote(object_id))
+        extra_context = {
+            **(extra_context or {}),
+            "operation_buttons": [
+                {
+                    "label": op.label + ("…" if op.confirm else ""),
+                    "url": self.operation_url(obj, op.name),
+                    "confirm": op.confirm,
+                    "name": op.name,
+                }
+                for op in (self.operations[n] for n in self.applicable_operations(obj))
+                if self.has_operation_permission(request, op)
+            ],
+        }
+        if request.method == "GET" and global_kill_switch_on():
+            self.message_user(
+                request, "The global kill switch is ON: nothing is sent.", messages.WARNING
+            )
+        return super().change_view(request, object_id, form_url, extra_context)

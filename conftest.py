@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from django.core.cache import caches
 from django.db import connection
 
 from tests.factories import CampaignFactory, MembershipFactory, UserFactory, VentureFactory
+from tests.proc import migrate_sqlite, running_database_url
 from ventures.roles import ADMINISTRATOR, OPERATOR, VIEWER
 
 
@@ -26,6 +28,31 @@ def plain_http(settings):
     Modules of HTTP tests take it with `pytestmark = [..., pytest.mark.usefixtures("plain_http")]`.
     """
     settings.SECURE_SSL_REDIRECT = False
+
+
+@pytest.fixture
+def fresh_rate_limit(db):
+    """The capture form's per-address counters start at zero (they live in a database cache)."""
+    caches["ratelimit"].clear()
+    yield
+    caches["ratelimit"].clear()
+
+
+@pytest.fixture(scope="module")
+def migrated_sqlite(tmp_path_factory) -> str:
+    """The URL of a real, migrated SQLite database file, shared by a module's tests."""
+    return migrate_sqlite(tmp_path_factory.mktemp("db") / "aicmo.sqlite3")
+
+
+@pytest.fixture
+def cli_database_url(request, tmp_path) -> str:
+    """An empty database a real `manage.py` process can use and the test can read: on
+    PostgreSQL the test database (committed to, flushed after the test), on SQLite a newly
+    migrated file of the test's own."""
+    if connection.vendor == "postgresql":
+        request.getfixturevalue("transactional_db")
+        return running_database_url()
+    return migrate_sqlite(tmp_path / "cli.sqlite3")
 
 
 @pytest.fixture

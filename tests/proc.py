@@ -29,6 +29,24 @@ def clean_env(**overrides: str) -> dict[str, str]:
     return {k: v for k, v in env.items() if v is not None}
 
 
+def running_database_url() -> str:
+    """The URL of this test run's PostgreSQL database, for a real process (the SQLite test
+    database lives in memory, out of a subprocess's reach: use `migrate_sqlite`)."""
+    from django.db import connection
+
+    s = connection.settings_dict
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+def migrate_sqlite(path: Path) -> str:
+    """A new SQLite database file at `path`, migrated as `make demo` leaves one; its URL."""
+    url = f"sqlite:///{path}"
+    result = manage("migrate", "--no-input", env=clean_env(DATABASE_URL=url), timeout=300)
+    assert result.returncode == 0, result.stderr
+    return url
+
+
 def manage(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(REPO / "manage.py"), *args],

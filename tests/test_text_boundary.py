@@ -12,15 +12,15 @@ from urllib.parse import quote
 
 import pytest
 import tomli_w
-from django.db import connection
 from django.urls import reverse
 
 from leads.api import MAX_JSON_DEPTH
 from leads.models import ImportBatch, Lead
-from leads.tests.test_inbound import FORM, fresh_rate_limit  # noqa: F401 - autouse
+from leads.tests.capture_form import FORM
 from leads.views import capture_url
 from templating.models import MessageTemplate
-from templating.tests.test_campaign_code import BASE, OPENER
+from templating.tests.campaign_files import BASE, OPENER
+from templating.tests.template_forms import form_data
 from tests.factories import MessageTemplateFactory
 from tests.proc import clean_env, manage
 from ventures.campaign_code import CampaignCodeError, campaign_load
@@ -28,7 +28,7 @@ from ventures.models import Campaign, Venture
 from ventures.services import venture_api_token_create
 from ventures.text import data_text_problem, text_problem
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("plain_http")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("plain_http", "fresh_rate_limit")]
 
 BAD = {"NUL": "\x00", "surrogate": "\ud800"}
 REASON = {"NUL": "a NUL character (U+0000)", "surrogate": "a lone surrogate (U+D800)"}
@@ -257,18 +257,6 @@ def test_campaign_file_with_a_nul_in_a_key_name_writes_nothing(tmp_path):
     assert rows_written() == 0
 
 
-def _database_url(tmp_path: Path) -> str:
-    """The test database on PostgreSQL; a freshly migrated file on SQLite (the test's own is
-    in memory, out of a subprocess's reach)."""
-    if connection.vendor == "postgresql":
-        db = connection.settings_dict
-        return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
-    migrated = manage("migrate", "--noinput", env=clean_env(DATABASE_URL=url), timeout=300)
-    assert migrated.returncode == 0, migrated.stderr
-    return url
-
-
 def _count_rows(url: str) -> int:
     if url.startswith("postgres"):
         return rows_written()
@@ -278,8 +266,10 @@ def _count_rows(url: str) -> int:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_campaign_load_command_refuses_nul_and_surrogate_escapes_in_one_line(tmp_path):
-    url = _database_url(tmp_path)
+def test_campaign_load_command_refuses_nul_and_surrogate_escapes_in_one_line(
+    cli_database_url, tmp_path
+):
+    url = cli_database_url
     env = clean_env(DATABASE_URL=url)
     files = {
         "body NUL": FILE.replace("Hello {{", "Hello \\u0000{{"),
@@ -309,10 +299,7 @@ def op_client(client, operator):
     return client
 
 
-def template_form(campaign, **overrides):
-    from templating.tests.test_admin import form_data
-
-    return form_data(campaign, **overrides)
+template_form = form_data
 
 
 @pytest.mark.parametrize("field", ["name", "subject", "body_text", "body_html"])
@@ -377,10 +364,12 @@ def _xlsx_with_cell_xml(path: Path, cell_xml: bytes) -> Path:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_leads_import_refuses_an_xlsx_cell_with_a_nul_or_surrogate_in_one_line(tmp_path):
+def test_leads_import_refuses_an_xlsx_cell_with_a_nul_or_surrogate_in_one_line(
+    cli_database_url, tmp_path
+):
     # CSV files already refuse NUL bytes and invalid UTF-8 (leads.parsing); in XLSX the XML
     # parser refuses these characters, and that refusal is a one-line reason, not a traceback.
-    url = _database_url(tmp_path)
+    url = cli_database_url
     env = clean_env(DATABASE_URL=url)
     demo = Path(__file__).resolve().parent.parent / "docs" / "examples" / "demo-campaign.toml"
     assert manage("campaign", "load", str(demo), env=env).returncode == 0

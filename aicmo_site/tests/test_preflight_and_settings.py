@@ -18,15 +18,6 @@ from ventures.tasks import worker_heartbeat
 UNREACHABLE_DB = "postgres://postgres@127.0.0.1:9/aicmo_nowhere"
 
 
-@pytest.fixture(scope="module")
-def migrated_sqlite(tmp_path_factory) -> str:
-    """A real, migrated SQLite database file, as `make demo` leaves one."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'aicmo.sqlite3'}"
-    result = manage("migrate", "--no-input", env=clean_env(DATABASE_URL=url))
-    assert result.returncode == 0, result.stderr
-    return url
-
-
 def ids(messages) -> list[str]:
     return [m.id for m in messages]
 

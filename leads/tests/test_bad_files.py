@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection
 from django.urls import reverse
 
 from leads.models import BatchState, ImportBatch, ImportRowError, Lead
@@ -139,25 +138,10 @@ print(json.dumps({
 """
 
 
-@pytest.fixture(scope="module")
-def migrated_sqlite(tmp_path_factory) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('cli-db') / 'aicmo.sqlite3'}"
-    result = manage("migrate", "--no-input", env=clean_env(DATABASE_URL=url), timeout=300)
-    assert result.returncode == 0, result.stderr
-    return url
-
-
 @pytest.fixture
-def cli_env(request) -> dict[str, str]:
-    """The environment of a real process on this run's database (PostgreSQL: the test
-    database, committed to and flushed after the test; SQLite: a migrated file)."""
-    if connection.vendor == "postgresql":
-        request.getfixturevalue("transactional_db")
-        db = connection.settings_dict
-        url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    else:
-        url = request.getfixturevalue("migrated_sqlite")
-    return clean_env(DATABASE_URL=url, AICMO_ARTIFACT_DIR=settings.AICMO_ARTIFACT_DIR)
+def cli_env(cli_database_url) -> dict[str, str]:
+    """The environment of a real process on this run's database."""
+    return clean_env(DATABASE_URL=cli_database_url, AICMO_ARTIFACT_DIR=settings.AICMO_ARTIFACT_DIR)
 
 
 def _cli_state(env: dict[str, str]) -> dict:

@@ -14,13 +14,7 @@ from django.db.models import Count
 from leads.models import BatchState, ImportBatch, Lead
 from leads.samples import APOLLO_HEADERS, apollo_rows
 from tests.factories import CampaignFactory
-from tests.proc import REPO, clean_env
-
-
-def _database_url() -> str:
-    s = connection.settings_dict
-    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
-    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+from tests.proc import REPO, clean_env, running_database_url
 
 
 def _write(path, rows):
@@ -32,7 +26,7 @@ def _write(path, rows):
 
 
 def _import_concurrently(campaign, *paths, extra=()):
-    env = clean_env(DATABASE_URL=_database_url())
+    env = clean_env(DATABASE_URL=running_database_url())
     procs = [
         subprocess.Popen(
             [
@@ -132,8 +126,8 @@ def test_an_erasure_waits_for_the_import_chunk_being_written_and_holds_the_next_
     from tests.proc import manage
 
     campaign = CampaignFactory()
-    env = clean_env(DATABASE_URL=_database_url())
-    url = _database_url()
+    env = clean_env(DATABASE_URL=running_database_url())
+    url = running_database_url()
     with psycopg.connect(url) as chunk:
         # A chunk in flight: it took the lock an import chunk takes first.
         chunk.execute("LOCK TABLE leads_lead IN ROW EXCLUSIVE MODE")

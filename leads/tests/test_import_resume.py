@@ -16,12 +16,13 @@ from django.utils import timezone
 
 from leads import tasks
 from leads.importing import LeaseLost
-from leads.models import BatchState, ImportBatch, ImportRowError, Lead
+from leads.models import BatchState, ImportBatch, Lead
 from leads.services import runs
 from leads.services.imports import import_batch_create, lead_import
 from leads.services.runs import import_batch_resume, import_batch_run_now, import_batches_recover
 from leads.signals import IMPORT_RECOVERY_SCHEDULE
 from leads.suppression import suppression_add
+from leads.tests.outcomes import issues_of, leads_of
 from tests.factories import CampaignFactory, ImportBatchFactory, VentureFactory
 from ventures.models import AuditEvent
 from ventures.services import DomainError
@@ -110,31 +111,6 @@ def _lapse(batch: ImportBatch) -> None:
     """Time passes: the lease of the stopped runner runs out."""
     ImportBatch.objects.filter(pk=batch.pk).update(
         lease_until=timezone.now() - dt.timedelta(seconds=1)
-    )
-
-
-def leads_of(campaign) -> list[tuple]:
-    fields = (
-        "email_key",
-        "first_name",
-        "company",
-        "status",
-        "consent_status",
-        "source_row",
-        "source_list",
-        "grade",
-        "fit_score",
-        "custom_fields",
-    )
-    rows = Lead.objects.filter(campaign=campaign).order_by("email_key").values_list(*fields)
-    return [tuple(str(v) for v in row) for row in rows]
-
-
-def issues_of(batch_id: int) -> list[tuple]:
-    return list(
-        ImportRowError.objects.filter(batch_id=batch_id)
-        .order_by("row_number", "kind", "reason")
-        .values_list("row_number", "column", "kind", "reason")
     )
 
 

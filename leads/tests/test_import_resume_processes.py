@@ -21,10 +21,9 @@ from leads.samples import APOLLO_HEADERS, apollo_rows
 from leads.services import imports, runs
 from leads.services.imports import import_batch_create
 from leads.services.runs import import_batch_resume, import_batch_run_now
-from leads.tests.test_concurrency import _database_url
-from leads.tests.test_import_resume import issues_of, leads_of
+from leads.tests.outcomes import issues_of, leads_of
 from tests.factories import CampaignFactory, VentureFactory
-from tests.proc import REPO, clean_env
+from tests.proc import REPO, clean_env, running_database_url
 from ventures.services import DomainError
 
 ROWS = 40_000  # four chunks of 10,000
@@ -62,7 +61,7 @@ def _worker(batch_id: int) -> subprocess.Popen:
         [sys.executable, "-c", code],
         cwd=REPO,
         env=clean_env(
-            DATABASE_URL=_database_url(), AICMO_ARTIFACT_DIR=os.environ["AICMO_ARTIFACT_DIR"]
+            DATABASE_URL=running_database_url(), AICMO_ARTIFACT_DIR=os.environ["AICMO_ARTIFACT_DIR"]
         ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -146,7 +145,7 @@ def test_of_claimers_racing_for_one_batch_exactly_one_wins(tmp_path, monkeypatch
     path = tmp_path / "small.csv"
     path.write_text("Email\n" + "".join(f"p{i}@acme.example\n" for i in range(5)))
     batch = _pending(CampaignFactory(), path, monkeypatch)
-    env = clean_env(DATABASE_URL=_database_url())
+    env = clean_env(DATABASE_URL=running_database_url())
     start = str(time.time() + 3)
     procs = [
         subprocess.Popen(

@@ -7,29 +7,13 @@ from django.core.cache import caches
 from django.urls import reverse
 
 from leads.models import ConsentStatus, ImportBatch, Lead, LeadStatus, SourceChannel
+from leads.tests.capture_form import FORM
 from leads.views import capture_token, capture_url
 from tests.factories import CampaignFactory, LeadFactory, SuppressionEntryFactory
 from tests.http import text
 from ventures.models import Campaign, CampaignStatus
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("plain_http")]
-
-FORM = {
-    "email": "Visitor@Example.com",
-    "first_name": "Vic",
-    "last_name": "Visitor",
-    "company": "Visit Co",
-    "title": "Head of Sales",
-    "consent": "on",
-    "website": "",
-}
-
-
-@pytest.fixture(autouse=True)
-def fresh_rate_limit():
-    caches["ratelimit"].clear()
-    yield
-    caches["ratelimit"].clear()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("plain_http", "fresh_rate_limit")]
 
 
 def submit(client, campaign, query: str = "", ip: str = "203.0.113.7", **changes):
@@ -267,12 +251,11 @@ def test_rate_limit_is_exact_across_processes_on_postgresql():
 
     from django.db import connection
 
-    from tests.proc import REPO, clean_env
+    from tests.proc import REPO, clean_env, running_database_url
 
     if connection.vendor != "postgresql":
         pytest.skip("concurrency is proven on PostgreSQL")
-    db = connection.settings_dict
-    url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+    url = running_database_url()
     code = RACE.format(start=time.time() + 3)
     procs = [
         subprocess.Popen(

@@ -19,7 +19,6 @@ from django.utils import timezone
 
 from leads import importing
 from leads.models import ImportBatch, Lead
-from leads.tests.test_concurrency import _database_url
 from tests.factories import (
     CampaignFactory,
     IcpSegmentFactory,
@@ -27,7 +26,7 @@ from tests.factories import (
     LeadFactory,
     VentureFactory,
 )
-from tests.proc import REPO, clean_env
+from tests.proc import REPO, clean_env, running_database_url
 from ventures.models import Campaign, IcpSegment
 
 checks = importlib.import_module("leads.migrations.0009_references_checked_per_statement")
@@ -520,7 +519,7 @@ def test_deleting_a_segment_or_batch_through_the_orm_clears_the_leads_reference(
 def test_deleting_a_referenced_row_outside_read_committed_is_refused(level):
     segment = IcpSegmentFactory()  # no lead references it: the isolation alone decides
 
-    with psycopg.connect(_database_url()) as conn:
+    with psycopg.connect(running_database_url()) as conn:
         conn.isolation_level = psycopg.IsolationLevel[level]
         with pytest.raises(psycopg.errors.FeatureNotSupported) as caught:
             conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
@@ -593,7 +592,7 @@ class Child:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", code, *map(str, args)],
             cwd=REPO,
-            env=clean_env(DATABASE_URL=_database_url()),
+            env=clean_env(DATABASE_URL=running_database_url()),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -636,7 +635,7 @@ def test_a_campaign_deleted_while_an_import_writes_its_leads_waits_then_fails():
     deleter = None
     try:
         assert importer.line() == "inserted"  # holds the campaign FOR KEY SHARE, uncommitted
-        deleter = Child(DELETER, _database_url(), campaign.pk)
+        deleter = Child(DELETER, running_database_url(), campaign.pk)
         _wait_until_blocked(deleter, importer)
 
         importer.go_on()
@@ -659,7 +658,7 @@ def test_a_campaign_deleted_while_an_import_writes_its_leads_waits_then_fails():
 @pytest.mark.django_db(transaction=True)
 def test_an_import_into_a_campaign_being_deleted_waits_then_fails():
     campaign = CampaignFactory()
-    deleter = Child(DELETER, _database_url(), campaign.pk)
+    deleter = Child(DELETER, running_database_url(), campaign.pk)
     importer = None
     try:
         assert deleter.line() == "deleted"  # uncommitted

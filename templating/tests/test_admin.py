@@ -8,6 +8,7 @@ from django.urls import reverse
 
 from templating.models import MessageTemplate, RenderLog, RenderPurpose
 from templating.services import TEST_EMAIL_LIMIT, template_current_version
+from templating.tests.template_forms import form_data
 from tests.factories import (
     CampaignFactory,
     LeadFactory,
@@ -47,28 +48,6 @@ def url(name, *args):
 
 
 # --- Editing ----------------------------------------------------------------------------------
-def form_data(campaign, **overrides):
-    data = {
-        "venture": campaign.venture.pk,
-        "campaign": campaign.pk,
-        "channel": "email",
-        "name": "Opener",
-        "slug": "opener",
-        "is_active": "on",
-        "narrative_angle": "pain: manual reporting",
-        "variant_label": "A",
-        "subject": "Hi {{ first_name }}",
-        "body_text": "Hello {{ first_name }}\n{{ unsubscribe_url }}",
-        "body_html": "",
-        "versions-TOTAL_FORMS": "0",
-        "versions-INITIAL_FORMS": "0",
-        "versions-MIN_NUM_FORMS": "0",
-        "versions-MAX_NUM_FORMS": "1000",
-    }
-    data.update(overrides)
-    return data
-
-
 def test_admin_form_shows_a_syntax_error_with_its_line(op_client, campaign):
     body = "Hello\nthere\n{{ first_name }"
     response = op_client.post(url("add"), form_data(campaign, body_text=body))

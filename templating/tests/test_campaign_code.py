@@ -10,6 +10,7 @@ from django.conf import settings
 
 from templating.models import MessageTemplate
 from templating.services import campaign_templates_check
+from templating.tests.campaign_files import BASE, OPENER
 from tests.factories import LeadFactory
 from ventures.campaign_code import CampaignCodeError, campaign_dump, campaign_load
 from ventures.models import AuditEvent, Campaign, Venture
@@ -17,31 +18,6 @@ from ventures.models import AuditEvent, Campaign, Venture
 pytestmark = pytest.mark.django_db
 
 DEMO_FILE = Path(settings.BASE_DIR) / "docs" / "examples" / "demo-campaign.toml"
-
-BASE = """\
-[venture]
-slug = "acme"
-name = "Acme Pipelines"
-postal_address = "Acme GmbH, Hauptstrasse 1, 10115 Berlin"
-
-[campaign]
-slug = "acme-q3"
-name = "Acme Q3"
-"""
-
-OPENER = """
-[[templates]]
-slug = "opener"
-name = "Opener"
-variant_label = "A"
-narrative_angle = "pain: manual reporting"
-subject = "Hi {{ first_name | default('there') }}"
-body_text = \"\"\"
-Hello {{ first_name | default('there') }},
-{{ venture.postal_address }}
-{{ unsubscribe_url }}
-\"\"\"
-"""
 
 
 @pytest.fixture

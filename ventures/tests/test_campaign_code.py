@@ -21,7 +21,7 @@ from django.db import IntegrityError, connection
 from django.test.utils import CaptureQueriesContext
 
 from tests.factories import CampaignFactory, IcpSegmentFactory, VentureFactory
-from tests.proc import REPO, clean_env, manage
+from tests.proc import REPO, clean_env, manage, running_database_url
 from ventures import campaign_code
 from ventures.campaign_code import (
     CAMPAIGN_KEYS,
@@ -868,8 +868,7 @@ def test_the_documented_example_is_the_demo_file():
 def test_concurrent_loads_of_one_new_file_create_everything_exactly_once(write):
     if connection.vendor != "postgresql":
         pytest.skip("concurrent writers are proven on PostgreSQL")
-    db = connection.settings_dict
-    url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    url = running_database_url()
     path = write(BASE)
     env = clean_env(DATABASE_URL=url)
     commands = [

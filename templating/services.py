@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.db.models import F, Q, QuerySet
@@ -367,10 +367,3 @@ def render_logs_erase_subject(*, subject_refs: Iterable[str]) -> int:
     """Delete every render log of these recipients (GDPR erasure)."""
     deleted, _ = RenderLog.objects.filter(subject_ref__in=list(subject_refs)).delete()
     return deleted
-
-
-def validation_messages(exc: ValidationError) -> str:
-    """One line for an operator from a model ValidationError."""
-    if hasattr(exc, "message_dict"):
-        return "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
-    return " ".join(exc.messages)

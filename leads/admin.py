@@ -29,7 +29,6 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from leads import admin_services
 from leads.forms import (
     ImportConfirmForm,
     LeadImportForm,
@@ -48,6 +47,8 @@ from leads.models import (
     SuppressionKind,
     import_counts_text,
 )
+from leads.services import uploads
+from leads.services.bulk import leads_mark_dnc, leads_move_to_segment
 from leads.services.exports import spreadsheet_safe
 from leads.services.privacy import lead_data_export
 from leads.services.rules import campaign_lead_policy_set, lead_rescore
@@ -121,7 +122,7 @@ def _leads(count: int) -> str:
 
 def _mark_dnc(leads, user, data: dict) -> list[tuple[int, str]]:
     total = leads.count()
-    changed = admin_services.leads_mark_dnc(leads=leads, actor=user, reason=data["reason"])
+    changed = leads_mark_dnc(leads=leads, actor=user, reason=data["reason"])
     text = f"Marked {_leads(changed)} do-not-contact."
     if total - changed:
         text += f" {_leads(total - changed)} already were."
@@ -142,7 +143,7 @@ def _suppress(leads, user, data: dict) -> list[tuple[int, str]]:
 
 def _move_to_segment(leads, user, data: dict) -> list[tuple[int, str]]:
     segment = data["segment"]
-    moved, refused = admin_services.leads_move_to_segment(
+    moved, refused = leads_move_to_segment(
         leads=leads, segment=segment, actor=user, reason=data["reason"]
     )
     shown = [(messages.SUCCESS, f"Moved {_leads(moved)} to {segment}.")]
@@ -404,13 +405,13 @@ class LeadAdmin(OperationsAdmin):
             request.POST or None, request.FILES or None, campaigns=campaigns, initial=initial
         )
         if request.method == "POST" and form.is_valid():
-            preview, error = admin_services.upload_preview(
+            preview, error = uploads.upload_preview(
                 upload=form.cleaned_data["file"], campaign=form.cleaned_data["campaign"]
             )
             if error:
                 form.add_error("file", error)
             else:
-                ticket = admin_services.ticket_sign(
+                ticket = uploads.ticket_sign(
                     user=request.user,
                     campaign=form.cleaned_data["campaign"],
                     preview=preview,
@@ -425,7 +426,7 @@ class LeadAdmin(OperationsAdmin):
                     campaign=form.cleaned_data["campaign"],
                     source=form.cleaned_data["source"],
                     force=form.cleaned_data["force"],
-                    background=preview.size > admin_services.background_threshold(),
+                    background=preview.size > uploads.background_threshold(),
                     checked_in_full=preview.checked_in_full,
                     confirm_form=ImportConfirmForm(initial={"ticket": ticket}),
                 )
@@ -438,7 +439,7 @@ class LeadAdmin(OperationsAdmin):
         if request.method != "POST":
             return HttpResponseRedirect(reverse("admin:leads_lead_import"))
         form = ImportConfirmForm(request.POST)
-        ticket = admin_services.ticket_read(form.data.get("ticket", ""), user=request.user)
+        ticket = uploads.ticket_read(form.data.get("ticket", ""), user=request.user)
         campaign = ticket and visible_campaigns(request).filter(pk=ticket["campaign"]).first()
         if not campaign:
             self.message_user(
@@ -447,9 +448,7 @@ class LeadAdmin(OperationsAdmin):
                 messages.ERROR,
             )
             return HttpResponseRedirect(reverse("admin:leads_lead_import"))
-        batch, error = admin_services.ticket_run(
-            ticket=ticket, campaign=campaign, user=request.user
-        )
+        batch, error = uploads.ticket_run(ticket=ticket, campaign=campaign, user=request.user)
         if error:
             upload = LeadImportForm(
                 campaigns=visible_campaigns(request), initial={"campaign": campaign.pk}

@@ -6,6 +6,8 @@ the inbound channels call these; reads are `leads.selectors`, suppression `leads
 - `privacy`: erasure and data access requests about one person.
 - `exports`: a campaign's leads as CSV.
 - `rules`: re-scoring leads and the campaign's cross-campaign policy.
+- `bulk`: set-wise writes on an operator's selection (mark DNC, move to a segment).
+- `uploads`: an admin upload between its preview and its confirmation (staging, tickets).
 
 The names below are re-exported so that `from leads.services import X` keeps working (the two
 reads, `lead_policy_of` and `lead_counts`, live in `leads.selectors`); new code imports from

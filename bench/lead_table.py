@@ -121,7 +121,8 @@ def prepare_database(database_url: str) -> None:
 def chunks_file(rows: int) -> Path:
     """A file of the COPY lines of `rows` Apollo leads as the importer prepares them, naming a
     campaign and an import batch made here (their ids are in the file's name); written once."""
-    from leads.importing import CHUNK_ROWS, ChunkProcessor, ImportContext, RowNormaliser, chunked
+    from leads.import_rows import RowNormaliser
+    from leads.importing import CHUNK_ROWS, ChunkProcessor, ImportContext, chunked
     from leads.models import ImportBatch
     from leads.parsing import inspect_file, scan_file
     from leads.samples import write_apollo_file
@@ -170,7 +171,8 @@ def _cpu(pid: int) -> float:
 def run(database_url: str, path: Path, variant: str) -> dict:
     import psycopg
 
-    from leads.importing import CHUNK_ROWS, CHUNK_WORK_MEM, COPY_COLUMNS
+    from leads.import_sql import CHUNK_WORK_MEM, COPY_COLUMNS
+    from leads.importing import CHUNK_ROWS
 
     make, undo, work_mem = VARIANTS[variant]
     dsn = database_url.replace("postgres://", "postgresql://", 1)

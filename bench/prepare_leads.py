@@ -109,7 +109,12 @@ def scoring_spec() -> dict:
 def worker(path: Path, stage: str, spec: dict | None, code: Path, vendor_url: str) -> dict:
     setup_django(code, vendor_url)
     from leads import importing, services
-    from leads.importing import ChunkProcessor, ImportContext, RowNormaliser, chunked
+    from leads.importing import ChunkProcessor, ImportContext, chunked
+
+    try:
+        from leads.import_rows import RowNormaliser
+    except ImportError:  # a checkout from before leads/importing.py was split by job
+        from leads.importing import RowNormaliser
     from leads.models import ImportBatch
     from leads.parsing import inspect_file, scan_file
     from leads.scoring import DEFAULT_RULES, LeadScorer, Rule

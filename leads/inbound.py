@@ -14,7 +14,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from leads.importing import ImportContext, RowNormaliser, run_chunks
+from leads.import_rows import RowNormaliser
+from leads.importing import ImportContext, run_chunks
 from leads.models import BatchState, ImportBatch, ImportRowError
 from leads.parsing import FileProblem, header_key, map_headers
 from leads.scoring import LeadScorer

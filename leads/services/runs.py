@@ -74,13 +74,13 @@ from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from leads.import_fork import FileCheck
+from leads.import_rows import RowNormaliser
 from leads.importing import (
-    FileCheck,
     ImportContext,
     ImportCounts,
     LeaseLost,
     ProgressCallback,
-    RowNormaliser,
     run_chunks,
 )
 from leads.models import (

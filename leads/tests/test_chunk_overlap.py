@@ -9,8 +9,9 @@ import signal
 import pytest
 from django.forms.models import model_to_dict
 
-from leads import importing
-from leads.importing import ImportProcessDied, RowNormaliser
+from leads import import_fork, import_sql, importing
+from leads.import_fork import ImportProcessDied
+from leads.import_rows import RowNormaliser
 from leads.models import BatchState, ImportBatch, ImportRowError, Lead
 from leads.parsing import FileProblem
 
@@ -291,7 +292,7 @@ def test_a_file_problem_found_after_chunks_were_written_leaves_the_database_as_i
     run_import, write_csv, checked_beside, monkeypatch
 ):
     # The verdict comes last: every chunk before it was written in the pending transaction.
-    monkeypatch.setattr(importing.FileCheck, "done", lambda self: False)
+    monkeypatch.setattr(import_fork.FileCheck, "done", lambda self: False)
     written = []
     write = importing.ChunkProcessor._write
     monkeypatch.setattr(
@@ -309,7 +310,7 @@ def test_a_file_problem_found_after_chunks_were_written_leaves_the_database_as_i
 def test_a_check_process_that_dies_fails_the_import_and_writes_nothing(
     run_import, write_csv, checked_beside, monkeypatch
 ):
-    monkeypatch.setattr("leads.importing.scan_file", lambda info: os.kill(os.getpid(), 9))
+    monkeypatch.setattr(import_fork, "scan_file", lambda info: os.kill(os.getpid(), 9))
     rows = "".join(f"k{i}@acme.example\n" for i in range(7))
 
     with pytest.raises(ImportProcessDied, match="checking the file stopped unexpectedly"):
@@ -380,7 +381,7 @@ def test_chunk_transactions_relax_commit_and_memory_settings_for_themselves_only
     from django.db import connection
 
     seen = []
-    copy = importing.copy_leads
+    copy = import_sql.copy_leads
 
     def observing(data):
         with connection.cursor() as cur:
@@ -388,14 +389,14 @@ def test_chunk_transactions_relax_commit_and_memory_settings_for_themselves_only
             seen.append(cur.fetchone())
         return copy(data)
 
-    monkeypatch.setattr(importing, "copy_leads", observing)
+    monkeypatch.setattr(importing, "copy_leads", observing)  # as the chunk loop calls it
     with connection.cursor() as cur:
         cur.execute("SELECT current_setting('work_mem'), current_setting('synchronous_commit')")
         before = cur.fetchone()
 
     run_import(write_csv("Email\na@acme.example\nb@acme.example\n"))
 
-    assert seen == [(importing.CHUNK_WORK_MEM, "off")]
+    assert seen == [(import_sql.CHUNK_WORK_MEM, "off")]
     with connection.cursor() as cur:
         cur.execute("SELECT current_setting('work_mem'), current_setting('synchronous_commit')")
         assert cur.fetchone() == before != seen[0]  # SET LOCAL: gone with the chunk's commit

@@ -1,6 +1,6 @@
 """The import's merge rules and chunk loop: rows -> chunks -> dedup, suppression, policy, writes.
 
-`run_chunks` cuts an import's rows into chunks of CHUNK_ROWS and takes each through the two
+`run_chunks` cuts an import's rows into chunks (`Chunking`) and takes each through the two
 halves of `ChunkProcessor`. `prepare` touches no database, so that a big import can run it in
 a forked process (`leads.import_fork`) beside the writer: it normalises the rows
 (`leads.import_rows`), dedups them within the chunk and encodes the leads to write. `run`
@@ -71,8 +71,40 @@ from leads.models import (
 )
 from leads.normalise import email_domain_of
 
-CHUNK_ROWS = 10_000
 DEADLOCK_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class Chunking:
+    """How an import cuts its rows into chunks. The defaults are production's; tests pass
+    small ones (`lead_import(chunking=Chunking(rows=3))`).
+
+    `rows`: rows a chunk, written and committed together. `ramp_min_rows`: with a preparing
+    process, chunks of at least this many rows start with shorter ones (`ramp`).
+    `process_min_rows`: imports of more rows than this prepare their chunks in a forked
+    process; None means more than one chunk (a single chunk has nothing to overlap with).
+    """
+
+    rows: int = 10_000
+    ramp_min_rows: int = 1_000
+    process_min_rows: int | None = None
+
+    @property
+    def process_threshold(self) -> int:
+        """Imports of more rows than this use a preparing process."""
+        return self.rows if self.process_min_rows is None else self.process_min_rows
+
+    def ramp(self) -> tuple[int, ...]:
+        """The sizes of the first chunks when a process prepares them. The writer waits for the
+        first chunk before it can do anything, and the process waits for nothing: short first
+        chunks start the writing early, overlapping the preparing of the rest (a file of one
+        full chunk would otherwise be prepared, then written, with no overlap at all)."""
+        if self.rows < self.ramp_min_rows:
+            return ()
+        return (self.rows // 8, self.rows // 4, self.rows // 2)
+
+
+DEFAULT_CHUNKING = Chunking()
 
 
 @dataclass
@@ -108,22 +140,6 @@ def chunked(rows: Iterable, size: int, *, ramp: tuple[int, ...] = ()) -> Iterato
         yield chain((first,), islice(iterator, next(sizes) - 1))
 
 
-# With a preparing process the writer waits for the first chunk before it can do anything, and
-# the process waits for nothing: the first chunks are short, so writing starts early and
-# overlaps the preparing of the rest (a file of one full chunk would otherwise be prepared,
-# then written, with no overlap at all). Only for full-size chunks.
-RAMP_MIN_CHUNK_ROWS = 1_000
-# Imports of more rows than this use a preparing process; None means "more than one chunk" (a
-# single chunk has nothing to overlap with).
-PROCESS_MIN_ROWS: int | None = None
-
-
-def _ramp(size: int) -> tuple[int, ...]:
-    if size < RAMP_MIN_CHUNK_ROWS:
-        return ()
-    return (size // 8, size // 4, size // 2)
-
-
 # --- the chunk processor -----------------------------------------------------------------------
 
 
@@ -142,6 +158,7 @@ class ImportContext:
     # Rows the file probably has, while `counts.rows_total` is not known yet (its check runs
     # beside the import): decides whether a preparing process is worth forking.
     rows_expected: int = 0
+    chunking: Chunking = DEFAULT_CHUNKING
 
 
 class LeaseLost(Exception):
@@ -528,12 +545,12 @@ def run_chunks(
     """
     processor = ChunkProcessor(ctx)
     totals = ctx.counts
-    threshold = CHUNK_ROWS if PROCESS_MIN_ROWS is None else PROCESS_MIN_ROWS
-    if use_child(totals.rows_total or ctx.rows_expected, more_than=threshold):
-        chunks = chunked(rows, CHUNK_ROWS, ramp=_ramp(CHUNK_ROWS))
+    chunking = ctx.chunking
+    if use_child(totals.rows_total or ctx.rows_expected, more_than=chunking.process_threshold):
+        chunks = chunked(rows, chunking.rows, ramp=chunking.ramp())
         prepared_chunks = prepared_in_child(processor.prepare, chunks)
     else:
-        prepared_chunks = (processor.prepare(records) for records in chunked(rows, CHUNK_ROWS))
+        prepared_chunks = (processor.prepare(records) for records in chunked(rows, chunking.rows))
 
     def passed() -> None:
         totals.rows_total = check.result().rows_total  # stored with the next counters

@@ -30,7 +30,7 @@ from django.utils import timezone
 from leads.import_fork import FileCheck
 from leads.import_rows import RowNormaliser
 from leads.import_sql import fetch_people, fetch_suppressed
-from leads.importing import LeaseLost, ProgressCallback
+from leads.importing import DEFAULT_CHUNKING, Chunking, LeaseLost, ProgressCallback
 from leads.models import (
     BatchState,
     ImportBatch,
@@ -123,6 +123,7 @@ def lead_import(
     dry_run: bool = False,
     force: bool = False,
     progress: ProgressCallback | None = None,
+    chunking: Chunking = DEFAULT_CHUNKING,
 ) -> ImportOutcome:
     """Import a CSV/XLSX file into a campaign now.
 
@@ -161,7 +162,11 @@ def lead_import(
             with transaction.atomic():
                 batch = ImportBatch.objects.create(**fields)
                 counts = _import_rows(
-                    batch=batch, rows=file_rows(info), mapping=mapping, progress=progress
+                    batch=batch,
+                    rows=file_rows(info),
+                    mapping=mapping,
+                    progress=progress,
+                    chunking=chunking,
                 )
                 transaction.set_rollback(True)
             return _outcome(None, info, mapping, counts, started, dry_run=True)
@@ -188,6 +193,7 @@ def lead_import(
                     check=check,
                     pending=pending if check is not None else None,
                     rows_expected=_rows_expected(info),
+                    chunking=chunking,
                 )
             except LeaseLost:
                 raise DomainError(

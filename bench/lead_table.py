@@ -8,7 +8,7 @@ The leads are the Apollo bench file of bench/import_leads.py, prepared once by t
 own `ChunkProcessor.prepare` (database-free, as the preparing process does) into the COPY lines
 an import sends, kept in bench/out/. Each run empties the lead table of its own database
 (`aicmo_bench_lead_table`, migrated by the script), changes the schema as the variant says,
-takes a CHECKPOINT, then copies the leads in chunks of CHUNK_ROWS, each in its own transaction
+takes a CHECKPOINT, then copies the leads in production-size chunks, each in its own transaction
 as the importer writes them (ROW EXCLUSIVE lock, SET LOCAL synchronous_commit and work_mem,
 COPY, commit), and undoes the variant. Variants alternate run by run.
 
@@ -121,7 +121,8 @@ def prepare_database(database_url: str) -> None:
 def chunks_file(rows: int) -> Path:
     """A file of the COPY lines of `rows` Apollo leads as the importer prepares them, naming a
     campaign and an import batch made here (their ids are in the file's name); written once."""
-    from leads.importing import CHUNK_ROWS, ChunkProcessor, ImportContext, RowNormaliser, chunked
+    from leads.import_rows import RowNormaliser
+    from leads.importing import DEFAULT_CHUNKING, ChunkProcessor, ImportContext, chunked
     from leads.models import ImportBatch
     from leads.parsing import inspect_file, scan_file
     from leads.samples import write_apollo_file
@@ -155,7 +156,7 @@ def chunks_file(rows: int) -> Path:
     processor = ChunkProcessor(ctx)
     partial = path.with_suffix(".partial")
     with partial.open("wb") as out:
-        for records in chunked(runs.file_rows(info), CHUNK_ROWS):
+        for records in chunked(runs.file_rows(info), DEFAULT_CHUNKING.rows):
             out.write(b"".join(processor.prepare(records).rows))
     partial.rename(path)
     return path
@@ -170,9 +171,11 @@ def _cpu(pid: int) -> float:
 def run(database_url: str, path: Path, variant: str) -> dict:
     import psycopg
 
-    from leads.importing import CHUNK_ROWS, CHUNK_WORK_MEM, COPY_COLUMNS
+    from leads.import_sql import CHUNK_WORK_MEM, COPY_COLUMNS
+    from leads.importing import DEFAULT_CHUNKING
 
     make, undo, work_mem = VARIANTS[variant]
+    chunk = DEFAULT_CHUNKING.rows
     dsn = database_url.replace("postgres://", "postgresql://", 1)
     with psycopg.connect(dsn, autocommit=True) as admin:
         admin.execute(f"TRUNCATE {LEAD}")
@@ -186,7 +189,7 @@ def run(database_url: str, path: Path, variant: str) -> dict:
             conn.commit()
             cpu, started = _cpu(pid), time.perf_counter()
             with path.open("rb") as fh:
-                while lines := [line for _, line in zip(range(CHUNK_ROWS), fh, strict=False)]:
+                while lines := [line for _, line in zip(range(chunk), fh, strict=False)]:
                     with conn.cursor() as cur:
                         cur.execute(f"LOCK TABLE {LEAD} IN ROW EXCLUSIVE MODE")
                         cur.execute("SET LOCAL synchronous_commit = off")

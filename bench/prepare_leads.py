@@ -10,7 +10,7 @@ Stages, each timed over the whole file and printed in microseconds per data row:
 - read:      iterating `services.file_rows` (csv parsing and decoding of the file, header
              skipped), streaming; the lower of its two timings, one in each stage's process.
 - normalise: `RowNormaliser` on every row (rows already in memory).
-- prepare:   `ChunkProcessor.prepare` on chunks of CHUNK_ROWS (normalise + dedup within the
+- prepare:   `ChunkProcessor.prepare` on production-size chunks (normalise + dedup within the
              chunk + the rows to insert); includes `normalise`.
 
 Variants: the Apollo-layout bench file with the venture of bench/import_leads.py (no ICP
@@ -109,7 +109,15 @@ def scoring_spec() -> dict:
 def worker(path: Path, stage: str, spec: dict | None, code: Path, vendor_url: str) -> dict:
     setup_django(code, vendor_url)
     from leads import importing, services
-    from leads.importing import ChunkProcessor, ImportContext, RowNormaliser, chunked
+    from leads.importing import ChunkProcessor, ImportContext, chunked
+
+    try:
+        from leads.import_rows import RowNormaliser
+    except ImportError:  # a checkout from before leads/importing.py was split by job
+        from leads.importing import RowNormaliser
+    # Production's chunk size; a module constant in older checkouts.
+    chunking = getattr(importing, "DEFAULT_CHUNKING", None)
+    chunk_rows = chunking.rows if chunking else importing.CHUNK_ROWS
     from leads.models import ImportBatch
     from leads.parsing import inspect_file, scan_file
     from leads.scoring import DEFAULT_RULES, LeadScorer, Rule
@@ -158,7 +166,7 @@ def worker(path: Path, stage: str, spec: dict | None, code: Path, vendor_url: st
         processor = ChunkProcessor(ctx)
         created = 0
         started = time.process_time()
-        for records in chunked(rows, importing.CHUNK_ROWS):
+        for records in chunked(rows, chunk_rows):
             prepared = processor.prepare(records)
             # The leads to write: `entries` in the first preparing-process version, else `rows`.
             created += len(getattr(prepared, "entries", None) or getattr(prepared, "rows", {}))

@@ -14,7 +14,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from leads.importing import ImportContext, RowNormaliser, run_chunks
+from leads.import_rows import RowNormaliser
+from leads.importing import DEFAULT_CHUNKING, Chunking, ImportContext, run_chunks
 from leads.models import BatchState, ImportBatch, ImportRowError
 from leads.parsing import FileProblem, header_key, map_headers
 from leads.scoring import LeadScorer
@@ -66,6 +67,7 @@ def inbound_records_import(
     channel: str,
     actor: Actor,
     source: str = "",
+    chunking: Chunking = DEFAULT_CHUNKING,
 ) -> ImportBatch:
     """Import records into `campaign` as one ImportBatch of `channel` (form or api).
 
@@ -95,6 +97,7 @@ def inbound_records_import(
             policy=lead_policy_of(campaign),
             source_list=batch.source,
             channel=channel,
+            chunking=chunking,
         )
         ctx.counts.rows_total = len(rows)
         counts = run_chunks(ctx=ctx, rows=enumerate(rows, start=1))

@@ -9,7 +9,7 @@ into the campaign is refused unless forced (`AlreadyImportedError`), and a file-
 raises `FileProblem` before anything is written (small files are checked in full first; big
 ones beside the first chunks, which commit only once the check passed). A dry run does all the
 work and rolls it back. Running the rows, the lease and closing the batch are in
-`leads.services.runs`; row-level work is `leads.importing`.
+`leads.services.runs`; row-level work is `leads.importing` and the `leads.import_*` modules.
 """
 
 from __future__ import annotations
@@ -27,14 +27,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from leads.importing import (
-    FileCheck,
-    LeaseLost,
-    ProgressCallback,
-    RowNormaliser,
-    fetch_people,
-    fetch_suppressed,
-)
+from leads.import_fork import FileCheck
+from leads.import_rows import RowNormaliser
+from leads.import_sql import fetch_people, fetch_suppressed
+from leads.importing import DEFAULT_CHUNKING, Chunking, LeaseLost, ProgressCallback
 from leads.models import (
     BatchState,
     ImportBatch,
@@ -62,7 +58,7 @@ from ventures.models import Campaign
 from ventures.services import Actor, DomainError, actor_label
 
 # Files bigger than this are checked in full by a second process beside the import's first
-# chunks (`importing.FileCheck`); smaller ones are checked before it, which costs less than a
+# chunks (`import_fork.FileCheck`); smaller ones are checked before it, which costs less than a
 # fork. Meanwhile their row count is estimated from the line length of their first
 # SAMPLE_BYTES (EXPECTED_ROW_BYTES a row where that cannot be read, e.g. XLSX).
 CHECK_BESIDE_BYTES = 2 * 1024 * 1024
@@ -127,11 +123,12 @@ def lead_import(
     dry_run: bool = False,
     force: bool = False,
     progress: ProgressCallback | None = None,
+    chunking: Chunking = DEFAULT_CHUNKING,
 ) -> ImportOutcome:
     """Import a CSV/XLSX file into a campaign now.
 
-    The whole file is checked first; a file-level problem raises FileProblem and writes
-    nothing. A dry run does all the work and rolls it back (counts are real, nothing stays).
+    The whole file is checked (a big one beside the first chunks, which commit only once it
+    passed); a file-level problem raises FileProblem and leaves nothing written. A dry run does all the work and rolls it back (counts are real, nothing stays).
     """
     _refuse_closed_campaign(campaign)
     started = timezone.now()
@@ -165,7 +162,11 @@ def lead_import(
             with transaction.atomic():
                 batch = ImportBatch.objects.create(**fields)
                 counts = _import_rows(
-                    batch=batch, rows=file_rows(info), mapping=mapping, progress=progress
+                    batch=batch,
+                    rows=file_rows(info),
+                    mapping=mapping,
+                    progress=progress,
+                    chunking=chunking,
                 )
                 transaction.set_rollback(True)
             return _outcome(None, info, mapping, counts, started, dry_run=True)
@@ -192,6 +193,7 @@ def lead_import(
                     check=check,
                     pending=pending if check is not None else None,
                     rows_expected=_rows_expected(info),
+                    chunking=chunking,
                 )
             except LeaseLost:
                 raise DomainError(

@@ -74,13 +74,15 @@ from django.db.models import Case, F, Q, QuerySet, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from leads.import_fork import FileCheck
+from leads.import_rows import RowNormaliser
 from leads.importing import (
-    FileCheck,
+    DEFAULT_CHUNKING,
+    Chunking,
     ImportContext,
     ImportCounts,
     LeaseLost,
     ProgressCallback,
-    RowNormaliser,
     run_chunks,
 )
 from leads.models import (
@@ -150,6 +152,7 @@ def _import_rows(
     check: FileCheck | None = None,
     pending: ExitStack | None = None,
     rows_expected: int = 0,
+    chunking: Chunking,
 ) -> ImportCounts:
     """Import `rows` into the batch. The running counters start from the batch's committed
     ones: a resumed import passes only the rows after `rows_done` and carries on counting."""
@@ -165,6 +168,7 @@ def _import_rows(
         lease_token=token,
         lease_period=import_lease_period(),
         rows_expected=rows_expected,
+        chunking=chunking,
     )
     return run_chunks(ctx=ctx, rows=rows, progress=progress, check=check, pending=pending)
 
@@ -180,6 +184,7 @@ def _import_and_close(
     check: FileCheck | None = None,
     pending: ExitStack | None = None,
     rows_expected: int = 0,
+    chunking: Chunking,
 ) -> ImportCounts:
     """Run the rows and close the batch (DONE with its audit row, or FAILED with why). When
     `resumable`, losing the database connection leaves it RUNNING, to be resumed."""
@@ -193,6 +198,7 @@ def _import_and_close(
             check=check,
             pending=pending,
             rows_expected=rows_expected,
+            chunking=chunking,
         )
     except (LeaseLost, _SliceSpent):
         raise
@@ -340,7 +346,11 @@ def _upload_gone_message(batch: ImportBatch) -> str:
 
 
 def import_batch_slice(
-    batch_id: int, *, budget: float | None, progress: ProgressCallback | None
+    batch_id: int,
+    *,
+    budget: float | None,
+    progress: ProgressCallback | None,
+    chunking: Chunking = DEFAULT_CHUNKING,
 ) -> str | None:
     """Claim the batch and import from its first unprocessed row until the end or until
     `budget` seconds are spent. None if it could not be claimed, else DONE, FAILED, PAUSED
@@ -397,7 +407,7 @@ def import_batch_slice(
         mapping = _header_mapping(info)
         rows = itertools.islice(file_rows(info), batch.rows_done, None)
         lease = ImportLease(batch.pk, token, progress, budget, started)
-        _import_and_close(batch, rows, mapping, lease, token, resumable=True)
+        _import_and_close(batch, rows, mapping, lease, token, resumable=True, chunking=chunking)
         return DONE
     except _SliceSpent:
         # Hand over: the token is cleared (the next claim is not a resume) and the lease is
@@ -452,28 +462,38 @@ def _tasks_run_inline() -> bool:
 def import_batch_queue(batch_id: int) -> None:
     """Queue a run of the batch on the django-q2 cluster (the task `leads.tasks.
     import_batch_run`). Every queueing goes through here: tests replace it to keep a batch
-    pending or to see what was queued."""
+    pending, to see what was queued, or to queue the task with small chunks."""
     from django_q.tasks import async_task
 
     async_task("leads.tasks.import_batch_run", batch_id)
 
 
-def import_batch_run_now(*, batch_id: int, progress: ProgressCallback | None = None) -> bool:
+def import_batch_run_now(
+    *,
+    batch_id: int,
+    progress: ProgressCallback | None = None,
+    chunking: Chunking = DEFAULT_CHUNKING,
+) -> bool:
     """Run a batch to its end in this process, if it can be claimed: pending, waiting for its
     next slice, or interrupted (its lease lapsed). A batch that another runner holds is left
     alone (a task may be delivered more than once). Returns whether this call ran it."""
-    return import_batch_slice(batch_id, budget=None, progress=progress) is not None
+    outcome = import_batch_slice(batch_id, budget=None, progress=progress, chunking=chunking)
+    return outcome is not None
 
 
-def import_batch_run_sliced(*, batch_id: int) -> bool:
+def import_batch_run_sliced(*, batch_id: int, chunking: Chunking = DEFAULT_CHUNKING) -> bool:
     """The background task: run one time slice of AICMO_IMPORT_SLICE_SECONDS, then queue a
     task for the rest, so that no task comes near the cluster's timeout. With AICMO_Q_SYNC a
     queued task would run nested inside this one, so the slices run one after another here.
-    Returns whether this call ran anything."""
+    Returns whether this call ran anything. `chunking` holds for the slices run by this call;
+    a task queued for the rest runs with the default."""
     ran = False
     while True:
         outcome = import_batch_slice(
-            batch_id, budget=settings.AICMO_IMPORT_SLICE_SECONDS, progress=None
+            batch_id,
+            budget=settings.AICMO_IMPORT_SLICE_SECONDS,
+            progress=None,
+            chunking=chunking,
         )
         if outcome is None:
             return ran

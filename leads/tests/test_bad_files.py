@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
+from leads.importing import Chunking
 from leads.models import BatchState, ImportBatch, ImportRowError, Lead
 from leads.parsing import FileProblem
 from leads.tests import bad_files
@@ -88,12 +89,11 @@ def test_a_big_file_refused_while_it_is_imported_logs_one_line_without_a_traceba
 ):
     # The check runs beside the import, so the refusal surfaces after chunks were written.
     monkeypatch.setattr("leads.services.imports.CHECK_BESIDE_BYTES", 0)
-    monkeypatch.setattr("leads.importing.CHUNK_ROWS", 3)
     rows = "".join(f"r{i}@acme.example,Ann\n" for i in range(20)) + "r99@acme.example,B,extra\n"
     before = _snapshot()
 
     with caplog.at_level(logging.INFO), pytest.raises(FileProblem, match="do not have the 2"):
-        run_import(write_csv("Email,First Name\n" + rows))
+        run_import(write_csv("Email,First Name\n" + rows), chunking=Chunking(rows=3))
 
     assert [r for r in caplog.records if r.exc_info] == []
     refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]

@@ -9,17 +9,21 @@ import signal
 import pytest
 from django.forms.models import model_to_dict
 
-from leads import importing
-from leads.importing import ImportProcessDied, RowNormaliser
+from leads import import_fork, import_sql, importing
+from leads.import_fork import ImportProcessDied
+from leads.import_rows import RowNormaliser
+from leads.importing import Chunking
 from leads.models import BatchState, ImportBatch, ImportRowError, Lead
 from leads.parsing import FileProblem
 
-
-@pytest.fixture
-def small_chunks(monkeypatch):
-    """Three rows a chunk, and a preparing process for any import of more than one row."""
-    monkeypatch.setattr("leads.importing.CHUNK_ROWS", 3)
-    monkeypatch.setattr("leads.importing.PROCESS_MIN_ROWS", 1)
+# Three rows a chunk, and a preparing process for any import of more than one row.
+SMALL_FORKED = Chunking(rows=3, process_min_rows=1)
+# Two rows a chunk, prepared in this process whatever the size, or in a forked one for any
+# import of more than one row.
+INLINE = Chunking(rows=2, process_min_rows=10**9)
+FORKED = Chunking(rows=2, process_min_rows=1)
+# Three rows a chunk; a preparing process as in production, for more than one chunk.
+SMALL = Chunking(rows=3)
 
 
 @pytest.fixture
@@ -38,25 +42,27 @@ def pids(tmp_path, monkeypatch):
 
 
 def test_chunks_are_prepared_in_another_process_and_written_in_this_one(
-    run_import, write_csv, small_chunks, pids
+    run_import, write_csv, pids
 ):
     rows = "".join(f"p{i}@acme.example\n" for i in range(8))
 
-    outcome = run_import(write_csv("Email\n" + rows))
+    outcome = run_import(write_csv("Email\n" + rows), chunking=SMALL_FORKED)
 
     preparing = set(pids.read_text().split())
     assert preparing and str(os.getpid()) not in preparing
     assert outcome.counts["created"] == 8 and Lead.objects.count() == 8
 
 
-def test_a_small_import_is_prepared_in_this_process(run_import, write_csv, monkeypatch, pids):
-    monkeypatch.setattr("leads.importing.CHUNK_ROWS", 3)  # three rows: one chunk, no child
-    run_import(write_csv("Email\na@acme.example\nb@acme.example\nc@acme.example\n"))
+def test_a_small_import_is_prepared_in_this_process(run_import, write_csv, pids):
+    run_import(
+        write_csv("Email\na@acme.example\nb@acme.example\nc@acme.example\n"),
+        chunking=SMALL,  # three rows: one chunk, no child
+    )
     assert set(pids.read_text().split()) == {str(os.getpid())}
 
 
 def test_a_failure_preparing_a_later_chunk_fails_the_batch_after_the_earlier_chunks(
-    run_import, write_csv, small_chunks, monkeypatch
+    run_import, write_csv, monkeypatch
 ):
     normalise = RowNormaliser.__call__
 
@@ -70,7 +76,11 @@ def test_a_failure_preparing_a_later_chunk_fails_the_batch_after_the_earlier_chu
     rows = "".join(f"p{i}@acme.example\n" for i in range(9))  # file rows 2..10
 
     with pytest.raises(RuntimeError, match="row 8 broke the normaliser"):
-        run_import(write_csv("Email\n" + rows), progress=lambda d, t: seen.append((d, t)))
+        run_import(
+            write_csv("Email\n" + rows),
+            progress=lambda d, t: seen.append((d, t)),
+            chunking=SMALL_FORKED,
+        )
 
     batch = ImportBatch.objects.get()
     assert batch.state == BatchState.FAILED
@@ -91,7 +101,7 @@ class _Unpicklable(Exception):
 
 
 def test_an_exception_that_cannot_cross_the_pipe_still_fails_the_batch_with_its_message(
-    run_import, write_csv, small_chunks, monkeypatch
+    run_import, write_csv, monkeypatch
 ):
     def failing(self, number, row):
         raise _Unpicklable("the normaliser lost its handle", handle=object())
@@ -99,14 +109,14 @@ def test_an_exception_that_cannot_cross_the_pipe_still_fails_the_batch_with_its_
     monkeypatch.setattr(RowNormaliser, "__call__", failing)
 
     with pytest.raises(RuntimeError, match="_Unpicklable: the normaliser lost its handle"):
-        run_import(write_csv("Email\na@acme.example\nb@acme.example\n"))
+        run_import(write_csv("Email\na@acme.example\nb@acme.example\n"), chunking=SMALL_FORKED)
 
     assert ImportBatch.objects.get().state == BatchState.FAILED
     assert Lead.objects.count() == 0
 
 
 def test_a_preparing_process_that_is_killed_fails_the_batch_with_a_clear_message(
-    run_import, write_csv, small_chunks, monkeypatch
+    run_import, write_csv, monkeypatch
 ):
     normalise = RowNormaliser.__call__
 
@@ -119,7 +129,7 @@ def test_a_preparing_process_that_is_killed_fails_the_batch_with_a_clear_message
     rows = "".join(f"k{i}@acme.example\n" for i in range(9))
 
     with pytest.raises(ImportProcessDied, match="killed by signal 9"):
-        run_import(write_csv("Email\n" + rows))
+        run_import(write_csv("Email\n" + rows), chunking=SMALL_FORKED)
 
     batch = ImportBatch.objects.get()
     assert batch.state == BatchState.FAILED
@@ -128,7 +138,7 @@ def test_a_preparing_process_that_is_killed_fails_the_batch_with_a_clear_message
 
 
 def test_a_failure_writing_a_chunk_stops_the_import_and_the_preparing_process(
-    run_import, write_csv, small_chunks, monkeypatch, pids
+    run_import, write_csv, monkeypatch, pids
 ):
     write = importing.ChunkProcessor._write
     calls = []
@@ -143,7 +153,7 @@ def test_a_failure_writing_a_chunk_stops_the_import_and_the_preparing_process(
     rows = "".join(f"q{i}@acme.example\n" for i in range(3000))
 
     with pytest.raises(RuntimeError, match="the database went away"):
-        run_import(write_csv("Email\n" + rows))
+        run_import(write_csv("Email\n" + rows), chunking=SMALL_FORKED)
 
     assert calls == [3, 3]
     assert sorted(Lead.objects.values_list("source_row", flat=True)) == [2, 3, 4]
@@ -156,14 +166,10 @@ def test_a_failure_writing_a_chunk_stops_the_import_and_the_preparing_process(
     assert len(pids.read_text().split()) < 3000
 
 
-def test_a_dry_run_with_several_chunks_counts_everything_and_keeps_nothing(
-    run_import, write_csv, monkeypatch
-):
-    monkeypatch.setattr("leads.importing.CHUNK_ROWS", 2)
-    monkeypatch.setattr("leads.importing.PROCESS_MIN_ROWS", 1)
+def test_a_dry_run_with_several_chunks_counts_everything_and_keeps_nothing(run_import, write_csv):
     rows = "".join(f"d{i}@acme.example\n" for i in range(7)) + "d0@acme.example\nnot-an-email\n"
 
-    outcome = run_import(write_csv("Email\n" + rows), dry_run=True)
+    outcome = run_import(write_csv("Email\n" + rows), dry_run=True, chunking=FORKED)
 
     assert outcome.counts["created"] == 7
     assert outcome.counts["duplicates_in_file"] == 1 and outcome.counts["invalid"] == 1
@@ -195,23 +201,18 @@ def _stored(campaign):
 
 
 def test_a_preparing_process_imports_exactly_what_one_process_imports(
-    run_import, write_csv, campaign, monkeypatch
+    run_import, write_csv, campaign
 ):
     from tests.factories import CampaignFactory
 
     other = CampaignFactory()  # another venture: no cross-campaign policy in play
-    monkeypatch.setattr("leads.importing.CHUNK_ROWS", 2)
     path = write_csv(MESSY)
 
-    monkeypatch.setattr("leads.importing.PROCESS_MIN_ROWS", 10**9)
-    inline = run_import(path, force=True)
-    monkeypatch.setattr("leads.importing.PROCESS_MIN_ROWS", 1)
-    forked = run_import(path, into=other, force=True)
+    inline = run_import(path, force=True, chunking=INLINE)
+    forked = run_import(path, into=other, force=True, chunking=FORKED)
     # ... and a second import of the same file (existing leads, blanks to fill) both ways.
-    monkeypatch.setattr("leads.importing.PROCESS_MIN_ROWS", 10**9)
-    inline_again = run_import(path, force=True)
-    monkeypatch.setattr("leads.importing.PROCESS_MIN_ROWS", 1)
-    forked_again = run_import(path, into=other, force=True)
+    inline_again = run_import(path, force=True, chunking=INLINE)
+    forked_again = run_import(path, into=other, force=True, chunking=FORKED)
 
     assert inline.counts == forked.counts and inline_again.counts == forked_again.counts
     assert inline.counts["created"] == 5 and inline.counts["invalid"] == 1
@@ -242,8 +243,6 @@ def test_chunked_makes_the_first_runs_as_short_as_the_ramp_says():
 def test_with_a_preparing_process_the_first_chunks_are_short_so_writing_starts_early(
     run_import, write_csv, monkeypatch
 ):
-    monkeypatch.setattr("leads.importing.CHUNK_ROWS", 8)
-    monkeypatch.setattr("leads.importing.RAMP_MIN_CHUNK_ROWS", 8)  # 8 // 8, 8 // 4, 8 // 2
     written = []
     write = importing.ChunkProcessor._write
 
@@ -255,12 +254,10 @@ def test_with_a_preparing_process_the_first_chunks_are_short_so_writing_starts_e
     rows = "".join(f"r{i}@acme.example\n" for i in range(20))
     path = write_csv("Email\n" + rows)
 
-    monkeypatch.setattr("leads.importing.PROCESS_MIN_ROWS", 1)
-    forked = run_import(path)
-    assert written == [1, 2, 4, 8, 5]
-    monkeypatch.setattr("leads.importing.PROCESS_MIN_ROWS", 10**9)
+    forked = run_import(path, chunking=Chunking(rows=8, ramp_min_rows=8, process_min_rows=1))
+    assert written == [1, 2, 4, 8, 5]  # 8 // 8, 8 // 4, 8 // 2, then full chunks
     written.clear()
-    run_import(path, force=True)
+    run_import(path, force=True, chunking=Chunking(rows=8, ramp_min_rows=8, process_min_rows=10**9))
     assert written == [8, 8, 4]  # in one process nothing overlaps: full chunks
     assert forked.counts["created"] == 20 and Lead.objects.count() == 20
 
@@ -272,7 +269,6 @@ def test_with_a_preparing_process_the_first_chunks_are_short_so_writing_starts_e
 def checked_beside(monkeypatch):
     """Every file is checked by a second process while its first chunks are written."""
     monkeypatch.setattr("leads.services.imports.CHECK_BESIDE_BYTES", 0)
-    monkeypatch.setattr("leads.importing.CHUNK_ROWS", 3)
 
 
 def test_a_big_file_checked_beside_the_import_is_imported_with_its_row_count(
@@ -280,7 +276,7 @@ def test_a_big_file_checked_beside_the_import_is_imported_with_its_row_count(
 ):
     rows = "".join(f"c{i}@acme.example\n" for i in range(10)) + "bad\n"
 
-    outcome = run_import(write_csv("Email\n" + rows))
+    outcome = run_import(write_csv("Email\n" + rows), chunking=SMALL)
 
     batch = ImportBatch.objects.get(pk=outcome.batch_id)
     assert batch.state == BatchState.DONE
@@ -291,7 +287,7 @@ def test_a_file_problem_found_after_chunks_were_written_leaves_the_database_as_i
     run_import, write_csv, checked_beside, monkeypatch
 ):
     # The verdict comes last: every chunk before it was written in the pending transaction.
-    monkeypatch.setattr(importing.FileCheck, "done", lambda self: False)
+    monkeypatch.setattr(import_fork.FileCheck, "done", lambda self: False)
     written = []
     write = importing.ChunkProcessor._write
     monkeypatch.setattr(
@@ -300,7 +296,7 @@ def test_a_file_problem_found_after_chunks_were_written_leaves_the_database_as_i
     rows = "".join(f"r{i}@acme.example,Ann\n" for i in range(8)) + "r9@acme.example,Bob,extra\n"
 
     with pytest.raises(FileProblem, match="do not have the 2 columns of the header"):
-        run_import(write_csv("Email,First Name\n" + rows))
+        run_import(write_csv("Email,First Name\n" + rows), chunking=SMALL)
 
     assert len(written) == 3
     assert Lead.objects.count() == 0 and ImportBatch.objects.count() == 0
@@ -309,11 +305,11 @@ def test_a_file_problem_found_after_chunks_were_written_leaves_the_database_as_i
 def test_a_check_process_that_dies_fails_the_import_and_writes_nothing(
     run_import, write_csv, checked_beside, monkeypatch
 ):
-    monkeypatch.setattr("leads.importing.scan_file", lambda info: os.kill(os.getpid(), 9))
+    monkeypatch.setattr(import_fork, "scan_file", lambda info: os.kill(os.getpid(), 9))
     rows = "".join(f"k{i}@acme.example\n" for i in range(7))
 
     with pytest.raises(ImportProcessDied, match="checking the file stopped unexpectedly"):
-        run_import(write_csv("Email\n" + rows))
+        run_import(write_csv("Email\n" + rows), chunking=SMALL)
 
     assert Lead.objects.count() == 0 and ImportBatch.objects.count() == 0
 
@@ -322,7 +318,7 @@ def test_a_header_problem_of_a_big_file_is_refused_before_anything_starts(
     run_import, write_csv, checked_beside
 ):
     with pytest.raises(FileProblem, match=r"[Ee]mail"):
-        run_import(write_csv("Name,Company\nAnn,Acme\n"))
+        run_import(write_csv("Name,Company\nAnn,Acme\n"), chunking=SMALL)
     assert ImportBatch.objects.count() == 0
 
 
@@ -380,7 +376,7 @@ def test_chunk_transactions_relax_commit_and_memory_settings_for_themselves_only
     from django.db import connection
 
     seen = []
-    copy = importing.copy_leads
+    copy = import_sql.copy_leads
 
     def observing(data):
         with connection.cursor() as cur:
@@ -388,14 +384,14 @@ def test_chunk_transactions_relax_commit_and_memory_settings_for_themselves_only
             seen.append(cur.fetchone())
         return copy(data)
 
-    monkeypatch.setattr(importing, "copy_leads", observing)
+    monkeypatch.setattr(importing, "copy_leads", observing)  # as the chunk loop calls it
     with connection.cursor() as cur:
         cur.execute("SELECT current_setting('work_mem'), current_setting('synchronous_commit')")
         before = cur.fetchone()
 
     run_import(write_csv("Email\na@acme.example\nb@acme.example\n"))
 
-    assert seen == [(importing.CHUNK_WORK_MEM, "off")]
+    assert seen == [(import_sql.CHUNK_WORK_MEM, "off")]
     with connection.cursor() as cur:
         cur.execute("SELECT current_setting('work_mem'), current_setting('synchronous_commit')")
         assert cur.fetchone() == before != seen[0]  # SET LOCAL: gone with the chunk's commit

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from leads import tasks
+from leads.importing import Chunking
 from leads.models import BatchState, ImportBatch, Lead, LeadStatus, SuppressionEntry
 from leads.parsing import FileProblem
 from leads.services.imports import import_batch_create
@@ -152,12 +153,15 @@ def test_synchronous_upload_runs_immediately_with_progress(sample_dir, campaign)
     assert batch.state == BatchState.DONE and batch.created == 28
 
 
-def test_progress_callback_reports_rows_done_out_of_total(run_import, write_csv, monkeypatch):
-    monkeypatch.setattr("leads.importing.CHUNK_ROWS", 4)
+def test_progress_callback_reports_rows_done_out_of_total(run_import, write_csv):
     seen = []
     rows = "".join(f"p{i}@acme.example\n" for i in range(10))
 
-    run_import(write_csv("Email\n" + rows), progress=lambda done, total: seen.append((done, total)))
+    run_import(
+        write_csv("Email\n" + rows),
+        progress=lambda done, total: seen.append((done, total)),
+        chunking=Chunking(rows=4),
+    )
 
     assert seen == [(4, 10), (8, 10), (10, 10)]
 

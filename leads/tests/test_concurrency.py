@@ -92,15 +92,15 @@ def test_the_same_file_forced_twice_at_once_is_imported_once(tmp_path):
 def test_a_copy_that_collides_after_the_lookup_falls_back_and_merges_the_rows(
     run_import, write_csv, campaign, monkeypatch
 ):
-    from leads import importing
+    from leads import import_sql, importing
 
     run_import(write_csv("Email,First Name\na@x.example,\nb@x.example,Bee\n"))
     # The lookup misses the campaign's two leads, as if another import had inserted them just
     # after it: the direct COPY collides with the unique index and the chunk takes the slow way.
-    real = importing.fetch_people
+    real = import_sql.fetch_people
     monkeypatch.setattr(importing, "fetch_people", lambda v, c, h: ({}, real(v, c, h)[1]))
     fallbacks = []
-    staged = importing.insert_leads_staged
+    staged = import_sql.insert_leads_staged
     monkeypatch.setattr(
         importing, "insert_leads_staged", lambda *a: fallbacks.append(1) or staged(*a)
     )
@@ -170,7 +170,7 @@ def test_an_erasure_waits_for_the_import_chunk_being_written_and_holds_the_next_
 def test_lookups_by_email_key_probe_the_unique_index_even_with_stale_statistics(campaign):
     from django.test.utils import CaptureQueriesContext
 
-    from leads import importing
+    from leads import import_sql
 
     # Statistics taken while the campaign was empty, as in the middle of a big first import:
     # a campaign-first index then looks as good, and would be scanned per key (53 s a chunk).
@@ -182,7 +182,7 @@ def test_lookups_by_email_key_probe_the_unique_index_even_with_stale_statistics(
     )
     keys = [f"p{i}@x.example" for i in range(10)]
     with CaptureQueriesContext(connection) as queries:
-        found = importing.fetch_existing(campaign.pk, keys)
+        found = import_sql.fetch_existing(campaign.pk, keys)
     assert sorted(found) == sorted(keys)
     with connection.cursor() as cur:
         cur.execute("EXPLAIN " + queries.captured_queries[-1]["sql"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from leads.importing import Chunking
 from leads.models import (
     ConsentStatus,
     CrossCampaignPolicy,
@@ -49,12 +50,11 @@ def test_same_address_in_other_case_or_with_spaces_is_one_lead(run_import, write
     assert sorted(rows.values_list("row_number", flat=True)) == [3, 4]
 
 
-def test_duplicates_in_one_file_across_chunks_are_found(
-    run_import, write_csv, campaign, monkeypatch
-):
-    monkeypatch.setattr("leads.importing.CHUNK_ROWS", 3)
+def test_duplicates_in_one_file_across_chunks_are_found(run_import, write_csv, campaign):
     rows = "".join(f"p{i}@acme.example,P{i},,,,,\n" for i in range(7))
-    outcome = run_import(write_csv(HEADER + rows + "P1@acme.example,Again,,,,,\n"))
+    outcome = run_import(
+        write_csv(HEADER + rows + "P1@acme.example,Again,,,,,\n"), chunking=Chunking(rows=3)
+    )
 
     assert outcome.counts["created"] == 7 and outcome.counts["duplicates_in_file"] == 1
     assert outcome.counts["duplicates_in_campaign"] == 0

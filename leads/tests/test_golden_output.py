@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from leads.importing import RowNormaliser
+from leads.import_rows import RowNormaliser
 from leads.models import ImportBatch, ImportRowError, Lead
 from leads.parsing import inspect_file, iter_rows, map_headers
 from leads.samples import APOLLO_HEADERS, apollo_rows
@@ -199,7 +199,7 @@ def test_the_messy_file_is_read_as_written(tmp_path):
     ],
 )
 def test_custom_fields_json_is_the_encoders_text(fields):
-    from leads.importing import CustomFieldsJson
+    from leads.import_sql import CustomFieldsJson
 
     encode = CustomFieldsJson()
     expected = json.dumps(fields, ensure_ascii=False)
@@ -208,7 +208,7 @@ def test_custom_fields_json_is_the_encoders_text(fields):
 
 
 def test_custom_fields_json_forgets_its_names_beyond_ten_thousand():
-    from leads.importing import CustomFieldsJson
+    from leads.import_sql import CustomFieldsJson
 
     encode = CustomFieldsJson()
     for i in range(10_050):

@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from leads import importing
+from leads import import_sql
 from leads.models import Lead, LeadStatus, identity_hash_of
 from tests.factories import CampaignFactory, LeadFactory
 
@@ -74,7 +74,7 @@ def test_the_importers_probe_finds_people_through_the_identity_index():
     identity, ids = _people()
     lead = Lead.objects.get(pk=min(ids))
     with CaptureQueriesContext(connection) as queries:
-        existing, elsewhere = importing.fetch_people(
+        existing, elsewhere = import_sql.fetch_people(
             lead.venture_id, lead.campaign_id, [identity, identity_hash_of(email_key="x@y.example")]
         )
     assert set(existing) == {lead.email_key}

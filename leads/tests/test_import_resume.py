@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from leads import tasks
-from leads.importing import LeaseLost
+from leads.importing import Chunking, LeaseLost
 from leads.models import BatchState, ImportBatch, Lead
 from leads.services import runs
 from leads.services.imports import import_batch_create, lead_import
@@ -30,6 +30,7 @@ from ventures.services import DomainError
 pytestmark = pytest.mark.usefixtures("plain_http")
 
 CHUNK = 4
+SMALL = Chunking(rows=CHUNK)
 
 # 14 rows: duplicates within the file across chunk boundaries (rows 7 and 11 repeat rows 2 and
 # 3), one invalid address, one lead already in the campaign (filled in), one suppressed domain.
@@ -54,7 +55,16 @@ FILE_TEXT = "Email,First Name,Company\n" + "\n".join(ROWS) + "\n"
 
 @pytest.fixture(autouse=True)
 def small_chunks(monkeypatch):
-    monkeypatch.setattr("leads.importing.CHUNK_ROWS", CHUNK)
+    """The imports here have chunks of CHUNK rows: the tests pass `chunking=SMALL` to the runs
+    they start, and a run queued on the way (by the recovery, an upload, a resume from the
+    admin) is the same task, queued through django-q2 with it. (`leads resume` in the
+    foreground is the exception: the command takes no chunk size.)"""
+    from django_q.tasks import async_task
+
+    def queue(batch_id: int) -> None:
+        async_task("leads.tasks.import_batch_run", batch_id, chunking=SMALL)
+
+    monkeypatch.setattr(runs, "import_batch_queue", queue)
 
 
 @pytest.fixture
@@ -102,7 +112,7 @@ def _interrupted(campaign, path: Path, monkeypatch, chunks: int = 1) -> ImportBa
     """A background import whose runner stopped after `chunks` committed chunks."""
     batch = _pending(campaign, path, monkeypatch)
     with pytest.raises(_Stop):
-        import_batch_run_now(batch_id=batch.pk, progress=_stop_after(chunks))
+        import_batch_run_now(batch_id=batch.pk, progress=_stop_after(chunks), chunking=SMALL)
     batch.refresh_from_db()
     return batch
 
@@ -118,7 +128,9 @@ def clean_import(path: Path, **kwargs) -> tuple[ImportBatch, CampaignFactory]:
     """The same file imported without interruption into a campaign of another venture."""
     other = CampaignFactory(venture=VentureFactory(name="Clean Co", slug="clean-co"))
     _prepare(other)
-    outcome = lead_import(campaign=other, path=path, actor="test", source="Q4", **kwargs)
+    outcome = lead_import(
+        campaign=other, path=path, actor="test", source="Q4", chunking=SMALL, **kwargs
+    )
     return ImportBatch.objects.get(pk=outcome.batch_id), other
 
 
@@ -190,7 +202,7 @@ def test_a_runner_that_lost_its_lease_mid_import_cannot_commit_another_chunk(
         importing.ChunkProcessor, "_write", taken_over_while_writing_the_second_chunk
     )
 
-    assert import_batch_run_now(batch_id=batch.pk) is True
+    assert import_batch_run_now(batch_id=batch.pk, chunking=SMALL) is True
 
     batch.refresh_from_db()
     # Only the first chunk (rows 2-5) stays; the second rolled back with its counters, and the
@@ -231,9 +243,9 @@ def test_an_import_stopped_twice_still_ends_exactly_like_a_clean_one(
     _prepare(campaign)
     batch = _interrupted(campaign, lead_file, monkeypatch)
     with pytest.raises(_Stop):
-        import_batch_run_now(batch_id=batch.pk, progress=_stop_after(2))
+        import_batch_run_now(batch_id=batch.pk, progress=_stop_after(2), chunking=SMALL)
 
-    assert import_batch_run_now(batch_id=batch.pk) is True
+    assert import_batch_run_now(batch_id=batch.pk, chunking=SMALL) is True
 
     batch.refresh_from_db()
     assert batch.resumes == 2 and batch.slices == 3
@@ -251,7 +263,7 @@ def test_an_import_that_lost_its_database_connection_is_resumed_not_failed(
             raise OperationalError("server closed the connection unexpectedly")
 
     with pytest.raises(OperationalError):
-        import_batch_run_now(batch_id=batch.pk, progress=connection_lost)
+        import_batch_run_now(batch_id=batch.pk, progress=connection_lost, chunking=SMALL)
     batch.refresh_from_db()
     assert batch.state == BatchState.RUNNING and batch.lease_lapsed()
     assert Path(batch.stored_path).is_file()
@@ -270,7 +282,7 @@ def test_an_import_interrupted_again_and_again_is_given_up_with_a_message(
     ImportBatch.objects.filter(pk=batch.pk).update(resumes=runs.MAX_RESUMES)
     batch.refresh_from_db()
 
-    assert import_batch_run_now(batch_id=batch.pk) is True
+    assert import_batch_run_now(batch_id=batch.pk, chunking=SMALL) is True
 
     batch.refresh_from_db()
     assert batch.state == BatchState.FAILED and batch.rows_done == CHUNK
@@ -300,7 +312,7 @@ def test_a_changed_upload_is_not_resumed(campaign, lead_file, monkeypatch):
     batch = _interrupted(campaign, lead_file, monkeypatch)
     Path(batch.stored_path).write_text(FILE_TEXT + "x@acme.example,X,\n", encoding="utf-8")
 
-    assert import_batch_run_now(batch_id=batch.pk) is True
+    assert import_batch_run_now(batch_id=batch.pk, chunking=SMALL) is True
 
     batch.refresh_from_db()
     assert batch.state == BatchState.FAILED
@@ -310,7 +322,13 @@ def test_a_changed_upload_is_not_resumed(campaign, lead_file, monkeypatch):
 
 def test_a_command_line_import_that_died_is_closed_with_a_message(campaign, lead_file):
     with pytest.raises(_Stop):
-        lead_import(campaign=campaign, path=lead_file, actor="cli", progress=_stop_after(2))
+        lead_import(
+            campaign=campaign,
+            path=lead_file,
+            actor="cli",
+            progress=_stop_after(2),
+            chunking=SMALL,
+        )
     batch = ImportBatch.objects.get()
     assert batch.state == BatchState.RUNNING and not batch.lease_lapsed()
     assert import_batches_recover() == []
@@ -389,7 +407,7 @@ def test_each_task_runs_one_slice_and_queues_the_next_on_a_real_cluster(
 
     seen = []
     while len(queued) < 10:
-        assert tasks.import_batch_run(batch.pk) is True
+        assert tasks.import_batch_run(batch.pk, chunking=SMALL) is True
         batch.refresh_from_db()
         seen.append((batch.rows_done, batch.state, batch.lease_token))
         if batch.state == BatchState.DONE:
@@ -404,7 +422,7 @@ def test_each_task_runs_one_slice_and_queues_the_next_on_a_real_cluster(
         (12, "running", ""),
         (14, "done", ""),
     ]
-    assert len(queued) == 3 and tasks.import_batch_run(batch.pk) is False
+    assert len(queued) == 3 and tasks.import_batch_run(batch.pk, chunking=SMALL) is False
     assert_same_import(batch, campaign, lead_file)
 
 
@@ -416,8 +434,8 @@ def test_a_slice_is_not_ended_after_the_last_chunk(campaign, write_csv, settings
     queued: list[int] = []
     monkeypatch.setattr(runs, "import_batch_queue", queued.append)
 
-    tasks.import_batch_run(batch.pk)
-    tasks.import_batch_run(batch.pk)
+    tasks.import_batch_run(batch.pk, chunking=SMALL)
+    tasks.import_batch_run(batch.pk, chunking=SMALL)
 
     batch.refresh_from_db()
     assert batch.state == BatchState.DONE and batch.slices == 2 and queued == [batch.pk]
@@ -438,6 +456,7 @@ def test_leads_resume_finishes_an_interrupted_import_and_is_audited(
     _prepare(campaign)
     batch = _interrupted(campaign, lead_file, monkeypatch)
 
+    # The command takes no chunk size: it resumes the other ten rows as one production chunk.
     text = leads_cmd("--actor", "ops", "resume", str(batch.pk), "--reason", "worker OOM")
 
     assert text.startswith(f"Import #{batch.pk}: done (14 of 14 rows done; resumed 1 time(s)).")

@@ -15,7 +15,7 @@ from itertools import accumulate, chain, islice, repeat
 import pytest
 from django.utils import timezone
 
-from leads import importing
+from leads.importing import DEFAULT_CHUNKING
 from leads.models import BatchState, ImportBatch
 from leads.samples import APOLLO_HEADERS, apollo_rows
 from leads.services import imports, runs
@@ -103,7 +103,7 @@ def test_an_import_whose_worker_is_killed_is_resumed_to_the_result_of_a_clean_im
     assert worker.returncode == -signal.SIGKILL
     assert batch.state == BatchState.RUNNING and done <= batch.rows_done < ROWS
     # Whole chunks only: counters commit with their rows (the first chunks are the ramp's).
-    sizes = chain(importing._ramp(importing.CHUNK_ROWS), repeat(importing.CHUNK_ROWS))
+    sizes = chain(DEFAULT_CHUNKING.ramp(), repeat(DEFAULT_CHUNKING.rows))
     assert batch.rows_done in set(accumulate(islice(sizes, 200)))
     assert runs.import_batches_recover() == []  # the lease has not lapsed yet
 

@@ -17,7 +17,7 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from leads import importing
+from leads import import_sql
 from leads.models import ImportBatch, Lead
 from tests.factories import (
     CampaignFactory,
@@ -191,7 +191,7 @@ def _copy(*, campaign_id, venture_id, batch_id, segment_ids) -> None:
     with the batch's columns appended to every line."""
     lines = []
     for i, segment_id in enumerate(segment_ids):
-        values = dict.fromkeys(importing.STAGE_TEXT_COLUMNS, "")
+        values = dict.fromkeys(import_sql.STAGE_TEXT_COLUMNS, "")
         values.update(
             email_key=f"w{i}@x.example",
             consent_status="unknown",
@@ -204,7 +204,7 @@ def _copy(*, campaign_id, venture_id, batch_id, segment_ids) -> None:
             source_row=i + 2,
             fit_score=0,
         )
-        lines.append(importing.copy_line(values))
+        lines.append(import_sql.copy_line(values))
     now = timezone.now()
     shared = {
         "campaign_id": campaign_id,
@@ -216,8 +216,8 @@ def _copy(*, campaign_id, venture_id, batch_id, segment_ids) -> None:
         "last_batch_id": batch_id,
         **dict.fromkeys(("first_touch_at", "last_touch_at", "created_at", "updated_at"), now),
     }
-    suffix = "\t" + "\t".join(importing.copy_text(shared[c]) for c in importing.BATCH_COLUMNS)
-    assert importing.copy_leads("".join(line + suffix + "\n" for line in lines).encode())
+    suffix = "\t" + "\t".join(import_sql.copy_text(shared[c]) for c in import_sql.BATCH_COLUMNS)
+    assert import_sql.copy_leads("".join(line + suffix + "\n" for line in lines).encode())
 
 
 def _write(how: str, *, campaign_id, venture_id, batch_id=None, segment_ids=(None,)) -> None:
@@ -382,10 +382,10 @@ def test_status_profile_fill_and_campaign_updates_call_no_reference_check(campai
     lead.first_name = "Ann"
     lead.save()  # every column, the references with their values
     lead.title = "CEO"  # an import filling in blanks writes the segment with its value
-    values = {**{c: getattr(lead, c) for c in importing.UPDATE_COLUMNS}, "custom_fields": "{}"}
+    values = {**{c: getattr(lead, c) for c in import_sql.UPDATE_COLUMNS}, "custom_fields": "{}"}
     now = timezone.now()
-    importing.update_leads(
-        [(*(values[c] for c in importing.UPDATE_COLUMNS), batch.pk, now, now, lead.pk)]
+    import_sql.update_leads(
+        [(*(values[c] for c in import_sql.UPDATE_COLUMNS), batch.pk, now, now, lead.pk)]
     )
     Lead.objects.filter(pk=lead.pk).update(segment=None)  # Django's SET_NULL
     campaign.name = "Renamed"

@@ -82,9 +82,9 @@ def fresh_campaign():
     with connection.cursor() as cur:
         # Every measurement starts from the same, empty lead table.
         if connection.vendor == "postgresql":
-            cur.execute("TRUNCATE leads_lead, leads_importrowerror, leads_importbatch CASCADE")
+            cur.execute("TRUNCATE leads_lead, leads_importissue, leads_importbatch CASCADE")
         else:
-            for table in ("leads_importrowerror", "leads_lead", "leads_importbatch"):
+            for table in ("leads_importissue", "leads_lead", "leads_importbatch"):
                 cur.execute(f"DELETE FROM {table}")
     venture = Venture.objects.create(name=f"Bench {tag}", slug=f"bench-{tag}")
     return Campaign.objects.create(venture=venture, name=f"Bench {tag}", slug=f"bench-{tag}")

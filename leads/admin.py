@@ -39,7 +39,7 @@ from leads.models import (
     CampaignLeadPolicy,
     ConsentStatus,
     ImportBatch,
-    ImportRowError,
+    ImportIssue,
     Lead,
     LeadStatus,
     ScoringRule,
@@ -75,7 +75,7 @@ from ventures.selectors import (
 )
 
 RECENT_BATCHES = 25  # batches offered in the lead list's batch filter
-ROW_ERRORS_SHOWN = 50  # on the batch page; the CSV download has them all
+ISSUES_SHOWN = 50  # on the batch page; the CSV download has them all
 
 
 # --- Changelist machinery --------------------------------------------------------------------
@@ -586,7 +586,7 @@ class ImportBatchAdmin(ReadOnlyMixin, OperationsAdmin):
                 )
             },
         ),
-        ("Mapping and rejected rows", {"fields": ("mapping_table", "row_errors_table")}),
+        ("Mapping and rejected rows", {"fields": ("mapping_table", "issues_table")}),
     )
 
     def get_readonly_fields(self, request, obj=None):
@@ -643,7 +643,7 @@ class ImportBatchAdmin(ReadOnlyMixin, OperationsAdmin):
         batch = self._batch(request, object_id)
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="import-{batch.pk}-rejected.csv"'
-        write_row_errors_csv(batch, response)
+        write_issues_csv(batch, response)
         return response
 
     @admin.display(description="progress")
@@ -668,8 +668,8 @@ class ImportBatchAdmin(ReadOnlyMixin, OperationsAdmin):
         )
 
     @admin.display(description="rejected and skipped rows")
-    def row_errors_table(self, obj: ImportBatch) -> str:
-        errors = list(obj.row_errors.all()[: ROW_ERRORS_SHOWN + 1])
+    def issues_table(self, obj: ImportBatch) -> str:
+        errors = list(obj.issues.all()[: ISSUES_SHOWN + 1])
         if not errors:
             return "None."
         url = reverse("admin:leads_importbatch_rejected", args=[obj.pk])
@@ -678,10 +678,10 @@ class ImportBatchAdmin(ReadOnlyMixin, OperationsAdmin):
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
                 (e.row_number, e.column, e.get_kind_display(), e.reason)
-                for e in errors[:ROW_ERRORS_SHOWN]
+                for e in errors[:ISSUES_SHOWN]
             ),
         )
-        more = f"Showing the first {ROW_ERRORS_SHOWN}. " if len(errors) > ROW_ERRORS_SHOWN else ""
+        more = f"Showing the first {ISSUES_SHOWN}. " if len(errors) > ISSUES_SHOWN else ""
         return format_html(
             "<table><thead><tr><th>Row</th><th>Column</th><th>Kind</th><th>Reason</th></tr>"
             '</thead><tbody>{}</tbody></table><p>{}<a href="{}">Download all as CSV</a></p>',
@@ -716,10 +716,10 @@ def batch_progress(batch: ImportBatch) -> dict:
     }
 
 
-def write_row_errors_csv(batch: ImportBatch, out) -> None:
+def write_issues_csv(batch: ImportBatch, out) -> None:
     writer = csv.writer(out)
     writer.writerow(["row", "column", "kind", "reason"])
-    rows = ImportRowError.objects.filter(batch=batch).order_by("row_number", "id")
+    rows = ImportIssue.objects.filter(batch=batch).order_by("row_number", "id")
     for error in rows.iterator(chunk_size=5000):
         writer.writerow(
             [

@@ -30,7 +30,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from leads.inbound import batch_row_errors, inbound_records_import
+from leads.inbound import batch_issues, inbound_records_import
 from leads.models import SourceChannel
 from ventures.models import Campaign
 from ventures.selectors import api_token_authenticate
@@ -192,7 +192,7 @@ def leads_api_view(request, slug: str):
             "batch": batch.pk,
             "campaign": campaign.slug,
             "counts": batch.counts(),
-            "errors": batch_row_errors(batch),
+            "errors": batch_issues(batch),
         },
         status=201,
     )

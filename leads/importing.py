@@ -64,7 +64,7 @@ from leads.models import (
     ConsentStatus,
     CrossCampaignPolicy,
     ImportBatch,
-    ImportRowError,
+    ImportIssue,
     LeadStatus,
     RowIssueKind,
     SourceChannel,
@@ -494,9 +494,9 @@ class ChunkProcessor:
 
     def _save_issues(self, issues: list[RowIssue]) -> None:
         if issues:
-            ImportRowError.objects.bulk_create(
+            ImportIssue.objects.bulk_create(
                 [
-                    ImportRowError(
+                    ImportIssue(
                         batch_id=self.batch.pk,
                         row_number=i.row,
                         column=i.column[:200],

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from leads.import_rows import RowNormaliser
 from leads.importing import DEFAULT_CHUNKING, Chunking, ImportContext, run_chunks
-from leads.models import BatchState, ImportBatch, ImportRowError
+from leads.models import BatchState, ImportBatch, ImportIssue
 from leads.parsing import FileProblem, header_key, map_headers
 from leads.scoring import LeadScorer
 from leads.selectors import lead_policy_of
@@ -105,9 +105,9 @@ def inbound_records_import(
     return batch
 
 
-def batch_row_errors(batch: ImportBatch, limit: int = 100) -> list[dict[str, Any]]:
+def batch_issues(batch: ImportBatch, limit: int = 100) -> list[dict[str, Any]]:
     """The first `limit` row issues of a batch, for an API response."""
-    errors = ImportRowError.objects.filter(batch=batch).order_by("row_number", "id")[:limit]
+    errors = ImportIssue.objects.filter(batch=batch).order_by("row_number", "id")[:limit]
     return [
         {"row": e.row_number, "field": e.column, "kind": e.kind, "reason": e.reason} for e in errors
     ]

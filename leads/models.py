@@ -345,11 +345,12 @@ class RowIssueKind(models.TextChoices):
     SKIPPED = "skipped", "Skipped (active in another campaign)"
 
 
-class ImportRowError(models.Model):
-    """A row of a file that was not imported as a new lead, with why. Never holds the row's
-    personal data: the operator opens the file at `row_number` to see it."""
+class ImportIssue(models.Model):
+    """A row of an import that did not become a new lead, and why (`kind`): invalid, a
+    duplicate in the file, suppressed, or skipped as active in another campaign. Never holds
+    the row's personal data: the operator opens the file at `row_number` to see it."""
 
-    batch = models.ForeignKey(ImportBatch, on_delete=models.CASCADE, related_name="row_errors")
+    batch = models.ForeignKey(ImportBatch, on_delete=models.CASCADE, related_name="issues")
     row_number = models.PositiveIntegerField(help_text="Line in the file; the header is row 1.")
     column = models.CharField(max_length=200, blank=True)
     kind = models.CharField(

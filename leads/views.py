@@ -24,7 +24,7 @@ from django.views.decorators.cache import never_cache
 
 from leads.forms import CaptureForm
 from leads.inbound import inbound_records_import
-from leads.models import ImportRowError, SourceChannel
+from leads.models import ImportIssue, SourceChannel
 from leads.ratelimit import RateLimitUnavailableError, rate_limit_take
 from ventures.models import Campaign
 from ventures.services import DomainError
@@ -140,7 +140,7 @@ def capture_view(request, token: str):
         form.add_error(None, str(exc))
         return render(request, "leads/capture.html", {**context, "form": form}, status=400)
     if batch.invalid:
-        reason = ImportRowError.objects.filter(batch=batch).values_list("reason", flat=True)
+        reason = ImportIssue.objects.filter(batch=batch).values_list("reason", flat=True)
         form.add_error("email", next(iter(reason), "This address cannot be used."))
         return render(request, "leads/capture.html", {**context, "form": form}, status=400)
     return render(request, "leads/capture.html", {**context, "thanks": True})

@@ -3,7 +3,7 @@ must leave exactly what a clean one does."""
 
 from __future__ import annotations
 
-from leads.models import ImportRowError, Lead
+from leads.models import ImportIssue, Lead
 
 
 def leads_of(campaign) -> list[tuple]:
@@ -25,7 +25,7 @@ def leads_of(campaign) -> list[tuple]:
 
 def issues_of(batch_id: int) -> list[tuple]:
     return list(
-        ImportRowError.objects.filter(batch_id=batch_id)
+        ImportIssue.objects.filter(batch_id=batch_id)
         .order_by("row_number", "kind", "reason")
         .values_list("row_number", "column", "kind", "reason")
     )

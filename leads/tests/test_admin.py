@@ -15,7 +15,7 @@ from django.urls import reverse
 from leads.models import (
     BatchState,
     ConsentStatus,
-    ImportRowError,
+    ImportIssue,
     Lead,
     LeadStatus,
     SuppressionEntry,
@@ -377,10 +377,8 @@ def test_batch_page_shows_progress_and_the_progress_endpoint_reports_it(client, 
 
 def test_rejected_rows_download_escapes_formulas(client, viewer, campaign):
     batch = ImportBatchFactory(campaign=campaign, state=BatchState.DONE)
-    ImportRowError.objects.create(
-        batch=batch, row_number=3, column="Email", reason='=HYPERLINK("x")'
-    )
-    ImportRowError.objects.create(batch=batch, row_number=2, column="@Name", reason="bad email")
+    ImportIssue.objects.create(batch=batch, row_number=3, column="Email", reason='=HYPERLINK("x")')
+    ImportIssue.objects.create(batch=batch, row_number=2, column="@Name", reason="bad email")
     client.force_login(viewer)
     response = client.get(reverse("admin:leads_importbatch_rejected", args=[batch.pk]))
     assert response.status_code == 200

@@ -17,7 +17,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from leads.importing import Chunking
-from leads.models import BatchState, ImportBatch, ImportRowError, Lead
+from leads.models import BatchState, ImportBatch, ImportIssue, Lead
 from leads.parsing import FileProblem
 from leads.tests import bad_files
 from tests.proc import clean_env, manage, python
@@ -31,7 +31,7 @@ def _snapshot() -> tuple[int, int, int, int]:
     return (
         Lead.objects.count(),
         ImportBatch.objects.count(),
-        ImportRowError.objects.count(),
+        ImportIssue.objects.count(),
         AuditEvent.objects.count(),
     )
 
@@ -128,11 +128,11 @@ print(CampaignFactory(venture=venture, slug="c-" + tag, name="C " + tag).slug)
 _STATE = """
 import django, json
 django.setup()
-from leads.models import ImportBatch, ImportRowError, Lead
+from leads.models import ImportBatch, ImportIssue, Lead
 from ventures.models import AuditEvent
 print(json.dumps({
     "counts": [Lead.objects.count(), ImportBatch.objects.count(),
-               ImportRowError.objects.count(), AuditEvent.objects.count()],
+               ImportIssue.objects.count(), AuditEvent.objects.count()],
     "names": sorted(Lead.objects.values_list("email", "first_name")),
 }))
 """

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from leads.models import ImportBatch, ImportRowError, Lead, RowIssueKind
+from leads.models import ImportBatch, ImportIssue, Lead, RowIssueKind
 from leads.parsing import FileProblem
 from ventures.models import AuditEvent
 
@@ -16,7 +16,7 @@ def _snapshot():
     return (
         Lead.objects.count(),
         ImportBatch.objects.count(),
-        ImportRowError.objects.count(),
+        ImportIssue.objects.count(),
         AuditEvent.objects.count(),
     )
 
@@ -141,6 +141,6 @@ def test_over_long_values_are_row_errors_naming_the_column(run_import, write_csv
     outcome = run_import(path)
 
     assert (outcome.counts["created"], outcome.counts["invalid"]) == (1, 1)
-    error = ImportRowError.objects.get(batch_id=outcome.batch_id, kind=RowIssueKind.INVALID)
+    error = ImportIssue.objects.get(batch_id=outcome.batch_id, kind=RowIssueKind.INVALID)
     assert (error.row_number, error.column) == (2, "Job Title")
     assert "Longer than 300 characters" in error.reason

@@ -13,7 +13,7 @@ from leads import import_fork, import_sql, importing
 from leads.import_fork import ImportProcessDied
 from leads.import_rows import RowNormaliser
 from leads.importing import Chunking
-from leads.models import BatchState, ImportBatch, ImportRowError, Lead
+from leads.models import BatchState, ImportBatch, ImportIssue, Lead
 from leads.parsing import FileProblem
 
 # Three rows a chunk, and a preparing process for any import of more than one row.
@@ -225,7 +225,7 @@ def test_a_preparing_process_imports_exactly_what_one_process_imports(
 
     def issues(outcome):
         return sorted(
-            ImportRowError.objects.filter(batch_id=outcome.batch_id).values_list(
+            ImportIssue.objects.filter(batch_id=outcome.batch_id).values_list(
                 "row_number", "column", "kind", "reason"
             )
         )

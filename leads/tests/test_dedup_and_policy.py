@@ -9,7 +9,7 @@ from leads.models import (
     ConsentStatus,
     CrossCampaignPolicy,
     ImportBatch,
-    ImportRowError,
+    ImportIssue,
     Lead,
     LeadStatus,
     RowIssueKind,
@@ -46,7 +46,7 @@ def test_same_address_in_other_case_or_with_spaces_is_one_lead(run_import, write
     _outcome_adds_up(outcome.counts)
     lead = Lead.objects.get(campaign=campaign)
     assert lead.first_name == "Ann" and lead.source_row == 2
-    rows = ImportRowError.objects.filter(kind=RowIssueKind.DUPLICATE)
+    rows = ImportIssue.objects.filter(kind=RowIssueKind.DUPLICATE)
     assert sorted(rows.values_list("row_number", flat=True)) == [3, 4]
 
 
@@ -137,7 +137,7 @@ def test_dry_run_reports_real_counts_and_writes_nothing(run_import, sample_dir, 
     assert outcome.dry_run and outcome.batch_id is None
     assert outcome.counts["created"] == 51 and outcome.counts["invalid"] == 7
     assert Lead.objects.count() == 0 and ImportBatch.objects.count() == 0
-    assert ImportRowError.objects.count() == 0 and AuditEvent.objects.count() == audit_before
+    assert ImportIssue.objects.count() == 0 and AuditEvent.objects.count() == audit_before
     # A dry run does not count as an import of the file.
     assert run_import(sample_dir / "apollo_export_sample.csv").counts["created"] == 51
 
@@ -156,7 +156,7 @@ def test_person_active_in_another_campaign_is_skipped_by_default(run_import, wri
     assert list(Lead.objects.filter(campaign=campaign).values_list("email_key", flat=True)) == [
         "done@acme.example"
     ]
-    assert ImportRowError.objects.get(kind=RowIssueKind.SKIPPED).row_number == 2
+    assert ImportIssue.objects.get(kind=RowIssueKind.SKIPPED).row_number == 2
 
 
 def test_allow_policy_imports_people_active_in_another_campaign(run_import, write_csv, campaign):

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from leads.import_rows import RowNormaliser
-from leads.models import ImportBatch, ImportRowError, Lead
+from leads.models import ImportBatch, ImportIssue, Lead
 from leads.parsing import inspect_file, iter_rows, map_headers
 from leads.samples import APOLLO_HEADERS, apollo_rows
 from leads.scoring import LeadScorer
@@ -78,7 +78,7 @@ def _stored(batch_id: int, campaign) -> dict:
     leads.sort(key=lambda v: v["email_key"])
     issues = sorted(
         [e.row_number, e.column, e.kind, e.reason]
-        for e in ImportRowError.objects.filter(batch_id=batch_id)
+        for e in ImportIssue.objects.filter(batch_id=batch_id)
     )
     return {
         "counts": batch.counts(),

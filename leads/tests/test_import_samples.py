@@ -8,7 +8,7 @@ import io
 import openpyxl
 import pytest
 
-from leads.models import ImportBatch, ImportRowError, Lead, RowIssueKind
+from leads.models import ImportBatch, ImportIssue, Lead, RowIssueKind
 from leads.services.imports import lead_import_preview
 
 # (file, rows, unique valid emails, invalid or missing) as the data README states.
@@ -34,8 +34,8 @@ def test_each_sample_imports_with_the_documented_counts(
     assert Lead.objects.filter(campaign=campaign).count() == unique
     batch = ImportBatch.objects.get(pk=outcome.batch_id)
     assert batch.state == "done" and batch.created == unique and batch.finished_at
-    assert batch.row_errors.filter(kind=RowIssueKind.INVALID).count() == invalid
-    assert batch.row_errors.filter(kind=RowIssueKind.DUPLICATE).count() == rows - unique - invalid
+    assert batch.issues.filter(kind=RowIssueKind.INVALID).count() == invalid
+    assert batch.issues.filter(kind=RowIssueKind.DUPLICATE).count() == rows - unique - invalid
 
 
 def test_apollo_sample_keeps_unmapped_columns_as_custom_fields_and_normalises(
@@ -60,9 +60,7 @@ def test_apollo_rows_without_a_valid_email_are_listed_with_row_and_column(
 ):
     outcome = run_import(sample_dir / "apollo_export_sample.csv")
 
-    errors = list(
-        ImportRowError.objects.filter(batch_id=outcome.batch_id, kind=RowIssueKind.INVALID)
-    )
+    errors = list(ImportIssue.objects.filter(batch_id=outcome.batch_id, kind=RowIssueKind.INVALID))
     assert {e.column for e in errors} == {"Email"}
     assert 5 in {e.row_number for e in errors}  # "Tomás Silva" has an empty Email cell
     assert any("@-sign" in e.reason for e in errors)

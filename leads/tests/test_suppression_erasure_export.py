@@ -56,10 +56,10 @@ def test_suppressed_email_and_domain_are_not_imported(run_import, write_csv, cam
 
 
 def outcome_reasons(batch_id):
-    from leads.models import ImportRowError
+    from leads.models import ImportIssue
 
     return dict(
-        ImportRowError.objects.filter(batch_id=batch_id, kind=RowIssueKind.SUPPRESSED)
+        ImportIssue.objects.filter(batch_id=batch_id, kind=RowIssueKind.SUPPRESSED)
         .order_by("row_number")
         .values_list("row_number", "reason")
     )

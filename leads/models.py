@@ -164,7 +164,7 @@ class ImportBatch(models.Model):
     A running import holds a lease (`lease_token`, `lease_until`) that it extends after every
     committed chunk; only the holder writes. A lease that lapses means its worker stopped, and
     the import is resumed from `rows_done` by whoever claims it next (see docs/ARCHITECTURE.md,
-    "Background runs survive their worker"). Between two time slices of a background import
+    "Background imports survive their worker"). Between two time slices of a background import
     the token is empty: the batch waits for its queued continuation.
     """
 

@@ -78,6 +78,13 @@ def operator(venture):
 
 
 @pytest.fixture
+def op_client(client, operator):
+    """The test client, logged in as the venture's operator."""
+    client.force_login(operator)
+    return client
+
+
+@pytest.fixture
 def viewer(venture):
     user = UserFactory(username="viewer-vera", role=VIEWER)
     MembershipFactory(venture=venture, user=user)

@@ -66,6 +66,7 @@ from ventures.admin_toolkit import (
     ReadOnlyMixin,
     ScopedAdmin,
     VentureFilter,
+    operation_action,
     scope_to_ventures,
     visible_campaigns,
 )
@@ -234,7 +235,17 @@ class LeadAdmin(OperationsAdmin):
     sortable_by = ()  # the order is the primary key: every index ends with it
     search_fields = ("email_key",)  # see get_search_results: a prefix on the lower-cased key
     search_help_text = "Email address prefix, e.g. 'ann' or 'ann.smith@acme'. Not case-sensitive."
-    actions = ("mark_dnc", "suppress", "move_to_segment")
+    actions = (
+        operation_action(
+            "mark_dnc", LEAD_OPERATIONS["mark-dnc"], "Mark selected leads do-not-contact…"
+        ),
+        operation_action("suppress", LEAD_OPERATIONS["suppress"], "Suppress selected leads…"),
+        operation_action(
+            "move_to_segment",
+            LEAD_OPERATIONS["move-to-segment"],
+            "Move selected leads to an ICP segment…",
+        ),
+    )
     change_form_template = "admin/leads/lead/change_form.html"
     change_list_template = "admin/leads/lead/change_list.html"
     readonly_fields = (
@@ -467,22 +478,6 @@ class LeadAdmin(OperationsAdmin):
         self.message_user(request, text, level)
         return HttpResponseRedirect(reverse("admin:leads_importbatch_change", args=[batch.pk]))
 
-    # Bulk actions: the toolkit's confirm page (with a reason for the audit trail), then one
-    # set-wise service call for the whole selection.
-
-    @admin.action(description="Mark selected leads do-not-contact…", permissions=["change"])
-    def mark_dnc(self, request, queryset):
-        return self.confirm_operation(request, queryset, self.operations["mark-dnc"], "mark_dnc")
-
-    @admin.action(description="Suppress selected leads…", permissions=["change"])
-    def suppress(self, request, queryset):
-        return self.confirm_operation(request, queryset, self.operations["suppress"], "suppress")
-
-    @admin.action(description="Move selected leads to an ICP segment…", permissions=["change"])
-    def move_to_segment(self, request, queryset):
-        op = self.operations["move-to-segment"]
-        return self.confirm_operation(request, queryset, op, "move_to_segment")
-
 
 def _flatten(fields) -> list[str]:
     out: list[str] = []
@@ -521,7 +516,13 @@ class ImportBatchAdmin(ReadOnlyMixin, OperationsAdmin):
 
     operations = IMPORT_BATCH_OPERATIONS
     venture_lookup = "campaign__venture"
-    actions = ("resume_imports",)
+    actions = (
+        operation_action(
+            "resume_imports",
+            IMPORT_BATCH_OPERATIONS["resume"],
+            "Resume selected interrupted imports…",
+        ),
+    )
     list_display = (
         "__str__",
         "campaign",
@@ -603,12 +604,6 @@ class ImportBatchAdmin(ReadOnlyMixin, OperationsAdmin):
             f"{batch}: {batch.run_status}; {batch.rows_done} of {batch.rows_total} rows done."
             for batch in objects
         ]
-
-    @admin.action(description="Resume selected interrupted imports…", permissions=["resume"])
-    def resume_imports(self, request, queryset):
-        return self.confirm_operation(
-            request, queryset, self.operations["resume"], "resume_imports"
-        )
 
     @admin.display(description="state")
     def run_state(self, obj: ImportBatch) -> str:

@@ -28,3 +28,15 @@ BROWSER_MARKS = [
         shutil.which(CHROMIUM) is None, reason="needs Debian's chromium: make system-deps"
     ),
 ]
+
+
+def log_in(page, username: str) -> None:
+    """Log `username` in through the admin's login form, as a person would."""
+    from django.urls import reverse
+    from playwright.sync_api import expect
+
+    page.goto(reverse("admin:login"))
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    expect(page.locator("#user-tools")).to_contain_text(username)

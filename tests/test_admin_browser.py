@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 from playwright.sync_api import expect
 
-from tests.browser import BROWSER_MARKS, PASSWORD
+from tests.browser import BROWSER_MARKS, log_in
 from tests.factories import CampaignFactory, UserFactory
 from ventures.models import AuditEvent
 from ventures.roles import ADMINISTRATOR
@@ -21,11 +21,7 @@ def test_administrator_kills_a_running_campaign_from_its_page(page):
     campaign = CampaignFactory(name="Spring outreach")
     campaign_transition(campaign=campaign, action="start", actor="setup")
 
-    page.goto(reverse("admin:login"))
-    page.fill("#id_username", "admin-ann")
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    expect(page.locator("#user-tools")).to_contain_text("admin-ann")
+    log_in(page, "admin-ann")
 
     page.goto(reverse("admin:ventures_campaign_change", args=[campaign.pk]))
     page.click("a.operation-kill")

@@ -7,7 +7,7 @@ from django.urls import reverse
 from playwright.sync_api import expect
 
 from leads.models import BatchState, ImportBatch, Lead, LeadStatus
-from tests.browser import BROWSER_MARKS, PASSWORD
+from tests.browser import BROWSER_MARKS, log_in
 from tests.factories import (
     CampaignFactory,
     ImportBatchFactory,
@@ -24,14 +24,6 @@ CSV = (
     "ann@acme.example,Ann,Acme,Saw your talk\n"
     "broken,Bob,Beta,\n"
 )
-
-
-def log_in(page, username: str) -> None:
-    page.goto(reverse("admin:login"))
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    expect(page.locator("#user-tools")).to_contain_text(username)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from django.urls import reverse
 from playwright.sync_api import expect
 
 from templating.models import MessageTemplate
-from tests.browser import BROWSER_MARKS, PASSWORD
+from tests.browser import BROWSER_MARKS, log_in
 from tests.factories import LeadFactory, MembershipFactory, MessageTemplateFactory, UserFactory
 from ventures.roles import OPERATOR
 
@@ -25,11 +25,7 @@ def test_operator_fixes_a_template_previews_a_blocked_lead_and_sends_a_test(page
     blocked = LeadFactory(campaign=campaign, first_name="[First Name]", email="x@prospect.example")
     LeadFactory(campaign=campaign, first_name="Lena", email="lena@prospect.example")
 
-    page.goto(reverse("admin:login"))
-    page.fill("#id_username", "op-olga")
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    expect(page.locator("#user-tools")).to_contain_text("op-olga")
+    log_in(page, "op-olga")
 
     page.goto(reverse("admin:templating_messagetemplate_change", args=[template.pk]))
     page.fill("#id_subject", "Hi {{ first_name }")

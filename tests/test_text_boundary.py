@@ -293,21 +293,14 @@ def test_campaign_load_command_refuses_nul_and_surrogate_escapes_in_one_line(
 
 
 # --- Template sources and renders -------------------------------------------------------------
-@pytest.fixture
-def op_client(client, operator):
-    client.force_login(operator)
-    return client
-
-
-template_form = form_data
 
 
 @pytest.mark.parametrize("field", ["name", "subject", "body_text", "body_html"])
 def test_template_admin_form_refuses_a_nul_in_every_text_field(op_client, campaign, field):
-    value = template_form(campaign)[field] or "<p>x</p>"
+    value = form_data(campaign)[field] or "<p>x</p>"
     response = op_client.post(
         reverse("admin:templating_messagetemplate_add"),
-        template_form(campaign, **{field: value + "\x00"}),
+        form_data(campaign, **{field: value + "\x00"}),
     )
     assert response.status_code == 200
     assert "Null characters are not allowed" in response.content.decode()

@@ -28,6 +28,7 @@ from ventures.admin_toolkit import (
     ReadOnlyMixin,
     ScopedAdmin,
     VentureFilter,
+    operation_action,
 )
 from ventures.forms import ApiTokenCreateForm, CampaignAdminForm
 from ventures.models import (
@@ -261,7 +262,12 @@ class VentureAdmin(OperationsAdmin):
     prepopulated_fields = {"slug": ("name",)}
     readonly_fields = ("kill_switch", "kill_reason", "created_at", "updated_at", "audit_trail")
     inlines = (MembershipInline,)
-    actions = ("kill_ventures", "unkill_ventures")
+    actions = (
+        operation_action("kill_ventures", VENTURE_OPERATIONS["kill"], "Kill selected ventures…"),
+        operation_action(
+            "unkill_ventures", VENTURE_OPERATIONS["unkill"], "Unkill selected ventures…"
+        ),
+    )
     fieldsets = (
         (None, {"fields": ("name", "slug", "is_active", "offer_summary", "primary_cta")}),
         ("Sending", {"fields": ("default_channels", "timezone", "daily_send_limit")}),
@@ -320,15 +326,6 @@ class VentureAdmin(OperationsAdmin):
                 before={"user_id": initial_users.get(membership.pk)},
                 after={"user_id": membership.user_id},
             )
-
-    @admin.action(description="Kill selected ventures…", permissions=["kill"])
-    def kill_ventures(self, request, queryset):
-        return self.confirm_operation(request, queryset, self.operations["kill"], "kill_ventures")
-
-    @admin.action(description="Unkill selected ventures…", permissions=["kill"])
-    def unkill_ventures(self, request, queryset):
-        op = self.operations["unkill"]
-        return self.confirm_operation(request, queryset, op, "unkill_ventures")
 
 
 @admin.register(IcpSegment)
@@ -390,16 +387,23 @@ class CampaignAdmin(OperationsAdmin):
         "finished_at",
         "audit_trail",
     )
-    actions = (
-        "start_campaigns",
-        "pause_campaigns",
-        "resume_campaigns",
-        "stop_campaigns",
-        "kill_campaigns",
-        "unkill_campaigns",
-        "go_live_campaigns",
-        "go_proof_campaigns",
-        "new_capture_links",
+    actions = tuple(
+        operation_action(name, CAMPAIGN_OPERATIONS[op], description)
+        for name, op, description in (
+            ("start_campaigns", "start", "Start selected campaigns"),
+            ("pause_campaigns", "pause", "Pause selected campaigns"),
+            ("resume_campaigns", "resume", "Resume selected campaigns"),
+            ("stop_campaigns", "stop", "Stop selected campaigns"),
+            ("kill_campaigns", "kill", "Kill selected campaigns…"),
+            ("unkill_campaigns", "unkill", "Unkill selected campaigns…"),
+            ("go_live_campaigns", "go-live", "Switch selected campaigns to live mode…"),
+            ("go_proof_campaigns", "go-proof", "Switch selected campaigns to proof mode"),
+            (
+                "new_capture_links",
+                "new-capture-link",
+                "Give selected campaigns a new lead-capture link…",
+            ),
+        )
     )
     fieldsets = (
         (None, {"fields": ("venture", "name", "slug", "objective")}),
@@ -506,50 +510,6 @@ class CampaignAdmin(OperationsAdmin):
             "A running campaign cannot switch to live mode until preflight passes; a draft or "
             "paused one can, but it will not start or resume until preflight passes.",
         ]
-
-    def _run(self, request, queryset, name: str) -> None:
-        self.run_operation(request, queryset, self.operations[name])
-
-    @admin.action(description="Start selected campaigns", permissions=["operate"])
-    def start_campaigns(self, request, queryset):
-        self._run(request, queryset, "start")
-
-    @admin.action(description="Pause selected campaigns", permissions=["operate"])
-    def pause_campaigns(self, request, queryset):
-        self._run(request, queryset, "pause")
-
-    @admin.action(description="Resume selected campaigns", permissions=["operate"])
-    def resume_campaigns(self, request, queryset):
-        self._run(request, queryset, "resume")
-
-    @admin.action(description="Stop selected campaigns", permissions=["operate"])
-    def stop_campaigns(self, request, queryset):
-        self._run(request, queryset, "stop")
-
-    @admin.action(description="Kill selected campaigns…", permissions=["kill"])
-    def kill_campaigns(self, request, queryset):
-        return self.confirm_operation(request, queryset, self.operations["kill"], "kill_campaigns")
-
-    @admin.action(description="Unkill selected campaigns…", permissions=["kill"])
-    def unkill_campaigns(self, request, queryset):
-        op = self.operations["unkill"]
-        return self.confirm_operation(request, queryset, op, "unkill_campaigns")
-
-    @admin.action(description="Switch selected campaigns to live mode…", permissions=["go_live"])
-    def go_live_campaigns(self, request, queryset):
-        op = self.operations["go-live"]
-        return self.confirm_operation(request, queryset, op, "go_live_campaigns")
-
-    @admin.action(description="Switch selected campaigns to proof mode", permissions=["operate"])
-    def go_proof_campaigns(self, request, queryset):
-        self._run(request, queryset, "go-proof")
-
-    @admin.action(
-        description="Give selected campaigns a new lead-capture link…", permissions=["operate"]
-    )
-    def new_capture_links(self, request, queryset):
-        op = self.operations["new-capture-link"]
-        return self.confirm_operation(request, queryset, op, "new_capture_links")
 
 
 # --- Global kill switch, heartbeats, audit log -----------------------------------------------------

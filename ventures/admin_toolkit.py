@@ -380,6 +380,20 @@ class Operation:
             raise TypeError(f"operation {self.name!r} acts on a selection: it must confirm")
 
 
+def operation_action(name: str, operation: Operation, description: str) -> Callable:
+    """The changelist action `name` for `operation`: it confirms first when the operation
+    does, and needs the operation's permission (Django hides it from users without)."""
+
+    def action(modeladmin, request, queryset):
+        if operation.confirm:
+            return modeladmin.confirm_operation(request, queryset, operation, name)
+        modeladmin.run_operation(request, queryset, operation)
+        return None
+
+    action.__name__ = name
+    return admin.action(description=description, permissions=[operation.permission])(action)
+
+
 class OperationsAdmin(AuditedAdmin):
     """Operations as changelist actions and as object-tools buttons on the change page.
 

@@ -4,8 +4,7 @@ PostgreSQL checks a foreign key with one trigger query per inserted row. For a C
 million leads the three keys of `leads_lead` (the composite (campaign_id, venture_id) of 0004,
 the source batch and the ICP segment) cost about 7.8 s of backend CPU; a statement-level check
 of the statement's distinct references costs about 0.55 s (`bench/lead_table.py`). This migration drops the three keys and
-checks the same references with triggers (docs/ARCHITECTURE.md, "References on leads are
-checked per statement on PostgreSQL"):
+checks the same references with triggers:
 
 - INSERT: one statement-level trigger reads the statement's transition table once, takes its
   distinct references, and looks up each distinct referenced row once, locking it FOR KEY

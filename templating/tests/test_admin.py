@@ -37,12 +37,6 @@ def template(campaign):
     )
 
 
-@pytest.fixture
-def op_client(client, operator):
-    client.force_login(operator)
-    return client
-
-
 def url(name, *args):
     return reverse(f"admin:templating_messagetemplate_{name}", args=args)
 

@@ -230,6 +230,14 @@ AICMO_SEND_MODE = _choice("AICMO_SEND_MODE", "proof", ("proof", "live"))
 AICMO_SITE_URL = _url("AICMO_SITE_URL", "http://localhost:8000")
 AICMO_ARTIFACT_DIR = Path(os.environ.get("AICMO_ARTIFACT_DIR", VAR_DIR / "artifacts"))
 AICMO_GLOBAL_DAILY_LIMIT = _int("AICMO_GLOBAL_DAILY_LIMIT", 1000)
+# Emails a venture sends to one recipient domain per day (a company's mail server notices
+# a burst from one sender); the outbox defers the rest to the next day.
+AICMO_RECIPIENT_DOMAIN_DAILY_LIMIT = _int("AICMO_RECIPIENT_DOMAIN_DAILY_LIMIT", 100, minimum=1)
+# Messages one tick claims at a time, and how long its claim holds them.
+AICMO_TICK_BATCH = _int("AICMO_TICK_BATCH", 200, minimum=1)
+AICMO_TICK_LEASE_SECONDS = _int("AICMO_TICK_LEASE_SECONDS", 300, minimum=30)
+# Transient send failures are retried this many times, backing off from five minutes.
+AICMO_SEND_MAX_ATTEMPTS = _int("AICMO_SEND_MAX_ATTEMPTS", 6, minimum=1)
 AICMO_KILL_SWITCH = _bool("AICMO_KILL_SWITCH", False)
 # A worker heartbeat older than this is reported stale by preflight and /healthz.
 AICMO_HEARTBEAT_MAX_AGE = _int("AICMO_HEARTBEAT_MAX_AGE", 300, minimum=10)

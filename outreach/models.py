@@ -1,1 +1,382 @@
-"""Models of the outreach app."""
+"""The outbox and what feeds it: mailboxes, sequences and their steps, routing, enrolments, one
+outbound message per (lead, step), the daily send ledger and the dispatch runs.
+
+The database, not the worker, keeps the two promises: the unique (lead, step) pair and the
+unique idempotency key make a second message to the same person for the same step
+impossible, and every state change of a message is a conditional UPDATE on its lease token,
+so a worker that lost its lease cannot record anything (`outreach.dispatch`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from leads.models import Lead
+from templating.models import MessageTemplate, MessageTemplateVersion
+from ventures.models import Campaign, IcpSegment, Venture
+
+
+def ramped_limit(
+    *, limit: int, start: int | None, increase: int, since: dt.date | None, on: dt.date
+) -> int:
+    """A daily cap after its warm-up ramp: `start` on the first day, `increase` more each day
+    after it, never above `limit`. No ramp (`start` None) or no first day yet: `limit`."""
+    if start is None or since is None:
+        return limit
+    return min(limit, start + max((on - since).days, 0) * increase)
+
+
+class Mailbox(models.Model):
+    """A sending identity of a venture. A campaign sends from a pool of them; a lead keeps the
+    mailbox it was given for its whole sequence.
+
+    `connection_url` is a secret (it holds the SMTP password): the admin, logs, dumps and audit
+    rows never show it. Empty means the site's EMAIL_URL (or its ESP)."""
+
+    venture = models.ForeignKey(Venture, on_delete=models.PROTECT, related_name="mailboxes")
+    campaigns = models.ManyToManyField(Campaign, related_name="mailboxes", blank=True)
+    name = models.CharField(max_length=200)
+    from_name = models.CharField(max_length=200, blank=True)
+    from_email = models.EmailField()
+    reply_to = models.EmailField(blank=True)
+    connection_url = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="smtp://user:password@host:587/?tls=True; empty = the site's EMAIL_URL.",
+    )
+    daily_limit = models.PositiveIntegerField(default=50)
+    warmup_start_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Sends allowed on the first day; empty = no warm-up."
+    )
+    warmup_daily_increase = models.PositiveIntegerField(default=0)
+    warmup_started_on = models.DateField(null=True, blank=True)
+    min_gap_seconds = models.PositiveIntegerField(
+        default=60, help_text="At least this long between two sends of this mailbox."
+    )
+    gap_jitter_seconds = models.PositiveIntegerField(
+        default=30, help_text="Up to this much more, at random, so sends do not look scheduled."
+    )
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["venture__name", "from_email"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["venture", "from_email"], name="mailbox_once_per_venture"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.from_name} <{self.from_email}>" if self.from_name else self.from_email
+
+    def effective_daily_limit(self, on: dt.date) -> int:
+        return ramped_limit(
+            limit=self.daily_limit,
+            start=self.warmup_start_limit,
+            increase=self.warmup_daily_increase,
+            since=self.warmup_started_on,
+            on=on,
+        )
+
+
+class Sequence(models.Model):
+    """Ordered steps a lead of the campaign goes through, and what stops them."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="sequences")
+    slug = models.SlugField(max_length=80)
+    name = models.CharField(max_length=200)
+    is_default = models.BooleanField(
+        default=False, help_text="Leads no routing rule matches go here."
+    )
+    stop_on_reply = models.BooleanField(default=True)
+    stop_on_auto_reply = models.BooleanField(default=False)
+    stop_on_bounce = models.BooleanField(default=True)
+    stop_on_unsubscribe = models.BooleanField(default=True)
+    stop_on_complaint = models.BooleanField(default=True)
+    stop_on_company_reply = models.BooleanField(
+        default=False, help_text="A reply from anyone at the lead's company domain stops it too."
+    )
+
+    class Meta:
+        ordering = ["campaign", "-is_default", "slug"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "slug"], name="sequence_slug_per_campaign"),
+            models.UniqueConstraint(
+                fields=["campaign"],
+                condition=Q(is_default=True),
+                name="sequence_one_default_per_campaign",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class StepKind(models.TextChoices):
+    EMAIL = "email", "Automatic email"
+    LINKEDIN_CONNECT = "linkedin_connect", "Manual task: LinkedIn connection note"
+    LINKEDIN_MESSAGE = "linkedin_message", "Manual task: LinkedIn message"
+    CALL = "call", "Manual task: call"
+
+
+class SequenceStep(models.Model):
+    """One step: wait `delay` after the previous step (after enrolment for the first), then
+    send an email from the variant pool, or open a manual task for an operator."""
+
+    sequence = models.ForeignKey(Sequence, on_delete=models.CASCADE, related_name="steps")
+    position = models.PositiveSmallIntegerField(validators=[MinValueValidator(1)])
+    kind = models.CharField(max_length=20, choices=StepKind.choices, default=StepKind.EMAIL)
+    delay_days = models.PositiveSmallIntegerField(default=0)
+    delay_hours = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(23)])
+    business_days = models.BooleanField(
+        default=False, help_text="Count only the campaign's send days in the delay."
+    )
+    templates = models.ManyToManyField(
+        MessageTemplate, related_name="sequence_steps", help_text="The variant pool."
+    )
+    new_thread = models.BooleanField(
+        default=False,
+        help_text="Send as a new email; by default a follow-up replies in the first email's "
+        "thread (Re: subject, In-Reply-To, References).",
+    )
+
+    class Meta:
+        ordering = ["sequence", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["sequence", "position"], name="step_position_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sequence} #{self.position} ({self.get_kind_display()})"
+
+    @property
+    def is_manual(self) -> bool:
+        return self.kind != StepKind.EMAIL
+
+    @property
+    def delay(self) -> dt.timedelta:
+        return dt.timedelta(days=self.delay_days, hours=self.delay_hours)
+
+
+class RoutingRule(models.Model):
+    """Leads matching every non-empty condition go to `sequence`; rules are tried by priority
+    (lowest first), then the campaign's default sequence."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="routing_rules")
+    priority = models.PositiveSmallIntegerField(default=100)
+    sequence = models.ForeignKey(Sequence, on_delete=models.CASCADE, related_name="rules")
+    grades = models.JSONField(default=list, blank=True, help_text='e.g. ["A", "B"]')
+    segment = models.ForeignKey(IcpSegment, null=True, blank=True, on_delete=models.CASCADE)
+    source_channels = models.JSONField(default=list, blank=True, help_text='e.g. ["api"]')
+
+    class Meta:
+        ordering = ["campaign", "priority", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.describe()} -> {self.sequence}"
+
+    def describe(self) -> str:
+        parts = []
+        if self.grades:
+            parts.append("grade " + "/".join(self.grades))
+        if self.segment_id:
+            parts.append(f"segment {self.segment}")
+        if self.source_channels:
+            parts.append("source " + "/".join(self.source_channels))
+        return f"rule #{self.pk} ({', '.join(parts) or 'every lead'})"
+
+    def matches(self, lead: Lead) -> bool:
+        if self.grades and lead.grade not in self.grades:
+            return False
+        if self.segment_id and lead.segment_id != self.segment_id:
+            return False
+        return not self.source_channels or lead.source_channel in self.source_channels
+
+
+class EnrollmentState(models.TextChoices):
+    ACTIVE = "active", "Active"
+    FINISHED = "finished", "Finished the sequence"
+    STOPPED = "stopped", "Stopped"
+
+
+class Enrollment(models.Model):
+    """A lead in a sequence, with why it was routed there and the mailbox it keeps."""
+
+    lead = models.OneToOneField(Lead, on_delete=models.CASCADE, related_name="enrollment")
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="enrollments")
+    sequence = models.ForeignKey(Sequence, on_delete=models.PROTECT, related_name="enrollments")
+    mailbox = models.ForeignKey(Mailbox, null=True, blank=True, on_delete=models.PROTECT)
+    route_reason = models.CharField(max_length=300)
+    state = models.CharField(
+        max_length=10, choices=EnrollmentState.choices, default=EnrollmentState.ACTIVE
+    )
+    stop_reason = models.CharField(max_length=300, blank=True)
+    # The first email's Message-ID and subject: follow-ups reply in its thread.
+    thread_message_id = models.CharField(max_length=300, blank=True)
+    thread_subject = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["campaign", "state"], name="enrollment_campaign_state")]
+
+    def __str__(self) -> str:
+        return f"{self.lead} in {self.sequence}"
+
+
+class MessageState(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled"
+    CLAIMED = "claimed", "Claimed"
+    SENDING = "sending", "Being handed over"
+    SENT = "sent", "Sent"
+    BLOCKED = "blocked", "Blocked"
+    DEFERRED = "deferred", "Deferred"
+    FAILED = "failed", "Failed"
+    UNKNOWN = "unknown", "Unknown (to settle)"
+    TASK_OPEN = "task_open", "Task open"
+    TASK_DONE = "task_done", "Task done"
+    TASK_SKIPPED = "task_skipped", "Task skipped"
+
+
+# Due for the tick: waiting for their time, first or again.
+DUE_STATES = (MessageState.SCHEDULED, MessageState.DEFERRED)
+# The step is over for the lead: the next one may be planned.
+DONE_STATES = (MessageState.SENT, MessageState.TASK_DONE, MessageState.TASK_SKIPPED)
+
+
+class OutboundMessage(models.Model):
+    """One step for one lead: an email or a manual task, from planned to settled."""
+
+    idempotency_key = models.CharField(max_length=64, unique=True, editable=False)
+    enrollment = models.ForeignKey(Enrollment, on_delete=models.CASCADE, related_name="messages")
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="outbound_messages")
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="messages")
+    venture_id = models.BigIntegerField()
+    step = models.ForeignKey(SequenceStep, on_delete=models.PROTECT, related_name="messages")
+    mailbox = models.ForeignKey(Mailbox, null=True, blank=True, on_delete=models.PROTECT)
+    kind = models.CharField(max_length=20, choices=StepKind.choices)
+    state = models.CharField(
+        max_length=12, choices=MessageState.choices, default=MessageState.SCHEDULED
+    )
+    due_at = models.DateTimeField()
+    attempts = models.PositiveSmallIntegerField(default=0)
+    reason_code = models.CharField(max_length=40, blank=True)
+    reason = models.CharField(max_length=500, blank=True)
+    # What was (or, in proof mode, would have been) sent.
+    template = models.ForeignKey(MessageTemplate, null=True, blank=True, on_delete=models.PROTECT)
+    template_version = models.ForeignKey(
+        MessageTemplateVersion, null=True, blank=True, on_delete=models.PROTECT
+    )
+    recipient = models.CharField(max_length=254, blank=True)
+    recipient_domain = models.CharField(max_length=253, blank=True)
+    subject = models.CharField(max_length=998, blank=True)
+    body_text = models.TextField(blank=True)
+    body_html = models.TextField(blank=True)
+    message_id = models.CharField(max_length=300, blank=True, db_index=True)
+    esp_message_id = models.CharField(max_length=300, blank=True)
+    in_reply_to = models.CharField(max_length=300, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+    settled_by = models.CharField(max_length=200, blank=True)
+    # The claim: only the holder of `lease_token` may change the row while `lease_until` holds.
+    run = models.ForeignKey("DispatchRun", null=True, blank=True, on_delete=models.SET_NULL)
+    lease_token = models.CharField(max_length=32, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    # The cap slots this message holds ("scope:key:day" names), released if it is not sent.
+    reserved = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["due_at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["lead", "step"], name="outbound_once_per_lead_step"),
+            models.CheckConstraint(
+                condition=Q(state__in=MessageState.values), name="outbound_state_valid"
+            ),
+        ]
+        indexes = [
+            # The tick's claim: due rows in due order, and nothing else.
+            models.Index(
+                fields=["due_at", "id"],
+                condition=Q(state__in=DUE_STATES),
+                name="outbound_due_idx",
+            ),
+            # Lapsed claims to recover.
+            models.Index(
+                fields=["lease_until"],
+                condition=Q(state__in=[MessageState.CLAIMED, MessageState.SENDING]),
+                name="outbound_lease_idx",
+            ),
+            models.Index(fields=["campaign", "state"], name="outbound_campaign_state_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.step.position} to {self.recipient or self.lead}"
+
+
+class SendLedger(models.Model):
+    """Sends counted against one daily cap: the global one, a venture's, a campaign's, a
+    mailbox's or a recipient domain's, for one day. A slot is taken under the row's lock in the
+    same transaction that admits the message, so no number of workers exceeds a cap.
+    `next_at` paces the scope (campaign and mailbox): the earliest time of its next send."""
+
+    scope = models.CharField(max_length=10)
+    key = models.CharField(max_length=253)
+    day = models.DateField()
+    count = models.PositiveIntegerField(default=0)
+    next_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "key", "day"], name="ledger_slot_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.key} on {self.day}: {self.count}"
+
+
+class DispatchRun(models.Model):
+    """One tick: who ran it, when, and what it decided, with its artifacts."""
+
+    worker = models.CharField(max_length=200)
+    mode = models.CharField(max_length=8)
+    campaign = models.ForeignKey(Campaign, null=True, blank=True, on_delete=models.SET_NULL)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    counts = models.JSONField(default=dict, blank=True)
+    artifact_dir = models.CharField(max_length=500, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"run #{self.pk} by {self.worker}"
+
+
+class DispatchDecision(models.Model):
+    """What a run decided about one message: the run's own record, kept when a later run takes
+    the message up again, so a run's counts can always be reproduced from the database."""
+
+    run = models.ForeignKey(DispatchRun, on_delete=models.CASCADE, related_name="decisions")
+    message = models.ForeignKey(OutboundMessage, on_delete=models.CASCADE, related_name="decisions")
+    lead_id = models.BigIntegerField()
+    outcome = models.CharField(max_length=12, choices=MessageState.choices)
+    reason_code = models.CharField(max_length=40, blank=True)
+    reason = models.CharField(max_length=500, blank=True)
+    decided_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["run", "id"]
+        indexes = [models.Index(fields=["run", "outcome"], name="decision_run_outcome_idx")]
+
+    def __str__(self) -> str:
+        return f"run #{self.run_id}: message #{self.message_id} {self.outcome}"

@@ -1,0 +1,771 @@
+"""The tick: claim due messages, check every guardrail, take cap slots, hand over, record.
+
+A message moves through three short transactions, so that whatever the worker does (run
+twice, stall, die at any line) nothing is sent twice and nothing is lost:
+
+1. **Claim.** Due rows of running, unkilled campaigns, in due order, `FOR UPDATE SKIP LOCKED`
+   on PostgreSQL (concurrent ticks take disjoint rows; SQLite has one writer), become
+   `claimed` under this run's lease token. Every later write is conditional on the token:
+   a worker whose lease lapsed writes nothing (fencing).
+2. **Decide and admit.** The guardrails, in order: kill switches (global, venture, campaign),
+   campaign running, send window in the lead's time zone (else the campaign's), DNC,
+   suppression (email, domain, identity), unsubscribed, replied/bounced/complained, the
+   sequence still active, the template renders with no guardrail hit. A temporary failure
+   defers (window: to its next opening); a permanent one blocks with its reason. Emails that
+   pass take a slot of every daily cap (global, venture, campaign with its warm-up, mailbox
+   with its warm-up, recipient domain) under the `SendLedger` rows' locks, and are paced
+   (campaign: its window spread over its daily limit; mailbox: its gap plus jitter). Admitted
+   messages become `sending` in the same transaction as their slots, so no number of workers
+   exceeds a cap by one.
+3. **Hand over and record.** One transaction per batch first re-reads the kill switches and
+   statuses under a share lock of the campaign, venture and global rows (a kill switch's
+   UPDATE waits for it, so nothing is handed over after a switch is committed), and the
+   leads' consent, status and suppression; then hands each message to the backend and
+   records the outcome. A worker that dies here leaves `sending` rows: recovery makes them
+   `unknown`, never re-sends them. `claimed` rows of a dead worker were never handed over and
+   go back to the queue.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import logging
+import random
+import secrets
+import zoneinfo
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from leads.models import ConsentStatus, Lead, LeadStatus, SuppressionEntry, SuppressionKind
+from outreach.context import lead_recipient
+from outreach.enrollment import campaign_enrol, plan_next_step, stable_pick
+from outreach.models import (
+    DUE_STATES,
+    DispatchDecision,
+    DispatchRun,
+    Enrollment,
+    EnrollmentState,
+    MessageState,
+    OutboundMessage,
+    SendLedger,
+)
+from outreach.sending import FAILED, RETRY, SENT, LiveBackend, ProofBackend, new_message_id
+from templating.services import template_current_version, template_record_use, version_render
+from ventures.models import Campaign, CampaignStatus, SendMode
+from ventures.selectors import global_kill_reason
+
+logger = logging.getLogger(__name__)
+
+BACKOFF_BASE = dt.timedelta(minutes=5)
+ACTOR = "outbox"
+
+
+def is_live(campaign: Campaign) -> bool:
+    """Live takes two yeses: the site's AICMO_SEND_MODE and the campaign's mode."""
+    return settings.AICMO_SEND_MODE == "live" and campaign.mode == SendMode.LIVE
+
+
+def retry_delay(attempts: int) -> dt.timedelta:
+    """Exponential backoff from five minutes, with up to 20% jitter."""
+    base = BACKOFF_BASE * (2 ** max(attempts - 1, 0))
+    return base + dt.timedelta(seconds=random.uniform(0, base.total_seconds() * 0.2))  # noqa: S311 - jitter
+
+
+def next_window_opening(campaign: Campaign, tz: dt.tzinfo, now: dt.datetime) -> dt.datetime | None:
+    """`now` if it is inside the send window read in `tz`, else the window's next opening
+    (None if the campaign has no send day at all)."""
+    local = now.astimezone(tz)
+    for offset in range(8):
+        day = local.date() + dt.timedelta(days=offset)
+        if str(day.isoweekday()) not in campaign.send_days:
+            continue
+        start = dt.datetime.combine(day, campaign.send_window_start, tzinfo=tz)
+        end = dt.datetime.combine(day, campaign.send_window_end, tzinfo=tz)
+        if local < start:
+            return start
+        if local < end:
+            return now
+    return None
+
+
+def _tz(name: str) -> dt.tzinfo | None:
+    try:
+        return zoneinfo.ZoneInfo(name) if name else None
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+@dataclass
+class Decision:
+    message: OutboundMessage
+    outcome: str
+    code: str = ""
+    reason: str = ""
+    due_at: dt.datetime | None = None
+
+
+@dataclass
+class RunState:
+    run: DispatchRun
+    token: str
+    folder: Path
+    counts: Counter = field(default_factory=Counter)
+    decisions: list[tuple] = field(default_factory=list)
+    saved: int = 0  # decisions already stored
+
+
+# --- 1. Claim ------------------------------------------------------------------------------------
+
+
+def _lease() -> dt.timedelta:
+    return dt.timedelta(seconds=settings.AICMO_TICK_LEASE_SECONDS)
+
+
+def messages_recover(*, now: dt.datetime | None = None) -> dict[str, int]:
+    """Claims whose worker stopped: `claimed` ones go back to the queue (never handed over),
+    `sending` ones become `unknown` (they may have been handed over: never re-sent)."""
+    now = now or timezone.now()
+    lapsed = Q(lease_until__lt=now)
+    with transaction.atomic():
+        # A claimed message holds no cap slot yet: slots are taken with the `sending` mark.
+        back = OutboundMessage.objects.filter(lapsed, state=MessageState.CLAIMED).update(
+            state=MessageState.SCHEDULED, lease_token="", lease_until=None
+        )
+        unknown = OutboundMessage.objects.filter(lapsed, state=MessageState.SENDING).update(
+            state=MessageState.UNKNOWN,
+            reason_code="worker_stopped",
+            reason="The worker stopped while handing the message over: it may have been sent. "
+            "It is never re-sent automatically; settle it by hand or by feedback.",
+            lease_token="",
+            lease_until=None,
+        )
+    return {"released": back, "unknown": unknown}
+
+
+def _claim(state: RunState, *, limit: int, campaign_id: int | None) -> list[int]:
+    now = timezone.now()
+    with transaction.atomic():
+        due = OutboundMessage.objects.filter(
+            state__in=DUE_STATES,
+            due_at__lte=now,
+            campaign__status=CampaignStatus.RUNNING,
+            campaign__kill_switch=False,
+            campaign__venture__kill_switch=False,
+        )
+        if campaign_id is not None:
+            due = due.filter(campaign_id=campaign_id)
+        ids = list(
+            due.order_by("due_at", "id")
+            .select_for_update(skip_locked=True, of=("self",))
+            .values_list("pk", flat=True)[:limit]
+        )
+        if ids:
+            OutboundMessage.objects.filter(pk__in=ids).update(
+                state=MessageState.CLAIMED,
+                lease_token=state.token,
+                lease_until=now + _lease(),
+                run=state.run,
+            )
+    return ids
+
+
+# --- 2. Decide and admit -------------------------------------------------------------------------
+
+
+def _suppressed(messages: list[OutboundMessage]) -> dict[int, str]:
+    """Lead id -> why it is on a suppression list (its venture's or the global one)."""
+    if not messages:
+        return {}
+    leads = [m.lead for m in messages]
+    emails = {lead.email_key for lead in leads if lead.email_key}
+    domains = {m.recipient_domain for m in messages if m.recipient_domain}
+    hashes = {lead.identity_hash for lead in leads if lead.identity_hash}
+    ventures = {lead.venture_id for lead in leads}
+    entries = SuppressionEntry.objects.filter(
+        Q(venture_id__in=ventures) | Q(venture__isnull=True)
+    ).filter(
+        Q(kind=SuppressionKind.EMAIL, value__in=emails)
+        | Q(kind=SuppressionKind.DOMAIN, value__in=domains)
+        | Q(identity_hash__in=hashes)
+    )
+    by_email, by_domain, by_identity = {}, {}, {}
+    for entry in entries.values("kind", "value", "identity_hash", "venture_id"):
+        scope = entry["venture_id"]
+        if entry["kind"] == SuppressionKind.DOMAIN:
+            by_domain.setdefault(entry["value"], set()).add(scope)
+        else:
+            if entry["kind"] == SuppressionKind.EMAIL:
+                by_email.setdefault(entry["value"], set()).add(scope)
+            if entry["identity_hash"]:
+                by_identity.setdefault(entry["identity_hash"], set()).add(scope)
+    found = {}
+    for m in messages:
+        lead = m.lead
+        for table, value, label in (
+            (by_email, lead.email_key, "email address"),
+            (by_domain, m.recipient_domain, "domain"),
+            (by_identity, lead.identity_hash, "person (identity)"),
+        ):
+            scopes = table.get(value, set())
+            if None in scopes or lead.venture_id in scopes:
+                found[lead.pk] = f"suppressed: {label} on the suppression list"
+                break
+    return found
+
+
+def _lead_block(
+    lead: Lead, enrollment: Enrollment, suppressed: dict[int, str]
+) -> tuple[str, str] | None:
+    """Why the lead may not be contacted, in the guardrails' order, or None."""
+    if lead.consent_status == ConsentStatus.DNC:
+        return "dnc", "the lead is marked do-not-contact"
+    if lead.pk in suppressed:
+        return "suppressed", suppressed[lead.pk]
+    if lead.status == LeadStatus.UNSUBSCRIBED:
+        return "unsubscribed", "the lead unsubscribed"
+    if lead.status != LeadStatus.ACTIVE:
+        return lead.status, f"the lead is {lead.get_status_display().lower()}"
+    if enrollment.state != EnrollmentState.ACTIVE:
+        return "sequence_stopped", enrollment.stop_reason or "the lead's sequence is over"
+    return None
+
+
+class Renderer:
+    """Renders messages of a batch (template versions read once per template)."""
+
+    def __init__(self) -> None:
+        self.versions: dict[int, object] = {}
+
+    def render(self, message: OutboundMessage) -> Decision | None:
+        step = message.step
+        pool = sorted(step.templates.all(), key=lambda t: t.pk)
+        pool = [t for t in pool if t.is_active] or pool
+        if not pool:
+            return Decision(
+                message, MessageState.BLOCKED, "no_template", "the step has no template"
+            )
+        lead, campaign = message.lead, message.campaign
+        template = stable_pick(pool, seed=f"{lead.identity_hash or lead.pk}:{step.pk}")
+        if template.pk not in self.versions:
+            self.versions[template.pk] = template_current_version(template, actor=ACTOR)
+        version = self.versions[template.pk]
+        result = version_render(
+            version=version,
+            recipient=lead_recipient(lead=lead, campaign=campaign),
+            venture=campaign.venture,
+            live=is_live(campaign),
+        )
+        message.template, message.template_version = template, version
+        if not result.ok:
+            codes = ", ".join(result.reason_codes()) or "render_error"
+            text = "; ".join(r.message for r in result.blocking_reasons)[:400]
+            return Decision(message, MessageState.BLOCKED, "template", f"{codes}: {text}"[:500])
+        enrollment = message.enrollment
+        follow_up = step.position > 1 and not step.new_thread and enrollment.thread_message_id
+        if follow_up:
+            subject = enrollment.thread_subject
+            message.subject = subject if subject.lower().startswith("re:") else f"Re: {subject}"
+            message.in_reply_to = enrollment.thread_message_id
+        else:
+            message.subject = result.subject
+        message.body_text, message.body_html = result.text, result.html
+        return None
+
+
+def _decide(state: RunState, messages: list[OutboundMessage], global_reason) -> list[Decision]:
+    now = timezone.now()
+    suppressed = _suppressed(messages)
+    renderer = Renderer()
+    decisions: list[Decision] = []
+    for m in messages:
+        campaign, lead = m.campaign, m.lead
+        halt = campaign.halt_reason(global_reason=global_reason)
+        if halt:
+            decisions.append(Decision(m, MessageState.DEFERRED, "halted", halt, m.due_at))
+            continue
+        if campaign.status != CampaignStatus.RUNNING:
+            text = f"campaign is {campaign.get_status_display().lower()}"
+            decisions.append(Decision(m, MessageState.DEFERRED, "not_running", text, m.due_at))
+            continue
+        if not m.step.is_manual:
+            tz = _tz(lead.timezone) or campaign.tzinfo
+            opening = next_window_opening(campaign, tz, now)
+            if opening is None:
+                decisions.append(
+                    Decision(m, MessageState.BLOCKED, "no_send_days", "no send day is set")
+                )
+                continue
+            if opening > now:
+                text = f"outside the send window until {opening.astimezone(tz):%Y-%m-%d %H:%M %Z}"
+                decisions.append(Decision(m, MessageState.DEFERRED, "window", text, opening))
+                continue
+        block = _lead_block(lead, m.enrollment, suppressed)
+        if block is not None:
+            decisions.append(Decision(m, MessageState.BLOCKED, *block))
+            continue
+        rendered = renderer.render(m)
+        if rendered is not None:
+            decisions.append(rendered)
+            continue
+        outcome = MessageState.TASK_OPEN if m.step.is_manual else MessageState.SENDING
+        decisions.append(Decision(m, outcome))
+    return decisions
+
+
+def _day(tz: dt.tzinfo, now: dt.datetime) -> dt.date:
+    return now.astimezone(tz).date()
+
+
+def _next_day_start(tz: dt.tzinfo, now: dt.datetime) -> dt.datetime:
+    tomorrow = _day(tz, now) + dt.timedelta(days=1)
+    return dt.datetime.combine(tomorrow, dt.time(0, 0), tzinfo=tz)
+
+
+@dataclass(frozen=True)
+class Cap:
+    scope: str
+    key: str
+    day: dt.date
+    limit: int
+    tz: dt.tzinfo
+    label: str
+
+    @property
+    def slot(self) -> tuple[str, str, dt.date]:
+        return (self.scope, self.key, self.day)
+
+
+def caps_of(message: OutboundMessage, now: dt.datetime) -> list[Cap]:
+    """Every daily cap a message counts against, with today's limit after warm-up."""
+    campaign, venture, box = message.campaign, message.campaign.venture, message.mailbox
+    site_tz = zoneinfo.ZoneInfo(settings.TIME_ZONE)
+    venture_tz = _tz(venture.timezone) or site_tz
+    campaign_tz = campaign.tzinfo
+    caps = [
+        Cap("global", "all", _day(site_tz, now), settings.AICMO_GLOBAL_DAILY_LIMIT, site_tz,
+            "global daily limit (AICMO_GLOBAL_DAILY_LIMIT)"),
+        Cap("venture", str(venture.pk), _day(venture_tz, now), venture.daily_send_limit,
+            venture_tz, f"venture {venture.slug} daily limit"),
+        Cap("campaign", str(campaign.pk), _day(campaign_tz, now),
+            campaign.effective_daily_limit(_day(campaign_tz, now)), campaign_tz,
+            "campaign daily limit (with warm-up)"),
+        Cap("domain", f"{venture.pk}:{message.recipient_domain}", _day(venture_tz, now),
+            settings.AICMO_RECIPIENT_DOMAIN_DAILY_LIMIT, venture_tz,
+            f"daily limit for the domain {message.recipient_domain}"),
+    ]  # fmt: skip
+    if box is not None:
+        day = _day(venture_tz, now)
+        caps.append(
+            Cap("mailbox", str(box.pk), day, box.effective_daily_limit(day), venture_tz,
+                f"mailbox {box.from_email} daily limit (with warm-up)")
+        )  # fmt: skip
+    return caps
+
+
+def _slot_name(slot: tuple[str, str, dt.date]) -> str:
+    return f"{slot[0]}|{slot[1]}|{slot[2].isoformat()}"
+
+
+def _release_slots(reserved: Iterable[str]) -> None:
+    for name in reserved:
+        scope, key, day = name.split("|")
+        SendLedger.objects.filter(scope=scope, key=key, day=day, count__gt=0).update(
+            count=F("count") - 1
+        )
+
+
+def paced_allowance(campaign: Campaign, limit: int, now: dt.datetime):
+    """How many of today's sends the campaign may have made by `now`, so that its daily limit
+    spreads over its send window instead of going out in a burst at its start: one, plus the
+    limit times the part of today's window (in the campaign's time zone) gone by. Also returns
+    when the allowance next grows past a given count."""
+    tz = campaign.tzinfo
+    today = now.astimezone(tz).date()
+    start = dt.datetime.combine(today, campaign.send_window_start, tzinfo=tz)
+    end = dt.datetime.combine(today, campaign.send_window_end, tzinfo=tz)
+    window = max((end - start).total_seconds(), 60.0)
+    gone = min(max((now - start).total_seconds() / window, 0.0), 1.0)
+    allowed = min(limit, int(limit * gone) + 1)
+
+    def opens_at(count: int) -> dt.datetime:
+        return max(now, start + dt.timedelta(seconds=window * count / max(limit, 1)))
+
+    return allowed, opens_at
+
+
+def _admit(state: RunState, decisions: list[Decision]) -> None:
+    """Take cap slots for the emails that passed (in due order), under the ledger rows' locks,
+    and make them `sending` in the same transaction; the rest are deferred with the cap or
+    the pacing that held them."""
+    now = timezone.now()
+    sending = [d for d in decisions if d.outcome == MessageState.SENDING]
+    if not sending:
+        return
+    caps = {d.message.pk: caps_of(d.message, now) for d in sending}
+    slots = {cap.slot for message_caps in caps.values() for cap in message_caps}
+    # In one order for every worker, so that two inserting the same new rows cannot deadlock.
+    SendLedger.objects.bulk_create(
+        [SendLedger(scope=s, key=k, day=d) for s, k, d in sorted(slots)], ignore_conflicts=True
+    )
+    wanted = Q()
+    for s, k, d in slots:
+        wanted |= Q(scope=s, key=k, day=d)
+    rows = {
+        (row.scope, row.key, row.day): row
+        for row in SendLedger.objects.filter(wanted)
+        .order_by("scope", "key", "day")
+        .select_for_update()
+    }
+    for decision in sending:
+        m = decision.message
+        message_caps = caps[m.pk]
+        full = next((c for c in message_caps if rows[c.slot].count >= c.limit), None)
+        if full is not None:
+            decision.outcome, decision.code = MessageState.DEFERRED, "cap"
+            decision.reason = f"{full.label} of {full.limit} reached"
+            decision.due_at = _next_day_start(full.tz, now)
+            continue
+        campaign_cap = next(c for c in message_caps if c.scope == "campaign")
+        allowed, opens_at = paced_allowance(m.campaign, campaign_cap.limit, now)
+        box_row = next((rows[c.slot] for c in message_caps if c.scope == "mailbox"), None)
+        slot_at = box_row.next_at if box_row is not None and box_row.next_at else now
+        if rows[campaign_cap.slot].count >= allowed or slot_at > now:
+            later = max(slot_at, opens_at(rows[campaign_cap.slot].count))
+            decision.outcome, decision.code = MessageState.DEFERRED, "pacing"
+            decision.reason = f"paced across the send window: next slot at {later:%H:%M:%S} UTC"
+            decision.due_at = later
+            continue
+        for cap in message_caps:
+            rows[cap.slot].count += 1
+        if box_row is not None:
+            gap = m.mailbox.min_gap_seconds + random.uniform(0, m.mailbox.gap_jitter_seconds)  # noqa: S311 - jitter
+            box_row.next_at = now + dt.timedelta(seconds=gap)
+        m.reserved = [_slot_name(c.slot) for c in message_caps]
+    SendLedger.objects.bulk_update(list(rows.values()), ["count", "next_at"])
+
+
+def _message_id_domain(m: OutboundMessage) -> str:
+    from outreach.sending import sender_of
+
+    return sender_of(m)[1].rpartition("@")[2]
+
+
+def _settle_decisions(state: RunState, decisions: list[Decision]) -> list[OutboundMessage]:
+    """Write every decision of the batch (fenced on the lease) in one transaction with the cap
+    slots; returns the messages now `sending`."""
+    now = timezone.now()
+    with transaction.atomic():
+        held = set(
+            OutboundMessage.objects.filter(
+                pk__in=[d.message.pk for d in decisions],
+                lease_token=state.token,
+                state=MessageState.CLAIMED,
+            )
+            .select_for_update()
+            .values_list("pk", flat=True)
+        )
+        decisions = [d for d in decisions if d.message.pk in held]
+        _admit(state, decisions)
+        sending = []
+        for d in decisions:
+            m = d.message
+            fields = {"state": d.outcome, "reason_code": d.code, "reason": d.reason[:500]}
+            if d.outcome == MessageState.SENDING:
+                m.message_id = new_message_id(m, _message_id_domain(m))
+                fields.update(
+                    reserved=m.reserved,
+                    message_id=m.message_id,
+                    attempts=F("attempts") + 1,
+                    lease_until=now + _lease(),
+                )
+                sending.append(m)
+            else:
+                fields.update(lease_token="", lease_until=None)
+                if d.outcome == MessageState.DEFERRED:
+                    fields["due_at"] = d.due_at or now
+            if d.outcome in (MessageState.SENDING, MessageState.TASK_OPEN):
+                fields.update(
+                    template=m.template,
+                    template_version=m.template_version,
+                    subject=m.subject,
+                    body_text=m.body_text,
+                    body_html=m.body_html,
+                    in_reply_to=m.in_reply_to,
+                )
+            OutboundMessage.objects.filter(pk=m.pk, lease_token=state.token).update(**fields)
+            if d.outcome != MessageState.SENDING:
+                _note(state, m, d.outcome, d.code, d.reason)
+    return sending
+
+
+def _note(state: RunState, m: OutboundMessage, outcome: str, code: str, reason: str) -> None:
+    state.counts[str(outcome)] += 1
+    state.decisions.append((m.pk, m.lead_id, outcome, code, reason))
+
+
+# --- 3. Hand over and record ---------------------------------------------------------------------
+
+
+def _lock_switches(campaign_ids: set[int]) -> None:
+    """Share locks of the rows every kill switch and status change writes: such a change
+    waits for this transaction, so nothing is handed over after it commits. (SQLite has one
+    writer: the run row's update below takes the database's write lock first.)"""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id FROM ventures_campaign WHERE id = ANY(%s) FOR SHARE", [list(campaign_ids)]
+        )
+        cursor.execute(
+            "SELECT v.id FROM ventures_venture v JOIN ventures_campaign c ON c.venture_id = v.id "
+            "WHERE c.id = ANY(%s) FOR SHARE OF v",
+            [list(campaign_ids)],
+        )
+        cursor.execute("SELECT id FROM ventures_systemcontrol FOR SHARE")
+
+
+def _deliver(state: RunState, sending: list[OutboundMessage], backend) -> None:
+    if not sending:
+        return
+    now = timezone.now()
+    with transaction.atomic():
+        DispatchRun.objects.filter(pk=state.run.pk).update(counts=dict(state.counts))
+        campaign_ids = {m.campaign_id for m in sending}
+        _lock_switches(campaign_ids)
+        global_reason = global_kill_reason()
+        campaigns = {
+            c.pk: c for c in Campaign.objects.filter(pk__in=campaign_ids).select_related("venture")
+        }
+        fresh_leads = Lead.objects.in_bulk([m.lead_id for m in sending])
+        fresh_enrollments = Enrollment.objects.in_bulk([m.enrollment_id for m in sending])
+        for m in sending:
+            m.campaign = campaigns[m.campaign_id]
+            m.lead = fresh_leads.get(m.lead_id, m.lead)
+            m.enrollment = fresh_enrollments.get(m.enrollment_id, m.enrollment)
+        suppressed = _suppressed(sending)
+        for m in sending:
+            halt = m.campaign.halt_reason(global_reason=global_reason)
+            if halt is None and m.campaign.status != CampaignStatus.RUNNING:
+                halt = f"campaign is {m.campaign.get_status_display().lower()}"
+            if halt is not None:
+                _undo(state, m, MessageState.DEFERRED, "halted", halt, due_at=m.due_at)
+                continue
+            block = _lead_block(m.lead, m.enrollment, suppressed)
+            if block is not None:
+                _undo(state, m, MessageState.BLOCKED, *block)
+                continue
+            outcome = backend.send(m)
+            _record(state, m, outcome, now)
+
+
+def _undo(state, m, outcome, code, reason, *, due_at=None) -> None:
+    """A `sending` message that is not handed over after all: its cap slots go back."""
+    fields = {
+        "state": outcome,
+        "reason_code": code,
+        "reason": reason[:500],
+        "lease_token": "",
+        "lease_until": None,
+        "reserved": [],
+    }
+    if due_at is not None:
+        fields["due_at"] = due_at
+    if OutboundMessage.objects.filter(pk=m.pk, lease_token=state.token).update(**fields):
+        _release_slots(m.reserved)
+        _note(state, m, outcome, code, reason)
+
+
+def _record(state: RunState, m: OutboundMessage, outcome, now: dt.datetime) -> None:
+    fenced = OutboundMessage.objects.filter(
+        pk=m.pk, lease_token=state.token, state=MessageState.SENDING
+    )
+    if outcome.result == SENT:
+        sent_at = timezone.now()
+        if not fenced.update(
+            state=MessageState.SENT,
+            sent_at=sent_at,
+            esp_message_id=outcome.esp_message_id[:300],
+            reason_code="",
+            reason=outcome.detail[:500],
+            lease_token="",
+            lease_until=None,
+        ):
+            return  # the lease was lost: the recovery's verdict stands
+        if not m.enrollment.thread_message_id and not m.in_reply_to:
+            Enrollment.objects.filter(pk=m.enrollment_id, thread_message_id="").update(
+                thread_message_id=m.message_id, thread_subject=m.subject[:500]
+            )
+            m.enrollment.thread_message_id = m.message_id
+        if m.template_id:
+            template_record_use(template=m.template, at=sent_at)
+        plan_next_step(message=m, after=sent_at)
+        _note(state, m, MessageState.SENT, "", "")
+        return
+    if outcome.result == RETRY and m.attempts + 1 < settings.AICMO_SEND_MAX_ATTEMPTS:
+        _undo(state, m, MessageState.DEFERRED, "transient", outcome.detail,
+              due_at=now + retry_delay(m.attempts + 1))  # fmt: skip
+        return
+    if outcome.result in (RETRY, FAILED):
+        code = "gave_up" if outcome.result == RETRY else "rejected"
+        _undo(state, m, MessageState.FAILED, code, outcome.detail)
+        if outcome.result == FAILED:
+            _hard_bounce(m, outcome.detail)
+        return
+    if fenced.update(
+        state=MessageState.UNKNOWN,
+        reason_code="unknown",
+        reason=outcome.detail[:500],
+        lease_token="",
+        lease_until=None,
+    ):
+        _note(state, m, MessageState.UNKNOWN, "unknown", outcome.detail)
+
+
+def _hard_bounce(m: OutboundMessage, detail: str) -> None:
+    """A permanent refusal for the recipient: the address is suppressed in the venture and
+    the lead is bounced (its sequence stops at its next step)."""
+    from leads.suppression import suppression_add
+
+    suppression_add(
+        values=[m.recipient],
+        venture=m.campaign.venture,
+        reason=f"hard bounce: {detail}"[:300],
+        actor=ACTOR,
+        source="bounce",
+    )
+    Lead.objects.filter(pk=m.lead_id).exclude(status=LeadStatus.ERASED).update(
+        status=LeadStatus.BOUNCED
+    )
+
+
+# --- The run -------------------------------------------------------------------------------------
+
+
+def tick(
+    *,
+    worker: str = "tick",
+    campaign: Campaign | None = None,
+    batch_size: int | None = None,
+    max_batches: int | None = None,
+) -> DispatchRun:
+    """One pass: enrol new leads, recover lapsed claims, then claim and settle due messages
+    batch by batch until none is due. Returns the run, with its counts and artifacts."""
+    run = DispatchRun.objects.create(
+        worker=worker[:200], mode=settings.AICMO_SEND_MODE, campaign=campaign
+    )
+    token = secrets.token_hex(16)
+    # The id alone could repeat (a database restored or recreated); the token cannot.
+    folder = Path(settings.AICMO_ARTIFACT_DIR) / "runs" / f"run-{run.pk}-{token[:8]}"
+    state = RunState(run=run, token=token, folder=folder)
+    try:
+        _enrol_running(campaign)
+        state.counts.update({f"recovered_{k}": v for k, v in messages_recover().items() if v})
+        batches = 0
+        while max_batches is None or batches < max_batches:
+            if not _batch(state, batch_size or settings.AICMO_TICK_BATCH, campaign):
+                break
+            batches += 1
+    except Exception as exc:
+        run.error = f"{type(exc).__name__}: {exc}"[:2000]
+        raise
+    finally:
+        _finish(state)
+    return run
+
+
+def _enrol_running(campaign: Campaign | None) -> None:
+    running = Campaign.objects.filter(status=CampaignStatus.RUNNING).select_related("venture")
+    if campaign is not None:
+        running = running.filter(pk=campaign.pk)
+    for each in running:
+        campaign_enrol(campaign=each)
+
+
+def _batch(state: RunState, size: int, campaign: Campaign | None) -> bool:
+    global_reason = global_kill_reason()
+    if global_reason:
+        return False
+    ids = _claim(state, limit=size, campaign_id=campaign.pk if campaign else None)
+    if not ids:
+        return False
+    messages = list(
+        OutboundMessage.objects.filter(pk__in=ids, lease_token=state.token)
+        .select_related(
+            "lead", "lead__segment", "campaign__venture", "step", "mailbox", "enrollment"
+        )
+        .prefetch_related("step__templates")
+        .order_by("due_at", "id")
+    )
+    decisions = _decide(state, messages, global_reason)
+    sending = _settle_decisions(state, decisions)
+    live = [m for m in sending if is_live(m.campaign)]
+    proof = [m for m in sending if not is_live(m.campaign)]
+    with ProofBackend(state.folder / "eml") as backend:
+        _deliver(state, proof, backend)
+    with LiveBackend() as backend:
+        _deliver(state, live, backend)
+    _save_decisions(state)
+    return True
+
+
+def _save_decisions(state: RunState) -> None:
+    DispatchDecision.objects.bulk_create(
+        [
+            DispatchDecision(
+                run=state.run, message_id=pk, lead_id=lead, outcome=o, reason_code=c, reason=r[:500]
+            )
+            for pk, lead, o, c, r in state.decisions[state.saved :]
+        ]
+    )
+    state.saved = len(state.decisions)
+
+
+def _finish(state: RunState) -> None:
+    run = state.run
+    _save_decisions(state)
+    run.counts = dict(state.counts)
+    run.finished_at = timezone.now()
+    run.artifact_dir = str(state.folder)
+    write_run_artifacts(run, state.decisions)
+    run.save(update_fields=["counts", "finished_at", "artifact_dir", "error"])
+
+
+def write_run_artifacts(run: DispatchRun, decisions: list[tuple]) -> None:
+    """decisions.csv, summary.md and proof.sql in the run's folder."""
+    folder = Path(run.artifact_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "decisions.csv").open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(["message", "lead", "outcome", "reason_code", "reason"])
+        writer.writerows(decisions)
+    counts = run.counts
+    lines = [
+        f"# Dispatch run {run.pk}",
+        "",
+        f"- worker: {run.worker}",
+        f"- mode: {run.mode}",
+        f"- started: {run.started_at:%Y-%m-%d %H:%M:%S %Z}",
+        f"- finished: {timezone.now():%Y-%m-%d %H:%M:%S %Z}",
+        "",
+        "| outcome | messages |",
+        "|---|---|",
+        *(f"| {k} | {v} |" for k, v in sorted(counts.items())),
+    ]
+    if run.error:
+        lines += ["", f"Stopped by an error: {run.error}"]
+    (folder / "summary.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    table = DispatchDecision._meta.db_table
+    (folder / "proof.sql").write_text(
+        f"-- The counts of dispatch run {run.pk}, from the database.\n"
+        f"SELECT outcome, COUNT(*) AS messages FROM {table} WHERE run_id = {run.pk} "
+        "GROUP BY outcome ORDER BY outcome;\n",
+        encoding="utf-8",
+    )

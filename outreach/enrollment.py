@@ -1,0 +1,174 @@
+"""Leads into sequences: routing, the mailbox a lead keeps, and planning each next step.
+
+Enrolment is idempotent (one enrolment per lead, one message per (lead, step), both unique in
+the database), so the tick runs it on every pass and leads imported into a running campaign
+are enrolled on the next one. Routing tries the campaign's rules by priority, then its
+default sequence; the reason is stored with the enrolment.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from leads.models import Lead, LeadStatus
+from outreach.models import (
+    Enrollment,
+    EnrollmentState,
+    Mailbox,
+    OutboundMessage,
+    RoutingRule,
+    Sequence,
+    SequenceStep,
+)
+from ventures.models import Campaign
+
+ENROL_CHUNK = 1_000
+
+
+def stable_pick(items: list, *, seed: str):
+    """The same item for the same seed, spread evenly over many seeds."""
+    digest = hashlib.sha256(seed.encode()).digest()
+    return items[int.from_bytes(digest[:8], "big") % len(items)]
+
+
+def step_due(*, after: dt.datetime, step: SequenceStep, campaign: Campaign) -> dt.datetime:
+    """When `step` is due, counted from `after`: its delay, in the campaign's send days only
+    when the step counts business days (each whole day skips the days without sends)."""
+    if not step.business_days or not step.delay_days:
+        return after + step.delay
+    tz = campaign.tzinfo
+    moment = after.astimezone(tz)
+    days = step.delay_days
+    while days:
+        moment += dt.timedelta(days=1)
+        if str(moment.isoweekday()) in campaign.send_days:
+            days -= 1
+    return moment + dt.timedelta(hours=step.delay_hours)
+
+
+def message_key(lead_id: int, step_id: int) -> str:
+    return f"l{lead_id}-s{step_id}"
+
+
+def plan_step(*, enrollment: Enrollment, step: SequenceStep, after: dt.datetime) -> bool:
+    """Create the message of `step` for the enrolled lead; False if it already exists."""
+    lead = enrollment.lead
+    try:
+        with transaction.atomic():
+            OutboundMessage.objects.create(
+                idempotency_key=message_key(lead.pk, step.pk),
+                enrollment=enrollment,
+                lead=lead,
+                campaign_id=enrollment.campaign_id,
+                venture_id=lead.venture_id,
+                step=step,
+                mailbox=enrollment.mailbox,
+                kind=step.kind,
+                due_at=step_due(after=after, step=step, campaign=enrollment.campaign),
+                recipient=lead.email,
+                recipient_domain=lead.email.rpartition("@")[2].lower(),
+            )
+    except IntegrityError:
+        return False  # planned already (another worker, or a repeated call)
+    return True
+
+
+def plan_next_step(*, message: OutboundMessage, after: dt.datetime) -> None:
+    """The step after `message`'s is planned, or the enrolment finishes with the last one."""
+    step = (
+        SequenceStep.objects.filter(sequence_id=message.step.sequence_id)
+        .filter(position__gt=message.step.position)
+        .order_by("position")
+        .first()
+    )
+    enrollment = message.enrollment
+    if step is None:
+        Enrollment.objects.filter(pk=enrollment.pk, state=EnrollmentState.ACTIVE).update(
+            state=EnrollmentState.FINISHED, finished_at=after
+        )
+        return
+    if enrollment.state == EnrollmentState.ACTIVE:
+        plan_step(enrollment=enrollment, step=step, after=after)
+
+
+class Router:
+    """Routes the leads of one campaign (its rules, default sequence and mailbox pool read
+    once)."""
+
+    def __init__(self, campaign: Campaign) -> None:
+        self.campaign = campaign
+        self.rules = list(
+            RoutingRule.objects.filter(campaign=campaign)
+            .select_related("sequence", "segment")
+            .order_by("priority", "id")
+        )
+        self.default = Sequence.objects.filter(campaign=campaign, is_default=True).first()
+        self.mailboxes = list(
+            Mailbox.objects.filter(campaigns=campaign, is_active=True).order_by("pk")
+        )
+        self.first_steps = {
+            s.sequence_id: s
+            for s in SequenceStep.objects.filter(sequence__campaign=campaign).order_by(
+                "sequence_id", "-position"
+            )
+        }
+
+    def route(self, lead: Lead) -> tuple[Sequence | None, str]:
+        for rule in self.rules:
+            if rule.matches(lead):
+                return rule.sequence, f"matched {rule.describe()}"
+        if self.default is not None:
+            return self.default, "no rule matched: the default sequence"
+        return None, "no rule matched and the campaign has no default sequence"
+
+    def mailbox_for(self, lead: Lead) -> Mailbox | None:
+        if not self.mailboxes:
+            return None
+        return stable_pick(self.mailboxes, seed=lead.identity_hash or str(lead.pk))
+
+
+def campaign_enrol(*, campaign: Campaign, now: dt.datetime | None = None) -> int:
+    """Enrol the campaign's active leads that have no enrolment yet; returns how many."""
+    now = now or timezone.now()
+    router = Router(campaign)
+    if not router.first_steps:
+        return 0
+    enrolled = 0
+    pending = (
+        Lead.objects.filter(campaign=campaign, status=LeadStatus.ACTIVE, enrollment__isnull=True)
+        .order_by("pk")
+        .only("pk", "email", "venture_id", "grade", "segment_id", "source_channel", "identity_hash")
+    )
+    while True:
+        chunk = list(pending[:ENROL_CHUNK])
+        if not chunk:
+            return enrolled
+        for lead in chunk:
+            enrolled += _enrol(router, lead, now)
+        if len(chunk) < ENROL_CHUNK:
+            return enrolled
+
+
+def _enrol(router: Router, lead: Lead, now: dt.datetime) -> int:
+    sequence, reason = router.route(lead)
+    if sequence is None or sequence.pk not in router.first_steps:
+        return 0
+    try:
+        with transaction.atomic():
+            enrollment = Enrollment.objects.create(
+                lead=lead,
+                campaign=router.campaign,
+                sequence=sequence,
+                mailbox=router.mailbox_for(lead),
+                route_reason=reason[:300],
+                created_at=now,
+            )
+            enrollment.campaign = router.campaign
+            plan_step(enrollment=enrollment, step=router.first_steps[sequence.pk], after=now)
+    except IntegrityError:
+        return 0  # enrolled meanwhile by another worker
+    return 1

@@ -1,0 +1,178 @@
+"""Handing a message over: the email as it leaves, and the two ways it leaves.
+
+`build_email` makes the message exactly as it is sent (or, in proof mode, written): our own
+Message-ID, the thread headers of a follow-up, the mailbox's reply-to, and the unsubscribe
+headers. `ProofBackend` writes it as an .eml file and nothing leaves the machine;
+`LiveBackend` sends it through Django's email backend (the mailbox's own SMTP URL, or the
+site's EMAIL_URL / ESP), one connection per batch. Each send returns an `Outcome` the tick
+records; what the mail server said decides between retry, failure and "unknown".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import smtplib
+from dataclasses import dataclass
+from email.utils import make_msgid
+from pathlib import Path
+
+from django.conf import settings
+from django.core import mail
+from django.core.mail import EmailMultiAlternatives
+
+from outreach.context import unsubscribe_url
+from outreach.models import OutboundMessage
+
+SENT, RETRY, FAILED, UNKNOWN = "sent", "retry", "failed", "unknown"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: str  # SENT, RETRY (transient), FAILED (permanent for this recipient), UNKNOWN
+    detail: str = ""
+    esp_message_id: str = ""
+
+
+def new_message_id(message: OutboundMessage, domain: str) -> str:
+    return make_msgid(idstring=message.idempotency_key, domain=domain or "localhost")
+
+
+def unsubscribe_headers(message: OutboundMessage, from_email: str) -> dict[str, str]:
+    link = unsubscribe_url(message.lead)
+    domain = from_email.rpartition("@")[2] or "localhost"
+    token = link.rstrip("/").rpartition("/")[2]
+    mailto = f"mailto:unsubscribe@{domain}?subject=unsubscribe%20{token}"
+    return {
+        "List-Unsubscribe": f"<{link}>, <{mailto}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+
+
+def sender_of(message: OutboundMessage) -> tuple[str, str, str]:
+    """(from name, from address, reply-to) of the message: its mailbox, else the campaign."""
+    campaign = message.campaign
+    if message.mailbox is not None:
+        box = message.mailbox
+        return box.from_name, box.from_email, box.reply_to or campaign.reply_to
+    venture = campaign.venture
+    address = campaign.sender_email or venture.owner_email or settings.DEFAULT_FROM_EMAIL
+    return (
+        campaign.sender_name or venture.owner_name,
+        address,
+        campaign.reply_to or address,
+    )
+
+
+def build_email(message: OutboundMessage, connection=None) -> EmailMultiAlternatives:
+    name, address, reply_to = sender_of(message)
+    from_header = f"{name} <{address}>" if name else address
+    headers = {"Message-ID": message.message_id, **unsubscribe_headers(message, address)}
+    if message.in_reply_to:
+        headers["In-Reply-To"] = message.in_reply_to
+        headers["References"] = message.in_reply_to
+    email = EmailMultiAlternatives(
+        subject=message.subject,
+        body=message.body_text,
+        from_email=from_header,
+        to=[message.recipient],
+        reply_to=[reply_to] if reply_to else None,
+        headers=headers,
+        connection=connection,
+    )
+    if message.body_html:
+        email.attach_alternative(message.body_html, "text/html")
+    return email
+
+
+class ProofBackend:
+    """Proof mode: each message becomes an .eml file in the run's folder; nothing is sent."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def __enter__(self) -> ProofBackend:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def send(self, message: OutboundMessage) -> Outcome:
+        data = build_email(message).message().as_bytes()
+        path = self.folder / f"{message.idempotency_key}.eml"
+        path.write_bytes(data)
+        return Outcome(SENT, f"written to {path.name}")
+
+
+class LiveBackend:
+    """Live mode: Django's email backend, one open connection per mailbox for the batch."""
+
+    def __init__(self) -> None:
+        self.connections: dict[str, object] = {}
+
+    def __enter__(self) -> LiveBackend:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for connection in self.connections.values():
+            # Closing must not hide the batch's outcome, which is already recorded.
+            with contextlib.suppress(Exception):
+                connection.close()
+
+    def _connection(self, message: OutboundMessage):
+        url = message.mailbox.connection_url if message.mailbox else ""
+        if url not in self.connections:
+            if url:
+                import environ
+
+                config = environ.Env.email_url_config(url)
+                connection = mail.get_connection(
+                    backend=config["EMAIL_BACKEND"],
+                    host=config.get("EMAIL_HOST"),
+                    port=config.get("EMAIL_PORT"),
+                    username=config.get("EMAIL_HOST_USER"),
+                    password=config.get("EMAIL_HOST_PASSWORD"),
+                    use_tls=config.get("EMAIL_USE_TLS", False),
+                    use_ssl=config.get("EMAIL_USE_SSL", False),
+                    timeout=getattr(settings, "EMAIL_TIMEOUT", 30),
+                )
+            else:
+                connection = mail.get_connection()
+            connection.open()
+            self.connections[url] = connection
+        return self.connections[url]
+
+    def send(self, message: OutboundMessage) -> Outcome:
+        try:
+            connection = self._connection(message)
+        except (smtplib.SMTPException, OSError) as exc:
+            return Outcome(RETRY, f"could not connect: {_describe(exc)}")
+        email = build_email(message, connection=connection)
+        try:
+            sent = email.send(fail_silently=False)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, text = next(iter(exc.recipients.values()))
+            return _by_code(code, text)
+        except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
+            return _by_code(exc.smtp_code, exc.smtp_error)
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            # The server may have taken the message before the line dropped: never resend.
+            self.connections.pop(message.mailbox.connection_url if message.mailbox else "", None)
+            return Outcome(UNKNOWN, f"connection lost while handing over: {_describe(exc)}")
+        except smtplib.SMTPException as exc:
+            return Outcome(RETRY, _describe(exc))
+        if not sent:
+            return Outcome(RETRY, "the email backend accepted nothing")
+        esp_id = getattr(email, "anymail_status", None)
+        return Outcome(SENT, "", str(getattr(esp_id, "message_id", "") or ""))
+
+
+def _by_code(code: int, text) -> Outcome:
+    detail = f"{code} {text.decode(errors='replace') if isinstance(text, bytes) else text}"
+    if 500 <= code < 600:
+        return Outcome(FAILED, detail[:500])
+    return Outcome(RETRY, detail[:500])
+
+
+def _describe(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]

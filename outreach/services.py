@@ -1,0 +1,75 @@
+"""Writes of the outbox beyond the tick: settling manual tasks and `unknown` messages."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from outreach.enrollment import plan_next_step
+from outreach.models import MessageState, OutboundMessage
+from ventures.services import Actor, DomainError, actor_label, audit_record
+
+
+def manual_task_settle(
+    *, message: OutboundMessage, done: bool, actor: Actor, note: str = ""
+) -> OutboundMessage:
+    """Mark an open manual task done or skipped; either way the step is over and the next one
+    is planned (a skipped call still counts as the step)."""
+    with transaction.atomic():
+        locked = _locked_in(message, MessageState.TASK_OPEN)
+        now = timezone.now()
+        locked.state = MessageState.TASK_DONE if done else MessageState.TASK_SKIPPED
+        locked.settled_at, locked.settled_by = now, actor_label(actor)[:200]
+        locked.reason = note.strip()[:500]
+        locked.save(update_fields=["state", "settled_at", "settled_by", "reason", "updated_at"])
+        audit_record(
+            actor=actor,
+            action="outreach.task_done" if done else "outreach.task_skipped",
+            entity=locked.campaign,
+            after={"message": locked.pk, "step": locked.step.position, "kind": locked.kind},
+            reason=locked.reason,
+        )
+        plan_next_step(message=locked, after=now)
+    return locked
+
+
+def unknown_message_settle(
+    *, message: OutboundMessage, sent: bool, actor: Actor, reason: str
+) -> OutboundMessage:
+    """An operator settles an `unknown` message: it was sent (the sequence goes on) or it was
+    not (it is marked failed and never re-sent: at most once)."""
+    if not reason.strip():
+        raise DomainError("Say how you know: the reason is recorded in the audit trail.")
+    with transaction.atomic():
+        locked = _locked_in(message, MessageState.UNKNOWN)
+        now = timezone.now()
+        locked.state = MessageState.SENT if sent else MessageState.FAILED
+        locked.sent_at = locked.sent_at or (now if sent else None)
+        locked.settled_at, locked.settled_by = now, actor_label(actor)[:200]
+        locked.reason = reason.strip()[:500]
+        locked.save(
+            update_fields=["state", "sent_at", "settled_at", "settled_by", "reason", "updated_at"]
+        )
+        audit_record(
+            actor=actor,
+            action="outreach.unknown_settled",
+            entity=locked.campaign,
+            after={"message": locked.pk, "settled_as": locked.state},
+            reason=locked.reason,
+        )
+        if sent:
+            plan_next_step(message=locked, after=now)
+    return locked
+
+
+def _locked_in(message: OutboundMessage, state: str) -> OutboundMessage:
+    """The message, locked for the transaction; refused unless it is in `state`."""
+    locked = (
+        OutboundMessage.objects.select_for_update(of=("self",))
+        .select_related("step", "enrollment", "campaign")
+        .get(pk=message.pk)
+    )
+    if locked.state != state:
+        shown = locked.get_state_display().lower()
+        raise DomainError(f"This message is {shown}, not {MessageState(state).label.lower()}.")
+    return locked

@@ -5,11 +5,15 @@ class OutreachConfig(AppConfig):
     name = "outreach"
 
     def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
         from leads.signals import lead_erased
         from outreach.context import LEAD_CONTEXT_SCHEMA, LeadRecipients, erase_render_logs
+        from outreach.signals import ensure_tick_schedule
         from templating.hooks import set_context_schema, set_recipient_source
 
         # templating does not know leads: outreach tells it the context's shape and recipients.
         set_context_schema(LEAD_CONTEXT_SCHEMA)
         set_recipient_source(LeadRecipients())
         lead_erased.connect(erase_render_logs, dispatch_uid="outreach.erase_render_logs")
+        post_migrate.connect(ensure_tick_schedule, sender=self)

@@ -1,0 +1,11 @@
+"""django-q2 tasks of the outbox."""
+
+from __future__ import annotations
+
+from outreach.dispatch import tick
+
+
+def dispatch_tick() -> int:
+    """Every minute (schedule made on migrate): one pass of the tick. Safe to run twice or
+    concurrently: correctness lives in the outbox rows, not in the task."""
+    return tick(worker="django-q2").pk

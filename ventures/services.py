@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import secrets
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import models, transaction
 from django.utils import timezone
@@ -59,11 +61,29 @@ def _jsonable(value: Any) -> Any:
 
 
 def snapshot(obj: models.Model, fields: list[str] | None = None) -> dict[str, Any]:
-    """A JSON-ready dict of the object's concrete field values (FKs as ids)."""
+    """A JSON-ready dict of the object's concrete field values (FKs as ids).
+
+    Fields a model names in `AUDIT_SECRET_FIELDS` (an SMTP password in a URL, say) are never
+    written as they are: they show as "set (<fingerprint>)" or "", where the fingerprint is a
+    keyed hash (SECRET_KEY), so a change is still seen and the value cannot be recovered."""
     names = fields or [
         f.attname for f in obj._meta.concrete_fields if f.name not in ("created_at", "updated_at")
     ]
-    return {name: _jsonable(getattr(obj, name)) for name in names}
+    secret = set(getattr(obj, "AUDIT_SECRET_FIELDS", ()))
+    return {
+        name: secret_fingerprint(getattr(obj, name))
+        if name in secret
+        else _jsonable(getattr(obj, name))
+        for name in names
+    }
+
+
+def secret_fingerprint(value: str | None) -> str:
+    """How a secret appears in an audit row: "" when unset, else "set (8 hex digits)"."""
+    if not value:
+        return ""
+    digest = hmac.new(settings.SECRET_KEY.encode(), str(value).encode(), hashlib.sha256)
+    return f"set ({digest.hexdigest()[:8]})"
 
 
 def _venture_id_of(entity: models.Model) -> int | None:

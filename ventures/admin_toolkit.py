@@ -380,6 +380,19 @@ class Operation:
             raise TypeError(f"operation {self.name!r} acts on a selection: it must confirm")
 
 
+# Panels other apps add to a change page (the outbox adds one to the campaign page), without
+# the app that owns the admin importing them: `register_change_panel` in AppConfig.ready().
+ChangePanel = Callable[[Any, models.Model], str]
+_CHANGE_PANELS: dict[type[models.Model], list[tuple[str, ChangePanel]]] = {}
+
+
+def register_change_panel(model: type[models.Model], title: str, render: ChangePanel) -> None:
+    """Show `render(request, obj)` (HTML built with format_html) under `title` on the change
+    page of `model` (an OperationsAdmin's). Registering the same title again replaces it."""
+    panels = [p for p in _CHANGE_PANELS.get(model, []) if p[0] != title]
+    _CHANGE_PANELS[model] = [*panels, (title, render)]
+
+
 def operation_action(name: str, operation: Operation, description: str) -> Callable:
     """The changelist action `name` for `operation`: it confirms first when the operation
     does, and needs the operation's permission (Django hides it from users without)."""
@@ -552,6 +565,10 @@ class OperationsAdmin(AuditedAdmin):
                 }
                 for op in (self.operations[n] for n in self.applicable_operations(obj))
                 if self.has_operation_permission(request, op)
+            ],
+            "panels": [
+                (title, render(request, obj))
+                for title, render in _CHANGE_PANELS.get(self.model, [])
             ],
         }
         if request.method == "GET" and global_kill_switch_on():

@@ -352,8 +352,6 @@ def caps_of(message: OutboundMessage, now: dt.datetime) -> list[Cap]:
     caps = [
         Cap("global", "all", _day(site_tz, now), settings.AICMO_GLOBAL_DAILY_LIMIT, site_tz,
             "global daily limit (AICMO_GLOBAL_DAILY_LIMIT)"),
-        Cap("venture", str(venture.pk), _day(venture_tz, now), venture.daily_send_limit,
-            venture_tz, f"venture {venture.slug} daily limit"),
         Cap("campaign", str(campaign.pk), _day(campaign_tz, now),
             campaign.effective_daily_limit(_day(campaign_tz, now)), campaign_tz,
             "campaign daily limit (with warm-up)"),
@@ -361,6 +359,11 @@ def caps_of(message: OutboundMessage, now: dt.datetime) -> list[Cap]:
             settings.AICMO_RECIPIENT_DOMAIN_DAILY_LIMIT, venture_tz,
             f"daily limit for the domain {message.recipient_domain}"),
     ]  # fmt: skip
+    if venture.daily_send_limit is not None:  # empty: the venture sets no cap of its own
+        caps.append(
+            Cap("venture", str(venture.pk), _day(venture_tz, now), venture.daily_send_limit,
+                venture_tz, f"venture {venture.slug} daily limit")
+        )  # fmt: skip
     if box is not None:
         day = _day(venture_tz, now)
         caps.append(

@@ -28,7 +28,7 @@ from outreach.models import (
 )
 from outreach.services import manual_task_settle
 from outreach.tests.outbox import NOON, running_campaign, two_step_sequence
-from tests.factories import LeadFactory, SuppressionEntryFactory
+from tests.factories import LeadFactory, SuppressionEntryFactory, VentureFactory
 from ventures.models import Campaign, CampaignStatus, SystemControl, Venture
 
 pytestmark = pytest.mark.django_db
@@ -352,3 +352,12 @@ def test_a_task_is_settled_once_and_an_unknown_message_only_with_a_reason(operat
         message=task, sent=False, actor=operator, reason="the server log shows no delivery"
     )
     assert settled.state == MessageState.FAILED and settled.settled_by
+
+
+def test_a_venture_without_a_cap_of_its_own_is_limited_by_the_others_only():
+    campaign = running_campaign(daily_limit=2, venture=VentureFactory(daily_send_limit=None))
+    two_step_sequence(campaign)
+    LeadFactory.create_batch(3, campaign=campaign)
+    with time_machine.travel(NOON.replace(hour=16, minute=59), tick=False):
+        assert tick().counts == {"sent": 2, "deferred": 1}
+    assert not SendLedger.objects.filter(scope="venture").exists()

@@ -38,6 +38,8 @@ class Mailbox(models.Model):
     `connection_url` is a secret (it holds the SMTP password): the admin, logs, dumps and audit
     rows never show it. Empty means the site's EMAIL_URL (or its ESP)."""
 
+    AUDIT_SECRET_FIELDS = ("connection_url",)
+
     venture = models.ForeignKey(Venture, on_delete=models.PROTECT, related_name="mailboxes")
     campaigns = models.ManyToManyField(Campaign, related_name="mailboxes", blank=True)
     name = models.CharField(max_length=200)
@@ -380,3 +382,19 @@ class DispatchDecision(models.Model):
 
     def __str__(self) -> str:
         return f"run #{self.run_id}: message #{self.message_id} {self.outcome}"
+
+
+class ManualTaskManager(models.Manager):
+    def get_queryset(self):
+        manual = [k for k in StepKind.values if k != StepKind.EMAIL]
+        return super().get_queryset().filter(kind__in=manual)
+
+
+class ManualTask(OutboundMessage):
+    """The operator's task queue: the manual steps (LinkedIn notes and messages, calls)."""
+
+    objects = ManualTaskManager()
+
+    class Meta:
+        proxy = True
+        verbose_name = "manual task"

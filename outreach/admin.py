@@ -1,0 +1,395 @@
+"""The outbox in the console: mailboxes, sequences and routing, every outbound message, the
+manual task queue, `unknown` messages to settle, dispatch runs, and the campaign page's
+outbox panel.
+
+Built on `ventures.admin_toolkit`: every list is scoped to the user's ventures; messages,
+runs and decisions are records (read-only); the only writes on a message are the operations
+(task done or skipped, an unknown message settled), each through `outreach.services`.
+A mailbox's connection URL (it holds the SMTP password) is write-only: the form never shows
+it, lists say only whether one is set, and audit rows hold a keyed fingerprint.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin
+from django.db.models import Count
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from outreach.models import (
+    DispatchRun,
+    Mailbox,
+    ManualTask,
+    MessageState,
+    OutboundMessage,
+    RoutingRule,
+    SendLedger,
+    Sequence,
+    SequenceStep,
+)
+from outreach.services import manual_task_settle, unknown_message_settle
+from ventures.admin_toolkit import (
+    AuditedAdmin,
+    CampaignFilter,
+    CappedCountPaginator,
+    Operation,
+    OperationsAdmin,
+    ReadOnlyMixin,
+    ScopedAdmin,
+    VentureFilter,
+    operation_action,
+    register_change_panel,
+    scope_to_ventures,
+    visible_campaigns,
+)
+from ventures.models import Campaign
+
+NEXT_DUE_SHOWN = 5
+
+# --- Mailboxes -----------------------------------------------------------------------------------
+
+
+class MailboxForm(forms.ModelForm):
+    connection_url = forms.CharField(
+        label="Connection URL",
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="smtp://user:password@host:587/?tls=True. Never shown again; leave empty to "
+        "keep the current one.",
+    )
+    clear_connection = forms.BooleanField(
+        required=False, help_text="Use the site's EMAIL_URL (or ESP) instead of this mailbox's own."
+    )
+
+    class Meta:
+        model = Mailbox
+        fields = (
+            "venture", "name", "from_name", "from_email", "reply_to", "is_active", "campaigns",
+            "daily_limit", "warmup_start_limit", "warmup_daily_increase", "warmup_started_on",
+            "min_gap_seconds", "gap_jitter_seconds", "connection_url",
+        )  # fmt: skip
+
+    def clean_connection_url(self) -> str:
+        value = self.cleaned_data["connection_url"].strip()
+        if value and "://" not in value:
+            raise forms.ValidationError("Give a URL such as smtp://user:password@host:587/.")
+        return value
+
+    def save(self, commit: bool = True):
+        mailbox = super().save(commit=False)
+        if self.cleaned_data.get("clear_connection"):
+            mailbox.connection_url = ""
+        elif not self.cleaned_data.get("connection_url") and mailbox.pk:
+            mailbox.connection_url = (
+                Mailbox.objects.filter(pk=mailbox.pk).values_list("connection_url", flat=True).get()
+            )
+        if commit:
+            mailbox.save()
+            self.save_m2m()
+        return mailbox
+
+
+@admin.register(Mailbox)
+class MailboxAdmin(AuditedAdmin):
+    form = MailboxForm
+    list_display = (
+        "__str__",
+        "venture",
+        "daily_limit",
+        "warmup",
+        "min_gap_seconds",
+        "connection",
+        "is_active",
+    )
+    list_filter = (VentureFilter, "is_active")
+    search_fields = ("from_email", "name")
+    filter_horizontal = ("campaigns",)
+    readonly_fields = ("connection", "audit_trail")
+    fieldsets = (
+        (None, {"fields": ("venture", "name", "from_name", "from_email", "reply_to", "is_active")}),
+        ("Campaigns that send from it", {"fields": ("campaigns",)}),
+        (
+            "Limits",
+            {
+                "fields": (
+                    "daily_limit",
+                    ("warmup_start_limit", "warmup_daily_increase", "warmup_started_on"),
+                    ("min_gap_seconds", "gap_jitter_seconds"),
+                )
+            },
+        ),
+        ("Connection", {"fields": ("connection", "connection_url", "clear_connection")}),
+        ("Audit trail", {"fields": ("audit_trail",)}),
+    )
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.name == "campaigns":
+            kwargs["queryset"] = visible_campaigns(request)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    @admin.display(description="warm-up")
+    def warmup(self, obj: Mailbox) -> str:
+        if obj.warmup_start_limit is None:
+            return "none"
+        return f"{obj.warmup_start_limit} + {obj.warmup_daily_increase}/day"
+
+    @admin.display(description="connection")
+    def connection(self, obj: Mailbox) -> str:
+        return "its own (set, not shown)" if obj.connection_url else "the site's EMAIL_URL / ESP"
+
+
+# --- Sequences and routing -----------------------------------------------------------------------
+
+
+class SequenceStepInline(admin.TabularInline):
+    model = SequenceStep
+    extra = 0
+    fields = (
+        "position",
+        "kind",
+        "delay_days",
+        "delay_hours",
+        "business_days",
+        "templates",
+        "new_thread",
+    )
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if db_field.name == "templates":
+            from templating.models import MessageTemplate
+
+            kwargs["queryset"] = scope_to_ventures(MessageTemplate.objects.all(), request)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+
+@admin.register(Sequence)
+class SequenceAdmin(AuditedAdmin):
+    venture_lookup = "campaign__venture"
+    list_display = ("name", "campaign", "is_default", "step_count", "stop_conditions")
+    list_filter = (CampaignFilter,)
+    list_select_related = ("campaign",)
+    inlines = (SequenceStepInline,)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(steps_total=Count("steps"))
+
+    @admin.display(description="steps", ordering="steps_total")
+    def step_count(self, obj: Sequence) -> int:
+        return obj.steps_total
+
+    @admin.display(description="stops on")
+    def stop_conditions(self, obj: Sequence) -> str:
+        names = [
+            label
+            for label, on in (
+                ("reply", obj.stop_on_reply),
+                ("auto-reply", obj.stop_on_auto_reply),
+                ("bounce", obj.stop_on_bounce),
+                ("unsubscribe", obj.stop_on_unsubscribe),
+                ("complaint", obj.stop_on_complaint),
+                ("company reply", obj.stop_on_company_reply),
+            )
+            if on
+        ]
+        return ", ".join(names) or "nothing"
+
+
+@admin.register(RoutingRule)
+class RoutingRuleAdmin(AuditedAdmin):
+    venture_lookup = "campaign__venture"
+    list_display = ("__str__", "campaign", "priority")
+    list_filter = (CampaignFilter,)
+    list_select_related = ("campaign", "sequence", "segment")
+
+
+# --- Messages, tasks, runs -----------------------------------------------------------------------
+
+
+def _task(done: bool):
+    def apply(message: OutboundMessage, user, reason: str) -> bool:
+        manual_task_settle(message=message, done=done, actor=user, note=reason)
+        return True
+
+    return apply
+
+
+def _settle_unknown(sent: bool):
+    def apply(message: OutboundMessage, user, reason: str) -> bool:
+        unknown_message_settle(message=message, sent=sent, actor=user, reason=reason)
+        return True
+
+    return apply
+
+
+MESSAGE_OPERATIONS = {
+    op.name: op
+    for op in (
+        Operation(name="task-done", label="Mark done", permission="operate", apply=_task(True),
+                  done="Marked {count} {noun} done."),
+        Operation(name="task-skip", label="Skip", permission="operate", apply=_task(False),
+                  done="Skipped {count} {noun}.", confirm=True,
+                  warning="The step counts as taken; the sequence goes on to its next step."),
+        Operation(name="settle-sent", label="Settle as sent", permission="operate",
+                  apply=_settle_unknown(True), done="Settled {count} {noun} as sent.",
+                  confirm=True, reason_required=True,
+                  warning="Only if you know it arrived (the mail server's log, a reply). The "
+                  "sequence goes on."),
+        Operation(name="settle-not-sent", label="Settle as not sent", permission="operate",
+                  apply=_settle_unknown(False), done="Settled {count} {noun} as not sent.",
+                  confirm=True, reason_required=True,
+                  warning="It is marked failed and never sent again (at most once)."),
+    )
+}  # fmt: skip
+
+
+class MessageAdminBase(ReadOnlyMixin, OperationsAdmin):
+    venture_lookup = "campaign__venture"
+    operations = MESSAGE_OPERATIONS
+    paginator = CappedCountPaginator
+    list_display = (
+        "recipient",
+        "campaign",
+        "step_label",
+        "state",
+        "reason_code",
+        "due_at",
+        "sent_at",
+    )
+    list_filter = ("state", CampaignFilter, "kind", "reason_code")
+    list_select_related = ("campaign", "step")
+    search_fields = ("recipient",)
+    search_help_text = "Recipient address prefix."
+    sortable_by = ()
+    fields = (
+        "recipient", "campaign", "step", "kind", "state", "reason_code", "reason", "due_at",
+        "attempts", "mailbox", "template_version", "subject", "body_text", "message_id",
+        "esp_message_id", "in_reply_to", "sent_at", "settled_at", "settled_by", "run",
+    )  # fmt: skip
+    readonly_fields = fields
+    actions = (
+        operation_action("tasks_done", MESSAGE_OPERATIONS["task-done"], "Mark selected tasks done"),
+        operation_action("tasks_skip", MESSAGE_OPERATIONS["task-skip"], "Skip selected tasks…"),
+    )
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip().lower()
+        return (queryset.filter(recipient__startswith=term) if term else queryset), False
+
+    def has_operate_permission(self, request) -> bool:
+        return request.user.has_perm("ventures.operate_campaign")
+
+    def applicable_operations(self, obj: OutboundMessage) -> list[str]:
+        if obj.state == MessageState.TASK_OPEN:
+            return ["task-done", "task-skip"]
+        if obj.state == MessageState.UNKNOWN:
+            return ["settle-sent", "settle-not-sent"]
+        return []
+
+    @admin.display(description="step")
+    def step_label(self, obj: OutboundMessage) -> str:
+        return f"#{obj.step.position} {obj.get_kind_display()}"
+
+
+@admin.register(OutboundMessage)
+class OutboundMessageAdmin(MessageAdminBase):
+    pass
+
+
+@admin.register(ManualTask)
+class ManualTaskAdmin(MessageAdminBase):
+    """The task queue: open tasks first, with the text to use."""
+
+    list_display = ("recipient", "campaign", "step_label", "state", "due_at", "task_text")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).order_by("-state", "due_at")
+
+    def changelist_view(self, request, extra_context=None):
+        if "state" not in request.GET and "state__exact" not in request.GET:
+            query = request.GET.copy()
+            query["state__exact"] = MessageState.TASK_OPEN
+            request.GET = query
+            request.META["QUERY_STRING"] = query.urlencode()
+        return super().changelist_view(request, extra_context)
+
+    @admin.display(description="text")
+    def task_text(self, obj: OutboundMessage) -> str:
+        text = obj.body_text.strip()
+        return text[:160] + ("…" if len(text) > 160 else "")
+
+
+@admin.register(DispatchRun)
+class DispatchRunAdmin(ReadOnlyMixin, ScopedAdmin):
+    venture_lookup = "campaign__venture"
+    with_global_rows = True  # a run over every campaign belongs to no venture
+    list_display = ("__str__", "mode", "campaign", "started_at", "finished_at", "counts_text")
+    list_filter = ("mode",)
+    paginator = CappedCountPaginator
+    fields = (
+        "worker",
+        "mode",
+        "campaign",
+        "started_at",
+        "finished_at",
+        "counts_text",
+        "artifact_dir",
+        "error",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="outcomes")
+    def counts_text(self, obj: DispatchRun) -> str:
+        return ", ".join(f"{k} {v}" for k, v in sorted(obj.counts.items())) or "nothing due"
+
+
+# --- The campaign page's outbox panel ------------------------------------------------------------
+
+
+def campaign_outbox_panel(request, campaign: Campaign) -> str:
+    """What the outbox is doing for this campaign: messages by state, the next due, why
+    messages were blocked, unknown messages to settle, open tasks, and today's cap use."""
+    messages = OutboundMessage.objects.filter(campaign=campaign)
+    by_state = dict(messages.order_by().values_list("state").annotate(n=Count("id")))
+    states = format_html_join(
+        "", "<tr><td>{}</td><td>{}</td></tr>",
+        ((MessageState(s).label, by_state[s]) for s in MessageState.values if s in by_state),
+    )  # fmt: skip
+    blocked = (
+        messages.filter(state=MessageState.BLOCKED)
+        .order_by()
+        .values_list("reason_code")
+        .annotate(n=Count("id"))
+        .order_by("-n")[:8]
+    )
+    due = messages.filter(state__in=[MessageState.SCHEDULED, MessageState.DEFERRED]).order_by(
+        "due_at", "id"
+    )[:NEXT_DUE_SHOWN]
+    today = timezone.localdate(timezone=campaign.tzinfo)
+    caps = SendLedger.objects.filter(scope="campaign", key=str(campaign.pk), day=today).values_list(
+        "count", flat=True
+    )
+    used = next(iter(caps), 0)
+    changelist = reverse("admin:outreach_outboundmessage_changelist")
+    tasks = reverse("admin:outreach_manualtask_changelist")
+    return format_html(
+        '<table class="outbox-states"><thead><tr><th>State</th><th>Messages</th></tr></thead>'
+        "<tbody>{}</tbody></table>"
+        "<p>Sent today: <strong>{}</strong> of the campaign's {} (after warm-up; the venture, "
+        "mailbox, domain and global limits apply too).</p>"
+        "<p>Next due: {}</p><p>Blocked, by reason: {}</p>"
+        '<p><a href="{}?campaign={}&amp;state__exact=unknown">Unknown messages to settle: {}</a>'
+        ' · <a href="{}?campaign={}&amp;state__exact=task_open">Open tasks: {}</a></p>',
+        states or format_html("<tr><td colspan=2>{}</td></tr>", "No messages yet."),
+        used,
+        campaign.effective_daily_limit(today),
+        format_html_join(", ", "{} at {}", ((m.recipient, f"{m.due_at:%Y-%m-%d %H:%M}") for m in due))
+        or "nothing",
+        format_html_join(", ", "{} ({})", blocked) or "none",
+        changelist, campaign.pk, by_state.get(MessageState.UNKNOWN, 0),
+        tasks, campaign.pk, by_state.get(MessageState.TASK_OPEN, 0),
+    )  # fmt: skip
+
+
+register_change_panel(Campaign, "Outbox", campaign_outbox_panel)

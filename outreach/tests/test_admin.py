@@ -1,0 +1,141 @@
+"""The outbox in the console: mailbox secrets, scoping, the task queue, unknown messages and
+the campaign page's outbox panel."""
+
+from __future__ import annotations
+
+import pytest
+import time_machine
+from django.urls import reverse
+
+from outreach.dispatch import tick
+from outreach.models import Mailbox, MessageState, OutboundMessage, StepKind
+from outreach.tests.outbox import NOON, running_campaign, two_step_sequence
+from tests.factories import LeadFactory
+from tests.http import text
+from ventures.models import AuditEvent
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("plain_http")]
+
+SECRET = "smtp://sam:hunter2-very-secret@smtp.example:587/?tls=True"
+
+
+@pytest.fixture
+def campaign(venture):
+    return running_campaign(venture=venture)
+
+
+def mailbox_form(campaign, **changes):
+    data = {
+        "venture": campaign.venture_id, "name": "Sam", "from_name": "Sam", "from_email":
+        "sam@venture.example", "reply_to": "", "is_active": "on", "campaigns": [campaign.pk],
+        "daily_limit": 40, "warmup_start_limit": "", "warmup_daily_increase": 0,
+        "warmup_started_on": "", "min_gap_seconds": 60, "gap_jitter_seconds": 30,
+        "connection_url": SECRET,
+    }  # fmt: skip
+    data.update(changes)
+    return data
+
+
+def test_a_mailboxs_connection_url_is_write_only_everywhere(op_client, campaign):
+    added = op_client.post(
+        reverse("admin:outreach_mailbox_add"), mailbox_form(campaign), follow=True
+    )
+    assert added.status_code == 200
+    box = Mailbox.objects.get()
+    assert box.connection_url == SECRET
+    page = text(op_client.get(reverse("admin:outreach_mailbox_change", args=[box.pk])))
+    listing = text(op_client.get(reverse("admin:outreach_mailbox_changelist")))
+    assert "hunter2" not in page and "hunter2" not in listing
+    assert "its own (set, not shown)" in page
+    # Saving without typing it again keeps it; the audit trail never holds it.
+    op_client.post(
+        reverse("admin:outreach_mailbox_change", args=[box.pk]),
+        mailbox_form(campaign, connection_url="", daily_limit=45),
+    )
+    box.refresh_from_db()
+    assert (box.connection_url, box.daily_limit) == (SECRET, 45)
+    op_client.post(
+        reverse("admin:outreach_mailbox_change", args=[box.pk]),
+        mailbox_form(campaign, connection_url="", clear_connection="on"),
+    )
+    box.refresh_from_db()
+    assert box.connection_url == ""
+    rows = " ".join(str(e.before) + str(e.after) for e in AuditEvent.objects.all())
+    assert "hunter2" not in rows and "set (" in rows
+
+
+def test_an_operator_sees_only_their_ventures_messages(op_client, campaign):
+    other = running_campaign()
+    two_step_sequence(campaign)
+    two_step_sequence(other)
+    mine = LeadFactory(campaign=campaign)
+    LeadFactory(campaign=other)
+    with time_machine.travel(NOON, tick=False):
+        tick()
+    page = op_client.get(reverse("admin:outreach_outboundmessage_changelist"))
+    assert {m.lead_id for m in page.context["cl"].result_list} == {mine.pk}
+    foreign = OutboundMessage.objects.exclude(lead=mine).first()
+    assert (
+        op_client.get(
+            reverse("admin:outreach_outboundmessage_change", args=[foreign.pk])
+        ).status_code
+        == 404
+    )
+
+
+def test_the_task_queue_lists_open_tasks_and_done_plans_the_next_step(op_client, campaign):
+    sequence = two_step_sequence(campaign, delay_days=1)
+    sequence.steps.filter(position=1).update(kind=StepKind.LINKEDIN_CONNECT)
+    lead = LeadFactory(campaign=campaign)
+    with time_machine.travel(NOON, tick=False):
+        tick()
+    task = OutboundMessage.objects.get(lead=lead)
+    queue = op_client.get(reverse("admin:outreach_manualtask_changelist"))
+    assert [t.pk for t in queue.context["cl"].result_list] == [task.pk]
+    assert "Hi Lena" in text(queue)
+    url = reverse("admin:outreach_manualtask_operation", args=[task.pk, "task-done"])
+    op_client.post(url, follow=True)
+    task.refresh_from_db()
+    assert task.state == MessageState.TASK_DONE and task.settled_by == "op-otto"
+    assert OutboundMessage.objects.filter(lead=lead, step__position=2).exists()
+
+
+def test_a_viewer_cannot_settle_a_task(client, viewer, campaign):
+    sequence = two_step_sequence(campaign)
+    sequence.steps.filter(position=1).update(kind=StepKind.CALL)
+    LeadFactory(campaign=campaign)
+    with time_machine.travel(NOON, tick=False):
+        tick()
+    task = OutboundMessage.objects.get()
+    client.force_login(viewer)
+    url = reverse("admin:outreach_manualtask_operation", args=[task.pk, "task-done"])
+    assert client.post(url).status_code == 403
+    task.refresh_from_db()
+    assert task.state == MessageState.TASK_OPEN
+
+
+def test_an_unknown_message_is_settled_only_with_a_reason(op_client, campaign):
+    two_step_sequence(campaign)
+    lead = LeadFactory(campaign=campaign)
+    with time_machine.travel(NOON, tick=False):
+        tick()
+    message = OutboundMessage.objects.get(lead=lead, step__position=1)
+    OutboundMessage.objects.filter(pk=message.pk).update(state=MessageState.UNKNOWN)
+    url = reverse("admin:outreach_outboundmessage_operation", args=[message.pk, "settle-not-sent"])
+    refused = op_client.post(url, {"post": "yes", "reason": ""})
+    assert "Give a reason" in text(refused)
+    op_client.post(url, {"post": "yes", "reason": "no trace in the server log"})
+    message.refresh_from_db()
+    assert message.state == MessageState.FAILED
+
+
+def test_the_campaign_page_shows_what_the_outbox_is_doing(op_client, campaign):
+    two_step_sequence(campaign)
+    LeadFactory.create_batch(2, campaign=campaign)
+    LeadFactory(campaign=campaign, consent_status="dnc")
+    with time_machine.travel(NOON, tick=False):
+        tick()
+        page = text(op_client.get(reverse("admin:ventures_campaign_change", args=[campaign.pk])))
+    assert "<h2>Outbox</h2>" in page
+    assert "<td>Sent</td><td>2</td>" in page and "<td>Blocked</td><td>1</td>" in page
+    assert "Sent today: <strong>2</strong>" in page and "dnc (1)" in page

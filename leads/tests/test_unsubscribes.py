@@ -6,6 +6,7 @@ import threading
 
 import pytest
 from django.db import connection
+from django.urls import reverse
 
 from leads.models import (
     Lead,
@@ -325,3 +326,38 @@ def test_two_requests_at_once_unsubscribe_once(signals):
     assert sorted(r.acted for r in results) == [False, True]
     assert Unsubscribe.objects.count() == 1 and len(signals) == 1
     assert set(Lead.objects.values_list("status", flat=True)) == {LeadStatus.UNSUBSCRIBED}
+
+
+# --- In the admin: read-only, scoped to the user's ventures ---------------------------------------
+
+
+@pytest.mark.usefixtures("plain_http")
+def test_operators_see_their_ventures_unsubscribes_read_only(
+    op_client, campaign, other_venture_campaign
+):
+    mine = lead_unsubscribe(
+        lead=LeadFactory(campaign=campaign),
+        source=UnsubscribeSource.ONE_CLICK,
+        reason=UnsubscribeReason.NOT_RELEVANT,
+        actor="test",
+    ).unsubscribe
+    theirs = lead_unsubscribe(
+        lead=LeadFactory(campaign=other_venture_campaign),
+        source=UnsubscribeSource.LINK,
+        actor="test",
+    ).unsubscribe
+
+    listing = op_client.get(reverse("admin:leads_unsubscribe_changelist"))
+    page = op_client.get(reverse("admin:leads_unsubscribe_change", args=[mine.pk]))
+
+    assert listing.status_code == 200
+    assert [u.pk for u in listing.context["cl"].result_list] == [mine.pk]
+    assert page.status_code == 200
+    assert "Not relevant to me" in page.content.decode()
+    assert 'name="_save"' not in page.content.decode()  # nothing to save: read-only
+    assert op_client.get(reverse("admin:leads_unsubscribe_add")).status_code == 403
+    other = op_client.get(reverse("admin:leads_unsubscribe_change", args=[theirs.pk]))
+    assert other.status_code == 404
+    deleting = op_client.post(reverse("admin:leads_unsubscribe_delete", args=[mine.pk]))
+    assert deleting.status_code in (403, 404)
+    assert Unsubscribe.objects.count() == 2

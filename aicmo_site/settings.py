@@ -7,7 +7,10 @@ than at send time. `.env.example` documents each variable.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
+import tempfile
 import warnings
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -88,11 +91,6 @@ def _url(name: str, default: str) -> str:
 
 DEBUG = _bool("DEBUG", False)
 
-# The development key is accepted only with DEBUG on; `preflight` and the `aicmo.E001`
-# check refuse it otherwise.
-DEV_SECRET_KEY = "django-insecure-aicmo-development-key-do-not-use-in-production"  # noqa: S105
-SECRET_KEY = os.environ.get("SECRET_KEY") or DEV_SECRET_KEY
-
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 
 INSTALLED_APPS = [
@@ -142,7 +140,8 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------------
-VAR_DIR = BASE_DIR / "var"
+# Local state: the default SQLite database, the local secret key, artifacts, static files.
+VAR_DIR = Path(os.environ.get("AICMO_VAR_DIR", BASE_DIR / "var"))
 _default_db = f"sqlite:///{VAR_DIR / 'aicmo.sqlite3'}"
 if "://" not in os.environ.get("DATABASE_URL", _default_db):
     # Not echoed: a database URL may carry a password.
@@ -271,6 +270,56 @@ AICMO_CAPTURE_RATE_WINDOW = _int("AICMO_CAPTURE_RATE_WINDOW", 600, minimum=1)
 AICMO_PROXY_HOPS = _int("AICMO_PROXY_HOPS", 0)
 # JSON bulk lead API: most leads accepted in one request.
 AICMO_API_MAX_ROWS = _int("AICMO_API_MAX_ROWS", 1000, minimum=1)
+
+# --- Secret key -----------------------------------------------------------------------------
+# The rule: SECRET_KEY when it is set. Otherwise a local installation, one with the default
+# database (no DATABASE_URL: SQLite under var/) in proof mode, makes a random key once and keeps
+# it in var/secret_key, so `manage.py` works as printed without DEBUG. Anything else (its own
+# DATABASE_URL, or live mode) is production: it gets the development key, which `preflight` and
+# the `aicmo.E001` check refuse unless DEBUG is on.
+DEV_SECRET_KEY = "django-insecure-aicmo-development-key-do-not-use-in-production"  # noqa: S105
+LOCAL_SECRET_KEY_FILE = VAR_DIR / "secret_key"
+
+
+def _local_secret_key(path: Path) -> str:
+    """The key kept in `path`, made there first if there is none. It is written to a temporary
+    file (mode 0600) and linked into place, which fails if the file exists: two processes
+    starting together agree on the first one's key, and nobody reads a half-written file."""
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".secret_key-")
+            try:
+                with os.fdopen(fd, "w", encoding="ascii") as fh:
+                    fh.write(secrets.token_urlsafe(50) + "\n")
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                with contextlib.suppress(FileExistsError):  # another process was first
+                    os.link(temporary, path)
+            finally:
+                os.unlink(temporary)
+        key = path.read_text(encoding="ascii").strip()
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise ImproperlyConfigured(
+            f"SECRET_KEY is not set and the local key file {str(path)!r} cannot be made or "
+            f"read ({reason}): set SECRET_KEY."
+        ) from None
+    if len(key) < 40:
+        raise ImproperlyConfigured(
+            f"SECRET_KEY is not set and the local key file {str(path)!r} holds no key: "
+            "delete it (a new one is made) or set SECRET_KEY."
+        )
+    return key
+
+
+LOCAL_USE = "DATABASE_URL" not in os.environ and AICMO_SEND_MODE == "proof"
+if os.environ.get("SECRET_KEY"):
+    SECRET_KEY = os.environ["SECRET_KEY"]
+elif LOCAL_USE:
+    SECRET_KEY = _local_secret_key(LOCAL_SECRET_KEY_FILE)
+else:
+    SECRET_KEY = DEV_SECRET_KEY
 
 # --- Caches ---------------------------------------------------------------------------------
 # "ratelimit" backs the per-IP limit of the public lead-capture form (leads.ratelimit). It is a

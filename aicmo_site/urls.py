@@ -12,4 +12,6 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     # Public lead capture page and JSON bulk lead API (leads/urls.py).
     path("", include("leads.urls")),
+    # The unsubscribe link of every email, /u/<signed token>/ (outreach/unsubscribe.py).
+    path("", include("outreach.urls")),
 ]

@@ -45,6 +45,7 @@ from leads.models import (
     ScoringRule,
     SuppressionEntry,
     SuppressionKind,
+    Unsubscribe,
     import_counts_text,
 )
 from leads.services import uploads
@@ -63,6 +64,7 @@ from ventures.admin_toolkit import (
     IdChoiceFilter,
     Operation,
     OperationsAdmin,
+    ReadOnlyAdmin,
     ReadOnlyMixin,
     ScopedAdmin,
     VentureFilter,
@@ -818,6 +820,33 @@ class SuppressionEntryAdmin(ScopedAdmin):
     @admin.display(description="value", ordering="id")
     def shown_value(self, obj: SuppressionEntry) -> str:
         return str(obj)
+
+
+# --- Unsubscribes ----------------------------------------------------------------------------------
+
+
+@admin.register(Unsubscribe)
+class UnsubscribeAdmin(ReadOnlyAdmin):
+    """Who asked to hear nothing more, when, how and why: written by the unsubscribe link, the
+    mail client's one-click and unsubscribe emails (leads.unsubscribes), never edited here."""
+
+    list_display = ("__str__", "created_at", "venture", "campaign", "source", "reason", "lead")
+    list_select_related = ("venture", "campaign", "lead")
+    list_filter = ("source", "reason", VentureFilter, CampaignFilter)
+    list_per_page = 100
+    paginator = CappedCountPaginator
+    sortable_by = ()
+    fields = (
+        "venture",
+        "campaign",
+        "lead",
+        "identity_hash",
+        "source",
+        "created_at",
+        "reason",
+        "comment",
+        "reason_at",
+    )
 
 
 # --- Scoring rules and per-campaign policy -------------------------------------------------------

@@ -655,3 +655,65 @@ class ScoringRule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.label} ({self.points:+d})"
+
+
+class UnsubscribeSource(models.TextChoices):
+    LINK = "link", "Unsubscribe page"
+    ONE_CLICK = "one-click", "One-click (mail client, RFC 8058)"
+    MAILTO = "mailto", "Unsubscribe email"
+    ADMIN = "admin", "Operator, in the admin"
+    CLI = "cli", "Operator, on the command line"
+
+
+class UnsubscribeReason(models.TextChoices):
+    TOO_MANY = "too_many", "Too many emails"
+    NOT_RELEVANT = "not_relevant", "Not relevant to me"
+    NEVER_SIGNED_UP = "never_signed_up", "I never signed up"
+    OTHER = "other", "Other"
+
+
+class Unsubscribe(models.Model):
+    """A person asked to hear nothing more from a venture: when, how (`source`), from which
+    campaign's message, and the reason they gave, if any. One row per person (identity hash)
+    per venture, written by `leads.unsubscribes.lead_unsubscribe`; the leads themselves carry
+    status UNSUBSCRIBED and a venture suppression entry stops a re-import.
+
+    Holds no address: the person is their identity hash (as in the suppression list and the
+    audit trail). `comment` is the visitor's own words; erasure blanks it."""
+
+    # Indexed by the unique constraint below (venture first).
+    venture = models.ForeignKey(
+        Venture, on_delete=models.PROTECT, related_name="unsubscribes", db_index=False
+    )
+    # The campaign of the message they answered; its index serves the per-campaign counts.
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="unsubscribes")
+    lead = models.ForeignKey(
+        Lead, on_delete=models.SET_NULL, null=True, blank=True, related_name="unsubscribes"
+    )
+    identity_hash = models.CharField(max_length=64, blank=True, editable=False)
+    source = models.CharField(max_length=12, choices=UnsubscribeSource.choices)
+    reason = models.CharField(max_length=16, choices=UnsubscribeReason.choices, blank=True)
+    comment = models.CharField(max_length=500, blank=True, help_text="In the person's words.")
+    created_at = models.DateTimeField(default=djtz.now)
+    reason_at = models.DateTimeField("reason given at", null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # A person unsubscribes from a venture once: repeated clicks find this row.
+            models.UniqueConstraint(
+                fields=["venture", "identity_hash"],
+                condition=~Q(identity_hash=""),
+                name="uniq_unsubscribe_venture_person",
+            ),
+            models.CheckConstraint(
+                condition=Q(source__in=UnsubscribeSource.values), name="unsubscribe_source_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(reason__in=[*UnsubscribeReason.values, ""]),
+                name="unsubscribe_reason_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Unsubscribe #{self.pk}"

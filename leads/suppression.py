@@ -8,8 +8,10 @@ one transaction adds the entries that are new, marks the matching active leads s
 touched, always of the same shape (`leads.suppress`: counts, domains, identity hashes and
 the leads suppressed per campaign; never an address).
 
-Erasure leaves identity entries of its own (`leads.services.lead_erase`); the importer reads
-the list as it writes each chunk (`leads.importing`).
+Erasure leaves identity entries of its own (`leads.services.lead_erase`), an unsubscribe an
+entry for the person in its venture (`leads.unsubscribes`, through `suppression_entries_add`:
+it marks the leads unsubscribed, not suppressed, and audits itself); the importer reads the
+list as it writes each chunk (`leads.importing`).
 """
 
 from __future__ import annotations
@@ -101,13 +103,30 @@ def leads_suppress(*, leads: QuerySet[Lead], actor: Actor, reason: str = "") -> 
     )
     by_venture: dict[int | None, list[Target]] = {}
     for venture_id, email_key, identity in people.iterator(chunk_size=CHUNK):
-        target = (
-            Target(SuppressionKind.EMAIL, email_key, identity)
-            if email_key
-            else Target(SuppressionKind.IDENTITY, identity, identity)
-        )
+        target = person_target(email_key=email_key, identity_hash=identity)
         by_venture.setdefault(venture_id, []).append(target)
     return _suppress(by_venture, actor=actor, reason=reason, source=f"admin: {actor_label(actor)}")
+
+
+def person_target(*, email_key: str, identity_hash: str) -> Target:
+    """The entry that lists one person: by address when they have one (the operator can read
+    it, and erasure replaces it), else by identity hash (phone or LinkedIn only). Both stop a
+    re-import, which matches the list by identity hash."""
+    if email_key:
+        return Target(SuppressionKind.EMAIL, email_key, identity_hash)
+    return Target(SuppressionKind.IDENTITY, identity_hash, identity_hash)
+
+
+def suppression_entries_add(
+    *, venture_id: int | None, targets: list[Target], reason: str, source: str
+) -> int:
+    """Add the targets that are not on this list (a venture's, or the global one for None)
+    yet; returns how many were new. Touches no lead and audits nothing: the caller does both,
+    in the same transaction (`_suppress` below, `leads.unsubscribes`)."""
+    return sum(
+        _insert_new(venture_id, targets[i : i + CHUNK], reason=reason, source=source)
+        for i in range(0, len(targets), CHUNK)
+    )
 
 
 def suppression_values_from_file(path: Path | str) -> list[str]:
@@ -134,9 +153,8 @@ def _suppress(
         for venture_id, targets in by_venture.items():
             if not targets:
                 continue
-            added = sum(
-                _insert_new(venture_id, targets[i : i + CHUNK], reason=reason, source=source)
-                for i in range(0, len(targets), CHUNK)
+            added = suppression_entries_add(
+                venture_id=venture_id, targets=targets, reason=reason, source=source
             )
             per_campaign = _suppress_matching_leads(venture_id, targets)
             suppressed = sum(per_campaign.values())

@@ -16,18 +16,13 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from django.conf import settings
-from django.core import signing
-
 from leads.models import PROFILE_FIELDS, Lead, LeadStatus
+from outreach.unsubscribe import unsubscribe_url
 from templating.hooks import Recipient
 from templating.sandbox import ContextSchema
 from templating.services import render_logs_erase_subject
 from ventures.ids import parse_id
 from ventures.models import Campaign
-
-# The unsubscribe endpoint (/u/<token>/) must unsign with this salt.
-UNSUBSCRIBE_SALT = "aicmo.unsubscribe"
 
 LEAD_FIELDS = ("email", *PROFILE_FIELDS, "full_name", "grade")
 SEGMENT_FIELDS = ("name", "slug")
@@ -89,11 +84,6 @@ def lead_choice_seed(lead: Lead) -> str:
     """The seed of `choose()`: the identity hash, so a person gets the same wording in every
     campaign and on every re-render."""
     return lead.identity_hash or lead_subject_ref(lead)
-
-
-def unsubscribe_url(lead: Lead) -> str:
-    token = signing.dumps(lead.pk if lead.pk is not None else "sample", salt=UNSUBSCRIBE_SALT)
-    return f"{settings.AICMO_SITE_URL}/u/{token}/"
 
 
 def lead_context(*, lead: Lead, campaign: Campaign, template: Any = None) -> dict[str, Any]:

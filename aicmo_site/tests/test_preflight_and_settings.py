@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 
 import pytest
 import time_machine
 from django.test import override_settings
 from django.utils import timezone
 
-from tests.proc import REPO, clean_env, manage, python
+from tests.proc import GOOD_SECRET, REPO, clean_env, manage, python
 from ventures.models import WorkerHeartbeat
 from ventures.preflight import run_preflight
 from ventures.tasks import worker_heartbeat
@@ -202,22 +204,111 @@ def test_bad_setting_fails_at_start_naming_the_variable(variable, value, message
     assert "Traceback" not in result.stderr
 
 
-def test_manage_py_refuses_the_development_key_outside_debug(migrated_sqlite):
-    result = manage("campaign", "list", env=clean_env(DATABASE_URL=migrated_sqlite, SECRET_KEY=""))
-    assert result.returncode != 0
-    assert "aicmo.E001" in result.stderr
+# --- the secret key: SECRET_KEY, or for local use one made once under var/ ----------------------
 
 
-def test_deploy_check_is_clean_with_production_settings(migrated_sqlite):
-    env = clean_env(
-        DATABASE_URL=migrated_sqlite,
-        DEBUG="0",
-        ALLOWED_HOSTS="aicmo.example.com",
-        AICMO_SITE_URL="https://aicmo.example.com",
+def local_env(var_dir, **overrides: str) -> dict[str, str]:
+    """Local use as after `make demo`: no SECRET_KEY, no DEBUG, no DATABASE_URL (the default
+    SQLite database under `var_dir`, standing in for the clone's var/)."""
+    return clean_env(**{"SECRET_KEY": "", "AICMO_VAR_DIR": str(var_dir), **overrides})
+
+
+PRINT_KEY = (
+    "import django; django.setup(); from django.conf import settings; print(settings.SECRET_KEY)"
+)
+
+
+@pytest.mark.parametrize("production", ["own-database", "live-mode"])
+def test_manage_py_refuses_to_start_without_secret_key_outside_local_use(
+    migrated_sqlite, tmp_path, production
+):
+    extra = (
+        {"DATABASE_URL": migrated_sqlite}
+        if production == "own-database"
+        else {"AICMO_SEND_MODE": "live"}
     )
-    result = manage("check", "--deploy", "--fail-level", "WARNING", env=env)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "System check identified no issues" in result.stdout
+    result = manage("campaign", "list", env=local_env(tmp_path / "var", **extra))
+
+    assert result.returncode != 0
+    [line] = [line for line in result.stderr.splitlines() if "aicmo.E001" in line]
+    assert "SECRET_KEY is the development default; set SECRET_KEY" in line
+    assert not (tmp_path / "var" / "secret_key").exists()  # production never makes one
+
+
+def test_campaign_list_works_from_a_fresh_var_without_debug_or_secret_key(tmp_path):
+    var = tmp_path / "var"
+
+    migrate = manage("migrate", "--no-input", env=local_env(var), timeout=300)
+    listing = manage("campaign", "list", env=local_env(var))
+
+    assert migrate.returncode == 0, migrate.stderr
+    assert listing.returncode == 0, listing.stderr
+    assert listing.stdout.startswith("No campaigns yet.")
+    key_file = var / "secret_key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    key = key_file.read_text().strip()
+    assert len(key) >= 50 and key != GOOD_SECRET
+    # The next process reads the same key (sessions and unsubscribe links keep working).
+    again = python(PRINT_KEY, env=local_env(var))
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == key
+    assert key_file.read_text().strip() == key
+
+
+def test_processes_starting_together_agree_on_one_local_key(tmp_path):
+    var = tmp_path / "var"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", PRINT_KEY],
+            cwd=REPO,
+            env=local_env(var),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    outputs = [p.communicate(timeout=120) for p in processes]
+
+    assert [p.returncode for p in processes] == [0] * 6, [err for _, err in outputs]
+    keys = {out.strip() for out, _ in outputs}
+    assert keys == {(var / "secret_key").read_text().strip()}
+    assert sorted(p.name for p in var.iterdir()) == ["secret_key"]  # no temporary file left
+
+
+def test_a_set_secret_key_wins_and_no_local_key_is_made(tmp_path):
+    result = python(PRINT_KEY, env=local_env(tmp_path / "var", SECRET_KEY=GOOD_SECRET))
+
+    assert result.stdout.strip() == GOOD_SECRET
+    assert not (tmp_path / "var" / "secret_key").exists()
+
+
+def test_an_empty_local_key_file_is_one_line_naming_secret_key(tmp_path):
+    var = tmp_path / "var"
+    var.mkdir()
+    (var / "secret_key").write_text("\n")
+
+    result = manage("campaign", "list", env=local_env(var))
+
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"Configuration error: SECRET_KEY is not set and the local key file "
+        f"{str(var / 'secret_key')!r} holds no key: delete it (a new one is made) or set "
+        "SECRET_KEY."
+    )
+
+
+def test_a_local_key_file_that_cannot_be_read_is_one_line_naming_secret_key(tmp_path):
+    var = tmp_path / "var"
+    (var / "secret_key").mkdir(parents=True)
+
+    result = manage("campaign", "list", env=local_env(var))
+
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"Configuration error: SECRET_KEY is not set and the local key file "
+        f"{str(var / 'secret_key')!r} cannot be made or read (Is a directory): set SECRET_KEY."
+    )
 
 
 # --- /healthz -----------------------------------------------------------------------------------

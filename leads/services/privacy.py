@@ -3,14 +3,15 @@
 identity hash (erasure also by email key).
 
 Erasure blanks every field in PERSONAL_FIELDS of every lead of the person (status ERASED,
-consent DNC), replaces their email suppression with a global identity-hash entry so they are
-never imported or contacted again, and sends `leads.signals.lead_erased(lead_ids,
-identity_hash)` inside its transaction: later apps erase their copies there, and a receiver
-that fails rolls the whole erasure back. On PostgreSQL it first takes SHARE ROW EXCLUSIVE on
-the lead table. Every import chunk takes ROW EXCLUSIVE before its lookups, and the two
-conflict, so the erasure waits for the chunks being written and holds new ones back until it
-commits: no chunk can look the person up before the erasure and write them back after it.
-Readers are not blocked. (SQLite has one writer at a time anyway.)
+consent DNC), blanks the comments they left when they unsubscribed, replaces their email
+suppression with a global identity-hash entry so they are never imported or contacted again,
+and sends `leads.signals.lead_erased(lead_ids, identity_hash)` inside its transaction: later
+apps erase their copies there, and a receiver that fails rolls the whole erasure back. On
+PostgreSQL it first takes SHARE ROW EXCLUSIVE on the lead table. Every import chunk takes ROW
+EXCLUSIVE before its lookups, and the two conflict, so the erasure waits for the chunks being
+written and holds new ones back until it commits: no chunk can look the person up before the
+erasure and write them back after it. Readers are not blocked. (SQLite has one writer at a
+time anyway.)
 
 Audit rows name ids and identity hashes only, never the personal data itself.
 """
@@ -32,6 +33,7 @@ from leads.models import (
     LeadStatus,
     SuppressionEntry,
     SuppressionKind,
+    Unsubscribe,
     identity_hash_of,
 )
 from leads.normalise import InvalidValue, email_key_of, email_normalise
@@ -112,6 +114,10 @@ def lead_erase(*, email: str, actor: Actor, reason: str = "") -> ErasureResult:
             status=LeadStatus.ERASED,
             consent_status=ConsentStatus.DNC,
             updated_at=timezone.now(),
+        )
+        # Their own words; the unsubscribe itself (ids, hash, reason code) stays on record.
+        Unsubscribe.objects.filter(Q(identity_hash=identity) | Q(lead_id__in=lead_ids)).update(
+            comment=""
         )
         SuppressionEntry.objects.filter(kind=SuppressionKind.EMAIL, value=key).delete()
         entry, _ = SuppressionEntry.objects.get_or_create(

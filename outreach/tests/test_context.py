@@ -8,11 +8,11 @@ from django.core import signing
 from leads.models import LeadStatus
 from outreach.context import (
     LEAD_CONTEXT_SCHEMA,
-    UNSUBSCRIBE_SALT,
     LeadRecipients,
     lead_context,
     lead_recipient,
 )
+from outreach.unsubscribe import UNSUBSCRIBE_SALT
 from templating.hooks import context_schema, recipient_source
 from templating.rendering import render_message
 from tests.factories import CampaignFactory, IcpSegmentFactory, LeadFactory

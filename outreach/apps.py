@@ -7,9 +7,9 @@ class OutreachConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from leads.signals import lead_erased
+        from leads.signals import lead_erased, lead_unsubscribed
         from outreach.context import LEAD_CONTEXT_SCHEMA, LeadRecipients, erase_render_logs
-        from outreach.signals import ensure_tick_schedule
+        from outreach.signals import block_unsubscribed, ensure_tick_schedule
         from templating.hooks import set_context_schema, set_recipient_source
 
         # templating does not know leads: outreach tells it the context's shape and recipients.
@@ -17,3 +17,4 @@ class OutreachConfig(AppConfig):
         set_recipient_source(LeadRecipients())
         lead_erased.connect(erase_render_logs, dispatch_uid="outreach.erase_render_logs")
         post_migrate.connect(ensure_tick_schedule, sender=self)
+        lead_unsubscribed.connect(block_unsubscribed, dispatch_uid="outreach.block_unsubscribed")

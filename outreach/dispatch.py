@@ -47,6 +47,7 @@ from django.utils import timezone
 from leads.models import ConsentStatus, Lead, LeadStatus, SuppressionEntry, SuppressionKind
 from outreach.context import lead_recipient
 from outreach.enrollment import campaign_enrol, plan_next_step, stable_pick
+from outreach.headers import sender_domain
 from outreach.models import (
     DUE_STATES,
     DispatchDecision,
@@ -57,7 +58,15 @@ from outreach.models import (
     OutboundMessage,
     SendLedger,
 )
-from outreach.sending import FAILED, RETRY, SENT, LiveBackend, ProofBackend, new_message_id
+from outreach.sending import (
+    FAILED,
+    RETRY,
+    SENT,
+    LiveBackend,
+    ProofBackend,
+    new_message_id,
+    sender_of,
+)
 from templating.services import template_current_version, template_record_use, version_render
 from ventures.models import Campaign, CampaignStatus, SendMode
 from ventures.selectors import global_kill_reason
@@ -311,6 +320,9 @@ def _decide(state: RunState, messages: list[OutboundMessage], global_reason) -> 
         if block is not None:
             decisions.append(Decision(m, MessageState.BLOCKED, *block))
             continue
+        if not m.step.is_manual and (problem := _sender_problem(m)):
+            decisions.append(Decision(m, MessageState.BLOCKED, "sender", problem))
+            continue
         rendered = renderer.render(m)
         if rendered is not None:
             decisions.append(rendered)
@@ -455,10 +467,17 @@ def _admit(state: RunState, decisions: list[Decision]) -> None:
     SendLedger.objects.bulk_update(list(rows.values()), ["count", "next_at"])
 
 
-def _message_id_domain(m: OutboundMessage) -> str:
-    from outreach.sending import sender_of
+def _sender_problem(m: OutboundMessage) -> str:
+    """Why the message has no usable From address (mailbox, campaign, venture owner), or ""."""
+    try:
+        sender_domain(sender_of(m)[1])
+    except ValueError:
+        return "no valid sender address: set the campaign's sender email or give it a mailbox"
+    return ""
 
-    return sender_of(m)[1].rpartition("@")[2]
+
+def _message_id_domain(m: OutboundMessage) -> str:
+    return sender_domain(sender_of(m)[1])
 
 
 def _settle_decisions(state: RunState, decisions: list[Decision]) -> list[OutboundMessage]:

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.core import mail
 from django.core.mail import EmailMultiAlternatives
 
-from outreach.context import unsubscribe_url
+from outreach.headers import unsubscribe_headers
 from outreach.models import OutboundMessage
 
 SENT, RETRY, FAILED, UNKNOWN = "sent", "retry", "failed", "unknown"
@@ -35,17 +35,6 @@ class Outcome:
 
 def new_message_id(message: OutboundMessage, domain: str) -> str:
     return make_msgid(idstring=message.idempotency_key, domain=domain or "localhost")
-
-
-def unsubscribe_headers(message: OutboundMessage, from_email: str) -> dict[str, str]:
-    link = unsubscribe_url(message.lead)
-    domain = from_email.rpartition("@")[2] or "localhost"
-    token = link.rstrip("/").rpartition("/")[2]
-    mailto = f"mailto:unsubscribe@{domain}?subject=unsubscribe%20{token}"
-    return {
-        "List-Unsubscribe": f"<{link}>, <{mailto}>",
-        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-    }
 
 
 def sender_of(message: OutboundMessage) -> tuple[str, str, str]:
@@ -66,7 +55,10 @@ def sender_of(message: OutboundMessage) -> tuple[str, str, str]:
 def build_email(message: OutboundMessage, connection=None) -> EmailMultiAlternatives:
     name, address, reply_to = sender_of(message)
     from_header = f"{name} <{address}>" if name else address
-    headers = {"Message-ID": message.message_id, **unsubscribe_headers(message, address)}
+    headers = {
+        "Message-ID": message.message_id,
+        **unsubscribe_headers(lead=message.lead, mailbox_address=address),
+    }
     if message.in_reply_to:
         headers["In-Reply-To"] = message.in_reply_to
         headers["References"] = message.in_reply_to

@@ -361,3 +361,29 @@ def test_a_venture_without_a_cap_of_its_own_is_limited_by_the_others_only():
     with time_machine.travel(NOON.replace(hour=16, minute=59), tick=False):
         assert tick().counts == {"sent": 2, "deferred": 1}
     assert not SendLedger.objects.filter(scope="venture").exists()
+
+
+def test_an_unsubscribe_blocks_the_persons_pending_messages_at_once():
+    from leads.unsubscribes import lead_unsubscribe
+
+    campaign = running_campaign()
+    two_step_sequence(campaign)
+    lead = LeadFactory(campaign=campaign)
+    tick()
+    follow = OutboundMessage.objects.get(lead=lead, step__position=2)
+    assert follow.state == MessageState.SCHEDULED
+    lead_unsubscribe(lead=lead, source="link", actor="visitor")
+    follow.refresh_from_db()
+    assert (follow.state, follow.reason_code) == (MessageState.BLOCKED, "unsubscribed")
+    assert Enrollment.objects.get(lead=lead).state == "stopped"
+
+
+def test_a_campaign_without_a_valid_sender_blocks_instead_of_failing_the_tick(settings):
+    settings.DEFAULT_FROM_EMAIL = "webmaster"
+    campaign = running_campaign(sender_email="")
+    Venture.objects.filter(pk=campaign.venture_id).update(owner_email="")
+    two_step_sequence(campaign)
+    lead = LeadFactory(campaign=campaign)
+    tick()
+    message = OutboundMessage.objects.get(lead=lead)
+    assert (message.state, message.reason_code) == (MessageState.BLOCKED, "sender")

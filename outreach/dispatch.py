@@ -560,6 +560,18 @@ def _deliver(state: RunState, sending: list[OutboundMessage], backend) -> None:
     now = timezone.now()
     with transaction.atomic():
         DispatchRun.objects.filter(pk=state.run.pk).update(counts=dict(state.counts))
+        # Only what this run still holds, locked until the outcomes are recorded: a recovery
+        # that finds the lease lapsed waits for this transaction instead of racing it.
+        held = set(
+            OutboundMessage.objects.filter(
+                pk__in=[m.pk for m in sending], lease_token=state.token, state=MessageState.SENDING
+            )
+            .select_for_update()
+            .values_list("pk", flat=True)
+        )
+        sending = [m for m in sending if m.pk in held]
+        if not sending:
+            return
         campaign_ids = {m.campaign_id for m in sending}
         _lock_switches(campaign_ids)
         global_reason = global_kill_reason()

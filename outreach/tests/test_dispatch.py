@@ -387,3 +387,18 @@ def test_a_campaign_without_a_valid_sender_blocks_instead_of_failing_the_tick(se
     tick()
     message = OutboundMessage.objects.get(lead=lead)
     assert (message.state, message.reason_code) == (MessageState.BLOCKED, "sender")
+
+
+def test_a_message_recovered_as_unknown_before_the_hand_over_is_not_handed_over():
+    campaign = running_campaign()
+    two_step_sequence(campaign)
+    lead = LeadFactory(campaign=campaign)
+    dispatch.campaign_enrol(campaign=campaign)
+    state, messages = claimed("slow", Path(dispatch.settings.AICMO_ARTIFACT_DIR) / "slow-test")
+    sending = dispatch._settle_decisions(state, dispatch._decide(state, messages, None))
+    OutboundMessage.objects.filter(lead=lead).update(lease_until=NOON - dt.timedelta(seconds=1))
+    assert messages_recover()["unknown"] == 1  # another worker's recovery, first
+    with dispatch.ProofBackend(state.folder) as backend:
+        dispatch._deliver(state, sending, backend)
+    assert not list(state.folder.glob("*.eml"))
+    assert OutboundMessage.objects.get(lead=lead).state == MessageState.UNKNOWN

@@ -19,6 +19,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core import mail
 from django.core.mail import EmailMultiAlternatives
+from django.core.mail.backends import smtp
 
 from outreach.context import unsubscribe_url
 from outreach.models import OutboundMessage
@@ -121,6 +122,11 @@ class LiveBackend:
 
     def _connection(self, message: OutboundMessage):
         url = message.mailbox.connection_url if message.mailbox else ""
+        if url in self.connections and _closed(self.connections[url]):
+            # smtplib closed it after the server's 421: sending on it would fail before a
+            # byte of the next message left, and that failure would read as "unknown".
+            with contextlib.suppress(Exception):
+                self.connections.pop(url).close()
         if url not in self.connections:
             if url:
                 import environ
@@ -165,6 +171,14 @@ class LiveBackend:
             return Outcome(RETRY, "the email backend accepted nothing")
         esp_id = getattr(email, "anymail_status", None)
         return Outcome(SENT, "", str(getattr(esp_id, "message_id", "") or ""))
+
+
+def _closed(connection) -> bool:
+    """True if this is an SMTP connection whose socket is gone (smtplib closes it itself on a
+    421 answer, and Django's backend does not notice)."""
+    if not isinstance(connection, smtp.EmailBackend):
+        return False
+    return connection.connection is None or connection.connection.sock is None
 
 
 def _by_code(code: int, text) -> Outcome:

@@ -170,3 +170,13 @@ def test_a_connection_dropped_during_data_leaves_the_message_unknown_and_never_r
         assert tick().counts == {}
     assert [r.rcpt_tos for r in smtp_sink.dropped] == [(lead.email,)]
     assert not smtp_sink.messages
+
+
+def test_a_connection_closed_by_a_421_is_reopened_for_the_rest_of_the_batch(campaign, smtp_sink):
+    # smtplib closes its socket after a 421; the next message must not take that for a line
+    # dropped while handing over (unknown, never re-sent): it was never handed over at all.
+    leads = LeadFactory.create_batch(3, campaign=campaign)
+    smtp_sink.fail_next("RCPT", 421)
+    assert tick().counts == {"deferred": 1, "sent": 2}
+    assert smtp_sink.connections == 2
+    assert sorted(smtp_sink.recipients()) == sorted(lead.email for lead in leads[1:])

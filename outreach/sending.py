@@ -29,9 +29,11 @@ SENT, RETRY, FAILED, UNKNOWN = "sent", "retry", "failed", "unknown"
 
 @dataclass(frozen=True)
 class Outcome:
-    result: str  # SENT, RETRY (transient), FAILED (permanent for this recipient), UNKNOWN
+    result: str  # SENT, RETRY (transient), FAILED (permanent), UNKNOWN
     detail: str = ""
     esp_message_id: str = ""
+    # FAILED because the server refused the recipient (or the message to it): a hard bounce.
+    bounce: bool = False
 
 
 def new_message_id(message: OutboundMessage, domain: str) -> str:
@@ -159,7 +161,10 @@ class LiveBackend:
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()))
             return _by_code(code, text)
-        except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
+        except smtplib.SMTPSenderRefused as exc:
+            # Our mailbox's address was refused: no fault of the recipient's.
+            return _by_code(exc.smtp_code, exc.smtp_error, bounce=False, prefix="sender refused: ")
+        except smtplib.SMTPDataError as exc:
             return _by_code(exc.smtp_code, exc.smtp_error)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             # The server may have taken the message before the line dropped: never resend.
@@ -181,11 +186,12 @@ def _closed(connection) -> bool:
     return connection.connection is None or connection.connection.sock is None
 
 
-def _by_code(code: int, text) -> Outcome:
-    detail = f"{code} {text.decode(errors='replace') if isinstance(text, bytes) else text}"
+def _by_code(code: int, text, *, bounce: bool = True, prefix: str = "") -> Outcome:
+    text = text.decode(errors="replace") if isinstance(text, bytes) else text
+    detail = f"{prefix}{code} {text}"[:500]
     if 500 <= code < 600:
-        return Outcome(FAILED, detail[:500])
-    return Outcome(RETRY, detail[:500])
+        return Outcome(FAILED, detail, bounce=bounce)
+    return Outcome(RETRY, detail)
 
 
 def _describe(exc: Exception) -> str:

@@ -3,7 +3,7 @@ misbehaves on request, for live-mode tests and the dispatch benchmark.
 
     sink = SmtpSink().start()          # or the `smtp_sink` fixture of the root conftest
     mailbox.connection_url = sink.url  # smtp://127.0.0.1:<free port>
-    sink.fail_next("RCPT", 451, times=2)
+    sink.fail_next("RCPT", 451, times=2)   # or "MAIL", "DATA"; 421, 451, 550, 553, ...
     sink.drop_next_data()              # cut the line after the message, before the reply
     ...
     sink.messages                      # what it accepted: envelope and raw bytes
@@ -36,6 +36,7 @@ REPLIES = {
     451: "451 4.3.0 Temporary failure, try again later",
     452: "452 4.2.2 Mailbox full",
     550: "550 5.1.1 No such user here",
+    553: "553 5.7.1 Sender address rejected: not owned by user",
     554: "554 5.7.1 Message rejected",
 }
 
@@ -57,6 +58,15 @@ class Received:
 class _Handler:
     def __init__(self, sink: SmtpSink) -> None:
         self.sink = sink
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        reply = self.sink._next_failure("MAIL")
+        if reply is not None:
+            self.sink.refused.append(("MAIL", reply, address))
+            return self._answer(server, reply)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         reply = self.sink._next_failure("RCPT")
@@ -160,11 +170,15 @@ class SmtpSink:
             self.dropped: list[Received] = []
             self.refused: list[tuple[str, str, str]] = []  # (command, reply, recipients)
             self.connections = 0
-            self._failures: dict[str, deque[str]] = {"RCPT": deque(), "DATA": deque()}
+            self._failures: dict[str, deque[str]] = {
+                "MAIL": deque(),
+                "RCPT": deque(),
+                "DATA": deque(),
+            }
             self._drops = 0
 
     def fail_next(self, command: str, code: int, *, times: int = 1) -> None:
-        """Answer `code` (421, 451, 550, ...) to the next `times` RCPT or DATA commands."""
+        """Answer `code` (421, 451, 550, ...) to the next `times` MAIL, RCPT or DATA commands."""
         with self._lock:
             self._failures[command.upper()].extend([REPLIES.get(code, f"{code} Error")] * times)
 

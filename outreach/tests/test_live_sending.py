@@ -180,3 +180,17 @@ def test_a_connection_closed_by_a_421_is_reopened_for_the_rest_of_the_batch(camp
     assert tick().counts == {"deferred": 1, "sent": 2}
     assert smtp_sink.connections == 2
     assert sorted(smtp_sink.recipients()) == sorted(lead.email for lead in leads[1:])
+
+
+def test_a_refused_sender_fails_the_message_without_bouncing_the_lead(campaign, smtp_sink):
+    # A 5xx to MAIL FROM is about our mailbox, not the recipient: the address stays usable.
+    lead = LeadFactory(campaign=campaign)
+    smtp_sink.fail_next("MAIL", 553)
+    assert tick().counts == {"failed": 1}
+    message = first_message(lead)
+    assert (message.state, message.reason_code) == (MessageState.FAILED, "rejected")
+    assert message.reason.startswith("sender refused: 553")
+    lead.refresh_from_db()
+    assert lead.status == LeadStatus.ACTIVE
+    assert not SuppressionEntry.objects.filter(value=lead.email_key).exists()
+    assert slots_taken(campaign) == 0

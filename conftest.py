@@ -8,6 +8,7 @@ from django.db import connection
 
 from tests.factories import CampaignFactory, MembershipFactory, UserFactory, VentureFactory
 from tests.proc import migrate_sqlite, running_database_url
+from tests.smtp import SmtpSink
 from ventures.roles import ADMINISTRATOR, OPERATOR, VIEWER
 
 
@@ -53,6 +54,14 @@ def cli_database_url(request, tmp_path) -> str:
         request.getfixturevalue("transactional_db")
         return running_database_url()
     return migrate_sqlite(tmp_path / "cli.sqlite3")
+
+
+@pytest.fixture
+def smtp_sink():
+    """A real SMTP server on 127.0.0.1 (a free port) that records what it accepts and answers
+    failures on request (`tests/smtp.py`)."""
+    with SmtpSink() as sink:
+        yield sink
 
 
 @pytest.fixture

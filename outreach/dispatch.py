@@ -650,7 +650,7 @@ def _record(state: RunState, m: OutboundMessage, outcome, now: dt.datetime) -> N
     if outcome.result in (RETRY, FAILED):
         code = "gave_up" if outcome.result == RETRY else "rejected"
         _undo(state, m, MessageState.FAILED, code, outcome.detail)
-        if outcome.result == FAILED:
+        if outcome.bounce:
             _hard_bounce(m, outcome.detail)
         return
     if fenced.update(

@@ -19,6 +19,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core import mail
 from django.core.mail import EmailMultiAlternatives
+from django.core.mail.backends import smtp
 
 from outreach.headers import unsubscribe_headers
 from outreach.models import OutboundMessage
@@ -28,9 +29,11 @@ SENT, RETRY, FAILED, UNKNOWN = "sent", "retry", "failed", "unknown"
 
 @dataclass(frozen=True)
 class Outcome:
-    result: str  # SENT, RETRY (transient), FAILED (permanent for this recipient), UNKNOWN
+    result: str  # SENT, RETRY (transient), FAILED (permanent), UNKNOWN
     detail: str = ""
     esp_message_id: str = ""
+    # FAILED because the server refused the recipient (or the message to it): a hard bounce.
+    bounce: bool = False
 
 
 def new_message_id(message: OutboundMessage, domain: str) -> str:
@@ -113,6 +116,11 @@ class LiveBackend:
 
     def _connection(self, message: OutboundMessage):
         url = message.mailbox.connection_url if message.mailbox else ""
+        if url in self.connections and _closed(self.connections[url]):
+            # smtplib closed it after the server's 421: sending on it would fail before a
+            # byte of the next message left, and that failure would read as "unknown".
+            with contextlib.suppress(Exception):
+                self.connections.pop(url).close()
         if url not in self.connections:
             if url:
                 import environ
@@ -145,7 +153,10 @@ class LiveBackend:
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()))
             return _by_code(code, text)
-        except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
+        except smtplib.SMTPSenderRefused as exc:
+            # Our mailbox's address was refused: no fault of the recipient's.
+            return _by_code(exc.smtp_code, exc.smtp_error, bounce=False, prefix="sender refused: ")
+        except smtplib.SMTPDataError as exc:
             return _by_code(exc.smtp_code, exc.smtp_error)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             # The server may have taken the message before the line dropped: never resend.
@@ -159,11 +170,20 @@ class LiveBackend:
         return Outcome(SENT, "", str(getattr(esp_id, "message_id", "") or ""))
 
 
-def _by_code(code: int, text) -> Outcome:
-    detail = f"{code} {text.decode(errors='replace') if isinstance(text, bytes) else text}"
+def _closed(connection) -> bool:
+    """True if this is an SMTP connection whose socket is gone (smtplib closes it itself on a
+    421 answer, and Django's backend does not notice)."""
+    if not isinstance(connection, smtp.EmailBackend):
+        return False
+    return connection.connection is None or connection.connection.sock is None
+
+
+def _by_code(code: int, text, *, bounce: bool = True, prefix: str = "") -> Outcome:
+    text = text.decode(errors="replace") if isinstance(text, bytes) else text
+    detail = f"{prefix}{code} {text}"[:500]
     if 500 <= code < 600:
-        return Outcome(FAILED, detail[:500])
-    return Outcome(RETRY, detail[:500])
+        return Outcome(FAILED, detail, bounce=bounce)
+    return Outcome(RETRY, detail)
 
 
 def _describe(exc: Exception) -> str:

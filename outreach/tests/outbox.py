@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 
 from outreach.models import Sequence, SequenceStep, StepKind
 from tests.factories import CampaignFactory, MessageTemplateFactory, VentureFactory
@@ -43,3 +44,29 @@ def two_step_sequence(campaign, *, second=StepKind.EMAIL, delay_days: int = 3) -
         )
     )
     return sequence
+
+
+def midday_zone() -> str:
+    """A time zone where it is now well inside the day, so an all-day window is open (for
+    tests whose real processes run at the real time)."""
+    now = dt.datetime.now(dt.UTC)
+    for zone in ("UTC", "Asia/Tokyo", "America/New_York", "Asia/Kolkata"):
+        if 2 <= now.astimezone(zoneinfo.ZoneInfo(zone)).hour <= 20:
+            return zone
+    return "UTC"
+
+
+def all_day_campaign(*, venture_cap: int):
+    """A running campaign open all day, now, whose venture's daily cap is `venture_cap`; the
+    campaign's own limit is far above it."""
+    zone = midday_zone()
+    venture = VentureFactory(daily_send_limit=venture_cap, timezone=zone)
+    return CampaignFactory(
+        venture=venture,
+        status=CampaignStatus.RUNNING,
+        daily_send_limit=1_000_000,
+        send_days="1234567",
+        send_window_start=dt.time(0, 0),
+        send_window_end=dt.time(23, 59),
+        timezone=zone,
+    )

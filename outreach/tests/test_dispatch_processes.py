@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import email
 import subprocess
 import sys
@@ -12,10 +11,9 @@ import pytest
 from django.db import connection
 
 from outreach.models import MessageState, OutboundMessage, SendLedger
-from outreach.tests.outbox import two_step_sequence
-from tests.factories import CampaignFactory, LeadFactory, VentureFactory
+from outreach.tests.outbox import all_day_campaign, two_step_sequence
+from tests.factories import LeadFactory
 from tests.proc import REPO, clean_env, running_database_url
-from ventures.models import CampaignStatus
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -23,31 +21,11 @@ LEADS = 300
 VENTURE_CAP = 250
 
 
-def midday_zone() -> str:
-    """A time zone where it is now well inside the day, so an all-day window is open."""
-    now = dt.datetime.now(dt.UTC)
-    for zone in ("UTC", "Asia/Tokyo", "America/New_York", "Asia/Kolkata"):
-        import zoneinfo
-
-        if 2 <= now.astimezone(zoneinfo.ZoneInfo(zone)).hour <= 20:
-            return zone
-    return "UTC"
-
-
 def test_concurrent_ticks_send_every_message_once_and_keep_the_cap_exact(tmp_path):
     if connection.vendor != "postgresql":
         pytest.skip("concurrency is proven on PostgreSQL")
-    zone = midday_zone()
-    venture = VentureFactory(daily_send_limit=VENTURE_CAP, timezone=zone)
-    campaign = CampaignFactory(
-        venture=venture,
-        status=CampaignStatus.RUNNING,
-        daily_send_limit=1_000_000,
-        send_days="1234567",
-        send_window_start=dt.time(0, 0),
-        send_window_end=dt.time(23, 59),
-        timezone=zone,
-    )
+    campaign = all_day_campaign(venture_cap=VENTURE_CAP)
+    venture = campaign.venture
     two_step_sequence(campaign)
     for n in range(LEADS):
         LeadFactory(

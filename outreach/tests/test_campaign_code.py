@@ -141,6 +141,58 @@ def audit_text() -> str:
 # Loading: created, idempotent, audited.
 
 
+def test_the_demo_file_creates_its_mailbox_sequences_and_routing_rule():
+    result = campaign_load(path=DEMO_FILE, actor="cli:ann")
+
+    assert result.sections["mailboxes"] == {
+        "created": 1,
+        "updated": 0,
+        "unchanged": 0,
+        "added": 0,
+        "removed": 0,
+    }
+    assert result.sections["sequences"] == {"created": 2, "updated": 0, "unchanged": 0}
+    assert result.sections["routing"] == {"created": 1, "updated": 0, "unchanged": 0, "removed": 0}
+    campaign = Campaign.objects.get(slug="northwind-pipeline-q3")
+    box = campaign.mailboxes.get()
+    assert (box.from_email, box.venture, box.connection_url) == (
+        "lena@mail.northwind-analytics.example",
+        campaign.venture,
+        "",
+    )
+    default = Sequence.objects.get(campaign=campaign, is_default=True)
+    steps = list(default.steps.order_by("position"))
+    assert [(s.position, s.kind, s.delay_days) for s in steps] == [
+        (1, "email", 0),
+        (2, "linkedin_connect", 0),
+        (3, "email", 3),
+    ]
+    assert sorted(t.slug for t in steps[0].templates.all()) == [
+        "opener-manual-reporting",
+        "opener-social-proof",
+    ]
+    rule = RoutingRule.objects.get(campaign=campaign)
+    assert (rule.sequence.slug, rule.grades, rule.segment.slug) == (
+        "dach-priority",
+        ["A"],
+        "dach-revops",
+    )
+    outreach_rows = AuditEvent.objects.filter(entity_type__startswith="outreach.")
+    assert sorted(set(outreach_rows.values_list("action", flat=True))) == [
+        "mailbox.create",
+        "routing.create",
+        "sequence.create",
+        "step.create",
+    ]
+    assert outreach_rows.filter(action="step.create").count() == 6
+    # Scoped audit lists find them under the venture, and the reason names the file.
+    assert set(outreach_rows.values_list("venture_id", "reason")) == {
+        (campaign.venture_id, "campaign load demo-campaign.toml")
+    }
+    pool = AuditEvent.objects.get(action="campaign.mailboxes")
+    assert pool.after == {"mailboxes": ["lena@mail.northwind-analytics.example"]}
+
+
 def test_loading_the_same_file_again_writes_nothing(load):
     load(FULL)
     audit_rows = AuditEvent.objects.count()
@@ -258,6 +310,22 @@ def test_a_changed_rule_is_updated_in_place(load):
     assert (rule.grades, rule.source_channels) == (["A", "B"], ["form"])
     updated = AuditEvent.objects.get(action="routing.update")
     assert updated.after == {"grades": ["A", "B"], "source_channels": ["form"]}
+
+
+def test_leads_are_routed_as_the_file_says():
+    campaign_load(path=DEMO_FILE, actor="cli:t")
+    campaign = Campaign.objects.get(slug="northwind-pipeline-q3")
+    dach = campaign.venture.segments.get(slug="dach-revops")
+    fit = LeadFactory(campaign=campaign, grade="A", segment=dach)
+    other = LeadFactory(campaign=campaign, grade="C")
+
+    assert campaign_enrol(campaign=campaign) == 2
+
+    assert Enrollment.objects.get(lead=fit).sequence.slug == "dach-priority"
+    assert Enrollment.objects.get(lead=other).sequence.slug == "pipeline-review"
+    assert {e.mailbox.from_email for e in Enrollment.objects.all()} == {
+        "lena@mail.northwind-analytics.example"
+    }
 
 
 def test_a_mailbox_left_out_leaves_the_pool_and_stays_in_the_venture(load):
@@ -455,6 +523,21 @@ def test_a_bad_section_names_the_line_and_writes_nothing(load, case):
 
 # --------------------------------------------------------------------------------------------
 # Dumps and the documentation.
+
+
+def test_the_dump_of_the_demo_loads_back_without_changes(load):
+    campaign_load(path=DEMO_FILE, actor="cli:t")
+    campaign = Campaign.objects.get(slug="northwind-pipeline-q3")
+    dumped = campaign_dump(campaign=campaign)
+    assert dumped.count("[[sequences.steps]]") == 6
+    audit_rows = AuditEvent.objects.count()
+
+    with CaptureQueriesContext(connection) as queries:
+        result = load(dumped)
+
+    assert not result.changed, result.as_dict()
+    assert no_writes(queries)
+    assert AuditEvent.objects.count() == audit_rows
 
 
 def test_the_dump_of_every_key_loads_back_without_changes(load):

@@ -8,9 +8,11 @@ class OutreachConfig(AppConfig):
         from django.db.models.signals import post_migrate
 
         from leads.signals import lead_erased, lead_unsubscribed
+        from outreach import campaign_code
         from outreach.context import LEAD_CONTEXT_SCHEMA, LeadRecipients, erase_render_logs
         from outreach.signals import block_unsubscribed, ensure_tick_schedule
         from templating.hooks import set_context_schema, set_recipient_source
+        from ventures.campaign_code import register_section
 
         # templating does not know leads: outreach tells it the context's shape and recipients.
         set_context_schema(LEAD_CONTEXT_SCHEMA)
@@ -18,3 +20,19 @@ class OutreachConfig(AppConfig):
         lead_erased.connect(erase_render_logs, dispatch_uid="outreach.erase_render_logs")
         post_migrate.connect(ensure_tick_schedule, sender=self)
         lead_unsubscribed.connect(block_unsubscribed, dispatch_uid="outreach.block_unsubscribed")
+        # Campaign TOML sections, after templating's [[templates]] (order 20): steps name them.
+        register_section(
+            "mailboxes",
+            load=campaign_code.mailboxes_load,
+            dump=campaign_code.mailboxes_dump,
+            order=30,
+        )
+        register_section(
+            "sequences",
+            load=campaign_code.sequences_load,
+            dump=campaign_code.sequences_dump,
+            order=40,
+        )
+        register_section(
+            "routing", load=campaign_code.routing_load, dump=campaign_code.routing_dump, order=50
+        )

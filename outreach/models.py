@@ -51,6 +51,14 @@ class Mailbox(models.Model):
         blank=True,
         help_text="smtp://user:password@host:587/?tls=True; empty = the site's EMAIL_URL.",
     )
+    # Where a campaign file took `connection_url` from, so that `campaign dump` can name the
+    # variable instead of the secret. Empty when it was set any other way.
+    connection_url_env = models.CharField(
+        "connection URL from environment variable",
+        max_length=100,
+        blank=True,
+        help_text="Set by `campaign load` from `connection_url_env`; the value is read at load.",
+    )
     daily_limit = models.PositiveIntegerField(default=50)
     warmup_start_limit = models.PositiveIntegerField(
         null=True, blank=True, help_text="Sends allowed on the first day; empty = no warm-up."

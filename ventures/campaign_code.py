@@ -27,6 +27,13 @@ without `ventures` importing them. In their AppConfig.ready() they call::
   leave the section out of the dump. A dump must load back without changes.
 - `order` sets the order of loading and dumping among sections (lower first).
 
+A section may describe its tables with the same `Key` schemas as the core ones and reuse the
+core's machinery, so that its keys are read, checked, saved and audited alike:
+`read_table(item, SCHEMA, Model, ("mailboxes", 0), locate)` (types, defaults, unknown keys
+with a suggestion), `Upserter.for_section(locate=..., actor=...).record(...)` (validated,
+saved with only the changed fields, audited `ENTITY.create` / `ENTITY.update`, secrets masked)
+and `dump_table(instance, SCHEMA)`.
+
 A section missing from a file is not loaded at all: what the database holds stays as it is.
 Unknown top-level keys (neither core nor registered) are errors.
 """
@@ -50,7 +57,7 @@ from django.core.validators import validate_slug
 from django.db import IntegrityError, models, transaction
 
 from ventures.models import WEEKDAY_NAMES, Campaign, Channel, IcpSegment, SendMode, Venture
-from ventures.services import DomainError, audit_changes, campaign_set_mode, snapshot
+from ventures.services import DomainError, audit_record, campaign_set_mode, snapshot
 from ventures.text import data_text_problem
 
 KeyPath = tuple[str | int, ...]
@@ -97,6 +104,12 @@ class Locator:
             return self._lines[prefix]
         nested = [line for p, line in self._lines.items() if p[: len(prefix)] == prefix]
         return min(nested) if nested else None
+
+
+def heading(path: KeyPath) -> str:
+    """The TOML header of the table at `path`: `[campaign.sender]`, `[[sequences.steps]]`."""
+    name = ".".join(part for part in path if isinstance(part, str))
+    return f"[[{name}]]" if path and isinstance(path[-1], int) else f"[{name}]"
 
 
 def dotted(path: KeyPath) -> str:
@@ -347,7 +360,7 @@ def _attr_paths(schema: Schema, prefix: KeyPath) -> dict[str, KeyPath]:
     return paths
 
 
-def _did_you_mean(word: str, choices: list[str]) -> str:
+def did_you_mean(word: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
 
@@ -421,7 +434,7 @@ def _channels(value: Any, path: KeyPath, loc: Locator) -> list[str]:
         if item not in Channel.values:
             raise loc.error(
                 (*path, index),
-                f"unknown channel {item!r}{_did_you_mean(item, Channel.values)}"
+                f"unknown channel {item!r}{did_you_mean(item, Channel.values)}"
                 f" (channels: {', '.join(Channel.values)})",
             )
     return value
@@ -437,7 +450,7 @@ def _weekdays(value: Any, path: KeyPath, loc: Locator) -> str:
         word = name.strip().lower()
         digit = _DAY_NAMES.get(word)
         if digit is None:
-            hint = _did_you_mean(word, list(WEEKDAY_NAMES)) or _did_you_mean(word, list(_DAY_NAMES))
+            hint = did_you_mean(word, list(WEEKDAY_NAMES)) or did_you_mean(word, list(_DAY_NAMES))
             raise loc.error(
                 (*path, index),
                 f"{name!r} is not a weekday{hint} (use mon, tue, wed, thu, fri, sat, sun)",
@@ -475,6 +488,23 @@ def _money(value: Any, path: KeyPath, loc: Locator) -> Decimal:
     return amount.quantize(Decimal("0.01")) if amount.as_tuple().exponent >= -2 else amount
 
 
+def _bool(value: Any, path: KeyPath, loc: Locator) -> bool:
+    if not isinstance(value, bool):
+        raise loc.error(path, _expected("true or false", value))
+    return value
+
+
+def _date(value: Any, path: KeyPath, loc: Locator) -> dt.date:
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if not isinstance(value, str):
+        raise loc.error(path, _expected("a date such as 2026-09-01", value))
+    try:
+        return dt.date.fromisoformat(value.strip())
+    except ValueError:
+        raise loc.error(path, f"{value!r} is not a date such as 2026-09-01") from None
+
+
 _CONVERTERS: dict[str, Callable[[Any, KeyPath, Locator], Any]] = {
     "text": _text,
     "slug": _slug,
@@ -486,16 +516,25 @@ _CONVERTERS: dict[str, Callable[[Any, KeyPath, Locator], Any]] = {
     "weekdays": _weekdays,
     "time": _time,
     "money": _money,
+    "bool": _bool,
+    "date": _date,
 }
 
 
-def _read_table(
-    value: Any, schema: Schema, model: type[models.Model], path: KeyPath, loc: Locator
+def read_table(
+    value: Any,
+    schema: Schema,
+    model: type[models.Model],
+    path: KeyPath,
+    loc: Locator,
+    *,
+    extra: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Every attribute the schema covers, from the file or the model's default."""
+    """Every attribute the schema covers, from the file or the model's default. Keys in
+    `extra` are allowed in the table and left for the caller to read."""
     if not isinstance(value, dict):
-        raise loc.error(path, _expected(f"a table ([{dotted(path)}])", value))
-    _check_keys(value, list(schema), path, loc)
+        raise loc.error(path, _expected(f"a table ({heading(path)})", value))
+    _check_keys(value, [*schema, *extra], path, loc)
     out: dict[str, Any] = {}
     for name, spec in schema.items():
         if isinstance(spec, Key):
@@ -506,7 +545,7 @@ def _read_table(
             else:
                 out[spec.attr] = _default(model, spec)
         else:
-            out.update(_read_table(value.get(name, {}), spec, model, (*path, name), loc))
+            out.update(read_table(value.get(name, {}), spec, model, (*path, name), loc))
     return out
 
 
@@ -520,8 +559,8 @@ def _default(model: type[models.Model], spec: Key) -> Any:
 def _check_keys(value: dict, known: list[str], path: KeyPath, loc: Locator) -> None:
     for name in value:
         if name not in known:
-            where = f" in [{dotted(path)}]" if path else ""
-            hint = _did_you_mean(name, known) or f" (known keys: {', '.join(known)})"
+            where = f" in {heading(path)}" if path else ""
+            hint = did_you_mean(name, known) or f" (known keys: {', '.join(known)})"
             raise loc.error((*path, name), f"unknown key {name!r}{where}{hint}")
 
 
@@ -669,7 +708,7 @@ def campaign_load(*, path: str | Path, actor: str) -> LoadResult:
     loc = Locator(text, label)
     _check_text(data, loc)
     plan = _plan(data, loc)
-    reason = f"campaign load {Path(path).name}"
+    reason = load_reason(label)
     # Two loads creating the same slug at once: the later insert fails once the first load
     # commits. A second attempt finds the rows and updates them (or finds nothing to do).
     for _attempt in range(2):
@@ -681,6 +720,11 @@ def campaign_load(*, path: str | Path, actor: str) -> LoadResult:
     raise CampaignCodeError(
         f"{label}: the database refused the change ({refusal}); nothing was written"
     )
+
+
+def load_reason(filename: str) -> str:
+    """The reason of every audit row a load of `filename` writes."""
+    return f"campaign load {Path(filename).name}"
 
 
 def _read_text(path: Path, label: str) -> str:
@@ -756,12 +800,12 @@ def _plan(data: dict[str, Any], loc: Locator) -> _Plan:
     if not isinstance(segments, list) or not all(isinstance(s, dict) for s in segments):
         raise loc.error(("segments",), "segments must be an array of tables: write [[segments]]")
     plan = _Plan(
-        venture=_read_table(data["venture"], VENTURE_KEYS, Venture, ("venture",), loc),
+        venture=read_table(data["venture"], VENTURE_KEYS, Venture, ("venture",), loc),
         segments=[
-            _read_table(item, SEGMENT_KEYS, IcpSegment, ("segments", i), loc)
+            read_table(item, SEGMENT_KEYS, IcpSegment, ("segments", i), loc)
             for i, item in enumerate(segments)
         ],
-        campaign=_read_table(data["campaign"], CAMPAIGN_KEYS, Campaign, ("campaign",), loc),
+        campaign=read_table(data["campaign"], CAMPAIGN_KEYS, Campaign, ("campaign",), loc),
         sections=[(s, data[s.key]) for s in sections if s.key in data],
     )
     seen: set[str] = set()
@@ -783,7 +827,7 @@ def _apply(plan: _Plan, *, loc: Locator, actor: str, reason: str) -> LoadResult:
         # two reads above (each sees what was committed when it ran): it is this venture.
         venture = Venture.objects.select_for_update().get(pk=owner.venture_id)
     _check_campaign_owner(owner, venture, loc)
-    upsert = _Upserter(loc=loc, actor=actor, reason=reason)
+    upsert = Upserter(loc=loc, actor=actor, reason=reason)
     venture, venture_change = upsert("venture", venture, plan.venture, table=("venture",))
     existing = {s.slug: s for s in IcpSegment.objects.select_for_update().filter(venture=venture)}
     segment_changes = []
@@ -825,7 +869,7 @@ def _check_campaign_owner(owner: Campaign | None, venture: Venture | None, loc: 
 
 
 def _campaign_upsert(
-    values: dict[str, Any], venture: Venture, upsert: _Upserter
+    values: dict[str, Any], venture: Venture, upsert: Upserter
 ) -> tuple[Campaign, Change]:
     """Every campaign field but the mode, then the mode through its service (and its rules)."""
     values = dict(values)
@@ -853,13 +897,18 @@ def _campaign_upsert(
 
 
 @dataclasses.dataclass
-class _Upserter:
+class Upserter:
     """Creates or updates one record from file values: cleaned, saved with only the changed
-    fields, and audited; an unchanged record is not written at all."""
+    fields, and audited; an unchanged record is not written at all. Sections use `record`
+    for their own models (`Upserter.for_section(locate=..., actor=...)`)."""
 
     loc: Locator
     actor: str
     reason: str
+
+    @classmethod
+    def for_section(cls, *, locate: Locator, actor: str) -> Upserter:
+        return cls(loc=locate, actor=actor, reason=load_reason(locate.filename))
 
     def __call__(
         self,
@@ -870,39 +919,76 @@ class _Upserter:
         table: KeyPath,
     ) -> tuple[Any, Change]:
         model, schema = _ENTITIES[entity]
+        return self.record(entity, instance or model(), values, schema=schema, table=table)
+
+    def record(
+        self,
+        entity: str,
+        instance: models.Model,
+        values: dict[str, Any],
+        *,
+        schema: Schema,
+        table: KeyPath,
+        label: str = "",
+        hidden: tuple[str, ...] = (),
+        related: Mapping[str, tuple[Any, Any]] | None = None,
+    ) -> tuple[Any, Change]:
+        """Give `instance` (unsaved for a creation) `values` (model attribute -> value; the
+        schema names the file key of each), save and audit it as `ENTITY.create` or
+        `ENTITY.update`. `hidden` fields are secrets: audit rows say only that they changed.
+        `related` is state the caller writes itself after the save (name -> (before, after),
+        e.g. a many-to-many set): it counts as a change and is audited with the fields."""
         paths = _attr_paths(schema, table)
-        slug = values["slug"]
-        if instance is None:
-            instance = model(**values)
+        label = label or values["slug"]
+        related = related or {}
+        if instance.pk is None:
+            for attr, value in values.items():
+                setattr(instance, attr, value)
             self._clean(instance, paths, table)
             instance.save()
-            audit_changes(
-                actor=self.actor,
-                entity=instance,
-                before=None,
-                action=f"{entity}.create",
-                reason=self.reason,
-            )
-            return instance, Change(entity, slug, "created")
-        before = snapshot(instance)
+            after = {**snapshot(instance), **{k: new for k, (_, new) in related.items()}}
+            self._audit(f"{entity}.create", instance, None, after, hidden)
+            return instance, Change(entity, label, "created")
+        before = {**snapshot(instance), **{k: old for k, (old, _) in related.items()}}
         for attr, value in values.items():
             setattr(instance, attr, _same_spelling(getattr(instance, attr), value))
-        after = snapshot(instance)
+        after = {**snapshot(instance), **{k: new for k, (_, new) in related.items()}}
         changed = [name for name in after if after[name] != before[name]]
         if not changed:
-            return instance, Change(entity, slug, "unchanged")
-        self._clean(instance, paths, table)
-        has_updated_at = any(f.name == "updated_at" for f in instance._meta.concrete_fields)
-        instance.save(update_fields=changed + (["updated_at"] if has_updated_at else []))
-        audit_changes(
+            return instance, Change(entity, label, "unchanged")
+        saved = [name for name in changed if name not in related]
+        if saved:
+            self._clean(instance, paths, table)
+            has_updated_at = any(f.name == "updated_at" for f in instance._meta.concrete_fields)
+            instance.save(update_fields=saved + (["updated_at"] if has_updated_at else []))
+        self._audit(
+            f"{entity}.update",
+            instance,
+            {name: before[name] for name in sorted(changed)},
+            {name: after[name] for name in sorted(changed)},
+            hidden,
+        )
+        fields = [
+            dotted(paths[name][len(table) :]) if name in paths else name
+            for name in changed
+            if name in paths or name in related
+        ]
+        return instance, Change(entity, label, "updated", fields)
+
+    def _audit(self, action, instance, before, after, hidden) -> None:
+        for name in hidden:
+            if before is not None and before.get(name):
+                before[name] = "(not shown)"
+            if after.get(name):
+                after[name] = "changed"
+        audit_record(
             actor=self.actor,
+            action=action,
             entity=instance,
             before=before,
-            action=f"{entity}.update",
+            after=after,
             reason=self.reason,
         )
-        fields = [dotted(paths[name][len(table) :]) for name in changed if name in paths]
-        return instance, Change(entity, slug, "updated", fields)
 
     def _clean(self, instance: models.Model, paths: dict[str, KeyPath], table: KeyPath) -> None:
         """Run the model's validation; report its first problem (in file order) at its line."""
@@ -960,12 +1046,12 @@ def campaign_dump(*, campaign: Campaign) -> str:
     the database holds it now; loading it back changes nothing."""
     venture = campaign.venture
     document: dict[str, Any] = {
-        "venture": _dump_table(venture, VENTURE_KEYS),
+        "venture": dump_table(venture, VENTURE_KEYS),
         "segments": [
-            _dump_table(segment, SEGMENT_KEYS)
+            dump_table(segment, SEGMENT_KEYS)
             for segment in venture.segments.order_by("priority", "slug")
         ],
-        "campaign": _dump_table(campaign, CAMPAIGN_KEYS),
+        "campaign": dump_table(campaign, CAMPAIGN_KEYS),
     }
     if not document["segments"]:
         del document["segments"]
@@ -981,7 +1067,7 @@ def campaign_dump(*, campaign: Campaign) -> str:
     return header + tomli_w.dumps(document, multiline_strings=True)
 
 
-def _dump_table(instance: models.Model, schema: Schema) -> dict[str, Any]:
+def dump_table(instance: models.Model, schema: Schema) -> dict[str, Any]:
     table: dict[str, Any] = {}
     for name, spec in schema.items():
         if isinstance(spec, Key):
@@ -989,7 +1075,7 @@ def _dump_table(instance: models.Model, schema: Schema) -> dict[str, Any]:
             if value is not None:  # TOML has no null: a left-out key means "none"
                 table[name] = value
         else:
-            table[name] = _dump_table(instance, spec)
+            table[name] = dump_table(instance, spec)
     return table
 
 

@@ -87,9 +87,14 @@ def secret_fingerprint(value: str | None) -> str:
 
 
 def _venture_id_of(entity: models.Model) -> int | None:
+    """The venture an audit row belongs to (scoped audit lists filter by it): the entity's
+    own, else its owner's (a sequence's campaign, a step's sequence)."""
     if isinstance(entity, Venture):
         return entity.pk
-    return getattr(entity, "venture_id", None)
+    if hasattr(entity, "venture_id"):
+        return entity.venture_id
+    owner = getattr(entity, "campaign", None) or getattr(entity, "sequence", None)
+    return _venture_id_of(owner) if isinstance(owner, models.Model) else None
 
 
 def audit_record(

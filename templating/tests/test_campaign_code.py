@@ -32,16 +32,21 @@ def write(tmp_path):
 
 def test_demo_file_creates_its_templates_versioned_and_audited():
     result = campaign_load(path=DEMO_FILE, actor="cli:ann")
-    assert result.sections["templates"] == {"created": 3, "updated": 0, "unchanged": 0}
+    assert result.sections["templates"] == {"created": 4, "updated": 0, "unchanged": 0}
     campaign = Campaign.objects.get(slug="northwind-pipeline-q3")
     templates = {t.slug: t for t in MessageTemplate.objects.all()}
-    assert set(templates) == {"opener-manual-reporting", "opener-social-proof", "follow-up"}
+    assert set(templates) == {
+        "opener-manual-reporting",
+        "opener-social-proof",
+        "follow-up",
+        "linkedin-connect-note",
+    }
     assert templates["opener-manual-reporting"].campaign == campaign
     assert templates["follow-up"].campaign is None
     assert templates["follow-up"].venture == campaign.venture
     assert all(t.versions.count() == 1 for t in templates.values())
     creates = AuditEvent.objects.filter(action="template.create")
-    assert creates.count() == 3
+    assert creates.count() == 4
     assert set(creates.values_list("actor", "reason")) == {("cli:ann", "campaign load")}
 
 
@@ -50,10 +55,17 @@ def test_demo_templates_render_for_the_demo_leads_without_a_block():
     campaign = Campaign.objects.get(slug="northwind-pipeline-q3")
     LeadFactory(campaign=campaign, first_name="Lena", company="Prospect GmbH")
     LeadFactory(campaign=campaign, first_name="", company="", custom_fields={"Icebreaker": "Hi!"})
-    campaign.mode = "live"  # the demo's templates are compliant even for live email
+    campaign.mode = "live"  # the demo's email templates are compliant even for live email
     campaign.save(update_fields=["mode"])
     check = campaign_templates_check(campaign=campaign)
-    assert (check.renders, check.blocked) == (6, [])
+    assert check.renders == 8
+    # The LinkedIn note is the text of a manual task, not an email: it has no unsubscribe link
+    # or postal address, which the live e-mail rules require of every template.
+    blocked = {(row.template.slug, r.code) for row in check.blocked for r in row.reasons}
+    assert blocked == {
+        ("linkedin-connect-note", "missing_unsubscribe"),
+        ("linkedin-connect-note", "missing_postal_address"),
+    }
     example = check.examples["opener-manual-reporting"]
     assert example.subject == "Prospect GmbH's Monday pipeline report"
     assert "Torstrasse 109" in example.text and "/u/" in example.text
@@ -143,7 +155,7 @@ def test_dump_of_the_demo_loads_back_without_changes(write):
     campaign_load(path=DEMO_FILE, actor="cli:t")
     campaign = Campaign.objects.get(slug="northwind-pipeline-q3")
     dumped = campaign_dump(campaign=campaign)
-    assert dumped.count("[[templates]]") == 3
+    assert dumped.count("[[templates]]") == 4
     result = campaign_load(path=write(dumped), actor="cli:t")
-    assert result.sections["templates"] == {"created": 0, "updated": 0, "unchanged": 3}
+    assert result.sections["templates"] == {"created": 0, "updated": 0, "unchanged": 4}
     assert not result.changed

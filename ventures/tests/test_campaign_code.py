@@ -120,20 +120,27 @@ def test_loading_the_demo_file_creates_venture_segments_and_campaign():
     ]
     assert campaign.venture == venture
     assert (campaign.status, campaign.mode) == (CampaignStatus.DRAFT, "proof")
-    assert campaign.send_days == "12345"
-    assert (campaign.send_window_start, campaign.send_window_end) == (dt.time(9), dt.time(17))
-    assert (campaign.warmup_start_limit, campaign.warmup_daily_increase) == (10, 5)
+    # The demo runs at any hour: the whole day, every day, and no warm-up.
+    assert campaign.send_days == "1234567"
+    assert (campaign.send_window_start, campaign.send_window_end) == (
+        dt.time(0),
+        dt.time(23, 59, 59),
+    )
+    assert (campaign.warmup_start_limit, campaign.warmup_daily_increase) == (None, 0)
     assert campaign.sender_email == "lena@mail.northwind-analytics.example"
     assert campaign.value_per_positive_reply == Decimal("1500.00")
     assert result.changed
     assert result.campaign == campaign
-    core = AuditEvent.objects.filter(entity_type__startswith="ventures.")  # sections add more
+    # Sections add more, on their own records and (the mailbox pool) on the campaign.
+    core = AuditEvent.objects.filter(entity_type__startswith="ventures.").exclude(
+        action="campaign.mailboxes"
+    )
     actions = sorted(core.values_list("action", flat=True))
     assert actions == ["campaign.create", "segment.create", "segment.create", "venture.create"]
     assert set(AuditEvent.objects.values_list("actor", flat=True)) == {"cli:ann"}
-    created = AuditEvent.objects.for_entity(campaign).get()
+    created = AuditEvent.objects.for_entity(campaign).get(action="campaign.create")
     assert created.before is None
-    assert created.after["daily_send_limit"] == 60
+    assert created.after["daily_send_limit"] == 1440
     assert created.reason == "campaign load demo-campaign.toml"
 
 
@@ -318,19 +325,19 @@ def test_dump_edit_load_changes_exactly_the_edited_fields(write):
     campaign = Campaign.objects.get(slug="northwind-pipeline-q3")
     audit_rows = AuditEvent.objects.count()
     dumped = campaign_dump(campaign=campaign)
-    edited = dumped.replace("start_limit = 10", "start_limit = 15").replace(
+    edited = dumped.replace('end = "23:59:59"', 'end = "22:00"').replace(
         'name = "DACH revenue operations"', 'name = "DACH RevOps leaders"'
     )
-    assert "start_limit = 15" in edited and 'name = "DACH RevOps leaders"' in edited
+    assert 'end = "22:00"' in edited and 'name = "DACH RevOps leaders"' in edited
 
     result = load(write(edited))
 
     new = list(AuditEvent.objects.order_by("id")[audit_rows:])
     assert [(e.action, e.before, e.after) for e in new] == [
         ("segment.update", {"name": "DACH revenue operations"}, {"name": "DACH RevOps leaders"}),
-        ("campaign.update", {"warmup_start_limit": 10}, {"warmup_start_limit": 15}),
+        ("campaign.update", {"send_window_end": "23:59:59"}, {"send_window_end": "22:00:00"}),
     ]
-    assert result.as_dict()["campaign"]["fields"] == ["warmup.start_limit"]
+    assert result.as_dict()["campaign"]["fields"] == ["send_window.end"]
     assert result.as_dict()["venture"]["action"] == "unchanged"
 
 

@@ -1,0 +1,591 @@
+"""`[[mailboxes]]`, `[[sequences]]` and `[[routing]]` in campaign TOML files: idempotent audited
+upserts, a connection URL that nothing ever shows, refusals that name the line and write
+nothing, and dumps that load back without a change."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from outreach.campaign_code import MAILBOX_KEYS, ROUTING_KEYS, SEQUENCE_KEYS, STEP_KEYS
+from outreach.enrollment import campaign_enrol, plan_step
+from outreach.models import Enrollment, Mailbox, RoutingRule, Sequence, SequenceStep
+from tests.factories import LeadFactory
+from ventures.campaign_code import CampaignCodeError, campaign_dump, campaign_load
+from ventures.models import AuditEvent, Campaign, Venture
+
+pytestmark = pytest.mark.django_db
+
+DEMO_FILE = Path(settings.BASE_DIR) / "docs" / "examples" / "demo-campaign.toml"
+DOC = Path(settings.BASE_DIR) / "docs" / "CAMPAIGN_TOML.md"
+SECRET = "s3cr3t-Pa55word"
+SMTP_URL = f"smtp://sam:{SECRET}@smtp.acme.example:587/?tls=True"
+
+BASE = """\
+[venture]
+slug = "acme"
+name = "Acme Pipelines"
+postal_address = "Acme GmbH, Hauptstrasse 1, 10115 Berlin"
+
+[[segments]]
+slug = "dach"
+name = "DACH RevOps"
+
+[campaign]
+slug = "acme-q3"
+name = "Acme Q3"
+
+[[templates]]
+slug = "opener-a"
+name = "Opener A"
+subject = "Hi {{ first_name | default('there') }}"
+body_text = "A. {{ venture.postal_address }} {{ unsubscribe_url }}"
+
+[[templates]]
+slug = "opener-b"
+name = "Opener B"
+subject = "Hello {{ first_name | default('there') }}"
+body_text = "B. {{ venture.postal_address }} {{ unsubscribe_url }}"
+
+[[templates]]
+slug = "follow-up"
+name = "Follow-up"
+scope = "venture"
+subject = "Re: hi"
+body_text = "Bump. {{ venture.postal_address }} {{ unsubscribe_url }}"
+"""
+MAILBOX = """
+[[mailboxes]]
+email = "sam@mail.acme.example"
+name = "Sam - outbound"
+daily_limit = 80
+connection_url_env = "ACME_SMTP_URL"
+"""
+SEQUENCE = """
+[[sequences]]
+slug = "main"
+name = "Main"
+default = true
+
+[[sequences.steps]]
+templates = ["opener-a", "opener-b"]
+
+[[sequences.steps]]
+kind = "linkedin_connect"
+delay_days = 1
+templates = ["follow-up"]
+
+[[sequences.steps]]
+delay_days = 3
+business_days = true
+templates = ["follow-up"]
+"""
+PRIORITY = """
+[[sequences]]
+slug = "priority"
+name = "Priority"
+
+[[sequences.steps]]
+kind = "call"
+templates = ["opener-a"]
+"""
+ROUTING = """
+[[routing]]
+sequence = "priority"
+priority = 10
+grades = ["A"]
+segment = "dach"
+"""
+FULL = BASE + MAILBOX + SEQUENCE + PRIORITY + ROUTING
+
+
+@pytest.fixture(autouse=True)
+def smtp_url(monkeypatch):
+    monkeypatch.setenv("ACME_SMTP_URL", SMTP_URL)
+
+
+@pytest.fixture
+def load(tmp_path):
+    def load(text: str):
+        path = tmp_path / "acme.toml"
+        path.write_text(text, encoding="utf-8")
+        return campaign_load(path=path, actor="cli:t")
+
+    return load
+
+
+def no_writes(queries: CaptureQueriesContext) -> bool:
+    return not any(
+        q["sql"].lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))
+        for q in queries.captured_queries
+    )
+
+
+def line_of(text: str, needle: str, occurrence: int = 1) -> int:
+    lines = [n for n, row in enumerate(text.splitlines(), 1) if row.startswith(needle)]
+    return lines[occurrence - 1]
+
+
+def audit_text() -> str:
+    return json.dumps(list(AuditEvent.objects.values("before", "after", "entity_repr")))
+
+
+# --------------------------------------------------------------------------------------------
+# Loading: created, idempotent, audited.
+
+
+def test_the_demo_file_creates_its_mailbox_sequences_and_routing_rule():
+    result = campaign_load(path=DEMO_FILE, actor="cli:ann")
+
+    assert result.sections["mailboxes"] == {
+        "created": 1,
+        "updated": 0,
+        "unchanged": 0,
+        "added": 0,
+        "removed": 0,
+    }
+    assert result.sections["sequences"] == {"created": 2, "updated": 0, "unchanged": 0}
+    assert result.sections["routing"] == {"created": 1, "updated": 0, "unchanged": 0, "removed": 0}
+    campaign = Campaign.objects.get(slug="northwind-pipeline-q3")
+    box = campaign.mailboxes.get()
+    assert (box.from_email, box.venture, box.connection_url) == (
+        "lena@mail.northwind-analytics.example",
+        campaign.venture,
+        "",
+    )
+    default = Sequence.objects.get(campaign=campaign, is_default=True)
+    steps = list(default.steps.order_by("position"))
+    assert [(s.position, s.kind, s.delay_days) for s in steps] == [
+        (1, "email", 0),
+        (2, "linkedin_connect", 0),
+        (3, "email", 3),
+    ]
+    assert sorted(t.slug for t in steps[0].templates.all()) == [
+        "opener-manual-reporting",
+        "opener-social-proof",
+    ]
+    rule = RoutingRule.objects.get(campaign=campaign)
+    assert (rule.sequence.slug, rule.grades, rule.segment.slug) == (
+        "dach-priority",
+        ["A"],
+        "dach-revops",
+    )
+    outreach_rows = AuditEvent.objects.filter(entity_type__startswith="outreach.")
+    assert sorted(set(outreach_rows.values_list("action", flat=True))) == [
+        "mailbox.create",
+        "routing.create",
+        "sequence.create",
+        "step.create",
+    ]
+    assert outreach_rows.filter(action="step.create").count() == 6
+    # Scoped audit lists find them under the venture, and the reason names the file.
+    assert set(outreach_rows.values_list("venture_id", "reason")) == {
+        (campaign.venture_id, "campaign load demo-campaign.toml")
+    }
+    pool = AuditEvent.objects.get(action="campaign.mailboxes")
+    assert pool.after == {"mailboxes": ["lena@mail.northwind-analytics.example"]}
+
+
+def test_loading_the_same_file_again_writes_nothing(load):
+    load(FULL)
+    audit_rows = AuditEvent.objects.count()
+
+    with CaptureQueriesContext(connection) as queries:
+        result = load(FULL)
+
+    assert no_writes(queries)
+    assert AuditEvent.objects.count() == audit_rows
+    assert not result.changed
+    assert result.sections["sequences"] == {"created": 0, "updated": 0, "unchanged": 2}
+
+
+def test_a_changed_step_is_updated_with_its_templates_in_the_audit_row(load):
+    load(FULL)
+    audit_rows = AuditEvent.objects.count()
+    edited = FULL.replace(
+        'templates = ["opener-a", "opener-b"]', 'delay_hours = 2\ntemplates = ["opener-a"]'
+    )
+
+    result = load(edited)
+
+    assert result.sections["sequences"] == {"created": 0, "updated": 1, "unchanged": 1}
+    step = SequenceStep.objects.get(sequence__slug="main", position=1)
+    assert step.delay_hours == 2
+    assert [t.slug for t in step.templates.all()] == ["opener-a"]
+    new = list(AuditEvent.objects.order_by("id")[audit_rows:])
+    assert [(e.action, e.before, e.after) for e in new] == [
+        (
+            "step.update",
+            {"delay_hours": 0, "templates": ["opener-a", "opener-b"]},
+            {"delay_hours": 2, "templates": ["opener-a"]},
+        )
+    ]
+
+
+def test_a_key_left_out_returns_to_its_default(load):
+    load(FULL)
+    load(FULL.replace("daily_limit = 80\n", ""))
+    assert Mailbox.objects.get().daily_limit == 50
+
+
+def test_steps_left_out_are_removed_and_audited(load):
+    load(FULL)
+    main = Sequence.objects.get(slug="main")
+    third = main.steps.get(position=3)
+
+    result = load(FULL.replace(SEQUENCE, SEQUENCE.rsplit("[[sequences.steps]]", 1)[0]))
+
+    assert result.sections["sequences"]["updated"] == 1
+    assert list(main.steps.values_list("position", flat=True)) == [1, 2]
+    removed = AuditEvent.objects.get(action="step.delete")
+    assert (removed.entity_id, removed.after) == (str(third.pk), None)
+    assert removed.before["templates"] == ["follow-up"]
+
+
+def test_a_step_with_messages_cannot_be_removed_and_nothing_is_written(load):
+    load(FULL)
+    campaign = Campaign.objects.get(slug="acme-q3")
+    LeadFactory(campaign=campaign)
+    assert campaign_enrol(campaign=campaign) == 1
+    enrollment = Enrollment.objects.get()
+    last = Sequence.objects.get(slug="main").steps.get(position=3)
+    assert plan_step(enrollment=enrollment, step=last, after=enrollment.created_at)
+    audit_rows = AuditEvent.objects.count()
+    text = FULL.replace(SEQUENCE, SEQUENCE.rsplit("[[sequences.steps]]", 1)[0]).replace(
+        'name = "Main"', 'name = "Main, renamed"'
+    )
+
+    with pytest.raises(CampaignCodeError) as refused:
+        load(text)
+
+    assert str(refused.value).endswith(
+        f":{line_of(text, '[[sequences.steps]]')}: sequences[0].steps: step 3 (Automatic email)"
+        " of sequence 'main' cannot be removed: it has 1 outbound message(s), kept as the"
+        " record of what was sent. Keep the step in the file; to send leads another way, add a"
+        " new sequence and route them to it"
+    )
+    assert Sequence.objects.get(slug="main").name == "Main"
+    assert last.messages.count() == 1
+    assert SequenceStep.objects.filter(pk=last.pk).exists()
+    assert AuditEvent.objects.count() == audit_rows
+
+
+def test_the_default_moves_even_from_a_sequence_the_file_does_not_name(load):
+    load(FULL)
+
+    result = load(BASE + PRIORITY.replace('name = "Priority"', 'name = "Priority"\ndefault = true'))
+
+    assert Sequence.objects.get(slug="priority").is_default
+    assert not Sequence.objects.get(slug="main").is_default  # not in the file, still moved
+    assert result.sections["sequences"] == {"created": 0, "updated": 2, "unchanged": 0}
+    demoted = AuditEvent.objects.get(action="sequence.update", entity_repr="Main")
+    assert (demoted.before, demoted.after) == ({"is_default": True}, {"is_default": False})
+
+
+def test_routing_rules_left_out_are_deleted_and_equal_ones_are_kept(load):
+    second = ROUTING.replace("priority = 10", "priority = 20").replace('grades = ["A"]', "")
+    load(FULL + second)
+    kept = RoutingRule.objects.get(priority=10)
+
+    result = load(FULL)
+
+    assert result.sections["routing"] == {"created": 0, "updated": 0, "unchanged": 1, "removed": 1}
+    assert list(RoutingRule.objects.all()) == [kept]
+    deleted = AuditEvent.objects.get(action="routing.delete")
+    assert deleted.before["priority"] == 20
+
+
+def test_a_changed_rule_is_updated_in_place(load):
+    load(FULL)
+    rule = RoutingRule.objects.get()
+    load(FULL.replace('grades = ["A"]', 'grades = ["a", "b"]\nsource_channels = ["form"]'))
+    rule.refresh_from_db()
+    assert (rule.grades, rule.source_channels) == (["A", "B"], ["form"])
+    updated = AuditEvent.objects.get(action="routing.update")
+    assert updated.after == {"grades": ["A", "B"], "source_channels": ["form"]}
+
+
+def test_leads_are_routed_as_the_file_says():
+    campaign_load(path=DEMO_FILE, actor="cli:t")
+    campaign = Campaign.objects.get(slug="northwind-pipeline-q3")
+    dach = campaign.venture.segments.get(slug="dach-revops")
+    fit = LeadFactory(campaign=campaign, grade="A", segment=dach)
+    other = LeadFactory(campaign=campaign, grade="C")
+
+    assert campaign_enrol(campaign=campaign) == 2
+
+    assert Enrollment.objects.get(lead=fit).sequence.slug == "dach-priority"
+    assert Enrollment.objects.get(lead=other).sequence.slug == "pipeline-review"
+    assert {e.mailbox.from_email for e in Enrollment.objects.all()} == {
+        "lena@mail.northwind-analytics.example"
+    }
+
+
+def test_a_mailbox_left_out_leaves_the_pool_and_stays_in_the_venture(load):
+    load(FULL)
+    campaign = Campaign.objects.get(slug="acme-q3")
+
+    # An empty pool is written as a top-level key, before the file's first table.
+    result = load("mailboxes = []\n" + FULL.replace(MAILBOX, ""))
+
+    assert result.sections["mailboxes"]["removed"] == 1
+    assert not campaign.mailboxes.exists()
+    assert Mailbox.objects.filter(venture=campaign.venture).count() == 1
+    pool = AuditEvent.objects.filter(action="campaign.mailboxes").latest("id")
+    assert (pool.before, pool.after) == (
+        {"mailboxes": ["sam@mail.acme.example"]},
+        {"mailboxes": []},
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The connection URL: read from the environment, never shown.
+
+
+def test_the_connection_url_comes_from_the_environment_and_is_never_shown(load, monkeypatch):
+    result = load(FULL)
+    box = Mailbox.objects.get()
+    assert (box.connection_url, box.connection_url_env) == (SMTP_URL, "ACME_SMTP_URL")
+    created = AuditEvent.objects.get(action="mailbox.create")
+    assert created.after["connection_url"] == "changed"
+
+    monkeypatch.setenv("ACME_SMTP_URL", SMTP_URL.replace(SECRET, "rotated-Pa55word"))
+    rotated = load(FULL)
+
+    assert rotated.sections["mailboxes"]["updated"] == 1
+    update = AuditEvent.objects.get(action="mailbox.update")
+    assert (update.before, update.after) == (
+        {"connection_url": "(not shown)"},
+        {"connection_url": "changed"},
+    )
+    dumped = campaign_dump(campaign=box.campaigns.get())
+    assert 'connection_url_env = "ACME_SMTP_URL"' in dumped
+    for text in (dumped, audit_text(), result.summary(), json.dumps(result.as_dict())):
+        assert SECRET not in text and "rotated-Pa55word" not in text
+
+
+def test_a_connection_set_in_the_admin_dumps_as_a_placeholder_that_keeps_it(load):
+    load(FULL)
+    box = Mailbox.objects.get()
+    box.connection_url, box.connection_url_env = SMTP_URL, ""
+    box.save()
+
+    dumped = campaign_dump(campaign=box.campaigns.get())
+    assert 'connection = "custom (not shown)"' in dumped
+    assert SECRET not in dumped
+    result = load(dumped)
+
+    assert not result.changed, result.as_dict()
+    box.refresh_from_db()
+    assert box.connection_url == SMTP_URL
+
+
+@pytest.mark.parametrize(
+    ("mailbox_line", "key", "expected"),
+    [
+        (f'connection_url = "{SMTP_URL}"', "connection_url", "never goes into a file"),
+        (f'connection_url_env = "{SMTP_URL}"', "connection_url_env", "the name of an environment"),
+        (f'connection = "{SMTP_URL}"', "connection", 'must be "default"'),
+        ('connection_url_env = "ACME_UNSET"', "connection_url_env", "ACME_UNSET is not set"),
+        ('connection_url_env = "ACME_NOT_MAIL"', "connection_url_env", "does not hold an e-mail"),
+        ('connection = "custom (not shown)"', "connection", "but this mailbox has none"),
+        ('connection = "default"', "connection", "connection_url_env or connection, not both"),
+    ],
+)
+def test_a_bad_connection_is_refused_without_showing_a_secret(
+    load, monkeypatch, mailbox_line, key, expected
+):
+    monkeypatch.setenv("ACME_NOT_MAIL", f"https://sam:{SECRET}@web.example/")
+    mailbox = MAILBOX.replace('connection_url_env = "ACME_SMTP_URL"', mailbox_line)
+    if key == "connection" and "not both" in expected:
+        mailbox = MAILBOX + mailbox_line + "\n"
+    text = BASE + mailbox
+    with pytest.raises(CampaignCodeError) as refused:
+        load(text)
+    message = str(refused.value)
+    assert f":{line_of(text, mailbox_line)}: mailboxes[0].{key}: " in message
+    assert expected in message
+    assert SECRET not in message
+    assert not Venture.objects.exists()
+    assert SECRET not in audit_text()
+
+
+# --------------------------------------------------------------------------------------------
+# Refusals: the file, the line and the key; nothing written.
+
+BAD = {
+    "unknown template": (
+        SEQUENCE.replace('templates = ["follow-up"]', 'templates = ["folow-up"]', 1),
+        'templates = ["folow-up"]',
+        "sequences[0].steps[1].templates[0]: no template 'folow-up' in this campaign;"
+        " did you mean 'follow-up'?",
+    ),
+    "a template of another scope or campaign": (
+        SEQUENCE.replace('["opener-a", "opener-b"]', '["opener-a", "elsewhere"]'),
+        "templates = [",
+        "sequences[0].steps[0].templates[1]: no template 'elsewhere' in this campaign",
+    ),
+    "no templates": (
+        SEQUENCE.replace('templates = ["opener-a", "opener-b"]', "templates = []"),
+        "templates = []",
+        "sequences[0].steps[0].templates: name the step's templates by slug",
+    ),
+    "unknown kind": (
+        SEQUENCE.replace('kind = "linkedin_connect"', 'kind = "linkedin"'),
+        'kind = "linkedin"',
+        "sequences[0].steps[1].kind: 'linkedin' is not a step kind; did you mean",
+    ),
+    "unknown step key": (
+        SEQUENCE.replace("delay_days = 1", "delay_day = 1"),
+        "delay_day = 1",
+        "sequences[0].steps[1].delay_day: unknown key 'delay_day' in [[sequences.steps]];"
+        " did you mean 'delay_days'?",
+    ),
+    "hours over a day": (
+        SEQUENCE.replace("delay_days = 1", "delay_hours = 24"),
+        "delay_hours = 24",
+        "sequences[0].steps[1].delay_hours: Ensure this value is less than or equal to 23.",
+    ),
+    "no steps": (
+        PRIORITY.replace(
+            '[[sequences.steps]]\nkind = "call"\ntemplates = ["opener-a"]\n', ""
+        ).replace('name = "Priority"', 'name = "Priority"\ndefault = true'),
+        "[[sequences]]",
+        "sequences[0].steps: a sequence needs at least one step",
+    ),
+    "two defaults": (
+        SEQUENCE + PRIORITY.replace('name = "Priority"', 'name = "Priority"\ndefault = true'),
+        "default = true",
+        "sequences[1].default: sequence 'main' is the default already",
+    ),
+    "no default": (
+        SEQUENCE.replace("default = true", "default = false"),
+        "[[sequences]]",
+        "sequences: mark one sequence default = true",
+    ),
+    "a sequence listed twice": (
+        SEQUENCE + SEQUENCE.replace("default = true\n", ""),
+        'slug = "main"',
+        "sequences[1].slug: sequence 'main' is listed twice",
+    ),
+    "routing to no sequence": (
+        SEQUENCE + ROUTING,
+        'sequence = "priority"',
+        "routing[0].sequence: no sequence 'priority' in this campaign",
+    ),
+    "routing to no segment": (
+        SEQUENCE + PRIORITY + ROUTING.replace('"dach"', '"dachh"'),
+        'segment = "dachh"',
+        "routing[0].segment: no segment 'dachh' in this venture; did you mean 'dach'?",
+    ),
+    "a bad grade": (
+        SEQUENCE + PRIORITY + ROUTING.replace('["A"]', '["A", "E"]'),
+        "grades = ",
+        "routing[0].grades[1]: 'E' is not a grade (use A, B, C, D)",
+    ),
+    "a bad channel": (
+        SEQUENCE + PRIORITY + ROUTING + 'source_channels = ["csv"]\n',
+        "source_channels",
+        "routing[0].source_channels[0]: 'csv' is not a channel",
+    ),
+    "a bad mailbox address": (
+        MAILBOX.replace("sam@mail.acme.example", "sam-at-acme"),
+        'email = "sam-at-acme"',
+        "mailboxes[0].email: Enter a valid email address.",
+    ),
+    "a bad date": (
+        MAILBOX + 'warmup_started_on = "next monday"\n',
+        "warmup_started_on",
+        "mailboxes[0].warmup_started_on: 'next monday' is not a date such as 2026-09-01",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD, ids=list(BAD))
+def test_a_bad_section_names_the_line_and_writes_nothing(load, case):
+    section, marker, expected = BAD[case]
+    text = BASE + section
+    occurrence = 2 if case in ("two defaults", "a sequence listed twice") else 1
+    with pytest.raises(CampaignCodeError) as refused:
+        load(text)
+    assert re.match(rf".*acme\.toml:{line_of(text, marker, occurrence)}: ", str(refused.value))
+    assert f": {expected}" in str(refused.value)
+    assert not Venture.objects.exists()
+    assert not Sequence.objects.exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Dumps and the documentation.
+
+
+def test_the_dump_of_the_demo_loads_back_without_changes(load):
+    campaign_load(path=DEMO_FILE, actor="cli:t")
+    campaign = Campaign.objects.get(slug="northwind-pipeline-q3")
+    dumped = campaign_dump(campaign=campaign)
+    assert dumped.count("[[sequences.steps]]") == 6
+    audit_rows = AuditEvent.objects.count()
+
+    with CaptureQueriesContext(connection) as queries:
+        result = load(dumped)
+
+    assert not result.changed, result.as_dict()
+    assert no_writes(queries)
+    assert AuditEvent.objects.count() == audit_rows
+
+
+def test_the_dump_of_every_key_loads_back_without_changes(load):
+    load(FULL + ROUTING.replace("priority = 10", "priority = 20") + 'source_channels = ["api"]\n')
+    Mailbox.objects.update(warmup_start_limit=5, warmup_started_on="2026-09-01")
+    campaign = Campaign.objects.get(slug="acme-q3")
+    dumped = campaign_dump(campaign=campaign)
+    assert "warmup_started_on = 2026-09-01" in dumped
+
+    result = load(dumped)
+
+    assert not result.changed, result.as_dict()
+
+
+def _documented(heading: str) -> str:
+    doc = DOC.read_text(encoding="utf-8")
+    return doc.split(f"\n### {heading}", 1)[1].split("\n### ", 1)[0]
+
+
+@pytest.mark.parametrize(
+    ("heading", "keys"),
+    [
+        ("[[mailboxes]]", [*MAILBOX_KEYS, "connection_url_env", "connection"]),
+        ("[[sequences]]", list(SEQUENCE_KEYS)),
+        ("[[sequences.steps]]", [*STEP_KEYS, "templates"]),
+        ("[[routing]]", list(ROUTING_KEYS)),
+    ],
+)
+def test_every_key_is_documented(heading, keys):
+    section = _documented(f"`{heading}`")
+    for key in keys:
+        assert f"| `{key}` |" in section, f"{key} is not documented under {heading}"
+
+
+def test_the_documented_outreach_example_loads(load, monkeypatch):
+    monkeypatch.setenv("NORTHWIND_SMTP_URL", SMTP_URL)
+    example = _documented("Outreach: a complete example").split("```toml\n", 1)[1]
+    example = example.split("```", 1)[0]
+    templates = "".join(
+        f'\n[[templates]]\nslug = "{slug}"\nname = "{slug}"\nsubject = "Hi"\n'
+        'body_text = "{{ venture.postal_address }} {{ unsubscribe_url }}"\n'
+        for slug in ("opener-a", "opener-b", "linkedin-note", "call-script", "follow-up")
+    )
+    head = BASE.split("[[templates]]")[0].replace('slug = "dach"', 'slug = "dach-revops"')
+    tomllib.loads(example)  # valid TOML on its own
+
+    result = load(head + templates + example)
+
+    assert result.sections["sequences"]["created"] == 2
+    assert result.sections["routing"]["created"] == 2
+    assert Mailbox.objects.get(from_email__startswith="lena").connection_url == SMTP_URL

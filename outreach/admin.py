@@ -79,6 +79,9 @@ class MailboxForm(forms.ModelForm):
 
     def save(self, commit: bool = True):
         mailbox = super().save(commit=False)
+        if self.cleaned_data.get("clear_connection") or self.cleaned_data.get("connection_url"):
+            # Typed here: no longer the environment variable a campaign file named.
+            mailbox.connection_url_env = ""
         if self.cleaned_data.get("clear_connection"):
             mailbox.connection_url = ""
         elif not self.cleaned_data.get("connection_url") and mailbox.pk:

@@ -270,7 +270,9 @@ class Renderer:
             version=version,
             recipient=lead_recipient(lead=lead, campaign=campaign),
             venture=campaign.venture,
-            live=is_live(campaign),
+            # A manual step is not an email: the live email rules (unsubscribe link, postal
+            # address) do not apply to a LinkedIn note or a call script.
+            live=is_live(campaign) and not step.is_manual,
         )
         message.template, message.template_version = template, version
         if not result.ok:
@@ -278,7 +280,12 @@ class Renderer:
             text = "; ".join(r.message for r in result.blocking_reasons)[:400]
             return Decision(message, MessageState.BLOCKED, "template", f"{codes}: {text}"[:500])
         enrollment = message.enrollment
-        follow_up = step.position > 1 and not step.new_thread and enrollment.thread_message_id
+        follow_up = (
+            not step.is_manual
+            and step.position > 1
+            and not step.new_thread
+            and enrollment.thread_message_id
+        )
         if follow_up:
             subject = enrollment.thread_subject
             message.subject = subject if subject.lower().startswith("re:") else f"Re: {subject}"
@@ -455,7 +462,7 @@ def _admit(state: RunState, decisions: list[Decision]) -> None:
         if rows[campaign_cap.slot].count >= allowed or slot_at > now:
             later = max(slot_at, opens_at(rows[campaign_cap.slot].count))
             decision.outcome, decision.code = MessageState.DEFERRED, "pacing"
-            decision.reason = f"paced across the send window: next slot at {later:%H:%M:%S} UTC"
+            decision.reason = f"paced across the send window: next slot at {later.astimezone(dt.UTC):%H:%M:%S} UTC"
             decision.due_at = later
             continue
         for cap in message_caps:

@@ -402,3 +402,36 @@ def test_a_message_recovered_as_unknown_before_the_hand_over_is_not_handed_over(
         dispatch._deliver(state, sending, backend)
     assert not list(state.folder.glob("*.eml"))
     assert OutboundMessage.objects.get(lead=lead).state == MessageState.UNKNOWN
+
+
+def test_live_email_rules_do_not_block_a_manual_task(settings):
+    settings.AICMO_SEND_MODE = "live"
+    campaign = running_campaign(mode="live")
+    sequence = two_step_sequence(campaign)
+    sequence.steps.filter(position=1).update(kind=StepKind.LINKEDIN_MESSAGE)
+    note = sequence.steps.get(position=1).templates.get()
+    note.body_text = "Hi {{ first_name }}, saw your post."  # no unsubscribe link: not an email
+    note.save()
+    lead = LeadFactory(campaign=campaign)
+    tick()
+    assert OutboundMessage.objects.get(lead=lead).state == MessageState.TASK_OPEN
+
+
+def test_a_manual_task_after_an_email_is_not_a_reply():
+    campaign = running_campaign()
+    two_step_sequence(campaign, second=StepKind.LINKEDIN_MESSAGE, delay_days=0)
+    lead = LeadFactory(campaign=campaign)
+    tick()
+    task = OutboundMessage.objects.get(lead=lead, step__position=2)
+    assert task.state == MessageState.TASK_OPEN
+    assert not task.subject.startswith("Re:") and not task.in_reply_to
+
+
+def test_a_paced_messages_reason_names_the_slot_in_utc(at_noon):
+    campaign = running_campaign(daily_limit=100)
+    two_step_sequence(campaign)
+    LeadFactory.create_batch(3, campaign=campaign)
+    at_noon.move_to(dt.datetime(2026, 12, 2, 7, 0, 30, tzinfo=dt.UTC))  # 08:00:30 Berlin
+    tick()
+    paced = OutboundMessage.objects.filter(reason_code="pacing").order_by("due_at").first()
+    assert f"{paced.due_at.astimezone(dt.UTC):%H:%M:%S} UTC" in paced.reason

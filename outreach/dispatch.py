@@ -41,12 +41,13 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
+from aicmo_site.sql import rows_update
 from leads.models import ConsentStatus, Lead, LeadStatus, SuppressionEntry, SuppressionKind
 from outreach.context import lead_recipient
-from outreach.enrollment import campaign_enrol, plan_next_step, stable_pick
+from outreach.enrollment import campaign_enrol, plan_next_steps, stable_pick
 from outreach.headers import sender_domain
 from outreach.models import (
     DUE_STATES,
@@ -54,9 +55,11 @@ from outreach.models import (
     DispatchRun,
     Enrollment,
     EnrollmentState,
+    Mailbox,
     MessageState,
     OutboundMessage,
     SendLedger,
+    SequenceStep,
 )
 from outreach.sending import (
     FAILED,
@@ -67,8 +70,9 @@ from outreach.sending import (
     new_message_id,
     sender_of,
 )
-from templating.services import template_current_version, template_record_use, version_render
-from ventures.models import Campaign, CampaignStatus, SendMode
+from templating.models import MessageTemplate, RenderLog, RenderPurpose
+from templating.services import render_log, template_current_version, version_render
+from ventures.models import Campaign, CampaignStatus, IcpSegment, SendMode
 from ventures.selectors import global_kill_reason
 
 logger = logging.getLogger(__name__)
@@ -252,6 +256,7 @@ class Renderer:
 
     def __init__(self) -> None:
         self.versions: dict[int, object] = {}
+        self.logs: list = []  # RenderLog rows, saved in one insert per batch
 
     def render(self, message: OutboundMessage) -> Decision | None:
         step = message.step
@@ -266,14 +271,17 @@ class Renderer:
         if template.pk not in self.versions:
             self.versions[template.pk] = template_current_version(template, actor=ACTOR)
         version = self.versions[template.pk]
+        recipient = lead_recipient(lead=lead, campaign=campaign)
         result = version_render(
             version=version,
-            recipient=lead_recipient(lead=lead, campaign=campaign),
+            recipient=recipient,
             venture=campaign.venture,
             # A manual step is not an email: the live email rules (unsubscribe link, postal
             # address) do not apply to a LinkedIn note or a call script.
             live=is_live(campaign) and not step.is_manual,
+            log=False,
         )
+        self.logs.append(render_log(version, recipient.ref, RenderPurpose.SEND, result))
         message.template, message.template_version = template, version
         if not result.ok:
             codes = ", ".join(result.reason_codes()) or "render_error"
@@ -336,6 +344,7 @@ def _decide(state: RunState, messages: list[OutboundMessage], global_reason) -> 
             continue
         outcome = MessageState.TASK_OPEN if m.step.is_manual else MessageState.SENDING
         decisions.append(Decision(m, outcome))
+    RenderLog.objects.bulk_create(renderer.logs)
     return decisions
 
 
@@ -396,12 +405,16 @@ def _slot_name(slot: tuple[str, str, dt.date]) -> str:
     return f"{slot[0]}|{slot[1]}|{slot[2].isoformat()}"
 
 
-def _release_slots(reserved: Iterable[str]) -> None:
-    for name in reserved:
-        scope, key, day = name.split("|")
-        SendLedger.objects.filter(scope=scope, key=key, day=day, count__gt=0).update(
-            count=F("count") - 1
-        )
+def _release_slots(names: Iterable[str]) -> None:
+    """Give back cap slots (names as `_slot_name` makes them; one per message holding it)."""
+    taken = Counter(names)
+    rows_update(
+        SendLedger,
+        [(*name.split("|"), n) for name, n in sorted(taken.items())],
+        keys=("scope", "key", "day"),
+        fields=["count"],
+        assign={"count": "CASE WHEN t.count > v.count THEN t.count - v.count ELSE 0 END"},
+    )
 
 
 def paced_allowance(campaign: Campaign, limit: int, now: dt.datetime):
@@ -431,21 +444,35 @@ def _admit(state: RunState, decisions: list[Decision]) -> None:
     sending = [d for d in decisions if d.outcome == MessageState.SENDING]
     if not sending:
         return
-    caps = {d.message.pk: caps_of(d.message, now) for d in sending}
-    slots = {cap.slot for message_caps in caps.values() for cap in message_caps}
+    # The caps of a message depend on its campaign, mailbox and recipient domain only.
+    shared: dict[tuple, list[Cap]] = {}
+    caps = {}
+    for d in sending:
+        m = d.message
+        key = (m.campaign_id, m.mailbox_id, m.recipient_domain)
+        if key not in shared:
+            shared[key] = caps_of(m, now)
+        caps[m.pk] = shared[key]
+    slots = {cap.slot for message_caps in shared.values() for cap in message_caps}
     # In one order for every worker, so that two inserting the same new rows cannot deadlock.
     SendLedger.objects.bulk_create(
         [SendLedger(scope=s, key=k, day=d) for s, k, d in sorted(slots)], ignore_conflicts=True
     )
-    wanted = Q()
+    keys_by_scope: dict[tuple, set[str]] = {}
     for s, k, d in slots:
-        wanted |= Q(scope=s, key=k, day=d)
+        keys_by_scope.setdefault((s, d), set()).add(k)
+    wanted = Q()
+    for (s, d), keys in keys_by_scope.items():
+        wanted |= Q(scope=s, day=d, key__in=sorted(keys))
     rows = {
         (row.scope, row.key, row.day): row
         for row in SendLedger.objects.filter(wanted)
         .order_by("scope", "key", "day")
         .select_for_update()
     }
+    # The clock is read again under the locks: another worker may have held them meanwhile
+    # and moved a mailbox's next slot past the time read before.
+    now = timezone.now()
     for decision in sending:
         m = decision.message
         message_caps = caps[m.pk]
@@ -471,7 +498,11 @@ def _admit(state: RunState, decisions: list[Decision]) -> None:
             gap = m.mailbox.min_gap_seconds + random.uniform(0, m.mailbox.gap_jitter_seconds)  # noqa: S311 - jitter
             box_row.next_at = now + dt.timedelta(seconds=gap)
         m.reserved = [_slot_name(c.slot) for c in message_caps]
-    SendLedger.objects.bulk_update(list(rows.values()), ["count", "next_at"])
+    rows_update(
+        SendLedger,
+        [(row.pk, row.count, row.next_at) for row in rows.values()],
+        fields=["count", "next_at"],
+    )
 
 
 def _sender_problem(m: OutboundMessage) -> str:
@@ -487,11 +518,21 @@ def _message_id_domain(m: OutboundMessage) -> str:
     return sender_domain(sender_of(m)[1])
 
 
+# The columns a decision writes: what was (or would be) sent, and the claim's end.
+CONTENT = ["template_id", "template_version_id", "subject", "body_text", "body_html", "in_reply_to"]
+STATE = ["state", "reason_code", "reason", "due_at", "lease_token", "lease_until", "updated_at"]
+SENT_FIELDS = [
+    "state", "sent_at", "esp_message_id", "reason_code", "reason", "lease_token", "lease_until",
+    "updated_at",
+]  # fmt: skip
+
+
 def _settle_decisions(state: RunState, decisions: list[Decision]) -> list[OutboundMessage]:
     """Write every decision of the batch (fenced on the lease) in one transaction with the cap
-    slots; returns the messages now `sending`."""
+    slots; returns the messages now `sending`. A fixed number of statements per batch."""
     now = timezone.now()
     with transaction.atomic():
+        # Locked until commit: nobody else changes these rows while the decisions are written.
         held = set(
             OutboundMessage.objects.filter(
                 pk__in=[d.message.pk for d in decisions],
@@ -503,35 +544,34 @@ def _settle_decisions(state: RunState, decisions: list[Decision]) -> list[Outbou
         )
         decisions = [d for d in decisions if d.message.pk in held]
         _admit(state, decisions)
-        sending = []
+        sending, rendered, plain = [], [], []
         for d in decisions:
             m = d.message
-            fields = {"state": d.outcome, "reason_code": d.code, "reason": d.reason[:500]}
             if d.outcome == MessageState.SENDING:
                 m.message_id = new_message_id(m, _message_id_domain(m))
-                fields.update(
-                    reserved=m.reserved,
-                    message_id=m.message_id,
-                    attempts=F("attempts") + 1,
-                    lease_until=now + _lease(),
-                )
+                m.attempts += 1
                 sending.append(m)
+                row = (d.outcome, d.code, d.reason[:500], m.due_at, state.token, now + _lease())
+                sent = (m.reserved, m.message_id, m.attempts)
             else:
-                fields.update(lease_token="", lease_until=None)
-                if d.outcome == MessageState.DEFERRED:
-                    fields["due_at"] = d.due_at or now
-            if d.outcome in (MessageState.SENDING, MessageState.TASK_OPEN):
-                fields.update(
-                    template=m.template,
-                    template_version=m.template_version,
-                    subject=m.subject,
-                    body_text=m.body_text,
-                    body_html=m.body_html,
-                    in_reply_to=m.in_reply_to,
-                )
-            OutboundMessage.objects.filter(pk=m.pk, lease_token=state.token).update(**fields)
-            if d.outcome != MessageState.SENDING:
+                due = (d.due_at or now) if d.outcome == MessageState.DEFERRED else m.due_at
+                row = (d.outcome, d.code, d.reason[:500], due, "", None)
+                sent = ([], m.message_id, m.attempts)
                 _note(state, m, d.outcome, d.code, d.reason)
+            if d.outcome in (MessageState.SENDING, MessageState.TASK_OPEN):
+                content = (
+                    m.template_id, m.template_version_id, m.subject, m.body_text, m.body_html,
+                    m.in_reply_to,
+                )  # fmt: skip
+                rendered.append((m.pk, *row, now, *sent, *content))
+            else:
+                plain.append((m.pk, *row, now))
+        rows_update(OutboundMessage, plain, fields=STATE)
+        rows_update(
+            OutboundMessage,
+            rendered,
+            fields=[*STATE, "reserved", "message_id", "attempts", *CONTENT],
+        )
     return sending
 
 
@@ -562,9 +602,11 @@ def _lock_switches(campaign_ids: set[int]) -> None:
 
 
 def _deliver(state: RunState, sending: list[OutboundMessage], backend) -> None:
+    """Hand the batch over and record every outcome, in one transaction (see the module's
+    docstring): the re-checks first, then each message to the backend, then the outcomes in
+    a fixed number of statements."""
     if not sending:
         return
-    now = timezone.now()
     with transaction.atomic():
         DispatchRun.objects.filter(pk=state.run.pk).update(counts=dict(state.counts))
         # Only what this run still holds, locked until the outcomes are recorded: a recovery
@@ -592,99 +634,155 @@ def _deliver(state: RunState, sending: list[OutboundMessage], backend) -> None:
             m.lead = fresh_leads.get(m.lead_id, m.lead)
             m.enrollment = fresh_enrollments.get(m.enrollment_id, m.enrollment)
         suppressed = _suppressed(sending)
+        outcomes = Outcomes(state)
         for m in sending:
             halt = m.campaign.halt_reason(global_reason=global_reason)
             if halt is None and m.campaign.status != CampaignStatus.RUNNING:
                 halt = f"campaign is {m.campaign.get_status_display().lower()}"
             if halt is not None:
-                _undo(state, m, MessageState.DEFERRED, "halted", halt, due_at=m.due_at)
+                outcomes.undo(m, MessageState.DEFERRED, "halted", halt)
                 continue
             block = _lead_block(m.lead, m.enrollment, suppressed)
             if block is not None:
-                _undo(state, m, MessageState.BLOCKED, *block)
+                outcomes.undo(m, MessageState.BLOCKED, *block)
                 continue
-            outcome = backend.send(m)
-            _record(state, m, outcome, now)
+            outcomes.add(m, backend.send(m))
+        outcomes.record()
 
 
-def _undo(state, m, outcome, code, reason, *, due_at=None) -> None:
-    """A `sending` message that is not handed over after all: its cap slots go back."""
-    fields = {
-        "state": outcome,
-        "reason_code": code,
-        "reason": reason[:500],
-        "lease_token": "",
-        "lease_until": None,
-        "reserved": [],
-    }
-    if due_at is not None:
-        fields["due_at"] = due_at
-    if OutboundMessage.objects.filter(pk=m.pk, lease_token=state.token).update(**fields):
-        _release_slots(m.reserved)
-        _note(state, m, outcome, code, reason)
+class Outcomes:
+    """The outcomes of one batch's hand-over, recorded together (`record`)."""
 
+    def __init__(self, state: RunState) -> None:
+        self.state = state
+        self.now = timezone.now()
+        self.sent: list[tuple[OutboundMessage, str, str]] = []
+        self.undone: list[tuple] = []  # (message, state, code, reason, due_at)
+        self.unknown: list[tuple[OutboundMessage, str]] = []
+        self.bounced: list[tuple[OutboundMessage, str]] = []
 
-def _record(state: RunState, m: OutboundMessage, outcome, now: dt.datetime) -> None:
-    fenced = OutboundMessage.objects.filter(
-        pk=m.pk, lease_token=state.token, state=MessageState.SENDING
-    )
-    if outcome.result == SENT:
-        sent_at = timezone.now()
-        if not fenced.update(
-            state=MessageState.SENT,
-            sent_at=sent_at,
-            esp_message_id=outcome.esp_message_id[:300],
-            reason_code="",
-            reason=outcome.detail[:500],
-            lease_token="",
-            lease_until=None,
-        ):
-            return  # the lease was lost: the recovery's verdict stands
-        if not m.enrollment.thread_message_id and not m.in_reply_to:
-            Enrollment.objects.filter(pk=m.enrollment_id, thread_message_id="").update(
-                thread_message_id=m.message_id, thread_subject=m.subject[:500]
+    def undo(self, m: OutboundMessage, outcome: str, code: str, reason: str, due_at=None) -> None:
+        """Not handed over after all (or refused): its cap slots go back."""
+        self.undone.append((m, outcome, code, reason[:500], due_at or m.due_at))
+
+    def add(self, m: OutboundMessage, outcome) -> None:
+        if outcome.result == SENT:
+            self.sent.append((m, outcome.esp_message_id[:300], outcome.detail[:500]))
+        elif outcome.result == RETRY and m.attempts < settings.AICMO_SEND_MAX_ATTEMPTS:
+            self.undo(m, MessageState.DEFERRED, "transient", outcome.detail,
+                      self.now + retry_delay(m.attempts))  # fmt: skip
+        elif outcome.result in (RETRY, FAILED):
+            code = "gave_up" if outcome.result == RETRY else "rejected"
+            self.undo(m, MessageState.FAILED, code, outcome.detail)
+            if outcome.bounce:
+                self.bounced.append((m, outcome.detail))
+        else:
+            self.unknown.append((m, outcome.detail[:500]))
+
+    def record(self) -> None:
+        """Every outcome in a fixed number of statements, fenced on the lease (the rows are
+        locked by this transaction, so the fence holds for all of them or none)."""
+        state, now = self.state, timezone.now()
+        fence, fence_params = "t.lease_token = %s AND t.state = %s", (state.token, "sending")
+        done = set(
+            rows_update(
+                OutboundMessage,
+                [
+                    (m.pk, MessageState.SENT, now, esp, "", detail, "", None, now)
+                    for m, esp, detail in self.sent
+                ],
+                fields=SENT_FIELDS,
+                where=fence,
+                params=fence_params,
+                returning=True,
             )
+        )
+        sent = [m for m, _, _ in self.sent if m.pk in done]
+        for m in sent:
+            _note(state, m, MessageState.SENT, "", "")
+        self._threads(sent)
+        self._template_use(sent, now)
+        plan_next_steps(messages=sent, after=now)
+        back = rows_update(
+            OutboundMessage,
+            [
+                (m.pk, outcome, code, reason, due, "", None, now, [])
+                for m, outcome, code, reason, due in self.undone
+            ],
+            fields=[*STATE, "reserved"],
+            where=fence,
+            params=fence_params,
+            returning=True,
+        )
+        back = set(back)
+        undone = [u for u in self.undone if u[0].pk in back]
+        _release_slots(name for u in undone for name in u[0].reserved)
+        for m, outcome, code, reason, _ in undone:
+            _note(state, m, outcome, code, reason)
+        # It may have been sent: its slots stay taken, and it is never re-sent automatically.
+        lost = set(
+            rows_update(
+                OutboundMessage,
+                [
+                    (m.pk, MessageState.UNKNOWN, "unknown", detail, m.due_at, "", None, now)
+                    for m, detail in self.unknown
+                ],
+                fields=STATE,
+                where=fence,
+                params=fence_params,
+                returning=True,
+            )
+        )
+        for m, detail in self.unknown:
+            if m.pk in lost:
+                _note(state, m, MessageState.UNKNOWN, "unknown", detail)
+        _hard_bounces([b for b in self.bounced if b[0].pk in back])
+
+    @staticmethod
+    def _threads(sent: list[OutboundMessage]) -> None:
+        """The first email sent to a lead starts the thread its follow-ups reply in."""
+        starts = [m for m in sent if not m.enrollment.thread_message_id and not m.in_reply_to]
+        rows_update(
+            Enrollment,
+            [(m.enrollment_id, m.message_id, m.subject[:500]) for m in starts],
+            fields=["thread_message_id", "thread_subject"],
+            where="t.thread_message_id = ''",
+        )
+        for m in starts:
             m.enrollment.thread_message_id = m.message_id
-        if m.template_id:
-            template_record_use(template=m.template, at=sent_at)
-        plan_next_step(message=m, after=sent_at)
-        _note(state, m, MessageState.SENT, "", "")
-        return
-    if outcome.result == RETRY and m.attempts + 1 < settings.AICMO_SEND_MAX_ATTEMPTS:
-        _undo(state, m, MessageState.DEFERRED, "transient", outcome.detail,
-              due_at=now + retry_delay(m.attempts + 1))  # fmt: skip
-        return
-    if outcome.result in (RETRY, FAILED):
-        code = "gave_up" if outcome.result == RETRY else "rejected"
-        _undo(state, m, MessageState.FAILED, code, outcome.detail)
-        if outcome.bounce:
-            _hard_bounce(m, outcome.detail)
-        return
-    if fenced.update(
-        state=MessageState.UNKNOWN,
-        reason_code="unknown",
-        reason=outcome.detail[:500],
-        lease_token="",
-        lease_until=None,
-    ):
-        _note(state, m, MessageState.UNKNOWN, "unknown", outcome.detail)
+
+    @staticmethod
+    def _template_use(sent: list[OutboundMessage], now: dt.datetime) -> None:
+        uses = Counter(m.template_id for m in sent if m.template_id)
+        rows_update(
+            MessageTemplate,
+            [(pk, n, now) for pk, n in sorted(uses.items())],
+            fields=["usage_count", "last_used_at"],
+            assign={"usage_count": "t.usage_count + v.usage_count"},
+        )
 
 
-def _hard_bounce(m: OutboundMessage, detail: str) -> None:
-    """A permanent refusal for the recipient: the address is suppressed in the venture and
+def _hard_bounces(bounced: list[tuple[OutboundMessage, str]]) -> None:
+    """Permanent refusals for the recipient: each address is suppressed in its venture and
     the lead is bounced (its sequence stops at its next step)."""
     from leads.suppression import suppression_add
 
-    suppression_add(
-        values=[m.recipient],
-        venture=m.campaign.venture,
-        reason=f"hard bounce: {detail}"[:300],
-        actor=ACTOR,
-        source="bounce",
-    )
-    Lead.objects.filter(pk=m.lead_id).exclude(status=LeadStatus.ERASED).update(
-        status=LeadStatus.BOUNCED
-    )
+    if not bounced:
+        return
+    by_reason: dict[tuple, list[str]] = {}
+    for m, detail in bounced:
+        by_reason.setdefault((m.campaign.venture, detail), []).append(m.recipient)
+    for (venture, detail), recipients in by_reason.items():
+        suppression_add(
+            values=recipients,
+            venture=venture,
+            reason=f"hard bounce: {detail}"[:300],
+            actor=ACTOR,
+            source="bounce",
+        )
+    Lead.objects.filter(pk__in=[m.lead_id for m, _ in bounced]).exclude(
+        status=LeadStatus.ERASED
+    ).update(status=LeadStatus.BOUNCED)
 
 
 # --- The run -------------------------------------------------------------------------------------
@@ -737,14 +835,7 @@ def _batch(state: RunState, size: int, campaign: Campaign | None) -> bool:
     ids = _claim(state, limit=size, campaign_id=campaign.pk if campaign else None)
     if not ids:
         return False
-    messages = list(
-        OutboundMessage.objects.filter(pk__in=ids, lease_token=state.token)
-        .select_related(
-            "lead", "lead__segment", "campaign__venture", "step", "mailbox", "enrollment"
-        )
-        .prefetch_related("step__templates")
-        .order_by("due_at", "id")
-    )
+    messages = _load(state, ids)
     decisions = _decide(state, messages, global_reason)
     sending = _settle_decisions(state, decisions)
     live = [m for m in sending if is_live(m.campaign)]
@@ -755,6 +846,33 @@ def _batch(state: RunState, size: int, campaign: Campaign | None) -> bool:
         _deliver(state, live, backend)
     _save_decisions(state)
     return True
+
+
+def _load(state: RunState, ids: list[int]) -> list[OutboundMessage]:
+    """The claimed messages with their leads and enrolments; the few campaigns, ventures,
+    steps (with their templates), mailboxes and segments of a batch are read once and shared
+    by its messages, not joined into every row."""
+    messages = list(
+        OutboundMessage.objects.filter(pk__in=ids, lease_token=state.token)
+        .select_related("lead", "enrollment")
+        .order_by("due_at", "id")
+    )
+    campaigns = Campaign.objects.select_related("venture").in_bulk(
+        {m.campaign_id for m in messages}
+    )
+    steps = SequenceStep.objects.prefetch_related("templates").in_bulk(
+        {m.step_id for m in messages}
+    )
+    mailboxes = Mailbox.objects.in_bulk({m.mailbox_id for m in messages if m.mailbox_id})
+    segments = IcpSegment.objects.in_bulk(
+        {m.lead.segment_id for m in messages if m.lead.segment_id}
+    )
+    for m in messages:
+        m.campaign, m.step = campaigns[m.campaign_id], steps[m.step_id]
+        m.mailbox = mailboxes.get(m.mailbox_id) if m.mailbox_id else None
+        if m.lead.segment_id:
+            m.lead.segment = segments[m.lead.segment_id]
+    return messages
 
 
 def _save_decisions(state: RunState) -> None:

@@ -77,22 +77,54 @@ def plan_step(*, enrollment: Enrollment, step: SequenceStep, after: dt.datetime)
     return True
 
 
-def plan_next_step(*, message: OutboundMessage, after: dt.datetime) -> None:
-    """The step after `message`'s is planned, or the enrolment finishes with the last one."""
-    step = (
-        SequenceStep.objects.filter(sequence_id=message.step.sequence_id)
-        .filter(position__gt=message.step.position)
-        .order_by("position")
-        .first()
-    )
-    enrollment = message.enrollment
-    if step is None:
-        Enrollment.objects.filter(pk=enrollment.pk, state=EnrollmentState.ACTIVE).update(
+def plan_next_steps(*, messages: list[OutboundMessage], after: dt.datetime) -> int:
+    """For each message just done (sent, or a task done or skipped): its step's next one is
+    planned, or the enrolment finishes after the last step. Set-wise: one query for the
+    sequences' steps, one insert, one update. Each message's `lead`, `enrollment` and
+    `campaign` must be loaded (fresh: the enrolment's state decides). Returns how many next
+    messages were planned (a message planned already is skipped by its unique key)."""
+    if not messages:
+        return 0
+    following: dict[int, SequenceStep] = {}
+    previous: dict[int, SequenceStep] = {}
+    for step in SequenceStep.objects.filter(
+        sequence_id__in={m.step.sequence_id for m in messages}
+    ).order_by("sequence_id", "-position"):
+        # Walking each sequence backwards: the step seen before is the next one.
+        if step.sequence_id in previous:
+            following[step.pk] = previous[step.sequence_id]
+        previous[step.sequence_id] = step
+    finished, planned = [], []
+    for m in messages:
+        step = following.get(m.step_id)
+        if step is None:
+            finished.append(m.enrollment_id)
+        elif m.enrollment.state == EnrollmentState.ACTIVE:
+            planned.append(_next_message(m.enrollment, m.lead, m.campaign, step, after))
+    if finished:
+        Enrollment.objects.filter(pk__in=finished, state=EnrollmentState.ACTIVE).update(
             state=EnrollmentState.FINISHED, finished_at=after
         )
-        return
-    if enrollment.state == EnrollmentState.ACTIVE:
-        plan_step(enrollment=enrollment, step=step, after=after)
+    # A message planned already (another worker, a repeated call) is left as it is.
+    return len(OutboundMessage.objects.bulk_create(planned, ignore_conflicts=True))
+
+
+def _next_message(
+    enrollment: Enrollment, lead: Lead, campaign: Campaign, step: SequenceStep, after
+) -> OutboundMessage:
+    return OutboundMessage(
+        idempotency_key=message_key(lead.pk, step.pk),
+        enrollment_id=enrollment.pk,
+        lead_id=lead.pk,
+        campaign_id=campaign.pk,
+        venture_id=lead.venture_id,
+        step=step,
+        mailbox_id=enrollment.mailbox_id,
+        kind=step.kind,
+        due_at=step_due(after=after, step=step, campaign=campaign),
+        recipient=lead.email,
+        recipient_domain=lead.email.rpartition("@")[2].lower(),
+    )
 
 
 class Router:

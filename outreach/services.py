@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
-from outreach.enrollment import plan_next_step
+from outreach.enrollment import plan_next_steps
 from outreach.models import MessageState, OutboundMessage
 from ventures.services import Actor, DomainError, actor_label, audit_record
 
@@ -29,7 +29,7 @@ def manual_task_settle(
             after={"message": locked.pk, "step": locked.step.position, "kind": locked.kind},
             reason=locked.reason,
         )
-        plan_next_step(message=locked, after=now)
+        plan_next_steps(messages=[locked], after=now)
     return locked
 
 
@@ -58,7 +58,7 @@ def unknown_message_settle(
             reason=locked.reason,
         )
         if sent:
-            plan_next_step(message=locked, after=now)
+            plan_next_steps(messages=[locked], after=now)
     return locked
 
 
@@ -66,7 +66,7 @@ def _locked_in(message: OutboundMessage, state: str) -> OutboundMessage:
     """The message, locked for the transaction; refused unless it is in `state`."""
     locked = (
         OutboundMessage.objects.select_for_update(of=("self",))
-        .select_related("step", "enrollment", "campaign")
+        .select_related("step", "enrollment", "campaign", "lead")
         .get(pk=message.pk)
     )
     if locked.state != state:

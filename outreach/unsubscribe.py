@@ -39,8 +39,14 @@ VISITOR = "unsubscribe link"  # the audit trail's actor for a recipient's own re
 
 
 def unsubscribe_token(lead: Lead) -> str:
-    """The signed part of the lead's unsubscribe link (the sample lead's, if it is unsaved)."""
-    return signing.dumps(lead.pk if lead.pk is not None else SAMPLE, salt=UNSUBSCRIBE_SALT)
+    """The signed part of the lead's unsubscribe link (the sample lead's, if it is unsaved).
+    Signed once per loaded lead: the body's link and the headers of one email carry the same
+    token."""
+    cached = lead.__dict__.get("_unsubscribe_token")
+    if cached is None or cached[0] != lead.pk:
+        token = signing.dumps(lead.pk if lead.pk is not None else SAMPLE, salt=UNSUBSCRIBE_SALT)
+        cached = lead.__dict__["_unsubscribe_token"] = (lead.pk, token)
+    return cached[1]
 
 
 def unsubscribe_url(lead: Lead) -> str:

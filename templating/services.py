@@ -134,8 +134,15 @@ def version_render(
         live=live,
     )
     if log:
-        RenderLog.objects.create(**_log_fields(version, recipient.ref, purpose, result))
+        render_log(version, recipient.ref, purpose, result).save()
     return result
+
+
+def render_log(
+    version: MessageTemplateVersion, ref: str, purpose: str, result: RenderResult
+) -> RenderLog:
+    """The (unsaved) log row of one render: callers that render many save them in bulk."""
+    return RenderLog(**_log_fields(version, ref, purpose, result))
 
 
 def _log_fields(
@@ -250,9 +257,7 @@ def campaign_templates_check(
                 version=version, recipient=recipient, venture=campaign.venture, live=live, log=False
             )
             check.renders += 1
-            logs.append(
-                RenderLog(**_log_fields(version, recipient.ref, RenderPurpose.CHECK, result))
-            )
+            logs.append(render_log(version, recipient.ref, RenderPurpose.CHECK, result))
             if result.ok:
                 check.examples.setdefault(template.slug, result)
             else:

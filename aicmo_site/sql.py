@@ -1,0 +1,104 @@
+"""Set-wise writes the ORM has no single statement for.
+
+`rows_update` writes a different value into each of many rows in one statement,
+`UPDATE table AS t SET ... FROM <the rows> AS v WHERE t.<key> = v.<key>`: the rows are one
+array per column (`unnest`) on PostgreSQL, a VALUES list on SQLite (3.33 and later). Django's `bulk_update` builds a `CASE WHEN`
+per row and field instead: its SQL grows with rows x fields and takes longer to compile than
+to run, and it can neither add a condition (a lease fence) nor say which rows it changed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from django.db import connection, models
+
+# SQLite's default limit of host parameters in one statement is 32,766 (since 3.32).
+MAX_PARAMS = 30_000
+
+
+def rows_update(
+    model: type[models.Model],
+    rows: Iterable[Sequence],
+    *,
+    fields: Sequence[str],
+    keys: Sequence[str] = ("pk",),
+    assign: dict[str, str] | None = None,
+    where: str = "",
+    params: Sequence = (),
+    returning: bool = False,
+) -> list[int] | int:
+    """Update many rows of `model`, each with its own values, in as few statements as fit.
+
+    Each row is a tuple of the `keys` values, then the `fields` values (Python values, made
+    ready for the database by the model's fields). Each field is set from its value, unless
+    `assign` gives its SQL (over `t`, the row, and `v`, its values, named as in `keys` and
+    `fields`; for instance `{"count": "t.count - v.count"}`); `assign` may also name columns that take no value.
+    `where` adds a condition over `t` (with `params`). Returns how many rows changed, or with
+    `returning=True` the primary keys of the rows that changed."""
+    rows = list(rows)
+    if not rows:
+        return [] if returning else 0
+    meta = model._meta
+    key_fields = [meta.pk if k == "pk" else meta.get_field(k) for k in keys]
+    value_fields = [meta.get_field(f) for f in fields]
+    columns = [*key_fields, *value_fields]
+    quote = connection.ops.quote_name
+    names = [quote(name) for name in (*keys, *fields)]
+    postgres = connection.vendor == "postgresql"
+    # Typed placeholders on PostgreSQL (a VALUES list has no column types of its own), without
+    # a length: a value too long for its column is an error, not silently cut.
+    casts = [
+        f"::{re.sub(r'[(].*[)]', '', f.db_type(connection))}" if postgres else "" for f in columns
+    ]
+    assign = dict(assign or {})
+    sets = [
+        f"{quote(field.column)} = {assign.pop(given, 'v.' + name)}"
+        for given, field, name in zip(fields, value_fields, names[len(keys) :], strict=True)
+    ]
+    sets += [f"{quote(meta.get_field(name).column)} = {sql}" for name, sql in assign.items()]
+    match = " AND ".join(
+        f"t.{quote(field.column)} = v.{name}"
+        for field, name in zip(key_fields, names[: len(key_fields)], strict=True)
+    )
+    condition = f" AND ({where})" if where else ""
+    table = quote(meta.db_table)
+    # SQLite's RETURNING names the updated table's columns bare (never through the alias).
+    # Python's sqlite3 reports no row count for a statement that starts with WITH: there the
+    # changed rows are always returned, and counted.
+    fetch = returning or not postgres
+    tail = f" RETURNING {'t.' if postgres else ''}{quote(meta.pk.column)}" if fetch else ""
+    if postgres:
+        # One array per column: a statement of fixed size whatever the number of rows.
+        arrays = [[field.get_db_prep_save(row[i], connection) for row in rows]
+                  for i, field in enumerate(columns)]  # fmt: skip
+        source = "unnest(" + ", ".join(f"%s{cast}[]" for cast in casts) + ")"
+        statements = [("", f"{source} AS v({', '.join(names)})", arrays)]
+    else:
+        per_statement = max(1, (MAX_PARAMS - len(params)) // len(columns))
+        statements = []
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            values = [
+                field.get_db_prep_save(value, connection)
+                for row in chunk
+                for field, value in zip(columns, row, strict=True)
+            ]
+            row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
+            # SQLite names a VALUES list's columns only in a common table expression.
+            cte = f"WITH v({', '.join(names)}) AS (VALUES {', '.join([row_sql] * len(chunk))}) "
+            statements.append((cte, "v", values))
+    changed: list[int] = []
+    count = 0
+    with connection.cursor() as cursor:
+        for cte, source, values in statements:
+            # Identifiers come from the model's meta, `where` and `assign` from our own code;
+            # every value is a parameter.
+            sql = f"{cte}UPDATE {table} AS t SET {', '.join(sets)} FROM {source} WHERE {match}"  # noqa: S608
+            cursor.execute(sql + condition + tail, [*values, *params])
+            if fetch:
+                changed += [row[0] for row in cursor.fetchall()]
+            else:
+                count += cursor.rowcount
+    return changed if returning else (len(changed) if fetch else count)

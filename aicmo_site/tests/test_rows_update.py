@@ -1,0 +1,86 @@
+"""rows_update: many rows, each with its own values, in one statement, on both databases."""
+
+import datetime as dt
+
+import pytest
+from django.db import DataError, connection
+from django.test.utils import CaptureQueriesContext
+
+from aicmo_site import sql
+from aicmo_site.sql import rows_update
+from outreach.models import SendLedger
+
+pytestmark = pytest.mark.django_db
+
+DAY = dt.date(2026, 12, 3)
+
+
+def ledger(n: int) -> list[SendLedger]:
+    return SendLedger.objects.bulk_create(
+        [SendLedger(scope="domain", key=f"1:d{i}.example", day=DAY, count=i) for i in range(n)]
+    )
+
+
+def test_each_row_gets_its_own_values_in_one_statement():
+    rows = ledger(50)
+    at = dt.datetime(2026, 12, 3, 9, 30, tzinfo=dt.UTC)
+    with CaptureQueriesContext(connection) as captured:
+        changed = rows_update(
+            SendLedger,
+            [(row.pk, 1000 + i, at + dt.timedelta(minutes=i)) for i, row in enumerate(rows)],
+            fields=["count", "next_at"],
+        )
+    assert changed == 50
+    assert len(captured.captured_queries) == 1
+    for i, row in enumerate(rows):
+        row.refresh_from_db()
+        assert (row.count, row.next_at) == (1000 + i, at + dt.timedelta(minutes=i))
+
+
+def test_a_condition_fences_rows_and_returning_names_only_those_changed():
+    rows = ledger(6)
+    changed = rows_update(
+        SendLedger,
+        [(row.pk, 99) for row in rows],
+        fields=["count"],
+        where="t.count >= %s",
+        params=[3],
+        returning=True,
+    )
+    assert sorted(changed) == sorted(row.pk for row in rows[3:])
+    assert sorted(SendLedger.objects.values_list("count", flat=True)) == [0, 1, 2, 99, 99, 99]
+
+
+def test_assign_computes_from_the_row_and_its_values_and_other_keys_match():
+    ledger(3)  # counts 0, 1, 2
+    rows_update(
+        SendLedger,
+        [("domain", "1:d1.example", DAY, 5), ("domain", "1:d2.example", DAY, 1)],
+        keys=("scope", "key", "day"),
+        fields=["count"],
+        assign={"count": "CASE WHEN t.count > v.count THEN t.count - v.count ELSE 0 END"},
+    )
+    counts = dict(SendLedger.objects.values_list("key", "count"))
+    assert counts == {"1:d0.example": 0, "1:d1.example": 0, "1:d2.example": 1}
+
+
+def test_nothing_to_write_runs_no_statement():
+    with CaptureQueriesContext(connection) as captured:
+        assert rows_update(SendLedger, [], fields=["count"]) == 0
+        assert rows_update(SendLedger, [], fields=["count"], returning=True) == []
+    assert captured.captured_queries == []
+
+
+def test_rows_beyond_one_statements_parameters_are_split_not_lost(monkeypatch):
+    monkeypatch.setattr(sql, "MAX_PARAMS", 10)  # five rows of (pk, count) per VALUES list
+    rows = ledger(12)
+    changed = rows_update(SendLedger, [(row.pk, 7) for row in rows], fields=["count"])
+    assert changed == 12
+    assert set(SendLedger.objects.values_list("count", flat=True)) == {7}
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite does not check lengths")
+def test_a_value_too_long_for_its_column_is_an_error_not_cut():
+    (row,) = ledger(1)
+    with pytest.raises(DataError):
+        rows_update(SendLedger, [(row.pk, "x" * 11)], fields=["scope"])

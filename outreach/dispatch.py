@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -72,7 +72,7 @@ from outreach.sending import (
 )
 from templating.models import MessageTemplate, RenderLog, RenderPurpose
 from templating.services import render_log, template_current_version, version_render
-from ventures.models import Campaign, CampaignStatus, IcpSegment, SendMode
+from ventures.models import Campaign, CampaignStatus, IcpSegment, SendMode, SystemControl
 from ventures.selectors import global_kill_reason
 
 logger = logging.getLogger(__name__)
@@ -133,6 +133,7 @@ class RunState:
     counts: Counter = field(default_factory=Counter)
     decisions: list[tuple] = field(default_factory=list)
     saved: int = 0  # decisions already stored
+    pending: list[tuple] = field(default_factory=list)  # of the transaction under way
 
 
 # --- 1. Claim ------------------------------------------------------------------------------------
@@ -531,6 +532,7 @@ def _settle_decisions(state: RunState, decisions: list[Decision]) -> list[Outbou
     """Write every decision of the batch (fenced on the lease) in one transaction with the cap
     slots; returns the messages now `sending`. A fixed number of statements per batch."""
     now = timezone.now()
+    state.pending = []
     with transaction.atomic():
         # Locked until commit: nobody else changes these rows while the decisions are written.
         held = set(
@@ -572,21 +574,31 @@ def _settle_decisions(state: RunState, decisions: list[Decision]) -> list[Outbou
             rendered,
             fields=[*STATE, "reserved", "message_id", "attempts", *CONTENT],
         )
+    _keep_notes(state)
     return sending
 
 
 def _note(state: RunState, m: OutboundMessage, outcome: str, code: str, reason: str) -> None:
-    state.counts[str(outcome)] += 1
-    state.decisions.append((m.pk, m.lead_id, outcome, code, reason))
+    """A decision of the transaction under way: it counts once that transaction commits."""
+    state.pending.append((m.pk, m.lead_id, outcome, code, reason))
+
+
+def _keep_notes(state: RunState) -> None:
+    """The transaction committed: its decisions are the run's."""
+    for note in state.pending:
+        state.counts[str(note[2])] += 1
+    state.decisions += state.pending
+    state.pending = []
 
 
 # --- 3. Hand over and record ---------------------------------------------------------------------
 
 
-def _lock_switches(campaign_ids: set[int]) -> None:
-    """Share locks of the rows every kill switch and status change writes: such a change
-    waits for this transaction, so nothing is handed over after it commits. (SQLite has one
-    writer: the run row's update below takes the database's write lock first.)"""
+def _lock_rules(campaign_ids: set[int], lead_ids: list[int]) -> None:
+    """Share locks of the rows every kill switch, status change, unsubscribe and suppression
+    writes (the campaigns, their ventures, the global switch, the leads): such a change waits
+    for this transaction, so nothing is handed over after it commits. (SQLite has one writer:
+    the run row's update below takes the database's write lock first.)"""
     if connection.vendor != "postgresql":
         return
     with connection.cursor() as cursor:
@@ -599,6 +611,14 @@ def _lock_switches(campaign_ids: set[int]) -> None:
             [list(campaign_ids)],
         )
         cursor.execute("SELECT id FROM ventures_systemcontrol FOR SHARE")
+        if cursor.fetchone() is None:
+            # No row yet, so nothing to lock: the admin toggle's first use would not wait.
+            SystemControl.load()
+            cursor.execute("SELECT id FROM ventures_systemcontrol FOR SHARE")
+        # An unsubscribe or a suppression marks the person's leads: that update waits here.
+        cursor.execute(
+            "SELECT id FROM leads_lead WHERE id = ANY(%s) ORDER BY id FOR SHARE", [lead_ids]
+        )
 
 
 def _deliver(state: RunState, sending: list[OutboundMessage], backend) -> None:
@@ -607,6 +627,7 @@ def _deliver(state: RunState, sending: list[OutboundMessage], backend) -> None:
     a fixed number of statements."""
     if not sending:
         return
+    state.pending = []
     with transaction.atomic():
         DispatchRun.objects.filter(pk=state.run.pk).update(counts=dict(state.counts))
         # Only what this run still holds, locked until the outcomes are recorded: a recovery
@@ -622,7 +643,7 @@ def _deliver(state: RunState, sending: list[OutboundMessage], backend) -> None:
         if not sending:
             return
         campaign_ids = {m.campaign_id for m in sending}
-        _lock_switches(campaign_ids)
+        _lock_rules(campaign_ids, sorted({m.lead_id for m in sending}))
         global_reason = global_kill_reason()
         campaigns = {
             c.pk: c for c in Campaign.objects.filter(pk__in=campaign_ids).select_related("venture")
@@ -648,6 +669,7 @@ def _deliver(state: RunState, sending: list[OutboundMessage], backend) -> None:
                 continue
             outcomes.add(m, backend.send(m))
         outcomes.record()
+    _keep_notes(state)
 
 
 class Outcomes:
@@ -814,9 +836,17 @@ def tick(
             batches += 1
     except Exception as exc:
         run.error = f"{type(exc).__name__}: {exc}"[:2000]
+        if isinstance(exc, DatabaseError):
+            # The connection may be gone (a restart, a dropped line): the run's record is
+            # written over a new one. What the failed transaction held is recovered by the
+            # next pass (claimed: back to the queue; being handed over: unknown).
+            connection.close()
+        try:
+            _finish(state)
+        except DatabaseError as again:
+            logger.error("Dispatch run %s: its record could not be saved: %s", run.pk, again)
         raise
-    finally:
-        _finish(state)
+    _finish(state)
     return run
 
 
@@ -889,11 +919,11 @@ def _save_decisions(state: RunState) -> None:
 
 def _finish(state: RunState) -> None:
     run = state.run
-    _save_decisions(state)
     run.counts = dict(state.counts)
     run.finished_at = timezone.now()
     run.artifact_dir = str(state.folder)
-    write_run_artifacts(run, state.decisions)
+    write_run_artifacts(run, state.decisions)  # first: files need no database
+    _save_decisions(state)
     run.save(update_fields=["counts", "finished_at", "artifact_dir", "error"])
 
 

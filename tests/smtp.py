@@ -5,6 +5,7 @@ misbehaves on request, for live-mode tests and the dispatch benchmark.
     mailbox.connection_url = sink.url  # smtp://127.0.0.1:<free port>
     sink.fail_next("RCPT", 451, times=2)   # or "MAIL", "DATA"; 421, 451, 550, 553, ...
     sink.drop_next_data()              # cut the line after the message, before the reply
+    sink.data_delay = 0.01             # answer each DATA 10 ms late (a slow server)
     ...
     sink.messages                      # what it accepted: envelope and raw bytes
     sink.connections                   # how many SMTP connections were opened
@@ -20,6 +21,7 @@ import asyncio
 import email
 import logging
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from email import policy
@@ -49,6 +51,7 @@ class Received:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     data: bytes  # exactly as received, dot-unstuffed
+    received_at: float = 0.0  # time.monotonic() when the sink took it (this process's clock)
 
     @property
     def email(self) -> EmailMessage:
@@ -77,11 +80,14 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.sink.data_delay:
+            await asyncio.sleep(self.sink.data_delay)  # a slow server: a batch takes a while
         received = Received(
             connection=session.number,
             mail_from=envelope.mail_from,
             rcpt_tos=tuple(envelope.rcpt_tos),
             data=bytes(envelope.original_content),
+            received_at=time.monotonic(),
         )
         with self.sink._lock:
             drop = self.sink._drops > 0
@@ -170,6 +176,7 @@ class SmtpSink:
             self.dropped: list[Received] = []
             self.refused: list[tuple[str, str, str]] = []  # (command, reply, recipients)
             self.connections = 0
+            self.data_delay = 0.0  # seconds before each DATA is answered
             self._failures: dict[str, deque[str]] = {
                 "MAIL": deque(),
                 "RCPT": deque(),

@@ -70,3 +70,26 @@ def all_day_campaign(*, venture_cap: int):
         send_window_end=dt.time(23, 59),
         timezone=zone,
     )
+
+
+def tick_processes_stop(procs) -> list[str]:
+    """SIGTERM to `manage.py tick --loop` processes, each once it has begun its first pass
+    (until then it has no SIGTERM handler and would die of the signal); their stderr. Each
+    must stop cleanly."""
+    import signal
+    import time
+
+    from outreach.models import DispatchRun
+
+    for proc in procs:
+        started = DispatchRun.objects.filter(worker__endswith=f":{proc.pid}")
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+    errors = []
+    for proc in procs:
+        _out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        errors.append(err)
+    return errors

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from outreach.enrollment import campaign_enrol
 from outreach.models import MessageState, OutboundMessage, SendLedger
-from outreach.tests.outbox import all_day_campaign, two_step_sequence
+from outreach.tests.outbox import all_day_campaign, tick_processes_stop, two_step_sequence
 from tests.factories import LeadFactory
 from tests.proc import REPO, clean_env, manage, running_database_url
 
@@ -56,11 +56,7 @@ class Workers:
         self.procs[n] = self._start()
 
     def stop(self) -> None:
-        for proc in self.procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            _out, err = proc.communicate(timeout=60)
-            assert proc.returncode == 0, err
+        tick_processes_stop(self.procs)
 
 
 def lapse_leases(**which) -> int:

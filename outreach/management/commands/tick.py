@@ -2,7 +2,9 @@
 
 Without `--loop`, one pass (every due message settled, then exit). With `--loop`, a pass every
 `--interval` seconds until SIGTERM or Ctrl-C; the signal stops the loop between two passes,
-never in the middle of a batch's hand-over.
+never in the middle of a batch's hand-over. A database error (the server restarted, the line
+dropped) ends a pass with one line on stderr; with `--loop` the next pass reconnects and
+recovers what the failed one held.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
+from django.db import DatabaseError
 
 from outreach.dispatch import tick
 from ventures.commands import ProjectCommand
@@ -45,12 +48,24 @@ class Command(ProjectCommand):
 
         signal.signal(signal.SIGTERM, request_stop)
         while True:
-            run = tick(worker=worker, campaign=campaign)
-            counts = ", ".join(f"{k} {v}" for k, v in sorted(run.counts.items())) or "nothing due"
-            self.emit(
-                {"run": run.pk, "counts": run.counts, "artifacts": run.artifact_dir},
-                f"Run #{run.pk}: {counts}. Artifacts: {run.artifact_dir}",
-            )
+            try:
+                run = tick(worker=worker, campaign=campaign)
+            except DatabaseError as exc:
+                # One line, no traceback; with --loop the next pass reconnects and recovers
+                # what this one held.
+                problem = (
+                    f"Tick stopped by a database error: {str(exc).strip() or type(exc).__name__}"
+                )
+                if not options["loop"] or stop["now"]:
+                    raise CommandError(problem) from None
+                self.stderr.write(f"{problem}. Retrying in {options['interval']:g} s.")
+                run = None
+            if run is not None:
+                counts = ", ".join(f"{k} {v}" for k, v in sorted(run.counts.items()))
+                self.emit(
+                    {"run": run.pk, "counts": run.counts, "artifacts": run.artifact_dir},
+                    f"Run #{run.pk}: {counts or 'nothing due'}. Artifacts: {run.artifact_dir}",
+                )
             if not options["loop"] or stop["now"]:
                 return
             deadline = time.monotonic() + options["interval"]

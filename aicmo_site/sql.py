@@ -14,6 +14,13 @@ from collections.abc import Iterable, Sequence
 
 from django.db import connection, models
 
+# Fields whose Python values psycopg sends as they are (an aware datetime included): the
+# per-value preparation of Django's fields is skipped for them, a third of a batch's writing.
+NATIVE = frozenset({
+    "AutoField", "BigAutoField", "BigIntegerField", "BooleanField", "CharField", "DateField",
+    "DateTimeField", "ForeignKey", "IntegerField", "PositiveIntegerField",
+    "PositiveSmallIntegerField", "SmallIntegerField", "TextField",
+})  # fmt: skip
 # SQLite's default limit of host parameters in one statement is 32,766 (since 3.32).
 MAX_PARAMS = 30_000
 
@@ -34,7 +41,8 @@ def rows_update(
     Each row is a tuple of the `keys` values, then the `fields` values (Python values, made
     ready for the database by the model's fields). Each field is set from its value, unless
     `assign` gives its SQL (over `t`, the row, and `v`, its values, named as in `keys` and
-    `fields`; for instance `{"count": "t.count - v.count"}`); `assign` may also name columns that take no value.
+    `fields`; for instance `{"count": "t.count - v.count"}`); `assign` may also name columns
+    that take no value.
     `where` adds a condition over `t` (with `params`). Returns how many rows changed, or with
     `returning=True` the primary keys of the rows that changed."""
     rows = list(rows)
@@ -71,8 +79,12 @@ def rows_update(
     tail = f" RETURNING {'t.' if postgres else ''}{quote(meta.pk.column)}" if fetch else ""
     if postgres:
         # One array per column: a statement of fixed size whatever the number of rows.
-        arrays = [[field.get_db_prep_save(row[i], connection) for row in rows]
-                  for i, field in enumerate(columns)]  # fmt: skip
+        arrays = [
+            [row[i] for row in rows]
+            if field.get_internal_type() in NATIVE
+            else [field.get_db_prep_save(row[i], connection) for row in rows]
+            for i, field in enumerate(columns)
+        ]
         source = "unnest(" + ", ".join(f"%s{cast}[]" for cast in casts) + ")"
         statements = [("", f"{source} AS v({', '.join(names)})", arrays)]
     else:

@@ -44,7 +44,6 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from aicmo_site.sql import rows_update
 from leads.models import ConsentStatus, Lead, LeadStatus, SuppressionEntry, SuppressionKind
 from outreach.context import lead_recipient
 from outreach.enrollment import campaign_enrol, plan_next_steps, stable_pick
@@ -74,6 +73,7 @@ from templating.models import MessageTemplate, RenderLog, RenderPurpose
 from templating.services import render_log, template_current_version, version_render
 from ventures.models import Campaign, CampaignStatus, IcpSegment, SendMode, SystemControl
 from ventures.selectors import global_kill_reason
+from ventures.sql import rows_update
 
 logger = logging.getLogger(__name__)
 
@@ -569,6 +569,7 @@ def _settle_decisions(state: RunState, decisions: list[Decision]) -> list[Outbou
             else:
                 plain.append((m.pk, *row, now))
         rows_update(OutboundMessage, plain, fields=STATE)
+        _stop_sequences([(d.message, d.code, d.reason) for d in decisions])
         rows_update(
             OutboundMessage,
             rendered,
@@ -741,6 +742,7 @@ class Outcomes:
         _release_slots(name for u in undone for name in u[0].reserved)
         for m, outcome, code, reason, _ in undone:
             _note(state, m, outcome, code, reason)
+        _stop_sequences([(m, code, reason) for m, _, code, reason, _ in undone])
         # It may have been sent: its slots stay taken, and it is never re-sent automatically.
         lost = set(
             rows_update(
@@ -805,6 +807,29 @@ def _hard_bounces(bounced: list[tuple[OutboundMessage, str]]) -> None:
     Lead.objects.filter(pk__in=[m.lead_id for m, _ in bounced]).exclude(
         status=LeadStatus.ERASED
     ).update(status=LeadStatus.BOUNCED)
+    _stop_sequences([(m, "bounced", f"the address bounced: {detail}") for m, detail in bounced])
+
+
+# Blocked for one of these, the lead can never get this sequence's next step: it stops.
+STOPS_SEQUENCE = frozenset(
+    {"dnc", "suppressed", "unsubscribed", "bounced", "replied", "erased", "sequence_stopped"}
+)
+
+
+def _stop_sequences(blocked: list[tuple[OutboundMessage, str, str]]) -> None:
+    """The enrolments of leads blocked for good stop, with the reason (one statement)."""
+    rows = {
+        m.enrollment_id: (m.enrollment_id, EnrollmentState.STOPPED, reason[:300])
+        for m, code, reason in blocked
+        if code in STOPS_SEQUENCE
+    }
+    rows_update(
+        Enrollment,
+        rows.values(),
+        fields=["state", "stop_reason"],
+        where="t.state = %s",
+        params=[EnrollmentState.ACTIVE],
+    )
 
 
 # --- The run -------------------------------------------------------------------------------------

@@ -113,7 +113,7 @@ def test_the_second_step_waits_its_delay_and_replies_in_the_first_emails_thread(
         (lambda lead: setattr(lead, "status", LeadStatus.BOUNCED), "bounced"),
     ],
 )
-def test_a_lead_that_may_not_be_contacted_is_blocked_with_its_reason(setup, code):
+def test_a_lead_that_may_not_be_contacted_is_blocked_and_its_sequence_stops(setup, code):
     campaign = running_campaign()
     two_step_sequence(campaign)
     lead = LeadFactory(campaign=campaign)
@@ -124,6 +124,21 @@ def test_a_lead_that_may_not_be_contacted_is_blocked_with_its_reason(setup, code
     message = OutboundMessage.objects.get(lead=lead)
     assert (message.state, message.reason_code) == (MessageState.BLOCKED, code)
     assert run.counts == {"blocked": 1} and not eml_files(run)
+    enrollment = Enrollment.objects.get(lead=lead)
+    assert (enrollment.state, enrollment.stop_reason) == ("stopped", message.reason)
+
+
+def test_a_message_blocked_by_its_template_leaves_the_sequence_running():
+    campaign = running_campaign()
+    sequence = two_step_sequence(campaign)
+    opener = sequence.steps.get(position=1).templates.get()
+    opener.body_text = "Hi {{ no_such_field }}"
+    opener.save()
+    lead = LeadFactory(campaign=campaign)
+    dispatch.campaign_enrol(campaign=campaign)
+    tick()
+    assert OutboundMessage.objects.get(lead=lead).reason_code == "template"
+    assert Enrollment.objects.get(lead=lead).state == "active"  # fixable: nothing is over
 
 
 @pytest.mark.parametrize("entry", ["email", "domain", "global"])

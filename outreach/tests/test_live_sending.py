@@ -11,7 +11,7 @@ import time_machine
 
 from leads.models import LeadStatus, SuppressionEntry
 from outreach.dispatch import tick
-from outreach.models import Mailbox, MessageState, OutboundMessage, SendLedger
+from outreach.models import Enrollment, Mailbox, MessageState, OutboundMessage, SendLedger
 from outreach.tests.outbox import NOON, running_campaign, two_step_sequence
 from tests.factories import LeadFactory
 from ventures.models import SendMode
@@ -149,6 +149,8 @@ def test_a_permanent_refusal_fails_the_message_suppresses_the_address_and_bounce
     assert "550" in message.reason
     refused.refresh_from_db()
     assert refused.status == LeadStatus.BOUNCED
+    enrollment = Enrollment.objects.get(lead=refused)
+    assert enrollment.state == "stopped" and "550" in enrollment.stop_reason
     entry = SuppressionEntry.objects.get(value=refused.email_key)
     assert entry.venture_id == campaign.venture_id
     assert smtp_sink.recipients() == [other.email]

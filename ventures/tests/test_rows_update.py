@@ -6,9 +6,9 @@ import pytest
 from django.db import DataError, connection
 from django.test.utils import CaptureQueriesContext
 
-from aicmo_site import sql
-from aicmo_site.sql import rows_update
 from outreach.models import SendLedger
+from ventures import sql
+from ventures.sql import rows_update
 
 pytestmark = pytest.mark.django_db
 

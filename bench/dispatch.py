@@ -4,6 +4,7 @@
         [--live-messages 20000] [--batch 200] [--skip-live] [--json]
         [--database-url postgres://postgres@127.0.0.1:5432/aicmo_bench_dispatch]
     .venv/bin/python bench/dispatch.py --crash [--messages 100000] [--kills 50]
+    .venv/bin/python bench/dispatch.py --phases [--messages 5000]
 
 Builds MESSAGES due first-step emails (leads, enrolments and messages with INSERT ... SELECT,
 once; later runs reset them) of one running campaign, open all day, sending from 4 mailboxes
@@ -27,6 +28,9 @@ leases are made to lapse at once, as if its lease time had passed); then the wor
 every lease lapses and a final tick runs. Prints duplicates (an .eml written twice, or a
 recipient twice), lost messages (not settled, or sent without its .eml) and cap overruns: all
 must be 0.
+
+`--phases`: one pass over MESSAGES in this process with each step of the tick timed; prints
+milliseconds per message by step (where the time goes).
 """
 
 from __future__ import annotations
@@ -395,6 +399,56 @@ def queries_per_batch(campaign) -> dict[int, int]:
     return counts
 
 
+# The tick's steps timed by `--phases`: (module, class or "", functions). Nested: a step's
+# time includes the steps it calls.
+PHASES = [
+    ("outreach.dispatch", "", ["_claim", "_load", "_decide", "_settle_decisions", "_admit",
+                               "_deliver", "_lock_rules", "_suppressed", "_save_decisions",
+                               "lead_recipient", "version_render", "plan_next_steps"]),
+    ("outreach.dispatch", "Renderer", ["render"]),
+    ("outreach.dispatch", "Outcomes", ["record"]),
+    ("outreach.sending", "ProofBackend", ["send"]),
+    ("outreach.sending", "", ["build_email"]),
+]  # fmt: skip
+
+
+def phases(campaign, n: int) -> dict:
+    """One `tick()` pass over `n` messages in this process, each step of it timed: ms per
+    message, and decisions/s (a little slower than a worker's: the timers cost too)."""
+    import functools
+    import importlib
+
+    from outreach import dispatch
+
+    spent: Counter = Counter()
+
+    def timed(owner, name: str, label: str) -> None:
+        original = getattr(owner, name)
+
+        @functools.wraps(original)
+        def wrapper(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                spent[label] += time.perf_counter() - started
+
+        setattr(owner, name, wrapper)
+
+    for module, cls, names in PHASES:
+        owner = importlib.import_module(module)
+        owner = getattr(owner, cls) if cls else owner
+        for name in names:
+            timed(owner, name, f"{cls}.{name}" if cls else name)
+    reset(campaign.params)
+    started = time.perf_counter()
+    run = dispatch.tick(worker="bench-phases")
+    elapsed = time.perf_counter() - started
+    assert run.counts == {"sent": n}, run.counts
+    per_message = {label: round(seconds * 1000 / n, 3) for label, seconds in spent.most_common()}
+    return {"decisions_per_s": round(n / elapsed), "ms_per_message": per_message}
+
+
 def live_run(campaign, workers: int, n: int, database_url: str) -> dict:
     from outreach.models import Mailbox
     from tests.smtp import SmtpSink
@@ -543,6 +597,9 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=50)
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--phases", action="store_true", help="Time each step of one pass, in this process."
+    )
     args = parser.parse_args()
 
     create_database(args.database_url)
@@ -553,6 +610,9 @@ def main() -> int:
     call_command("migrate", verbosity=0, interactive=False)
     campaign = fixtures()
     build(campaign, args.messages)
+    if args.phases:
+        print(json.dumps(phases(campaign, args.messages), indent=2))
+        return 0
     if args.crash:
         result = crash_run(campaign, args.messages, args.kills, args.database_url)
         print(json.dumps(result, indent=2))

@@ -56,22 +56,10 @@ def message_key(lead_id: int, step_id: int) -> str:
 
 def plan_step(*, enrollment: Enrollment, step: SequenceStep, after: dt.datetime) -> bool:
     """Create the message of `step` for the enrolled lead; False if it already exists."""
-    lead = enrollment.lead
+    message = _next_message(enrollment, enrollment.lead, enrollment.campaign, step, after)
     try:
         with transaction.atomic():
-            OutboundMessage.objects.create(
-                idempotency_key=message_key(lead.pk, step.pk),
-                enrollment=enrollment,
-                lead=lead,
-                campaign_id=enrollment.campaign_id,
-                venture_id=lead.venture_id,
-                step=step,
-                mailbox=enrollment.mailbox,
-                kind=step.kind,
-                due_at=step_due(after=after, step=step, campaign=enrollment.campaign),
-                recipient=lead.email,
-                recipient_domain=lead.email.rpartition("@")[2].lower(),
-            )
+            message.save(force_insert=True)
     except IntegrityError:
         return False  # planned already (another worker, or a repeated call)
     return True
@@ -164,7 +152,9 @@ class Router:
 
 
 def campaign_enrol(*, campaign: Campaign, now: dt.datetime | None = None) -> int:
-    """Enrol the campaign's active leads that have no enrolment yet; returns how many."""
+    """Enrol the campaign's active leads that have no enrolment yet; returns how many.
+    Set-wise, a chunk of leads at a time: an import of 100,000 leads into a running campaign
+    is enrolled by the next tick in a few seconds, not one lead at a time."""
     now = now or timezone.now()
     router = Router(campaign)
     if not router.first_steps:
@@ -179,28 +169,48 @@ def campaign_enrol(*, campaign: Campaign, now: dt.datetime | None = None) -> int
         chunk = list(pending[:ENROL_CHUNK])
         if not chunk:
             return enrolled
-        for lead in chunk:
-            enrolled += _enrol(router, lead, now)
+        enrolled += _enrol(router, chunk, now)
         if len(chunk) < ENROL_CHUNK:
             return enrolled
 
 
-def _enrol(router: Router, lead: Lead, now: dt.datetime) -> int:
-    sequence, reason = router.route(lead)
-    if sequence is None or sequence.pk not in router.first_steps:
-        return 0
-    try:
-        with transaction.atomic():
-            enrollment = Enrollment.objects.create(
+def _enrol(router: Router, leads: list[Lead], now: dt.datetime) -> int:
+    """Route the leads, store their enrolments and plan their first steps, in one transaction
+    of three statements, in lead order. Another worker enrolling the same leads at once is harmless: the
+    unique lead of an enrolment and of a (lead, step) message make the second writer skip
+    them, whoever's rows won."""
+    campaign = router.campaign
+    routed, rows = {}, []
+    for lead in leads:
+        sequence, reason = router.route(lead)
+        if sequence is None or sequence.pk not in router.first_steps:
+            continue
+        routed[lead.pk] = (lead, sequence)
+        rows.append(
+            Enrollment(
                 lead=lead,
-                campaign=router.campaign,
+                campaign=campaign,
                 sequence=sequence,
                 mailbox=router.mailbox_for(lead),
                 route_reason=reason[:300],
                 created_at=now,
             )
-            enrollment.campaign = router.campaign
-            plan_step(enrollment=enrollment, step=router.first_steps[sequence.pk], after=now)
-    except IntegrityError:
-        return 0  # enrolled meanwhile by another worker
-    return 1
+        )
+    if not routed:
+        return 0
+    with transaction.atomic():
+        Enrollment.objects.bulk_create(rows, ignore_conflicts=True)
+        # The rows as stored (ours, or another worker's that got there first).
+        stored = (
+            Enrollment.objects.filter(lead_id__in=list(routed))
+            .only("pk", "lead_id", "sequence_id", "mailbox_id", "created_at")
+            .order_by("lead_id")  # inserts in one order for every worker: no deadlock
+        )
+        mine, messages = 0, []
+        for enrollment in stored:
+            lead, sequence = routed[enrollment.lead_id]
+            mine += enrollment.created_at == now and enrollment.sequence_id == sequence.pk
+            step = router.first_steps[enrollment.sequence_id]
+            messages.append(_next_message(enrollment, lead, campaign, step, now))
+        OutboundMessage.objects.bulk_create(messages, ignore_conflicts=True)
+    return mine

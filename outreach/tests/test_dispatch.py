@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import time_machine
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from leads.models import ConsentStatus, LeadStatus
 from outreach import dispatch
@@ -85,6 +86,29 @@ def test_a_tick_enrols_running_campaigns_and_writes_each_first_email_once():
     again = tick(worker="test")
     assert again.counts == {} and not list(Path(again.artifact_dir).glob("eml/*.eml"))
     assert OutboundMessage.objects.filter(state=MessageState.SENT).count() == 3
+
+
+def test_enrolment_takes_the_same_statements_for_five_leads_as_for_thirty(monkeypatch):
+    from outreach import enrollment
+
+    monkeypatch.setattr(enrollment, "ENROL_CHUNK", 40)
+    campaign = running_campaign()
+    two_step_sequence(campaign)
+    counts = {}
+    # Up to 30: SQLite's 999 parameters per statement hold about 33 messages' rows, so there
+    # Django splits a bigger insert (PostgreSQL takes any number in one).
+    for n in (5, 30):
+        LeadFactory.create_batch(n, campaign=campaign)
+        with CaptureQueriesContext(connection) as captured:
+            assert dispatch.campaign_enrol(campaign=campaign) == n
+        counts[n] = len(captured.captured_queries)
+    assert counts[5] == counts[30]
+    LeadFactory.create_batch(45, campaign=campaign)  # more than a chunk: one more round
+    assert dispatch.campaign_enrol(campaign=campaign) == 45
+    assert dispatch.campaign_enrol(campaign=campaign) == 0  # and nothing twice
+    assert Enrollment.objects.filter(campaign=campaign).count() == 80
+    first = OutboundMessage.objects.filter(campaign=campaign, step__position=1)
+    assert first.count() == 80 and first.values("lead").distinct().count() == 80
 
 
 def test_the_second_step_waits_its_delay_and_replies_in_the_first_emails_thread(at_noon):

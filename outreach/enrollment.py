@@ -25,6 +25,7 @@ from outreach.models import (
     SequenceStep,
 )
 from ventures.models import Campaign
+from ventures.sql import rows_insert
 
 ENROL_CHUNK = 1_000
 
@@ -56,7 +57,8 @@ def message_key(lead_id: int, step_id: int) -> str:
 
 def plan_step(*, enrollment: Enrollment, step: SequenceStep, after: dt.datetime) -> bool:
     """Create the message of `step` for the enrolled lead; False if it already exists."""
-    message = _next_message(enrollment, enrollment.lead, enrollment.campaign, step, after)
+    row = _next_row(enrollment, enrollment.lead, enrollment.campaign, step, after)
+    message = OutboundMessage(**dict(zip(NEXT_FIELDS, row, strict=True)))
     try:
         with transaction.atomic():
             message.save(force_insert=True)
@@ -88,30 +90,38 @@ def plan_next_steps(*, messages: list[OutboundMessage], after: dt.datetime) -> i
         if step is None:
             finished.append(m.enrollment_id)
         elif m.enrollment.state == EnrollmentState.ACTIVE:
-            planned.append(_next_message(m.enrollment, m.lead, m.campaign, step, after))
+            planned.append(_next_row(m.enrollment, m.lead, m.campaign, step, after))
     if finished:
         Enrollment.objects.filter(pk__in=finished, state=EnrollmentState.ACTIVE).update(
             state=EnrollmentState.FINISHED, finished_at=after
         )
     # A message planned already (another worker, a repeated call) is left as it is.
-    return len(OutboundMessage.objects.bulk_create(planned, ignore_conflicts=True))
+    return rows_insert(OutboundMessage, planned, fields=NEXT_FIELDS)
 
 
-def _next_message(
+# The columns of a planned message; the others start at their defaults (scheduled, ...).
+NEXT_FIELDS = [
+    "idempotency_key", "enrollment_id", "lead_id", "campaign_id", "venture_id", "step_id",
+    "mailbox_id", "kind", "due_at", "recipient", "recipient_domain",
+]  # fmt: skip
+
+
+def _next_row(
     enrollment: Enrollment, lead: Lead, campaign: Campaign, step: SequenceStep, after
-) -> OutboundMessage:
-    return OutboundMessage(
-        idempotency_key=message_key(lead.pk, step.pk),
-        enrollment_id=enrollment.pk,
-        lead_id=lead.pk,
-        campaign_id=campaign.pk,
-        venture_id=lead.venture_id,
-        step=step,
-        mailbox_id=enrollment.mailbox_id,
-        kind=step.kind,
-        due_at=step_due(after=after, step=step, campaign=campaign),
-        recipient=lead.email,
-        recipient_domain=lead.email.rpartition("@")[2].lower(),
+) -> tuple:
+    """The NEXT_FIELDS of the message of `step` for the enrolled lead."""
+    return (
+        message_key(lead.pk, step.pk),
+        enrollment.pk,
+        lead.pk,
+        campaign.pk,
+        lead.venture_id,
+        step.pk,
+        enrollment.mailbox_id,
+        step.kind,
+        step_due(after=after, step=step, campaign=campaign),
+        lead.email,
+        lead.email.rpartition("@")[2].lower(),
     )
 
 
@@ -176,9 +186,9 @@ def campaign_enrol(*, campaign: Campaign, now: dt.datetime | None = None) -> int
 
 def _enrol(router: Router, leads: list[Lead], now: dt.datetime) -> int:
     """Route the leads, store their enrolments and plan their first steps, in one transaction
-    of three statements, in lead order. Another worker enrolling the same leads at once is harmless: the
-    unique lead of an enrolment and of a (lead, step) message make the second writer skip
-    them, whoever's rows won."""
+    of three statements, in lead order. Another worker enrolling the same leads at once is
+    harmless: the unique lead of an enrolment and of a (lead, step) message make the second
+    writer skip them, whoever's rows won."""
     campaign = router.campaign
     routed, rows = {}, []
     for lead in leads:
@@ -211,6 +221,6 @@ def _enrol(router: Router, leads: list[Lead], now: dt.datetime) -> int:
             lead, sequence = routed[enrollment.lead_id]
             mine += enrollment.created_at == now and enrollment.sequence_id == sequence.pk
             step = router.first_steps[enrollment.sequence_id]
-            messages.append(_next_message(enrollment, lead, campaign, step, now))
-        OutboundMessage.objects.bulk_create(messages, ignore_conflicts=True)
+            messages.append(_next_row(enrollment, lead, campaign, step, now))
+        rows_insert(OutboundMessage, messages, fields=NEXT_FIELDS)
     return mine

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from email.utils import parseaddr
+from functools import lru_cache
 from urllib.parse import quote, unquote
 
 from leads.models import Lead
@@ -32,6 +33,7 @@ _DOMAIN = re.compile(
 )
 
 
+@lru_cache(maxsize=1024)
 def sender_domain(mailbox_address: str) -> str:
     """`Sam <sam@Mail.Example.com>` -> `mail.example.com` (IDNA for a non-ASCII domain);
     ValueError for what is not an email address."""

@@ -18,11 +18,13 @@ checked before anything reads the database, so a garbled token costs no query.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from django import forms
 from django.conf import settings
 from django.core import signing
 from django.shortcuts import render
-from django.urls import reverse
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
@@ -40,18 +42,30 @@ VISITOR = "unsubscribe link"  # the audit trail's actor for a recipient's own re
 
 def unsubscribe_token(lead: Lead) -> str:
     """The signed part of the lead's unsubscribe link (the sample lead's, if it is unsaved).
-    Signed once per loaded lead: the body's link and the headers of one email carry the same
-    token."""
-    cached = lead.__dict__.get("_unsubscribe_token")
-    if cached is None or cached[0] != lead.pk:
-        token = signing.dumps(lead.pk if lead.pk is not None else SAMPLE, salt=UNSUBSCRIBE_SALT)
-        cached = lead.__dict__["_unsubscribe_token"] = (lead.pk, token)
-    return cached[1]
+    One per lead and key in a process: the body's link and the headers of an email agree, and
+    a batch signs each lead once."""
+    return _signed(lead.pk if lead.pk is not None else SAMPLE, settings.SECRET_KEY)
+
+
+@lru_cache(maxsize=20_000)
+def _signed(value: int | str, secret_key: str) -> str:
+    # `secret_key` only keys the cache: a changed key signs anew.
+    return signing.dumps(value, salt=UNSUBSCRIBE_SALT)
 
 
 def unsubscribe_url(lead: Lead) -> str:
-    path = reverse("outreach:unsubscribe", args=[unsubscribe_token(lead)])
+    path = _path(get_script_prefix(), get_urlconf()).replace(_PLACEHOLDER, unsubscribe_token(lead))
     return f"{settings.AICMO_SITE_URL}{path}"
+
+
+_PLACEHOLDER = "TOKEN"
+
+
+@lru_cache(maxsize=8)
+def _path(script_prefix: str, urlconf: str | None) -> str:
+    # A token's characters (base64url, ":" and ".") pass reverse() unquoted, so one reversed
+    # path with a placeholder serves every token.
+    return reverse("outreach:unsubscribe", args=[_PLACEHOLDER])
 
 
 def unsubscribe_token_read(token: str) -> int | str | None:

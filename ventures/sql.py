@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from django.db import connection, models
+from django.utils import timezone
 
 # Fields whose Python values psycopg sends as they are (an aware datetime included): the
 # per-value preparation of Django's fields is skipped for them, a third of a batch's writing.
@@ -57,9 +58,7 @@ def rows_update(
     postgres = connection.vendor == "postgresql"
     # Typed placeholders on PostgreSQL (a VALUES list has no column types of its own), without
     # a length: a value too long for its column is an error, not silently cut.
-    casts = [
-        f"::{re.sub(r'[(].*[)]', '', f.db_type(connection))}" if postgres else "" for f in columns
-    ]
+    casts = [f"::{_pg_type(f)}" if postgres else "" for f in columns]
     assign = dict(assign or {})
     sets = [
         f"{quote(field.column)} = {assign.pop(given, 'v.' + name)}"
@@ -114,3 +113,67 @@ def rows_update(
             else:
                 count += cursor.rowcount
     return changed if returning else (len(changed) if fetch else count)
+
+
+def rows_insert(
+    model: type[models.Model], rows: Iterable[Sequence], *, fields: Sequence[str]
+) -> int:
+    """Insert many rows of `model` (tuples of the `fields` values), skipping any that would
+    break a unique constraint (`ON CONFLICT DO NOTHING`); returns how many were inserted.
+    Every other column takes its field's default (`auto_now` ones: now), as `save()` would
+    give it, without building a model instance per row."""
+    rows = list(rows)
+    if not rows:
+        return 0
+    meta = model._meta
+    given = [meta.get_field(f) for f in fields]
+    names = {f.name for f in given} | {f.attname for f in given}
+    now = timezone.now()
+    rest = [f for f in meta.concrete_fields if f.name not in names and f is not meta.auto_field]
+    defaults = [now if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)
+                else f.get_default() for f in rest]  # fmt: skip
+    columns = [*given, *rest]
+    quote = connection.ops.quote_name
+    table = quote(meta.db_table)
+    names_sql = ", ".join(quote(f.column) for f in columns)
+    count = 0
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            full = [(*row, *defaults) for row in rows]
+            arrays = [
+                [row[i] for row in full]
+                if field.get_internal_type() in NATIVE
+                else [field.get_db_prep_save(row[i], connection) for row in full]
+                for i, field in enumerate(columns)
+            ]
+            casts = ", ".join(f"%s::{_pg_type(f)}[]" for f in columns)
+            cursor.execute(
+                f"INSERT INTO {table} ({names_sql}) SELECT * FROM unnest({casts}) "  # noqa: S608
+                "ON CONFLICT DO NOTHING",
+                arrays,
+            )
+            return cursor.rowcount
+        per_statement = max(1, MAX_PARAMS // len(columns))
+        row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
+        prepared_defaults = [
+            f.get_db_prep_save(v, connection) for f, v in zip(rest, defaults, strict=True)
+        ]
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            values = []
+            for row in chunk:
+                values += [
+                    f.get_db_prep_save(v, connection) for f, v in zip(given, row, strict=True)
+                ]
+                values += prepared_defaults
+            cursor.execute(
+                f"INSERT INTO {table} ({names_sql}) VALUES "  # noqa: S608
+                f"{', '.join([row_sql] * len(chunk))} ON CONFLICT DO NOTHING",
+                values,
+            )
+            count += cursor.rowcount
+    return count
+
+
+def _pg_type(field: models.Field) -> str:
+    return re.sub(r"[(].*[)]", "", field.db_type(connection))

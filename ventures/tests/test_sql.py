@@ -1,4 +1,5 @@
-"""rows_update: many rows, each with its own values, in one statement, on both databases."""
+"""rows_update and rows_insert: many rows, each with its own values, in one statement, on
+both databases."""
 
 import datetime as dt
 
@@ -6,13 +7,16 @@ import pytest
 from django.db import DataError, connection
 from django.test.utils import CaptureQueriesContext
 
-from outreach.models import SendLedger
+from outreach.models import Enrollment, OutboundMessage, SendLedger
+from outreach.tests.outbox import running_campaign, two_step_sequence
+from tests.factories import LeadFactory
 from ventures import sql
-from ventures.sql import rows_update
+from ventures.sql import rows_insert, rows_update
 
 pytestmark = pytest.mark.django_db
 
 DAY = dt.date(2026, 12, 3)
+DAY_AT = dt.datetime(2026, 12, 3, 9, 0, tzinfo=dt.UTC)
 
 
 def ledger(n: int) -> list[SendLedger]:
@@ -84,3 +88,37 @@ def test_a_value_too_long_for_its_column_is_an_error_not_cut():
     (row,) = ledger(1)
     with pytest.raises(DataError):
         rows_update(SendLedger, [(row.pk, "x" * 11)], fields=["scope"])
+
+
+def test_rows_insert_fills_the_other_columns_with_their_defaults_and_skips_conflicts():
+    (existing,) = ledger(1)  # 1:d0.example, count 0
+    rows = [("domain", "1:d0.example", DAY), ("domain", "1:new.example", DAY)]
+    with CaptureQueriesContext(connection) as captured:
+        inserted = rows_insert(SendLedger, rows, fields=["scope", "key", "day"])
+    assert inserted == 1 and len(captured.captured_queries) == 1
+    new = SendLedger.objects.get(key="1:new.example")
+    assert (new.count, new.next_at) == (0, None)  # the field defaults
+    existing.refresh_from_db()
+    assert existing.count == 0  # the conflicting row is left as it was
+
+
+def test_rows_insert_sets_auto_now_columns_and_splits_big_inserts(monkeypatch):
+    monkeypatch.setattr(sql, "MAX_PARAMS", 60)  # a few rows per statement on SQLite
+    campaign = running_campaign()
+    step = two_step_sequence(campaign).steps.get(position=1)
+    leads = LeadFactory.create_batch(7, campaign=campaign)
+    rows = []
+    for lead in leads:
+        enrollment = Enrollment.objects.create(
+            lead=lead, campaign=campaign, sequence=step.sequence, route_reason="test"
+        )
+        rows.append((f"l{lead.pk}-s{step.pk}", enrollment.pk, lead.pk, campaign.pk,
+                     lead.venture_id, step.pk, "email", DAY_AT, lead.email))  # fmt: skip
+    fields = ["idempotency_key", "enrollment_id", "lead_id", "campaign_id", "venture_id",
+              "step_id", "kind", "due_at", "recipient"]  # fmt: skip
+    assert rows_insert(OutboundMessage, rows, fields=fields) == 7
+    assert rows_insert(OutboundMessage, rows, fields=fields) == 0  # each once
+    for message in OutboundMessage.objects.all():
+        assert message.state == "scheduled" and message.attempts == 0 and message.reserved == []
+        assert message.updated_at is not None and message.created_at is not None
+        assert message.due_at == DAY_AT

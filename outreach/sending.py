@@ -16,6 +16,9 @@ import smtplib
 from dataclasses import dataclass
 from pathlib import Path
 
+import requests
+import urllib3
+from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.conf import settings
 from django.core import mail
 from django.core.mail import EmailMultiAlternatives
@@ -161,6 +164,13 @@ class LiveBackend:
             return _by_code(exc.smtp_code, exc.smtp_error, bounce=False, prefix="sender refused: ")
         except smtplib.SMTPDataError as exc:
             return _by_code(exc.smtp_code, exc.smtp_error)
+        except AnymailRecipientsRefused as exc:
+            # The ESP refused the recipient (invalid, or on its bounce or complaint list).
+            return Outcome(
+                FAILED, f"the ESP refused the recipient: {_first_line(exc)}", bounce=True
+            )
+        except AnymailAPIError as exc:  # before OSError: a requests error is one too
+            return _by_esp_error(exc)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             # The server may have taken the message before the line dropped: never resend.
             self.connections.pop(message.mailbox.connection_url if message.mailbox else "", None)
@@ -169,8 +179,8 @@ class LiveBackend:
             return Outcome(RETRY, _describe(exc))
         if not sent:
             return Outcome(RETRY, "the email backend accepted nothing")
-        esp_id = getattr(email, "anymail_status", None)
-        return Outcome(SENT, "", str(getattr(esp_id, "message_id", "") or ""))
+        status = getattr(email, "anymail_status", None)
+        return Outcome(SENT, "", str(getattr(status, "message_id", "") or ""))
 
 
 def _closed(connection) -> bool:
@@ -187,6 +197,39 @@ def _by_code(code: int, text, *, bounce: bool = True, prefix: str = "") -> Outco
     if 500 <= code < 600:
         return Outcome(FAILED, detail, bounce=bounce)
     return Outcome(RETRY, detail)
+
+
+def _by_esp_error(exc: AnymailAPIError) -> Outcome:
+    """An ESP's API refused the call, or the call did not get through. Throttling (429) and
+    the ESP's own errors (5xx) are retried; another 4xx is our request's fault (a bad token,
+    a malformed message): failed, not a bounce. No answer at all is retried only when the
+    request never reached the ESP; after that (a read timeout, a reset), it may have been
+    accepted: unknown, never re-sent."""
+    detail = f"ESP API: {_first_line(exc)}"
+    status = exc.status_code
+    if status is not None:
+        if status == 429 or status >= 500:
+            return Outcome(RETRY, f"{detail} (HTTP {status})")
+        return Outcome(FAILED, f"{detail} (HTTP {status})", bounce=False)
+    if _never_connected(exc.__cause__):
+        return Outcome(RETRY, f"{detail}: could not connect")
+    return Outcome(UNKNOWN, f"{detail}: no answer after the request was sent")
+
+
+def _never_connected(error: BaseException | None) -> bool:
+    """True for a requests error raised before a byte of the request left: the connection
+    was refused or timed out while connecting."""
+    if isinstance(error, requests.ConnectTimeout):
+        return True
+    if not isinstance(error, requests.ConnectionError):
+        return False
+    reason = getattr(error.args[0] if error.args else None, "reason", None)
+    return isinstance(reason, urllib3.exceptions.NewConnectionError)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:400]
 
 
 def _describe(exc: Exception) -> str:

@@ -663,6 +663,7 @@ class UnsubscribeSource(models.TextChoices):
     MAILTO = "mailto", "Unsubscribe email"
     ADMIN = "admin", "Operator, in the admin"
     CLI = "cli", "Operator, on the command line"
+    ESP = "esp", "Reported by the email provider"
 
 
 class UnsubscribeReason(models.TextChoices):

@@ -20,6 +20,7 @@ from django.utils.html import format_html, format_html_join
 
 from outreach.models import (
     DispatchRun,
+    FeedbackEvent,
     Mailbox,
     ManualTask,
     MessageState,
@@ -345,6 +346,48 @@ class DispatchRunAdmin(ReadOnlyMixin, ScopedAdmin):
     @admin.display(description="outcomes")
     def counts_text(self, obj: DispatchRun) -> str:
         return ", ".join(f"{k} {v}" for k, v in sorted(obj.counts.items())) or "nothing due"
+
+
+class MatchedFilter(admin.SimpleListFilter):
+    title = "matched"
+    parameter_name = "matched"
+
+    def lookups(self, request, model_admin):
+        return (("yes", "Matched to a message"), ("no", "Unmatched"))
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(message__isnull=self.value() == "no")
+        return queryset
+
+
+@admin.register(FeedbackEvent)
+class FeedbackEventAdmin(ReadOnlyMixin, ScopedAdmin):
+    """Every feedback event, matched or not. Unmatched ones have no venture: only users who
+    see every venture see them (they may name anyone's address)."""
+
+    venture_lookup = "venture_id"
+    list_display = ("received_at", "kind", "source", "recipient", "matched", "effect")
+    list_filter = ("kind", "source", MatchedFilter, "reliable")
+    list_select_related = ("message",)
+    paginator = CappedCountPaginator
+    search_fields = ("recipient",)
+    search_help_text = "Address prefix."
+    sortable_by = ()
+    fields = (
+        "kind", "source", "event_id", "occurred_at", "received_at", "recipient", "message",
+        "lead", "matched_by", "effect", "reason", "url", "reliable", "esp_message_id",
+        "thread_ids", "subject", "text",
+    )  # fmt: skip
+    readonly_fields = fields
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip().lower()
+        return (queryset.filter(recipient__istartswith=term) if term else queryset), False
+
+    @admin.display(description="matched", boolean=True)
+    def matched(self, obj: FeedbackEvent) -> bool:
+        return obj.message_id is not None
 
 
 # --- The campaign page's outbox panel ------------------------------------------------------------

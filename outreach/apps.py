@@ -8,8 +8,9 @@ class OutreachConfig(AppConfig):
         from django.db.models.signals import post_migrate
 
         from leads.signals import lead_erased, lead_unsubscribed
-        from outreach import campaign_code
+        from outreach import campaign_code, webhooks
         from outreach.context import LEAD_CONTEXT_SCHEMA, LeadRecipients, erase_render_logs
+        from outreach.feedback import erase_feedback
         from outreach.signals import block_unsubscribed, ensure_tick_schedule
         from templating.hooks import set_context_schema, set_recipient_source
         from ventures.campaign_code import register_section
@@ -20,6 +21,8 @@ class OutreachConfig(AppConfig):
         lead_erased.connect(erase_render_logs, dispatch_uid="outreach.erase_render_logs")
         post_migrate.connect(ensure_tick_schedule, sender=self)
         lead_unsubscribed.connect(block_unsubscribed, dispatch_uid="outreach.block_unsubscribed")
+        webhooks.connect()  # anymail's tracking and inbound events -> outreach.feedback
+        lead_erased.connect(erase_feedback, dispatch_uid="outreach.erase_feedback")
         # Campaign TOML sections, after templating's [[templates]] (order 20): steps name them.
         register_section(
             "mailboxes",

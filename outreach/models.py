@@ -326,6 +326,12 @@ class OutboundMessage(models.Model):
                 name="outbound_lease_idx",
             ),
             models.Index(fields=["campaign", "state"], name="outbound_campaign_state_idx"),
+            # Feedback from an ESP names the message by the ESP's id.
+            models.Index(
+                fields=["esp_message_id"],
+                condition=~Q(esp_message_id=""),
+                name="outbound_esp_id_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -406,3 +412,64 @@ class ManualTask(OutboundMessage):
     class Meta:
         proxy = True
         verbose_name = "manual task"
+
+
+class FeedbackKind(models.TextChoices):
+    """What a feedback event says (django-anymail's normalised event types, plus replies)."""
+
+    QUEUED = "queued", "Queued by the ESP"
+    SENT = "sent", "Sent by the ESP"
+    DELIVERED = "delivered", "Delivered"
+    DEFERRED = "deferred", "Deferred (soft bounce)"
+    BOUNCED = "bounced", "Bounced (hard)"
+    REJECTED = "rejected", "Rejected by the ESP"
+    FAILED = "failed", "Failed at the ESP"
+    COMPLAINED = "complained", "Spam complaint"
+    UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+    SUBSCRIBED = "subscribed", "Subscribed again"
+    OPENED = "opened", "Opened (unreliable)"
+    CLICKED = "clicked", "Clicked"
+    AUTORESPONDED = "autoresponded", "Auto-reply"
+    REPLIED = "replied", "Replied"
+    UNKNOWN = "unknown", "Unknown"
+
+
+class FeedbackEvent(models.Model):
+    """One event about a sent message, stored once per (source, event id) however often it is
+    delivered, matched to its message when it can be, and kept (listed) when it cannot."""
+
+    source = models.CharField(max_length=40, help_text="The ESP, or imap, import, manual.")
+    event_id = models.CharField(max_length=200, help_text="The source's own id, else a digest.")
+    kind = models.CharField(max_length=20, choices=FeedbackKind.choices)
+    occurred_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+    recipient = models.CharField(max_length=254, blank=True)
+    esp_message_id = models.CharField(max_length=300, blank=True)
+    # Our Message-IDs the event names: its In-Reply-To and References (a reply).
+    thread_ids = models.JSONField(default=list, blank=True)
+    reason = models.CharField(max_length=500, blank=True)
+    url = models.CharField(max_length=2000, blank=True)
+    subject = models.CharField(max_length=998, blank=True)
+    text = models.TextField(blank=True)
+    # Opens: privacy proxies and scanners open every mail, so an open proves nothing.
+    reliable = models.BooleanField(default=True)
+    message = models.ForeignKey(
+        OutboundMessage, null=True, blank=True, on_delete=models.SET_NULL, related_name="feedback"
+    )
+    lead = models.ForeignKey(Lead, null=True, blank=True, on_delete=models.SET_NULL)
+    venture_id = models.BigIntegerField(null=True, blank=True)
+    matched_by = models.CharField(max_length=20, blank=True)
+    effect = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["source", "event_id"], name="feedback_once")]
+        indexes = [
+            models.Index(fields=["kind", "received_at"], name="feedback_kind_idx"),
+            models.Index(
+                fields=["received_at"], condition=Q(message__isnull=True), name="feedback_unmatched"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} from {self.source} ({self.recipient or 'no recipient'})"

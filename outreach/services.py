@@ -6,7 +6,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from outreach.enrollment import plan_next_steps
-from outreach.models import MessageState, OutboundMessage
+from outreach.models import DUE_STATES, Enrollment, EnrollmentState, MessageState, OutboundMessage
 from ventures.services import Actor, DomainError, actor_label, audit_record
 
 
@@ -73,3 +73,15 @@ def _locked_in(message: OutboundMessage, state: str) -> OutboundMessage:
         shown = locked.get_state_display().lower()
         raise DomainError(f"This message is {shown}, not {MessageState(state).label.lower()}.")
     return locked
+
+
+def sequences_stop(*, lead_ids: list[int], reason: str, code: str) -> int:
+    """The leads' sequences stop and their pending messages and open tasks are blocked with
+    the reason (a reply, a bounce, an unsubscribe); returns how many messages. Messages being
+    handed over right now are not touched: the hand-over re-reads the lead and blocks them."""
+    Enrollment.objects.filter(lead_id__in=lead_ids, state=EnrollmentState.ACTIVE).update(
+        state=EnrollmentState.STOPPED, stop_reason=reason[:300]
+    )
+    return OutboundMessage.objects.filter(
+        lead_id__in=lead_ids, state__in=[*DUE_STATES, MessageState.TASK_OPEN]
+    ).update(state=MessageState.BLOCKED, reason_code=code, reason=reason[:500])

@@ -14,20 +14,8 @@ def ensure_tick_schedule(**kwargs) -> None:
 
 def block_unsubscribed(sender=None, *, lead_ids: list[int], source: str = "", **kwargs) -> int:
     """leads.signals.lead_unsubscribed receiver: every pending message and open task of the
-    person in the venture is blocked at once, and their sequences stop. Messages being handed
-    over right now are not touched here: the hand-over re-reads the lead and blocks them."""
-    from outreach.models import (
-        DUE_STATES,
-        Enrollment,
-        EnrollmentState,
-        MessageState,
-        OutboundMessage,
-    )
+    person in the venture is blocked at once, and their sequences stop."""
+    from outreach.services import sequences_stop
 
     reason = f"the lead unsubscribed ({source})" if source else "the lead unsubscribed"
-    Enrollment.objects.filter(lead_id__in=lead_ids, state=EnrollmentState.ACTIVE).update(
-        state=EnrollmentState.STOPPED, stop_reason=reason[:300]
-    )
-    return OutboundMessage.objects.filter(
-        lead_id__in=lead_ids, state__in=[*DUE_STATES, MessageState.TASK_OPEN]
-    ).update(state=MessageState.BLOCKED, reason_code="unsubscribed", reason=reason[:500])
+    return sequences_stop(lead_ids=lead_ids, reason=reason, code="unsubscribed")

@@ -1,0 +1,245 @@
+"""Feedback: events about sent messages, stored once, matched, and acted on.
+
+Every way in (ESP webhooks through django-anymail's normalised events today) calls
+`feedback_record`, which in one transaction stores the event unless its (source, event id) is
+stored already (a webhook retried ten times counts once), matches it to its outbound message,
+and applies its effect:
+
+- matched by the ESP's message id, else by our Message-ID in the event's In-Reply-To or
+  References (a reply), else by the address it names (the latest email sent to that lead);
+  unmatched events are kept and listed, never dropped;
+- any event that proves a message left (delivered, bounced, opened, replied, ...) settles an
+  `unknown` message as sent;
+- a hard bounce, or a rejection for a bad or bounced address: the address is suppressed in the
+  venture, the lead is bounced and its sequence stops; a spam complaint, or a rejection as
+  spam: suppressed too, sequence stopped; an unsubscribe: the person is unsubscribed
+  venture-wide (`leads.unsubscribes`);
+- a reply: the lead is marked replied, its sequence stops and its pending messages are
+  blocked (and, when the sequence says so, those of the other leads at the same company
+  domain in the campaign); an auto-reply (Auto-Submitted, X-Autoreply, Precedence headers) is
+  recorded and stops nothing;
+- opens are recorded as unreliable (privacy proxies open every mail); clicks are recorded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from leads.models import Lead, LeadStatus, UnsubscribeSource
+from outreach.models import FeedbackEvent, FeedbackKind, MessageState, OutboundMessage
+from outreach.services import sequences_stop, unknown_message_settle
+
+ACTOR = "feedback"
+# Events that prove the message was handed over: an `unknown` one is settled as sent.
+PROVES_SENT = frozenset(
+    {
+        FeedbackKind.QUEUED, FeedbackKind.SENT, FeedbackKind.DELIVERED, FeedbackKind.DEFERRED,
+        FeedbackKind.BOUNCED, FeedbackKind.COMPLAINED, FeedbackKind.UNSUBSCRIBED,
+        FeedbackKind.OPENED, FeedbackKind.CLICKED, FeedbackKind.AUTORESPONDED,
+        FeedbackKind.REPLIED,
+    }
+)  # fmt: skip
+# anymail reject reasons that say the address itself is bad.
+BAD_ADDRESS = frozenset({"invalid", "bounced", "timed_out"})
+_MESSAGE_ID = re.compile(r"<[^<>\s]+>")
+
+
+@dataclass
+class Incoming:
+    """One event as a way in reads it, before it is stored."""
+
+    source: str
+    kind: str
+    event_id: str = ""
+    occurred_at: dt.datetime | None = None
+    recipient: str = ""
+    esp_message_id: str = ""
+    thread_ids: list[str] = field(default_factory=list)
+    reason: str = ""
+    reject_reason: str = ""
+    url: str = ""
+    subject: str = ""
+    text: str = ""
+    raw: object = None  # what the source sent, for the digest when it gives no id
+
+
+def event_digest(raw: object) -> str:
+    """A stable id for an event that has none of its own: the SHA-256 of its content."""
+    data = raw if isinstance(raw, bytes) else json.dumps(raw, sort_keys=True, default=str).encode()
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def thread_ids_of(*headers: str) -> list[str]:
+    """The Message-IDs named in In-Reply-To / References header values, in order, once."""
+    found: list[str] = []
+    for value in headers:
+        for mid in _MESSAGE_ID.findall(value or ""):
+            if mid not in found:
+                found.append(mid)
+    return found
+
+
+def feedback_record(incoming: Incoming) -> tuple[FeedbackEvent, bool]:
+    """Store the event once, match it and apply its effect; (event, created). A repeat of a
+    stored event changes nothing and returns the stored one."""
+    event_id = (incoming.event_id or event_digest(incoming.raw))[:200]
+    existing = FeedbackEvent.objects.filter(source=incoming.source, event_id=event_id).first()
+    if existing is not None:
+        return existing, False
+    try:
+        with transaction.atomic():
+            event = FeedbackEvent.objects.create(
+                source=incoming.source[:40],
+                event_id=event_id,
+                kind=incoming.kind,
+                occurred_at=incoming.occurred_at,
+                recipient=incoming.recipient[:254],
+                esp_message_id=incoming.esp_message_id[:300],
+                thread_ids=incoming.thread_ids[:50],
+                reason=incoming.reason[:500],
+                url=incoming.url[:2000],
+                subject=incoming.subject[:998],
+                text=incoming.text,
+                reliable=incoming.kind != FeedbackKind.OPENED,
+            )
+            _match(event)
+            event.effect = _apply(event, incoming)[:500]
+            event.save(update_fields=["message", "lead", "venture_id", "matched_by", "effect"])
+    except IntegrityError:
+        # The same event, stored meanwhile by a concurrent delivery of it.
+        return FeedbackEvent.objects.get(source=incoming.source, event_id=event_id), False
+    return event, True
+
+
+def _match(event: FeedbackEvent) -> None:
+    message = None
+    if event.esp_message_id:
+        # With or without angle brackets: ESPs (and anymail for some of them) differ.
+        bare = event.esp_message_id.strip().strip("<>")
+        ids = [bare, f"<{bare}>"]
+        message = (
+            OutboundMessage.objects.filter(esp_message_id__in=ids).order_by("-id").first()
+            # Some ESPs name the message by the Message-ID we set.
+            or OutboundMessage.objects.filter(message_id__in=ids).order_by("-id").first()
+        )
+        event.matched_by = "esp_message_id" if message else ""
+    if message is None and event.thread_ids:
+        message = (
+            OutboundMessage.objects.filter(message_id__in=event.thread_ids).order_by("-id").first()
+        )
+        event.matched_by = "thread" if message else ""
+    if message is None and event.recipient and event.kind == FeedbackKind.REPLIED:
+        # A reply that quotes none of our ids: the latest email sent to that address.
+        message = (
+            OutboundMessage.objects.filter(
+                lead__email_key=event.recipient.strip().lower(),
+                state__in=[MessageState.SENT, MessageState.UNKNOWN],
+            )
+            .order_by("-sent_at", "-id")
+            .first()
+        )
+        event.matched_by = "address" if message else ""
+    if message is not None:
+        event.message = message
+        event.lead_id = message.lead_id
+        event.venture_id = message.venture_id
+
+
+def _apply(event: FeedbackEvent, incoming: Incoming) -> str:
+    message = event.message
+    if message is None:
+        return "unmatched: kept for the operator"
+    done = []
+    if event.kind in PROVES_SENT and _settle_unknown(message, event):
+        done.append("settled the unknown message as sent")
+    kind, reject = event.kind, incoming.reject_reason
+    lead = Lead.objects.select_for_update().get(pk=message.lead_id)
+    if kind == FeedbackKind.BOUNCED or (kind == FeedbackKind.REJECTED and reject in BAD_ADDRESS):
+        done.append(_suppress(lead, message, f"hard bounce: {event.reason or kind}", "bounce"))
+        Lead.objects.filter(pk=lead.pk).exclude(status=LeadStatus.ERASED).update(
+            status=LeadStatus.BOUNCED, updated_at=timezone.now()
+        )
+        sequences_stop(
+            lead_ids=[lead.pk], reason=f"the address bounced ({event.source})", code="bounced"
+        )
+    elif kind == FeedbackKind.COMPLAINED or (kind == FeedbackKind.REJECTED and reject == "spam"):
+        done.append(_suppress(lead, message, "spam complaint", "complaint"))
+        sequences_stop(
+            lead_ids=[lead.pk], reason=f"a spam complaint ({event.source})", code="complained"
+        )
+    elif kind == FeedbackKind.UNSUBSCRIBED or (
+        kind == FeedbackKind.REJECTED and reject == "unsubscribed"
+    ):
+        from leads.unsubscribes import lead_unsubscribe
+
+        if lead.status != LeadStatus.ERASED:
+            lead_unsubscribe(lead=lead, source=UnsubscribeSource.ESP, actor=ACTOR)
+            done.append("unsubscribed the person in the venture")
+    elif kind == FeedbackKind.REPLIED:
+        done.append(_replied(lead, message, event))
+    elif kind == FeedbackKind.OPENED:
+        done.append("recorded (opens are unreliable)")
+    return "; ".join(d for d in done if d) or "recorded"
+
+
+def _settle_unknown(message: OutboundMessage, event: FeedbackEvent) -> bool:
+    if message.state != MessageState.UNKNOWN:
+        return False
+    unknown_message_settle(
+        message=message,
+        sent=True,
+        actor=ACTOR,
+        reason=f"{event.get_kind_display()} reported by {event.source} (event {event.event_id})",
+    )
+    return True
+
+
+def _suppress(lead: Lead, message: OutboundMessage, reason: str, source: str) -> str:
+    from leads.suppression import suppression_add
+
+    address = lead.email or message.recipient
+    if not address:
+        return ""
+    suppression_add(
+        values=[address], venture=lead.venture, reason=reason[:300], actor=ACTOR, source=source
+    )
+    return f"suppressed {address} in the venture"
+
+
+def _replied(lead: Lead, message: OutboundMessage, event: FeedbackEvent) -> str:
+    when = (event.occurred_at or event.received_at).date().isoformat()
+    Lead.objects.filter(pk=lead.pk, status=LeadStatus.ACTIVE).update(
+        status=LeadStatus.REPLIED, updated_at=timezone.now()
+    )
+    sequences_stop(lead_ids=[lead.pk], reason=f"the lead replied on {when}", code="replied")
+    done = "the lead replied: its sequence stopped"
+    sequence = message.enrollment.sequence
+    if sequence.stop_on_company_reply and lead.company_domain:
+        colleagues = list(
+            Lead.objects.filter(campaign_id=lead.campaign_id, company_domain=lead.company_domain)
+            .exclude(pk=lead.pk)
+            .values_list("pk", flat=True)
+        )
+        if colleagues:
+            sequences_stop(
+                lead_ids=colleagues,
+                reason=f"someone at {lead.company_domain} replied on {when}",
+                code="company_replied",
+            )
+            done += f", and those of {len(colleagues)} colleagues at {lead.company_domain}"
+    return done
+
+
+def erase_feedback(sender=None, *, lead_ids: list[int], **kwargs) -> None:
+    """leads.signals.lead_erased receiver: what the erased people wrote and their addresses
+    go from their feedback events; the events stay, so the counts still add up."""
+    FeedbackEvent.objects.filter(lead_id__in=lead_ids).update(
+        recipient="", subject="", text="", url="", thread_ids=[]
+    )

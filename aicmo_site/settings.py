@@ -74,6 +74,19 @@ def _int(name: str, default: int, *, minimum: int = 0) -> int:
     return value
 
 
+def _fraction(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number (e.g. 0.02 for 2%).") from None
+    if not 0 < value <= 1:
+        raise ImproperlyConfigured(f"{name}={raw!r} must be above 0 and at most 1 (0.02 is 2%).")
+    return value
+
+
 def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     value = os.environ.get(name, default).strip().lower()
     if value not in choices:
@@ -238,6 +251,14 @@ AICMO_TICK_LEASE_SECONDS = _int("AICMO_TICK_LEASE_SECONDS", 300, minimum=30)
 # Transient send failures are retried this many times, backing off from five minutes.
 AICMO_SEND_MAX_ATTEMPTS = _int("AICMO_SEND_MAX_ATTEMPTS", 6, minimum=1)
 AICMO_KILL_SWITCH = _bool("AICMO_KILL_SWITCH", False)
+# Auto-pause: a campaign or mailbox whose bounce or complaint rate passes these, over the
+# window and once it has sent at least the minimum, is paused; so is one whose sends fail
+# (deferred, given up, unknown) at the error rate over the last hour.
+AICMO_AUTOPAUSE_BOUNCE_RATE = _fraction("AICMO_AUTOPAUSE_BOUNCE_RATE", 0.02)
+AICMO_AUTOPAUSE_COMPLAINT_RATE = _fraction("AICMO_AUTOPAUSE_COMPLAINT_RATE", 0.001)
+AICMO_AUTOPAUSE_ERROR_RATE = _fraction("AICMO_AUTOPAUSE_ERROR_RATE", 0.5)
+AICMO_AUTOPAUSE_MIN_SENDS = _int("AICMO_AUTOPAUSE_MIN_SENDS", 100, minimum=1)
+AICMO_AUTOPAUSE_WINDOW_HOURS = _int("AICMO_AUTOPAUSE_WINDOW_HOURS", 168, minimum=1)
 # A worker heartbeat older than this is reported stale by preflight and /healthz.
 AICMO_HEARTBEAT_MAX_AGE = _int("AICMO_HEARTBEAT_MAX_AGE", 300, minimum=10)
 # Render logs (template version, recipient ref, outcome) are purged after this many days.

@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from outreach.models import (
+    AutoPause,
     DispatchRun,
     FeedbackEvent,
     Mailbox,
@@ -390,6 +391,16 @@ class FeedbackEventAdmin(ReadOnlyMixin, ScopedAdmin):
         return obj.message_id is not None
 
 
+@admin.register(AutoPause)
+class AutoPauseAdmin(ReadOnlyMixin, ScopedAdmin):
+    venture_lookup = "campaign__venture"
+    list_display = ("paused_at", "campaign", "mailbox", "reason")
+    list_filter = (CampaignFilter,)
+    list_select_related = ("campaign", "mailbox")
+    fields = ("paused_at", "campaign", "mailbox", "reason", "figures")
+    readonly_fields = fields
+
+
 # --- The campaign page's outbox panel ------------------------------------------------------------
 
 
@@ -420,6 +431,7 @@ def campaign_outbox_panel(request, campaign: Campaign) -> str:
     changelist = reverse("admin:outreach_outboundmessage_changelist")
     tasks = reverse("admin:outreach_manualtask_changelist")
     return format_html(
+        "{}"
         '<table class="outbox-states"><thead><tr><th>State</th><th>Messages</th></tr></thead>'
         "<tbody>{}</tbody></table>"
         "<p>Sent today: <strong>{}</strong> of the campaign's {} (after warm-up; the venture, "
@@ -427,6 +439,7 @@ def campaign_outbox_panel(request, campaign: Campaign) -> str:
         "<p>Next due: {}</p><p>Blocked, by reason: {}</p>"
         '<p><a href="{}?campaign={}&amp;state__exact=unknown">Unknown messages to settle: {}</a>'
         ' · <a href="{}?campaign={}&amp;state__exact=task_open">Open tasks: {}</a></p>',
+        _auto_pauses(campaign),
         states or format_html("<tr><td colspan=2>{}</td></tr>", "No messages yet."),
         used,
         campaign.effective_daily_limit(today),
@@ -437,5 +450,33 @@ def campaign_outbox_panel(request, campaign: Campaign) -> str:
         tasks, campaign.pk, by_state.get(MessageState.TASK_OPEN, 0),
     )  # fmt: skip
 
+
+def _auto_pauses(campaign: Campaign) -> str:
+    """Why the engine paused this campaign or one of its mailboxes, most recent first (and
+    which of its mailboxes are still paused)."""
+    pauses = list(campaign.auto_pauses.select_related("mailbox")[:AUTO_PAUSES_SHOWN])
+    if not pauses:
+        return ""
+    paused_boxes = [
+        b.from_email for b in Mailbox.objects.filter(campaigns=campaign, is_active=False)
+    ]
+    rows = format_html_join(
+        "", "<li>{} · {}: {}</li>",
+        ((f"{p.paused_at:%Y-%m-%d %H:%M} UTC", f"mailbox {p.mailbox.from_email}" if p.mailbox
+          else "the campaign", p.reason) for p in pauses),
+    )  # fmt: skip
+    still = (
+        format_html("<p>Mailboxes still paused: {}. Re-activate one on its page once its "
+                    "list or settings are fixed.</p>", ", ".join(paused_boxes))
+        if paused_boxes else ""
+    )  # fmt: skip
+    return format_html(
+        '<div class="auto-pauses"><p><strong>Auto-paused</strong> (resume once the cause is '
+        "fixed; only sends after the pause count towards the next one):</p><ul>{}</ul>{}</div>",
+        rows, still,
+    )  # fmt: skip
+
+
+AUTO_PAUSES_SHOWN = 5
 
 register_change_panel(Campaign, "Outbox", campaign_outbox_panel)

@@ -78,6 +78,7 @@ from ventures.sql import rows_update
 logger = logging.getLogger(__name__)
 
 BACKOFF_BASE = dt.timedelta(minutes=5)
+MAILBOX_RETRY = dt.timedelta(hours=1)  # a paused mailbox's messages look again this often
 ACTOR = "outbox"
 
 
@@ -134,6 +135,7 @@ class RunState:
     decisions: list[tuple] = field(default_factory=list)
     saved: int = 0  # decisions already stored
     pending: list[tuple] = field(default_factory=list)  # of the transaction under way
+    touched: set[int] = field(default_factory=set)  # campaigns that handed something over
 
 
 # --- 1. Claim ------------------------------------------------------------------------------------
@@ -335,6 +337,11 @@ def _decide(state: RunState, messages: list[OutboundMessage], global_reason) -> 
         block = _lead_block(lead, m.enrollment, suppressed)
         if block is not None:
             decisions.append(Decision(m, MessageState.BLOCKED, *block))
+            continue
+        if m.mailbox is not None and not m.mailbox.is_active and not m.step.is_manual:
+            decisions.append(Decision(m, MessageState.DEFERRED, "mailbox_paused",
+                                      f"the mailbox {m.mailbox.from_email} is paused",
+                                      now + MAILBOX_RETRY))  # fmt: skip
             continue
         if not m.step.is_manual and (problem := _sender_problem(m)):
             decisions.append(Decision(m, MessageState.BLOCKED, "sender", problem))
@@ -595,7 +602,7 @@ def _keep_notes(state: RunState) -> None:
 # --- 3. Hand over and record ---------------------------------------------------------------------
 
 
-def _lock_rules(campaign_ids: set[int], lead_ids: list[int]) -> None:
+def _lock_rules(campaign_ids: set[int], lead_ids: list[int], mailbox_ids: list[int]) -> None:
     """Share locks of the rows every kill switch, status change, unsubscribe and suppression
     writes (the campaigns, their ventures, the global switch, the leads): such a change waits
     for this transaction, so nothing is handed over after it commits. (SQLite has one writer:
@@ -620,6 +627,11 @@ def _lock_rules(campaign_ids: set[int], lead_ids: list[int]) -> None:
         cursor.execute(
             "SELECT id FROM leads_lead WHERE id = ANY(%s) ORDER BY id FOR SHARE", [lead_ids]
         )
+        if mailbox_ids:  # and pausing a mailbox
+            cursor.execute(
+                "SELECT id FROM outreach_mailbox WHERE id = ANY(%s) ORDER BY id FOR SHARE",
+                [mailbox_ids],
+            )
 
 
 def _deliver(state: RunState, sending: list[OutboundMessage], backend) -> None:
@@ -644,7 +656,11 @@ def _deliver(state: RunState, sending: list[OutboundMessage], backend) -> None:
         if not sending:
             return
         campaign_ids = {m.campaign_id for m in sending}
-        _lock_rules(campaign_ids, sorted({m.lead_id for m in sending}))
+        mailbox_ids = sorted({m.mailbox_id for m in sending if m.mailbox_id})
+        _lock_rules(campaign_ids, sorted({m.lead_id for m in sending}), mailbox_ids)
+        paused_boxes = set(
+            Mailbox.objects.filter(pk__in=mailbox_ids, is_active=False).values_list("pk", flat=True)
+        )
         global_reason = global_kill_reason()
         campaigns = {
             c.pk: c for c in Campaign.objects.filter(pk__in=campaign_ids).select_related("venture")
@@ -668,7 +684,12 @@ def _deliver(state: RunState, sending: list[OutboundMessage], backend) -> None:
             if block is not None:
                 outcomes.undo(m, MessageState.BLOCKED, *block)
                 continue
+            if m.mailbox_id in paused_boxes:
+                outcomes.undo(m, MessageState.DEFERRED, "mailbox_paused",
+                              "the mailbox was paused", timezone.now() + MAILBOX_RETRY)  # fmt: skip
+                continue
             outcomes.add(m, backend.send(m))
+            state.touched.add(m.campaign_id)
         outcomes.record()
     _keep_notes(state)
 
@@ -696,6 +717,7 @@ class Outcomes:
                       self.now + retry_delay(m.attempts))  # fmt: skip
         elif outcome.result in (RETRY, FAILED):
             code = "gave_up" if outcome.result == RETRY else "rejected"
+            code = "hard_bounce" if outcome.bounce else code
             self.undo(m, MessageState.FAILED, code, outcome.detail)
             if outcome.bounce:
                 self.bounced.append((m, outcome.detail))
@@ -859,6 +881,7 @@ def tick(
             if not _batch(state, batch_size or settings.AICMO_TICK_BATCH, campaign):
                 break
             batches += 1
+        _health_checks(state)
     except Exception as exc:
         run.error = f"{type(exc).__name__}: {exc}"[:2000]
         if isinstance(exc, DatabaseError):
@@ -873,6 +896,16 @@ def tick(
         raise
     _finish(state)
     return run
+
+
+def _health_checks(state: RunState) -> None:
+    """Auto-pause what this run's sends show to be unhealthy (`outreach.health`)."""
+    from outreach.health import health_check
+
+    for campaign in Campaign.objects.filter(pk__in=state.touched).order_by("pk"):
+        for pause in health_check(campaign):
+            state.counts["auto_paused"] += 1
+            logger.warning("Auto-paused: %s", pause)
 
 
 def _enrol_running(campaign: Campaign | None) -> None:

@@ -33,6 +33,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from leads.models import Lead, LeadStatus, UnsubscribeSource
+from outreach.health import health_check
 from outreach.models import FeedbackEvent, FeedbackKind, MessageState, OutboundMessage
 from outreach.services import sequences_stop, unknown_message_settle
 
@@ -46,6 +47,8 @@ PROVES_SENT = frozenset(
         FeedbackKind.REPLIED,
     }
 )  # fmt: skip
+# Events after which the campaign's health is checked (outreach.health).
+ALARMS = frozenset({FeedbackKind.BOUNCED, FeedbackKind.COMPLAINED, FeedbackKind.REJECTED})
 # anymail reject reasons that say the address itself is bad.
 BAD_ADDRESS = frozenset({"invalid", "bounced", "timed_out"})
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
@@ -111,7 +114,15 @@ def feedback_record(incoming: Incoming) -> tuple[FeedbackEvent, bool]:
             )
             _match(event)
             event.effect = _apply(event, incoming)[:500]
-            event.save(update_fields=["message", "lead", "venture_id", "matched_by", "effect"])
+            fields = ["message", "lead", "venture_id", "matched_by", "effect"]
+            event.save(update_fields=fields)
+            if event.message is not None and event.kind in ALARMS:
+                # After the save: the check counts this event too.
+                pauses = health_check(event.message.campaign)
+                if pauses:
+                    event.effect = "; ".join([event.effect, *(f"auto-paused {p}" for p in pauses)])
+                    event.effect = event.effect[:500]
+                    event.save(update_fields=["effect"])
     except IntegrityError:
         # The same event, stored meanwhile by a concurrent delivery of it.
         return FeedbackEvent.objects.get(source=incoming.source, event_id=event_id), False

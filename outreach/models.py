@@ -473,3 +473,25 @@ class FeedbackEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} from {self.source} ({self.recipient or 'no recipient'})"
+
+
+class AutoPause(models.Model):
+    """A campaign (or one of its mailboxes) paused by the engine itself, with the figures that
+    tripped it. Resuming is the operator's audited decision; only sends after the pause count
+    towards the next one."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="auto_pauses")
+    mailbox = models.ForeignKey(
+        Mailbox, null=True, blank=True, on_delete=models.CASCADE, related_name="auto_pauses"
+    )
+    reason = models.CharField(max_length=500)
+    figures = models.JSONField(default=dict)
+    paused_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-paused_at", "-id"]
+        indexes = [models.Index(fields=["campaign", "paused_at"], name="autopause_campaign_idx")]
+
+    def __str__(self) -> str:
+        what = f"mailbox {self.mailbox}" if self.mailbox_id else "campaign"
+        return f"{what} paused on {self.paused_at:%Y-%m-%d %H:%M}: {self.reason}"

@@ -82,7 +82,7 @@ def test_throttling_or_an_esp_error_is_retried_later_and_gives_the_slot_back(api
 def test_an_inactive_recipient_fails_suppresses_and_stops_the_sequence(api, lead):
     api.answer_next("inactive")
     message = send(lead)
-    assert (message.state, message.reason_code) == (MessageState.FAILED, "rejected")
+    assert (message.state, message.reason_code) == (MessageState.FAILED, "hard_bounce")
     assert "refused the recipient" in message.reason
     lead.refresh_from_db()
     assert lead.status == LeadStatus.BOUNCED

@@ -145,7 +145,7 @@ def test_a_permanent_refusal_fails_the_message_suppresses_the_address_and_bounce
     smtp_sink.fail_next("RCPT", 550)  # the first in due order
     assert tick().counts == {"failed": 1, "sent": 1}
     message = first_message(refused)
-    assert (message.state, message.reason_code) == (MessageState.FAILED, "rejected")
+    assert (message.state, message.reason_code) == (MessageState.FAILED, "hard_bounce")
     assert "550" in message.reason
     refused.refresh_from_db()
     assert refused.status == LeadStatus.BOUNCED

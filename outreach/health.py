@@ -1,0 +1,172 @@
+"""Auto-pause: a bad list must never burn a sending domain.
+
+After each tick, and after each bounce or complaint reported, the campaign's figures are
+read over a rolling window (`AICMO_AUTOPAUSE_WINDOW_HOURS`, and never from before its last
+auto-pause, so that an operator who resumes starts from a clean slate):
+
+- bounce rate: hard bounces (the mail server's 5xx for the recipient at hand-over, and those
+  the ESP reports) over emails sent; above `AICMO_AUTOPAUSE_BOUNCE_RATE`;
+- complaint rate: spam complaints over emails sent; above `AICMO_AUTOPAUSE_COMPLAINT_RATE`;
+- both only once at least `AICMO_AUTOPAUSE_MIN_SENDS` emails were sent in the window;
+- sending errors over the last hour: messages deferred for a transient failure, given up or
+  left unknown, over those and the ones sent; above `AICMO_AUTOPAUSE_ERROR_RATE`, once
+  there were at least ERROR_MIN_ATTEMPTS.
+
+A campaign that trips is paused (`campaign_transition`, audited with the figures) and an
+`AutoPause` row keeps them for the console. The same figures per mailbox pause the mailbox
+(its sends wait, every campaign's). Resuming is the operator's audited decision.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+
+from django.conf import settings
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from outreach.models import (
+    AutoPause,
+    FeedbackEvent,
+    FeedbackKind,
+    Mailbox,
+    MessageState,
+    OutboundMessage,
+    StepKind,
+)
+from ventures.models import Campaign, CampaignStatus
+from ventures.services import audit_record, campaign_transition
+
+ACTOR = "auto-pause"
+ERROR_MIN_ATTEMPTS = 20
+ERROR_WINDOW = dt.timedelta(hours=1)
+
+
+@dataclass
+class Health:
+    since: dt.datetime
+    sent: int
+    bounces: int
+    complaints: int
+    attempts_last_hour: int
+    errors_last_hour: int
+
+    @property
+    def bounce_rate(self) -> float:
+        return self.bounces / self.sent if self.sent else 0.0
+
+    @property
+    def complaint_rate(self) -> float:
+        return self.complaints / self.sent if self.sent else 0.0
+
+    def tripped(self) -> str | None:
+        """Why this must pause, with the figures, or None."""
+        if self.sent >= settings.AICMO_AUTOPAUSE_MIN_SENDS:
+            limit = settings.AICMO_AUTOPAUSE_BOUNCE_RATE
+            if self.bounce_rate > limit:
+                return (
+                    f"bounce rate {self.bounce_rate:.1%} ({self.bounces} of {self.sent} sent "
+                    f"since {self.since:%Y-%m-%d %H:%M} UTC) is above {limit:.1%}"
+                )
+            limit = settings.AICMO_AUTOPAUSE_COMPLAINT_RATE
+            if self.complaint_rate > limit:
+                return (
+                    f"complaint rate {self.complaint_rate:.2%} ({self.complaints} of {self.sent} "
+                    f"sent since {self.since:%Y-%m-%d %H:%M} UTC) is above {limit:.2%}"
+                )
+        if self.attempts_last_hour >= ERROR_MIN_ATTEMPTS:
+            rate = self.errors_last_hour / self.attempts_last_hour
+            if rate > settings.AICMO_AUTOPAUSE_ERROR_RATE:
+                return (
+                    f"sending errors: {self.errors_last_hour} of {self.attempts_last_hour} "
+                    f"attempts in the last hour failed ({rate:.0%}, above "
+                    f"{settings.AICMO_AUTOPAUSE_ERROR_RATE:.0%})"
+                )
+        return None
+
+    def figures(self) -> dict:
+        data = asdict(self)
+        data["since"] = self.since.isoformat()
+        return {**data, "bounce_rate": round(self.bounce_rate, 4),
+                "complaint_rate": round(self.complaint_rate, 4)}  # fmt: skip
+
+
+def health_of(campaign: Campaign, mailbox: Mailbox | None = None, *, now=None) -> Health:
+    now = now or timezone.now()
+    since = now - dt.timedelta(hours=settings.AICMO_AUTOPAUSE_WINDOW_HOURS)
+    last = AutoPause.objects.filter(campaign=campaign, mailbox=mailbox).order_by("-paused_at")
+    if (latest := last.values_list("paused_at", flat=True).first()) is not None:
+        since = max(since, latest)
+    emails = OutboundMessage.objects.filter(campaign=campaign, kind=StepKind.EMAIL)
+    events = FeedbackEvent.objects.filter(message__campaign=campaign, received_at__gte=since)
+    if mailbox is not None:
+        emails = emails.filter(mailbox=mailbox)
+        events = events.filter(message__mailbox=mailbox)
+    refused = emails.filter(
+        state=MessageState.FAILED, reason_code="hard_bounce", updated_at__gte=since
+    ).count()
+    sent = emails.filter(sent_at__gte=since).count() + refused
+    reported = dict(
+        events.filter(kind__in=[FeedbackKind.BOUNCED, FeedbackKind.COMPLAINED])
+        .order_by()
+        .values_list("kind")
+        .annotate(n=Count("id"))
+    )
+    hour_ago = now - ERROR_WINDOW
+    errors = emails.filter(
+        Q(reason_code__in=["transient", "gave_up"]) | Q(state=MessageState.UNKNOWN),
+        updated_at__gte=hour_ago,
+    ).count()
+    sent_last_hour = emails.filter(sent_at__gte=hour_ago).count()
+    return Health(
+        since=since,
+        sent=sent,
+        bounces=refused + reported.get(FeedbackKind.BOUNCED, 0),
+        complaints=reported.get(FeedbackKind.COMPLAINED, 0),
+        attempts_last_hour=sent_last_hour + errors,
+        errors_last_hour=errors,
+    )
+
+
+def health_check(campaign: Campaign, *, now=None) -> list[AutoPause]:
+    """Pause the campaign, and each of its mailboxes, whose figures trip a threshold."""
+    now = now or timezone.now()
+    pauses = []
+    campaign = Campaign.objects.select_related("venture").get(pk=campaign.pk)
+    if campaign.status == CampaignStatus.RUNNING:
+        health = health_of(campaign, now=now)
+        reason = health.tripped()
+        if reason is not None:
+            campaign_transition(
+                campaign=campaign, action="pause", actor=ACTOR, reason=f"Auto-paused: {reason}"
+            )
+            pauses.append(
+                AutoPause.objects.create(
+                    campaign=campaign, reason=reason[:500], figures=health.figures(), paused_at=now
+                )
+            )
+    for box in Mailbox.objects.filter(campaigns=campaign, is_active=True):
+        health = health_of(campaign, box, now=now)
+        reason = health.tripped()
+        if reason is None:
+            continue
+        Mailbox.objects.filter(pk=box.pk).update(is_active=False)
+        audit_record(
+            actor=ACTOR,
+            action="mailbox.auto_pause",
+            entity=box,
+            before={"is_active": True},
+            after={"is_active": False, "figures": health.figures()},
+            reason=f"Auto-paused in campaign {campaign.slug}: {reason}",
+        )
+        pauses.append(
+            AutoPause.objects.create(
+                campaign=campaign,
+                mailbox=box,
+                reason=reason[:500],
+                figures=health.figures(),
+                paused_at=now,
+            )
+        )
+    return pauses

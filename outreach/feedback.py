@@ -254,3 +254,137 @@ def erase_feedback(sender=None, *, lead_ids: list[int], **kwargs) -> None:
     FeedbackEvent.objects.filter(lead_id__in=lead_ids).update(
         recipient="", subject="", text="", url="", thread_ids=[]
     )
+
+
+# --- Event exports (`manage.py feedback import FILE`) ---------------------------------------------
+
+# An export's words for each kind (ESP consoles and mailbox tools name them differently).
+KIND_WORDS = {
+    FeedbackKind.BOUNCED: {"bounce", "bounced", "hard_bounce", "hardbounce", "hard bounce",
+                           "permanent_fail", "failed_permanent"},
+    FeedbackKind.DEFERRED: {"deferred", "soft_bounce", "softbounce", "soft bounce", "transient",
+                            "delayed"},
+    FeedbackKind.COMPLAINED: {"complaint", "complained", "spam", "spamcomplaint", "spam complaint",
+                              "abuse"},
+    FeedbackKind.UNSUBSCRIBED: {"unsubscribe", "unsubscribed", "optout", "opt-out", "opt_out"},
+    FeedbackKind.DELIVERED: {"delivered", "delivery"},
+    FeedbackKind.OPENED: {"open", "opened"},
+    FeedbackKind.CLICKED: {"click", "clicked"},
+    FeedbackKind.REPLIED: {"reply", "replied", "response"},
+    FeedbackKind.AUTORESPONDED: {"autoreply", "auto_reply", "auto-reply", "autoresponded",
+                                 "out_of_office", "ooo"},
+    FeedbackKind.REJECTED: {"rejected", "dropped", "blocked"},
+}  # fmt: skip
+WORD_KIND = {word: kind for kind, words in KIND_WORDS.items() for word in words}
+# Column names, lower-cased, for each field.
+COLUMNS = {
+    "kind": ("event", "type", "event_type", "kind", "recordtype", "record_type", "status"),
+    "recipient": ("email", "recipient", "to", "address", "rcpt_to", "from"),
+    "esp_message_id": ("message_id", "messageid", "esp_message_id", "transmission_id"),
+    "event_id": ("event_id", "id", "eventid"),
+    "occurred_at": ("timestamp", "date", "time", "occurred_at", "bouncedat", "receivedat",
+                    "deliveredat", "created_at"),
+    "reason": ("reason", "description", "details", "error", "diagnostic"),
+    "url": ("url", "link", "originallink"),
+    "in_reply_to": ("in_reply_to", "in-reply-to"),
+}  # fmt: skip
+IMPORT_MAX_PROBLEMS = 20
+
+
+class FeedbackFileError(Exception):
+    """The file cannot be imported; `problems` lists what to fix (line: problem)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems[:3]))
+        self.problems = problems
+
+
+def feedback_rows_read(data: bytes, *, source: str) -> list[Incoming]:
+    """Every row of a CSV event export as an Incoming, or FeedbackFileError naming each bad
+    row (the whole file is checked before anything is stored)."""
+    import csv
+    import io
+
+    from django.utils.dateparse import parse_datetime
+
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise FeedbackFileError(["the file is not UTF-8 text (save it as CSV UTF-8)"]) from None
+    try:
+        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.DictReader(io.StringIO(text), dialect=dialect)
+    header = {(name or "").strip().lower(): name for name in reader.fieldnames or []}
+    found = {
+        field: next((header[c] for c in names if c in header), None)
+        for field, names in COLUMNS.items()
+    }
+    if found["kind"] is None or (found["recipient"] is None and found["esp_message_id"] is None):
+        raise FeedbackFileError([
+            "line 1: needs an event column (event, type, ...) and an email or message id "
+            f"column; found: {', '.join(reader.fieldnames or []) or 'no header'}"
+        ])  # fmt: skip
+    rows, problems = [], []
+    for number, row in enumerate(reader, start=2):
+        values = {f: (row.get(col) or "").strip() for f, col in found.items() if col}
+        word = values["kind"].lower()
+        kind = WORD_KIND.get(word)
+        if kind is None:
+            problems.append(f"line {number}: unknown event {values['kind']!r}")
+            continue
+        occurred = None
+        if values.get("occurred_at"):
+            occurred = parse_datetime(values["occurred_at"].replace("Z", "+00:00"))
+            if occurred is None:
+                problems.append(f"line {number}: {values['occurred_at']!r} is not a date and time")
+                continue
+            if timezone.is_naive(occurred):
+                occurred = timezone.make_aware(occurred, dt.UTC)
+        rows.append(
+            Incoming(
+                source=source,
+                kind=kind,
+                event_id=values.get("event_id", ""),
+                occurred_at=occurred,
+                recipient=values.get("recipient", ""),
+                esp_message_id=values.get("esp_message_id", ""),
+                thread_ids=thread_ids_of(values.get("in_reply_to", "")),
+                reason=values.get("reason", ""),
+                reject_reason="bounced" if word in ("dropped", "blocked") else "",
+                url=values.get("url", ""),
+                raw=sorted(row.items(), key=lambda kv: str(kv[0])),
+            )
+        )
+        if len(problems) >= IMPORT_MAX_PROBLEMS:
+            break
+    if problems:
+        raise FeedbackFileError(problems)
+    return rows
+
+
+@dataclass
+class ImportResult:
+    rows: int = 0
+    stored: int = 0
+    repeated: int = 0
+    unmatched: int = 0
+    by_kind: dict = field(default_factory=dict)
+
+
+def feedback_import(data: bytes, *, source: str = "import") -> ImportResult:
+    """Import an event export: checked whole first, then every row stored (once: a row of a
+    file imported before is a repeat) in one transaction."""
+    rows = feedback_rows_read(data, source=source)
+    result = ImportResult(rows=len(rows))
+    with transaction.atomic():
+        for incoming in rows:
+            event, created = feedback_record(incoming)
+            if not created:
+                result.repeated += 1
+                continue
+            result.stored += 1
+            result.by_kind[event.kind] = result.by_kind.get(event.kind, 0) + 1
+            result.unmatched += event.message_id is None
+    return result

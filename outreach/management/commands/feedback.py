@@ -1,0 +1,62 @@
+"""`manage.py feedback import FILE [--source NAME] [--json]`: an ESP's or a mailbox tool's
+event export (CSV: bounces, complaints, unsubscribes, deliveries, opens, clicks, replies).
+
+The file is checked whole first: a bad row stops the import with its line number, and nothing
+is stored. Each row is stored once (`outreach.feedback`): importing the same file again
+stores nothing new.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import CommandError, CommandParser
+
+from outreach.feedback import FeedbackFileError, feedback_import
+from ventures.commands import ProjectCommand
+
+MAX_BYTES = 200 * 1024 * 1024
+
+
+class Command(ProjectCommand):
+    help = "Feedback from outside the webhooks (see `feedback import --help`)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--json", action="store_true", help="Machine-readable output.")
+        sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+        p = sub.add_parser("import", help="Import a CSV event export.", description=__doc__)
+        p.add_argument("file", metavar="FILE")
+        p.add_argument(
+            "--source",
+            default="import",
+            help="Where the events come from (default: import); rows are unique per source.",
+        )
+        p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        self.as_json = options["json"]
+        path = Path(options["file"])
+        try:
+            if path.stat().st_size > MAX_BYTES:
+                raise CommandError(f"{path}: larger than {MAX_BYTES // (1024 * 1024)} MB.")
+            data = path.read_bytes()
+        except OSError as exc:
+            raise CommandError(f"{path}: {exc.strerror or exc}.") from None
+        source = options["source"].strip()[:40] or "import"
+        try:
+            result = feedback_import(data, source=source)
+        except FeedbackFileError as exc:
+            shown = "\n".join(f"  {p}" for p in exc.problems)
+            raise CommandError(
+                f"{path}: nothing imported; fix these rows and import it again:\n{shown}"
+            ) from None
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(result.by_kind.items())) or "none new"
+        self.emit(
+            {"rows": result.rows, "stored": result.stored, "repeated": result.repeated,
+             "unmatched": result.unmatched, "by_kind": result.by_kind},
+            f"{path.name}: {result.rows} rows, {result.stored} new events ({kinds}), "
+            f"{result.repeated} imported before, {result.unmatched} matching no message "
+            "(kept: Outreach -> Feedback events).",
+        )  # fmt: skip

@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from outreach.feedback import reply_record
 from outreach.models import (
     AutoPause,
     DispatchRun,
@@ -28,6 +29,7 @@ from outreach.models import (
     OutboundMessage,
     RoutingRule,
     SendLedger,
+    Sentiment,
     Sequence,
     SequenceStep,
 )
@@ -220,6 +222,14 @@ def _task(done: bool):
     return apply
 
 
+def _reply(sentiment: str):
+    def apply(message: OutboundMessage, user, reason: str) -> bool:
+        reply_record(message=message, sentiment=sentiment, actor=user, notes=reason)
+        return True
+
+    return apply
+
+
 def _settle_unknown(sent: bool):
     def apply(message: OutboundMessage, user, reason: str) -> bool:
         unknown_message_settle(message=message, sent=sent, actor=user, reason=reason)
@@ -245,6 +255,12 @@ MESSAGE_OPERATIONS = {
                   apply=_settle_unknown(False), done="Settled {count} {noun} as not sent.",
                   confirm=True, reason_required=True,
                   warning="It is marked failed and never sent again (at most once)."),
+        *(Operation(name=f"reply-{s.value}", label=f"Replied: {s.label.lower()}",
+                    permission="operate", apply=_reply(s.value),
+                    done=f"Recorded a {s.label.lower()} reply to {{count}} {{noun}}.", confirm=True,
+                    warning="The lead is marked replied and its sequence stops. Say what they "
+                    "wrote or what you noted below (kept with the reply).")
+          for s in Sentiment),
     )
 }  # fmt: skip
 
@@ -288,8 +304,11 @@ class MessageAdminBase(ReadOnlyMixin, OperationsAdmin):
     def applicable_operations(self, obj: OutboundMessage) -> list[str]:
         if obj.state == MessageState.TASK_OPEN:
             return ["task-done", "task-skip"]
+        replies = [f"reply-{s}" for s in Sentiment.values] if obj.message_id else []
         if obj.state == MessageState.UNKNOWN:
-            return ["settle-sent", "settle-not-sent"]
+            return ["settle-sent", "settle-not-sent", *replies]
+        if obj.state == MessageState.SENT:
+            return replies
         return []
 
     @admin.display(description="step")
@@ -368,8 +387,8 @@ class FeedbackEventAdmin(ReadOnlyMixin, ScopedAdmin):
     see every venture see them (they may name anyone's address)."""
 
     venture_lookup = "venture_id"
-    list_display = ("received_at", "kind", "source", "recipient", "matched", "effect")
-    list_filter = ("kind", "source", MatchedFilter, "reliable")
+    list_display = ("received_at", "kind", "sentiment", "source", "recipient", "matched", "effect")
+    list_filter = ("kind", "sentiment", "source", MatchedFilter, "reliable")
     list_select_related = ("message",)
     paginator = CappedCountPaginator
     search_fields = ("recipient",)
@@ -377,8 +396,8 @@ class FeedbackEventAdmin(ReadOnlyMixin, ScopedAdmin):
     sortable_by = ()
     fields = (
         "kind", "source", "event_id", "occurred_at", "received_at", "recipient", "message",
-        "lead", "matched_by", "effect", "reason", "url", "reliable", "esp_message_id",
-        "thread_ids", "subject", "text",
+        "lead", "matched_by", "effect", "sentiment", "notes", "reason", "url", "reliable",
+        "esp_message_id", "thread_ids", "subject", "text",
     )  # fmt: skip
     readonly_fields = fields
 

@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from leads.models import Lead, LeadStatus, UnsubscribeSource
 from outreach.health import health_check
-from outreach.models import FeedbackEvent, FeedbackKind, MessageState, OutboundMessage
+from outreach.models import FeedbackEvent, FeedbackKind, MessageState, OutboundMessage, Sentiment
 from outreach.services import sequences_stop, unknown_message_settle
 
 ACTOR = "feedback"
@@ -71,6 +71,8 @@ class Incoming:
     subject: str = ""
     text: str = ""
     raw: object = None  # what the source sent, for the digest when it gives no id
+    sentiment: str = ""
+    notes: str = ""
 
 
 def event_digest(raw: object) -> str:
@@ -111,6 +113,8 @@ def feedback_record(incoming: Incoming) -> tuple[FeedbackEvent, bool]:
                 subject=incoming.subject[:998],
                 text=incoming.text,
                 reliable=incoming.kind != FeedbackKind.OPENED,
+                sentiment=incoming.sentiment,
+                notes=incoming.notes,
             )
             _match(event)
             event.effect = _apply(event, incoming)[:500]
@@ -246,6 +250,42 @@ def _replied(lead: Lead, message: OutboundMessage, event: FeedbackEvent) -> str:
             )
             done += f", and those of {len(colleagues)} colleagues at {lead.company_domain}"
     return done
+
+
+def reply_record(
+    *, message: OutboundMessage, sentiment: str, actor, notes: str = ""
+) -> FeedbackEvent:
+    """An operator records a reply to `message` (read in their mailbox, say) with how it
+    reads: stored and applied like any reply (the lead replied, its sequence stops), and
+    audited."""
+    import uuid
+
+    from ventures.services import DomainError, actor_label, audit_record
+
+    if sentiment not in Sentiment.values:
+        raise DomainError(f"Unknown sentiment {sentiment!r}.")
+    if not message.message_id or message.state not in (MessageState.SENT, MessageState.UNKNOWN):
+        raise DomainError("Only an email that was sent can have a reply.")
+    event, _ = feedback_record(
+        Incoming(
+            source="manual",
+            kind=FeedbackKind.REPLIED,
+            event_id=f"manual:{message.pk}:{uuid.uuid4().hex}",
+            occurred_at=timezone.now(),
+            recipient=message.recipient,
+            thread_ids=[message.message_id],
+            sentiment=sentiment,
+            notes=notes.strip(),
+        )
+    )
+    audit_record(
+        actor=actor,
+        action="feedback.reply_recorded",
+        entity=message.campaign,
+        after={"message": message.pk, "sentiment": sentiment, "by": actor_label(actor)},
+        reason=notes.strip()[:500],
+    )
+    return event
 
 
 def erase_feedback(sender=None, *, lead_ids: list[int], **kwargs) -> None:

@@ -434,6 +434,15 @@ class FeedbackKind(models.TextChoices):
     UNKNOWN = "unknown", "Unknown"
 
 
+class Sentiment(models.TextChoices):
+    """How a reply reads (an operator's judgement today)."""
+
+    POSITIVE = "positive", "Positive"
+    NEUTRAL = "neutral", "Neutral"
+    NEGATIVE = "negative", "Negative"
+    OBJECTION = "objection", "Objection"
+
+
 class FeedbackEvent(models.Model):
     """One event about a sent message, stored once per (source, event id) however often it is
     delivered, matched to its message when it can be, and kept (listed) when it cannot."""
@@ -453,6 +462,8 @@ class FeedbackEvent(models.Model):
     text = models.TextField(blank=True)
     # Opens: privacy proxies and scanners open every mail, so an open proves nothing.
     reliable = models.BooleanField(default=True)
+    sentiment = models.CharField(max_length=10, choices=Sentiment.choices, blank=True)
+    notes = models.TextField(blank=True)
     message = models.ForeignKey(
         OutboundMessage, null=True, blank=True, on_delete=models.SET_NULL, related_name="feedback"
     )

@@ -8,7 +8,7 @@ import time_machine
 from django.urls import reverse
 
 from outreach.dispatch import tick
-from outreach.models import Mailbox, MessageState, OutboundMessage, StepKind
+from outreach.models import FeedbackEvent, Mailbox, MessageState, OutboundMessage, StepKind
 from outreach.tests.outbox import NOON, running_campaign, two_step_sequence
 from tests.factories import LeadFactory
 from tests.http import text
@@ -139,3 +139,25 @@ def test_the_campaign_page_shows_what_the_outbox_is_doing(op_client, campaign):
     assert "<h2>Outbox</h2>" in page
     assert "<td>Sent</td><td>2</td>" in page and "<td>Blocked</td><td>1</td>" in page
     assert "Sent today: <strong>2</strong>" in page and "dnc (1)" in page
+
+
+def test_an_operator_records_a_reply_read_in_their_mailbox(op_client, campaign, client, viewer):
+    two_step_sequence(campaign)
+    lead = LeadFactory(campaign=campaign)
+    with time_machine.travel(NOON, tick=False):
+        tick()
+    message = OutboundMessage.objects.get(lead=lead, step__position=1)
+    page = text(op_client.get(reverse("admin:outreach_outboundmessage_change", args=[message.pk])))
+    assert "Replied: positive" in page and "Replied: objection" in page
+    url = reverse("admin:outreach_outboundmessage_operation", args=[message.pk, "reply-objection"])
+    op_client.post(url, {"post": "yes", "reason": "Too expensive for this quarter."}, follow=True)
+    event = FeedbackEvent.objects.get()
+    assert (event.source, event.kind, event.sentiment) == ("manual", "replied", "objection")
+    assert event.notes == "Too expensive for this quarter." and event.message == message
+    lead.refresh_from_db()
+    assert lead.status == "replied"
+    follow_up = OutboundMessage.objects.get(lead=lead, step__position=2)
+    assert (follow_up.state, follow_up.reason_code) == ("blocked", "replied")
+    client.force_login(viewer)
+    assert client.post(url, {"post": "yes", "reason": "x"}).status_code == 403
+    assert FeedbackEvent.objects.count() == 1

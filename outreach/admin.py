@@ -26,6 +26,7 @@ from outreach.models import (
     Mailbox,
     ManualTask,
     MessageState,
+    ObjectionRule,
     OutboundMessage,
     RoutingRule,
     SendLedger,
@@ -387,8 +388,10 @@ class FeedbackEventAdmin(ReadOnlyMixin, ScopedAdmin):
     see every venture see them (they may name anyone's address)."""
 
     venture_lookup = "venture_id"
-    list_display = ("received_at", "kind", "sentiment", "source", "recipient", "matched", "effect")
-    list_filter = ("kind", "sentiment", "source", MatchedFilter, "reliable")
+    list_display = (
+        "received_at", "kind", "sentiment", "objection", "source", "recipient", "matched", "effect",
+    )  # fmt: skip
+    list_filter = ("kind", "sentiment", "objection", "source", MatchedFilter, "reliable")
     list_select_related = ("message",)
     paginator = CappedCountPaginator
     search_fields = ("recipient",)
@@ -396,8 +399,8 @@ class FeedbackEventAdmin(ReadOnlyMixin, ScopedAdmin):
     sortable_by = ()
     fields = (
         "kind", "source", "event_id", "occurred_at", "received_at", "recipient", "message",
-        "lead", "matched_by", "effect", "sentiment", "notes", "reason", "url", "reliable",
-        "esp_message_id", "thread_ids", "subject", "text",
+        "lead", "matched_by", "effect", "sentiment", "objection", "reply_text", "notes", "reason",
+        "url", "reliable", "esp_message_id", "thread_ids", "subject", "text",
     )  # fmt: skip
     readonly_fields = fields
 
@@ -408,6 +411,17 @@ class FeedbackEventAdmin(ReadOnlyMixin, ScopedAdmin):
     @admin.display(description="matched", boolean=True)
     def matched(self, obj: FeedbackEvent) -> bool:
         return obj.message_id is not None
+
+
+@admin.register(ObjectionRule)
+class ObjectionRuleAdmin(AuditedAdmin):
+    """The rules that file replies under objections: refine them as replies come in."""
+
+    venture_lookup = None  # one set of rules for every venture
+    list_display = ("priority", "category", "pattern", "is_active", "note")
+    list_display_links = ("pattern",)
+    list_filter = ("category", "is_active")
+    ordering = ("priority", "id")
 
 
 @admin.register(AutoPause)

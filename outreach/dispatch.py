@@ -71,7 +71,8 @@ from outreach.sending import (
 )
 from templating.models import MessageTemplate, RenderLog, RenderPurpose
 from templating.services import render_log, template_current_version, version_render
-from ventures.models import Campaign, CampaignStatus, IcpSegment, SendMode, SystemControl
+from ventures.db import sending_gates
+from ventures.models import Campaign, CampaignStatus, IcpSegment, SendMode
 from ventures.selectors import global_kill_reason
 from ventures.sql import rows_update
 
@@ -602,36 +603,28 @@ def _keep_notes(state: RunState) -> None:
 # --- 3. Hand over and record ---------------------------------------------------------------------
 
 
-def _lock_rules(campaign_ids: set[int], lead_ids: list[int], mailbox_ids: list[int]) -> None:
-    """Share locks of the rows every kill switch, status change, unsubscribe and suppression
-    writes (the campaigns, their ventures, the global switch, the leads): such a change waits
-    for this transaction, so nothing is handed over after it commits. (SQLite has one writer:
-    the run row's update below takes the database's write lock first.)"""
+def _lock_rules(
+    campaign_ids: set[int], venture_ids: set[int], lead_ids: list[int], mailbox_ids: list[int]
+) -> None:
+    """What every kill switch, pause, auto-pause, unsubscribe and suppression must wait for:
+    the shared sending gates of the batch's campaigns, ventures, mailboxes and the global one
+    (`ventures.db.sending_gates`, fairly queued), and share locks of its leads, whose rows an
+    unsubscribe or a suppression updates. Such a change waits for this transaction, and
+    nothing is handed over after it commits. (SQLite has one writer: the run row's update
+    below takes the database's write lock first.)"""
     if connection.vendor != "postgresql":
         return
+    sending_gates(
+        campaign_ids=campaign_ids,
+        venture_ids=venture_ids,
+        mailbox_ids=mailbox_ids,
+        everything=True,
+        exclusive=False,
+    )
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT id FROM ventures_campaign WHERE id = ANY(%s) FOR SHARE", [list(campaign_ids)]
-        )
-        cursor.execute(
-            "SELECT v.id FROM ventures_venture v JOIN ventures_campaign c ON c.venture_id = v.id "
-            "WHERE c.id = ANY(%s) FOR SHARE OF v",
-            [list(campaign_ids)],
-        )
-        cursor.execute("SELECT id FROM ventures_systemcontrol FOR SHARE")
-        if cursor.fetchone() is None:
-            # No row yet, so nothing to lock: the admin toggle's first use would not wait.
-            SystemControl.load()
-            cursor.execute("SELECT id FROM ventures_systemcontrol FOR SHARE")
-        # An unsubscribe or a suppression marks the person's leads: that update waits here.
         cursor.execute(
             "SELECT id FROM leads_lead WHERE id = ANY(%s) ORDER BY id FOR SHARE", [lead_ids]
         )
-        if mailbox_ids:  # and pausing a mailbox
-            cursor.execute(
-                "SELECT id FROM outreach_mailbox WHERE id = ANY(%s) ORDER BY id FOR SHARE",
-                [mailbox_ids],
-            )
 
 
 def _deliver(state: RunState, sending: list[OutboundMessage], backend) -> None:
@@ -657,7 +650,8 @@ def _deliver(state: RunState, sending: list[OutboundMessage], backend) -> None:
             return
         campaign_ids = {m.campaign_id for m in sending}
         mailbox_ids = sorted({m.mailbox_id for m in sending if m.mailbox_id})
-        _lock_rules(campaign_ids, sorted({m.lead_id for m in sending}), mailbox_ids)
+        venture_ids = {m.campaign.venture_id for m in sending}
+        _lock_rules(campaign_ids, venture_ids, sorted({m.lead_id for m in sending}), mailbox_ids)
         paused_boxes = set(
             Mailbox.objects.filter(pk__in=mailbox_ids, is_active=False).values_list("pk", flat=True)
         )

@@ -34,7 +34,15 @@ from django.utils import timezone
 
 from leads.models import Lead, LeadStatus, UnsubscribeSource
 from outreach.health import health_check
-from outreach.models import FeedbackEvent, FeedbackKind, MessageState, OutboundMessage, Sentiment
+from outreach.models import (
+    FeedbackEvent,
+    FeedbackKind,
+    MessageState,
+    Objection,
+    ObjectionRule,
+    OutboundMessage,
+    Sentiment,
+)
 from outreach.services import sequences_stop, unknown_message_settle
 
 ACTOR = "feedback"
@@ -91,9 +99,12 @@ def thread_ids_of(*headers: str) -> list[str]:
     return found
 
 
-def feedback_record(incoming: Incoming) -> tuple[FeedbackEvent, bool]:
+def feedback_record(incoming: Incoming, *, check_health: bool = True) -> tuple[FeedbackEvent, bool]:
     """Store the event once, match it and apply its effect; (event, created). A repeat of a
-    stored event changes nothing and returns the stored one."""
+    stored event changes nothing and returns the stored one. A bounce or complaint then checks
+    the campaign's health (auto-pause) once the event is committed: never inside the
+    transaction that locked the lead, because a pause waits for the batches handing over, and
+    those may wait for that lead."""
     event_id = (incoming.event_id or event_digest(incoming.raw))[:200]
     existing = FeedbackEvent.objects.filter(source=incoming.source, event_id=event_id).first()
     if existing is not None:
@@ -116,21 +127,29 @@ def feedback_record(incoming: Incoming) -> tuple[FeedbackEvent, bool]:
                 sentiment=incoming.sentiment,
                 notes=incoming.notes,
             )
+            if event.kind in (FeedbackKind.REPLIED, FeedbackKind.AUTORESPONDED):
+                event.reply_text = reply_text_of(event.text)
+                if event.kind == FeedbackKind.REPLIED:
+                    event.objection, event.sentiment = classify(event)
+                event.save(update_fields=["reply_text", "objection", "sentiment"])
             _match(event)
             event.effect = _apply(event, incoming)[:500]
             fields = ["message", "lead", "venture_id", "matched_by", "effect"]
             event.save(update_fields=fields)
-            if event.message is not None and event.kind in ALARMS:
-                # After the save: the check counts this event too.
-                pauses = health_check(event.message.campaign)
-                if pauses:
-                    event.effect = "; ".join([event.effect, *(f"auto-paused {p}" for p in pauses)])
-                    event.effect = event.effect[:500]
-                    event.save(update_fields=["effect"])
+            if check_health and event.message is not None and event.kind in ALARMS:
+                transaction.on_commit(lambda: _check_health(event))
     except IntegrityError:
         # The same event, stored meanwhile by a concurrent delivery of it.
         return FeedbackEvent.objects.get(source=incoming.source, event_id=event_id), False
     return event, True
+
+
+def _check_health(event: FeedbackEvent) -> None:
+    pauses = health_check(event.message.campaign)
+    if pauses:
+        effect = "; ".join([event.effect, *(f"auto-paused {p}" for p in pauses)])[:500]
+        FeedbackEvent.objects.filter(pk=event.pk).update(effect=effect)
+        event.effect = effect
 
 
 def _match(event: FeedbackEvent) -> None:
@@ -288,11 +307,50 @@ def reply_record(
     return event
 
 
+REPLY_LANGUAGES = ["en", "de", "fr", "es", "it", "nl", "sv", "da", "pl"]
+
+
+def reply_text_of(text: str) -> str:
+    """The new part of a reply: without the quoted thread ("On ... wrote:", "> ...") and the
+    signature (mail-parser-reply, in the languages our leads write in)."""
+    if not text.strip():
+        return ""
+    from mailparser_reply import EmailReplyParser
+
+    try:
+        return (EmailReplyParser(languages=REPLY_LANGUAGES).parse_reply(text) or "").strip()
+    except Exception:
+        return text.strip()
+
+
+def classify(event: FeedbackEvent) -> tuple[str, str]:
+    """(objection, sentiment) of a reply: the first active ObjectionRule (by priority) found in
+    its new text; a match is an objection ("not interested" a negative reply). A reply an
+    operator called negative or an objection that no rule matches is "other"."""
+    import re
+
+    text = event.reply_text or event.text or event.notes
+    for rule in ObjectionRule.objects.filter(is_active=True).order_by("priority", "id"):
+        try:
+            found = re.search(rule.pattern, text, flags=re.IGNORECASE)
+        except re.error:
+            continue  # a rule saved around the form's check: skipped, never fatal
+        if found:
+            sentiment = event.sentiment or (
+                Sentiment.NEGATIVE if rule.category == Objection.NOT_INTERESTED
+                else Sentiment.OBJECTION
+            )  # fmt: skip
+            return rule.category, sentiment
+    if event.sentiment in (Sentiment.NEGATIVE, Sentiment.OBJECTION):
+        return Objection.OTHER, event.sentiment
+    return "", event.sentiment
+
+
 def erase_feedback(sender=None, *, lead_ids: list[int], **kwargs) -> None:
     """leads.signals.lead_erased receiver: what the erased people wrote and their addresses
     go from their feedback events; the events stay, so the counts still add up."""
     FeedbackEvent.objects.filter(lead_id__in=lead_ids).update(
-        recipient="", subject="", text="", url="", thread_ids=[]
+        recipient="", subject="", text="", reply_text="", notes="", url="", thread_ids=[]
     )
 
 
@@ -410,6 +468,7 @@ class ImportResult:
     stored: int = 0
     repeated: int = 0
     unmatched: int = 0
+    paused: int = 0  # campaigns and mailboxes the import's bounces and complaints paused
     by_kind: dict = field(default_factory=dict)
 
 
@@ -418,13 +477,18 @@ def feedback_import(data: bytes, *, source: str = "import") -> ImportResult:
     file imported before is a repeat) in one transaction."""
     rows = feedback_rows_read(data, source=source)
     result = ImportResult(rows=len(rows))
+    alarmed: dict[int, object] = {}
     with transaction.atomic():
         for incoming in rows:
-            event, created = feedback_record(incoming)
+            event, created = feedback_record(incoming, check_health=False)
             if not created:
                 result.repeated += 1
                 continue
             result.stored += 1
             result.by_kind[event.kind] = result.by_kind.get(event.kind, 0) + 1
             result.unmatched += event.message_id is None
+            if event.message is not None and event.kind in ALARMS:
+                alarmed[event.message.campaign_id] = event.message.campaign
+    for campaign in alarmed.values():  # once per campaign, after the import committed
+        result.paused += len(health_check(campaign))
     return result

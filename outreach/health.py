@@ -23,6 +23,7 @@ import datetime as dt
 from dataclasses import asdict, dataclass
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -35,6 +36,7 @@ from outreach.models import (
     OutboundMessage,
     StepKind,
 )
+from ventures.db import sending_gates
 from ventures.models import Campaign, CampaignStatus
 from ventures.services import audit_record, campaign_transition
 
@@ -151,7 +153,10 @@ def health_check(campaign: Campaign, *, now=None) -> list[AutoPause]:
         reason = health.tripped()
         if reason is None:
             continue
-        Mailbox.objects.filter(pk=box.pk).update(is_active=False)
+        with transaction.atomic():
+            # Waits for the batches handing over through it; the next ones see it paused.
+            sending_gates(mailbox_ids=[box.pk], exclusive=True)
+            Mailbox.objects.filter(pk=box.pk).update(is_active=False)
         audit_record(
             actor=ACTOR,
             action="mailbox.auto_pause",

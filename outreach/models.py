@@ -443,6 +443,46 @@ class Sentiment(models.TextChoices):
     OBJECTION = "objection", "Objection"
 
 
+class Objection(models.TextChoices):
+    PRICE = "price", "Price"
+    TIMING = "timing", "Timing"
+    NOT_RIGHT_PERSON = "not_right_person", "Not the right person"
+    HAS_SOLUTION = "has_solution", "Already have a solution"
+    NOT_INTERESTED = "not_interested", "Not interested"
+    OTHER = "other", "Other"
+
+
+class ObjectionRule(models.Model):
+    """A pattern that files a reply under an objection. Rules are tried by priority (lowest
+    first); the first whose pattern is found in the reply's new text wins."""
+
+    category = models.CharField(max_length=20, choices=Objection.choices)
+    pattern = models.CharField(
+        max_length=500,
+        help_text="A regular expression, matched case-insensitively anywhere in the reply's "
+        r"new text; e.g. \b(too expensive|budget)\b.",
+    )
+    priority = models.PositiveSmallIntegerField(default=100)
+    is_active = models.BooleanField(default=True)
+    note = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["priority", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_category_display()}: {self.pattern}"
+
+    def clean(self) -> None:
+        import re
+
+        from django.core.exceptions import ValidationError
+
+        try:
+            re.compile(self.pattern)
+        except re.error as exc:
+            raise ValidationError({"pattern": f"Not a valid regular expression: {exc}."}) from None
+
+
 class FeedbackEvent(models.Model):
     """One event about a sent message, stored once per (source, event id) however often it is
     delivered, matched to its message when it can be, and kept (listed) when it cannot."""
@@ -460,6 +500,9 @@ class FeedbackEvent(models.Model):
     url = models.CharField(max_length=2000, blank=True)
     subject = models.CharField(max_length=998, blank=True)
     text = models.TextField(blank=True)
+    # A reply's new part: its text without the quoted thread and the signature.
+    reply_text = models.TextField(blank=True)
+    objection = models.CharField(max_length=20, choices=Objection.choices, blank=True)
     # Opens: privacy proxies and scanners open every mail, so an open proves nothing.
     reliable = models.BooleanField(default=True)
     sentiment = models.CharField(max_length=10, choices=Sentiment.choices, blank=True)

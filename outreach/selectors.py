@@ -51,3 +51,32 @@ def run_held(run: DispatchRun) -> list[dict[str, Any]]:
         .order_by("-messages", "outcome", "reason_code")
     )
     return list(held)
+
+
+def objection_counts(campaign: Campaign) -> list[dict[str, Any]]:
+    """Replies filed under each objection, per ICP segment and narrative (the template's
+    angle and variant), most frequent first: what the market says no with, and to what."""
+    from outreach.models import FeedbackEvent
+
+    rows = (
+        FeedbackEvent.objects.filter(message__campaign=campaign)
+        .exclude(objection="")
+        .values(
+            "objection",
+            "lead__segment__name",
+            "message__template__narrative_angle",
+            "message__template__variant_label",
+        )
+        .annotate(replies=Count("id"))
+        .order_by("-replies", "objection")
+    )
+    return [
+        {
+            "objection": row["objection"],
+            "segment": row["lead__segment__name"] or "",
+            "narrative": row["message__template__narrative_angle"] or "",
+            "variant": row["message__template__variant_label"] or "",
+            "replies": row["replies"],
+        }
+        for row in rows
+    ]

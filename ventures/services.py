@@ -17,6 +17,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import models, transaction
 from django.utils import timezone
 
+from ventures.db import sending_gates
 from ventures.models import (
     CAMPAIGN_TRANSITIONS,
     AuditEvent,
@@ -161,6 +162,8 @@ def campaign_transition(
         raise IllegalTransitionError(f"Unknown campaign action {action!r}.")
     sources, target = CAMPAIGN_TRANSITIONS[action]
     with transaction.atomic():
+        # Waits for the batches handing over for this campaign, and holds back the next ones.
+        sending_gates(campaign_ids=[campaign.pk], exclusive=True)
         locked = Campaign.objects.select_for_update().select_related("venture").get(pk=campaign.pk)
         if locked.status not in sources:
             allowed = ", ".join(locked.allowed_actions()) or "none (final state)"
@@ -196,6 +199,13 @@ def _toggle_kill(*, obj: models.Model, on: bool, actor: Actor, reason: str, acti
     """Flip obj.kill_switch under a row lock; returns False when it already had that value."""
     model = type(obj)
     with transaction.atomic():
+        # Waits for the batches handing over under this switch, and holds back the next ones.
+        sending_gates(
+            campaign_ids=[obj.pk] if action == "campaign" else [],
+            venture_ids=[obj.pk] if action == "venture" else [],
+            everything=action == "global",
+            exclusive=True,
+        )
         locked = model.objects.select_for_update().get(pk=obj.pk)
         if locked.kill_switch == on:
             return False

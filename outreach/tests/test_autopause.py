@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import time_machine
+from django.test import TestCase
 
 from outreach.dispatch import tick
 from outreach.feedback import Incoming, feedback_record
@@ -45,6 +46,12 @@ def first_steps(campaign):
 
 
 def report(message, kind: str, n: int) -> None:
+    # The health check runs once the event is committed (the test's transaction never is).
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        _report(message, kind, n)
+
+
+def _report(message, kind: str, n: int) -> None:
     feedback_record(
         Incoming(source="postmark", kind=kind, event_id=f"{kind}-{message.pk}-{n}",
                  esp_message_id=f"esp-{message.pk}", recipient=message.recipient)

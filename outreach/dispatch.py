@@ -17,10 +17,12 @@ twice, stall, die at any line) nothing is sent twice and nothing is lost:
    (campaign: its window spread over its daily limit; mailbox: its gap plus jitter). Admitted
    messages become `sending` in the same transaction as their slots, so no number of workers
    exceeds a cap by one.
-3. **Hand over and record.** One transaction per batch first re-reads the kill switches and
-   statuses under a share lock of the campaign, venture and global rows (a kill switch's
-   UPDATE waits for it, so nothing is handed over after a switch is committed), and the
-   leads' consent, status and suppression; then hands each message to the backend and
+3. **Hand over and record.** One transaction per batch first takes the shared sending gates
+   of its campaigns, ventures and mailboxes and the global one (fairly queued advisory locks
+   that a kill switch, pause or auto-pause takes exclusively: it waits for this batch, and
+   nothing is handed over after it commits) and share locks of its leads (which an
+   unsubscribe or suppression updates), then re-reads the switches, statuses, mailboxes and
+   the leads' consent, status and suppression; then hands each message to the backend and
    records the outcome. A worker that dies here leaves `sending` rows: recovery makes them
    `unknown`, never re-sends them. `claimed` rows of a dead worker were never handed over and
    go back to the queue.

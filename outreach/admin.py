@@ -258,7 +258,8 @@ MESSAGE_OPERATIONS = {
                   warning="It is marked failed and never sent again (at most once)."),
         *(Operation(name=f"reply-{s.value}", label=f"Replied: {s.label.lower()}",
                     permission="operate", apply=_reply(s.value),
-                    done=f"Recorded a {s.label.lower()} reply to {{count}} {{noun}}.", confirm=True,
+                    done=f"Recorded the reply ({s.label.lower()}) to {{count}} {{noun}}.",
+                    confirm=True,
                     warning="The lead is marked replied and its sequence stops. Say what they "
                     "wrote or what you noted below (kept with the reply).")
           for s in Sentiment),
@@ -388,9 +389,7 @@ class FeedbackEventAdmin(ReadOnlyMixin, ScopedAdmin):
     see every venture see them (they may name anyone's address)."""
 
     venture_lookup = "venture_id"
-    list_display = (
-        "received_at", "kind", "sentiment", "objection", "source", "recipient", "matched", "effect",
-    )  # fmt: skip
+    list_display = ("received_at", "what", "effect_short", "recipient", "matched")
     list_filter = ("kind", "sentiment", "objection", "source", MatchedFilter, "reliable")
     list_select_related = ("message",)
     paginator = CappedCountPaginator
@@ -407,6 +406,24 @@ class FeedbackEventAdmin(ReadOnlyMixin, ScopedAdmin):
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip().lower()
         return (queryset.filter(recipient__istartswith=term) if term else queryset), False
+
+    @admin.display(description="event")
+    def what(self, obj: FeedbackEvent) -> str:
+        """The kind, and for a reply how it reads: "Replied · objection: price"."""
+        parts = [obj.get_kind_display()]
+        if obj.sentiment or obj.objection:
+            reading = obj.get_sentiment_display() if obj.sentiment else ""
+            if obj.objection:
+                reading = f"{reading}: {obj.get_objection_display()}".lstrip(": ")
+            parts.append(reading.lower())
+        return " · ".join(parts)
+
+    @admin.display(description="effect")
+    def effect_short(self, obj: FeedbackEvent) -> str:
+        """What it did, first part (the whole on its page)."""
+        first, _, rest = obj.effect.partition("; ")
+        first = first if len(first) <= 48 else first[:47] + "…"
+        return f"{first} (+{rest.count('; ') + 1} more)" if rest else first
 
     @admin.display(description="matched", boolean=True)
     def matched(self, obj: FeedbackEvent) -> bool:

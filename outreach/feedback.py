@@ -81,6 +81,7 @@ class Incoming:
     raw: object = None  # what the source sent, for the digest when it gives no id
     sentiment: str = ""
     notes: str = ""
+    unsubscribe_source: str = UnsubscribeSource.ESP  # an unsubscribe reported by the ESP
 
 
 def event_digest(raw: object) -> str:
@@ -142,6 +143,26 @@ def feedback_record(incoming: Incoming, *, check_health: bool = True) -> tuple[F
         # The same event, stored meanwhile by a concurrent delivery of it.
         return FeedbackEvent.objects.get(source=incoming.source, event_id=event_id), False
     return event, True
+
+
+def mailto_unsubscriber(subject: str) -> tuple[Lead, str] | None:
+    """The lead an email to our unsubscribe address names by the signed token in its subject
+    (the List-Unsubscribe mailto), with the Message-ID of the latest email sent to it; None
+    when the subject carries no valid token (forged, garbled, or the preview's sample)."""
+    from outreach.headers import unsubscribe_token_from_mailto
+    from outreach.unsubscribe import unsubscribe_token_read
+
+    token = unsubscribe_token_from_mailto(subject or "")
+    pk = unsubscribe_token_read(token) if token else None
+    if not isinstance(pk, int):
+        return None
+    lead = Lead.objects.filter(pk=pk).exclude(status=LeadStatus.ERASED).first()
+    if lead is None:
+        return None
+    latest = (
+        OutboundMessage.objects.filter(lead=lead).exclude(message_id="").order_by("-id").first()
+    )
+    return lead, latest.message_id if latest else ""
 
 
 def _check_health(event: FeedbackEvent) -> None:
@@ -214,7 +235,7 @@ def _apply(event: FeedbackEvent, incoming: Incoming) -> str:
         from leads.unsubscribes import lead_unsubscribe
 
         if lead.status != LeadStatus.ERASED:
-            lead_unsubscribe(lead=lead, source=UnsubscribeSource.ESP, actor=ACTOR)
+            lead_unsubscribe(lead=lead, source=incoming.unsubscribe_source, actor=ACTOR)
             done.append("unsubscribed the person in the venture")
     elif kind == FeedbackKind.REPLIED:
         done.append(_replied(lead, message, event))

@@ -178,9 +178,30 @@ def is_auto_reply(message) -> bool:
 
 
 def on_inbound(sender, event, esp_name: str, **kwargs) -> None:
-    """anymail `inbound` receiver: a reply (or an auto-reply) to one of our emails."""
+    """anymail `inbound` receiver: a reply (or an auto-reply) to one of our emails, or an
+    unsubscribe email sent through the List-Unsubscribe mailto."""
     message = event.message
     sender_address = message.from_email.addr_spec if message.from_email else ""
+    unsubscriber = feedback.mailto_unsubscriber(message.subject or "")
+    if unsubscriber is not None:
+        # An email to unsubscribe@<our domain> from the List-Unsubscribe mailto: honoured at
+        # once, whatever the event matches (storing it repeats nothing).
+        lead, latest = unsubscriber
+        _unsubscribe(lead)
+        _store(
+            feedback.Incoming(
+                source=esp_name.lower(),
+                kind=FeedbackKind.UNSUBSCRIBED,
+                event_id=str(event.event_id or message.get("Message-ID") or ""),
+                occurred_at=event.timestamp,
+                recipient=sender_address,
+                thread_ids=[latest] if latest else [],
+                subject=message.subject or "",
+                unsubscribe_source="mailto",
+                raw=message.as_string(),
+            )
+        )
+        return
     incoming = feedback.Incoming(
         source=esp_name.lower(),
         kind=FeedbackKind.AUTORESPONDED if is_auto_reply(message) else FeedbackKind.REPLIED,
@@ -195,6 +216,18 @@ def on_inbound(sender, event, esp_name: str, **kwargs) -> None:
         raw=message.as_string(),
     )
     _store(incoming)
+
+
+def _unsubscribe(lead) -> None:
+    from django.db import DatabaseError
+
+    from leads.models import UnsubscribeSource
+    from leads.unsubscribes import lead_unsubscribe
+
+    try:
+        lead_unsubscribe(lead=lead, source=UnsubscribeSource.MAILTO, actor="unsubscribe email")
+    except DatabaseError as exc:
+        raise FeedbackStoreError(str(exc)) from exc
 
 
 def _store(incoming) -> None:

@@ -363,3 +363,23 @@ def test_the_console_lists_a_ventures_events_to_its_members_and_unmatched_ones_t
     assert seen["op-member"] == {sent.recipient}
     assert seen["op-outsider"] == set()
     assert seen["admin-ann"] == {sent.recipient, "stranger@elsewhere.example"}
+
+
+def test_an_email_to_the_unsubscribe_mailto_unsubscribes_the_person_it_names(client, sent):
+    from outreach.unsubscribe import unsubscribe_token
+
+    payload = postmark_inbound(sent, subject=f"unsubscribe {unsubscribe_token(sent.lead)}")
+    payload["To"] = payload["OriginalRecipient"] = "unsubscribe@venture.example"
+    payload["Headers"] = []  # a fresh email from the mail client, not a reply
+    assert post(client, INBOUND, payload).status_code == 200
+    event = FeedbackEvent.objects.get()
+    assert (event.kind, event.message) == ("unsubscribed", sent)
+    assert Unsubscribe.objects.get(venture_id=sent.venture_id).source == "mailto"
+    assert sent.lead.__class__.objects.get(pk=sent.lead_id).status == LeadStatus.UNSUBSCRIBED
+
+
+def test_a_forged_unsubscribe_token_unsubscribes_nobody(client, sent):
+    payload = postmark_inbound(sent, subject="unsubscribe MTI:1vX9aB:" + "x" * 43)
+    assert post(client, INBOUND, payload).status_code == 200
+    assert not Unsubscribe.objects.exists()
+    assert FeedbackEvent.objects.get().kind == "replied"  # read as what it is: a reply

@@ -71,8 +71,14 @@ from outreach.sending import (
     new_message_id,
     sender_of,
 )
-from templating.models import MessageTemplate, RenderLog, RenderPurpose
-from templating.services import render_log, template_current_version, version_render
+from outreach.services import leads_bounced
+from templating.models import RenderLog, RenderPurpose
+from templating.services import (
+    render_log,
+    template_current_version,
+    templates_record_use,
+    version_render,
+)
 from ventures.db import sending_gates
 from ventures.models import Campaign, CampaignStatus, IcpSegment, SendMode
 from ventures.selectors import global_kill_reason
@@ -742,7 +748,7 @@ class Outcomes:
         for m in sent:
             _note(state, m, MessageState.SENT, "", "")
         self._threads(sent)
-        self._template_use(sent, now)
+        templates_record_use(uses=Counter(m.template_id for m in sent if m.template_id), at=now)
         plan_next_steps(messages=sent, after=now)
         back = rows_update(
             OutboundMessage,
@@ -793,39 +799,20 @@ class Outcomes:
         for m in starts:
             m.enrollment.thread_message_id = m.message_id
 
-    @staticmethod
-    def _template_use(sent: list[OutboundMessage], now: dt.datetime) -> None:
-        uses = Counter(m.template_id for m in sent if m.template_id)
-        rows_update(
-            MessageTemplate,
-            [(pk, n, now) for pk, n in sorted(uses.items())],
-            fields=["usage_count", "last_used_at"],
-            assign={"usage_count": "t.usage_count + v.usage_count"},
-        )
-
 
 def _hard_bounces(bounced: list[tuple[OutboundMessage, str]]) -> None:
-    """Permanent refusals for the recipient: each address is suppressed in its venture and
-    the lead is bounced (its sequence stops at its next step)."""
-    from leads.suppression import suppression_add
-
-    if not bounced:
-        return
-    by_reason: dict[tuple, list[str]] = {}
+    """Permanent refusals for the recipient, by venture and server answer."""
+    by_reason: dict[tuple, list[OutboundMessage]] = {}
     for m, detail in bounced:
-        by_reason.setdefault((m.campaign.venture, detail), []).append(m.recipient)
-    for (venture, detail), recipients in by_reason.items():
-        suppression_add(
-            values=recipients,
+        by_reason.setdefault((m.campaign.venture, detail), []).append(m)
+    for (venture, detail), messages in by_reason.items():
+        leads_bounced(
             venture=venture,
-            reason=f"hard bounce: {detail}"[:300],
+            lead_ids=[m.lead_id for m in messages],
+            addresses=[m.recipient for m in messages],
+            detail=detail,
             actor=ACTOR,
-            source="bounce",
         )
-    Lead.objects.filter(pk__in=[m.lead_id for m, _ in bounced]).exclude(
-        status=LeadStatus.ERASED
-    ).update(status=LeadStatus.BOUNCED)
-    _stop_sequences([(m, "bounced", f"the address bounced: {detail}") for m, detail in bounced])
 
 
 # Blocked for one of these, the lead can never get this sequence's next step: it stops.
@@ -898,8 +885,8 @@ def _health_checks(state: RunState) -> None:
     """Auto-pause what this run's sends show to be unhealthy (`outreach.health`)."""
     from outreach.health import health_check
 
-    for campaign in Campaign.objects.filter(pk__in=state.touched).order_by("pk"):
-        for pause in health_check(campaign):
+    for campaign_id in sorted(state.touched):
+        for pause in health_check(campaign_id):
             state.counts["auto_paused"] += 1
             logger.warning("Auto-paused: %s", pause)
 

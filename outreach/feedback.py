@@ -43,7 +43,7 @@ from outreach.models import (
     OutboundMessage,
     Sentiment,
 )
-from outreach.services import sequences_stop, unknown_message_settle
+from outreach.services import leads_bounced, sequences_stop, unknown_message_settle
 
 ACTOR = "feedback"
 # Events that prove the message was handed over: an `unknown` one is settled as sent.
@@ -82,6 +82,7 @@ class Incoming:
     sentiment: str = ""
     notes: str = ""
     unsubscribe_source: str = UnsubscribeSource.ESP  # an unsubscribe reported by the ESP
+    lead_id: int | None = None  # the lead the event names itself (an unsubscribe token)
 
 
 def event_digest(raw: object) -> str:
@@ -112,7 +113,7 @@ def feedback_record(incoming: Incoming, *, check_health: bool = True) -> tuple[F
         return existing, False
     try:
         with transaction.atomic():
-            event = FeedbackEvent.objects.create(
+            event = FeedbackEvent(
                 source=incoming.source[:40],
                 event_id=event_id,
                 kind=incoming.kind,
@@ -132,11 +133,10 @@ def feedback_record(incoming: Incoming, *, check_health: bool = True) -> tuple[F
                 event.reply_text = reply_text_of(event.text)
                 if event.kind == FeedbackKind.REPLIED:
                     event.objection, event.sentiment = classify(event)
-                event.save(update_fields=["reply_text", "objection", "sentiment"])
-            _match(event)
+            _match(event, incoming)
+            event.save(force_insert=True)  # a repeat delivered meanwhile fails here
             event.effect = _apply(event, incoming)[:500]
-            fields = ["message", "lead", "venture_id", "matched_by", "effect"]
-            event.save(update_fields=fields)
+            event.save(update_fields=["effect"])
             if check_health and event.message is not None and event.kind in ALARMS:
                 transaction.on_commit(lambda: _check_health(event))
     except IntegrityError:
@@ -145,10 +145,10 @@ def feedback_record(incoming: Incoming, *, check_health: bool = True) -> tuple[F
     return event, True
 
 
-def mailto_unsubscriber(subject: str) -> tuple[Lead, str] | None:
-    """The lead an email to our unsubscribe address names by the signed token in its subject
-    (the List-Unsubscribe mailto), with the Message-ID of the latest email sent to it; None
-    when the subject carries no valid token (forged, garbled, or the preview's sample)."""
+def mailto_unsubscriber(subject: str) -> tuple[int, str] | None:
+    """The lead (id) an email to our unsubscribe address names by the signed token in its
+    subject (the List-Unsubscribe mailto), with the Message-ID of the latest email sent to it;
+    None when the subject carries no valid token (forged, garbled, or the preview's sample)."""
     from outreach.headers import unsubscribe_token_from_mailto
     from outreach.unsubscribe import unsubscribe_token_read
 
@@ -162,18 +162,18 @@ def mailto_unsubscriber(subject: str) -> tuple[Lead, str] | None:
     latest = (
         OutboundMessage.objects.filter(lead=lead).exclude(message_id="").order_by("-id").first()
     )
-    return lead, latest.message_id if latest else ""
+    return lead.pk, latest.message_id if latest else ""
 
 
 def _check_health(event: FeedbackEvent) -> None:
-    pauses = health_check(event.message.campaign)
+    pauses = health_check(event.message.campaign_id)
     if pauses:
         effect = "; ".join([event.effect, *(f"auto-paused {p}" for p in pauses)])[:500]
         FeedbackEvent.objects.filter(pk=event.pk).update(effect=effect)
         event.effect = effect
 
 
-def _match(event: FeedbackEvent) -> None:
+def _match(event: FeedbackEvent, incoming: Incoming) -> None:
     message = None
     if event.esp_message_id:
         # With or without angle brackets: ESPs (and anymail for some of them) differ.
@@ -205,33 +205,39 @@ def _match(event: FeedbackEvent) -> None:
         event.message = message
         event.lead_id = message.lead_id
         event.venture_id = message.venture_id
+    elif incoming.lead_id is not None:
+        lead = Lead.objects.filter(pk=incoming.lead_id).only("venture_id").first()
+        if lead is not None:
+            event.lead_id, event.venture_id, event.matched_by = lead.pk, lead.venture_id, "lead"
 
 
 def _apply(event: FeedbackEvent, incoming: Incoming) -> str:
     message = event.message
-    if message is None:
+    if event.lead_id is None:
         return "unmatched: kept for the operator"
-    done = []
-    if event.kind in PROVES_SENT and _settle_unknown(message, event):
-        done.append("settled the unknown message as sent")
     kind, reject = event.kind, incoming.reject_reason
-    lead = Lead.objects.select_for_update().get(pk=message.lead_id)
+    unsubscribed = kind == FeedbackKind.UNSUBSCRIBED or (
+        kind == FeedbackKind.REJECTED and reject == "unsubscribed"
+    )
+    if message is None and not unsubscribed:
+        return "recorded: no message of the lead's to act on"
+    done = []
+    if message is not None and event.kind in PROVES_SENT and _settle_unknown(message, event):
+        done.append("settled the unknown message as sent")
+    lead = Lead.objects.select_for_update().get(pk=event.lead_id)
     if kind == FeedbackKind.BOUNCED or (kind == FeedbackKind.REJECTED and reject in BAD_ADDRESS):
-        done.append(_suppress(lead, message, f"hard bounce: {event.reason or kind}", "bounce"))
-        Lead.objects.filter(pk=lead.pk).exclude(status=LeadStatus.ERASED).update(
-            status=LeadStatus.BOUNCED, updated_at=timezone.now()
-        )
-        sequences_stop(
-            lead_ids=[lead.pk], reason=f"the address bounced ({event.source})", code="bounced"
-        )
+        address = lead.email or message.recipient
+        leads_bounced(
+            venture=lead.venture, lead_ids=[lead.pk], addresses=[address],
+            detail=f"{event.reason or kind} ({event.source})", actor=ACTOR,
+        )  # fmt: skip
+        done.append(f"suppressed {address} in the venture; the lead bounced")
     elif kind == FeedbackKind.COMPLAINED or (kind == FeedbackKind.REJECTED and reject == "spam"):
         done.append(_suppress(lead, message, "spam complaint", "complaint"))
         sequences_stop(
             lead_ids=[lead.pk], reason=f"a spam complaint ({event.source})", code="complained"
         )
-    elif kind == FeedbackKind.UNSUBSCRIBED or (
-        kind == FeedbackKind.REJECTED and reject == "unsubscribed"
-    ):
+    elif unsubscribed:
         from leads.unsubscribes import lead_unsubscribe
 
         if lead.status != LeadStatus.ERASED:
@@ -489,7 +495,6 @@ class ImportResult:
     stored: int = 0
     repeated: int = 0
     unmatched: int = 0
-    paused: int = 0  # campaigns and mailboxes the import's bounces and complaints paused
     by_kind: dict = field(default_factory=dict)
 
 
@@ -498,7 +503,7 @@ def feedback_import(data: bytes, *, source: str = "import") -> ImportResult:
     file imported before is a repeat) in one transaction."""
     rows = feedback_rows_read(data, source=source)
     result = ImportResult(rows=len(rows))
-    alarmed: dict[int, object] = {}
+    alarmed: set[int] = set()
     with transaction.atomic():
         for incoming in rows:
             event, created = feedback_record(incoming, check_health=False)
@@ -509,7 +514,7 @@ def feedback_import(data: bytes, *, source: str = "import") -> ImportResult:
             result.by_kind[event.kind] = result.by_kind.get(event.kind, 0) + 1
             result.unmatched += event.message_id is None
             if event.message is not None and event.kind in ALARMS:
-                alarmed[event.message.campaign_id] = event.message.campaign
-    for campaign in alarmed.values():  # once per campaign, after the import committed
-        result.paused += len(health_check(campaign))
+                alarmed.add(event.message.campaign_id)
+    for campaign_id in sorted(alarmed):  # once per campaign, after the import committed
+        health_check(campaign_id)
     return result

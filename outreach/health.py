@@ -131,11 +131,12 @@ def health_of(campaign: Campaign, mailbox: Mailbox | None = None, *, now=None) -
     )
 
 
-def health_check(campaign: Campaign, *, now=None) -> list[AutoPause]:
-    """Pause the campaign, and each of its mailboxes, whose figures trip a threshold."""
+def health_check(campaign_id: int, *, now=None) -> list[AutoPause]:
+    """Pause the campaign, and each of its mailboxes, whose figures trip a threshold (the
+    campaign read afresh: its status decides)."""
     now = now or timezone.now()
     pauses = []
-    campaign = Campaign.objects.select_related("venture").get(pk=campaign.pk)
+    campaign = Campaign.objects.select_related("venture").get(pk=campaign_id)
     if campaign.status == CampaignStatus.RUNNING:
         health = health_of(campaign, now=now)
         reason = health.tripped()

@@ -1,12 +1,15 @@
-"""Writes of the outbox beyond the tick: settling manual tasks and `unknown` messages."""
+"""Writes of the outbox beyond the tick: settling manual tasks and `unknown` messages, and
+what feedback and the tick share: stopping sequences, recording hard bounces."""
 
 from __future__ import annotations
 
 from django.db import transaction
 from django.utils import timezone
 
+from leads.models import Lead, LeadStatus
 from outreach.enrollment import plan_next_steps
 from outreach.models import DUE_STATES, Enrollment, EnrollmentState, MessageState, OutboundMessage
+from ventures.models import Venture
 from ventures.services import Actor, DomainError, actor_label, audit_record
 
 
@@ -85,3 +88,21 @@ def sequences_stop(*, lead_ids: list[int], reason: str, code: str) -> int:
     return OutboundMessage.objects.filter(
         lead_id__in=lead_ids, state__in=[*DUE_STATES, MessageState.TASK_OPEN]
     ).update(state=MessageState.BLOCKED, reason_code=code, reason=reason[:500])
+
+
+def leads_bounced(
+    *, venture: Venture, lead_ids: list[int], addresses: list[str], detail: str, actor: Actor
+) -> None:
+    """A hard bounce (a mail server's 5xx for the recipient, or the ESP's report): the
+    addresses go on the venture's suppression list, the leads are bounced, and their
+    sequences stop with their pending messages."""
+    from leads.suppression import suppression_add
+
+    suppression_add(
+        values=addresses, venture=venture, reason=f"hard bounce: {detail}"[:300], actor=actor,
+        source="bounce",
+    )  # fmt: skip
+    Lead.objects.filter(pk__in=lead_ids).exclude(status=LeadStatus.ERASED).update(
+        status=LeadStatus.BOUNCED, updated_at=timezone.now()
+    )
+    sequences_stop(lead_ids=lead_ids, reason=f"the address bounced: {detail}", code="bounced")

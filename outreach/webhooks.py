@@ -25,6 +25,7 @@ from anymail.signals import inbound, tracking
 from anymail.utils import get_request_basic_auth
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError
 from django.http import HttpResponse
 from django.urls import Resolver404, resolve
 from django.utils.crypto import constant_time_compare
@@ -181,58 +182,36 @@ def on_inbound(sender, event, esp_name: str, **kwargs) -> None:
     """anymail `inbound` receiver: a reply (or an auto-reply) to one of our emails, or an
     unsubscribe email sent through the List-Unsubscribe mailto."""
     message = event.message
-    sender_address = message.from_email.addr_spec if message.from_email else ""
+    common = {
+        "source": esp_name.lower(),
+        "event_id": str(event.event_id or message.get("Message-ID") or ""),
+        "occurred_at": event.timestamp,
+        "recipient": message.from_email.addr_spec if message.from_email else "",
+        "subject": message.subject or "",
+        "raw": message.as_string(),
+    }
     unsubscriber = feedback.mailto_unsubscriber(message.subject or "")
     if unsubscriber is not None:
-        # An email to unsubscribe@<our domain> from the List-Unsubscribe mailto: honoured at
-        # once, whatever the event matches (storing it repeats nothing).
-        lead, latest = unsubscriber
-        _unsubscribe(lead)
-        _store(
-            feedback.Incoming(
-                source=esp_name.lower(),
-                kind=FeedbackKind.UNSUBSCRIBED,
-                event_id=str(event.event_id or message.get("Message-ID") or ""),
-                occurred_at=event.timestamp,
-                recipient=sender_address,
-                thread_ids=[latest] if latest else [],
-                subject=message.subject or "",
-                unsubscribe_source="mailto",
-                raw=message.as_string(),
-            )
+        # An email to unsubscribe@<our domain>: the token names the lead, whatever the email
+        # matches; it is matched to the latest email sent to that lead.
+        lead_id, latest = unsubscriber
+        incoming = feedback.Incoming(
+            kind=FeedbackKind.UNSUBSCRIBED, thread_ids=[latest] if latest else [],
+            unsubscribe_source="mailto", lead_id=lead_id, **common,
+        )  # fmt: skip
+    else:
+        incoming = feedback.Incoming(
+            kind=FeedbackKind.AUTORESPONDED if is_auto_reply(message) else FeedbackKind.REPLIED,
+            thread_ids=feedback.thread_ids_of(
+                message.get("In-Reply-To", ""), message.get("References", "")
+            ),
+            text=message.text or "",
+            **common,
         )
-        return
-    incoming = feedback.Incoming(
-        source=esp_name.lower(),
-        kind=FeedbackKind.AUTORESPONDED if is_auto_reply(message) else FeedbackKind.REPLIED,
-        event_id=str(event.event_id or message.get("Message-ID") or ""),
-        occurred_at=event.timestamp,
-        recipient=sender_address,
-        thread_ids=feedback.thread_ids_of(
-            message.get("In-Reply-To", ""), message.get("References", "")
-        ),
-        subject=message.subject or "",
-        text=message.text or "",
-        raw=message.as_string(),
-    )
     _store(incoming)
 
 
-def _unsubscribe(lead) -> None:
-    from django.db import DatabaseError
-
-    from leads.models import UnsubscribeSource
-    from leads.unsubscribes import lead_unsubscribe
-
-    try:
-        lead_unsubscribe(lead=lead, source=UnsubscribeSource.MAILTO, actor="unsubscribe email")
-    except DatabaseError as exc:
-        raise FeedbackStoreError(str(exc)) from exc
-
-
 def _store(incoming) -> None:
-    from django.db import DatabaseError
-
     try:
         feedback.feedback_record(incoming)
     except DatabaseError as exc:

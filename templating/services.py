@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -26,6 +26,7 @@ from templating.models import (
 from templating.rendering import RenderResult, render_message
 from ventures.models import AuditEvent, Campaign, SendMode, Venture
 from ventures.services import Actor, DomainError, actor_label, audit_changes, audit_record, snapshot
+from ventures.sql import rows_update
 
 DEFAULT_RENDER_LOG_RETENTION_DAYS = 90
 CAMPAIGN_CHECK_SAMPLE = 500  # recipients per campaign check, the first ones in id order
@@ -85,9 +86,18 @@ def template_current_version(
 
 
 def template_record_use(*, template: MessageTemplate, at: dt.datetime | None = None) -> None:
-    """Count one sent message (outreach calls this when a message goes out)."""
-    MessageTemplate.objects.filter(pk=template.pk).update(
-        usage_count=F("usage_count") + 1, last_used_at=at or timezone.now()
+    """Count one sent message."""
+    templates_record_use(uses={template.pk: 1}, at=at or timezone.now())
+
+
+def templates_record_use(*, uses: Mapping[int, int], at: dt.datetime) -> None:
+    """Count sent messages per template (template id -> how many), in one statement: the
+    outbox calls this once for each batch it hands over."""
+    rows_update(
+        MessageTemplate,
+        [(pk, n, at) for pk, n in sorted(uses.items())],
+        fields=["usage_count", "last_used_at"],
+        assign={"usage_count": "t.usage_count + v.usage_count"},
     )
 
 

@@ -2,9 +2,11 @@
 
 `rows_update` writes a different value into each of many rows in one statement,
 `UPDATE table AS t SET ... FROM <the rows> AS v WHERE t.<key> = v.<key>`: the rows are one
-array per column (`unnest`) on PostgreSQL, a VALUES list on SQLite (3.33 and later). Django's `bulk_update` builds a `CASE WHEN`
-per row and field instead: its SQL grows with rows x fields and takes longer to compile than
-to run, and it can neither add a condition (a lease fence) nor say which rows it changed.
+array per column (`unnest`) on PostgreSQL, a VALUES list on SQLite (3.33 and later).
+Django's `bulk_update` builds a `CASE WHEN` per row and field instead: its SQL grows with
+rows x fields and takes longer to compile than to run, and it can neither add a condition (a
+lease fence) nor say which rows it changed. `rows_insert` is the same for inserts that skip
+conflicts, without a model instance per row.
 """
 
 from __future__ import annotations
@@ -77,13 +79,7 @@ def rows_update(
     fetch = returning or not postgres
     tail = f" RETURNING {'t.' if postgres else ''}{quote(meta.pk.column)}" if fetch else ""
     if postgres:
-        # One array per column: a statement of fixed size whatever the number of rows.
-        arrays = [
-            [row[i] for row in rows]
-            if field.get_internal_type() in NATIVE
-            else [field.get_db_prep_save(row[i], connection) for row in rows]
-            for i, field in enumerate(columns)
-        ]
+        arrays = _pg_arrays(columns, rows)
         source = "unnest(" + ", ".join(f"%s{cast}[]" for cast in casts) + ")"
         statements = [("", f"{source} AS v({', '.join(names)})", arrays)]
     else:
@@ -139,13 +135,7 @@ def rows_insert(
     count = 0
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            full = [(*row, *defaults) for row in rows]
-            arrays = [
-                [row[i] for row in full]
-                if field.get_internal_type() in NATIVE
-                else [field.get_db_prep_save(row[i], connection) for row in full]
-                for i, field in enumerate(columns)
-            ]
+            arrays = _pg_arrays(columns, [(*row, *defaults) for row in rows])
             casts = ", ".join(f"%s::{_pg_type(f)}[]" for f in columns)
             cursor.execute(
                 f"INSERT INTO {table} ({names_sql}) SELECT * FROM unnest({casts}) "  # noqa: S608
@@ -173,6 +163,16 @@ def rows_insert(
             )
             count += cursor.rowcount
     return count
+
+
+def _pg_arrays(columns: list[models.Field], rows: list[Sequence]) -> list[list]:
+    """One array per column, for `unnest`: a statement of one size whatever the rows."""
+    return [
+        [row[i] for row in rows]
+        if field.get_internal_type() in NATIVE
+        else [field.get_db_prep_save(row[i], connection) for row in rows]
+        for i, field in enumerate(columns)
+    ]
 
 
 def _pg_type(field: models.Field) -> str:

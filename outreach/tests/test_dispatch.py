@@ -95,8 +95,8 @@ def test_enrolment_takes_the_same_statements_for_five_leads_as_for_thirty(monkey
     campaign = running_campaign()
     two_step_sequence(campaign)
     counts = {}
-    # Up to 30: SQLite's 999 parameters per statement hold about 33 messages' rows, so there
-    # Django splits a bigger insert (PostgreSQL takes any number in one).
+    # Up to 30: on SQLite, Django's bulk_create of the enrolments splits at 999 parameters
+    # (about 90 rows); PostgreSQL takes any number in one statement.
     for n in (5, 30):
         LeadFactory.create_batch(n, campaign=campaign)
         with CaptureQueriesContext(connection) as captured:

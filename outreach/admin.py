@@ -194,14 +194,12 @@ class SequenceAdmin(AuditedAdmin):
             for label, on in (
                 ("reply", obj.stop_on_reply),
                 ("auto-reply", obj.stop_on_auto_reply),
-                ("bounce", obj.stop_on_bounce),
-                ("unsubscribe", obj.stop_on_unsubscribe),
-                ("complaint", obj.stop_on_complaint),
                 ("company reply", obj.stop_on_company_reply),
             )
             if on
         ]
-        return ", ".join(names) or "nothing"
+        # Always, whatever the sequence says: the address is suppressed.
+        return ", ".join([*names, "bounce", "unsubscribe", "complaint"])
 
 
 @admin.register(RoutingRule)

@@ -73,10 +73,14 @@ SEQUENCE_KEYS = {
     "default": Key("is_default", "bool"),
     "stop_on_reply": Key("stop_on_reply", "bool"),
     "stop_on_auto_reply": Key("stop_on_auto_reply", "bool"),
-    "stop_on_bounce": Key("stop_on_bounce", "bool"),
-    "stop_on_unsubscribe": Key("stop_on_unsubscribe", "bool"),
-    "stop_on_complaint": Key("stop_on_complaint", "bool"),
     "stop_on_company_reply": Key("stop_on_company_reply", "bool"),
+}
+# Stop conditions that always hold: the address is suppressed, so no sequence can go on.
+# Older files name them; `true` is accepted (and not dumped), `false` is refused.
+ALWAYS_STOPS = {
+    "stop_on_bounce": "a hard bounce",
+    "stop_on_unsubscribe": "an unsubscribe",
+    "stop_on_complaint": "a spam complaint",
 }
 STEP_KEYS = {
     "kind": Key("kind", "text"),
@@ -335,7 +339,14 @@ def _sequence_plan(
     item: dict, index: int, templates: dict[str, MessageTemplate], locate: Locator
 ) -> _SequencePlan:
     path = ("sequences", index)
-    values = read_table(item, SEQUENCE_KEYS, Sequence, path, locate, extra=("steps",))
+    for key, event in ALWAYS_STOPS.items():
+        if key in item and item[key] is not True:
+            raise locate.error(
+                (*path, key),
+                f"{event} always stops the sequence (the address is suppressed in the venture); "
+                f"remove {key}",
+            )
+    values = read_table(item, SEQUENCE_KEYS, Sequence, path, locate, extra=("steps", *ALWAYS_STOPS))
     steps = _tables(item.get("steps", []), (*path, "steps"), locate)
     if not steps:
         raise locate.error(

@@ -16,8 +16,10 @@ and applies its effect:
   venture-wide (`leads.unsubscribes`);
 - a reply: the lead is marked replied, its sequence stops and its pending messages are
   blocked (and, when the sequence says so, those of the other leads at the same company
-  domain in the campaign); an auto-reply (Auto-Submitted, X-Autoreply, Precedence headers) is
-  recorded and stops nothing;
+  domain in the campaign), unless the sequence does not stop on replies; an auto-reply
+  (Auto-Submitted, X-Autoreply, Precedence headers) is not a reply: it stops the sequence
+  only if the sequence says so, and otherwise, when it names a return date, the lead's next
+  step waits until the day after it (`outreach.autoreply`);
 - opens are recorded as unreliable (privacy proxies open every mail); clicks are recorded.
 """
 
@@ -35,6 +37,7 @@ from django.utils import timezone
 from leads.models import Lead, LeadStatus, UnsubscribeSource
 from outreach.health import health_check
 from outreach.models import (
+    DUE_STATES,
     FeedbackEvent,
     FeedbackKind,
     MessageState,
@@ -245,6 +248,8 @@ def _apply(event: FeedbackEvent, incoming: Incoming) -> str:
             done.append("unsubscribed the person in the venture")
     elif kind == FeedbackKind.REPLIED:
         done.append(_replied(lead, message, event))
+    elif kind == FeedbackKind.AUTORESPONDED:
+        done.append(_auto_replied(lead, message, event))
     elif kind == FeedbackKind.OPENED:
         done.append("recorded (opens are unreliable)")
     return "; ".join(d for d in done if d) or "recorded"
@@ -276,12 +281,14 @@ def _suppress(lead: Lead, message: OutboundMessage, reason: str, source: str) ->
 
 def _replied(lead: Lead, message: OutboundMessage, event: FeedbackEvent) -> str:
     when = (event.occurred_at or event.received_at).date().isoformat()
+    sequence = message.enrollment.sequence
+    if not sequence.stop_on_reply:
+        return "the lead replied; its sequence goes on (it does not stop on replies)"
     Lead.objects.filter(pk=lead.pk, status=LeadStatus.ACTIVE).update(
         status=LeadStatus.REPLIED, updated_at=timezone.now()
     )
     sequences_stop(lead_ids=[lead.pk], reason=f"the lead replied on {when}", code="replied")
     done = "the lead replied: its sequence stopped"
-    sequence = message.enrollment.sequence
     if sequence.stop_on_company_reply and lead.company_domain:
         colleagues = list(
             Lead.objects.filter(campaign_id=lead.campaign_id, company_domain=lead.company_domain)
@@ -296,6 +303,32 @@ def _replied(lead: Lead, message: OutboundMessage, event: FeedbackEvent) -> str:
             )
             done += f", and those of {len(colleagues)} colleagues at {lead.company_domain}"
     return done
+
+
+def _auto_replied(lead: Lead, message: OutboundMessage, event: FeedbackEvent) -> str:
+    """An out-of-office: the sequence stops if it says so; else, when the reply names a
+    return date, the lead's next step waits until the day after it (`outreach.autoreply`)."""
+    from outreach.autoreply import resume_at, return_date_of
+
+    received = event.occurred_at or event.received_at
+    if message.enrollment.sequence.stop_on_auto_reply:
+        sequences_stop(
+            lead_ids=[lead.pk],
+            reason=f"an auto-reply on {received.date().isoformat()}",
+            code="auto_replied",
+        )
+        return "an auto-reply: the sequence stopped (it stops on auto-replies)"
+    back = return_date_of(event.reply_text or event.text, after=received)
+    if back is None:
+        return "an auto-reply: recorded; the sequence goes on"
+    resume = resume_at(back, timezone_name=lead.timezone or str(message.campaign.tzinfo))
+    moved = OutboundMessage.objects.filter(
+        lead_id=lead.pk, state__in=DUE_STATES, due_at__lt=resume
+    ).update(due_at=resume, updated_at=timezone.now())
+    later = f"the next step waits until {resume.date().isoformat()}" if moved else (
+        "no pending step was due before then"
+    )  # fmt: skip
+    return f"an auto-reply: away until {back.isoformat()}; {later}"
 
 
 def reply_record(

@@ -105,11 +105,14 @@ class Sequence(models.Model):
     is_default = models.BooleanField(
         default=False, help_text="Leads no routing rule matches go here."
     )
-    stop_on_reply = models.BooleanField(default=True)
-    stop_on_auto_reply = models.BooleanField(default=False)
-    stop_on_bounce = models.BooleanField(default=True)
-    stop_on_unsubscribe = models.BooleanField(default=True)
-    stop_on_complaint = models.BooleanField(default=True)
+    # A hard bounce, an unsubscribe and a complaint always stop it: the address is suppressed.
+    stop_on_reply = models.BooleanField(
+        default=True, help_text="Off: a reply is recorded and the lead goes on to the next step."
+    )
+    stop_on_auto_reply = models.BooleanField(
+        default=False,
+        help_text="Off: an out-of-office with a return date moves the next step after it.",
+    )
     stop_on_company_reply = models.BooleanField(
         default=False, help_text="A reply from anyone at the lead's company domain stops it too."
     )

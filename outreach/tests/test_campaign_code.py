@@ -500,12 +500,26 @@ BAD = {
         'email = "sam-at-acme"',
         "mailboxes[0].email: Enter a valid email address.",
     ),
+    "a bounce that would not stop the sequence": (
+        SEQUENCE.replace("default = true", "default = true\nstop_on_bounce = false"),
+        "stop_on_bounce",
+        "sequences[0].stop_on_bounce: a hard bounce always stops the sequence (the address is "
+        "suppressed in the venture); remove stop_on_bounce",
+    ),
     "a bad date": (
         MAILBOX + 'warmup_started_on = "next monday"\n',
         "warmup_started_on",
         "mailboxes[0].warmup_started_on: 'next monday' is not a date such as 2026-09-01",
     ),
 }
+
+
+def test_older_files_that_say_a_bounce_unsubscribe_or_complaint_stops_still_load(load):
+    always = "stop_on_bounce = true\nstop_on_unsubscribe = true\nstop_on_complaint = true"
+    load(BASE + SEQUENCE.replace("default = true", f"default = true\n{always}"))
+    assert Sequence.objects.get(slug="main").stop_on_reply
+    dumped = campaign_dump(campaign=Campaign.objects.get())
+    assert "stop_on_reply" in dumped and "stop_on_bounce" not in dumped
 
 
 @pytest.mark.parametrize("case", BAD, ids=list(BAD))

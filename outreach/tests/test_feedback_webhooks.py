@@ -34,6 +34,10 @@ def webhook_settings(settings):
 
 @pytest.fixture
 def sent():
+    return first_email_sent()
+
+
+def first_email_sent() -> OutboundMessage:
     """A first email sent (proof mode) whose ESP id is ESP_ID; its follow-up is planned."""
     with time_machine.travel(NOON, tick=False):
         campaign = running_campaign()

@@ -8,6 +8,7 @@ than at send time. `.env.example` documents each variable.
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import os
 import secrets
 import tempfile
@@ -231,6 +232,13 @@ else:
     except (ImproperlyConfigured, KeyError, ValueError) as exc:
         raise ImproperlyConfigured(f"EMAIL_URL is not a valid email URL: {exc}") from None
 EMAIL_TIMEOUT = _int("EMAIL_TIMEOUT", 30, minimum=1)
+# The sender of the engine's own emails to operators (reply SLA escalations).
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "").strip() or "aicmo@localhost"
+if "@" not in email.utils.parseaddr(DEFAULT_FROM_EMAIL)[1]:
+    raise ImproperlyConfigured(
+        f"DEFAULT_FROM_EMAIL={DEFAULT_FROM_EMAIL!r}: expected an address such as "
+        "aicmo@example.com or 'AICMO <aicmo@example.com>'."
+    )
 ANYMAIL = {
     key.removeprefix("ANYMAIL_"): value
     for key, value in os.environ.items()

@@ -23,6 +23,7 @@ from outreach.models import (
     AutoPause,
     DispatchRun,
     FeedbackEvent,
+    FeedbackKind,
     Mailbox,
     ManualTask,
     MessageState,
@@ -35,6 +36,7 @@ from outreach.models import (
     SequenceStep,
 )
 from outreach.services import manual_task_settle, unknown_message_settle
+from outreach.sla import NO_OWNER, reply_handled, reply_sla_state, waiting_replies
 from ventures.admin_toolkit import (
     AuditedAdmin,
     CampaignFilter,
@@ -381,29 +383,116 @@ class MatchedFilter(admin.SimpleListFilter):
         return queryset
 
 
+class FeedbackCampaignFilter(CampaignFilter):
+    field = "message__campaign_id"
+
+
+class ReplyHandlingFilter(admin.SimpleListFilter):
+    """Positive replies by where they stand against their campaign's SLA."""
+
+    title = "reply handling"
+    parameter_name = "handling"
+
+    def lookups(self, request, model_admin):
+        return (
+            ("waiting", "Positive, waiting for an answer"),
+            ("overdue", "Positive, past the SLA"),
+            ("handled", "Handled"),
+        )
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == "handled":
+            return queryset.filter(handled_at__isnull=False)
+        if value not in ("waiting", "overdue"):
+            return queryset
+        waiting = queryset.filter(pk__in=waiting_replies().values("pk"))
+        if value == "waiting":
+            return waiting
+        now = timezone.now()
+        overdue = [e.pk for e in waiting.select_related("message__campaign")
+                   if reply_sla_state(e, now=now).overdue]  # fmt: skip
+        return queryset.filter(pk__in=overdue)
+
+
+def _handled(event: FeedbackEvent, user, reason: str) -> bool:
+    return reply_handled(event=event, actor=user, note=reason)
+
+
+FEEDBACK_OPERATIONS = {
+    "reply-handled": Operation(
+        name="reply-handled", label="Mark handled", permission="operate", apply=_handled,
+        done="Marked {count} {noun} handled.", unchanged="{count} {noun} had been handled already.",
+    ),
+}  # fmt: skip
+
+
 @admin.register(FeedbackEvent)
-class FeedbackEventAdmin(ReadOnlyMixin, ScopedAdmin):
+class FeedbackEventAdmin(ReadOnlyMixin, OperationsAdmin):
     """Every feedback event, matched or not. Unmatched ones have no venture: only users who
-    see every venture see them (they may name anyone's address)."""
+    see every venture see them (they may name anyone's address). A positive reply shows where
+    it stands against its campaign's SLA until an operator marks it handled."""
 
     venture_lookup = "venture_id"
-    list_display = ("received_at", "what", "effect_short", "recipient", "matched")
-    list_filter = ("kind", "sentiment", "objection", "source", MatchedFilter, "reliable")
-    list_select_related = ("message",)
+    operations = FEEDBACK_OPERATIONS
+    list_display = ("received_at", "what", "handling", "effect_short", "recipient", "matched")
+    list_filter = (
+        ReplyHandlingFilter, FeedbackCampaignFilter, "kind", "sentiment", "objection", "source",
+        MatchedFilter, "reliable",
+    )  # fmt: skip
+    list_select_related = ("message__campaign",)
     paginator = CappedCountPaginator
     search_fields = ("recipient",)
     search_help_text = "Address prefix."
     sortable_by = ()
     fields = (
         "kind", "source", "event_id", "occurred_at", "received_at", "recipient", "message",
-        "lead", "matched_by", "effect", "sentiment", "objection", "reply_text", "notes", "reason",
-        "url", "reliable", "esp_message_id", "thread_ids", "subject", "text",
+        "lead", "matched_by", "effect", "sentiment", "objection", "reply_text", "handling",
+        "handled_at", "handled_by", "escalated_at", "escalated_to", "notes", "reason", "url",
+        "reliable", "esp_message_id", "thread_ids", "subject", "text",
     )  # fmt: skip
     readonly_fields = fields
+    actions = (
+        operation_action(
+            "replies_handled", FEEDBACK_OPERATIONS["reply-handled"], "Mark selected replies handled"
+        ),
+    )
 
     def get_search_results(self, request, queryset, search_term):
         term = search_term.strip().lower()
         return (queryset.filter(recipient__istartswith=term) if term else queryset), False
+
+    def has_operate_permission(self, request) -> bool:
+        return request.user.has_perm("ventures.operate_campaign")
+
+    def applicable_operations(self, obj: FeedbackEvent) -> list[str]:
+        waiting = obj.kind == FeedbackKind.REPLIED and obj.handled_at is None
+        return ["reply-handled"] if waiting else []
+
+    @admin.display(description="handling")
+    def handling(self, obj: FeedbackEvent) -> str:
+        """A positive reply against its SLA: handled, waiting (until when), or overdue (and
+        whom it was escalated to)."""
+        state = reply_sla_state(obj)
+        if state.code == "handled":
+            return format_html('<span class="sla sla-handled">{}</span>', "handled")
+        if state.code == "waiting":
+            return format_html(
+                '<span class="sla sla-waiting">answer by {}</span>',
+                f"{timezone.localtime(state.due_at):%Y-%m-%d %H:%M}",
+            )
+        if state.code == "overdue":
+            late = int((timezone.now() - state.due_at).total_seconds() // 3600)
+            if not obj.escalated_at:
+                whom = "escalation pending"
+            elif obj.escalated_to == NO_OWNER:
+                whom = "no owner email to escalate to"
+            else:
+                whom = f"escalated to {obj.escalated_to}"
+            return format_html(
+                '<span class="sla sla-overdue">past the SLA by {} h</span> {}', late, whom
+            )
+        return ""
 
     @admin.display(description="event")
     def what(self, obj: FeedbackEvent) -> str:
@@ -486,7 +575,7 @@ def campaign_outbox_panel(request, campaign: Campaign) -> str:
         "mailbox, domain and global limits apply too).</p>"
         "<p>Next due: {}</p><p>Blocked, by reason: {}</p>"
         '<p><a href="{}?campaign={}&amp;state__exact=unknown">Unknown messages to settle: {}</a>'
-        ' · <a href="{}?campaign={}&amp;state__exact=task_open">Open tasks: {}</a></p>',
+        ' · <a href="{}?campaign={}&amp;state__exact=task_open">Open tasks: {}</a></p>{}',
         _auto_pauses(campaign),
         states or format_html("<tr><td colspan=2>{}</td></tr>", "No messages yet."),
         used,
@@ -496,6 +585,30 @@ def campaign_outbox_panel(request, campaign: Campaign) -> str:
         format_html_join(", ", "{} ({})", blocked) or "none",
         changelist, campaign.pk, by_state.get(MessageState.UNKNOWN, 0),
         tasks, campaign.pk, by_state.get(MessageState.TASK_OPEN, 0),
+        _replies_waiting(campaign),
+    )  # fmt: skip
+
+
+def _replies_waiting(campaign: Campaign) -> str:
+    """Positive replies nobody has marked handled, and how many are past the SLA."""
+    waiting = list(
+        waiting_replies().filter(message__campaign=campaign).select_related("message__campaign")
+    )
+    if not waiting:
+        return ""
+    now = timezone.now()
+    overdue = sum(reply_sla_state(e, now=now).overdue for e in waiting)
+    events = reverse("admin:outreach_feedbackevent_changelist")
+    sla = campaign.reply_sla_hours
+    return format_html(
+        '<p><a href="{}?handling=waiting&amp;campaign={}">Positive replies waiting for an '
+        "answer: {}</a>{}</p>",
+        events, campaign.pk, len(waiting),
+        format_html(
+            ' · <a href="{}?handling=overdue&amp;campaign={}"><span class="sla sla-overdue">{} '
+            "past the {} h SLA</span></a>",
+            events, campaign.pk, overdue, sla,
+        ) if overdue else "",
     )  # fmt: skip
 
 

@@ -517,12 +517,24 @@ class FeedbackEvent(models.Model):
     venture_id = models.BigIntegerField(null=True, blank=True)
     matched_by = models.CharField(max_length=20, blank=True)
     effect = models.CharField(max_length=500, blank=True)
+    # A reply an operator has dealt with (answered, booked the call): the SLA clock stops.
+    handled_at = models.DateTimeField(null=True, blank=True)
+    handled_by = models.CharField(max_length=200, blank=True)
+    # A positive reply left past its campaign's SLA: escalated once, to this address.
+    escalated_at = models.DateTimeField(null=True, blank=True)
+    escalated_to = models.CharField(max_length=254, blank=True)
 
     class Meta:
         ordering = ["-received_at", "-id"]
         constraints = [models.UniqueConstraint(fields=["source", "event_id"], name="feedback_once")]
         indexes = [
             models.Index(fields=["kind", "received_at"], name="feedback_kind_idx"),
+            # Positive replies nobody has handled yet: the SLA check and the console read them.
+            models.Index(
+                fields=["received_at"],
+                condition=Q(sentiment="positive", handled_at__isnull=True),
+                name="feedback_reply_waiting",
+            ),
             models.Index(
                 fields=["received_at"], condition=Q(message__isnull=True), name="feedback_unmatched"
             ),

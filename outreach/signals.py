@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 TICK_SCHEDULE = "outreach: dispatch tick"
+REPLY_SLA_SCHEDULE = "outreach: reply SLA escalation"
 
 
 def ensure_tick_schedule(**kwargs) -> None:
-    """After migrate: the schedule that runs the tick every minute (idempotent)."""
+    """After migrate: the schedules that run the tick and the reply SLA check every minute
+    (idempotent)."""
     from ventures.signals import ensure_minutely_schedule
 
     ensure_minutely_schedule(TICK_SCHEDULE, "outreach.tasks.dispatch_tick")
+    ensure_minutely_schedule(REPLY_SLA_SCHEDULE, "outreach.tasks.replies_escalate")
 
 
 def block_unsubscribed(sender=None, *, lead_ids: list[int], source: str = "", **kwargs) -> int:

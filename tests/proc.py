@@ -59,6 +59,18 @@ def manage(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.
     )
 
 
+def manage_started(*args: str, env: dict[str, str]) -> subprocess.Popen:
+    """`manage.py` started in the background (text pipes): for several processes at once."""
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "manage.py"), *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def python(code: str, *, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", code],

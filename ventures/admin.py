@@ -420,8 +420,16 @@ class CampaignAdmin(OperationsAdmin):
             },
         ),
         (
-            "Sender and value",
-            {"fields": ("sender_name", "sender_email", "reply_to", "value_per_positive_reply")},
+            "Sender, replies and value",
+            {
+                "fields": (
+                    "sender_name",
+                    "sender_email",
+                    "reply_to",
+                    "reply_sla_hours",
+                    "value_per_positive_reply",
+                )
+            },
         ),
         (
             "State (changed only through the actions)",

@@ -321,6 +321,7 @@ CAMPAIGN_KEYS: Schema = {
     "daily_send_limit": Key("daily_send_limit", "count"),
     "timezone": Key("timezone", "text"),
     "value_per_positive_reply": Key("value_per_positive_reply", "money"),
+    "reply_sla_hours": Key("reply_sla_hours", "count"),
     "send_window": {
         "days": Key("send_days", "weekdays"),
         "start": Key("send_window_start", "time"),

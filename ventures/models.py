@@ -229,6 +229,13 @@ class Campaign(models.Model):
         validators=[MinValueValidator(Decimal("0"))],
     )
 
+    reply_sla_hours = models.PositiveIntegerField(
+        "reply SLA (hours)",
+        default=24,
+        help_text="A positive reply not marked handled within this many hours is flagged and "
+        "escalated to the venture's owner by email, once; 0 = no SLA.",
+    )
+
     started_at = models.DateTimeField(null=True, blank=True, editable=False)
     finished_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -1,5 +1,7 @@
 """`manage.py feedback import FILE [--source NAME] [--json]`: an ESP's or a mailbox tool's
 event export (CSV: bounces, complaints, unsubscribes, deliveries, opens, clicks, replies).
+`manage.py feedback escalate [--json]`: escalate positive replies past their campaign's SLA
+(the django-q2 cluster does this every minute; see `outreach.sla`).
 
 The file is checked whole first: a bad row stops the import with its line number, and nothing
 is stored. Each row is stored once (`outreach.feedback`): importing the same file again
@@ -34,9 +36,31 @@ class Command(ProjectCommand):
             help="Where the events come from (default: import); rows are unique per source.",
         )
         p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+        p = sub.add_parser(
+            "escalate",
+            help="Email venture owners about positive replies past their SLA (each once).",
+        )
+        p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.as_json = options["json"]
+        getattr(self, f"handle_{options['action']}")(options)
+
+    def handle_escalate(self, options: dict) -> None:
+        from outreach.sla import NO_OWNER, replies_escalate
+
+        escalated = replies_escalate()
+        emailed = [e for e in escalated if e.escalated_to != NO_OWNER]
+        self.emit(
+            {"escalated": len(escalated), "emailed": len(emailed),
+             "events": [{"event": e.pk, "to": e.escalated_to} for e in escalated]},
+            f"{len(escalated)} positive replies past their SLA escalated "
+            f"({len(emailed)} emailed to venture owners, "
+            f"{len(escalated) - len(emailed)} in ventures without an owner email)."
+            if escalated else "No positive reply is past its SLA unescalated.",
+        )  # fmt: skip
+
+    def handle_import(self, options: dict) -> None:
         path = Path(options["file"])
         try:
             if path.stat().st_size > MAX_BYTES:

@@ -1,9 +1,15 @@
 """Feedback: events about sent messages, stored once, matched, and acted on.
 
-Every way in (ESP webhooks through django-anymail's normalised events today) calls
-`feedback_record`, which in one transaction stores the event unless its (source, event id) is
-stored already (a webhook retried ten times counts once), matches it to its outbound message,
-and applies its effect:
+Every way in (ESP webhooks through django-anymail's normalised events, event exports, the
+admin) calls `feedback_record_many` (or `feedback_record` for one event), which in one
+transaction stores each event unless its (source, event id) is stored already (a webhook
+retried ten times counts once), matches it to its outbound message, and applies its effect.
+A batch costs a fixed number of queries for the kinds that come in numbers (deliveries,
+opens, clicks, hard bounces, complaints: one query per way of matching, one to lock the leads
+acted on, one set of suppression writes per venture, one INSERT); unsubscribes, replies and
+`unknown` messages to settle are applied one by one. If a concurrent delivery of the same
+events stored some of them first, the batch is undone and stored one event at a time, so no
+effect counts twice.
 
 - matched by the ESP's message id, else by our Message-ID in the event's In-Reply-To or
   References (a reply), else by the address it names (the latest email sent to that lead);
@@ -47,6 +53,7 @@ from outreach.models import (
     Sentiment,
 )
 from outreach.services import leads_bounced, sequences_stop, unknown_message_settle
+from ventures.sql import rows_insert
 
 ACTOR = "feedback"
 # Events that prove the message was handed over: an `unknown` one is settled as sent.
@@ -63,6 +70,7 @@ ALARMS = frozenset({FeedbackKind.BOUNCED, FeedbackKind.COMPLAINED, FeedbackKind.
 # anymail reject reasons that say the address itself is bad.
 BAD_ADDRESS = frozenset({"invalid", "bounced", "timed_out"})
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
+BULK = 1_000  # events per batch of an import
 
 
 @dataclass
@@ -105,47 +113,117 @@ def thread_ids_of(*headers: str) -> list[str]:
 
 
 def feedback_record(incoming: Incoming, *, check_health: bool = True) -> tuple[FeedbackEvent, bool]:
-    """Store the event once, match it and apply its effect; (event, created). A repeat of a
-    stored event changes nothing and returns the stored one. A bounce or complaint then checks
-    the campaign's health (auto-pause) once the event is committed: never inside the
-    transaction that locked the lead, because a pause waits for the batches handing over, and
-    those may wait for that lead."""
-    event_id = (incoming.event_id or event_digest(incoming.raw))[:200]
-    existing = FeedbackEvent.objects.filter(source=incoming.source, event_id=event_id).first()
-    if existing is not None:
-        return existing, False
+    """Store one event once, match it and apply its effect; (event, created). A repeat of a
+    stored event changes nothing and returns the stored one."""
+    return feedback_record_many([incoming], check_health=check_health)[0]
+
+
+def feedback_record_many(
+    incomings: list[Incoming], *, check_health: bool = True
+) -> list[tuple[FeedbackEvent, bool]]:
+    """Store each event once, match and apply them, in one transaction and a fixed number of
+    queries for the common kinds (an ESP's batch of deliveries, opens and bounces); (event,
+    created) for each, in order. A repeat (stored before, or earlier in the same batch)
+    changes nothing. Bounces and complaints then check their campaigns' health (auto-pause)
+    once per campaign, after the commit: never inside the transaction that locked the leads,
+    because a pause waits for the batches handing over, and those may wait for these leads."""
+    if not incomings:
+        return []
     try:
         with transaction.atomic():
-            event = FeedbackEvent(
-                source=incoming.source[:40],
-                event_id=event_id,
-                kind=incoming.kind,
-                occurred_at=incoming.occurred_at,
-                recipient=incoming.recipient[:254],
-                esp_message_id=incoming.esp_message_id[:300],
-                thread_ids=incoming.thread_ids[:50],
-                reason=incoming.reason[:500],
-                url=incoming.url[:2000],
-                subject=incoming.subject[:998],
-                text=incoming.text,
-                reliable=incoming.kind != FeedbackKind.OPENED,
-                sentiment=incoming.sentiment,
-                notes=incoming.notes,
-            )
-            if event.kind in (FeedbackKind.REPLIED, FeedbackKind.AUTORESPONDED):
-                event.reply_text = reply_text_of(event.text)
-                if event.kind == FeedbackKind.REPLIED:
-                    event.objection, event.sentiment = classify(event)
-            _match(event, incoming)
-            event.save(force_insert=True)  # a repeat delivered meanwhile fails here
-            event.effect = _apply(event, incoming)[:500]
-            event.save(update_fields=["effect"])
-            if check_health and event.message is not None and event.kind in ALARMS:
-                transaction.on_commit(lambda: _check_health(event))
+            results, alarms = _record_batch(incomings)
     except IntegrityError:
-        # The same event, stored meanwhile by a concurrent delivery of it.
-        return FeedbackEvent.objects.get(source=incoming.source, event_id=event_id), False
-    return event, True
+        # Some were stored meanwhile by a concurrent delivery of them: the transaction is
+        # undone whole; one by one, each finds its stored twin or stores itself.
+        if len(incomings) == 1:
+            source, event_id = _key_of(incomings[0])
+            return [(FeedbackEvent.objects.get(source=source, event_id=event_id), False)]
+        return [
+            pair
+            for incoming in incomings
+            for pair in feedback_record_many([incoming], check_health=check_health)
+        ]
+    if check_health and alarms:
+        transaction.on_commit(lambda: _check_health(alarms))
+    return results
+
+
+def _key_of(incoming: Incoming) -> tuple[str, str]:
+    return incoming.source[:40], (incoming.event_id or event_digest(incoming.raw))[:200]
+
+
+def _record_batch(incomings: list[Incoming]) -> tuple[list, dict[int, FeedbackEvent]]:
+    keys = [_key_of(incoming) for incoming in incomings]
+    stored: dict[tuple[str, str], FeedbackEvent] = {}
+    by_source: dict[str, list[str]] = {}
+    for source, event_id in keys:
+        by_source.setdefault(source, []).append(event_id)
+    for source, ids in by_source.items():
+        for event in FeedbackEvent.objects.filter(source=source, event_id__in=ids):
+            stored[(event.source, event.event_id)] = event
+    results: list[tuple[FeedbackEvent, bool]] = []
+    new: list[tuple[Incoming, FeedbackEvent]] = []
+    for incoming, key in zip(incomings, keys, strict=True):
+        if key in stored:
+            results.append((stored[key], False))
+            continue
+        event = _event_of(incoming, *key)
+        stored[key] = event  # a second copy later in the batch is a repeat
+        new.append((incoming, event))
+        results.append((event, True))
+    _match_many(new)
+    alarms = _apply_many(new)
+    _insert([event for _, event in new])
+    return results, alarms
+
+
+# Every column of an event, as `_insert` writes it (foreign keys by id).
+EVENT_COLUMNS = [
+    f.name for f in FeedbackEvent._meta.concrete_fields if f is not FeedbackEvent._meta.auto_field
+]
+
+
+def _insert(events: list[FeedbackEvent]) -> None:
+    """One statement for the batch (`ventures.sql.rows_insert`), each event given its id. A
+    row that conflicts was stored meanwhile by a concurrent delivery of the same event: the
+    batch's effects would then count twice, so the whole transaction is undone."""
+    attnames = [FeedbackEvent._meta.get_field(name).attname for name in EVENT_COLUMNS]
+    stored = rows_insert(
+        FeedbackEvent,
+        ([getattr(event, a) for a in attnames] for event in events),
+        fields=EVENT_COLUMNS,
+        returning=("id", "source", "event_id"),
+    )
+    if len(stored) != len(events):
+        raise IntegrityError("some of these events were stored meanwhile")
+    ids = {(source, event_id): pk for pk, source, event_id in stored}
+    for event in events:
+        event.pk = ids[(event.source, event.event_id)]
+        event._state.adding = False
+
+
+def _event_of(incoming: Incoming, source: str, event_id: str) -> FeedbackEvent:
+    event = FeedbackEvent(
+        source=source,
+        event_id=event_id,
+        kind=incoming.kind,
+        occurred_at=incoming.occurred_at,
+        recipient=incoming.recipient[:254],
+        esp_message_id=incoming.esp_message_id[:300],
+        thread_ids=incoming.thread_ids[:50],
+        reason=incoming.reason[:500],
+        url=incoming.url[:2000],
+        subject=incoming.subject[:998],
+        text=incoming.text,
+        reliable=incoming.kind != FeedbackKind.OPENED,
+        sentiment=incoming.sentiment,
+        notes=incoming.notes,
+    )
+    if event.kind in (FeedbackKind.REPLIED, FeedbackKind.AUTORESPONDED):
+        event.reply_text = reply_text_of(event.text)
+        if event.kind == FeedbackKind.REPLIED:
+            event.objection, event.sentiment = classify(event)
+    return event
 
 
 def mailto_unsubscriber(subject: str) -> tuple[int, str] | None:
@@ -168,79 +246,187 @@ def mailto_unsubscriber(subject: str) -> tuple[int, str] | None:
     return lead.pk, latest.message_id if latest else ""
 
 
-def _check_health(event: FeedbackEvent) -> None:
-    pauses = health_check(event.message.campaign_id)
-    if pauses:
-        effect = "; ".join([event.effect, *(f"auto-paused {p}" for p in pauses)])[:500]
-        FeedbackEvent.objects.filter(pk=event.pk).update(effect=effect)
-        event.effect = effect
+def _check_health(alarms: dict[int, FeedbackEvent]) -> None:
+    """Each campaign's health once; a pause is noted on the event that tripped it."""
+    for campaign_id, event in sorted(alarms.items()):
+        pauses = health_check(campaign_id)
+        if pauses:
+            effect = "; ".join([event.effect, *(f"auto-paused {p}" for p in pauses)])[:500]
+            FeedbackEvent.objects.filter(pk=event.pk).update(effect=effect)
+            event.effect = effect
 
 
-def _match(event: FeedbackEvent, incoming: Incoming) -> None:
-    message = None
-    if event.esp_message_id:
-        # With or without angle brackets: ESPs (and anymail for some of them) differ.
-        bare = event.esp_message_id.strip().strip("<>")
-        ids = [bare, f"<{bare}>"]
-        message = (
-            OutboundMessage.objects.filter(esp_message_id__in=ids).order_by("-id").first()
-            # Some ESPs name the message by the Message-ID we set.
-            or OutboundMessage.objects.filter(message_id__in=ids).order_by("-id").first()
-        )
-        event.matched_by = "esp_message_id" if message else ""
-    if message is None and event.thread_ids:
-        message = (
-            OutboundMessage.objects.filter(message_id__in=event.thread_ids).order_by("-id").first()
-        )
-        event.matched_by = "thread" if message else ""
-    if message is None and event.recipient and event.kind == FeedbackKind.REPLIED:
-        # A reply that quotes none of our ids: the latest email sent to that address.
-        message = (
-            OutboundMessage.objects.filter(
-                lead__email_key=event.recipient.strip().lower(),
-                state__in=[MessageState.SENT, MessageState.UNKNOWN],
+# What matching needs of a message (its bodies are left in the database).
+_MATCH_DEFER = ("subject", "body_text", "body_html", "reserved")
+
+
+def _latest_by(field: str, values: set[str]) -> dict[str, OutboundMessage]:
+    """The newest message whose `field` is each value (one query)."""
+    found: dict[str, OutboundMessage] = {}
+    if values:
+        query = OutboundMessage.objects.filter(**{f"{field}__in": values}).defer(*_MATCH_DEFER)
+        for message in query.order_by("id"):
+            found[getattr(message, field)] = message  # a later id wins
+    return found
+
+
+def _match_many(new: list[tuple[Incoming, FeedbackEvent]]) -> None:
+    """Match each event to its message: the ESP's message id (with or without angle
+    brackets: ESPs, and anymail for some of them, differ; some ESPs name the message by the
+    Message-ID we set), else our Message-ID in its In-Reply-To/References, else (a reply that
+    quotes none of our ids) the latest email sent to the replying address, else the lead the
+    event names itself. One query per way, whatever the batch's size."""
+    forms = []  # (event, its ESP id bare and in angle brackets)
+    for _, event in new:
+        if event.esp_message_id:
+            bare = event.esp_message_id.strip().strip("<>")
+            forms.append((event, (bare, f"<{bare}>")))
+    by_esp = _latest_by("esp_message_id", {form for _, pair in forms for form in pair})
+    left = {f for _, pair in forms if not any(x in by_esp for x in pair) for f in pair}
+    by_ours = _latest_by("message_id", left)
+    for event, pair in forms:
+        found = [m for table in (by_esp, by_ours) for m in (table.get(pair[0]), table.get(pair[1]))
+                 if m is not None]  # fmt: skip
+        if found:
+            event.message, event.matched_by = max(found, key=lambda m: m.pk), "esp_message_id"
+    threads = [e for _, e in new if e.message is None and e.thread_ids]
+    by_thread = _latest_by("message_id", {mid for e in threads for mid in e.thread_ids})
+    for event in threads:
+        found = [by_thread[mid] for mid in event.thread_ids if mid in by_thread]
+        if found:
+            event.message, event.matched_by = max(found, key=lambda m: m.pk), "thread"
+    for incoming, event in new:
+        if event.message is None and event.recipient and event.kind == FeedbackKind.REPLIED:
+            event.message = (
+                OutboundMessage.objects.filter(
+                    lead__email_key=event.recipient.strip().lower(),
+                    state__in=[MessageState.SENT, MessageState.UNKNOWN],
+                )
+                .defer(*_MATCH_DEFER)
+                .order_by("-sent_at", "-id")
+                .first()
             )
-            .order_by("-sent_at", "-id")
-            .first()
-        )
-        event.matched_by = "address" if message else ""
-    if message is not None:
-        event.message = message
-        event.lead_id = message.lead_id
-        event.venture_id = message.venture_id
-    elif incoming.lead_id is not None:
-        lead = Lead.objects.filter(pk=incoming.lead_id).only("venture_id").first()
-        if lead is not None:
-            event.lead_id, event.venture_id, event.matched_by = lead.pk, lead.venture_id, "lead"
+            event.matched_by = "address" if event.message else ""
+        if event.message is not None:
+            event.lead_id, event.venture_id = event.message.lead_id, event.message.venture_id
+        elif incoming.lead_id is not None:
+            lead = Lead.objects.filter(pk=incoming.lead_id).only("venture_id").first()
+            if lead is not None:
+                event.lead_id, event.venture_id, event.matched_by = lead.pk, lead.venture_id, "lead"
 
 
-def _apply(event: FeedbackEvent, incoming: Incoming) -> str:
-    message = event.message
-    if event.lead_id is None:
-        return "unmatched: kept for the operator"
-    kind, reject = event.kind, incoming.reject_reason
+def _is_bounce(event: FeedbackEvent, incoming: Incoming) -> bool:
+    return event.kind == FeedbackKind.BOUNCED or (
+        event.kind == FeedbackKind.REJECTED and incoming.reject_reason in BAD_ADDRESS
+    )
+
+
+def _is_complaint(event: FeedbackEvent, incoming: Incoming) -> bool:
+    return event.kind == FeedbackKind.COMPLAINED or (
+        event.kind == FeedbackKind.REJECTED and incoming.reject_reason == "spam"
+    )
+
+
+def _apply_many(new: list[tuple[Incoming, FeedbackEvent]]) -> dict[int, FeedbackEvent]:
+    """Each event's effect, set-wise where events come in numbers: deliveries, opens and
+    clicks only record (unless they settle an `unknown` message); hard bounces and complaints
+    suppress and stop per venture in one go; the rest (unsubscribes, replies, auto-replies,
+    settling) one by one. The leads acted on are locked first, in one query, in id order.
+    Returns, per campaign with a bounce or complaint, the last such event (for the health
+    check)."""
+    acting = [(i, e) for i, e in new if e.lead_id is not None and _acts(e, i)]
+    locked = {
+        lead.pk: lead
+        for lead in Lead.objects.select_for_update()
+        .filter(pk__in={e.lead_id for _, e in acting})
+        .select_related("venture")
+        .order_by("pk")
+    } if acting else {}  # fmt: skip
+    bounces: dict[tuple[int, str], list[tuple[FeedbackEvent, Lead]]] = {}
+    complaints: dict[int, list[tuple[FeedbackEvent, Lead]]] = {}
+    alarms: dict[int, FeedbackEvent] = {}
+    for incoming, event in new:
+        if event.lead_id is None:
+            event.effect = "unmatched: kept for the operator"
+            continue
+        if not _acts(event, incoming):
+            event.effect = _recorded(event)
+            continue
+        lead = locked[event.lead_id]
+        if event.message is not None and event.kind in ALARMS:
+            alarms[event.message.campaign_id] = event
+        if _is_bounce(event, incoming) or _is_complaint(event, incoming):
+            settled = event.kind in PROVES_SENT and _settle_unknown(event.message, event)
+            event.effect = "settled the unknown message as sent" if settled else ""
+            if _is_bounce(event, incoming):
+                detail = f"{event.reason or event.kind} ({event.source})"
+                bounces.setdefault((lead.venture_id, detail), []).append((event, lead))
+            else:
+                complaints.setdefault(lead.venture_id, []).append((event, lead))
+            continue
+        event.effect = _apply(event, incoming, lead)[:500]
+    for (_, detail), group in bounces.items():
+        addresses = [lead.email or event.message.recipient for event, lead in group]
+        leads_bounced(
+            venture=group[0][1].venture, lead_ids=[lead.pk for _, lead in group],
+            addresses=addresses, detail=detail, actor=ACTOR,
+        )  # fmt: skip
+        for (event, _), address in zip(group, addresses, strict=True):
+            done = f"suppressed {address} in the venture; the lead bounced"
+            event.effect = "; ".join(d for d in (event.effect, done) if d)[:500]
+    for group in complaints.values():
+        from leads.suppression import suppression_add
+
+        addresses = [lead.email or event.message.recipient for event, lead in group]
+        suppression_add(
+            values=[a for a in addresses if a], venture=group[0][1].venture,
+            reason="spam complaint", actor=ACTOR, source="complaint",
+        )  # fmt: skip
+        by_source: dict[str, list[int]] = {}
+        for event, lead in group:
+            by_source.setdefault(event.source, []).append(lead.pk)
+        for source, lead_ids in by_source.items():
+            sequences_stop(
+                lead_ids=lead_ids, reason=f"a spam complaint ({source})", code="complained"
+            )
+        for (event, _), address in zip(group, addresses, strict=True):
+            done = f"suppressed {address} in the venture" if address else ""
+            event.effect = "; ".join(d for d in (event.effect, done) if d)[:500] or "recorded"
+    return alarms
+
+
+def _acts(event: FeedbackEvent, incoming: Incoming) -> bool:
+    """Whether the event does more than record itself."""
+    if event.kind in (FeedbackKind.UNSUBSCRIBED, FeedbackKind.REPLIED, FeedbackKind.AUTORESPONDED):
+        return True
+    if event.kind == FeedbackKind.REJECTED and incoming.reject_reason == "unsubscribed":
+        return True
+    if event.message is None:
+        return False
+    if event.kind in PROVES_SENT and event.message.state == MessageState.UNKNOWN:
+        return True
+    return _is_bounce(event, incoming) or _is_complaint(event, incoming)
+
+
+def _recorded(event: FeedbackEvent) -> str:
+    if event.message is None:
+        return "recorded: no message of the lead's to act on"
+    return "recorded (opens are unreliable)" if event.kind == FeedbackKind.OPENED else "recorded"
+
+
+def _apply(event: FeedbackEvent, incoming: Incoming, lead: Lead) -> str:
+    """The effect of one event that is not a bounce or a complaint (those go set-wise), on
+    its lead (locked)."""
+    message, kind = event.message, event.kind
     unsubscribed = kind == FeedbackKind.UNSUBSCRIBED or (
-        kind == FeedbackKind.REJECTED and reject == "unsubscribed"
+        kind == FeedbackKind.REJECTED and incoming.reject_reason == "unsubscribed"
     )
     if message is None and not unsubscribed:
         return "recorded: no message of the lead's to act on"
     done = []
     if message is not None and event.kind in PROVES_SENT and _settle_unknown(message, event):
         done.append("settled the unknown message as sent")
-    lead = Lead.objects.select_for_update().get(pk=event.lead_id)
-    if kind == FeedbackKind.BOUNCED or (kind == FeedbackKind.REJECTED and reject in BAD_ADDRESS):
-        address = lead.email or message.recipient
-        leads_bounced(
-            venture=lead.venture, lead_ids=[lead.pk], addresses=[address],
-            detail=f"{event.reason or kind} ({event.source})", actor=ACTOR,
-        )  # fmt: skip
-        done.append(f"suppressed {address} in the venture; the lead bounced")
-    elif kind == FeedbackKind.COMPLAINED or (kind == FeedbackKind.REJECTED and reject == "spam"):
-        done.append(_suppress(lead, message, "spam complaint", "complaint"))
-        sequences_stop(
-            lead_ids=[lead.pk], reason=f"a spam complaint ({event.source})", code="complained"
-        )
-    elif unsubscribed:
+    if unsubscribed:
         from leads.unsubscribes import lead_unsubscribe
 
         if lead.status != LeadStatus.ERASED:
@@ -258,25 +444,20 @@ def _apply(event: FeedbackEvent, incoming: Incoming) -> str:
 def _settle_unknown(message: OutboundMessage, event: FeedbackEvent) -> bool:
     if message.state != MessageState.UNKNOWN:
         return False
-    unknown_message_settle(
-        message=message,
-        sent=True,
-        actor=ACTOR,
-        reason=f"{event.get_kind_display()} reported by {event.source} (event {event.event_id})",
-    )
+    from ventures.services import DomainError
+
+    try:
+        unknown_message_settle(
+            message=message,
+            sent=True,
+            actor=ACTOR,
+            reason=f"{event.get_kind_display()} reported by {event.source} "
+            f"(event {event.event_id})",
+        )
+    except DomainError:  # settled meanwhile (an operator, or another event of the batch)
+        return False
+    message.state = MessageState.SENT
     return True
-
-
-def _suppress(lead: Lead, message: OutboundMessage, reason: str, source: str) -> str:
-    from leads.suppression import suppression_add
-
-    address = lead.email or message.recipient
-    if not address:
-        return ""
-    suppression_add(
-        values=[address], venture=lead.venture, reason=reason[:300], actor=ACTOR, source=source
-    )
-    return f"suppressed {address} in the venture"
 
 
 def _replied(lead: Lead, message: OutboundMessage, event: FeedbackEvent) -> str:
@@ -533,13 +714,17 @@ class ImportResult:
 
 def feedback_import(data: bytes, *, source: str = "import") -> ImportResult:
     """Import an event export: checked whole first, then every row stored (once: a row of a
-    file imported before is a repeat) in one transaction."""
+    file imported before is a repeat) in one transaction, a thousand rows at a time."""
     rows = feedback_rows_read(data, source=source)
     result = ImportResult(rows=len(rows))
     alarmed: set[int] = set()
     with transaction.atomic():
-        for incoming in rows:
-            event, created = feedback_record(incoming, check_health=False)
+        pairs = [
+            pair
+            for start in range(0, len(rows), BULK)
+            for pair in feedback_record_many(rows[start : start + BULK], check_health=False)
+        ]
+        for event, created in pairs:
             if not created:
                 result.repeated += 1
                 continue

@@ -11,13 +11,17 @@ UTF-8), and a wrong or missing secret with a 400, so its views are wrapped:
   with nothing stored;
 - an empty, oversized, non-UTF-8, non-JSON or malformed body, or the wrong content type, is
   a 400 (413 for the size) and one log line;
-- a database failure while storing is a 503, so the ESP delivers the event again later.
+- the events of a request (an ESP's batch) are collected while anymail parses them and then
+  stored together by `feedback.feedback_record_many`: a few queries per batch, not per event;
+- a failure while storing (the database, or a bug of ours) is a 503 and a logged traceback,
+  so the ESP delivers the batch again later (repeats are stored once).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from contextvars import ContextVar
 from functools import lru_cache
 
 from anymail.exceptions import AnymailWebhookValidationFailure
@@ -41,8 +45,9 @@ MAX_BODY = 10 * 1024 * 1024  # inbound mail with attachments; tracking batches a
 FORM_POSTS = frozenset({("mailgun", "inbound"), ("sendgrid", "inbound"), ("mailjet", "inbound")})
 
 
-class FeedbackStoreError(Exception):
-    """Storing an event failed on our side: the ESP must deliver it again."""
+# The events of the request being handled: anymail's view sends one signal per event of an
+# ESP's batch; they are stored together (one transaction, a few queries) after it returns.
+_batch: ContextVar[list | None] = ContextVar("feedback_batch", default=None)
 
 
 @lru_cache(maxsize=64)
@@ -87,18 +92,33 @@ def esp_webhook(request, esp: str, kind: str):
             status, text = problem
             logger.warning("ESP webhook %s/%s refused (%s): %s", esp, kind, status, text)
             return _answer(status, text)
+    batch: list[feedback.Incoming] = []
+    collecting = _batch.set(batch)
     try:
-        return match.func(request, *match.args, **match.kwargs)
+        response = match.func(request, *match.args, **match.kwargs)
     except AnymailWebhookValidationFailure as exc:
         logger.warning("ESP webhook %s/%s refused: %s", esp, kind, exc)
         return _answer(401, "The request's signature is not valid.")
-    except FeedbackStoreError as exc:
-        logger.error("ESP webhook %s/%s: could not store the event: %s", esp, kind, exc)
-        return _answer(503, "The event could not be stored now; deliver it again later.")
+    except DatabaseError as exc:
+        return _unstored(esp, kind, exc)
     except Exception as exc:  # the boundary: the ESP's payload did not parse
         logger.warning("ESP webhook %s/%s: malformed payload: %s: %s", esp, kind,
                        type(exc).__name__, str(exc)[:200])  # fmt: skip
         return _answer(400, f"The payload is not a valid {esp} {kind} event.")
+    finally:
+        _batch.reset(collecting)
+    if batch and response.status_code == 200:
+        try:
+            feedback.feedback_record_many(batch)
+        except Exception as exc:  # ours, not the payload's: the ESP delivers it again
+            logger.exception("ESP webhook %s/%s: could not store %d events", esp, kind, len(batch))
+            return _unstored(esp, kind, exc)
+    return response
+
+
+def _unstored(esp: str, kind: str, exc: Exception) -> HttpResponse:
+    logger.error("ESP webhook %s/%s: could not store the events: %s", esp, kind, exc)
+    return _answer(503, "The events could not be stored now; deliver them again later.")
 
 
 def _body_problem(request, esp: str, kind: str) -> tuple[int, str] | None:
@@ -212,10 +232,13 @@ def on_inbound(sender, event, esp_name: str, **kwargs) -> None:
 
 
 def _store(incoming) -> None:
-    try:
+    """Into the request's batch (stored whole once anymail has parsed every event of it), or
+    at once for a signal sent outside our view."""
+    batch = _batch.get()
+    if batch is not None:
+        batch.append(incoming)
+    else:
         feedback.feedback_record(incoming)
-    except DatabaseError as exc:
-        raise FeedbackStoreError(str(exc)) from exc
 
 
 def connect() -> None:

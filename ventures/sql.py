@@ -112,15 +112,20 @@ def rows_update(
 
 
 def rows_insert(
-    model: type[models.Model], rows: Iterable[Sequence], *, fields: Sequence[str]
-) -> int:
+    model: type[models.Model],
+    rows: Iterable[Sequence],
+    *,
+    fields: Sequence[str],
+    returning: Sequence[str] = (),
+) -> int | list[tuple]:
     """Insert many rows of `model` (tuples of the `fields` values), skipping any that would
-    break a unique constraint (`ON CONFLICT DO NOTHING`); returns how many were inserted.
+    break a unique constraint (`ON CONFLICT DO NOTHING`); returns how many were inserted, or
+    with `returning` (column names) those columns of each row inserted, in no set order.
     Every other column takes its field's default (`auto_now` ones: now), as `save()` would
     give it, without building a model instance per row."""
     rows = list(rows)
     if not rows:
-        return 0
+        return [] if returning else 0
     meta = model._meta
     given = [meta.get_field(f) for f in fields]
     names = {f.name for f in given} | {f.attname for f in given}
@@ -132,17 +137,20 @@ def rows_insert(
     quote = connection.ops.quote_name
     table = quote(meta.db_table)
     names_sql = ", ".join(quote(f.column) for f in columns)
-    count = 0
+    tail = " ON CONFLICT DO NOTHING"
+    if returning:
+        tail += " RETURNING " + ", ".join(quote(meta.get_field(n).column) for n in returning)
+    count, returned = 0, []
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             arrays = _pg_arrays(columns, [(*row, *defaults) for row in rows])
             casts = ", ".join(f"%s::{_pg_type(f)}[]" for f in columns)
             cursor.execute(
-                f"INSERT INTO {table} ({names_sql}) SELECT * FROM unnest({casts}) "  # noqa: S608
-                "ON CONFLICT DO NOTHING",
+                f"INSERT INTO {table} ({names_sql}) SELECT * FROM unnest({casts})"  # noqa: S608
+                + tail,
                 arrays,
             )
-            return cursor.rowcount
+            return [tuple(r) for r in cursor.fetchall()] if returning else cursor.rowcount
         per_statement = max(1, MAX_PARAMS // len(columns))
         row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
         prepared_defaults = [
@@ -158,11 +166,14 @@ def rows_insert(
                 values += prepared_defaults
             cursor.execute(
                 f"INSERT INTO {table} ({names_sql}) VALUES "  # noqa: S608
-                f"{', '.join([row_sql] * len(chunk))} ON CONFLICT DO NOTHING",
+                f"{', '.join([row_sql] * len(chunk))}" + tail,
                 values,
             )
-            count += cursor.rowcount
-    return count
+            if returning:
+                returned += [tuple(r) for r in cursor.fetchall()]
+            else:
+                count += cursor.rowcount
+    return returned if returning else count
 
 
 def _pg_arrays(columns: list[models.Field], rows: list[Sequence]) -> list[list]:

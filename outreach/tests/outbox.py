@@ -46,6 +46,29 @@ def two_step_sequence(campaign, *, second=StepKind.EMAIL, delay_days: int = 3) -
     return sequence
 
 
+def first_emails_sent(count: int, *, esp_id: str = "") -> list:
+    """`count` first emails of a running campaign sent at NOON (proof mode), oldest first;
+    with `esp_id` (a format with {n}, {pk}), each is given the ESP's id it names."""
+    import time_machine
+
+    from outreach.dispatch import tick
+    from outreach.models import OutboundMessage
+    from tests.factories import LeadFactory
+
+    with time_machine.travel(NOON, tick=False):
+        campaign = running_campaign()
+        two_step_sequence(campaign)
+        LeadFactory.create_batch(count, campaign=campaign)
+        tick()
+    messages = list(OutboundMessage.objects.filter(step__position=1).order_by("id"))
+    assert len(messages) == count
+    if esp_id:
+        for n, m in enumerate(messages):
+            m.esp_message_id = esp_id.format(n=n, pk=m.pk)
+        OutboundMessage.objects.bulk_update(messages, ["esp_message_id"])
+    return messages
+
+
 def midday_zone() -> str:
     """A time zone where it is now well inside the day, so an all-day window is open (for
     tests whose real processes run at the real time)."""

@@ -5,29 +5,18 @@ from __future__ import annotations
 import json
 
 import pytest
-import time_machine
 from django.core.management import CommandError, call_command
 
 from leads.models import LeadStatus, SuppressionEntry
-from outreach.dispatch import tick
-from outreach.models import Enrollment, FeedbackEvent, OutboundMessage
-from outreach.tests.outbox import NOON, running_campaign, two_step_sequence
-from tests.factories import LeadFactory
+from outreach.models import Enrollment, FeedbackEvent
+from outreach.tests.outbox import first_emails_sent
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def sent():
-    with time_machine.travel(NOON, tick=False):
-        campaign = running_campaign()
-        two_step_sequence(campaign)
-        LeadFactory.create_batch(3, campaign=campaign)
-        tick()
-    messages = list(OutboundMessage.objects.filter(step__position=1).order_by("id"))
-    for n, m in enumerate(messages):
-        OutboundMessage.objects.filter(pk=m.pk).update(esp_message_id=f"esp-{n}")
-    return messages
+    return first_emails_sent(3, esp_id="esp-{n}")
 
 
 def test_an_export_is_stored_row_by_row_and_its_effects_applied(tmp_path, sent, capsys):

@@ -102,6 +102,21 @@ def test_rows_insert_fills_the_other_columns_with_their_defaults_and_skips_confl
     assert existing.count == 0  # the conflicting row is left as it was
 
 
+def test_rows_insert_returns_the_columns_asked_for_of_the_rows_it_inserted(monkeypatch):
+    monkeypatch.setattr(sql, "MAX_PARAMS", 12)  # several statements on SQLite
+    (existing,) = ledger(1)  # 1:d0.example
+    rows = [("domain", f"1:n{i}.example", DAY) for i in range(5)]
+    rows.insert(2, ("domain", "1:d0.example", DAY))
+    returned = rows_insert(
+        SendLedger, rows, fields=["scope", "key", "day"], returning=("id", "key")
+    )
+    assert sorted(key for _, key in returned) == [f"1:n{i}.example" for i in range(5)]
+    assert {pk for pk, _ in returned} == set(
+        SendLedger.objects.exclude(pk=existing.pk).values_list("pk", flat=True)
+    )
+    assert rows_insert(SendLedger, rows, fields=["scope", "key", "day"], returning=("id",)) == []
+
+
 def test_rows_insert_sets_auto_now_columns_and_splits_big_inserts(monkeypatch):
     monkeypatch.setattr(sql, "MAX_PARAMS", 60)  # a few rows per statement on SQLite
     campaign = running_campaign()

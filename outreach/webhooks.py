@@ -11,6 +11,9 @@ UTF-8), and a wrong or missing secret with a 400, so its views are wrapped:
   with nothing stored;
 - an empty, oversized, non-UTF-8, non-JSON or malformed body, or the wrong content type, is
   a 400 (413 for the size) and one log line;
+- a soft bounce that anymail reports as "bounced" (Postmark's SoftBounce, SparkPost's soft
+  bounce classes) is recorded as a deferral, which suppresses nobody; SparkPost's blocks of
+  the sender or content are rejections, not bad addresses;
 - the events of a request (an ESP's batch) are collected while anymail parses them and then
   stored together by `feedback.feedback_record_many`: a few queries per batch, not per event;
 - a failure while storing (the database, or a bug of ours) is a 503 and a logged traceback,
@@ -150,9 +153,38 @@ def _body_problem(request, esp: str, kind: str) -> tuple[int, str] | None:
 # --- From anymail's normalised events to ours ----------------------------------------------------
 
 
+# anymail calls these "bounced", although the ESP says the address is fine and the mail may
+# yet arrive (the ESP retries): a soft bounce must not suppress anyone. SparkPost's bounce
+# classes (its "Bounce Classification Codes"): 20-24 and 70 are soft; 25 and 50-54 are blocks
+# of the sender or the content by the receiving side, not a bad address.
+SOFT = {"postmark": frozenset({"SoftBounce"})}
+SPARKPOST_SOFT = frozenset({"20", "21", "22", "23", "24", "70"})
+SPARKPOST_BLOCK = frozenset({"25", "50", "51", "52", "53", "54"})
+
+
+def _kind_of(esp_name: str, event) -> tuple[str, str]:
+    """(our kind, anymail's reject reason) of a tracking event, soft bounces told apart."""
+    kind = event.event_type if event.event_type in FeedbackKind.values else FeedbackKind.UNKNOWN
+    reject = event.reject_reason or ""
+    raw = event.esp_event if isinstance(event.esp_event, dict) else {}
+    esp = esp_name.lower()
+    if kind != FeedbackKind.BOUNCED:
+        return kind, reject
+    if raw.get("Type") in SOFT.get(esp, ()):
+        return FeedbackKind.DEFERRED, reject
+    if esp == "sparkpost":
+        found = next(iter((raw.get("msys") or {}).values()), {})
+        bounce_class = str(found.get("bounce_class", "")) if isinstance(found, dict) else ""
+        if bounce_class in SPARKPOST_SOFT:
+            return FeedbackKind.DEFERRED, reject
+        if bounce_class in SPARKPOST_BLOCK:
+            return FeedbackKind.REJECTED, "blocked"
+    return kind, reject
+
+
 def on_tracking(sender, event, esp_name: str, **kwargs) -> None:
     """anymail `tracking` receiver."""
-    kind = event.event_type if event.event_type in FeedbackKind.values else FeedbackKind.UNKNOWN
+    kind, reject = _kind_of(esp_name, event)
     incoming = feedback.Incoming(
         source=esp_name.lower(),
         kind=kind,
@@ -161,7 +193,7 @@ def on_tracking(sender, event, esp_name: str, **kwargs) -> None:
         recipient=event.recipient or "",
         esp_message_id=str(event.message_id or ""),
         reason=event.mta_response or event.description or "",
-        reject_reason=event.reject_reason or "",
+        reject_reason=reject,
         url=event.click_url or "",
         raw=event.esp_event
         if isinstance(event.esp_event, dict | list | str)

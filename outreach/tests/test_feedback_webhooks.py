@@ -387,3 +387,44 @@ def test_a_forged_unsubscribe_token_unsubscribes_nobody(client, sent):
     assert post(client, INBOUND, payload).status_code == 200
     assert not Unsubscribe.objects.exists()
     assert FeedbackEvent.objects.get().kind == "replied"  # read as what it is: a reply
+
+
+@pytest.mark.parametrize(
+    ("path", "payload"),
+    [
+        (TRACKING, "postmark-soft"),
+        ("/anymail/sparkpost/tracking/", "sparkpost-22"),
+        ("/anymail/sparkpost/tracking/", "sparkpost-70"),
+    ],
+)
+def test_a_soft_bounce_suppresses_nobody_and_the_sequence_goes_on(client, sent, path, payload):
+    """Mailbox full, a transient failure: the address is fine and the ESP tries again."""
+    if payload == "postmark-soft":
+        body = postmark_bounce(sent.recipient, Type="SoftBounce", TypeCode=4096,
+                               Name="Soft bounce", Details="452 4.2.2 Mailbox full")  # fmt: skip
+    else:
+        OutboundMessage.objects.filter(pk=sent.pk).update(esp_message_id="6583215")
+        body = [{"msys": {"message_event": {
+            "type": "bounce", "event_id": "9235692769", "bounce_class": payload[-2:],
+            "raw_reason": "452 4.2.2 Mailbox full", "reason": "452 4.2.2 Mailbox full",
+            "transmission_id": "6583215", "rcpt_to": sent.recipient, "timestamp": "1764673554",
+        }}}]  # fmt: skip
+    assert post(client, path, body).status_code == 200
+    event = FeedbackEvent.objects.get()
+    assert event.kind == "deferred" and event.message == sent
+    assert not SuppressionEntry.objects.exists()
+    assert sent.lead.__class__.objects.get(pk=sent.lead_id).status == LeadStatus.ACTIVE
+    assert Enrollment.objects.get(lead_id=sent.lead_id).state == "active"
+
+
+def test_a_sparkpost_block_of_the_sender_is_recorded_not_a_bad_address(client, sent):
+    OutboundMessage.objects.filter(pk=sent.pk).update(esp_message_id="6583216")
+    body = [{"msys": {"message_event": {
+        "type": "bounce", "event_id": "9235692770", "bounce_class": "50",
+        "reason": "554 5.7.1 Service unavailable; client host blocked", "timestamp": "1764673554",
+        "transmission_id": "6583216", "rcpt_to": sent.recipient,
+    }}}]  # fmt: skip
+    assert post(client, "/anymail/sparkpost/tracking/", body).status_code == 200
+    assert FeedbackEvent.objects.get().kind == "rejected"
+    assert not SuppressionEntry.objects.exists()
+    assert sent.lead.__class__.objects.get(pk=sent.lead_id).status == LeadStatus.ACTIVE

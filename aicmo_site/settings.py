@@ -267,6 +267,8 @@ AICMO_AUTOPAUSE_COMPLAINT_RATE = _fraction("AICMO_AUTOPAUSE_COMPLAINT_RATE", 0.0
 AICMO_AUTOPAUSE_ERROR_RATE = _fraction("AICMO_AUTOPAUSE_ERROR_RATE", 0.5)
 AICMO_AUTOPAUSE_MIN_SENDS = _int("AICMO_AUTOPAUSE_MIN_SENDS", 100, minimum=1)
 AICMO_AUTOPAUSE_WINDOW_HOURS = _int("AICMO_AUTOPAUSE_WINDOW_HOURS", 168, minimum=1)
+# Feedback reads a campaign's health at most this often (the tick catches up before it sends).
+AICMO_AUTOPAUSE_CHECK_SECONDS = _int("AICMO_AUTOPAUSE_CHECK_SECONDS", 30, minimum=0)
 # A worker heartbeat older than this is reported stale by preflight and /healthz.
 AICMO_HEARTBEAT_MAX_AGE = _int("AICMO_HEARTBEAT_MAX_AGE", 300, minimum=10)
 # Render logs (template version, recipient ref, outcome) are purged after this many days.

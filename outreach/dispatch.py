@@ -859,6 +859,7 @@ def tick(
     try:
         _enrol_running(campaign)
         state.counts.update({f"recovered_{k}": v for k, v in messages_recover().items() if v})
+        _health_catch_up(state, campaign)
         batches = 0
         while max_batches is None or batches < max_batches:
             if not _batch(state, batch_size or settings.AICMO_TICK_BATCH, campaign):
@@ -889,6 +890,15 @@ def _health_checks(state: RunState) -> None:
         for pause in health_check(campaign_id):
             state.counts["auto_paused"] += 1
             logger.warning("Auto-paused: %s", pause)
+
+
+def _health_catch_up(state: RunState, campaign: Campaign | None) -> None:
+    """Before sending: the figures of campaigns with bounces or complaints not yet read."""
+    from outreach.health import health_catch_up
+
+    for pause in health_catch_up(campaign=campaign):
+        state.counts["auto_paused"] += 1
+        logger.warning("Auto-paused: %s", pause)
 
 
 def _enrol_running(campaign: Campaign | None) -> None:

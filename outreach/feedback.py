@@ -41,7 +41,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from leads.models import Lead, LeadStatus, UnsubscribeSource
-from outreach.health import health_check
+from outreach.health import health_check, health_check_soon
 from outreach.models import (
     DUE_STATES,
     FeedbackEvent,
@@ -247,9 +247,10 @@ def mailto_unsubscriber(subject: str) -> tuple[int, str] | None:
 
 
 def _check_health(alarms: dict[int, FeedbackEvent]) -> None:
-    """Each campaign's health once; a pause is noted on the event that tripped it."""
-    for campaign_id, event in sorted(alarms.items()):
-        pauses = health_check(campaign_id)
+    """Each campaign's health once (at most every AICMO_AUTOPAUSE_CHECK_SECONDS); a pause is
+    noted on the event that tripped it."""
+    for campaign_id, pauses in health_check_soon(alarms).items():
+        event = alarms[campaign_id]
         if pauses:
             effect = "; ".join([event.effect, *(f"auto-paused {p}" for p in pauses)])[:500]
             FeedbackEvent.objects.filter(pk=event.pk).update(effect=effect)

@@ -15,6 +15,13 @@ auto-pause, so that an operator who resumes starts from a clean slate):
 A campaign that trips is paused (`campaign_transition`, audited with the figures) and an
 `AutoPause` row keeps them for the console. The same figures per mailbox pause the mailbox
 (its sends wait, every campaign's). Resuming is the operator's audited decision.
+
+Reading the figures counts a campaign's sends over the window, which costs the more the
+more it sent; an ESP posts bounces in batches, several a second. So feedback reads a
+campaign's health at most every `AICMO_AUTOPAUSE_CHECK_SECONDS` (`health_check_soon`: the
+first batch after the gap claims the check with a conditional UPDATE), and the tick, before
+it claims anything, reads it for every running campaign with a bounce or complaint received
+since its last check (`health_catch_up`): nothing is sent on figures that were not read.
 """
 
 from __future__ import annotations
@@ -41,6 +48,8 @@ from ventures.models import Campaign, CampaignStatus
 from ventures.services import audit_record, campaign_transition
 
 ACTOR = "auto-pause"
+# Feedback that moves a campaign's figures (a rejection may be a spam block or a bad address).
+ALARM_KINDS = (FeedbackKind.BOUNCED, FeedbackKind.COMPLAINED, FeedbackKind.REJECTED)
 ERROR_MIN_ATTEMPTS = 20
 ERROR_WINDOW = dt.timedelta(hours=1)
 
@@ -131,10 +140,47 @@ def health_of(campaign: Campaign, mailbox: Mailbox | None = None, *, now=None) -
     )
 
 
+def health_check_soon(campaign_ids, *, now=None) -> dict[int, list[AutoPause]]:
+    """`health_check` for each campaign not checked in the last AICMO_AUTOPAUSE_CHECK_SECONDS
+    (claimed by a conditional UPDATE, so concurrent batches check once); the others wait for
+    the next batch after the gap or the tick's catch-up. Returns the pauses per campaign."""
+    now = now or timezone.now()
+    gap = dt.timedelta(seconds=settings.AICMO_AUTOPAUSE_CHECK_SECONDS)
+    done = {}
+    for campaign_id in sorted(set(campaign_ids)):
+        claimed = (
+            Campaign.objects.filter(pk=campaign_id)
+            .filter(Q(health_checked_at__isnull=True) | Q(health_checked_at__lte=now - gap))
+            .update(health_checked_at=now)
+        )
+        if claimed:
+            done[campaign_id] = health_check(campaign_id, now=now)
+    return done
+
+
+def health_catch_up(*, now=None, campaign: Campaign | None = None) -> list[AutoPause]:
+    """For the tick, before it sends: every running campaign with a bounce or complaint
+    received since its last health check is checked now."""
+    from django.db.models import DateTimeField, Exists, OuterRef, Value
+    from django.db.models.functions import Coalesce
+
+    never = Value(dt.datetime(1970, 1, 1, tzinfo=dt.UTC), output_field=DateTimeField())
+    unread = FeedbackEvent.objects.filter(
+        kind__in=ALARM_KINDS,
+        message__campaign=OuterRef("pk"),
+        received_at__gt=Coalesce(OuterRef("health_checked_at"), never),
+    )
+    unchecked = Campaign.objects.filter(status=CampaignStatus.RUNNING).filter(Exists(unread))
+    if campaign is not None:
+        unchecked = unchecked.filter(pk=campaign.pk)
+    return [p for pk in unchecked.values_list("pk", flat=True) for p in health_check(pk, now=now)]
+
+
 def health_check(campaign_id: int, *, now=None) -> list[AutoPause]:
     """Pause the campaign, and each of its mailboxes, whose figures trip a threshold (the
     campaign read afresh: its status decides)."""
     now = now or timezone.now()
+    Campaign.objects.filter(pk=campaign_id).update(health_checked_at=now)
     pauses = []
     campaign = Campaign.objects.select_related("venture").get(pk=campaign_id)
     if campaign.status == CampaignStatus.RUNNING:

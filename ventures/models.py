@@ -238,6 +238,9 @@ class Campaign(models.Model):
 
     started_at = models.DateTimeField(null=True, blank=True, editable=False)
     finished_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # When the outreach app last read the campaign's health (auto-pause): feedback checks it
+    # at most every AICMO_AUTOPAUSE_CHECK_SECONDS, and the tick catches up before it sends.
+    health_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -25,6 +25,7 @@ def thresholds(settings):
     settings.AICMO_AUTOPAUSE_MIN_SENDS = 20
     settings.AICMO_AUTOPAUSE_BOUNCE_RATE = 0.02
     settings.AICMO_AUTOPAUSE_COMPLAINT_RATE = 0.001
+    settings.AICMO_AUTOPAUSE_CHECK_SECONDS = 0  # every report reads the figures (see below)
 
 
 @pytest.fixture
@@ -178,3 +179,35 @@ def test_a_spike_of_sending_errors_pauses_the_campaign(clock, smtp_sink, setting
     assert campaign.status == CampaignStatus.PAUSED and not box.is_active
     for pause in AutoPause.objects.all():
         assert "sending errors: 30 of 30 attempts in the last hour" in pause.reason
+
+
+def test_feedback_reads_the_figures_at_most_every_gap_and_the_tick_catches_up_before_sending(
+    clock, settings
+):
+    """Bounces arrive in batches, several a second: within AICMO_AUTOPAUSE_CHECK_SECONDS of a
+    check they are only recorded; the next tick reads the figures before it claims anything,
+    and pauses the campaign before its follow-ups can go."""
+    settings.AICMO_AUTOPAUSE_CHECK_SECONDS = 30
+    campaign = campaign_with_sends()  # the tick read the figures at NOON
+    messages = give_esp_ids(campaign)
+    clock.shift(10)
+    report(messages[0], "bounced", 1)  # 2.5%: past the threshold, but checked 10 s ago
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.RUNNING and not AutoPause.objects.exists()
+    clock.move_to(NOON.replace(day=NOON.day + 3))  # the follow-ups are due
+    run = tick()
+    assert run.counts == {"auto_paused": 1}  # paused before anything was claimed
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.PAUSED
+    assert not OutboundMessage.objects.filter(step__position=2, state="sent").exists()
+    assert tick().counts == {}  # read once: nothing new since
+
+
+def test_after_the_gap_the_next_report_reads_the_figures_again(clock, settings):
+    settings.AICMO_AUTOPAUSE_CHECK_SECONDS = 30
+    campaign = campaign_with_sends()
+    messages = give_esp_ids(campaign)
+    clock.shift(31)
+    report(messages[0], "bounced", 1)
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.PAUSED

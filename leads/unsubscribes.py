@@ -63,7 +63,14 @@ def lead_unsubscribe(
     Raises DomainError for an erased lead or a value that cannot be stored."""
     comment = _checked(lead=lead, source=source, reason=reason, comment=comment)
     with transaction.atomic():
-        leads = list(_person_leads(lead).select_for_update().values_list("pk", "status"))
+        # NO KEY UPDATE: only the status changes, so rows that merely reference these leads
+        # (a batch of feedback events inserted meanwhile) need not wait for this transaction.
+        leads = list(
+            _person_leads(lead)
+            .order_by("pk")
+            .select_for_update(no_key=True)
+            .values_list("pk", "status")
+        )
         changing = [pk for pk, status in leads if status != LeadStatus.UNSUBSCRIBED]
         record, created = _record(lead, source)
         acted = created or bool(changing)

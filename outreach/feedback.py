@@ -36,6 +36,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -257,18 +258,38 @@ def _check_health(alarms: dict[int, FeedbackEvent]) -> None:
             event.effect = effect
 
 
-# What matching needs of a message (its bodies are left in the database).
-_MATCH_DEFER = ("subject", "body_text", "body_html", "reserved")
+class MessageRef(NamedTuple):
+    """What matching and deciding need of a message; the whole row is read only for the
+    events that act on it."""
+
+    pk: int
+    lead_id: int
+    venture_id: int
+    campaign_id: int
+    state: str
 
 
-def _latest_by(field: str, values: set[str]) -> dict[str, OutboundMessage]:
+# A message read whole for an event that acts on it leaves its bodies in the database.
+_MESSAGE_DEFER = ("subject", "body_text", "body_html", "reserved")
+
+
+def _latest_by(field: str, values: set[str]) -> dict[str, MessageRef]:
     """The newest message whose `field` is each value (one query)."""
-    found: dict[str, OutboundMessage] = {}
+    found: dict[str, MessageRef] = {}
     if values:
-        query = OutboundMessage.objects.filter(**{f"{field}__in": values}).defer(*_MATCH_DEFER)
-        for message in query.order_by("id"):
-            found[getattr(message, field)] = message  # a later id wins
+        rows = (
+            OutboundMessage.objects.filter(**{f"{field}__in": values})
+            .order_by("id")
+            .values_list(field, "pk", "lead_id", "venture_id", "campaign_id", "state")
+        )
+        for value, *ref in rows:
+            found[value] = MessageRef(*ref)  # a later id wins
     return found
+
+
+def _matched(event: FeedbackEvent, ref: MessageRef, how: str) -> None:
+    event._ref, event.message_id, event.matched_by = ref, ref.pk, how
+    event.lead_id, event.venture_id = ref.lead_id, ref.venture_id
 
 
 def _match_many(new: list[tuple[Incoming, FeedbackEvent]]) -> None:
@@ -277,6 +298,8 @@ def _match_many(new: list[tuple[Incoming, FeedbackEvent]]) -> None:
     Message-ID we set), else our Message-ID in its In-Reply-To/References, else (a reply that
     quotes none of our ids) the latest email sent to the replying address, else the lead the
     event names itself. One query per way, whatever the batch's size."""
+    for _, event in new:
+        event._ref = None
     forms = []  # (event, its ESP id bare and in angle brackets)
     for _, event in new:
         if event.esp_message_id:
@@ -289,28 +312,27 @@ def _match_many(new: list[tuple[Incoming, FeedbackEvent]]) -> None:
         found = [m for table in (by_esp, by_ours) for m in (table.get(pair[0]), table.get(pair[1]))
                  if m is not None]  # fmt: skip
         if found:
-            event.message, event.matched_by = max(found, key=lambda m: m.pk), "esp_message_id"
-    threads = [e for _, e in new if e.message is None and e.thread_ids]
+            _matched(event, max(found, key=lambda m: m.pk), "esp_message_id")
+    threads = [e for _, e in new if e._ref is None and e.thread_ids]
     by_thread = _latest_by("message_id", {mid for e in threads for mid in e.thread_ids})
     for event in threads:
         found = [by_thread[mid] for mid in event.thread_ids if mid in by_thread]
         if found:
-            event.message, event.matched_by = max(found, key=lambda m: m.pk), "thread"
+            _matched(event, max(found, key=lambda m: m.pk), "thread")
     for incoming, event in new:
-        if event.message is None and event.recipient and event.kind == FeedbackKind.REPLIED:
-            event.message = (
+        if event._ref is None and event.recipient and event.kind == FeedbackKind.REPLIED:
+            ref = (
                 OutboundMessage.objects.filter(
                     lead__email_key=event.recipient.strip().lower(),
                     state__in=[MessageState.SENT, MessageState.UNKNOWN],
                 )
-                .defer(*_MATCH_DEFER)
                 .order_by("-sent_at", "-id")
+                .values_list("pk", "lead_id", "venture_id", "campaign_id", "state")
                 .first()
             )
-            event.matched_by = "address" if event.message else ""
-        if event.message is not None:
-            event.lead_id, event.venture_id = event.message.lead_id, event.message.venture_id
-        elif incoming.lead_id is not None:
+            if ref is not None:
+                _matched(event, MessageRef(*ref), "address")
+        if event._ref is None and incoming.lead_id is not None:
             lead = Lead.objects.filter(pk=incoming.lead_id).only("venture_id").first()
             if lead is not None:
                 event.lead_id, event.venture_id, event.matched_by = lead.pk, lead.venture_id, "lead"
@@ -336,9 +358,15 @@ def _apply_many(new: list[tuple[Incoming, FeedbackEvent]]) -> dict[int, Feedback
     Returns, per campaign with a bounce or complaint, the last such event (for the health
     check)."""
     acting = [(i, e) for i, e in new if e.lead_id is not None and _acts(e, i)]
+    whole = OutboundMessage.objects.defer(*_MESSAGE_DEFER).in_bulk(
+        {e._ref.pk for _, e in acting if e._ref is not None}
+    ) if acting else {}  # fmt: skip
+    for _, event in acting:
+        if event._ref is not None:
+            event.message = whole[event._ref.pk]
     locked = {
         lead.pk: lead
-        for lead in Lead.objects.select_for_update()
+        for lead in Lead.objects.select_for_update(of=("self",), no_key=True)
         .filter(pk__in={e.lead_id for _, e in acting})
         .select_related("venture")
         .order_by("pk")
@@ -354,8 +382,8 @@ def _apply_many(new: list[tuple[Incoming, FeedbackEvent]]) -> dict[int, Feedback
             event.effect = _recorded(event)
             continue
         lead = locked[event.lead_id]
-        if event.message is not None and event.kind in ALARMS:
-            alarms[event.message.campaign_id] = event
+        if event._ref is not None and event.kind in ALARMS:
+            alarms[event._ref.campaign_id] = event
         if _is_bounce(event, incoming) or _is_complaint(event, incoming):
             settled = event.kind in PROVES_SENT and _settle_unknown(event.message, event)
             event.effect = "settled the unknown message as sent" if settled else ""
@@ -402,15 +430,15 @@ def _acts(event: FeedbackEvent, incoming: Incoming) -> bool:
         return True
     if event.kind == FeedbackKind.REJECTED and incoming.reject_reason == "unsubscribed":
         return True
-    if event.message is None:
+    if event._ref is None:
         return False
-    if event.kind in PROVES_SENT and event.message.state == MessageState.UNKNOWN:
+    if event.kind in PROVES_SENT and event._ref.state == MessageState.UNKNOWN:
         return True
     return _is_bounce(event, incoming) or _is_complaint(event, incoming)
 
 
 def _recorded(event: FeedbackEvent) -> str:
-    if event.message is None:
+    if event.message_id is None:
         return "recorded: no message of the lead's to act on"
     return "recorded (opens are unreliable)" if event.kind == FeedbackKind.OPENED else "recorded"
 
@@ -732,8 +760,8 @@ def feedback_import(data: bytes, *, source: str = "import") -> ImportResult:
             result.stored += 1
             result.by_kind[event.kind] = result.by_kind.get(event.kind, 0) + 1
             result.unmatched += event.message_id is None
-            if event.message is not None and event.kind in ALARMS:
-                alarmed.add(event.message.campaign_id)
+            if event._ref is not None and event.kind in ALARMS:
+                alarmed.add(event._ref.campaign_id)
     for campaign_id in sorted(alarmed):  # once per campaign, after the import committed
         health_check(campaign_id)
     return result

@@ -130,11 +130,9 @@ def test_the_same_batch_delivered_twice_at_once_is_stored_once(transactional_db)
     the first delivery is still being stored): every event is stored once, and the bounces
     suppress once."""
     import json
-    import subprocess
-    import sys
     import time
 
-    from tests.proc import REPO, clean_env, running_database_url
+    from tests.proc import clean_env, running_database_url
 
     messages = first_emails_sent(60)
     batch = [
@@ -145,13 +143,7 @@ def test_the_same_batch_delivered_twice_at_once_is_stored_once(transactional_db)
     ]  # fmt: skip
     env = clean_env(DATABASE_URL=running_database_url())
     start = str(time.time() + 3)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", RECORD, json.dumps(batch), start],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        for _ in range(2)
-    ]  # fmt: skip
+    procs = [manage_python(RECORD, json.dumps(batch), start, env=env) for _ in range(2)]
     results = [p.communicate(timeout=120) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err for _, err in results]
     assert sum(int(out) for out, _ in results) == 60
@@ -164,3 +156,53 @@ def sent_count(status: str) -> int:
     from leads.models import Lead
 
     return Lead.objects.filter(status=status).count()
+
+
+@pytest.mark.postgres
+def test_batches_that_act_on_each_others_leads_store_side_by_side(transactional_db):
+    """Two real processes store batches at once, each unsubscribing and bouncing leads the
+    other only records deliveries for: neither waits on the other's locks in a cycle
+    (a deadlock would fail one of them), and every effect lands."""
+    import json
+    import time
+
+    from leads.models import Lead
+    from tests.proc import clean_env, running_database_url
+
+    messages = first_emails_sent(80)
+    halves = (messages[:40], messages[40:])
+
+    def batch(acting, recording, tag):
+        events = []
+        for i, m in enumerate(acting):
+            kind = "unsubscribed" if i % 2 else "bounced"
+            events.append({"source": "sparkpost", "kind": kind, "event_id": f"{tag}-a{m.pk}",
+                           "thread_ids": [m.message_id], "recipient": m.recipient})  # fmt: skip
+        for m in recording:
+            events.append({"source": "sparkpost", "kind": "delivered",
+                           "event_id": f"{tag}-r{m.pk}", "thread_ids": [m.message_id]})  # fmt: skip
+        return events
+
+    env = clean_env(DATABASE_URL=running_database_url())
+    start = str(time.time() + 3)
+    procs = [
+        manage_python(RECORD, json.dumps(batch(mine, theirs, tag)), start, env=env)
+        for tag, mine, theirs in (("x", halves[0], halves[1]), ("y", halves[1], halves[0]))
+    ]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in results]
+    assert sum(int(out) for out, _ in results) == 160
+    assert Lead.objects.filter(status=LeadStatus.UNSUBSCRIBED).count() == 40
+    assert Lead.objects.filter(status=LeadStatus.BOUNCED).count() == 40
+
+
+def manage_python(code: str, *args: str, env: dict):
+    import subprocess
+    import sys
+
+    from tests.proc import REPO
+
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args], cwd=REPO, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip

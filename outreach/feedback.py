@@ -83,6 +83,9 @@ class Incoming:
     notes: str = ""
     unsubscribe_source: str = UnsubscribeSource.ESP  # an unsubscribe reported by the ESP
     lead_id: int | None = None  # the lead the event names itself (an unsubscribe token)
+    # The mailbox whose inbox the event was read from (IMAP): an event of any kind that names
+    # none of our ids is matched by its address, to the latest email that mailbox sent there.
+    mailbox_id: int | None = None
 
 
 def event_digest(raw: object) -> str:
@@ -99,6 +102,53 @@ def thread_ids_of(*headers: str) -> list[str]:
             if mid not in found:
                 found.append(mid)
     return found
+
+
+AUTO_PRECEDENCE = frozenset({"auto_reply", "bulk", "junk", "list"})
+AUTO_SUBJECT = ("out of office", "automatic reply", "auto:", "autoreply", "abwesenheitsnotiz")
+
+
+def is_auto_reply(message) -> bool:
+    """An out-of-office or other robot reply, from its headers (RFC 3834 Auto-Submitted, the
+    X-Autoreply family, Precedence) or, failing those, its subject. `message` is anything
+    with an email message's `get(name)` that gives decoded text."""
+    submitted = (message.get("Auto-Submitted") or "").strip().lower()
+    if submitted and submitted != "no":
+        return True
+    if any(message.get(h) for h in ("X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress")):
+        return True
+    if (message.get("Precedence") or "").strip().lower() in AUTO_PRECEDENCE:
+        return True
+    return (message.get("Subject") or "").strip().lower().startswith(AUTO_SUBJECT)
+
+
+def mail_incoming(
+    headers, *, source: str, event_id: str, occurred_at: dt.datetime | None, sender: str,
+    subject: str, text: str, raw: object, mailbox_id: int | None = None,
+) -> Incoming:  # fmt: skip
+    """A mail someone sent us, read by an ESP's inbound webhook or from a mailbox over IMAP,
+    as the event it is: an email to the List-Unsubscribe mailto (its signed token names the
+    lead, whatever it replies to), an auto-reply (`is_auto_reply`), else a reply, matched by
+    the Message-IDs in its In-Reply-To and References. `headers.get(name)` gives decoded
+    header text."""
+    common = {
+        "source": source, "event_id": event_id, "occurred_at": occurred_at,
+        "recipient": sender, "subject": subject, "raw": raw, "mailbox_id": mailbox_id,
+    }  # fmt: skip
+    unsubscriber = mailto_unsubscriber(subject)
+    if unsubscriber is not None:
+        # Matched to the latest email sent to the lead the token names.
+        lead_id, latest = unsubscriber
+        return Incoming(
+            kind=FeedbackKind.UNSUBSCRIBED, thread_ids=[latest] if latest else [],
+            unsubscribe_source="mailto", lead_id=lead_id, **common,
+        )  # fmt: skip
+    return Incoming(
+        kind=FeedbackKind.AUTORESPONDED if is_auto_reply(headers) else FeedbackKind.REPLIED,
+        thread_ids=thread_ids_of(headers.get("In-Reply-To") or "", headers.get("References") or ""),
+        text=text,
+        **common,
+    )
 
 
 def feedback_record(incoming: Incoming, *, check_health: bool = True) -> tuple[FeedbackEvent, bool]:
@@ -190,16 +240,17 @@ def _match(event: FeedbackEvent, incoming: Incoming) -> None:
             OutboundMessage.objects.filter(message_id__in=event.thread_ids).order_by("-id").first()
         )
         event.matched_by = "thread" if message else ""
-    if message is None and event.recipient and event.kind == FeedbackKind.REPLIED:
-        # A reply that quotes none of our ids: the latest email sent to that address.
-        message = (
-            OutboundMessage.objects.filter(
-                lead__email_key=event.recipient.strip().lower(),
-                state__in=[MessageState.SENT, MessageState.UNKNOWN],
-            )
-            .order_by("-sent_at", "-id")
-            .first()
+    by_address = event.kind == FeedbackKind.REPLIED or incoming.mailbox_id is not None
+    if message is None and event.recipient and by_address:
+        # A reply (or a bounce read from a mailbox) that quotes none of our ids: the latest
+        # email sent to that address (from that mailbox, when the event came from one).
+        sent = OutboundMessage.objects.filter(
+            lead__email_key=event.recipient.strip().lower(),
+            state__in=[MessageState.SENT, MessageState.UNKNOWN],
         )
+        if incoming.mailbox_id is not None:
+            sent = sent.filter(mailbox_id=incoming.mailbox_id)
+        message = sent.order_by("-sent_at", "-id").first()
         event.matched_by = "address" if message else ""
     if message is not None:
         event.message = message

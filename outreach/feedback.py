@@ -1,17 +1,20 @@
 """Feedback: events about sent messages, stored once, matched, and acted on.
 
-Every way in (ESP webhooks through django-anymail's normalised events today) calls
-`feedback_record`, which in one transaction stores the event unless its (source, event id) is
-stored already (a webhook retried ten times counts once), matches it to its outbound message,
-and applies its effect:
+Every way in (ESP webhooks through django-anymail's normalised events, `feedback import` of
+event exports, the IMAP poll of mailboxes in `outreach.imap`, an operator recording a reply)
+calls `feedback_record`, which in one transaction stores the event unless its (source, event
+id) is stored already (a webhook retried ten times counts once), matches it to its outbound
+message, and applies its effect:
 
-- matched by the ESP's message id, else by our Message-ID in the event's In-Reply-To or
-  References (a reply), else by the address it names (the latest email sent to that lead);
-  unmatched events are kept and listed, never dropped;
+- matched by the ESP's message id, else by our Message-IDs the event names (a reply's
+  In-Reply-To or References, a bounce report's returned original), else, for a reply or an
+  event read from a mailbox, by the address it names (the latest email sent to that lead,
+  from that mailbox); unmatched events are kept and listed, never dropped;
 - any event that proves a message left (delivered, bounced, opened, replied, ...) settles an
   `unknown` message as sent;
 - a hard bounce, or a rejection for a bad or bounced address: the address is suppressed in the
-  venture, the lead is bounced and its sequence stops; a spam complaint, or a rejection as
+  venture, the lead is bounced and its sequence stops (a soft bounce, `deferred`, only
+  records); a spam complaint, or a rejection as
   spam: suppressed too, sequence stopped; an unsubscribe: the person is unsubscribed
   venture-wide (`leads.unsubscribes`);
 - a reply: the lead is marked replied, its sequence stops and its pending messages are

@@ -532,7 +532,8 @@ class FeedbackEvent(models.Model):
     received_at = models.DateTimeField(default=timezone.now)
     recipient = models.CharField(max_length=254, blank=True)
     esp_message_id = models.CharField(max_length=300, blank=True)
-    # Our Message-IDs the event names: its In-Reply-To and References (a reply).
+    # Our Message-IDs the event names: its In-Reply-To and References (a reply), or the
+    # returned original's Message-ID (a bounce report read over IMAP).
     thread_ids = models.JSONField(default=list, blank=True)
     reason = models.CharField(max_length=500, blank=True)
     url = models.CharField(max_length=2000, blank=True)

@@ -455,3 +455,48 @@ def test_a_bad_imap_url_is_a_clear_message(url, message):
     with pytest.raises(ImapUrlError, match=re.escape(message)) as bad:
         imap_url_parse(url)
     assert "pw" not in str(bad.value)
+
+
+# --- The schedule, and the console ---------------------------------------------------------------
+
+
+def test_migrate_schedules_the_poll_and_the_task_polls_every_mailbox(box, sent, inbox, settings):
+    from django_q.models import Schedule
+
+    from outreach.signals import IMAP_POLL_SCHEDULE, ensure_imap_poll_schedule
+    from outreach.tasks import mailboxes_poll as poll_task
+
+    schedule = Schedule.objects.get(name=IMAP_POLL_SCHEDULE)  # made when the test database was
+    assert schedule.func == "outreach.tasks.mailboxes_poll"
+    assert (schedule.schedule_type, schedule.minutes, schedule.repeats) == (Schedule.MINUTES, 5, -1)
+    settings.AICMO_IMAP_POLL_MINUTES = 15
+    ensure_imap_poll_schedule()
+    assert Schedule.objects.get(name=IMAP_POLL_SCHEDULE).minutes == 15
+
+    _message, raw = sent["lena"]
+    inbox.append(mails.gmail_reply(raw, text="Tuesday works."))
+    assert poll_task() == {"polled": 1, "failed": 0}
+    assert FeedbackEvent.objects.get().reply_text == "Tuesday works."
+    assert poll_task() == {"polled": 1, "failed": 0}  # again: nothing new, nothing twice
+    assert FeedbackEvent.objects.count() == 1
+
+    settings.AICMO_IMAP_POLL_MINUTES = 0
+    ensure_imap_poll_schedule()
+    assert not Schedule.objects.filter(name=IMAP_POLL_SCHEDULE).exists()
+
+
+@pytest.mark.usefixtures("plain_http")
+def test_the_mailbox_page_shows_the_last_poll_and_never_the_imap_password(
+    client, administrator, box, second_box, sent, inbox
+):
+    message, raw = sent["bob"]
+    inbox.append(mails.postfix_bounce(raw, recipient=message.recipient), mails.stranger_mail())
+    mailboxes_poll()
+    client.force_login(administrator)
+
+    page = client.get(f"/admin/outreach/mailbox/{box.pk}/change/").content.decode()
+    assert "2 new mails (1 reply, 1 hard bounce, 1 matching no email of ours)" in page
+    assert inbox.password not in page
+    other = client.get(f"/admin/outreach/mailbox/{second_box.pk}/change/").content.decode()
+    assert "failed: 127.0.0.1:" in other and "refused the login of" in other
+    assert "not-the-password" not in other and inbox.password not in other

@@ -6,7 +6,7 @@ every `AICMO_IMAP_POLL_MINUTES`).
 inbox is: `imaps://USER:PASSWORD@HOST[:PORT][/FOLDER]` connects with TLS (port 993 unless
 given), `imap://USER:PASSWORD@HOST[:PORT][/FOLDER]` connects in clear and upgrades with
 STARTTLS (port 143 unless given; a server that does not offer STARTTLS is refused, except
-one on this machine, 127.0.0.1, ::1 or localhost, which is reached without TLS). The folder
+one on this machine, 127.0.0.0/8, ::1 or localhost, which is reached without TLS). The folder
 is INBOX unless given, written as the server names it (`/INBOX.Replies`, `/Archive/Replies`);
 characters that mean something in a URL (`@ : / ? # %` and spaces) are percent-encoded in the
 user name, password and folder (`sam%40venture.example`). Certificates are verified.
@@ -58,6 +58,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import imaplib
+import ipaddress
 import logging
 import socket
 import ssl
@@ -72,6 +73,7 @@ from email.utils import parseaddr, parsedate_to_datetime
 from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.db.models import F, Q
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -88,7 +90,6 @@ MAX_MAILS_PER_POLL = 200
 FULL_FETCH_BYTES = 2 * 1024 * 1024
 PARTIAL_BODY_BYTES = 256 * 1024
 TEXT_LIMIT = 100_000  # characters of a mail's text kept
-LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 DEFAULT_PORTS = {"imaps": 993, "imap": 143}
 DAEMONS = frozenset({"mailer-daemon", "postmaster"})
 EVENT_ID_LIMIT = 200  # FeedbackEvent.event_id
@@ -162,7 +163,7 @@ def imap_url_parse(url: str) -> ImapTarget:
             "takes no ?query or #fragment; percent-encode ? and # in the password (%3F, %23)"
         )
     host = parts.hostname
-    security = "tls" if scheme == "imaps" else "plain" if host in LOOPBACK else "starttls"
+    security = "tls" if scheme == "imaps" else "plain" if _is_loopback(host) else "starttls"
     return ImapTarget(
         security=security,
         host=host,
@@ -171,6 +172,16 @@ def imap_url_parse(url: str) -> ImapTarget:
         password=unquote(parts.password),
         folder=unquote(parts.path.strip("/")) or "INBOX",
     )
+
+
+def _is_loopback(host: str) -> bool:
+    """This machine: traffic to it never leaves it, so it may go without TLS."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 # --- One mail ------------------------------------------------------------------------------------
@@ -202,7 +213,7 @@ class _Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         value = self.message.get(name)
-        return default if value is None else _decoded(value)
+        return default if value is None else " ".join(_decoded(value).split())
 
 
 @dataclass(frozen=True)
@@ -226,7 +237,7 @@ def mail_read(raw: bytes, *, mailbox: Mailbox, note: str = "") -> list[feedback.
     common = {
         "source": SOURCE,
         "occurred_at": _date_of(headers.get("Date")),
-        "subject": _clean(mail.subject)[:998],
+        "subject": " ".join(_clean(mail.subject).split())[:998],
         "mailbox_id": mailbox.pk,
     }
     event_id = _event_id(headers, raw)
@@ -296,10 +307,19 @@ def _is_bounce_report(message: Message, headers: _Headers, sender: str) -> bool:
 
 def _bounces(message: Message) -> list[Bounce]:
     """Each address the report says failed; hard or soft by its DSN Status (5.x.x or 4.x.x),
-    else by flufl.bounce's permanent or temporary verdict."""
+    else by flufl.bounce's permanent or temporary verdict. None when flufl.bounce cannot
+    read the report: the mail is then stored as what else it is, not lost."""
     from flufl.bounce import all_failures
 
-    temporary, permanent = all_failures(message)
+    _headers_as_text(message)
+    try:
+        temporary, permanent = all_failures(message)
+    except Exception as exc:  # its heuristic detectors assume well-formed headers
+        logger.warning(
+            "A bounce report that flufl.bounce cannot read is stored as a plain mail: %s: %s",
+            type(exc).__name__, str(exc)[:200],
+        )  # fmt: skip
+        return []
     statuses = _dsn_statuses(message)
     found: dict[str, Bounce] = {}
     for raw in sorted(temporary | permanent):
@@ -312,6 +332,19 @@ def _bounces(message: Message) -> list[Bounce]:
         verdict = "permanent" if hard else "temporary"
         found[address] = Bounce(address, hard, reason or f"a {verdict} delivery failure")
     return list(found.values())
+
+
+def _headers_as_text(message: Message) -> None:
+    """Headers with 8-bit bytes come out of the parser as Header objects, which the bounce
+    detectors take for text: they are replaced by their decoded text (in this parsed copy
+    only; the mailbox is never changed)."""
+    for name in {key.lower() for key in message}:
+        values = message.get_all(name) or []
+        if all(isinstance(value, str) for value in values):
+            continue
+        del message[name]
+        for value in values:
+            message[name] = _decoded(value)
 
 
 def _dsn_statuses(message: Message) -> dict[str, tuple[str, str]]:
@@ -360,13 +393,15 @@ class PollResult:
     mailbox: Mailbox
     counts: Counter = field(default_factory=Counter)
     error: str = ""
+    transient: bool = False  # the error may go away by itself (ImapPollError.transient)
     waiting: int = 0  # new mails left for the next poll
     alarmed: set[int] = field(default_factory=set)  # campaigns to check the health of
 
     def as_dict(self) -> dict:
         return {
             "mailbox": self.mailbox.pk, "email": self.mailbox.from_email,
-            "ok": not self.error, "error": self.error, "waiting": self.waiting,
+            "ok": not self.error, "error": self.error, "transient": self.transient,
+            "waiting": self.waiting,
             **{key: self.counts.get(key, 0) for key in COUNTED},
         }  # fmt: skip
 
@@ -466,7 +501,12 @@ def mailbox_poll(*, mailbox: Mailbox) -> PollResult:
     except ImapUrlError as exc:
         result.error = f"the IMAP URL {exc}"
     except ImapPollError as exc:
-        result.error = str(exc)
+        result.error, result.transient = str(exc), exc.transient
+    except DatabaseError:
+        raise  # the database, not the mailbox: the command says so in one line
+    except Exception as exc:  # a bug must not keep the other mailboxes from being polled
+        logger.exception("IMAP poll of mailbox %s stopped", mailbox.pk)
+        result.error = f"stopped by an internal error ({type(exc).__name__}; see the log)"
     now = timezone.now()
     counts = {key: result.counts.get(key, 0) for key in COUNTED} | {"waiting": result.waiting}
     done = {"polled_at": now, "error": result.error[:500], "counts": counts}
@@ -615,13 +655,17 @@ def _imap_errors(target: ImapTarget) -> Iterator[None]:
         raise _error(
             f"the connection to {where} failed: {exc.strerror or exc}", target, transient=True
         ) from None
-    except imaplib.IMAP4.abort as exc:
-        raise _error(f"{where} broke off the connection: {exc}", target, True) from None
     except imaplib.IMAP4.error as exc:
-        text = str(exc)
-        if "STARTTLS" in text:
-            text = "it offers no STARTTLS; use imaps:// (TLS on port 993) instead"
-        raise _error(f"{where} answered with an error: {text}", target) from None
+        if target.security == "starttls" and "TLS" in str(exc):
+            # imaplib's words when the server's capabilities lack STARTTLS.
+            raise _error(
+                f"{where} offers no STARTTLS, so the password is not sent; use imaps:// (TLS "
+                "on port 993) instead",
+                target,
+            ) from None
+        if isinstance(exc, imaplib.IMAP4.abort):
+            raise _error(f"{where} broke off the connection: {exc}", target, True) from None
+        raise _error(f"{where} answered with an error: {exc}", target) from None
     except (ImapToolsError, ValueError) as exc:
         raise _error(f"{where} answered with an error: {exc}", target) from None
 

@@ -97,13 +97,14 @@ class ImapUser:
         box = MailBoxUnencrypted(HOST, self.server.port, timeout=10)
         return box.login(self.name, self.password, initial_folder=None)
 
-    def append(self, *mails: bytes, folder: str = "INBOX") -> None:
-        """Deliver each mail by IMAP APPEND (the folder is created if need be)."""
+    def append(self, *mails: bytes, folder: str = "INBOX", arrived=None) -> None:
+        """Deliver each mail by IMAP APPEND (the folder is created if need be); `arrived`
+        (an aware datetime) is its internal date, now by default."""
         with self.client() as box:
             if not box.folder.exists(folder):
                 box.folder.create(folder)
             for mail in mails:
-                box.append(mail, folder)
+                box.append(mail, folder, dt=arrived)
 
     def flags(self, folder: str = "INBOX") -> dict[int, tuple[str, ...]]:
         """{UID: flags} of every mail in the folder, read without changing them."""

@@ -230,12 +230,13 @@ Subject: {original["Subject"]}
 
 
 def exchange_out_of_office(sent: bytes, *, text: str) -> bytes:
-    """Exchange's automatic reply: Auto-Submitted and X-Auto-Response-Suppress headers."""
+    """Exchange's automatic reply: sent with an empty envelope sender (RFC 3834), with
+    Auto-Submitted and X-Auto-Response-Suppress headers."""
     original = _original(sent)
     ours = original["Message-ID"]
     lead = original["To"]
     return _crlf(f"""\
-Return-Path: <{lead}>
+Return-Path: <>
 Delivered-To: sam@venture.example
 From: Olga Office <{lead}>
 To: Sam Sender <sam@venture.example>
@@ -270,4 +271,28 @@ MIME-Version: 1.0
 Content-Type: text/plain; charset=utf-8
 
 Hi Sam, do you work with agencies? Nora
+""")
+
+
+def qmail_bounce(sent: bytes, *, recipient: str, from_header: bytes) -> bytes:
+    """qmail's "failure notice" (no DSN: flufl.bounce's qmail detector reads its text), with
+    the From header as the server wrote it (some write 8-bit bytes there)."""
+    original = sent.decode("utf-8").replace("\r\n", "\n").rstrip("\n")
+    head = b"Return-Path: <>\r\nDelivered-To: sam@venture.example\r\nFrom: " + from_header
+    return head + _crlf(f"""
+To: sam@venture.example
+Subject: failure notice
+Date: 2 Dec 2026 11:00:07 -0000
+Message-ID: <20261202110007.31337.qmail@mx.prospect.example>
+
+Hi. This is the qmail-send program at mx.prospect.example.
+I'm afraid I wasn't able to deliver your message to the following addresses.
+This is a permanent error; I've given up. Sorry it didn't work out.
+
+<{recipient}>:
+Sorry, no mailbox here by that name. (#5.1.1)
+
+--- Below this line is a copy of the message.
+
+{original}
 """)

@@ -5,6 +5,7 @@ into feedback events with their effects."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import socket
@@ -131,6 +132,18 @@ def test_a_bounce_without_the_returned_original_is_matched_by_the_failed_address
     assert lead_of(message).status == LeadStatus.BOUNCED
 
 
+def test_a_bounce_in_a_pre_dsn_format_is_read_by_flufl_bounce(box, sent, inbox):
+    message, raw = sent["bob"]
+    garbled = b"MAILER-DAEMON@mx.prospect.example (Mail Delivery \xff System)"
+    inbox.append(mails.qmail_bounce(raw, recipient=message.recipient, from_header=garbled))
+
+    assert poll(box) == {"mails": 1, "bounced": 1}
+    event = FeedbackEvent.objects.get()
+    assert (event.kind, event.message) == ("bounced", message)
+    assert event.reason == "a permanent delivery failure"
+    assert lead_of(message).status == LeadStatus.BOUNCED
+
+
 def test_a_reply_stops_the_sequence_and_shows_its_new_text(box, sent, inbox):
     message, raw = sent["lena"]
     inbox.append(mails.gmail_reply(raw, text="Sounds interesting - can we talk on Friday at 3?"))
@@ -220,6 +233,39 @@ def test_a_changed_uidvalidity_reads_the_folder_again_without_counting_twice(box
     assert SuppressionEntry.objects.count() == 1
 
 
+def test_a_large_backlog_is_read_over_several_polls(box, sent, inbox, monkeypatch):
+    monkeypatch.setattr("outreach.imap.MAX_MAILS_PER_POLL", 2)
+    inbox.append(*(mails.stranger_mail().replace(b"a1b2c3d4", b"mail%d" % n) for n in range(3)))
+
+    first = mailbox_poll(mailbox=box)
+    assert (first.counts["mails"], first.waiting) == (2, 1)
+    assert first.summary().endswith("; 1 more for the next poll")
+    assert poll(box) == {"mails": 1, "replied": 1, "unmatched": 1}
+    assert FeedbackEvent.objects.count() == 3
+
+
+def test_mail_that_arrived_before_the_mailbox_was_added_is_not_read(box, sent, inbox):
+    old = box.created_at - dt.timedelta(days=30)
+    inbox.append(mails.stranger_mail(), arrived=old)
+    assert poll(box) == {}
+    assert not FeedbackEvent.objects.exists()
+
+
+def test_a_server_without_starttls_is_refused_rather_than_sent_the_password(inbox):
+    from outreach.imap import ImapPollError, ImapTarget, _session
+
+    target = ImapTarget(
+        security="starttls", host="127.0.0.1", port=inbox.server.port, user=inbox.name,
+        password=inbox.password,
+    )  # fmt: skip
+    with pytest.raises(ImapPollError) as refused, _session(target):
+        pass
+    assert str(refused.value) == (
+        f"127.0.0.1:{inbox.server.port} offers no STARTTLS, so the password is not sent; use "
+        "imaps:// (TLS on port 993) instead"
+    )
+
+
 def test_a_poll_marks_nothing_seen_and_changes_nothing_in_the_mailbox(box, sent, inbox):
     _message, raw = sent["lena"]
     inbox.append(mails.gmail_reply(raw, text="Interested."), mails.stranger_mail())
@@ -244,8 +290,8 @@ def test_a_folder_other_than_the_inbox_is_polled_as_the_url_names_it(box, sent, 
 # --- Malformed mail --------------------------------------------------------------------------------
 
 
-def test_malformed_mail_is_recorded_and_never_stops_a_poll(box, sent, inbox):
-    message, _raw = sent["lena"]
+def test_malformed_mail_is_recorded_and_never_stops_a_poll(box, sent, inbox, caplog):
+    message, raw = sent["lena"]
     no_headers = b"\r\nJust a body, no header at all.\r\n"
     bad_charset = (
         b"From: Lena Lead <lena@prospect.example>\r\nSubject: Re: \xe4rger \xff\r\n"
@@ -262,9 +308,14 @@ def test_malformed_mail_is_recorded_and_never_stops_a_poll(box, sent, inbox):
         b'--b1\r\nContent-Type: application/pdf; name="deck.pdf"\r\n'
         b"Content-Transfer-Encoding: base64\r\n\r\n" + attachment + b"\r\n--b1--\r\n"
     )
-    inbox.append(no_headers, bad_charset, huge, mails.stranger_mail())
+    # A bounce report the bounce detectors choke on (no From at all): stored, not lost.
+    choking = mails.qmail_bounce(raw, recipient="x@prospect.example", from_header=b"").replace(
+        b"Message-ID: <2026", b"Message-ID: <choke-2026"
+    )
+    inbox.append(no_headers, bad_charset, huge, mails.stranger_mail(), choking)
 
-    assert poll(box) == {"mails": 4, "replied": 4, "unmatched": 2}
+    assert poll(box) == {"mails": 5, "replied": 5, "unmatched": 3}
+    assert FeedbackEvent.objects.filter(subject="failure notice", kind="replied").exists()
 
     by_sender = {e.recipient: e for e in FeedbackEvent.objects.all()}
     assert by_sender[""].effect.startswith("unmatched")  # no headers: kept, matched to nothing
@@ -274,7 +325,8 @@ def test_malformed_mail_is_recorded_and_never_stops_a_poll(box, sent, inbox):
     big = by_sender["paul@prospect.example"]
     assert big.matched_by == "address" and "what do you think?" in big.text
     assert "read as its headers and the first 256 KB" in big.notes
-    assert MailboxPoll.objects.get(mailbox=box).last_uid == 4
+    assert MailboxPoll.objects.get(mailbox=box).last_uid == 5
+    assert "flufl.bounce cannot read is stored as a plain mail" in caplog.text
 
 
 # --- The command: every mailbox, one line each ---------------------------------------------------
@@ -326,11 +378,14 @@ def test_the_json_output_counts_what_each_mailbox_found(box, second_box, sent, i
     good, bad = data["mailboxes"]
     assert good == {
         "mailbox": box.pk, "email": "sam@venture.example", "ok": True, "error": "",
-        "waiting": 0, "mails": 2, "replied": 1, "bounced": 1, "deferred": 0,
+        "transient": False, "waiting": 0, "mails": 2, "replied": 1, "bounced": 1, "deferred": 0,
         "autoresponded": 0, "unsubscribed": 0, "unmatched": 1, "repeated": 0, "own": 0,
         "unreadable": 0,
     }  # fmt: skip
-    assert (bad["email"], bad["ok"], bad["mails"]) == ("tim@venture.example", False, 0)
+    # A wrong password does not mend itself: not transient.
+    assert (bad["email"], bad["ok"], bad["transient"], bad["mails"]) == (
+        "tim@venture.example", False, False, 0,
+    )  # fmt: skip
     assert "refused the login" in bad["error"]
 
 
@@ -387,18 +442,17 @@ def _closed_port() -> int:
 
 
 @pytest.mark.parametrize(
-    ("url", "expected"),
+    ("url", "expected", "transient"),
     [
-        ("imap://sam:s3cret-pw@127.0.0.1:{closed}/INBOX", "refused the connection"),
-        ("imap://sam:s3cret-pw@127.0.0.1:{silent}/INBOX", "no answer from 127.0.0.1:{silent}"),
-        ("imaps://sam:s3cret-pw@127.0.0.1:{silent}/INBOX", "no answer from 127.0.0.1:{silent}"),
-        ("imap://sam:s3cret-pw@no-such-host.invalid/INBOX", "cannot find the server"),
-        ("smtp://sam:s3cret-pw@127.0.0.1/INBOX", "the IMAP URL must start with imaps://"),
+        ("imap://sam:s3cret-pw@127.0.0.1:{closed}/INBOX", "refused the connection", True),
+        ("imap://sam:s3cret-pw@127.0.0.1:{silent}/", "no answer from 127.0.0.1:{silent}", True),
+        ("imaps://sam:s3cret-pw@127.0.0.1:{silent}/", "no answer from 127.0.0.1:{silent}", True),
+        ("smtp://sam:s3cret-pw@127.0.0.1/INBOX", "the IMAP URL must start with imaps://", False),
     ],
-    ids=["refused", "timeout", "tls-timeout", "unknown-host", "not-imap"],
+    ids=["refused", "timeout", "tls-timeout", "not-imap"],
 )
 def test_an_unreachable_server_is_one_line_without_the_password(
-    db, settings, silent_server, capsys, url, expected
+    db, settings, silent_server, capsys, url, expected, transient
 ):
     settings.AICMO_IMAP_TIMEOUT = 1
     ports = {"closed": _closed_port(), "silent": silent_server}
@@ -415,6 +469,7 @@ def test_an_unreachable_server_is_one_line_without_the_password(
     assert expected.format(**ports) in out
     assert "s3cret-pw" not in out
     assert expected.format(**ports) in MailboxPoll.objects.get(mailbox=box).error
+    assert mailboxes_poll()[0].transient is transient
 
 
 def test_a_missing_folder_is_one_line(box, sent, inbox, capsys):
@@ -435,6 +490,8 @@ def test_the_imap_url_names_security_port_user_and_folder():
     assert (starttls.security, starttls.port, starttls.folder) == ("starttls", 143, "INBOX")
     local = imap_url_parse("imap://sam:pw@127.0.0.1:1143/Archive%20Replies")
     assert (local.security, local.port, local.folder) == ("plain", 1143, "Archive Replies")
+    assert imap_url_parse("imap://sam:pw@[::1]/").security == "plain"
+    assert imap_url_parse("imap://sam:pw@10.0.0.5/").security == "starttls"
     assert "pw" not in repr(local).replace("plain", "")
 
 

@@ -423,7 +423,11 @@ class PollResult:
             _n(c["unmatched"], "matching no email of ours", "matching no email of ours"),
             _n(c["repeated"], "seen before", "seen before"),
             _n(c["own"], "own sent copy skipped", "own sent copies skipped"),
-            _n(c["unreadable"], "unreadable (skipped, see the log)", "unreadable (see the log)"),
+            _n(
+                c["unreadable"],
+                "unreadable (skipped, see the log)",
+                "unreadable (skipped, see the log)",
+            ),
         ]
         more = f"; {self.waiting} more for the next poll" if self.waiting else ""
         details = ", ".join(part for part in found if part)

@@ -649,7 +649,8 @@ def _imap_errors(target: ImapTarget) -> Iterator[None]:
         ) from None
     except ConnectionRefusedError:
         raise _error(
-            f"{where} refused the connection (is the server up, and {target.port} its IMAP port?)",
+            f"{where} refused the connection (is the server up, and is port {target.port} "
+            "the IMAP port?)",
             target,
             transient=True,
         ) from None

@@ -28,11 +28,15 @@ $(STAMP): requirements.txt
 
 venv: $(STAMP)
 
-# Debian's Chromium drives the admin in browser tests; nothing downloads a browser.
+# Debian's Chromium drives the admin in browser tests; nothing downloads a browser. Debian's
+# Dovecot is the IMAP server of the poller's tests (they start their own; no system service).
 system-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 		echo "Installing Debian's chromium for the browser tests"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@test -x /usr/sbin/dovecot || command -v dovecot >/dev/null 2>&1 || { \
+		echo "Installing Debian's dovecot-imapd for the IMAP tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-imapd >/dev/null; }
 
 lint: venv
 	$(BIN)/ruff check .

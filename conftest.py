@@ -7,6 +7,7 @@ from django.core.cache import caches
 from django.db import connection
 
 from tests.factories import CampaignFactory, MembershipFactory, UserFactory, VentureFactory
+from tests.imap import DOVECOT, DovecotServer
 from tests.proc import migrate_sqlite, running_database_url
 from tests.smtp import SmtpSink
 from ventures.roles import ADMINISTRATOR, OPERATOR, VIEWER
@@ -62,6 +63,16 @@ def smtp_sink():
     failures on request (`tests/smtp.py`)."""
     with SmtpSink() as sink:
         yield sink
+
+
+@pytest.fixture(scope="session")
+def imap_server():
+    """Debian's Dovecot on 127.0.0.1 (a free port) in a directory of its own, for the whole
+    run (`tests/imap.py`); each test takes a new user with `imap_server.user()`."""
+    if DOVECOT is None:
+        pytest.skip("needs Debian's dovecot-imapd: make system-deps")
+    with DovecotServer() as server:
+        yield server
 
 
 @pytest.fixture

@@ -269,6 +269,10 @@ AICMO_AUTOPAUSE_MIN_SENDS = _int("AICMO_AUTOPAUSE_MIN_SENDS", 100, minimum=1)
 AICMO_AUTOPAUSE_WINDOW_HOURS = _int("AICMO_AUTOPAUSE_WINDOW_HOURS", 168, minimum=1)
 # Feedback reads a campaign's health at most this often (the tick catches up before it sends).
 AICMO_AUTOPAUSE_CHECK_SECONDS = _int("AICMO_AUTOPAUSE_CHECK_SECONDS", 30, minimum=0)
+# IMAP polling of mailboxes (`feedback poll`): every this many minutes (0 = no schedule; the
+# command still works), and how long a server may take to answer before the poll gives up.
+AICMO_IMAP_POLL_MINUTES = _int("AICMO_IMAP_POLL_MINUTES", 5)
+AICMO_IMAP_TIMEOUT = _int("AICMO_IMAP_TIMEOUT", 20, minimum=1)
 # A worker heartbeat older than this is reported stale by preflight and /healthz.
 AICMO_HEARTBEAT_MAX_AGE = _int("AICMO_HEARTBEAT_MAX_AGE", 300, minimum=10)
 # Render logs (template version, recipient ref, outcome) are purged after this many days.
@@ -431,5 +435,7 @@ LOGGING = {
         "django.server": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "django-q": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "aicmo": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        # It logs every detector it tries on every bounce at INFO.
+        "flufl.bounce": {"level": "WARNING"},
     },
 }

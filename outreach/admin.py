@@ -5,8 +5,9 @@ outbox panel.
 Built on `ventures.admin_toolkit`: every list is scoped to the user's ventures; messages,
 runs and decisions are records (read-only); the only writes on a message are the operations
 (task done or skipped, an unknown message settled), each through `outreach.services`.
-A mailbox's connection URL (it holds the SMTP password) is write-only: the form never shows
-it, lists say only whether one is set, and audit rows hold a keyed fingerprint.
+A mailbox's connection URL and IMAP URL (they hold passwords) are write-only: the form never
+shows them, lists say only whether one is set, and audit rows hold a keyed fingerprint. The
+mailbox page shows how its last IMAP poll went (`outreach.imap`), read-only.
 """
 
 from __future__ import annotations
@@ -69,13 +70,28 @@ class MailboxForm(forms.ModelForm):
     clear_connection = forms.BooleanField(
         required=False, help_text="Use the site's EMAIL_URL (or ESP) instead of this mailbox's own."
     )
+    imap_url = forms.CharField(
+        label="IMAP URL",
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="imaps://user:password@imap.example.com:993/INBOX (TLS), or imap://... "
+        "(STARTTLS, port 143); the folder after the server, INBOX if none. `feedback poll` "
+        "reads replies, bounces and auto-replies from it. Never shown again; leave empty to "
+        "keep the current one.",
+    )
+    clear_imap = forms.BooleanField(required=False, help_text="Stop polling this mailbox.")
+    # (form field, campaign-file field, clear box) of each write-only secret URL.
+    SECRET_URLS = (
+        ("connection_url", "connection_url_env", "clear_connection"),
+        ("imap_url", "imap_url_env", "clear_imap"),
+    )
 
     class Meta:
         model = Mailbox
         fields = (
             "venture", "name", "from_name", "from_email", "reply_to", "is_active", "campaigns",
             "daily_limit", "warmup_start_limit", "warmup_daily_increase", "warmup_started_on",
-            "min_gap_seconds", "gap_jitter_seconds", "connection_url",
+            "min_gap_seconds", "gap_jitter_seconds", "connection_url", "imap_url",
         )  # fmt: skip
 
     def clean_connection_url(self) -> str:
@@ -84,17 +100,29 @@ class MailboxForm(forms.ModelForm):
             raise forms.ValidationError("Give a URL such as smtp://user:password@host:587/.")
         return value
 
+    def clean_imap_url(self) -> str:
+        from outreach.imap import ImapUrlError, imap_url_parse
+
+        value = self.cleaned_data["imap_url"].strip()
+        if value:
+            try:
+                imap_url_parse(value)
+            except ImapUrlError as exc:
+                raise forms.ValidationError(f"The IMAP URL {exc}.") from None
+        return value
+
     def save(self, commit: bool = True):
         mailbox = super().save(commit=False)
-        if self.cleaned_data.get("clear_connection") or self.cleaned_data.get("connection_url"):
-            # Typed here: no longer the environment variable a campaign file named.
-            mailbox.connection_url_env = ""
-        if self.cleaned_data.get("clear_connection"):
-            mailbox.connection_url = ""
-        elif not self.cleaned_data.get("connection_url") and mailbox.pk:
-            mailbox.connection_url = (
-                Mailbox.objects.filter(pk=mailbox.pk).values_list("connection_url", flat=True).get()
-            )
+        for name, env_name, clear in self.SECRET_URLS:
+            typed, cleared = self.cleaned_data.get(name), self.cleaned_data.get(clear)
+            if cleared or typed:
+                # Typed here: no longer the environment variable a campaign file named.
+                setattr(mailbox, env_name, "")
+            if cleared:
+                setattr(mailbox, name, "")
+            elif not typed and mailbox.pk:
+                stored = Mailbox.objects.filter(pk=mailbox.pk).values_list(name, flat=True).get()
+                setattr(mailbox, name, stored)
         if commit:
             mailbox.save()
             self.save_m2m()
@@ -111,12 +139,13 @@ class MailboxAdmin(AuditedAdmin):
         "warmup",
         "min_gap_seconds",
         "connection",
+        "imap",
         "is_active",
     )
     list_filter = (VentureFilter, "is_active")
     search_fields = ("from_email", "name")
     filter_horizontal = ("campaigns",)
-    readonly_fields = ("connection", "audit_trail")
+    readonly_fields = ("connection", "imap", "imap_poll", "audit_trail")
     fieldsets = (
         (None, {"fields": ("venture", "name", "from_name", "from_email", "reply_to", "is_active")}),
         ("Campaigns that send from it", {"fields": ("campaigns",)}),
@@ -131,6 +160,10 @@ class MailboxAdmin(AuditedAdmin):
             },
         ),
         ("Connection", {"fields": ("connection", "connection_url", "clear_connection")}),
+        (
+            "Replies and bounces (IMAP)",
+            {"fields": ("imap", "imap_poll", "imap_url", "clear_imap")},
+        ),
         ("Audit trail", {"fields": ("audit_trail",)}),
     )
 
@@ -148,6 +181,16 @@ class MailboxAdmin(AuditedAdmin):
     @admin.display(description="connection")
     def connection(self, obj: Mailbox) -> str:
         return "its own (set, not shown)" if obj.connection_url else "the site's EMAIL_URL / ESP"
+
+    @admin.display(description="IMAP")
+    def imap(self, obj: Mailbox) -> str:
+        return "polled (URL set, not shown)" if obj.imap_url else "not polled"
+
+    @admin.display(description="last poll")
+    def imap_poll(self, obj: Mailbox) -> str:
+        from outreach.imap import poll_state
+
+        return poll_state(obj)
 
 
 # --- Sequences and routing -----------------------------------------------------------------------

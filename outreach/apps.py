@@ -11,7 +11,11 @@ class OutreachConfig(AppConfig):
         from outreach import campaign_code, webhooks
         from outreach.context import LEAD_CONTEXT_SCHEMA, LeadRecipients, erase_render_logs
         from outreach.feedback import erase_feedback
-        from outreach.signals import block_unsubscribed, ensure_tick_schedule
+        from outreach.signals import (
+            block_unsubscribed,
+            ensure_imap_poll_schedule,
+            ensure_tick_schedule,
+        )
         from templating.hooks import set_context_schema, set_recipient_source
         from ventures.campaign_code import register_section
 
@@ -20,6 +24,7 @@ class OutreachConfig(AppConfig):
         set_recipient_source(LeadRecipients())
         lead_erased.connect(erase_render_logs, dispatch_uid="outreach.erase_render_logs")
         post_migrate.connect(ensure_tick_schedule, sender=self)
+        post_migrate.connect(ensure_imap_poll_schedule, sender=self)
         lead_unsubscribed.connect(block_unsubscribed, dispatch_uid="outreach.block_unsubscribed")
         webhooks.connect()  # anymail's tracking and inbound events -> outreach.feedback
         lead_erased.connect(erase_feedback, dispatch_uid="outreach.erase_feedback")

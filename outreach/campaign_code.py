@@ -10,9 +10,10 @@ docs/CAMPAIGN_TOML.md.
 
 - **Mailboxes** belong to the venture and are found by their address. The campaign's pool is
   the mailboxes the file lists: one left out leaves the pool and stays in the venture.
-- **The connection URL holds a password.** A file names the environment variable it is read
-  from at load time (`connection_url_env`), or keeps what the database holds with
-  `connection = "custom (not shown)"`; dumps, audit rows and errors never show the value.
+- **The connection and IMAP URLs hold passwords.** A file names the environment variable each
+  is read from at load time (`connection_url_env`, `imap_url_env`), or keeps what the database
+  holds with `connection` / `imap = "custom (not shown)"`; dumps, audit rows and errors never
+  show a value.
 - **Sequences** are found by slug; those the file does not name are left alone. Within a named
   sequence the file lists all its steps, in order; removing a step that has messages is
   refused, because its messages are the record of what was sent.
@@ -61,11 +62,52 @@ MAILBOX_KEYS = {
     "gap_jitter_seconds": Key("gap_jitter_seconds", "count"),
     "active": Key("is_active", "bool"),
 }
-# How a mailbox connects; read by `_connection`, written last in a dump.
-CONNECTION_KEYS = ("connection_url_env", "connection")
-DEFAULT_CONNECTION = "default"
 CUSTOM_CONNECTION = "custom (not shown)"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclasses.dataclass(frozen=True)
+class SecretUrl:
+    """A mailbox URL that holds a password, and the two keys a file sets it with: the name of
+    the environment variable it is read from (`env_key`, also the model field that remembers
+    it), or `kind_key` = the `unset` word or "custom (not shown)"."""
+
+    field: str
+    env_key: str
+    kind_key: str
+    unset: str
+    unset_means: str
+    noun: str
+    example: str
+    example_env: str
+    check: Any  # (value) -> None, or raises ValueError / ImproperlyConfigured
+
+
+def _email_url_check(value: str) -> None:
+    environ.Env.email_url_config(value)
+
+
+def _imap_url_check(value: str) -> None:
+    from outreach.imap import imap_url_parse
+
+    imap_url_parse(value)
+
+
+CONNECTION = SecretUrl(
+    field="connection_url", env_key="connection_url_env", kind_key="connection",
+    unset="default", unset_means="the site's EMAIL_URL", noun="connection URL",
+    example="an e-mail URL {limit} such as smtp://user:password@host:587/?tls=True",
+    example_env="NORTHWIND_SMTP_URL", check=_email_url_check,
+)  # fmt: skip
+IMAP = SecretUrl(
+    field="imap_url", env_key="imap_url_env", kind_key="imap", unset="none",
+    unset_means="the mailbox's inbox is not polled", noun="IMAP URL",
+    example="an IMAP URL {limit} such as imaps://user:password@imap.example.com/INBOX",
+    example_env="NORTHWIND_IMAP_URL", check=_imap_url_check,
+)  # fmt: skip
+SECRET_URLS = (CONNECTION, IMAP)
+# How a mailbox connects and where its inbox is; read by `_secret_url`, written last in a dump.
+CONNECTION_KEYS = tuple(key for url in SECRET_URLS for key in (url.env_key, url.kind_key))
 
 SEQUENCE_KEYS = {
     "slug": Key("slug", "slug", required=True),
@@ -144,18 +186,21 @@ def mailboxes_load(
     pool: list[Mailbox] = []
     for index, item in enumerate(_tables(data, ("mailboxes",), locate)):
         path = ("mailboxes", index)
-        if "connection_url" in item:
-            raise locate.error(
-                (*path, "connection_url"),
-                "a connection URL holds a password and never goes into a file: put it in an "
-                'environment variable and write connection_url_env = "ITS_NAME"',
-            )
+        for url in SECRET_URLS:
+            if url.field in item:
+                raise locate.error(
+                    (*path, url.field),
+                    f"a{'n' if url.noun[0] in 'aeiouAEIOU' else ''} {url.noun} holds a password "
+                    "and never goes into a file: put it in an environment variable and write "
+                    f'{url.env_key} = "ITS_NAME"',
+                )
         values = read_table(item, MAILBOX_KEYS, Mailbox, path, locate, extra=CONNECTION_KEYS)
         email = values["from_email"]
         if any(box.from_email == email for box in pool):
             raise locate.error((*path, "email"), f"mailbox {email!r} is listed twice")
         mailbox = existing.get(email)
-        values.update(_connection(item, mailbox, path, locate))
+        for url in SECRET_URLS:
+            values.update(_secret_url(url, item, mailbox, path, locate))
         mailbox, change = upsert.record(
             "mailbox",
             mailbox or Mailbox(venture=venture),
@@ -163,7 +208,7 @@ def mailboxes_load(
             schema=MAILBOX_KEYS,
             table=path,
             label=email,
-            hidden=("connection_url",),
+            hidden=tuple(url.field for url in SECRET_URLS),
         )
         pool.append(mailbox)
         joined = change.action == "unchanged" and mailbox.pk not in in_pool
@@ -173,63 +218,60 @@ def mailboxes_load(
     return counts
 
 
-def _connection(
-    item: dict, mailbox: Mailbox | None, path: KeyPath, locate: Locator
+def _secret_url(
+    url: SecretUrl, item: dict, mailbox: Mailbox | None, path: KeyPath, locate: Locator
 ) -> dict[str, str]:
-    """The mailbox's connection_url and connection_url_env as the file gives them. No message
-    here may show a value: a mistyped key could hold the secret itself."""
-    name, kind = item.get("connection_url_env"), item.get("connection")
+    """The mailbox's secret URL and the variable it came from, as the file gives them. No
+    message here may show a value: a mistyped key could hold the secret itself."""
+    name, kind = item.get(url.env_key), item.get(url.kind_key)
     if name is not None and kind is not None:
-        raise locate.error((*path, "connection"), "give connection_url_env or connection, not both")
+        raise locate.error((*path, url.kind_key), f"give {url.env_key} or {url.kind_key}, not both")
     if name is not None:
-        where = (*path, "connection_url_env")
-        return {
-            "connection_url": _from_environment(name, where, locate),
-            "connection_url_env": name,
-        }
-    if kind is None or kind == DEFAULT_CONNECTION:
-        return {"connection_url": "", "connection_url_env": ""}
+        where = (*path, url.env_key)
+        return {url.field: _from_environment(url, name, where, locate), url.env_key: name}
+    if kind is None or kind == url.unset:
+        return {url.field: "", url.env_key: ""}
     if kind != CUSTOM_CONNECTION:
         raise locate.error(
-            (*path, "connection"),
-            f'must be "{DEFAULT_CONNECTION}" (the site\'s EMAIL_URL) or "{CUSTOM_CONNECTION}" '
-            "(keep the connection URL the database holds); to set one, name the environment "
-            "variable that holds it with connection_url_env",
+            (*path, url.kind_key),
+            f'must be "{url.unset}" ({url.unset_means}) or "{CUSTOM_CONNECTION}" '
+            f"(keep the {url.noun} the database holds); to set one, name the environment "
+            f"variable that holds it with {url.env_key}",
         )
-    if mailbox is None or not mailbox.connection_url:
+    kept = getattr(mailbox, url.field) if mailbox is not None else ""
+    if not kept:
         raise locate.error(
-            (*path, "connection"),
-            f'"{CUSTOM_CONNECTION}" keeps the connection URL the database holds, but this '
-            "mailbox has none: name the environment variable that holds it with "
-            f'connection_url_env, or write connection = "{DEFAULT_CONNECTION}"',
+            (*path, url.kind_key),
+            f'"{CUSTOM_CONNECTION}" keeps the {url.noun} the database holds, but this '
+            f"mailbox has none: name the environment variable that holds it with "
+            f'{url.env_key}, or write {url.kind_key} = "{url.unset}"',
         )
-    return {"connection_url": mailbox.connection_url, "connection_url_env": ""}
+    return {url.field: kept, url.env_key: ""}
 
 
-def _from_environment(name: Any, path: KeyPath, locate: Locator) -> str:
+def _from_environment(url: SecretUrl, name: Any, path: KeyPath, locate: Locator) -> str:
     if not isinstance(name, str) or not _ENV_NAME.fullmatch(name):
         raise locate.error(
             path,
             "must be the name of an environment variable (letters, digits and _, such as "
-            "NORTHWIND_SMTP_URL) that holds the connection URL; the URL itself never goes "
+            f"{url.example_env}) that holds the {url.noun}; the URL itself never goes "
             "into a file",
         )
     value = os.environ.get(name, "")
     if not value:
         raise locate.error(
-            path, f"the environment variable {name} is not set; set it to the connection URL"
+            path, f"the environment variable {name} is not set; set it to the {url.noun}"
         )
-    limit = Mailbox._meta.get_field("connection_url").max_length
+    limit = Mailbox._meta.get_field(url.field).max_length
     try:
         if len(value) > limit:
             raise ValueError
-        environ.Env.email_url_config(value)
+        url.check(value)
     except (ImproperlyConfigured, ValueError, TypeError):
+        example = url.example.format(limit=f"of at most {limit} characters")
         raise locate.error(
             path,
-            f"the environment variable {name} does not hold an e-mail URL of at most {limit} "
-            "characters such as smtp://user:password@host:587/?tls=True (its value is not "
-            "shown)",
+            f"the environment variable {name} does not hold {example} (its value is not shown)",
         ) from None
     return value
 
@@ -250,15 +292,16 @@ def _pool_set(campaign: Campaign, pool: list[Mailbox], in_pool: set[int], upsert
 
 
 def mailboxes_dump(campaign: Campaign) -> list[dict[str, Any]] | None:
-    """The campaign's pool, every key written; the connection by its variable's name or as
-    a placeholder, never its value."""
+    """The campaign's pool, every key written; the connection and IMAP URLs by their
+    variables' names or as a placeholder, never their values."""
     rows = []
     for box in campaign.mailboxes.order_by("from_email"):
         row = dump_table(box, MAILBOX_KEYS)
-        if box.connection_url_env:
-            row["connection_url_env"] = box.connection_url_env
-        else:
-            row["connection"] = CUSTOM_CONNECTION if box.connection_url else DEFAULT_CONNECTION
+        for url in SECRET_URLS:
+            if getattr(box, url.env_key):
+                row[url.env_key] = getattr(box, url.env_key)
+            else:
+                row[url.kind_key] = CUSTOM_CONNECTION if getattr(box, url.field) else url.unset
         rows.append(row)
     return rows or None
 

@@ -1,23 +1,25 @@
 """Feedback: events about sent messages, stored once, matched, and acted on.
 
-Every way in (ESP webhooks through django-anymail's normalised events, event exports, the
-admin) calls `feedback_record_many` (or `feedback_record` for one event), which in one
-transaction stores each event unless its (source, event id) is stored already (a webhook
-retried ten times counts once), matches it to its outbound message, and applies its effect.
-A batch costs a fixed number of queries for the kinds that come in numbers (deliveries,
-opens, clicks, hard bounces, complaints: one query per way of matching, one to lock the leads
-acted on, one set of suppression writes per venture, one INSERT); unsubscribes, replies and
-`unknown` messages to settle are applied one by one. If a concurrent delivery of the same
-events stored some of them first, the batch is undone and stored one event at a time, so no
-effect counts twice.
+Every way in (ESP webhooks through django-anymail's normalised events, `feedback import` of
+event exports, the IMAP poll of mailboxes in `outreach.imap`, an operator recording a reply)
+calls `feedback_record_many` (or `feedback_record` for one event), which in one transaction
+stores each event unless its (source, event id) is stored already (a webhook retried ten
+times counts once), matches it to its outbound message, and applies its effect. A batch costs
+a fixed number of queries for the kinds that come in numbers (deliveries, opens, clicks, hard
+bounces, complaints: one query per way of matching, one to lock the leads acted on, one set of
+suppression writes per venture, one INSERT); unsubscribes, replies and `unknown` messages to
+settle are applied one by one. If a concurrent delivery of the same events stored some of
+them first, the batch is undone and stored one event at a time, so no effect counts twice:
 
-- matched by the ESP's message id, else by our Message-ID in the event's In-Reply-To or
-  References (a reply), else by the address it names (the latest email sent to that lead);
-  unmatched events are kept and listed, never dropped;
+- matched by the ESP's message id, else by our Message-IDs the event names (a reply's
+  In-Reply-To or References, a bounce report's returned original), else, for a reply or an
+  event read from a mailbox, by the address it names (the latest email sent to that lead,
+  from that mailbox); unmatched events are kept and listed, never dropped;
 - any event that proves a message left (delivered, bounced, opened, replied, ...) settles an
   `unknown` message as sent;
 - a hard bounce, or a rejection for a bad or bounced address: the address is suppressed in the
-  venture, the lead is bounced and its sequence stops; a spam complaint, or a rejection as
+  venture, the lead is bounced and its sequence stops (a soft bounce, `deferred`, only
+  records); a spam complaint, or a rejection as
   spam: suppressed too, sequence stopped; an unsubscribe: the person is unsubscribed
   venture-wide (`leads.unsubscribes`);
 - a reply: the lead is marked replied, its sequence stops and its pending messages are
@@ -95,6 +97,9 @@ class Incoming:
     notes: str = ""
     unsubscribe_source: str = UnsubscribeSource.ESP  # an unsubscribe reported by the ESP
     lead_id: int | None = None  # the lead the event names itself (an unsubscribe token)
+    # The mailbox whose inbox the event was read from (IMAP): an event of any kind that names
+    # none of our ids is matched by its address, to the latest email that mailbox sent there.
+    mailbox_id: int | None = None
 
 
 def event_digest(raw: object) -> str:
@@ -111,6 +116,53 @@ def thread_ids_of(*headers: str) -> list[str]:
             if mid not in found:
                 found.append(mid)
     return found
+
+
+AUTO_PRECEDENCE = frozenset({"auto_reply", "bulk", "junk", "list"})
+AUTO_SUBJECT = ("out of office", "automatic reply", "auto:", "autoreply", "abwesenheitsnotiz")
+
+
+def is_auto_reply(message) -> bool:
+    """An out-of-office or other robot reply, from its headers (RFC 3834 Auto-Submitted, the
+    X-Autoreply family, Precedence) or, failing those, its subject. `message` is anything
+    with an email message's `get(name)` that gives decoded text."""
+    submitted = (message.get("Auto-Submitted") or "").strip().lower()
+    if submitted and submitted != "no":
+        return True
+    if any(message.get(h) for h in ("X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress")):
+        return True
+    if (message.get("Precedence") or "").strip().lower() in AUTO_PRECEDENCE:
+        return True
+    return (message.get("Subject") or "").strip().lower().startswith(AUTO_SUBJECT)
+
+
+def mail_incoming(
+    headers, *, source: str, event_id: str, occurred_at: dt.datetime | None, sender: str,
+    subject: str, text: str, raw: object, mailbox_id: int | None = None,
+) -> Incoming:  # fmt: skip
+    """A mail someone sent us, read by an ESP's inbound webhook or from a mailbox over IMAP,
+    as the event it is: an email to the List-Unsubscribe mailto (its signed token names the
+    lead, whatever it replies to), an auto-reply (`is_auto_reply`), else a reply, matched by
+    the Message-IDs in its In-Reply-To and References. `headers.get(name)` gives decoded
+    header text."""
+    common = {
+        "source": source, "event_id": event_id, "occurred_at": occurred_at,
+        "recipient": sender, "subject": subject, "raw": raw, "mailbox_id": mailbox_id,
+    }  # fmt: skip
+    unsubscriber = mailto_unsubscriber(subject)
+    if unsubscriber is not None:
+        # Matched to the latest email sent to the lead the token names.
+        lead_id, latest = unsubscriber
+        return Incoming(
+            kind=FeedbackKind.UNSUBSCRIBED, thread_ids=[latest] if latest else [],
+            unsubscribe_source="mailto", lead_id=lead_id, **common,
+        )  # fmt: skip
+    return Incoming(
+        kind=FeedbackKind.AUTORESPONDED if is_auto_reply(headers) else FeedbackKind.REPLIED,
+        thread_ids=thread_ids_of(headers.get("In-Reply-To") or "", headers.get("References") or ""),
+        text=text,
+        **common,
+    )
 
 
 def feedback_record(incoming: Incoming, *, check_health: bool = True) -> tuple[FeedbackEvent, bool]:
@@ -320,13 +372,18 @@ def _match_many(new: list[tuple[Incoming, FeedbackEvent]]) -> None:
         if found:
             _matched(event, max(found, key=lambda m: m.pk), "thread")
     for incoming, event in new:
-        if event._ref is None and event.recipient and event.kind == FeedbackKind.REPLIED:
+        by_address = event.kind == FeedbackKind.REPLIED or incoming.mailbox_id is not None
+        if event._ref is None and event.recipient and by_address:
+            # A reply (or a bounce read from a mailbox) that quotes none of our ids: the
+            # latest email sent to that address (from that mailbox, when it came from one).
+            sent = OutboundMessage.objects.filter(
+                lead__email_key=event.recipient.strip().lower(),
+                state__in=[MessageState.SENT, MessageState.UNKNOWN],
+            )
+            if incoming.mailbox_id is not None:
+                sent = sent.filter(mailbox_id=incoming.mailbox_id)
             ref = (
-                OutboundMessage.objects.filter(
-                    lead__email_key=event.recipient.strip().lower(),
-                    state__in=[MessageState.SENT, MessageState.UNKNOWN],
-                )
-                .order_by("-sent_at", "-id")
+                sent.order_by("-sent_at", "-id")
                 .values_list("pk", "lead_id", "venture_id", "campaign_id", "state")
                 .first()
             )

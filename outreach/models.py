@@ -36,9 +36,10 @@ class Mailbox(models.Model):
     mailbox it was given for its whole sequence.
 
     `connection_url` is a secret (it holds the SMTP password): the admin, logs, dumps and audit
-    rows never show it. Empty means the site's EMAIL_URL (or its ESP)."""
+    rows never show it. Empty means the site's EMAIL_URL (or its ESP). `imap_url` (the inbox
+    `feedback poll` reads replies and bounces from, `outreach.imap`) is a secret the same way."""
 
-    AUDIT_SECRET_FIELDS = ("connection_url",)
+    AUDIT_SECRET_FIELDS = ("connection_url", "imap_url")
 
     venture = models.ForeignKey(Venture, on_delete=models.PROTECT, related_name="mailboxes")
     campaigns = models.ManyToManyField(Campaign, related_name="mailboxes", blank=True)
@@ -58,6 +59,20 @@ class Mailbox(models.Model):
         max_length=100,
         blank=True,
         help_text="Set by `campaign load` from `connection_url_env`; the value is read at load.",
+    )
+    imap_url = models.CharField(
+        "IMAP URL",
+        max_length=500,
+        blank=True,
+        help_text="imaps://user:password@imap.example.com:993/INBOX: the inbox `feedback poll` "
+        "reads replies and bounces from; empty = not polled.",
+    )
+    # Like `connection_url_env`: the variable a campaign file named, so dumps never hold it.
+    imap_url_env = models.CharField(
+        "IMAP URL from environment variable",
+        max_length=100,
+        blank=True,
+        help_text="Set by `campaign load` from `imap_url_env`; the value is read at load.",
     )
     daily_limit = models.PositiveIntegerField(default=50)
     warmup_start_limit = models.PositiveIntegerField(
@@ -94,6 +109,29 @@ class Mailbox(models.Model):
             since=self.warmup_started_on,
             on=on,
         )
+
+
+class MailboxPoll(models.Model):
+    """Where the IMAP poll of a mailbox's inbox stands (`outreach.imap`): the folder's
+    UIDVALIDITY and the highest UID read, so each poll reads only new mail, and how the last
+    poll went. Kept apart from the mailbox so that a poll never writes the row an operator or
+    a campaign file edits (a form saved meanwhile would put an old UID back)."""
+
+    mailbox = models.OneToOneField(
+        Mailbox, on_delete=models.CASCADE, primary_key=True, related_name="poll"
+    )
+    # A fingerprint of the server, user and folder polled: another one starts from the top.
+    folder_key = models.CharField(max_length=64, blank=True)
+    uidvalidity = models.BigIntegerField(null=True, blank=True)
+    last_uid = models.BigIntegerField(default=0)
+    polled_at = models.DateTimeField(null=True, blank=True)
+    succeeded_at = models.DateTimeField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    # What the last poll found: {"mails": 3, "replied": 1, ...}.
+    counts = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return f"IMAP poll of {self.mailbox}"
 
 
 class Sequence(models.Model):
@@ -497,7 +535,8 @@ class FeedbackEvent(models.Model):
     received_at = models.DateTimeField(default=timezone.now)
     recipient = models.CharField(max_length=254, blank=True)
     esp_message_id = models.CharField(max_length=300, blank=True)
-    # Our Message-IDs the event names: its In-Reply-To and References (a reply).
+    # Our Message-IDs the event names: its In-Reply-To and References (a reply), or the
+    # returned original's Message-ID (a bounce report read over IMAP).
     thread_ids = models.JSONField(default=list, blank=True)
     reason = models.CharField(max_length=500, blank=True)
     url = models.CharField(max_length=2000, blank=True)

@@ -17,3 +17,13 @@ def replies_escalate() -> int:
     from outreach.sla import replies_escalate as escalate
 
     return len(escalate())
+
+
+def mailboxes_poll() -> dict:
+    """Every AICMO_IMAP_POLL_MINUTES (schedule made on migrate): one IMAP poll of every
+    mailbox with an IMAP URL. Safe to run twice or concurrently: each mail's events are
+    stored once, and each mailbox's highest UID read only grows."""
+    from outreach.imap import mailboxes_poll
+
+    results = mailboxes_poll()
+    return {"polled": len(results), "failed": sum(1 for r in results if r.error)}

@@ -213,53 +213,20 @@ def _tracking_event_id(esp_name: str, event) -> str:
     return str(event.event_id or "")
 
 
-AUTO_PRECEDENCE = frozenset({"auto_reply", "bulk", "junk", "list"})
-AUTO_SUBJECT = ("out of office", "automatic reply", "auto:", "autoreply", "abwesenheitsnotiz")
-
-
-def is_auto_reply(message) -> bool:
-    """An out-of-office or other robot reply, from its headers (RFC 3834 Auto-Submitted, the
-    X-Autoreply family, Precedence) or, failing those, its subject."""
-    submitted = (message.get("Auto-Submitted") or "").strip().lower()
-    if submitted and submitted != "no":
-        return True
-    if any(message.get(h) for h in ("X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress")):
-        return True
-    if (message.get("Precedence") or "").strip().lower() in AUTO_PRECEDENCE:
-        return True
-    return (message.get("Subject") or "").strip().lower().startswith(AUTO_SUBJECT)
-
-
 def on_inbound(sender, event, esp_name: str, **kwargs) -> None:
     """anymail `inbound` receiver: a reply (or an auto-reply) to one of our emails, or an
-    unsubscribe email sent through the List-Unsubscribe mailto."""
+    unsubscribe email sent through the List-Unsubscribe mailto (`feedback.mail_incoming`)."""
     message = event.message
-    common = {
-        "source": esp_name.lower(),
-        "event_id": str(event.event_id or message.get("Message-ID") or ""),
-        "occurred_at": event.timestamp,
-        "recipient": message.from_email.addr_spec if message.from_email else "",
-        "subject": message.subject or "",
-        "raw": message.as_string(),
-    }
-    unsubscriber = feedback.mailto_unsubscriber(message.subject or "")
-    if unsubscriber is not None:
-        # An email to unsubscribe@<our domain>: the token names the lead, whatever the email
-        # matches; it is matched to the latest email sent to that lead.
-        lead_id, latest = unsubscriber
-        incoming = feedback.Incoming(
-            kind=FeedbackKind.UNSUBSCRIBED, thread_ids=[latest] if latest else [],
-            unsubscribe_source="mailto", lead_id=lead_id, **common,
-        )  # fmt: skip
-    else:
-        incoming = feedback.Incoming(
-            kind=FeedbackKind.AUTORESPONDED if is_auto_reply(message) else FeedbackKind.REPLIED,
-            thread_ids=feedback.thread_ids_of(
-                message.get("In-Reply-To", ""), message.get("References", "")
-            ),
-            text=message.text or "",
-            **common,
-        )
+    incoming = feedback.mail_incoming(
+        message,
+        source=esp_name.lower(),
+        event_id=str(event.event_id or message.get("Message-ID") or ""),
+        occurred_at=event.timestamp,
+        sender=message.from_email.addr_spec if message.from_email else "",
+        subject=message.subject or "",
+        text=message.text or "",
+        raw=message.as_string(),
+    )
     _store(incoming)
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 HEARTBEAT_SCHEDULE = "aicmo.worker-heartbeat"
 
 
-def ensure_minutely_schedule(name: str, func: str) -> None:
-    """Make sure the django-q2 schedule `name` runs `func` every minute (idempotent)."""
+def ensure_minutely_schedule(name: str, func: str, *, minutes: int = 1) -> None:
+    """Make sure the django-q2 schedule `name` runs `func` every minute, or every `minutes`
+    minutes (idempotent: a changed interval is updated)."""
     from django_q.models import Schedule
 
     Schedule.objects.update_or_create(
@@ -14,7 +15,7 @@ def ensure_minutely_schedule(name: str, func: str) -> None:
         defaults={
             "func": func,
             "schedule_type": Schedule.MINUTES,
-            "minutes": 1,
+            "minutes": minutes,
             "repeats": -1,
         },
     )

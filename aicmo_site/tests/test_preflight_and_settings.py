@@ -364,6 +364,8 @@ def test_env_example_documents_every_contract_variable():
         "AICMO_GLOBAL_DAILY_LIMIT",
         "AICMO_KILL_SWITCH",
         "AICMO_IMPORT_SLICE_SECONDS",
+        "AICMO_IMAP_POLL_MINUTES",
+        "AICMO_IMAP_TIMEOUT",
         "ANYMAIL_",
     ):
         assert f"{name}" in text, name

@@ -6,9 +6,17 @@ from __future__ import annotations
 import pytest
 import time_machine
 from django.urls import reverse
+from django.utils import timezone
 
 from outreach.dispatch import tick
-from outreach.models import FeedbackEvent, Mailbox, MessageState, OutboundMessage, StepKind
+from outreach.models import (
+    FeedbackEvent,
+    Mailbox,
+    MailboxPoll,
+    MessageState,
+    OutboundMessage,
+    StepKind,
+)
 from outreach.tests.outbox import NOON, running_campaign, two_step_sequence
 from tests.factories import LeadFactory
 from tests.http import text
@@ -161,3 +169,39 @@ def test_an_operator_records_a_reply_read_in_their_mailbox(op_client, campaign, 
     client.force_login(viewer)
     assert client.post(url, {"post": "yes", "reason": "x"}).status_code == 403
     assert FeedbackEvent.objects.count() == 1
+
+
+IMAP_URL = "imaps://sam%40venture.example:imap-hunter3-secret@imap.venture.example/INBOX"
+
+
+def test_a_mailboxs_imap_url_is_checked_write_only_and_its_poll_state_shown(op_client, campaign):
+    add = reverse("admin:outreach_mailbox_add")
+    refused = op_client.post(add, mailbox_form(campaign, imap_url="imaps://imap.venture.example/"))
+    assert "The IMAP URL needs the user name and password" in text(refused)
+    assert not Mailbox.objects.exists()
+
+    op_client.post(add, mailbox_form(campaign, imap_url=IMAP_URL))
+    box = Mailbox.objects.get()
+    assert box.imap_url == IMAP_URL
+    change = reverse("admin:outreach_mailbox_change", args=[box.pk])
+    page = text(op_client.get(change))
+    assert "polled (URL set, not shown)" in page and "not polled yet" in page
+    MailboxPoll.objects.create(
+        mailbox=box,
+        polled_at=timezone.now(),
+        error="imap.venture.example:993 refused the login of 'sam@venture.example': "
+        "[AUTHENTICATIONFAILED] Authentication failed.",
+    )
+    page = text(op_client.get(change))
+    assert "failed: imap.venture.example:993 refused the login of" in page and "(never)" in page
+    listing = text(op_client.get(reverse("admin:outreach_mailbox_changelist")))
+    assert "imap-hunter3" not in page + listing
+
+    op_client.post(change, mailbox_form(campaign, connection_url="", imap_url="", daily_limit=45))
+    box.refresh_from_db()
+    assert (box.imap_url, box.connection_url, box.daily_limit) == (IMAP_URL, SECRET, 45)
+    op_client.post(change, mailbox_form(campaign, connection_url="", imap_url="", clear_imap="on"))
+    box.refresh_from_db()
+    assert (box.imap_url, box.connection_url) == ("", SECRET)
+    rows = " ".join(str(e.before) + str(e.after) for e in AuditEvent.objects.all())
+    assert "imap-hunter3" not in rows and "'imap_url': 'set (" in rows

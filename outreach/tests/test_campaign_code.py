@@ -14,7 +14,13 @@ from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from outreach.campaign_code import MAILBOX_KEYS, ROUTING_KEYS, SEQUENCE_KEYS, STEP_KEYS
+from outreach.campaign_code import (
+    CONNECTION_KEYS,
+    MAILBOX_KEYS,
+    ROUTING_KEYS,
+    SEQUENCE_KEYS,
+    STEP_KEYS,
+)
 from outreach.enrollment import campaign_enrol, plan_step
 from outreach.models import Enrollment, Mailbox, RoutingRule, Sequence, SequenceStep
 from tests.factories import LeadFactory
@@ -135,6 +141,61 @@ def line_of(text: str, needle: str, occurrence: int = 1) -> int:
 
 def audit_text() -> str:
     return json.dumps(list(AuditEvent.objects.values("before", "after", "entity_repr")))
+
+
+# --------------------------------------------------------------------------------------------
+# The IMAP URL: the same way as the connection URL.
+
+IMAP_SECRET = "imap-Pa55word-9"
+IMAP_URL = f"imaps://sam%40mail.acme.example:{IMAP_SECRET}@imap.acme.example/INBOX"
+WITH_IMAP = BASE + MAILBOX + 'imap_url_env = "ACME_IMAP_URL"\n'
+
+
+def test_the_imap_url_comes_from_the_environment_and_is_never_shown(load, monkeypatch):
+    monkeypatch.setenv("ACME_IMAP_URL", IMAP_URL)
+    result = load(WITH_IMAP)
+    box = Mailbox.objects.get()
+    assert (box.imap_url, box.imap_url_env) == (IMAP_URL, "ACME_IMAP_URL")
+    assert AuditEvent.objects.get(action="mailbox.create").after["imap_url"] == "changed"
+
+    dumped = campaign_dump(campaign=box.campaigns.get())
+    assert 'imap_url_env = "ACME_IMAP_URL"' in dumped
+    assert not load(dumped).changed
+    for text in (dumped, audit_text(), result.summary(), json.dumps(result.as_dict())):
+        assert IMAP_SECRET not in text
+
+    box.imap_url_env = ""  # as if typed in the admin
+    box.save()
+    dumped = campaign_dump(campaign=box.campaigns.get())
+    assert 'imap = "custom (not shown)"' in dumped and IMAP_SECRET not in dumped
+    assert not load(dumped).changed
+    box.refresh_from_db()
+    assert box.imap_url == IMAP_URL
+    load(BASE + MAILBOX)  # the keys left out: not polled
+    box.refresh_from_db()
+    assert (box.imap_url, box.imap_url_env) == ("", "")
+    assert 'imap = "none"' in campaign_dump(campaign=box.campaigns.get())
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "expected"),
+    [
+        (f'imap_url = "{IMAP_URL}"', "imap_url", "an IMAP URL holds a password and never goes"),
+        ('imap_url_env = "ACME_SMTP_URL"', "imap_url_env", "does not hold an IMAP URL"),
+        ('imap_url_env = "ACME_UNSET"', "imap_url_env", "ACME_UNSET is not set"),
+        ('imap = "custom (not shown)"', "imap", "but this mailbox has none"),
+        ('imap = "yes"', "imap", 'must be "none" (the mailbox\'s inbox is not polled)'),
+    ],
+)
+def test_a_bad_imap_url_is_refused_without_showing_a_secret(load, line, key, expected):
+    text = BASE + MAILBOX + line + "\n"
+    with pytest.raises(CampaignCodeError) as refused:
+        load(text)
+    message = str(refused.value)
+    assert f":{line_of(text, line)}: mailboxes[0].{key}: " in message
+    assert expected in message
+    assert IMAP_SECRET not in message and SECRET not in message
+    assert not Venture.objects.exists()
 
 
 # --------------------------------------------------------------------------------------------
@@ -574,7 +635,7 @@ def _documented(heading: str) -> str:
 @pytest.mark.parametrize(
     ("heading", "keys"),
     [
-        ("[[mailboxes]]", [*MAILBOX_KEYS, "connection_url_env", "connection"]),
+        ("[[mailboxes]]", [*MAILBOX_KEYS, *CONNECTION_KEYS]),
         ("[[sequences]]", list(SEQUENCE_KEYS)),
         ("[[sequences.steps]]", [*STEP_KEYS, "templates"]),
         ("[[routing]]", list(ROUTING_KEYS)),

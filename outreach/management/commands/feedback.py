@@ -1,11 +1,18 @@
-"""`manage.py feedback import FILE [--source NAME] [--json]`: an ESP's or a mailbox tool's
-event export (CSV: bounces, complaints, unsubscribes, deliveries, opens, clicks, replies).
-`manage.py feedback escalate [--json]`: escalate positive replies past their campaign's SLA
-(the django-q2 cluster does this every minute; see `outreach.sla`).
+"""Feedback from outside the webhooks.
 
+`manage.py feedback import FILE [--source NAME] [--json]`: an ESP's or a mailbox tool's
+event export (CSV: bounces, complaints, unsubscribes, deliveries, opens, clicks, replies).
 The file is checked whole first: a bad row stops the import with its line number, and nothing
 is stored. Each row is stored once (`outreach.feedback`): importing the same file again
 stores nothing new.
+
+`manage.py feedback poll [--mailbox ID-or-address] [--json]`: reads the new mail of every
+mailbox with an IMAP URL (or of the one named) into feedback events (`outreach.imap`): one
+line per mailbox with what it found, or why it could not be polled; the other mailboxes are
+polled all the same, and the exit status is 1 when any could not be.
+
+`manage.py feedback escalate [--json]`: emails venture owners about positive replies past
+their campaign's SLA, each once (the django-q2 cluster does this every minute; `outreach.sla`).
 """
 
 from __future__ import annotations
@@ -17,13 +24,17 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from outreach.feedback import FeedbackFileError, feedback_import
+from outreach.imap import mailboxes_poll
 from ventures.commands import ProjectCommand
 
 MAX_BYTES = 200 * 1024 * 1024
 
 
 class Command(ProjectCommand):
-    help = "Feedback from outside the webhooks (see `feedback import --help`)."
+    help = (
+        "Feedback from outside the webhooks: `feedback import FILE`, `feedback poll`, "
+        "`feedback escalate`."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="Machine-readable output.")
@@ -34,6 +45,16 @@ class Command(ProjectCommand):
             "--source",
             default="import",
             help="Where the events come from (default: import); rows are unique per source.",
+        )
+        p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+        p = sub.add_parser(
+            "poll",
+            help="Read replies, bounces and auto-replies from the mailboxes' inboxes (IMAP).",
+            description=__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        p.add_argument(
+            "--mailbox", metavar="ID-or-address", help="Poll only this mailbox (its id or address)."
         )
         p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
         p = sub.add_parser(
@@ -84,3 +105,23 @@ class Command(ProjectCommand):
             f"{result.repeated} imported before, {result.unmatched} matching no message "
             "(kept: Outreach -> Feedback events).",
         )  # fmt: skip
+
+    def handle_poll(self, options: dict) -> None:
+        try:
+            results = mailboxes_poll(mailbox=options["mailbox"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        failed = [r for r in results if r.error]
+        lines = [r.summary() for r in results] or [
+            "No mailbox has an IMAP URL: set one on a mailbox's page in the admin "
+            "(Outreach -> Mailboxes) or with imap_url_env in its campaign file."
+        ]
+        self.emit(
+            {"mailboxes": [r.as_dict() for r in results], "failed": len(failed)},
+            "\n".join(lines),
+        )
+        if failed:
+            raise CommandError(
+                f"{len(failed)} of {len(results)} mailboxes could not be polled: "
+                + "; ".join(r.mailbox.from_email for r in failed)
+            )

@@ -41,7 +41,7 @@ def test_demo_runs_the_campaign_end_to_end_and_is_idempotent(settings):
     assert campaign.status == "running"
     assert campaign.mode == "proof"
     assert first["import"]["counts"]["created"] == 51  # the Apollo sample's unique valid emails
-    assert first["leads"]["active"] == 51
+    assert first["leads"]["active"] == 45  # after the simulated feedback (see below)
     assert first["templates"]["blocked"] == []
     for path in first["previews"]:
         text = Path(path).read_text(encoding="utf-8")
@@ -56,8 +56,26 @@ def test_demo_runs_the_campaign_end_to_end_and_is_idempotent(settings):
     assert "Unsubscribe" in emls[0].read_text(encoding="utf-8")
     assert [Path(p).name for p in tick["artifacts"]] == ["decisions.csv", "summary.md", "proof.sql"]
     assert "| sent | 51 |" in (Path(tick["artifact_dir"]) / "summary.md").read_text()
-    assert first["outbox"]["open_tasks"] == 51
+    # The simulated feedback stopped sixteen sequences (three replies and, as the sequence
+    # stops on a reply from the same company, eleven colleagues'; two hard bounces; an
+    # unsubscribe): their LinkedIn tasks are blocked, the other 35 stay open.
+    assert first["outbox"]["open_tasks"] == 35
     assert first["outbox"]["enrolled"] == {"pipeline-review": 51, "dach-priority": 0}
+    feedback = first["feedback"]
+    assert feedback["by_kind"] == {
+        "delivered": 49, "opened": 17, "clicked": 5, "bounced": 2, "deferred": 1,
+        "unsubscribed": 1, "replied": 3, "autoresponded": 1,
+    }  # fmt: skip
+    assert feedback["stored"] == 79
+    readings = sorted((r["sentiment"], r["objection"]) for r in feedback["replies"])
+    assert readings == [("", ""), ("objection", "has_solution"), ("objection", "price"),
+                        ("positive", "")]  # fmt: skip
+    away = next(r for r in feedback["replies"] if r["effect"].startswith("an auto-reply"))
+    # Its lead's next step is a LinkedIn task, not an email: nothing to move.
+    assert "away until" in away["effect"] and "no pending step" in away["effect"]
+    leads = Lead.objects.filter(campaign=campaign)
+    assert (leads.filter(status="bounced").count(), leads.filter(status="replied").count(),
+            leads.filter(status="unsubscribed").count()) == (2, 3, 1)  # fmt: skip
 
     audit_rows = AuditEvent.objects.count()
     with time_machine.travel(NOON + dt.timedelta(minutes=5), tick=False):
@@ -72,6 +90,7 @@ def test_demo_runs_the_campaign_end_to_end_and_is_idempotent(settings):
     assert second["tick"]["run"] != tick["run"]
     assert (second["tick"]["counts"], second["tick"]["eml_files"]) == ({}, 0)
     assert OutboundMessage.objects.filter(campaign=campaign).count() == 102
+    assert second["feedback"] == {"stored": 0, "by_kind": {}, "replies": []}
 
 
 @pytest.mark.django_db
@@ -85,7 +104,9 @@ def test_demo_prints_the_run_its_files_and_the_open_tasks():
     assert f"  .eml files (51): {run.artifact_dir}/eml\n" in text
     assert f"  run artifacts: {run.artifact_dir} (decisions.csv, summary.md, proof.sql)\n" in text
     assert "Leads by sequence: 51 in pipeline-review, 0 in dach-priority.\n" in text
-    assert "Open manual tasks: 51 " in text
+    assert "Open manual tasks: 35 " in text
+    assert "Feedback (simulated, as the ESP and the leads would answer): 79 events (" in text
+    assert "Feedback (simulated): stored already; nothing new." in again
     assert (
         f"Tick: run #{run.pk + 1} (proof mode): nothing was due, so nothing new was sent." in again
     )

@@ -6,8 +6,14 @@ template for every lead and writes one rendered example per template to the arti
 Then it runs one tick of the outbox for the campaign: the leads are enrolled and routed, their
 first emails are written as .eml files (proof mode sends nothing), the same day's LinkedIn
 step opens a manual task per lead, and the run leaves decisions.csv, summary.md and proof.sql.
-Idempotent: running it again updates the same records instead of duplicating them, and its
-tick finds nothing new to send (the outbox holds one message per lead and step).
+Then it simulates what the ESP and the leads would answer (proof mode sent nothing, so
+nothing answers on its own), through the same path real feedback takes: deliveries, opens and
+clicks, two hard bounces and a soft one, replies (a positive one, an objection on price,
+another on the solution they already have), an out-of-office with its return date, and an
+unsubscribe.
+Idempotent: running it again updates the same records instead of duplicating them, its tick
+finds nothing new to send (the outbox holds one message per lead and step), and its feedback
+events are stored already (each has the same id each time).
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from leads.models import import_counts_text
 from leads.selectors import lead_counts
 from leads.services.imports import leads_demo_import
 from outreach.dispatch import tick
-from outreach.models import DispatchRun
+from outreach.feedback import Incoming, feedback_record_many
+from outreach.models import DispatchRun, FeedbackKind, MessageState, OutboundMessage
 from outreach.selectors import campaign_outbox, run_held
 from templating.services import campaign_templates_check
 from ventures.campaign_code import CampaignCodeError, campaign_load
@@ -53,6 +60,7 @@ class Command(ProjectCommand):
         try:
             previews = _write_previews(campaign, check.examples)
             run = tick(worker=ACTOR, campaign=campaign)
+            feedback = _simulate_feedback(campaign)
         except OSError as exc:
             raise CommandError(
                 f"AICMO_ARTIFACT_DIR={str(settings.AICMO_ARTIFACT_DIR)!r} is not writable: "
@@ -73,6 +81,7 @@ class Command(ProjectCommand):
                         "previews": [str(p) for p in previews],
                         "tick": dispatched,
                         "outbox": outbox,
+                        "feedback": feedback,
                     },
                     default=str,
                 )
@@ -94,6 +103,7 @@ class Command(ProjectCommand):
             self.stdout.write(f"  example render: {path}")
         for line in _tick_lines(dispatched, outbox):
             self.stdout.write(line)
+        self.stdout.write(_feedback_line(feedback))
         self.stdout.write(f"Artifacts: {settings.AICMO_ARTIFACT_DIR}")
         self.stdout.write("Operator console: `make serve`, then http://127.0.0.1:8000/admin/")
 
@@ -165,3 +175,93 @@ def _tick_lines(dispatched: dict, outbox: dict) -> list[str]:
         else "Next message due: none yet; the next steps are planned as tasks are settled."
     )
     return lines
+
+
+# What the demo's leads answer, by their position among the first emails (oldest first).
+DEMO_REPLIES = {
+    2: ("positive", "Sounds interesting. Could we talk on Thursday afternoon?"),
+    5: ("", "Thanks, but this is too expensive for us this year."),
+    8: ("", "We already use a tool for pipeline reviews and we are happy with it."),
+}
+DEMO_OUT_OF_OFFICE = 11
+DEMO_HARD_BOUNCES = (14, 17)
+DEMO_SOFT_BOUNCE = 20
+DEMO_UNSUBSCRIBE = 23
+OUT_OF_OFFICE = (
+    "Thank you for your message. I am out of the office until {back:%A %d %B %Y} with "
+    "limited access to email, and will reply when I am back."
+)
+
+
+def _simulate_feedback(campaign: Campaign) -> dict:
+    """Feedback for the demo's sent emails, through `feedback_record_many` as an ESP's batch
+    and its inbound replies would arrive; what it stored, by kind, and the replies' readings."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    sent = list(
+        OutboundMessage.objects.filter(campaign=campaign, state=MessageState.SENT)
+        .exclude(message_id="")
+        .order_by("id")
+    )
+    now = timezone.now()
+    esp = "demo-esp"
+    events = []
+    for n, m in enumerate(sent):
+        base = {"source": esp, "recipient": m.recipient, "thread_ids": [m.message_id],
+                "occurred_at": now}  # fmt: skip
+        if n in DEMO_HARD_BOUNCES:
+            events.append(Incoming(kind=FeedbackKind.BOUNCED, event_id=f"bounce-{m.pk}",
+                                   reason="smtp;550 5.1.1 The email account does not exist",
+                                   **base))  # fmt: skip
+            continue
+        if n == DEMO_SOFT_BOUNCE:
+            events.append(Incoming(kind=FeedbackKind.DEFERRED, event_id=f"soft-{m.pk}",
+                                   reason="452 4.2.2 Mailbox full", **base))  # fmt: skip
+        events.append(Incoming(kind=FeedbackKind.DELIVERED, event_id=f"delivered-{m.pk}", **base))
+        if n % 3 == 0:
+            events.append(Incoming(kind=FeedbackKind.OPENED, event_id=f"open-{m.pk}", **base))
+        if n % 10 == 1:
+            events.append(Incoming(kind=FeedbackKind.CLICKED, event_id=f"click-{m.pk}",
+                                   url="https://northwind.example/demo", **base))  # fmt: skip
+        if n == DEMO_UNSUBSCRIBE:
+            events.append(Incoming(kind=FeedbackKind.UNSUBSCRIBED, event_id=f"unsub-{m.pk}",
+                                   **base))  # fmt: skip
+    inbound = []
+    for n, m in enumerate(sent):
+        base = {"source": "demo-inbox", "recipient": m.recipient, "thread_ids": [m.message_id],
+                "occurred_at": now, "subject": f"Re: {m.subject}"}  # fmt: skip
+        if n in DEMO_REPLIES:
+            sentiment, text = DEMO_REPLIES[n]
+            inbound.append(Incoming(kind=FeedbackKind.REPLIED, event_id=f"reply-{m.pk}",
+                                    text=text, sentiment=sentiment, **base))  # fmt: skip
+        elif n == DEMO_OUT_OF_OFFICE:
+            back = (now + dt.timedelta(days=9)).date()
+            inbound.append(Incoming(kind=FeedbackKind.AUTORESPONDED, event_id=f"ooo-{m.pk}",
+                                    text=OUT_OF_OFFICE.format(back=back), **base))  # fmt: skip
+    stored = [e for e, created in feedback_record_many(events) + feedback_record_many(inbound)
+              if created]  # fmt: skip
+    by_kind: dict[str, int] = {}
+    for event in stored:
+        by_kind[event.kind] = by_kind.get(event.kind, 0) + 1
+    replies = [
+        {"recipient": e.recipient, "sentiment": e.sentiment, "objection": e.objection,
+         "effect": e.effect}
+        for e in stored if e.kind in (FeedbackKind.REPLIED, FeedbackKind.AUTORESPONDED)
+    ]  # fmt: skip
+    return {"stored": len(stored), "by_kind": by_kind, "replies": replies}
+
+
+def _feedback_line(feedback: dict) -> str:
+    if not feedback["stored"]:
+        return "Feedback (simulated): stored already; nothing new."
+    kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(feedback["by_kind"].items()))
+    readings = "; ".join(
+        f"{r['recipient']}: {r['objection'] or r['sentiment'] or 'auto-reply'} ({r['effect']})"
+        for r in feedback["replies"]
+    )
+    return (
+        f"Feedback (simulated, as the ESP and the leads would answer): {feedback['stored']} "
+        f"events ({kinds}). Replies: {readings}. Outreach -> Feedback events lists them."
+    )

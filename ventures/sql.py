@@ -188,25 +188,28 @@ def _pg_recordset(
     import json
 
     (names,) = labels
-    prepare = [_json_value(field) for field in columns]
-    data = json.dumps(
-        [{n: f(v) for n, f, v in zip(names, prepare, row, strict=True)} for row in rows],
-        separators=(",", ":"),
-    )
+    converters = [(i, c) for i, c in enumerate(_json_value(f) for f in columns) if c is not None]
+    documents = []
+    for row in rows:
+        document = dict(zip(names, row, strict=True))
+        for i, convert in converters:
+            document[names[i]] = convert(row[i])
+        documents.append(document)
+    data = json.dumps(documents, separators=(",", ":"))
     quote = connection.ops.quote_name
     spec = ", ".join(f"{quote(n)} {_pg_type(f)}" for n, f in zip(names, columns, strict=True))
     return f"jsonb_to_recordset(%s::jsonb) AS v({spec})", data
 
 
 def _json_value(field: models.Field):
-    """How a Python value of `field` goes into the JSON of `_pg_recordset`."""
+    """How a Python value of `field` goes into the JSON of `_pg_recordset`: None when it goes
+    as it is (text, numbers, booleans, ids, a JSON field's document)."""
     kind = field.get_internal_type()
-    if kind == "JSONField":
-        return lambda value: value  # the document itself, nested
-    native = kind in NATIVE
+    if kind == "JSONField" or (kind in NATIVE and kind not in TEMPORAL):
+        return None
 
     def convert(value):
-        if not native:
+        if kind not in NATIVE:
             value = field.get_db_prep_save(value, connection)
         if isinstance(value, dt.datetime | dt.date | dt.time):
             return value.isoformat()
@@ -215,6 +218,9 @@ def _json_value(field: models.Field):
         return value
 
     return convert
+
+
+TEMPORAL = frozenset({"DateTimeField", "DateField", "TimeField"})
 
 
 def _pg_type(field: models.Field) -> str:

@@ -70,9 +70,16 @@ def suppression_add(
     venture: Venture | None = None,
     reason: str = "",
     source: str = "",
+    gate_sends: bool = True,
 ) -> SuppressionResult:
     """Suppress email addresses and @domains (globally, or for one venture) and mark the
-    matching active leads suppressed. Invalid values are reported, not fatal."""
+    matching active leads suppressed. Invalid values are reported, not fatal.
+
+    `gate_sends`: first take the venture's (or, for the global list, every) exclusive sending
+    gate, so that the batches handing over finish and the next ones wait until this commits:
+    an operator's suppression takes effect within the batch in flight. False from inside a
+    transaction that holds leads or gates itself (a bounce recorded while handing over, or in
+    a feedback batch): waiting there for other batches could close a cycle."""
     targets: dict[Target, None] = {}
     invalid: list[str] = []
     for raw in values:
@@ -83,8 +90,9 @@ def suppression_add(
         except InvalidValue as exc:
             invalid.append(f"{raw.strip()[:80]}: {exc}")
     result = _suppress(
-        {venture.pk if venture else None: list(targets)}, actor=actor, reason=reason, source=source
-    )
+        {venture.pk if venture else None: list(targets)},
+        actor=actor, reason=reason, source=source, gate_sends=gate_sends,
+    )  # fmt: skip
     result.invalid = invalid
     return result
 
@@ -146,10 +154,28 @@ def suppression_values_from_file(path: Path | str) -> list[str]:
 
 
 def _suppress(
-    by_venture: dict[int | None, list[Target]], *, actor: Actor, reason: str, source: str
+    by_venture: dict[int | None, list[Target]],
+    *,
+    actor: Actor,
+    reason: str,
+    source: str,
+    gate_sends: bool = True,
 ) -> SuppressionResult:
+    from ventures.db import sending_gates
+
     result = SuppressionResult()
     with transaction.atomic():
+        # Exclusive sending gates first: the batches handing over in these ventures (or
+        # anywhere, for the global list) finish, the next ones wait until this commits. Without
+        # them the UPDATE of the matching leads waits for one batch's share locks after
+        # another while later batches go on sending (seconds, for a domain with many leads).
+        ventures = [pk for pk, targets in by_venture.items() if targets]
+        if gate_sends:
+            sending_gates(
+                venture_ids=[pk for pk in ventures if pk is not None],
+                everything=None in ventures,
+                exclusive=True,
+            )
         for venture_id, targets in by_venture.items():
             if not targets:
                 continue

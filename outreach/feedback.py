@@ -469,7 +469,7 @@ def _apply_many(new: list[tuple[Incoming, FeedbackEvent]]) -> dict[int, Feedback
         addresses = [lead.email or event.message.recipient for event, lead in group]
         suppression_add(
             values=[a for a in addresses if a], venture=group[0][1].venture,
-            reason="spam complaint", actor=ACTOR, source="complaint",
+            reason="spam complaint", actor=ACTOR, source="complaint", gate_sends=False,
         )  # fmt: skip
         by_source: dict[str, list[int]] = {}
         for event, lead in group:

@@ -100,7 +100,7 @@ def leads_bounced(
 
     suppression_add(
         values=addresses, venture=venture, reason=f"hard bounce: {detail}"[:300], actor=actor,
-        source="bounce",
+        source="bounce", gate_sends=False,  # called while handing over, or in a feedback batch
     )  # fmt: skip
     Lead.objects.filter(pk__in=lead_ids).exclude(status=LeadStatus.ERASED).update(
         status=LeadStatus.BOUNCED, updated_at=timezone.now()

@@ -43,6 +43,7 @@ from outreach.models import (
     OutboundMessage,
     Sentiment,
 )
+from outreach.narrative import narrative_feedback_record
 from outreach.services import leads_bounced, sequences_stop, unknown_message_settle
 
 ACTOR = "feedback"
@@ -137,6 +138,7 @@ def feedback_record(incoming: Incoming, *, check_health: bool = True) -> tuple[F
             event.save(force_insert=True)  # a repeat delivered meanwhile fails here
             event.effect = _apply(event, incoming)[:500]
             event.save(update_fields=["effect"])
+            narrative_feedback_record(events=[event])
             if check_health and event.message is not None and event.kind in ALARMS:
                 transaction.on_commit(lambda: _check_health(event))
     except IntegrityError:

@@ -10,6 +10,7 @@ from collections import Counter
 import pytest
 import time_machine
 from django.core.management import CommandError, call_command
+from django.urls import reverse
 
 from leads.models import Lead
 from outreach.dispatch import tick
@@ -34,10 +35,11 @@ from outreach.tests.outbox import (
     two_step_sequence,
     variant_sequence,
 )
-from tests.factories import IcpSegmentFactory, LeadFactory
+from tests.factories import IcpSegmentFactory, LeadFactory, VentureFactory
+from tests.http import text
 from ventures.models import AuditEvent
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("plain_http")]
 
 
 @pytest.fixture(autouse=True)
@@ -246,6 +248,18 @@ def test_a_pool_of_one_needs_no_draw_and_a_manual_task_counts_in_no_narrative():
     assert [v[0] for v in narrative_stats().values()] == [1]  # the email only
 
 
+def test_the_message_page_shows_the_choice_readably(op_client, venture):
+    campaign, _ = variant_campaign(venture=venture)
+    message = send(campaign, 3)[0]
+    page = text(op_client.get(reverse("admin:outreach_outboundmessage_change", args=[message.pk])))
+    chosen = message.narrative_choice
+    method = "Thompson sampling" if chosen["method"] == "thompson" else "Exploration"
+    assert method in page
+    assert f"Seed <code>{chosen['seed']}</code>" in page
+    assert f"✓ {message.template.narrative_angle} · {message.template.variant_label}" in page
+    assert "Posterior mean" in page and "50.00%" in page  # Beta(1, 1) before any send
+
+
 def choices(arms, n: int, exploration: float) -> Counter:
     return Counter(
         variant_choose(arms, seed=f"floor:{i}", exploration=exploration)["chosen"] for i in range(n)
@@ -302,3 +316,31 @@ def test_selection_converges_to_the_best_variant_on_a_simulated_campaign():
     chances = probability_best([(rows[v].sends, rows[v].positive_replies) for v in "ABC"])
     assert max(chances) == chances[2] and chances[2] > 0.9
     assert narrative_stats() == history_figures()
+
+
+# --- The console --------------------------------------------------------------------------------
+
+
+def test_the_console_shows_which_narrative_wins_per_segment_and_how_sure(op_client, venture):
+    segment = IcpSegmentFactory(venture=venture, name="RevOps leads")
+    for (angle, label), positives in zip(VARIANTS, (8, 20, 40), strict=True):
+        NarrativeStat.objects.create(
+            venture=venture, segment=segment, narrative_angle=angle, variant_label=label,
+            sends=400, replies=positives + 10, positive_replies=positives, objections=3,
+        )  # fmt: skip
+    for angle, label in VARIANTS[:2]:
+        NarrativeStat.objects.create(
+            venture=venture, narrative_angle=angle, variant_label=label, sends=30
+        )
+    other = VentureFactory(name="Other Co")
+    NarrativeStat.objects.create(venture=other, narrative_angle="secret angle", sends=900)
+    page = text(op_client.get(reverse("admin:outreach_narrativestat_changelist")))
+    assert "RevOps leads" in page
+    assert "★ peer proof · C (winning)" in page
+    assert "peer proof · C leads: clear winner (99% chance it is the best)." in page
+    assert "10.0% (7.4%–13.3%)" in page  # 40 of 400, with its 95% interval
+    assert "No segment" in page and "Too early to tell: no positive replies yet (60 sent)." in page
+    assert "secret angle" not in page and "Other Co" not in page
+    # The standings keep to the venture filter; a filter value that is no id is ignored.
+    filtered = op_client.get(reverse("admin:outreach_narrativestat_changelist") + "?venture=abc")
+    assert filtered.status_code == 200 and "RevOps leads" in text(filtered)

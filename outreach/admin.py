@@ -355,8 +355,9 @@ def variant_choice_html(message: OutboundMessage) -> str:
         "", '<tr class="{}"><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
         (("chosen" if a["template"] == choice["chosen"] else "",
           "✓ " if a["template"] == choice["chosen"] else "", arm_label(a["angle"], a["variant"]),
-          names.get(a["template"], f"template #{a['template']}"), a["sends"], a["positive"],
-          f"{a['mean']:.2%}", f"{a['draw']:.4f}" if "draw" in a else "-") for a in arms),
+          names.get(a["template"], f"template #{a['template']}"), a.get("sends", "-"),
+          a.get("positive", "-"), f"{a['mean']:.2%}" if "mean" in a else "-",
+          f"{a['draw']:.4f}" if "draw" in a else "-") for a in arms),
     )  # fmt: skip
     method = CHOICE_METHODS.get(choice.get("method"), choice.get("method", ""))
     seed = (
@@ -366,13 +367,15 @@ def variant_choice_html(message: OutboundMessage) -> str:
         )
         if choice.get("seed") else ""
     )  # fmt: skip
+    segment = message.segment.name if message.segment_id else "(no segment)"
     return format_html(
         '<p class="narrative-method">{}{}</p><table class="narrative-choice"><thead><tr>'
         "<th>Variant (angle · label)</th><th>Template</th><th>Sends</th><th>Positive replies</th>"
-        "<th>Posterior mean</th><th>Draw</th></tr></thead><tbody>{}</tbody></table>"
-        "<p>Figures of the segment {} at decision time.</p>",
+        "<th>Posterior mean</th><th>Draw</th></tr></thead><tbody>{}</tbody></table><p>{}</p>",
         method.format(roll=choice.get("roll", 0), exploration=choice.get("exploration", 0)),
-        seed, rows, message.segment.name if message.segment_id else "(no segment)",
+        seed, rows,
+        f"Counted in the segment {segment}." if choice.get("method") == "single"
+        else f"Figures of the segment {segment} at decision time.",
     )  # fmt: skip
 
 

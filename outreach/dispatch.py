@@ -63,7 +63,7 @@ from outreach.models import (
     SendLedger,
     SequenceStep,
 )
-from outreach.narrative import NarrativeBoard, narrative_sends_record
+from outreach.narrative import NarrativeBoard, narrative_sends_record, variant_pool
 from outreach.sending import (
     FAILED,
     RETRY,
@@ -277,8 +277,7 @@ class Renderer:
 
     def render(self, message: OutboundMessage) -> Decision | None:
         step = message.step
-        pool = sorted(step.templates.all(), key=lambda t: t.pk)
-        pool = [t for t in pool if t.is_active] or pool
+        pool = variant_pool(step)
         if not pool:
             return Decision(
                 message, MessageState.BLOCKED, "no_template", "the step has no template"

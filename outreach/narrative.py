@@ -33,8 +33,9 @@ variants keeps at least floor / k of the traffic whatever the figures say, so on
 badly can recover and a market that changes is noticed. Otherwise Thompson sampling: one draw
 from each arm's posterior, and the highest draw wins, so each variant is sent with the
 probability that it is the best given what is known; the better one is, the more it gets. A
-pool of one needs no draw. Figures are read once per batch (`NarrativeBoard.load`); a batch's
-own sends count from the next batch on.
+pool of one needs no draw and no figures. Figures are read once per batch
+(`NarrativeBoard.load`, only when some pool has a choice); a batch's own sends count from the
+next batch on.
 
 **The seed.** The draws of one message come from Python's `random.Random` seeded with the first
 8 bytes of the SHA-256 of "AICMO_NARRATIVE_SEED:<the message's idempotency key>". The same seed,
@@ -119,13 +120,15 @@ def variant_choose(arms: Sequence[Arm], *, seed: str, exploration: float) -> dic
     """Choose one of `arms` (a pool's variants): the choice and its reasons, as a message
     stores them (`chosen` is the template id). Pure: the same arms, seed and exploration
     share always give the same result (see the module's docstring)."""
+    if len(arms) == 1:  # nothing to weigh: no figures read, no draw
+        only = arms[0]
+        shown = [{"template": only.template_id, "angle": only.angle, "variant": only.variant}]
+        return {"method": "single", "chosen": only.template_id, "arms": shown}
     shown = [
         {"template": a.template_id, "angle": a.angle, "variant": a.variant, "sends": a.sends,
          "positive": a.positives, "mean": round(posterior_mean(a.sends, a.positives), 6)}
         for a in arms
     ]  # fmt: skip
-    if len(arms) == 1:
-        return {"method": "single", "chosen": arms[0].template_id, "arms": shown}
     rng = _rng(seed)
     roll = rng.random()
     draws = [rng.betavariate(*beta_posterior(a.sends, a.positives)) for a in arms]
@@ -150,7 +153,7 @@ def choice_replay(choice: dict) -> dict:
     """The choice made again from what a message stored (the figures at decision time, the
     seed and the exploration share): equal to it, unless the way of choosing changed."""
     arms = [
-        Arm(a["template"], a["angle"], a["variant"], a["sends"], a["positive"])
+        Arm(a["template"], a["angle"], a["variant"], a.get("sends", 0), a.get("positive", 0))
         for a in choice["arms"]
     ]
     return variant_choose(
@@ -162,6 +165,13 @@ def choice_seed(idempotency_key: str) -> str:
     return f"{settings.AICMO_NARRATIVE_SEED}:{idempotency_key}"
 
 
+def variant_pool(step) -> list:
+    """The variants an email of `step` chooses from: its active templates in id order (all of
+    them when none is active), read from the step's prefetched templates."""
+    pool = sorted(step.templates.all(), key=lambda t: t.pk)
+    return [t for t in pool if t.is_active] or pool
+
+
 class NarrativeBoard:
     """The figures of a batch's arms, read once for the batch, and each email's choice."""
 
@@ -171,8 +181,11 @@ class NarrativeBoard:
 
     @classmethod
     def load(cls, messages: Iterable[OutboundMessage]) -> NarrativeBoard:
-        """One query: the arms of the ventures of the batch's emails."""
-        ventures = {m.venture_id for m in messages if not m.step.is_manual}
+        """One query: the arms of the ventures of the batch's emails that have a choice to make
+        (none when every pool holds one template)."""
+        ventures = {
+            m.venture_id for m in messages if not m.step.is_manual and len(variant_pool(m.step)) > 1
+        }
         if not ventures:
             return cls({})
         rows = NarrativeStat.objects.filter(venture_id__in=ventures).values_list(

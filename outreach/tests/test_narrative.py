@@ -10,17 +10,20 @@ from collections import Counter
 import pytest
 import time_machine
 from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from leads.models import Lead
 from outreach.dispatch import tick
 from outreach.feedback import Incoming, feedback_record, reply_record
-from outreach.models import MessageState, NarrativeStat, OutboundMessage, StepKind
+from outreach.models import FeedbackEvent, MessageState, NarrativeStat, OutboundMessage, StepKind
 from outreach.narrative import (
     Arm,
     NarrativeBoard,
     choice_replay,
     history_figures,
+    narrative_feedback_record,
     narrative_rebuild,
     probability_best,
     rate_interval,
@@ -144,6 +147,42 @@ def test_feedback_on_an_email_never_sent_counts_nothing():
     OutboundMessage.objects.filter(pk=message.pk).update(state=MessageState.FAILED)
     event(message, "replied", 1, sentiment="positive")
     assert narrative_stats() == before
+
+
+def test_a_batch_reads_and_counts_its_narratives_in_a_fixed_number_of_queries():
+    campaign, _ = variant_campaign()
+    segment = IcpSegmentFactory(venture=campaign.venture)
+    counts = []
+    for n in (4, 40):
+        Lead.objects.bulk_create(LeadFactory.build_batch(n, campaign=campaign, segment=segment))
+        with time_machine.travel(NOON, tick=False), CaptureQueriesContext(connection) as queries:
+            tick()
+        counts.append(sum("narrativestat" in q["sql"] for q in queries.captured_queries))
+    # The figures read once, then the sends: rows made if missing, locked, incremented.
+    assert counts == [4, 4]
+    assert sum(v[0] for v in narrative_stats().values()) == 44
+
+
+def test_a_list_of_stored_events_counts_in_a_fixed_number_of_queries():
+    campaign, _ = variant_campaign()
+    messages = send(campaign, 12)
+    counts = []
+    for part in (messages[:3], messages[3:]):
+        events = [
+            FeedbackEvent.objects.create(
+                source="esp", event_id=f"{kind}-{m.pk}", kind=kind, message=m, lead_id=m.lead_id,
+                venture_id=m.venture_id, sentiment="positive" if kind == "replied" else "",
+            )
+            for m in part
+            for kind in ("delivered", "replied")
+        ]  # fmt: skip
+        with CaptureQueriesContext(connection) as queries:
+            narrative_feedback_record(events=events)
+        counts.append(len(queries.captured_queries))
+    assert counts[0] == counts[1] == 5  # emails locked, their events, the three for the figures
+    assert sum(v[1] for v in narrative_stats().values()) == 12
+    assert sum(v[3] for v in narrative_stats().values()) == 12
+    assert narrative_stats() == history_figures()
 
 
 def test_rebuild_equals_the_incremental_figures_after_a_mixed_history():

@@ -270,14 +270,17 @@ class Renderer:
     variant is chosen by the narrative memory (`outreach.narrative`), whose figures the
     board read once for the batch."""
 
-    def __init__(self, board: NarrativeBoard) -> None:
-        self.board = board
+    def __init__(self, messages: list[OutboundMessage]) -> None:
+        # Each step's pool once per batch: the batch's messages share their step objects.
+        steps = {m.step_id: m.step for m in messages}
+        self.pools = {pk: variant_pool(step) for pk, step in steps.items()}
+        self.board = NarrativeBoard.load(messages, self.pools)
         self.versions: dict[int, object] = {}
         self.logs: list = []  # RenderLog rows, saved in one insert per batch
 
     def render(self, message: OutboundMessage) -> Decision | None:
         step = message.step
-        pool = variant_pool(step)
+        pool = self.pools[step.pk]
         if not pool:
             return Decision(
                 message, MessageState.BLOCKED, "no_template", "the step has no template"
@@ -328,7 +331,7 @@ class Renderer:
 def _decide(state: RunState, messages: list[OutboundMessage], global_reason) -> list[Decision]:
     now = timezone.now()
     suppressed = _suppressed(messages)
-    renderer = Renderer(NarrativeBoard.load(messages))
+    renderer = Renderer(messages)
     decisions: list[Decision] = []
     for m in messages:
         campaign, lead = m.campaign, m.lead

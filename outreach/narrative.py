@@ -180,11 +180,11 @@ class NarrativeBoard:
         self.exploration = settings.AICMO_NARRATIVE_EXPLORATION
 
     @classmethod
-    def load(cls, messages: Iterable[OutboundMessage]) -> NarrativeBoard:
+    def load(cls, messages: Iterable[OutboundMessage], pools: dict[int, list]) -> NarrativeBoard:
         """One query: the arms of the ventures of the batch's emails that have a choice to make
-        (none when every pool holds one template)."""
+        (none when every pool, step id -> `variant_pool`, holds one template)."""
         ventures = {
-            m.venture_id for m in messages if not m.step.is_manual and len(variant_pool(m.step)) > 1
+            m.venture_id for m in messages if not m.step.is_manual and len(pools[m.step_id]) > 1
         }
         if not ventures:
             return cls({})

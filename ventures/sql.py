@@ -2,7 +2,8 @@
 
 `rows_update` writes a different value into each of many rows in one statement,
 `UPDATE table AS t SET ... FROM <the rows> AS v WHERE t.<key> = v.<key>`: the rows are one
-array per column (`unnest`) on PostgreSQL, a VALUES list on SQLite (3.33 and later).
+array per column (`unnest`; one JSON document for a JSON column) on PostgreSQL, a VALUES list
+on SQLite (3.33 and later).
 Django's `bulk_update` builds a `CASE WHEN` per row and field instead: its SQL grows with
 rows x fields and takes longer to compile than to run, and it can neither add a condition (a
 lease fence) nor say which rows it changed. `rows_insert` is the same for inserts that skip
@@ -58,9 +59,6 @@ def rows_update(
     quote = connection.ops.quote_name
     names = [quote(name) for name in (*keys, *fields)]
     postgres = connection.vendor == "postgresql"
-    # Typed placeholders on PostgreSQL (a VALUES list has no column types of its own), without
-    # a length: a value too long for its column is an error, not silently cut.
-    casts = [f"::{_pg_type(f)}" if postgres else "" for f in columns]
     assign = dict(assign or {})
     sets = [
         f"{quote(field.column)} = {assign.pop(given, 'v.' + name)}"
@@ -79,8 +77,7 @@ def rows_update(
     fetch = returning or not postgres
     tail = f" RETURNING {'t.' if postgres else ''}{quote(meta.pk.column)}" if fetch else ""
     if postgres:
-        arrays = _pg_arrays(columns, rows)
-        source = "unnest(" + ", ".join(f"%s{cast}[]" for cast in casts) + ")"
+        source, arrays = _pg_rows(columns, rows)
         statements = [("", f"{source} AS v({', '.join(names)})", arrays)]
     else:
         per_statement = max(1, (MAX_PARAMS - len(params)) // len(columns))
@@ -135,10 +132,9 @@ def rows_insert(
     count = 0
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            arrays = _pg_arrays(columns, [(*row, *defaults) for row in rows])
-            casts = ", ".join(f"%s::{_pg_type(f)}[]" for f in columns)
+            source, arrays = _pg_rows(columns, [(*row, *defaults) for row in rows])
             cursor.execute(
-                f"INSERT INTO {table} ({names_sql}) SELECT * FROM unnest({casts}) "  # noqa: S608
+                f"INSERT INTO {table} ({names_sql}) SELECT * FROM {source} "  # noqa: S608
                 "ON CONFLICT DO NOTHING",
                 arrays,
             )
@@ -165,14 +161,29 @@ def rows_insert(
     return count
 
 
-def _pg_arrays(columns: list[models.Field], rows: list[Sequence]) -> list[list]:
-    """One array per column, for `unnest`: a statement of one size whatever the rows."""
-    return [
-        [row[i] for row in rows]
-        if field.get_internal_type() in NATIVE
-        else [field.get_db_prep_save(row[i], connection) for row in rows]
-        for i, field in enumerate(columns)
-    ]
+def _pg_rows(columns: list[models.Field], rows: list[Sequence]) -> tuple[str, list]:
+    """The rows as one set of rows, `ROWS FROM (...)`, with one parameter per column whatever
+    the number of rows: an array (`unnest`), or for a JSON column that cannot be NULL one JSON
+    document holding every row's value (`jsonb_array_elements`). psycopg escapes each element
+    of a jsonb[] array in Python, several times the cost of the same values as one document.
+    A nullable JSON column keeps its array: there a None is SQL NULL, not JSON null. Arrays
+    are typed (the rows have no column types of their own) without a length: a value too
+    long for its column is an error, not silently cut."""
+    sources, params = [], []
+    for i, field in enumerate(columns):
+        values = [row[i] for row in rows]
+        kind = field.get_internal_type()
+        if kind == "JSONField" and not field.null:
+            sources.append("jsonb_array_elements(%s::jsonb)")
+            params.append(field.get_db_prep_save(values, connection))
+        else:
+            sources.append(f"unnest(%s::{_pg_type(field)}[])")
+            params.append(
+                values
+                if kind in NATIVE
+                else [field.get_db_prep_save(v, connection) for v in values]
+            )
+    return f"ROWS FROM ({', '.join(sources)})", params
 
 
 def _pg_type(field: models.Field) -> str:

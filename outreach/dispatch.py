@@ -764,7 +764,6 @@ class Outcomes:
             _note(state, m, MessageState.SENT, "", "")
         self._threads(sent)
         templates_record_use(uses=Counter(m.template_id for m in sent if m.template_id), at=now)
-        narrative_sends_record(messages=sent)
         plan_next_steps(messages=sent, after=now)
         back = rows_update(
             OutboundMessage,
@@ -801,6 +800,9 @@ class Outcomes:
             if m.pk in lost:
                 _note(state, m, MessageState.UNKNOWN, "unknown", detail)
         _hard_bounces([b for b in self.bounced if b[0].pk in back])
+        # Last: concurrent batches counting into the same arms wait for each other's commit
+        # from here on, so the shorter the rest of the transaction, the less they wait.
+        narrative_sends_record(messages=sent)
 
     @staticmethod
     def _threads(sent: list[OutboundMessage]) -> None:

@@ -75,15 +75,19 @@ def _int(name: str, default: int, *, minimum: int = 0) -> int:
     return value
 
 
-def _fraction(name: str, default: float) -> float:
+def _fraction(name: str, default: float, *, zero: bool = False) -> float:
+    """A share: above 0 and at most 1, or with `zero` at least 0 (off) and below 1."""
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
+    example = "0.1 for 10%" if zero else "0.02 for 2%"
     try:
         value = float(raw.strip())
     except ValueError:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not a number (e.g. 0.02 for 2%).") from None
-    if not 0 < value <= 1:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number (e.g. {example}).") from None
+    if zero and not 0 <= value < 1:
+        raise ImproperlyConfigured(f"{name}={raw!r} must be at least 0 and below 1 (0.1 is 10%).")
+    if not zero and not 0 < value <= 1:
         raise ImproperlyConfigured(f"{name}={raw!r} must be above 0 and at most 1 (0.02 is 2%).")
     return value
 
@@ -273,6 +277,11 @@ AICMO_AUTOPAUSE_CHECK_SECONDS = _int("AICMO_AUTOPAUSE_CHECK_SECONDS", 30, minimu
 # command still works), and how long a server may take to answer before the poll gives up.
 AICMO_IMAP_POLL_MINUTES = _int("AICMO_IMAP_POLL_MINUTES", 5)
 AICMO_IMAP_TIMEOUT = _int("AICMO_IMAP_TIMEOUT", 20, minimum=1)
+# Narrative memory (outreach.narrative): the share of emails whose variant is drawn at random
+# (so every variant keeps some traffic), and the seed of every variant draw (with the message's
+# idempotency key: the same seed and figures give the same choice again).
+AICMO_NARRATIVE_EXPLORATION = _fraction("AICMO_NARRATIVE_EXPLORATION", 0.1, zero=True)
+AICMO_NARRATIVE_SEED = os.environ.get("AICMO_NARRATIVE_SEED", "").strip() or "aicmo"
 # A worker heartbeat older than this is reported stale by preflight and /healthz.
 AICMO_HEARTBEAT_MAX_AGE = _int("AICMO_HEARTBEAT_MAX_AGE", 300, minimum=10)
 # Render logs (template version, recipient ref, outcome) are purged after this many days.

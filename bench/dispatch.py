@@ -4,7 +4,8 @@
         [--live-messages 20000] [--batch 200] [--skip-live] [--json]
         [--database-url postgres://postgres@127.0.0.1:5432/aicmo_bench_dispatch]
     .venv/bin/python bench/dispatch.py --crash [--messages 100000] [--kills 50]
-    .venv/bin/python bench/dispatch.py --phases [--messages 5000]
+    .venv/bin/python bench/dispatch.py --phases [--messages 5000] [--variants 3]
+    .venv/bin/python bench/dispatch.py --queries [--variants 3]
     .venv/bin/python bench/dispatch.py --enrol [--messages 100000]
 
 Builds MESSAGES due first-step emails (leads, enrolments and messages with INSERT ... SELECT,
@@ -31,7 +32,9 @@ recipient twice), lost messages (not settled, or sent without its .eml) and cap 
 must be 0.
 
 `--phases`: one pass over MESSAGES in this process with each step of the tick timed; prints
-milliseconds per message by step (where the time goes). `--enrol`: MESSAGES leads new to the
+milliseconds per message by step (where the time goes) and this process's CPU time per message. `--variants N` gives the first step a
+pool of N templates (narrative variants; default 1), whose narrative memory starts empty in
+each run. `--queries`: the queries per batch only. `--enrol`: MESSAGES leads new to the
 running campaign enrolled by `campaign_enrol` (routing, enrolments, first steps), against the
 same rows written by a plain INSERT ... SELECT in the same run.
 """
@@ -168,6 +171,38 @@ def fixtures():
     return campaign
 
 
+def variants_set(campaign, n: int) -> None:
+    """The first step's pool: its first template and n - 1 more, each its own narrative angle
+    and variant label (made once, kept between runs)."""
+    from templating.models import MessageTemplate
+    from templating.services import template_save
+
+    step = campaign.sequences.get().steps.get(position=1)
+    first = MessageTemplate.objects.get(campaign=campaign, slug="step-1")
+    pool = [first]
+    for k in range(2, n + 1):
+        template = MessageTemplate.objects.filter(campaign=campaign, slug=f"step-1-v{k}").first()
+        pool.append(
+            template
+            or template_save(
+                template=MessageTemplate(
+                    venture=campaign.venture, campaign=campaign, name=f"Step 1 variant {k}",
+                    slug=f"step-1-v{k}", subject=f"Question {k}, {{{{ first_name }}}}",
+                    body_text=BODY, narrative_angle=f"angle {k}", variant_label=chr(64 + k),
+                ),
+                actor="bench",
+            )
+        )  # fmt: skip
+    step.templates.set(pool)
+
+
+def narrative_memory() -> bool:
+    """Whether the code under test has narrative memory (the same script measures before it)."""
+    from django.db import connection
+
+    return "outreach_narrativestat" in connection.introspection.table_names()
+
+
 LEADS_SQL = """
 INSERT INTO leads_lead (
     campaign_id, venture_id, status, email, email_key, identity_hash, first_name, last_name,
@@ -257,18 +292,30 @@ def build(campaign, n: int) -> None:
             )
             cursor.execute("DELETE FROM outreach_enrollment WHERE campaign_id = %s", [campaign.pk])
             cursor.execute("DELETE FROM leads_lead WHERE campaign_id = %s", [campaign.pk])
-            for sql in (LEADS_SQL, ENROL_SQL, MESSAGES_SQL):
+            messages_sql = MESSAGES_SQL
+            if narrative_memory():
+                messages_sql = messages_sql.replace(
+                    "reserved, created_at", "reserved, narrative_choice, created_at"
+                ).replace("'[]'::jsonb, now()", "'[]'::jsonb, '{}'::jsonb, now()")
+            for sql in (LEADS_SQL, ENROL_SQL, messages_sql):
                 cursor.execute(sql, params)
         print(f"built {n:,} due messages in {time.perf_counter() - started:.1f} s", flush=True)
     reset(params)
     campaign.params = params
 
 
+NARRATIVE_RESET_SQL = [
+    "DELETE FROM outreach_narrativestat",
+    """UPDATE outreach_outboundmessage SET narrative_choice = '{}'::jsonb, segment_id = NULL
+        WHERE campaign_id = %(campaign)s""",
+]
+
+
 def reset(params: dict) -> None:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        for sql in RESET_SQL:
+        for sql in RESET_SQL + (NARRATIVE_RESET_SQL if narrative_memory() else []):
             cursor.execute(sql, params)
     vacuum()
 
@@ -407,8 +454,10 @@ def queries_per_batch(campaign) -> dict[int, int]:
 PHASES = [
     ("outreach.dispatch", "", ["_claim", "_load", "_decide", "_settle_decisions", "_admit",
                                "_deliver", "_lock_rules", "_suppressed", "_save_decisions",
-                               "lead_recipient", "version_render", "plan_next_steps"]),
+                               "lead_recipient", "version_render", "plan_next_steps",
+                               "stable_pick", "narrative_sends_record"]),
     ("outreach.dispatch", "Renderer", ["render"]),
+    ("outreach.narrative", "NarrativeBoard", ["load", "pick"]),
     ("outreach.dispatch", "Outcomes", ["record"]),
     ("outreach.sending", "ProofBackend", ["send"]),
     ("outreach.sending", "", ["build_email"]),
@@ -439,17 +488,26 @@ def phases(campaign, n: int) -> dict:
         setattr(owner, name, wrapper)
 
     for module, cls, names in PHASES:
-        owner = importlib.import_module(module)
+        try:
+            owner = importlib.import_module(module)
+        except ImportError:  # code from before that module
+            continue
         owner = getattr(owner, cls) if cls else owner
         for name in names:
-            timed(owner, name, f"{cls}.{name}" if cls else name)
+            if hasattr(owner, name):
+                timed(owner, name, f"{cls}.{name}" if cls else name)
     reset(campaign.params)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     run = dispatch.tick(worker="bench-phases")
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert run.counts == {"sent": n}, run.counts
     per_message = {label: round(seconds * 1000 / n, 3) for label, seconds in spent.most_common()}
-    return {"decisions_per_s": round(n / elapsed), "ms_per_message": per_message}
+    return {
+        "decisions_per_s": round(n / elapsed),
+        # This process's CPU time (not the database's): steadier than wall time on a busy machine.
+        "cpu_ms_per_message": round(cpu * 1000 / n, 3),
+        "ms_per_message": per_message,
+    }
 
 
 def enrol_run(campaign, n: int) -> dict:
@@ -640,6 +698,10 @@ def main() -> int:
         "--phases", action="store_true", help="Time each step of one pass, in this process."
     )
     parser.add_argument("--enrol", action="store_true", help="Time enrolling MESSAGES leads.")
+    parser.add_argument("--queries", action="store_true", help="Only the queries per batch.")
+    parser.add_argument(
+        "--variants", type=int, default=1, help="Templates in the first step's pool (default 1)."
+    )
     args = parser.parse_args()
 
     create_database(args.database_url)
@@ -649,12 +711,16 @@ def main() -> int:
 
     call_command("migrate", verbosity=0, interactive=False)
     campaign = fixtures()
+    variants_set(campaign, args.variants)
     build(campaign, args.messages)
     if args.enrol:
         print(json.dumps(enrol_run(campaign, args.messages), indent=2))
         return 0
     if args.phases:
         print(json.dumps(phases(campaign, args.messages), indent=2))
+        return 0
+    if args.queries:
+        print(json.dumps(queries_per_batch(campaign), indent=2))
         return 0
     if args.crash:
         result = crash_run(campaign, args.messages, args.kills, args.database_url)

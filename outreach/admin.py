@@ -1,6 +1,6 @@
-"""The outbox in the console: mailboxes, sequences and routing, every outbound message, the
-manual task queue, `unknown` messages to settle, dispatch runs, and the campaign page's
-outbox panel.
+"""The outbox in the console: mailboxes, sequences and routing, every outbound message (with
+the variant it uses and why), the manual task queue, `unknown` messages to settle, dispatch
+runs, the narrative memory's standings, and the campaign page's outbox panel.
 
 Built on `ventures.admin_toolkit`: every list is scoped to the user's ventures; messages,
 runs and decisions are records (read-only); the only writes on a message are the operations
@@ -28,6 +28,7 @@ from outreach.models import (
     Mailbox,
     ManualTask,
     MessageState,
+    NarrativeStat,
     ObjectionRule,
     OutboundMessage,
     RoutingRule,
@@ -35,9 +36,12 @@ from outreach.models import (
     Sentiment,
     Sequence,
     SequenceStep,
+    arm_label,
 )
+from outreach.selectors import narrative_standings, rate_text
 from outreach.services import manual_task_settle, unknown_message_settle
 from outreach.sla import NO_OWNER, reply_handled, reply_sla_state, waiting_replies
+from templating.models import MessageTemplate
 from ventures.admin_toolkit import (
     AuditedAdmin,
     CampaignFilter,
@@ -330,8 +334,9 @@ class MessageAdminBase(ReadOnlyMixin, OperationsAdmin):
     sortable_by = ()
     fields = (
         "recipient", "campaign", "step", "kind", "state", "reason_code", "reason", "due_at",
-        "attempts", "mailbox", "template_version", "subject", "body_text", "message_id",
-        "esp_message_id", "in_reply_to", "sent_at", "settled_at", "settled_by", "run",
+        "attempts", "mailbox", "template_version", "variant_choice", "subject", "body_text",
+        "message_id", "esp_message_id", "in_reply_to", "sent_at", "settled_at", "settled_by",
+        "run",
     )  # fmt: skip
     readonly_fields = fields
     actions = (
@@ -359,6 +364,62 @@ class MessageAdminBase(ReadOnlyMixin, OperationsAdmin):
     @admin.display(description="step")
     def step_label(self, obj: OutboundMessage) -> str:
         return f"#{obj.step.position} {obj.get_kind_display()}"
+
+    @admin.display(description="variant chosen, and why")
+    def variant_choice(self, obj: OutboundMessage) -> str:
+        return variant_choice_html(obj)
+
+
+CHOICE_METHODS = {
+    "thompson": "Thompson sampling: one draw from each variant's Beta posterior of its "
+    "positive-reply rate; the highest draw won.",
+    "explore": "Exploration: picked at random (the roll {roll:.3f} fell below the exploration "
+    "floor of {exploration:.0%}), so that every variant keeps some traffic.",
+    "single": "The step's only variant: no draw needed.",
+}
+
+
+def variant_choice_html(message: OutboundMessage) -> str:
+    """The stored choice (`outreach.narrative`) as a table: each variant's figures, posterior
+    mean and draw at decision time, the chosen one marked, and the seed to replay it with."""
+    choice = message.narrative_choice
+    if not choice:
+        return (
+            "No choice recorded (a manual step, not composed yet, or composed before "
+            "narrative memory)."
+        )
+    arms = choice.get("arms", [])
+    names = dict(
+        MessageTemplate.objects.filter(pk__in=[a["template"] for a in arms]).values_list(
+            "pk", "name"
+        )
+    )
+    rows = format_html_join(
+        "", '<tr class="{}"><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
+        (("chosen" if a["template"] == choice["chosen"] else "",
+          "✓ " if a["template"] == choice["chosen"] else "", arm_label(a["angle"], a["variant"]),
+          names.get(a["template"], f"template #{a['template']}"), a.get("sends", "-"),
+          a.get("positive", "-"), f"{a['mean']:.2%}" if "mean" in a else "-",
+          f"{a['draw']:.4f}" if "draw" in a else "-") for a in arms),
+    )  # fmt: skip
+    method = CHOICE_METHODS.get(choice.get("method"), choice.get("method", ""))
+    seed = (
+        format_html(
+            " Seed <code>{}</code>, prior Beta({}, {}); the same seed and figures give the same "
+            "choice.", choice["seed"], *choice.get("prior", (1, 1)),
+        )
+        if choice.get("seed") else ""
+    )  # fmt: skip
+    segment = message.segment.name if message.segment_id else "(no segment)"
+    return format_html(
+        '<p class="narrative-method">{}{}</p><table class="narrative-choice"><thead><tr>'
+        "<th>Variant (angle · label)</th><th>Template</th><th>Sends</th><th>Positive replies</th>"
+        "<th>Posterior mean</th><th>Draw</th></tr></thead><tbody>{}</tbody></table><p>{}</p>",
+        method.format(roll=choice.get("roll", 0), exploration=choice.get("exploration", 0)),
+        seed, rows,
+        f"Counted in the segment {segment}." if choice.get("method") == "single"
+        else f"Figures of the segment {segment} at decision time.",
+    )  # fmt: skip
 
 
 @admin.register(OutboundMessage)
@@ -569,6 +630,43 @@ class ObjectionRuleAdmin(AuditedAdmin):
     list_display_links = ("pattern",)
     list_filter = ("category", "is_active")
     ordering = ("priority", "id")
+
+
+@admin.register(NarrativeStat)
+class NarrativeStatAdmin(ReadOnlyMixin, ScopedAdmin):
+    """Narrative memory: above the list, per venture and ICP segment, which narrative is
+    winning and how sure that is; the list holds every arm's figures. Figures only move with
+    sends and feedback (or `manage.py narrative rebuild`), never by hand."""
+
+    change_list_template = "admin/outreach/narrativestat/change_list.html"
+    list_display = (
+        "venture", "segment_name", "arm", "sends", "deliveries", "replies", "positive_replies",
+        "objections", "rate",
+    )  # fmt: skip
+    list_filter = (VentureFilter,)
+    list_select_related = ("venture", "segment")
+    sortable_by = ()
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {"title": "Narrative memory", **(extra_context or {})}
+        response = super().changelist_view(request, extra_context)
+        context = getattr(response, "context_data", None)
+        if context is not None and "cl" in context:
+            # The whole filtered list (the venture filter keeps segments whole), not one page.
+            context["standings"] = narrative_standings(context["cl"].queryset)
+        return response
+
+    @admin.display(description="segment")
+    def segment_name(self, obj: NarrativeStat) -> str:
+        return obj.segment.name if obj.segment_id else "No segment"
+
+    @admin.display(description="narrative (angle · variant)")
+    def arm(self, obj: NarrativeStat) -> str:
+        return obj.arm_label
+
+    @admin.display(description="positive rate (95% interval)")
+    def rate(self, obj: NarrativeStat) -> str:
+        return rate_text(obj.positive_replies, obj.sends)
 
 
 @admin.register(AutoPause)

@@ -10,7 +10,8 @@ twice, stall, die at any line) nothing is sent twice and nothing is lost:
 2. **Decide and admit.** The guardrails, in order: kill switches (global, venture, campaign),
    campaign running, send window in the lead's time zone (else the campaign's), DNC,
    suppression (email, domain, identity), unsubscribed, replied/bounced/complained, the
-   sequence still active, the template renders with no guardrail hit. A temporary failure
+   sequence still active, the template renders with no guardrail hit (an email's variant
+   chosen by the narrative memory, `outreach.narrative`, from figures read once per batch). A temporary failure
    defers (window: to its next opening); a permanent one blocks with its reason. Emails that
    pass take a slot of every daily cap (global, venture, campaign with its warm-up, mailbox
    with its warm-up, recipient domain) under the `SendLedger` rows' locks, and are paced
@@ -23,7 +24,7 @@ twice, stall, die at any line) nothing is sent twice and nothing is lost:
    nothing is handed over after it commits) and share locks of its leads (which an
    unsubscribe or suppression updates), then re-reads the switches, statuses, mailboxes and
    the leads' consent, status and suppression; then hands each message to the backend and
-   records the outcome. A worker that dies here leaves `sending` rows: recovery makes them
+   records the outcome (the sends counted in their narrative arms in the same transaction). A worker that dies here leaves `sending` rows: recovery makes them
    `unknown`, never re-sends them. `claimed` rows of a dead worker were never handed over and
    go back to the queue.
 """
@@ -62,6 +63,7 @@ from outreach.models import (
     SendLedger,
     SequenceStep,
 )
+from outreach.narrative import NarrativeBoard, narrative_sends_record, variant_pool
 from outreach.sending import (
     FAILED,
     RETRY,
@@ -264,22 +266,32 @@ def _lead_block(
 
 
 class Renderer:
-    """Renders messages of a batch (template versions read once per template)."""
+    """Renders messages of a batch (template versions read once per template); an email's
+    variant is chosen by the narrative memory (`outreach.narrative`), whose figures the
+    board read once for the batch."""
 
-    def __init__(self) -> None:
+    def __init__(self, messages: list[OutboundMessage]) -> None:
+        # Each step's pool once per batch: the batch's messages share their step objects.
+        steps = {m.step_id: m.step for m in messages}
+        self.pools = {pk: variant_pool(step) for pk, step in steps.items()}
+        self.board = NarrativeBoard.load(messages, self.pools)
         self.versions: dict[int, object] = {}
         self.logs: list = []  # RenderLog rows, saved in one insert per batch
 
     def render(self, message: OutboundMessage) -> Decision | None:
         step = message.step
-        pool = sorted(step.templates.all(), key=lambda t: t.pk)
-        pool = [t for t in pool if t.is_active] or pool
+        pool = self.pools[step.pk]
         if not pool:
             return Decision(
                 message, MessageState.BLOCKED, "no_template", "the step has no template"
             )
         lead, campaign = message.lead, message.campaign
-        template = stable_pick(pool, seed=f"{lead.identity_hash or lead.pk}:{step.pk}")
+        message.segment_id = lead.segment_id
+        if step.is_manual:
+            template = stable_pick(pool, seed=f"{lead.identity_hash or lead.pk}:{step.pk}")
+            message.narrative_choice = {}
+        else:
+            template, message.narrative_choice = self.board.pick(message, pool)
         if template.pk not in self.versions:
             self.versions[template.pk] = template_current_version(template, actor=ACTOR)
         version = self.versions[template.pk]
@@ -319,7 +331,7 @@ class Renderer:
 def _decide(state: RunState, messages: list[OutboundMessage], global_reason) -> list[Decision]:
     now = timezone.now()
     suppressed = _suppressed(messages)
-    renderer = Renderer()
+    renderer = Renderer(messages)
     decisions: list[Decision] = []
     for m in messages:
         campaign, lead = m.campaign, m.lead
@@ -536,7 +548,10 @@ def _message_id_domain(m: OutboundMessage) -> str:
 
 
 # The columns a decision writes: what was (or would be) sent, and the claim's end.
-CONTENT = ["template_id", "template_version_id", "subject", "body_text", "body_html", "in_reply_to"]
+CONTENT = [
+    "template_id", "template_version_id", "subject", "body_text", "body_html", "in_reply_to",
+    "segment_id", "narrative_choice",
+]  # fmt: skip
 STATE = ["state", "reason_code", "reason", "due_at", "lease_token", "lease_until", "updated_at"]
 SENT_FIELDS = [
     "state", "sent_at", "esp_message_id", "reason_code", "reason", "lease_token", "lease_until",
@@ -579,7 +594,7 @@ def _settle_decisions(state: RunState, decisions: list[Decision]) -> list[Outbou
             if d.outcome in (MessageState.SENDING, MessageState.TASK_OPEN):
                 content = (
                     m.template_id, m.template_version_id, m.subject, m.body_text, m.body_html,
-                    m.in_reply_to,
+                    m.in_reply_to, m.segment_id, m.narrative_choice,
                 )  # fmt: skip
                 rendered.append((m.pk, *row, now, *sent, *content))
             else:
@@ -785,6 +800,9 @@ class Outcomes:
             if m.pk in lost:
                 _note(state, m, MessageState.UNKNOWN, "unknown", detail)
         _hard_bounces([b for b in self.bounced if b[0].pk in back])
+        # Last: concurrent batches counting into the same arms wait for each other's commit
+        # from here on, so the shorter the rest of the transaction, the less they wait.
+        narrative_sends_record(messages=sent)
 
     @staticmethod
     def _threads(sent: list[OutboundMessage]) -> None:

@@ -55,6 +55,7 @@ from outreach.models import (
     OutboundMessage,
     Sentiment,
 )
+from outreach.narrative import narrative_feedback_record
 from outreach.services import leads_bounced, sequences_stop, unknown_message_settle
 from ventures.sql import rows_insert
 
@@ -227,6 +228,7 @@ def _record_batch(incomings: list[Incoming]) -> tuple[list, dict[int, FeedbackEv
     _match_many(new)
     alarms = _apply_many(new)
     _insert([event for _, event in new])
+    narrative_feedback_record(events=[event for _, event in new])
     return results, alarms
 
 

@@ -342,6 +342,19 @@ class OutboundMessage(models.Model):
     lease_until = models.DateTimeField(null=True, blank=True)
     # The cap slots this message holds ("scope:key:day" names), released if it is not sent.
     reserved = models.JSONField(default=list, blank=True)
+    # Narrative memory (`outreach.narrative`): the lead's ICP segment when the email was
+    # composed, where its figures count whatever segment the lead moves to later, and which
+    # variant of the step's pool was chosen and why (method, seed, posterior means, draws).
+    # No index: only deleting a segment looks messages up by it.
+    segment = models.ForeignKey(
+        IcpSegment,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
+    )
+    narrative_choice = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -581,6 +594,61 @@ class FeedbackEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} from {self.source} ({self.recipient or 'no recipient'})"
+
+
+class NarrativeStat(models.Model):
+    """The narrative memory of one arm: what emails of one narrative angle and variant did in
+    one venture and ICP segment (none: leads in no segment). Counted per message, each once
+    (a second delivery report or reply changes nothing; a reply read again moves it between
+    positive and objection), updated by atomic increments as sends and feedback are recorded,
+    and rebuildable from the messages and events (`outreach.narrative`)."""
+
+    venture = models.ForeignKey(Venture, on_delete=models.CASCADE, related_name="narrative_stats")
+    segment = models.ForeignKey(
+        IcpSegment,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="narrative_stats",
+    )
+    narrative_angle = models.CharField(max_length=200, blank=True)
+    variant_label = models.CharField(max_length=50, blank=True)
+    sends = models.PositiveIntegerField(default=0)
+    deliveries = models.PositiveIntegerField(default=0)
+    replies = models.PositiveIntegerField(default=0)
+    positive_replies = models.PositiveIntegerField(default=0)
+    objections = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "narrative"
+        ordering = ["venture_id", "segment_id", "narrative_angle", "variant_label"]
+        constraints = [
+            # Two partial constraints because NULLs are distinct in a unique index: without the
+            # second, "no segment" could hold the same arm twice.
+            models.UniqueConstraint(
+                fields=["venture", "segment", "narrative_angle", "variant_label"],
+                condition=Q(segment__isnull=False),
+                name="narrative_arm_once",
+            ),
+            models.UniqueConstraint(
+                fields=["venture", "narrative_angle", "variant_label"],
+                condition=Q(segment__isnull=True),
+                name="narrative_arm_once_unsegmented",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.narrative_angle or 'no angle'} [{self.variant_label or '-'}]"
+
+    @property
+    def arm_label(self) -> str:
+        return arm_label(self.narrative_angle, self.variant_label)
+
+
+def arm_label(angle: str, variant: str) -> str:
+    """How the console names an arm: "cost of reporting · A"."""
+    return " · ".join(part for part in (angle, variant) if part) or "(no angle or variant)"
 
 
 class AutoPause(models.Model):

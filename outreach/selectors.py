@@ -1,22 +1,25 @@
-"""Reads of the outbox that reports and commands share: where a campaign's leads are, and what
-a dispatch run held back and why."""
+"""Reads of the outbox that reports and commands share: where a campaign's leads are, what a
+dispatch run held back and why, and which narrative is winning in each segment."""
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Count, Min
+from django.db.models import Count, Min, QuerySet
 
 from outreach.models import (
     DUE_STATES,
     DispatchDecision,
     DispatchRun,
     MessageState,
+    NarrativeStat,
     OutboundMessage,
     Sequence,
 )
-from ventures.models import Campaign
+from outreach.narrative import how_sure, probability_best, rate_interval
+from ventures.models import Campaign, IcpSegment, Venture
 
 
 def campaign_outbox(campaign: Campaign) -> dict[str, Any]:
@@ -80,3 +83,98 @@ def objection_counts(campaign: Campaign) -> list[dict[str, Any]]:
         }
         for row in rows
     ]
+
+
+@dataclass
+class ArmStanding:
+    """One arm of a segment in the console: its figures, rate and chance of being best."""
+
+    stat: NarrativeStat
+    p_best: float
+    winner: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.stat.arm_label
+
+    @property
+    def rate(self) -> float:
+        return self.stat.positive_replies / self.stat.sends if self.stat.sends else 0.0
+
+    @property
+    def rate_text(self) -> str:
+        return rate_text(self.stat.positive_replies, self.stat.sends)
+
+    @property
+    def p_best_text(self) -> str:
+        """A percentage; Monte Carlo never rules a variant out for sure, so not "0%"."""
+        if self.p_best > 0.995:
+            return ">99%"
+        return "<1%" if self.p_best < 0.005 else f"{self.p_best:.0%}"
+
+
+def rate_text(positives: int, sends: int) -> str:
+    """A positive-reply rate with its 95% interval, e.g. "4.1% (2.3 to 6.9%)" with a dash."""
+    if not sends:
+        return "no sends yet"
+    low, high = rate_interval(positives, sends)
+    return f"{positives / sends:.1%} ({low:.1%}–{high:.1%})"
+
+
+@dataclass
+class SegmentStanding:
+    """The arms of one venture and ICP segment, best first, and how sure the leader is."""
+
+    venture: Venture
+    segment: IcpSegment | None
+    arms: list[ArmStanding] = field(default_factory=list)
+
+    @property
+    def segment_name(self) -> str:
+        return self.segment.name if self.segment is not None else "No segment"
+
+    @property
+    def positives(self) -> int:
+        return sum(a.stat.positive_replies for a in self.arms)
+
+    @property
+    def sends(self) -> int:
+        return sum(a.stat.sends for a in self.arms)
+
+    @property
+    def leader(self) -> ArmStanding | None:
+        return self.arms[0] if self.arms and self.positives else None
+
+    @property
+    def verdict(self) -> str:
+        """ "cost of reporting · A leads: clear winner (97% chance it is the best)"."""
+        leader = self.leader
+        if leader is None:
+            return f"Too early to tell: no positive replies yet ({self.sends} sent)."
+        words = how_sure(leader.p_best, positives=self.positives)
+        return f"{leader.label} leads: {words} ({leader.p_best_text} chance it is the best)."
+
+
+def narrative_standings(stats: QuerySet[NarrativeStat]) -> list[SegmentStanding]:
+    """The arms of `stats` (whole segments: filter by venture or segment only) grouped by
+    venture and ICP segment, each group best first by its chance of being the best
+    (`outreach.narrative.probability_best`); the leader is marked once a positive reply is in."""
+    groups: dict[tuple, SegmentStanding] = {}
+    rows = stats.select_related("venture", "segment").order_by(
+        "venture__name", "venture_id", "segment__priority", "segment__name", "segment_id",
+        "narrative_angle", "variant_label",
+    )  # fmt: skip
+    for stat in rows:
+        key = (stat.venture_id, stat.segment_id)
+        if key not in groups:
+            groups[key] = SegmentStanding(venture=stat.venture, segment=stat.segment)
+        groups[key].arms.append(ArmStanding(stat=stat, p_best=0.0))
+    for group in groups.values():
+        chances = probability_best([(a.stat.sends, a.stat.positive_replies) for a in group.arms])
+        for arm, chance in zip(group.arms, chances, strict=True):
+            arm.p_best = chance
+        group.arms.sort(key=lambda a: (-a.p_best, -a.rate, a.label))
+        if group.leader is not None:
+            group.leader.winner = True
+    # Segments without one (None) last in their venture.
+    return sorted(groups.values(), key=lambda g: (g.venture.name, g.venture.pk, g.segment is None))

@@ -9,6 +9,7 @@ from django.utils import timezone
 from leads.models import Lead, LeadStatus
 from outreach.enrollment import plan_next_steps
 from outreach.models import DUE_STATES, Enrollment, EnrollmentState, MessageState, OutboundMessage
+from outreach.narrative import narrative_sends_record
 from ventures.models import Venture
 from ventures.services import Actor, DomainError, actor_label, audit_record
 
@@ -61,6 +62,7 @@ def unknown_message_settle(
             reason=locked.reason,
         )
         if sent:
+            narrative_sends_record(messages=[locked])
             plan_next_steps(messages=[locked], after=now)
     return locked
 

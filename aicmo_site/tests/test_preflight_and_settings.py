@@ -193,6 +193,16 @@ def test_preflight_command_reports_an_unreachable_database():
             "aicmo.example.com",
             "AICMO_SITE_URL='aicmo.example.com' must be an absolute",
         ),
+        (
+            "AICMO_NARRATIVE_EXPLORATION",
+            "1",
+            "AICMO_NARRATIVE_EXPLORATION='1' must be at least 0 and below 1",
+        ),
+        (
+            "AICMO_NARRATIVE_EXPLORATION",
+            "some",
+            "AICMO_NARRATIVE_EXPLORATION='some' is not a number",
+        ),
         ("DATABASE_URL", "mysql://u@h/db", "DATABASE_URL uses django.db.backends.mysql"),
         ("EMAIL_URL", "anymail://", "EMAIL_URL='anymail://': expected anymail://<esp name>"),
     ],

@@ -69,6 +69,37 @@ def first_emails_sent(count: int, *, esp_id: str = "") -> list:
     return messages
 
 
+VARIANTS = (("cost of manual reporting", "A"), ("hours saved", "B"), ("peer proof", "C"))
+
+
+def variant_sequence(campaign, variants=VARIANTS) -> list:
+    """The campaign's default sequence: one email step whose pool has a template per variant
+    (narrative angle, variant label); returns the templates."""
+    sequence = Sequence.objects.create(campaign=campaign, slug="main", name="Main", is_default=True)
+    step = SequenceStep.objects.create(sequence=sequence, position=1, kind=StepKind.EMAIL)
+    templates = [
+        MessageTemplateFactory(
+            campaign=campaign, name=f"Opener {label}", narrative_angle=angle, variant_label=label
+        )
+        for angle, label in variants
+    ]
+    step.templates.add(*templates)
+    return templates
+
+
+def narrative_stats() -> dict[tuple, tuple]:
+    """Every narrative arm's counters: (venture, segment, angle, variant) -> (sends,
+    deliveries, replies, positive replies, objections)."""
+    from outreach.models import NarrativeStat
+
+    return {
+        (s.venture_id, s.segment_id, s.narrative_angle, s.variant_label): (
+            s.sends, s.deliveries, s.replies, s.positive_replies, s.objections,
+        )
+        for s in NarrativeStat.objects.all()
+    }  # fmt: skip
+
+
 def midday_zone() -> str:
     """A time zone where it is now well inside the day, so an all-day window is open (for
     tests whose real processes run at the real time)."""

@@ -7,6 +7,7 @@ import pytest
 from django.db import DataError, connection
 from django.test.utils import CaptureQueriesContext
 
+from outreach.enrollment import campaign_enrol
 from outreach.models import Enrollment, OutboundMessage, SendLedger
 from outreach.tests.outbox import running_campaign, two_step_sequence
 from tests.factories import LeadFactory
@@ -137,3 +138,29 @@ def test_rows_insert_sets_auto_now_columns_and_splits_big_inserts(monkeypatch):
         assert message.state == "scheduled" and message.attempts == 0 and message.reserved == []
         assert message.updated_at is not None and message.created_at is not None
         assert message.due_at == DAY_AT
+
+
+def test_json_columns_keep_each_rows_own_value_quotes_and_all():
+    campaign = running_campaign()
+    two_step_sequence(campaign)
+    LeadFactory.create_batch(3, campaign=campaign)
+    campaign_enrol(campaign=campaign)
+    messages = list(OutboundMessage.objects.order_by("id"))
+    values = [
+        {"method": "thompson", "arms": [{"angle": 'the "cost" angle', "draw": 0.25}]},
+        {"note": "Grüße, ☃ and a back\\slash", "n": None},
+        {},
+    ]
+    changed = rows_update(
+        OutboundMessage,
+        [
+            (m.pk, value, [f"slot|{i}"])
+            for i, (m, value) in enumerate(zip(messages, values, strict=True))
+        ],
+        fields=["narrative_choice", "reserved"],
+        returning=True,
+    )
+    assert sorted(changed) == [m.pk for m in messages]
+    for i, (m, value) in enumerate(zip(messages, values, strict=True)):
+        m.refresh_from_db()
+        assert (m.narrative_choice, m.reserved) == (value, [f"slot|{i}"])

@@ -11,8 +11,8 @@ twice, stall, die at any line) nothing is sent twice and nothing is lost:
    campaign running, send window in the lead's time zone (else the campaign's), DNC,
    suppression (email, domain, identity), unsubscribed, replied/bounced/complained, the
    sequence still active, the template renders with no guardrail hit (an email's variant
-   chosen by the narrative memory, `outreach.narrative`, from figures read once per batch). A temporary failure
-   defers (window: to its next opening); a permanent one blocks with its reason. Emails that
+   chosen by the narrative memory, `outreach.narrative`, from figures read once per batch).
+   A temporary failure defers (window: to its next opening); a permanent one blocks with its reason. Emails that
    pass take a slot of every daily cap (global, venture, campaign with its warm-up, mailbox
    with its warm-up, recipient domain) under the `SendLedger` rows' locks, and are paced
    (campaign: its window spread over its daily limit; mailbox: its gap plus jitter). Admitted
@@ -24,7 +24,8 @@ twice, stall, die at any line) nothing is sent twice and nothing is lost:
    nothing is handed over after it commits) and share locks of its leads (which an
    unsubscribe or suppression updates), then re-reads the switches, statuses, mailboxes and
    the leads' consent, status and suppression; then hands each message to the backend and
-   records the outcome (the sends counted in their narrative arms in the same transaction). A worker that dies here leaves `sending` rows: recovery makes them
+   records the outcome (the sends counted in their narrative arms in the same transaction).
+   A worker that dies here leaves `sending` rows: recovery makes them
    `unknown`, never re-sends them. `claimed` rows of a dead worker were never handed over and
    go back to the queue.
 """
@@ -904,17 +905,18 @@ def _health_checks(state: RunState) -> None:
     """Auto-pause what this run's sends show to be unhealthy (`outreach.health`)."""
     from outreach.health import health_check
 
-    for campaign_id in sorted(state.touched):
-        for pause in health_check(campaign_id):
-            state.counts["auto_paused"] += 1
-            logger.warning("Auto-paused: %s", pause)
+    _paused(state, [p for pk in sorted(state.touched) for p in health_check(pk)])
 
 
 def _health_catch_up(state: RunState, campaign: Campaign | None) -> None:
     """Before sending: the figures of campaigns with bounces or complaints not yet read."""
     from outreach.health import health_catch_up
 
-    for pause in health_catch_up(campaign=campaign):
+    _paused(state, health_catch_up(campaign=campaign))
+
+
+def _paused(state: RunState, pauses: list) -> None:
+    for pause in pauses:
         state.counts["auto_paused"] += 1
         logger.warning("Auto-paused: %s", pause)
 

@@ -44,6 +44,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from leads.models import Lead, LeadStatus, UnsubscribeSource
+from leads.suppression import suppression_add
 from outreach.health import health_check, health_check_soon
 from outreach.models import (
     DUE_STATES,
@@ -466,8 +467,6 @@ def _apply_many(new: list[tuple[Incoming, FeedbackEvent]]) -> dict[int, Feedback
             done = f"suppressed {address} in the venture; the lead bounced"
             event.effect = "; ".join(d for d in (event.effect, done) if d)[:500]
     for group in complaints.values():
-        from leads.suppression import suppression_add
-
         addresses = [lead.email or event.message.recipient for event, lead in group]
         suppression_add(
             values=[a for a in addresses if a], venture=group[0][1].venture,

@@ -420,7 +420,7 @@ class CampaignAdmin(OperationsAdmin):
             },
         ),
         (
-            "Sender, replies and value",
+            "Sender, replies, value and cost",
             {
                 "fields": (
                     "sender_name",
@@ -428,6 +428,8 @@ class CampaignAdmin(OperationsAdmin):
                     "reply_to",
                     "reply_sla_hours",
                     "value_per_positive_reply",
+                    "fixed_cost",
+                    "cost_per_email",
                 )
             },
         ),

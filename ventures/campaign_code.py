@@ -321,6 +321,8 @@ CAMPAIGN_KEYS: Schema = {
     "daily_send_limit": Key("daily_send_limit", "count"),
     "timezone": Key("timezone", "text"),
     "value_per_positive_reply": Key("value_per_positive_reply", "money"),
+    "fixed_cost": Key("fixed_cost", "money"),
+    "cost_per_email": Key("cost_per_email", "money"),
     "reply_sla_hours": Key("reply_sla_hours", "count"),
     "send_window": {
         "days": Key("send_days", "weekdays"),
@@ -1009,9 +1011,12 @@ class Upserter:
 
 def _same_spelling(current: Any, new: Any) -> Any:
     """Keep the stored text when the file's differs only in line endings: browsers submit the
-    admin's text areas with CRLF, and TOML reads every line break as LF."""
+    admin's text areas with CRLF, and TOML reads every line break as LF; and the stored amount
+    when the file's is the same number written with fewer decimals."""
     if isinstance(current, str) and isinstance(new, str) and current.replace("\r\n", "\n") == new:
         return current
+    if isinstance(current, Decimal) and isinstance(new, Decimal) and current == new:
+        return current  # 0.5 in the file is the 0.5000 stored: not a change
     return new
 
 

@@ -227,6 +227,24 @@ class Campaign(models.Model):
         decimal_places=2,
         default=Decimal("0"),
         validators=[MinValueValidator(Decimal("0"))],
+        help_text="Estimated value of one positive reply (a lead's own value estimate wins), "
+        "for the report's ROI proxy.",
+    )
+    # What the campaign costs, for the report's ROI proxy: what was paid whatever the volume
+    # (data, tools, the operator's time) and what each email sent costs (ESP, mailboxes).
+    fixed_cost = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="What the campaign costs whatever its volume: data, tools, time.",
+    )
+    cost_per_email = models.DecimalField(
+        max_digits=10,
+        decimal_places=4,
+        default=Decimal("0"),
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="What each email sent costs: ESP, mailboxes.",
     )
 
     reply_sla_hours = models.PositiveIntegerField(

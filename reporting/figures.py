@@ -9,8 +9,9 @@ always agree:
   delivered, opened, clicked, replied, auto-replied, bounced or complained when it has at least
   one such event, and replied positively when one of its replies reads positive.
 - Unsubscribed: the lead's status says so, or an `Unsubscribe` row names the lead.
-- Suppressed or do-not-contact: status suppressed or consent DNC; erased: status erased (and
-  not DNC); eligible: the rest.
+- Kept out: suppressed or do-not-contact (status suppressed or consent DNC) and never sent an
+  email; erased (status erased, not DNC) and never sent an email. Eligible: the rest, so a
+  lead suppressed after its first email (a complaint) still counts as eligible and sent.
 - Rates of the funnel and the attribution are per lead sent to (a lead with at least one email
   sent); step and narrative rates are per email sent, as narrative memory counts them.
 """
@@ -50,10 +51,10 @@ from ventures.models import AuditEvent, Campaign, IcpSegment
 # The lead funnel, in the report's order: (key, label).
 FUNNEL = (
     ("imported", "Imported"),
-    ("suppressed_dnc", "Suppressed or do-not-contact"),
-    ("erased", "Erased on request"),
-    ("eligible", "Eligible"),
     ("enrolled", "Enrolled in a sequence"),
+    ("suppressed_dnc", "Kept out: suppressed or do-not-contact"),
+    ("erased", "Kept out: erased on request"),
+    ("eligible", "Eligible"),
     ("sent", "Sent at least one email"),
     ("delivered", "Delivered"),
     ("opened", "Opened (unreliable)"),
@@ -306,8 +307,10 @@ def _lead_groups(campaign: Campaign) -> list[tuple[tuple, dict[str, Any]]]:
         SELECT l.source_channel, l.source_list, l.source_batch_id, l.utm_campaign, l.utm_content,
                l.segment_id,
                COUNT(*),
-               SUM(CASE WHEN l.status = 'suppressed' OR l.consent_status = 'dnc' THEN 1 ELSE 0 END),
-               SUM(CASE WHEN l.status = 'erased' AND l.consent_status <> 'dnc' THEN 1 ELSE 0 END),
+               SUM(CASE WHEN (l.status = 'suppressed' OR l.consent_status = 'dnc')
+                         AND COALESCE(m.sent, 0) = 0 THEN 1 ELSE 0 END),
+               SUM(CASE WHEN l.status = 'erased' AND l.consent_status <> 'dnc'
+                         AND COALESCE(m.sent, 0) = 0 THEN 1 ELSE 0 END),
                SUM(CASE WHEN en.lead_id IS NOT NULL THEN 1 ELSE 0 END),
                SUM(CASE WHEN m.sent > 0 THEN 1 ELSE 0 END),
                COALESCE(SUM(m.sent), 0),
@@ -493,7 +496,8 @@ def _messages(
 def _narratives(campaign: Campaign, segments: dict[int, str]) -> list[SegmentArms]:
     """Per segment, each narrative angle and variant this campaign's emails used: sends, replies,
     positive replies and objections (emails replied to), the 95% interval of the positive
-    rate and the probability that the arm is the segment's best."""
+    rate and the probability that the arm is the segment's best. Templates with neither an
+    angle nor a variant label (a plain follow-up) are no narrative and are left out."""
     q = connection.ops.quote_name
     msg, event, version = (
         OutboundMessage._meta.db_table, FeedbackEvent._meta.db_table, MessageTemplateVersion._meta.db_table
@@ -511,6 +515,7 @@ def _narratives(campaign: Campaign, segments: dict[int, str]) -> list[SegmentArm
             FROM {q(event)} WHERE kind = 'replied' AND message_id IS NOT NULL GROUP BY message_id
         ) r ON r.message_id = m.id
         WHERE m.campaign_id = %s AND m.state = 'sent' AND m.kind = 'email'
+          AND (v.narrative_angle <> '' OR v.variant_label <> '')
         GROUP BY m.segment_id, v.narrative_angle, v.variant_label
     """  # noqa: S608
     with connection.cursor() as cursor:
@@ -572,11 +577,7 @@ def _timeline(campaign: Campaign) -> list[Day]:
     )
     for day, n in sends:
         days.setdefault(day, Day(day)).sent = n
-    kinds = {
-        FeedbackKind.REPLIED: "replied",
-        FeedbackKind.BOUNCED: "bounced",
-        FeedbackKind.UNSUBSCRIBED: "unsubscribed",
-    }
+    kinds = {FeedbackKind.REPLIED: "replied", FeedbackKind.BOUNCED: "bounced"}
     events = (
         FeedbackEvent.objects.filter(lead__campaign=campaign, kind__in=list(kinds))
         .annotate(day=TruncDate(Coalesce("occurred_at", "received_at"), tzinfo=tz))
@@ -586,6 +587,17 @@ def _timeline(campaign: Campaign) -> list[Day]:
     )
     for day, kind, n in events:
         setattr(days.setdefault(day, Day(day)), kinds[kind], n)
+    # Unsubscribes by when the person asked (a page, a mail client, an ESP report or an
+    # operator): each unsubscribed lead's rows, as the unsubscribe table counts them.
+    unsubscribes = (
+        Unsubscribe.objects.filter(lead__campaign=campaign)
+        .annotate(day=TruncDate("created_at", tzinfo=tz))
+        .order_by()
+        .values_list("day")
+        .annotate(n=Count("lead_id", distinct=True))
+    )
+    for day, n in unsubscribes:
+        days.setdefault(day, Day(day)).unsubscribed = n
     if not days:
         return []
     first, last = min(days), max(days)

@@ -105,7 +105,7 @@ def next_best_actions(report: Report) -> list[Action]:
             f"{report.finished_without_reply} leads finished the sequence without a reply."))  # fmt: skip
     for reason, n in report.blocked_by_reason[:3]:
         actions.append(Action(3, f"Look at messages blocked: {reason}",
-            f"{n} messages were blocked for {reason}; the outbox lists them with the full reason."))  # fmt: skip
+            f"{n} {'message was' if n == 1 else 'messages were'} blocked for {reason}; the outbox lists them with the full reason."))  # fmt: skip
     for step in report.steps:
         if (
             step.position > 1

@@ -406,6 +406,21 @@ def _attribution(
 # --- Messages and steps -------------------------------------------------------------------------
 
 
+# Where each message state counts: (the campaign's total, the step's column). A message being
+# claimed or handed over by a tick right now counts as in flight, and as waiting in its step.
+_STATE_COUNTS = {
+    MessageState.SENT: ("emails_sent", "sent"),
+    MessageState.SCHEDULED: ("scheduled", "scheduled"),
+    MessageState.DEFERRED: ("scheduled", "scheduled"),
+    MessageState.BLOCKED: ("blocked", "blocked"),
+    MessageState.FAILED: ("failed", "failed"),
+    MessageState.UNKNOWN: ("unknown", "unknown"),
+    MessageState.TASK_DONE: ("tasks_done", "sent"),
+    MessageState.TASK_SKIPPED: ("tasks_skipped", "skipped"),
+    MessageState.TASK_OPEN: ("tasks_open", "scheduled"),
+}
+
+
 def _messages(
     campaign: Campaign,
 ) -> tuple[dict[str, int], list[tuple[str, int]], list[StepFigures]]:
@@ -434,36 +449,12 @@ def _messages(
         .annotate(n=Count("pk"))
     )
     for step_id, state, reason_code, n in rows:
-        step = steps[step_id]
+        total, column = _STATE_COUNTS.get(state, ("in_flight", "scheduled"))
         totals["messages"] += n
-        if state == MessageState.SENT:
-            totals["emails_sent"] += n
-            step.sent += n
-        elif state in (MessageState.SCHEDULED, MessageState.DEFERRED):
-            totals["scheduled"] += n
-            step.scheduled += n
-        elif state == MessageState.BLOCKED:
-            totals["blocked"] += n
-            step.blocked += n
+        totals[total] += n
+        setattr(steps[step_id], column, getattr(steps[step_id], column) + n)
+        if state == MessageState.BLOCKED:
             blocked[reason_code or "unspecified"] += n
-        elif state == MessageState.FAILED:
-            totals["failed"] += n
-            step.failed += n
-        elif state == MessageState.UNKNOWN:
-            totals["unknown"] += n
-            step.unknown += n
-        elif state == MessageState.TASK_DONE:
-            totals["tasks_done"] += n
-            step.sent += n
-        elif state == MessageState.TASK_SKIPPED:
-            totals["tasks_skipped"] += n
-            step.skipped += n
-        elif state == MessageState.TASK_OPEN:
-            totals["tasks_open"] += n
-            step.scheduled += n
-        else:  # claimed or being handed over by a tick right now
-            totals["in_flight"] += n
-            step.scheduled += n
     events = (
         FeedbackEvent.objects.filter(message__campaign=campaign)
         .order_by()

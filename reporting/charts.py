@@ -30,6 +30,7 @@ import hashlib
 import io
 import re
 import textwrap
+import threading
 from collections.abc import Callable, Iterator, Sequence
 
 import matplotlib
@@ -71,6 +72,7 @@ NO_DATA = "No data yet"
 # Markers on a timeline only while there is room for them.
 MAX_MARKED_DAYS = 45
 
+_DRAWING = threading.Lock()
 _RC = {
     "svg.hashsalt": "aicmo-report",
     "svg.fonttype": "none",
@@ -101,7 +103,8 @@ def _house_style(chart: Callable[..., str]) -> Callable[..., str]:
 
     @functools.wraps(chart)
     def drawn(*args, **kwargs) -> str:
-        with rc_context(_RC):
+        # rcParams are global: one chart at a time, so threads of a server do not mix styles.
+        with _DRAWING, rc_context(_RC):
             return chart(*args, **kwargs)
 
     return drawn

@@ -249,6 +249,12 @@ def test_a_failing_callable_leaves_an_existing_bundle_untouched(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["bundle.zip", "message-1.eml"]
 
 
+def test_text_instead_of_bytes_is_refused(tmp_path):
+    with pytest.raises(BundleError, match=r"'report.md': give bytes, a pathlib.Path or a callable"):
+        write(tmp_path, files=[("report.md", "# Report")])
+    assert os.listdir(tmp_path) == []
+
+
 def test_an_unreadable_path_is_a_clear_error(tmp_path):
     with pytest.raises(BundleError, match=r"'proof/x.eml': cannot read .*missing.eml"):
         write(tmp_path, files=[("proof/x.eml", tmp_path / "missing.eml")])

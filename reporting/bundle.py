@@ -17,7 +17,8 @@ and says, in plain words, everything that does not match (`report verify BUNDLE.
   while every SHA-256 in the manifest, which is over the uncompressed files, does not).
 - **Nothing half-written.** The ZIP is written beside `path` under a temporary name and moved
   into place only when complete; a bad name, an unreadable file or a failing callable leaves
-  no file at all, and an existing bundle at `path` untouched.
+  no file at all, and an existing bundle at `path` untouched. The bundle is readable by its
+  owner only (mode 0600, as the temporary file is made): it holds leads' personal data.
 - **Names** are relative POSIX paths (`csv/leads.csv`): an absolute path, a `..` or `.` part, a
   backslash, an empty part, a duplicate or one of the manifest's own names is refused
   (`BundleError`) before anything is written for it.

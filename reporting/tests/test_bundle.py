@@ -162,6 +162,11 @@ def test_bundle_info_lists_what_was_written(tmp_path):
     assert [(f.name, f.size) for f in info.files][:2] == [("report.html", 30), ("report.md", 18)]
 
 
+def test_bundle_is_readable_by_its_owner_only(tmp_path):
+    info = write(tmp_path)
+    assert info.path.stat().st_mode & 0o777 == 0o600
+
+
 def test_same_inputs_give_a_byte_identical_zip(tmp_path):
     first = write(tmp_path, name="one.zip").path.read_bytes()
     second = write(tmp_path, name="two.zip").path.read_bytes()

@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv system-deps lint format test test-sqlite test-postgres postgres-up demo serve bench clean
+.PHONY: help venv system-deps system-deps-report lint format test test-sqlite test-postgres postgres-up demo serve bench clean
 
 help:
 	@echo "make demo   - set up, migrate and run the demo campaign end to end (proof mode)"
@@ -28,9 +28,28 @@ $(STAMP): requirements.txt
 
 venv: $(STAMP)
 
+# WeasyPrint (the PDF report) loads Debian's Pango and HarfBuzz libraries and lays text out in
+# DejaVu Sans; the demo writes a PDF, so it needs these and nothing more.
+REPORT_DEBS := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core
+# Installs the named Debian packages that are not installed yet (one apt-get for all of them).
+define apt_install_missing
+	@missing=$$(for p in $(1); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		echo "Installing Debian's" $$missing "for $(2)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+endef
+
+system-deps-report:
+	$(call apt_install_missing,$(REPORT_DEBS),the PDF report)
+
 # Debian's Chromium drives the admin in browser tests; nothing downloads a browser. Debian's
 # Dovecot is the IMAP server of the poller's tests (they start their own; no system service).
-system-deps:
+# Poppler's pdftoppm and pdftotext read the PDF report back in its tests.
+system-deps: system-deps-report
+	$(call apt_install_missing,poppler-utils,the PDF report's tests)
 	@command -v chromium >/dev/null 2>&1 || { \
 		echo "Installing Debian's chromium for the browser tests"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
@@ -64,7 +83,7 @@ test: lint
 	$(MAKE) test-sqlite
 	$(MAKE) test-postgres
 
-demo: venv
+demo: venv system-deps-report
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --no-input -v 0
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py demo
 

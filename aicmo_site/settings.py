@@ -446,5 +446,8 @@ LOGGING = {
         "aicmo": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         # It logs every detector it tries on every bounce at INFO.
         "flufl.bounce": {"level": "WARNING"},
+        # WeasyPrint logs each step of every PDF at INFO; fontTools each font it subsets.
+        "weasyprint": {"level": "WARNING"},
+        "fontTools": {"level": "WARNING"},
     },
 }

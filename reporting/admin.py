@@ -143,7 +143,7 @@ class ReportFileAdmin(ScopedAdmin):
             {
                 **self.admin_site.each_context(request),
                 **report_context(report),
-                "css": report_css(),
+                "css": report_css(document=False),
                 "title": f"Report: {campaign.name}",
                 "campaign": campaign,
                 "opts": self.model._meta,

@@ -406,6 +406,12 @@ def _attribution(
 # --- Messages and steps -------------------------------------------------------------------------
 
 
+_KIND_SHORT = {
+    StepKind.EMAIL: "email",
+    StepKind.LINKEDIN_CONNECT: "LinkedIn note",
+    StepKind.LINKEDIN_MESSAGE: "LinkedIn message",
+    StepKind.CALL: "call",
+}
 # Where each message state counts: (the campaign's total, the step's column). A message being
 # claimed or handed over by a tick right now counts as in flight, and as waiting in its step.
 _STATE_COUNTS = {
@@ -431,7 +437,7 @@ def _messages(
             sequence=s.sequence.slug,
             position=s.position,
             kind=s.kind,
-            label=f"{s.sequence.name} · step {s.position} ({s.get_kind_display().lower()})",
+            label=f"{s.sequence.slug} #{s.position} {_KIND_SHORT.get(s.kind, s.kind)}",
         )
         for s in SequenceStep.objects.filter(sequence__campaign=campaign)
         .select_related("sequence")
@@ -609,7 +615,7 @@ def _summary(campaign: Campaign) -> dict[str, Any]:
         "campaign": campaign.name,
         "slug": campaign.slug,
         "objective": campaign.objective,
-        "mode": campaign.get_mode_display(),
+        "mode": campaign.mode,
         "status": campaign.get_status_display(),
         "killed": campaign.kill_switch or venture.kill_switch,
         "created_at": campaign.created_at,

@@ -168,13 +168,15 @@ _PER_SENT = {"delivered", "opened", "clicked", "replied", "positive", "autorepli
              "complained", "unsubscribed"}  # fmt: skip
 
 
-def report_css() -> str:
-    """The report's own styles (layout, then print), inlined in every HTML document."""
-    return "\n".join(
-        (_STATIC / name).read_text(encoding="utf-8")
-        for name in ("report_base.css", "report.css")
-        if (_STATIC / name).exists()
-    )
+def report_css(*, document: bool = True) -> str:
+    """The report's styles: its own layout (scoped under .aicmo-report, so the admin page can
+    use it), then, for a document of its own, the print stylesheet (A4 pages, page numbers)."""
+    base = (_STATIC / "report_base.css").read_text(encoding="utf-8")
+    if not document:
+        return base
+    from reporting.pdf import print_stylesheet
+
+    return print_stylesheet() + "\n" + base
 
 
 def render_html(report: Report) -> str:

@@ -1,5 +1,15 @@
 """Campaign reports from the command line.
 
+`manage.py report generate C --format html|pdf|md|csv|zip [--out PATH] [--table T] [--json]`:
+writes campaign C's report (C a slug or id) in one format to PATH (default: a kept copy in
+AICMO_ARTIFACT_DIR/reports/<campaign>/, listed in the admin), atomically, and prints where,
+its size and SHA-256. `--format csv` writes one table: outcomes (per lead, the default),
+messages, events or audit. `zip` is the proof bundle: every format, the CSVs, the run
+artifacts and a manifest.
+
+`manage.py report due [--json]`: writes the daily reports whose hour has come (what the
+django-q2 schedule runs every 15 minutes), for a cron job instead of the cluster.
+
 `manage.py report verify BUNDLE.zip [--manifest-sha256 HEX] [--json]`: checks a proof bundle
 (`reporting.bundle`): every file the manifest lists is present, of its size and SHA-256, the
 manifest matches `manifest.sha256` (and the digest you were sent, when given), and nothing
@@ -12,14 +22,25 @@ in `ACTIONS`.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
 from reporting.bundle import bundle_verify
-from ventures.commands import ProjectCommand
+from reporting.pdf import ReportRenderError
+from reporting.services import (
+    CSV_TABLES,
+    EXTENSIONS,
+    ReportError,
+    report_file_path,
+    report_keep,
+    report_write,
+)
+from ventures.commands import ProjectCommand, current_user
+from ventures.selectors import campaign_get
 
-ACTIONS = ("verify",)
+ACTIONS = ("generate", "verify", "due")
 
 
 class Command(ProjectCommand):
@@ -44,6 +65,64 @@ class Command(ProjectCommand):
         # Accepted after the action too; SUPPRESS keeps a value given before the action.
         p.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
         return p
+
+    def add_generate(self, sub, parser: CommandParser) -> None:
+        p = self._subparser(sub, parser, "generate", "Write a campaign's report in one format.")
+        p.add_argument("campaign", metavar="C", help="The campaign's slug or id.")
+        p.add_argument("--format", required=True, choices=list(EXTENSIONS))
+        p.add_argument(
+            "--out",
+            metavar="PATH",
+            help="Where to write it (default: a kept copy in the artifact dir).",
+        )
+        p.add_argument(
+            "--table",
+            choices=CSV_TABLES,
+            default="outcomes",
+            help="The CSV to write (--format csv).",
+        )
+
+    def handle_generate(self, options: dict) -> None:
+        try:
+            campaign = campaign_get(options["campaign"])
+        except Exception as exc:  # DoesNotExist with its own message
+            raise CommandError(str(exc)) from None
+        fmt, table = options["format"], options["table"]
+        try:
+            if options["out"]:
+                written = report_write(campaign, fmt, Path(options["out"]), table=table)
+                path, size, digest, rows = written.path, written.size, written.sha256, written.rows
+            else:
+                if fmt == "csv":
+                    raise CommandError(
+                        "--format csv needs --out PATH (kept copies are whole reports)."
+                    )
+                kept = report_keep(campaign, fmt, actor=f"cli:{current_user()}")
+                path, size, digest, rows = report_file_path(kept), kept.size, kept.sha256, None
+        except ReportError as exc:
+            raise CommandError(str(exc)) from None
+        except ReportRenderError as exc:
+            raise CommandError(str(exc)) from None
+        what = f"{table} CSV ({rows} rows)" if fmt == "csv" else f"{fmt} report"
+        self.emit(
+            {"campaign": campaign.slug, "format": fmt, "table": table if fmt == "csv" else None,
+             "path": str(path), "size": size, "sha256": digest, "rows": rows},
+            f"Wrote the {what} of campaign {campaign.slug} to {path} "
+            f"({size:,} bytes, SHA-256 {digest}).",
+        )  # fmt: skip
+
+    def add_due(self, sub, parser: CommandParser) -> None:
+        self._subparser(sub, parser, "due", "Write the daily reports whose hour has come.")
+
+    def handle_due(self, options: dict) -> None:
+        from reporting.services import report_file_path as where
+        from reporting.services import reports_due
+
+        written = reports_due()
+        self.emit(
+            {"written": len(written), "paths": [str(where(r)) for r in written]},
+            f"Daily reports written: {len(written)}" + "".join(f"\n  {where(r)}" for r in written),
+        )
 
     def add_verify(self, sub, parser: CommandParser) -> None:
         p = self._subparser(

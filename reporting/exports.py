@@ -22,10 +22,22 @@ inside one the rows stream, and every query of the export reads the same snapsho
 one export at a time per thread (each holds its connection's transaction until it is done or
 closed).
 
-**Outcomes** (`report_semantics.md` fixes the columns and their definitions; the report's
-funnel counts the same way): one query, the campaign's leads LEFT JOINed to per-lead aggregates
-built set-wise by GROUP BY subqueries (messages by lead, events by lead, distinct blocked
-reason codes by lead, the latest `Unsubscribe` row by lead), never a query per lead.
+**Outcomes**: one row per lead of the campaign (every status, erased too), with the
+definitions the report's funnel uses, so the two reconcile:
+- emails_sent counts the lead's email messages in state sent, first_sent_at and last_sent_at
+  are their earliest and latest sent_at; tasks_done, tasks_skipped, blocked_messages and
+  unknown_messages count its messages in those states; blocked_reasons are the distinct
+  reason codes of its blocked messages, sorted, joined with "; ";
+- delivered, opened, clicked, replied, autoreplied, bounced, complained are 1 when the lead
+  has at least one feedback event of kind delivered, opened, clicked, replied,
+  autoresponded, bounced, complained; positive when a replied event has sentiment positive;
+- unsubscribed is 1 when the lead's status is unsubscribed or an `Unsubscribe` row names
+  it; unsubscribe_reason is the latest such row's reason;
+- outcome is the first that applies: positive, replied, complained, bounced, unsubscribed,
+  sent (an email sent), blocked (a message blocked), scheduled (enrolled), not_enrolled.
+One query: the leads LEFT JOINed to per-lead aggregates built set-wise by GROUP BY subqueries
+(messages by lead, events by lead, distinct blocked reason codes by lead, the latest
+`Unsubscribe` row by lead), never a query per lead.
 
 **Messages** reads only the outbox's own columns; the few steps, mailboxes and templates the
 rows name are read once beforehand into dictionaries (an id not found there, which a campaign's
@@ -56,14 +68,13 @@ lead's is in an audit row.
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO
 
 from django.db import connection, transaction
-from django.db.models import CharField, Q
+from django.db.models import CharField, Func, IntegerField, Q
 from django.db.models.functions import Cast
 from django.http import StreamingHttpResponse
 from django.utils.http import content_disposition_header
@@ -196,7 +207,8 @@ def _stream(kind: str, campaign: Campaign, count: _Count) -> Iterator[bytes]:
                 buffer = io.StringIO()
                 writer = csv.writer(buffer)
         count.rows += pending
-    yield _encoded(buffer)
+    if buffer.tell():
+        yield _encoded(buffer)
 
 
 def _encoded(buffer: io.StringIO) -> bytes:
@@ -215,27 +227,47 @@ def _fetched(sql: str, params: list[Any]) -> Iterator[tuple]:
         cursor.close()
 
 
-def _utc(value: Any) -> Any:
-    """A datetime in UTC (SQLite's raw SQL gives the stored text, in UTC, without a zone)."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC)
+# A datetime column as Python's `isoformat()` of it in UTC, written by the database: parsing
+# timestamps in Python (Django's psycopg loader is pure Python) cost more than the rest of a
+# row. PostgreSQL's session zone is UTC (Django sets it); SQLite holds the UTC text Django
+# wrote with str(datetime), microseconds only when there are some, just as isoformat does.
+_ISO_SQL = {
+    "postgresql": (
+        "CASE WHEN to_char({0}, 'US') = '000000'"
+        " THEN to_char({0} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"+00:00\"')"
+        " ELSE to_char({0} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"') END"
+    ),
+    "sqlite": "replace({0}, ' ', 'T') || '+00:00'",
+}
 
 
-def _cell(value: Any) -> str:
-    if value is True or value is False:
-        return "1" if value else "0"
-    if isinstance(value, dt.datetime):
-        value = value.astimezone(dt.UTC)
-    return spreadsheet_safe(value)
+def _iso_sql(column: str) -> str:
+    return _ISO_SQL[connection.vendor].format(column)
 
 
-def _cells(values: Iterable[Any]) -> list[str]:
-    return [_cell(v) for v in values]
+class IsoUtc(Func):
+    """`_iso_sql` of a datetime field, for `values_list`."""
+
+    output_field = CharField()
+
+    def as_sql(self, compiler, connection, **extra):
+        sql, params = compiler.compile(self.source_expressions[0])
+        template = _ISO_SQL[connection.vendor]
+        return template.format(sql), list(params) * template.count("{0}")
+
+
+def _values(queryset, fields: Iterable[str], datetimes: Iterable[str]) -> Iterator[tuple]:
+    """`values_list(*fields)` in id order, FETCH rows at a time, with `datetimes` as ISO
+    text (IsoUtc)."""
+    datetimes = set(datetimes)
+    iso = {f"{name}_iso": IsoUtc(name) for name in datetimes}
+    names = [f"{name}_iso" if name in datetimes else name for name in fields]
+    return queryset.annotate(**iso).order_by("id").values_list(*names).iterator(chunk_size=FETCH)
+
+
+def _cells(values: Iterable[Any], safe=spreadsheet_safe) -> list[str]:
+    """Every cell through `spreadsheet_safe` (datetimes arrive as ISO text, flags as 1 or 0)."""
+    return [safe(v) for v in values]
 
 
 # --- Outcomes ------------------------------------------------------------------------------------
@@ -256,8 +288,8 @@ LEFT JOIN outreach_sequence sq ON sq.id = e.sequence_id
 LEFT JOIN (
     SELECT lead_id,
         SUM(CASE WHEN kind = 'email' AND state = 'sent' THEN 1 ELSE 0 END) AS emails_sent,
-        MIN(CASE WHEN kind = 'email' AND state = 'sent' THEN sent_at END) AS first_sent_at,
-        MAX(CASE WHEN kind = 'email' AND state = 'sent' THEN sent_at END) AS last_sent_at,
+        {first_sent} AS first_sent_at,
+        {last_sent} AS last_sent_at,
         SUM(CASE WHEN state = 'task_done' THEN 1 ELSE 0 END) AS tasks_done,
         SUM(CASE WHEN state = 'task_skipped' THEN 1 ELSE 0 END) AS tasks_skipped,
         SUM(CASE WHEN state = 'blocked' THEN 1 ELSE 0 END) AS blocked,
@@ -306,7 +338,7 @@ _REASONS = {
 
 _AT = {name: i for i, name in enumerate(OUTCOME_COLUMNS)}
 # The outcome is the first of these whose column is not 0, else scheduled (enrolled) or
-# not_enrolled: report_semantics.md's order.
+# not_enrolled (the report's order).
 _OUTCOME_ORDER = tuple(
     (_AT[column], word)
     for column, word in (
@@ -330,16 +362,19 @@ def _outcome(row: list) -> str:
 
 
 def _outcome_rows(campaign: Campaign) -> Iterator[list[str]]:
-    sql = _OUTCOMES_SQL.format(reasons=_REASONS[connection.vendor])
+    sent_at = "CASE WHEN kind = 'email' AND state = 'sent' THEN sent_at END"
+    sql = _OUTCOMES_SQL.format(
+        reasons=_REASONS[connection.vendor],
+        first_sent=_iso_sql(f"MIN({sent_at})"),
+        last_sent=_iso_sql(f"MAX({sent_at})"),
+    )
     pk = campaign.pk
     sqlite = connection.vendor != "postgresql"
-    first, last, unsubscribed = _AT["first_sent_at"], _AT["last_sent_at"], _AT["unsubscribed"]
-    reasons, status = _AT["blocked_reasons"], _AT["status"]
+    unsubscribed, reasons, status = _AT["unsubscribed"], _AT["blocked_reasons"], _AT["status"]
     for raw in _fetched(sql, [pk, pk, pk, pk, pk]):
         row = list(raw)
         for i in _COUNTS:
             row[i] = row[i] or 0
-        row[first], row[last] = _utc(row[first]), _utc(row[last])
         # The query gives the latest Unsubscribe row's lead id here, or NULL.
         row[unsubscribed] = int(row[status] == "unsubscribed" or row[unsubscribed] is not None)
         if sqlite and row[reasons]:
@@ -361,14 +396,15 @@ class _Lookup(dict):
     """Ids to the few values a message row shows of a small table, read once for the
     campaign; an id not read beforehand is read when it is met."""
 
-    def __init__(self, rows: Iterable[tuple], load: Callable[[int], tuple], empty: tuple):
-        super().__init__((row[0], row[1:]) for row in rows)
-        self.load, self.empty = load, empty
+    def __init__(self, rows: Iterable[tuple], load: Callable[[int], tuple | None], width: int):
+        super().__init__((row[0], tuple(_cells(row[1:]))) for row in rows)
+        self.load, self.empty = load, ("",) * width
 
     def __missing__(self, key):
         if key is None:
             return self.empty
-        value = self[key] = self.load(key)
+        found = self.load(key)
+        value = self[key] = tuple(_cells(found)) if found else self.empty
         return value
 
 
@@ -376,51 +412,49 @@ def _message_rows(campaign: Campaign) -> Iterator[list[str]]:
     step_fields = ("pk", "sequence__slug", "position")
     steps = _Lookup(
         SequenceStep.objects.filter(sequence__campaign=campaign).values_list(*step_fields),
-        lambda pk: (
-            SequenceStep.objects.filter(pk=pk).values_list(*step_fields[1:]).first() or ("", "")
-        ),
-        ("", ""),
+        lambda pk: SequenceStep.objects.filter(pk=pk).values_list(*step_fields[1:]).first(),
+        2,
     )
     mailboxes = _Lookup(
         Mailbox.objects.filter(venture_id=campaign.venture_id).values_list("pk", "from_email"),
-        lambda pk: Mailbox.objects.filter(pk=pk).values_list("from_email").first() or ("",),
-        ("",),
+        lambda pk: Mailbox.objects.filter(pk=pk).values_list("from_email").first(),
+        1,
     )
     template_fields = ("pk", "name", "variant_label", "narrative_angle")
     templates = _Lookup(
         MessageTemplate.objects.filter(venture_id=campaign.venture_id).values_list(
             *template_fields
         ),
-        lambda pk: (
-            MessageTemplate.objects.filter(pk=pk).values_list(*template_fields[1:]).first()
-            or ("", "", "")
-        ),
-        ("", "", ""),
+        lambda pk: MessageTemplate.objects.filter(pk=pk).values_list(*template_fields[1:]).first(),
+        3,
     )
-    rows = (
-        OutboundMessage.objects.filter(campaign=campaign)
-        .order_by("id")
-        .values_list(*_MESSAGE_FIELDS)
-        .iterator(chunk_size=FETCH)
+    rows = _values(
+        OutboundMessage.objects.filter(campaign=campaign),
+        _MESSAGE_FIELDS,
+        ("due_at", "sent_at", "settled_at"),
     )
+    safe = spreadsheet_safe
+    # The looked-up cells went through spreadsheet_safe once, when they were read.
     for (pk, lead, recipient, step, kind, state, code, reason, attempts, due, sent, mailbox,
          template, message_id, esp_id, in_reply_to, run, settled, settled_by) in rows:  # fmt: skip
-        yield _cells(
-            (pk, lead, recipient, *steps[step], kind, state, code, reason, attempts, due, sent,
-             *mailboxes[mailbox], *templates[template], message_id, esp_id, in_reply_to, run,
-             settled, settled_by)
-        )  # fmt: skip
+        yield [
+            safe(pk), safe(lead), safe(recipient), *steps[step], safe(kind), safe(state),
+            safe(code), safe(reason), safe(attempts), safe(due), safe(sent), *mailboxes[mailbox],
+            *templates[template], safe(message_id), safe(esp_id), safe(in_reply_to), safe(run),
+            safe(settled), safe(settled_by),
+        ]  # fmt: skip
 
 
 # --- Events --------------------------------------------------------------------------------------
 
 
 def _event_rows(campaign: Campaign) -> Iterator[list[str]]:
-    rows = (
-        FeedbackEvent.objects.filter(lead__campaign=campaign)
-        .order_by("id")
-        .values_list(*EVENT_COLUMNS)
-        .iterator(chunk_size=FETCH)
+    rows = _values(
+        FeedbackEvent.objects.filter(lead__campaign=campaign).annotate(
+            reliable_flag=Cast("reliable", output_field=IntegerField())
+        ),
+        ("reliable_flag" if c == "reliable" else c for c in EVENT_COLUMNS),
+        ("occurred_at", "received_at", "handled_at"),
     )
     for row in rows:
         yield _cells(row)
@@ -471,12 +505,7 @@ def _json(value: Any) -> str:
 
 
 def _audit_rows(campaign: Campaign) -> Iterator[list[str]]:
-    rows = (
-        AuditEvent.objects.filter(audit_filter(campaign))
-        .order_by("id")
-        .values_list(*AUDIT_COLUMNS)
-        .iterator(chunk_size=FETCH)
-    )
+    rows = _values(AuditEvent.objects.filter(audit_filter(campaign)), AUDIT_COLUMNS, ["created_at"])
     for pk, at, actor, action, etype, eid, erepr, venture, before, after, reason in rows:
         yield _cells((pk, at, actor, action, etype, eid, erepr, venture, _json(before),
                       _json(after), reason))  # fmt: skip

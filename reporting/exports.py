@@ -1,0 +1,519 @@
+"""A campaign's CSV exports, streamed: per-lead outcomes, messages, feedback events, audit trail.
+
+    EXPORTS                                    kind -> human label, in the order to offer them
+    COLUMNS                                    kind -> the header row
+    export_chunks(kind, campaign)              the CSV as an iterator of UTF-8 byte chunks
+    export_write(kind, campaign, out)          the CSV written to a binary file; rows written
+    export_response(kind, campaign, filename)  a StreamingHttpResponse (attachment, text/csv)
+    export_filename(kind, campaign)            "<campaign-slug>-<kind>.csv"
+
+Every cell goes through `leads.services.exports.spreadsheet_safe` (a value that would start a
+formula gets a leading apostrophe); datetimes are ISO 8601 in UTC ("2026-12-02T11:00:00+00:00"),
+flags are 1 or 0, empty values are empty cells. Rows come in id order, so the same database
+gives the same file.
+
+**Memory stays flat whatever the size.** Rows are read as plain tuples (raw SQL or
+`values_list`, never model instances) from a server-side cursor on PostgreSQL (Django's
+`chunked_cursor`, which `.iterator()` uses too) and from SQLite's lazy cursor, FETCH rows at a
+time, written by `csv.writer` into a buffer that is handed out and replaced every FLUSH_ROWS
+rows. The whole export runs in one transaction: on PostgreSQL a cursor outside one is WITH
+HOLD, which makes the server materialise the whole result before the first row comes back;
+inside one the rows stream, and every query of the export reads the same snapshot. Consume
+one export at a time per thread (each holds its connection's transaction until it is done or
+closed).
+
+**Outcomes**: one row per lead of the campaign (every status, erased too), with the
+definitions the report's funnel uses, so the two reconcile:
+- emails_sent counts the lead's email messages in state sent, first_sent_at and last_sent_at
+  are their earliest and latest sent_at; tasks_done, tasks_skipped, blocked_messages and
+  unknown_messages count its messages in those states; blocked_reasons are the distinct
+  reason codes of its blocked messages, sorted, joined with "; ";
+- delivered, opened, clicked, replied, autoreplied, bounced, complained are 1 when the lead
+  has at least one feedback event of kind delivered, opened, clicked, replied,
+  autoresponded, bounced, complained; positive when a replied event has sentiment positive;
+- unsubscribed is 1 when the lead's status is unsubscribed or an `Unsubscribe` row names
+  it; unsubscribe_reason is the latest such row's reason;
+- outcome is the first that applies: positive, replied, complained, bounced, unsubscribed,
+  sent (an email sent), blocked (a message blocked), scheduled (enrolled), not_enrolled.
+One query: the leads LEFT JOINed to per-lead aggregates built set-wise by GROUP BY subqueries
+(messages by lead, events by lead, distinct blocked reason codes by lead, the latest
+`Unsubscribe` row by lead), never a query per lead.
+
+**Messages** reads only the outbox's own columns; the few steps, mailboxes and templates the
+rows name are read once beforehand into dictionaries (an id not found there, which a campaign's
+own rows do not produce, is read when met).
+
+**Events** are the feedback events whose lead is one of the campaign's (`lead.campaign_id`),
+matched or not to a message; unmatched events that found no lead belong to no campaign.
+
+**Audit**: `ventures.AuditEvent` has no foreign keys (a row outlives what it describes), so
+"about the campaign" is spelled out by entity, on the two indexes the table has:
+- the campaign itself: entity_type "ventures.campaign" and its id (`audit_entity_idx`); this
+  takes the campaign's status changes, kill switches, mode, capture link, lead policy and
+  bulk lead actions, settled tasks and unknown messages, recorded, handled and escalated
+  replies (all written against the campaign);
+- within the campaign's venture (`audit_venture_idx`: every row about something of a campaign
+  carries the campaign's venture), rows whose entity is one of the campaign's sequences, their
+  steps, its routing rules, its lead policy, its import batches, its unsubscribes, its
+  templates and the templates its steps use, and the mailboxes of its pool (a shared mailbox's
+  rows appear in each campaign it sends for);
+- rows of deleted sequences, steps and routing rules, found by the snapshot their deletion
+  wrote (`before.campaign_id`, or a step's `before.sequence_id` among the campaign's
+  sequences).
+Rows about single leads ("leads.lead": a data export, an admin edit) are left out: they are
+about a person, not the campaign, and their `entity_repr` is the address. Nothing else of a
+lead's is in an audit row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, BinaryIO
+
+from django.db import connection, transaction
+from django.db.models import CharField, Func, IntegerField, Q
+from django.db.models.functions import Cast
+from django.http import StreamingHttpResponse
+from django.utils.http import content_disposition_header
+
+from leads.models import CampaignLeadPolicy, ImportBatch, Unsubscribe
+from leads.services.exports import spreadsheet_safe
+from outreach.models import (
+    FeedbackEvent,
+    Mailbox,
+    OutboundMessage,
+    RoutingRule,
+    Sequence,
+    SequenceStep,
+)
+from templating.models import MessageTemplate
+from ventures.models import AuditEvent, Campaign
+from ventures.services import DomainError
+
+# Rows fetched from the cursor at a time, and rows per chunk handed out.
+FETCH = 2_000
+FLUSH_ROWS = 2_000
+
+EXPORTS: dict[str, str] = {
+    "outcomes": "Per-lead outcomes",
+    "messages": "Messages",
+    "events": "Feedback events",
+    "audit": "Audit trail",
+}
+
+OUTCOME_COLUMNS = (
+    "lead_id", "email", "first_name", "last_name", "company", "segment", "grade",
+    "source_channel", "source_list", "source_batch_id", "utm_campaign", "utm_content", "status",
+    "consent_status", "sequence", "enrollment_state", "emails_sent", "first_sent_at",
+    "last_sent_at", "delivered", "opened", "clicked", "replied", "positive", "autoreplied",
+    "bounced", "complained", "unsubscribed", "unsubscribe_reason", "tasks_done",
+    "tasks_skipped", "blocked_messages", "blocked_reasons", "unknown_messages", "outcome",
+)  # fmt: skip
+MESSAGE_COLUMNS = (
+    "id", "lead_id", "recipient", "sequence", "step_position", "kind", "state", "reason_code",
+    "reason", "attempts", "due_at", "sent_at", "mailbox", "template", "variant_label",
+    "narrative_angle", "message_id", "esp_message_id", "in_reply_to", "run_id", "settled_at",
+    "settled_by",
+)  # fmt: skip
+EVENT_COLUMNS = (
+    "id", "source", "event_id", "kind", "occurred_at", "received_at", "recipient", "lead_id",
+    "message_id", "reason", "url", "subject", "reply_text", "sentiment", "objection",
+    "reliable", "matched_by", "effect", "handled_at", "handled_by",
+)  # fmt: skip
+AUDIT_COLUMNS = (
+    "id", "created_at", "actor", "action", "entity_type", "entity_id", "entity_repr",
+    "venture_id", "before", "after", "reason",
+)  # fmt: skip
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "outcomes": OUTCOME_COLUMNS,
+    "messages": MESSAGE_COLUMNS,
+    "events": EVENT_COLUMNS,
+    "audit": AUDIT_COLUMNS,
+}
+
+
+class UnknownExportError(DomainError):
+    """An export kind that does not exist (the message names the ones that do)."""
+
+
+# --- The public API ------------------------------------------------------------------------------
+
+
+def export_chunks(kind: str, campaign: Campaign) -> Iterator[bytes]:
+    """The CSV of `kind` for `campaign`: the header first, UTF-8, in chunks of FLUSH_ROWS
+    rows. An unknown kind raises UnknownExportError at once, before anything is read."""
+    return _stream(_checked(kind), campaign, _Count())
+
+
+def export_write(kind: str, campaign: Campaign, out: BinaryIO) -> int:
+    """Write the CSV of `kind` for `campaign` to `out`; the rows written, header excluded."""
+    count = _Count()
+    for chunk in _stream(_checked(kind), campaign, count):
+        out.write(chunk)
+    return count.rows
+
+
+def export_response(
+    kind: str, campaign: Campaign, filename: str | None = None
+) -> StreamingHttpResponse:
+    """The CSV of `kind` for `campaign` as a streamed download."""
+    chunks = export_chunks(kind, campaign)
+    response = StreamingHttpResponse(chunks, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = content_disposition_header(
+        as_attachment=True, filename=filename or export_filename(kind, campaign)
+    )
+    return response
+
+
+def export_filename(kind: str, campaign: Campaign) -> str:
+    return f"{campaign.slug}-{_checked(kind)}.csv"
+
+
+# --- Streaming -----------------------------------------------------------------------------------
+
+
+class _Count:
+    rows = 0
+
+
+def _checked(kind: str) -> str:
+    if kind not in EXPORTS:
+        raise UnknownExportError(f"Unknown export {kind!r}: choose one of {', '.join(EXPORTS)}.")
+    return kind
+
+
+def _stream(kind: str, campaign: Campaign, count: _Count) -> Iterator[bytes]:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(COLUMNS[kind])
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # The planner would otherwise pick plans fast to the first tenth of a cursor's
+            # rows; an export reads them all.
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL cursor_tuple_fraction = 1.0")
+        rows = _ROWS[kind](campaign)
+        pending = 0
+        for row in rows:
+            writer.writerow(row)
+            pending += 1
+            if pending == FLUSH_ROWS:
+                count.rows += pending
+                pending = 0
+                yield _encoded(buffer)
+                buffer = io.StringIO()
+                writer = csv.writer(buffer)
+        count.rows += pending
+    if buffer.tell():
+        yield _encoded(buffer)
+
+
+def _encoded(buffer: io.StringIO) -> bytes:
+    # A lone surrogate (SQLite could hold one) must not end a download half-way.
+    return buffer.getvalue().encode("utf-8", errors="replace")
+
+
+def _fetched(sql: str, params: list[Any]) -> Iterator[tuple]:
+    """Rows of a raw query, FETCH at a time, from a server-side cursor on PostgreSQL."""
+    cursor = connection.chunked_cursor()
+    try:
+        cursor.execute(sql, params)
+        while batch := cursor.fetchmany(FETCH):
+            yield from batch
+    finally:
+        cursor.close()
+
+
+# A datetime column as Python's `isoformat()` of it in UTC, written by the database: parsing
+# timestamps in Python (Django's psycopg loader is pure Python) cost more than the rest of a
+# row. PostgreSQL's session zone is UTC (Django sets it); SQLite holds the UTC text Django
+# wrote with str(datetime), microseconds only when there are some, just as isoformat does.
+_ISO_SQL = {
+    "postgresql": (
+        "CASE WHEN to_char({0}, 'US') = '000000'"
+        " THEN to_char({0} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"+00:00\"')"
+        " ELSE to_char({0} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"') END"
+    ),
+    "sqlite": "replace({0}, ' ', 'T') || '+00:00'",
+}
+
+
+def _iso_sql(column: str) -> str:
+    return _ISO_SQL[connection.vendor].format(column)
+
+
+class IsoUtc(Func):
+    """`_iso_sql` of a datetime field, for `values_list`."""
+
+    output_field = CharField()
+
+    def as_sql(self, compiler, connection, **extra):
+        sql, params = compiler.compile(self.source_expressions[0])
+        template = _ISO_SQL[connection.vendor]
+        return template.format(sql), list(params) * template.count("{0}")
+
+
+def _values(queryset, fields: Iterable[str], datetimes: Iterable[str]) -> Iterator[tuple]:
+    """`values_list(*fields)` in id order, FETCH rows at a time, with `datetimes` as ISO
+    text (IsoUtc)."""
+    datetimes = set(datetimes)
+    iso = {f"{name}_iso": IsoUtc(name) for name in datetimes}
+    names = [f"{name}_iso" if name in datetimes else name for name in fields]
+    return queryset.annotate(**iso).order_by("id").values_list(*names).iterator(chunk_size=FETCH)
+
+
+def _cells(values: Iterable[Any], safe=spreadsheet_safe) -> list[str]:
+    """Every cell through `spreadsheet_safe` (datetimes arrive as ISO text, flags as 1 or 0)."""
+    return [safe(v) for v in values]
+
+
+# --- Outcomes ------------------------------------------------------------------------------------
+
+# Per-lead aggregates, each a GROUP BY over the campaign's rows, joined to its leads.
+_OUTCOMES_SQL = """
+SELECT l.id, l.email, l.first_name, l.last_name, l.company, seg.name, l.grade,
+    l.source_channel, l.source_list, l.source_batch_id, l.utm_campaign, l.utm_content,
+    l.status, l.consent_status, sq.slug, e.state,
+    m.emails_sent, m.first_sent_at, m.last_sent_at,
+    f.delivered, f.opened, f.clicked, f.replied, f.positive, f.autoreplied, f.bounced,
+    f.complained, u.lead_id, u.reason,
+    m.tasks_done, m.tasks_skipped, m.blocked, br.reasons, m.unknown
+FROM leads_lead l
+LEFT JOIN ventures_icpsegment seg ON seg.id = l.segment_id
+LEFT JOIN outreach_enrollment e ON e.lead_id = l.id
+LEFT JOIN outreach_sequence sq ON sq.id = e.sequence_id
+LEFT JOIN (
+    SELECT lead_id,
+        SUM(CASE WHEN kind = 'email' AND state = 'sent' THEN 1 ELSE 0 END) AS emails_sent,
+        {first_sent} AS first_sent_at,
+        {last_sent} AS last_sent_at,
+        SUM(CASE WHEN state = 'task_done' THEN 1 ELSE 0 END) AS tasks_done,
+        SUM(CASE WHEN state = 'task_skipped' THEN 1 ELSE 0 END) AS tasks_skipped,
+        SUM(CASE WHEN state = 'blocked' THEN 1 ELSE 0 END) AS blocked,
+        SUM(CASE WHEN state = 'unknown' THEN 1 ELSE 0 END) AS unknown
+    FROM outreach_outboundmessage WHERE campaign_id = %s GROUP BY lead_id
+) m ON m.lead_id = l.id
+LEFT JOIN (
+    SELECT ev.lead_id,
+        MAX(CASE WHEN ev.kind = 'delivered' THEN 1 ELSE 0 END) AS delivered,
+        MAX(CASE WHEN ev.kind = 'opened' THEN 1 ELSE 0 END) AS opened,
+        MAX(CASE WHEN ev.kind = 'clicked' THEN 1 ELSE 0 END) AS clicked,
+        MAX(CASE WHEN ev.kind = 'replied' THEN 1 ELSE 0 END) AS replied,
+        MAX(CASE WHEN ev.kind = 'replied' AND ev.sentiment = 'positive' THEN 1 ELSE 0 END)
+            AS positive,
+        MAX(CASE WHEN ev.kind = 'autoresponded' THEN 1 ELSE 0 END) AS autoreplied,
+        MAX(CASE WHEN ev.kind = 'bounced' THEN 1 ELSE 0 END) AS bounced,
+        MAX(CASE WHEN ev.kind = 'complained' THEN 1 ELSE 0 END) AS complained
+    FROM outreach_feedbackevent ev JOIN leads_lead el ON el.id = ev.lead_id
+    WHERE el.campaign_id = %s GROUP BY ev.lead_id
+) f ON f.lead_id = l.id
+LEFT JOIN (
+    SELECT lead_id, {reasons} AS reasons FROM (
+        SELECT DISTINCT lead_id, reason_code FROM outreach_outboundmessage
+        WHERE campaign_id = %s AND state = 'blocked' AND reason_code <> ''
+    ) b GROUP BY lead_id
+) br ON br.lead_id = l.id
+LEFT JOIN (
+    SELECT lead_id, reason FROM (
+        SELECT ur.lead_id, ur.reason, ROW_NUMBER() OVER (
+            PARTITION BY ur.lead_id ORDER BY ur.created_at DESC, ur.id DESC) AS n
+        FROM leads_unsubscribe ur JOIN leads_lead ul ON ul.id = ur.lead_id
+        WHERE ul.campaign_id = %s
+    ) latest WHERE n = 1
+) u ON u.lead_id = l.id
+WHERE l.campaign_id = %s
+ORDER BY l.id
+"""
+# One separator no reason code holds, so SQLite's group_concat (which sorts nothing) can be
+# split and sorted here; PostgreSQL sorts in string_agg.
+_SEP = "\x1f"
+_REASONS = {
+    "postgresql": "string_agg(reason_code, '; ' ORDER BY reason_code)",
+    "sqlite": f"group_concat(reason_code, char({ord(_SEP)}))",
+}
+
+
+_AT = {name: i for i, name in enumerate(OUTCOME_COLUMNS)}
+# The outcome is the first of these whose column is not 0, else scheduled (enrolled) or
+# not_enrolled (the report's order).
+_OUTCOME_ORDER = tuple(
+    (_AT[column], word)
+    for column, word in (
+        ("positive", "positive"), ("replied", "replied"), ("complained", "complained"),
+        ("bounced", "bounced"), ("unsubscribed", "unsubscribed"), ("emails_sent", "sent"),
+        ("blocked_messages", "blocked"),
+    )
+)  # fmt: skip
+_COUNTS = tuple(
+    _AT[c]
+    for c in OUTCOME_COLUMNS[_AT["emails_sent"] : _AT["outcome"]]
+    if not c.endswith(("_at", "_reason", "_reasons")) and c != "unsubscribed"
+)
+
+
+def _outcome(row: list) -> str:
+    for i, word in _OUTCOME_ORDER:
+        if row[i]:
+            return word
+    return "scheduled" if row[_AT["enrollment_state"]] is not None else "not_enrolled"
+
+
+def _outcome_rows(campaign: Campaign) -> Iterator[list[str]]:
+    sent_at = "CASE WHEN kind = 'email' AND state = 'sent' THEN sent_at END"
+    sql = _OUTCOMES_SQL.format(
+        reasons=_REASONS[connection.vendor],
+        first_sent=_iso_sql(f"MIN({sent_at})"),
+        last_sent=_iso_sql(f"MAX({sent_at})"),
+    )
+    pk = campaign.pk
+    sqlite = connection.vendor != "postgresql"
+    unsubscribed, reasons, status = _AT["unsubscribed"], _AT["blocked_reasons"], _AT["status"]
+    for raw in _fetched(sql, [pk, pk, pk, pk, pk]):
+        row = list(raw)
+        for i in _COUNTS:
+            row[i] = row[i] or 0
+        # The query gives the latest Unsubscribe row's lead id here, or NULL.
+        row[unsubscribed] = int(row[status] == "unsubscribed" or row[unsubscribed] is not None)
+        if sqlite and row[reasons]:
+            row[reasons] = "; ".join(sorted(set(row[reasons].split(_SEP))))
+        row.append(_outcome(row))
+        yield _cells(row)
+
+
+# --- Messages ------------------------------------------------------------------------------------
+
+_MESSAGE_FIELDS = (
+    "id", "lead_id", "recipient", "step_id", "kind", "state", "reason_code", "reason",
+    "attempts", "due_at", "sent_at", "mailbox_id", "template_id", "message_id",
+    "esp_message_id", "in_reply_to", "run_id", "settled_at", "settled_by",
+)  # fmt: skip
+
+
+class _Lookup(dict):
+    """Ids to the few values a message row shows of a small table, read once for the
+    campaign; an id not read beforehand is read when it is met."""
+
+    def __init__(self, rows: Iterable[tuple], load: Callable[[int], tuple | None], width: int):
+        super().__init__((row[0], tuple(_cells(row[1:]))) for row in rows)
+        self.load, self.empty = load, ("",) * width
+
+    def __missing__(self, key):
+        if key is None:
+            return self.empty
+        found = self.load(key)
+        value = self[key] = tuple(_cells(found)) if found else self.empty
+        return value
+
+
+def _message_rows(campaign: Campaign) -> Iterator[list[str]]:
+    step_fields = ("pk", "sequence__slug", "position")
+    steps = _Lookup(
+        SequenceStep.objects.filter(sequence__campaign=campaign).values_list(*step_fields),
+        lambda pk: SequenceStep.objects.filter(pk=pk).values_list(*step_fields[1:]).first(),
+        2,
+    )
+    mailboxes = _Lookup(
+        Mailbox.objects.filter(venture_id=campaign.venture_id).values_list("pk", "from_email"),
+        lambda pk: Mailbox.objects.filter(pk=pk).values_list("from_email").first(),
+        1,
+    )
+    template_fields = ("pk", "name", "variant_label", "narrative_angle")
+    templates = _Lookup(
+        MessageTemplate.objects.filter(venture_id=campaign.venture_id).values_list(
+            *template_fields
+        ),
+        lambda pk: MessageTemplate.objects.filter(pk=pk).values_list(*template_fields[1:]).first(),
+        3,
+    )
+    rows = _values(
+        OutboundMessage.objects.filter(campaign=campaign),
+        _MESSAGE_FIELDS,
+        ("due_at", "sent_at", "settled_at"),
+    )
+    safe = spreadsheet_safe
+    # The looked-up cells went through spreadsheet_safe once, when they were read.
+    for (pk, lead, recipient, step, kind, state, code, reason, attempts, due, sent, mailbox,
+         template, message_id, esp_id, in_reply_to, run, settled, settled_by) in rows:  # fmt: skip
+        yield [
+            safe(pk), safe(lead), safe(recipient), *steps[step], safe(kind), safe(state),
+            safe(code), safe(reason), safe(attempts), safe(due), safe(sent), *mailboxes[mailbox],
+            *templates[template], safe(message_id), safe(esp_id), safe(in_reply_to), safe(run),
+            safe(settled), safe(settled_by),
+        ]  # fmt: skip
+
+
+# --- Events --------------------------------------------------------------------------------------
+
+
+def _event_rows(campaign: Campaign) -> Iterator[list[str]]:
+    rows = _values(
+        FeedbackEvent.objects.filter(lead__campaign=campaign).annotate(
+            reliable_flag=Cast("reliable", output_field=IntegerField())
+        ),
+        ("reliable_flag" if c == "reliable" else c for c in EVENT_COLUMNS),
+        ("occurred_at", "received_at", "handled_at"),
+    )
+    for row in rows:
+        yield _cells(row)
+
+
+# --- Audit ---------------------------------------------------------------------------------------
+
+
+def _as_text(queryset) -> Any:
+    """The ids of `queryset` as text, for a subquery on AuditEvent.entity_id."""
+    return queryset.annotate(text_id=Cast("pk", output_field=CharField())).values("text_id")
+
+
+def audit_filter(campaign: Campaign) -> Q:
+    """The audit rows about `campaign` and what belongs to it (the module docstring says
+    which, and why these are the indexed ones)."""
+    sequences = [str(pk) for pk in Sequence.objects.filter(campaign=campaign).values_list(
+        "pk", flat=True
+    )]  # fmt: skip
+    steps = SequenceStep.objects.filter(sequence__campaign=campaign)
+    step_templates = MessageTemplate.objects.filter(sequence_steps__in=steps)
+    templates = MessageTemplate.objects.filter(Q(campaign=campaign) | Q(pk__in=step_templates))
+    children = {
+        "outreach.sequence": sequences,
+        "outreach.sequencestep": _as_text(steps),
+        "outreach.routingrule": _as_text(RoutingRule.objects.filter(campaign=campaign)),
+        "leads.campaignleadpolicy": _as_text(CampaignLeadPolicy.objects.filter(campaign=campaign)),
+        "leads.importbatch": _as_text(ImportBatch.objects.filter(campaign=campaign)),
+        "leads.unsubscribe": _as_text(Unsubscribe.objects.filter(campaign=campaign)),
+        "templating.messagetemplate": _as_text(templates),
+        "outreach.mailbox": _as_text(Mailbox.objects.filter(campaigns=campaign)),
+    }
+    belongs = Q()
+    for entity_type, ids in children.items():
+        belongs |= Q(entity_type=entity_type, entity_id__in=ids)
+    deleted = Q(
+        entity_type__in=["outreach.sequence", "outreach.routingrule"],
+        before__campaign_id=campaign.pk,
+    ) | Q(entity_type="outreach.sequencestep", before__sequence_id__in=[int(s) for s in sequences])
+    own = Q(entity_type=campaign._meta.label_lower, entity_id=str(campaign.pk))
+    return own | (Q(venture_id=campaign.venture_id) & (belongs | deleted))
+
+
+def _json(value: Any) -> str:
+    if value is None:
+        return ""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def _audit_rows(campaign: Campaign) -> Iterator[list[str]]:
+    rows = _values(AuditEvent.objects.filter(audit_filter(campaign)), AUDIT_COLUMNS, ["created_at"])
+    for pk, at, actor, action, etype, eid, erepr, venture, before, after, reason in rows:
+        yield _cells((pk, at, actor, action, etype, eid, erepr, venture, _json(before),
+                      _json(after), reason))  # fmt: skip
+
+
+_ROWS: dict[str, Callable[[Campaign], Iterator[list[str]]]] = {
+    "outcomes": _outcome_rows,
+    "messages": _message_rows,
+    "events": _event_rows,
+    "audit": _audit_rows,
+}

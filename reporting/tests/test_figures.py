@@ -18,13 +18,7 @@ from reporting.figures import FUNNEL, campaign_report
 from reporting.intelligence import Anomaly, anomalies, next_best_actions
 from reporting.tests.campaigns import known_campaign
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("plain_http")]
-
-
-@pytest.fixture(autouse=True)
-def open_caps(settings):
-    settings.AICMO_GLOBAL_DAILY_LIMIT = 1_000_000
-    settings.AICMO_RECIPIENT_DOMAIN_DAILY_LIMIT = 1_000_000
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("plain_http", "report_settings")]
 
 
 @pytest.fixture

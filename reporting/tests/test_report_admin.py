@@ -14,14 +14,7 @@ from reporting.tests.campaigns import known_campaign
 from tests.factories import MembershipFactory
 from tests.http import text
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("plain_http")]
-
-
-@pytest.fixture(autouse=True)
-def open_caps(settings, tmp_path):
-    settings.AICMO_GLOBAL_DAILY_LIMIT = 1_000_000
-    settings.AICMO_RECIPIENT_DOMAIN_DAILY_LIMIT = 1_000_000
-    settings.AICMO_ARTIFACT_DIR = tmp_path / "artifacts"
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("plain_http", "report_settings")]
 
 
 @pytest.fixture

@@ -25,15 +25,8 @@ from reporting.render import render_html, render_markdown
 from reporting.services import report_write
 from reporting.tests.campaigns import known_campaign
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("plain_http")]
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("plain_http", "report_settings")]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts" / "report-campaign"
-
-
-@pytest.fixture(autouse=True)
-def open_caps(settings, tmp_path):
-    settings.AICMO_GLOBAL_DAILY_LIMIT = 1_000_000
-    settings.AICMO_RECIPIENT_DOMAIN_DAILY_LIMIT = 1_000_000
-    settings.AICMO_ARTIFACT_DIR = tmp_path / "artifacts"
 
 
 @pytest.fixture

@@ -46,7 +46,9 @@ def test_operator_fixes_a_template_previews_a_blocked_lead_and_sends_a_test(page
     page.click("input[value=Preview]")
     expect(page.locator(".preview-status")).to_contain_text("Ready to send")
     page.click(".send-test-form input[type=submit]")
-    expect(page.locator("ul.messagelist")).to_contain_text("Test email sent to olga@agency.example")
+    expect(page.locator("ul.messagelist")).to_contain_text(
+        "Test email to olga@agency.example (only you, labelled TEST): kept in the server's memory"
+    )
 
     assert [m.to for m in mail.outbox] == [["olga@agency.example"]]
     assert mail.outbox[0].subject == "[TEST] Hi Alex"

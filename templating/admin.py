@@ -368,10 +368,9 @@ def _blocks_warning(check: services.CampaignCheck):
     leads = check.blocked_recipients
     scope = f"{leads} lead{pluralize(leads)}"
     if check.sampled:
-        scope += (
-            f" of the first {check.recipients_checked:,} checked "
-            f"(of {check.recipients_total:,} active)"
-        )
+        total = check.recipients_total
+        more = "there are more" if total is None else f"of {total:,}"
+        scope = f"{leads} of the first {check.recipients_checked:,} active leads ({more})"
     groups = check.groups
     reasons = "; ".join(
         f"{g.phrase} ({g.count} lead{pluralize(g.count)}"

@@ -33,9 +33,9 @@ from ventures.sql import rows_update
 
 DEFAULT_RENDER_LOG_RETENTION_DAYS = 90
 CAMPAIGN_CHECK_SAMPLE = 500  # recipients per campaign check, the first ones in id order
-# After a save, the template is checked on each running campaign's first leads, so that the
-# save stays quick however big the campaigns are (docs/BENCHMARKS.md: the cost of one).
-SAVE_CHECK_SAMPLE = 500
+# After a save, the template is checked on each running campaign's first leads (not counted),
+# so that the save stays quick however big the campaigns are (docs/BENCHMARKS.md).
+SAVE_CHECK_SAMPLE = 200
 SAVE_CHECK_CAMPAIGNS = 5
 TEST_EMAIL_LIMIT = 5  # test emails per operator ...
 TEST_EMAIL_WINDOW = dt.timedelta(minutes=10)  # ... in this window
@@ -280,7 +280,7 @@ class CampaignCheck:
     campaign: Campaign
     versions: list[MessageTemplateVersion] = field(default_factory=list)
     recipients_checked: int = 0
-    recipients_total: int = 0
+    recipients_total: int | None = 0  # None: more than were checked, not counted
     renders: int = 0
     blocked: list[CheckRow] = field(default_factory=list)
     # The first render that passed, per template slug: what the demo and reports can show.
@@ -288,7 +288,7 @@ class CampaignCheck:
 
     @property
     def sampled(self) -> bool:
-        return self.recipients_checked < self.recipients_total
+        return self.recipients_total is None or self.recipients_checked < self.recipients_total
 
     @property
     def blocked_recipients(self) -> int:
@@ -299,9 +299,13 @@ class CampaignCheck:
         return check_groups(self.blocked)
 
     def summary(self) -> str:
-        scope = f"{self.recipients_checked} of {self.recipients_total} recipients"
-        if self.sampled:
-            scope += " (the first ones by id)"
+        checked, total = self.recipients_checked, self.recipients_total
+        if total is None:
+            scope = f"the first {checked} recipients by id (there are more)"
+        else:
+            scope = f"{checked} of {total} recipients"
+            if self.sampled:
+                scope += " (the first ones by id)"
         return (
             f"{len(self.versions)} active template(s) x {scope}: {self.renders} renders, "
             f"{len(self.blocked)} blocked ({self.blocked_recipients} recipient(s) affected)."
@@ -337,10 +341,13 @@ def campaign_templates_check(
     actor: Actor = "system",
     templates: list[MessageTemplate] | None = None,
     log: bool = True,
+    count: bool = True,
 ) -> CampaignCheck:
     """Render every active template of the campaign (or only `templates`) for its recipients
     (the first `limit` by id) and list every blocked render with its reasons. Each render is
-    logged (purpose=check) unless `log` is False.
+    logged (purpose=check) unless `log` is False. Without `count`, the recipients are not
+    counted (on a big campaign the count costs more than the renders): one more than `limit`
+    is read to know whether there are more, and `recipients_total` is then None.
     """
     source = recipient_source()
     if templates is None:
@@ -348,11 +355,14 @@ def campaign_templates_check(
     check = CampaignCheck(
         campaign=campaign,
         versions=[template_current_version(t, actor=actor) for t in templates],
-        recipients_total=source.count(campaign=campaign),
+        recipients_total=source.count(campaign=campaign) if count else 0,
     )
     live = is_live(campaign)
     logs: list[RenderLog] = []
-    for recipient in source.iterate(campaign=campaign, limit=limit):
+    for recipient in source.iterate(campaign=campaign, limit=limit if count else limit + 1):
+        if check.recipients_checked == limit:  # only without `count`: there are more
+            check.recipients_total = None
+            break
         check.recipients_checked += 1
         for template, version in zip(templates, check.versions, strict=True):
             result = version_render(
@@ -370,6 +380,8 @@ def campaign_templates_check(
                     )
                 )
     RenderLog.objects.bulk_create(logs, batch_size=500)
+    if not count and check.recipients_total is not None:
+        check.recipients_total = check.recipients_checked
     return check
 
 
@@ -383,9 +395,10 @@ def template_running_checks(
     """What a just-saved template does to the running campaigns that use it (its campaign, or
     every running campaign of its venture for a venture-wide one; within `campaigns` if
     given): the campaign check for this template alone, on each campaign's first `limit`
-    (default SAVE_CHECK_SAMPLE) active leads and at most SAVE_CHECK_CAMPAIGNS campaigns, not logged (it is advisory; the
-    campaign check it points to logs). Returns the checks that found a block, and how many
-    running campaigns went unchecked past the bound."""
+    (default SAVE_CHECK_SAMPLE) active leads, uncounted, and at most SAVE_CHECK_CAMPAIGNS
+    campaigns, not logged (it is advisory; the campaign check it points to logs). Returns
+    the checks that found a block, and how many running campaigns went unchecked past the
+    bound."""
     if not template.is_active:
         return [], 0
     running = (campaigns if campaigns is not None else Campaign.objects.all()).filter(
@@ -404,6 +417,7 @@ def template_running_checks(
             actor=actor,
             templates=[template],
             log=False,
+            count=False,
         )
         for campaign in chosen[:SAVE_CHECK_CAMPAIGNS]
     ]

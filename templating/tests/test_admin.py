@@ -7,7 +7,11 @@ from django.core import mail
 from django.urls import reverse
 
 from templating.models import MessageTemplate, RenderLog, RenderPurpose
-from templating.services import TEST_EMAIL_LIMIT, template_current_version
+from templating.services import (
+    TEST_EMAIL_LIMIT,
+    template_current_version,
+    template_running_checks,
+)
 from templating.tests.template_forms import form_data
 from tests.factories import (
     CampaignFactory,
@@ -525,7 +529,7 @@ def test_saving_a_venture_wide_template_checks_each_running_campaign_and_the_fir
     data = {**form_data(campaign, subject=SIZE_SUBJECT, body_text=SIZE_BODY), "campaign": ""}
     text = page(op_client.post(url("add"), data, follow=True))
     assert (
-        f"now blocks 2 leads of the first 2 checked (of 3 active) of running campaign "
+        f"now blocks 2 of the first 2 active leads (there are more) of running campaign "
         f"“{campaign.name}”" in text
     )
     assert "now blocks 1 lead of running campaign “Second”: missing variable" in text
@@ -629,3 +633,16 @@ def test_preview_warns_when_the_site_url_is_not_the_server_in_use(
     # The same machine by another loopback name, same port: no warning.
     text = page(op_client.get(url("preview", template.pk), HTTP_HOST="localhost:8000"))
     assert "recipients will reach" not in text
+
+
+def test_the_check_after_a_save_reads_one_lead_more_instead_of_counting_them_all(campaign):
+    _running(campaign)
+    template = MessageTemplateFactory(campaign=campaign, subject=SIZE_SUBJECT, body_text=SIZE_BODY)
+    LeadFactory(campaign=campaign)
+    LeadFactory(campaign=campaign)
+    [check], _ = template_running_checks(template=template, limit=2)
+    assert (check.recipients_checked, check.recipients_total, check.sampled) == (2, 2, False)
+    LeadFactory(campaign=campaign)
+    [check], _ = template_running_checks(template=template, limit=2)
+    assert (check.recipients_checked, check.recipients_total, check.sampled) == (2, None, True)
+    assert check.renders == 2 and check.blocked_recipients == 2

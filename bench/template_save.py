@@ -13,10 +13,8 @@ leads and counts them all). Prints the median and p90 request time and the ratio
 
 from __future__ import annotations
 
-import argparse
 import html
 import json
-import os
 import re
 import statistics
 import sys
@@ -25,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from admin_leads import DEFAULT_DB, create_database, ensure_fixtures, load_leads, setup_django
+from admin_leads import parse_args, prepare
 
 SUBJECT = "{{ icebreaker }}, {{ company }}, round %d?"
 BODY = "Hi {{ first_name }}, {{ icebreaker }}.\n{{ unsubscribe_url }}"
@@ -70,16 +68,9 @@ def summary(times: list[float]) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=15)
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-
-    create_database(args.database_url)
-    setup_django(args.database_url)
-    from django.core.management import call_command
+    args = parse_args(__doc__.split("\n\n")[0], repeat=15)
+    fixtures, _ = prepare(args)
+    venture, campaigns, _segments, _batches, _admin, operator = fixtures
     from django.test import Client
     from django.urls import reverse
 
@@ -88,9 +79,6 @@ def main() -> int:
     from templating.services import SAVE_CHECK_SAMPLE, template_save
     from ventures.models import Campaign, CampaignStatus
 
-    call_command("migrate", verbosity=0, interactive=False)
-    venture, campaigns, segments, batches, _admin, operator = ensure_fixtures()
-    load_leads(args.rows, venture, campaigns, segments, batches)
     campaign = campaigns[0]
     template = MessageTemplate.objects.filter(campaign=campaign, slug="bench-save").first()
     if template is None:

@@ -182,23 +182,36 @@ def measure(client, url: str, params: dict, repeat: int) -> dict:
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(description: str, *, repeat: int) -> argparse.Namespace:
+    """The options of a bench on these leads: --rows, --repeat, --database-url, --json."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--repeat", type=int, default=repeat)
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
     parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def prepare(args: argparse.Namespace) -> tuple[tuple, float]:
+    """Create, set up, migrate and fill the bench database: the fixtures (as ensure_fixtures
+    returns them) and how long loading the leads took (0 when reused)."""
     create_database(args.database_url)
     setup_django(args.database_url)
     from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+    fixtures = ensure_fixtures()
+    venture, campaigns, segments, batches, *_ = fixtures
+    return fixtures, load_leads(args.rows, venture, campaigns, segments, batches)
+
+
+def main() -> int:
+    args = parse_args(__doc__.split("\n\n")[0], repeat=30)
+    fixtures, load_seconds = prepare(args)
+    venture, campaigns, _segments, _batches, admin_user, operator = fixtures
     from django.test import Client
     from django.urls import reverse
 
-    call_command("migrate", verbosity=0, interactive=False)
-    venture, campaigns, segments, batches, admin_user, operator = ensure_fixtures()
-    load_seconds = load_leads(args.rows, venture, campaigns, segments, batches)
     url = reverse("admin:leads_lead_changelist")
     pages = {
         "unfiltered": {},

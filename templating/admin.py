@@ -10,18 +10,21 @@ iframe (no scripts, no same-origin).
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from templating import services
+from templating.email_backend import email_backend_info
 from templating.forms import CampaignCheckForm, PreviewForm
 from templating.guardrails import REASON_DESCRIPTIONS, SUBJECT_MAX_CHARS, Reason
 from templating.hooks import Recipient, context_schema, recipient_source
@@ -39,7 +42,37 @@ from ventures.selectors import campaigns_visible_to
 from ventures.services import DomainError
 
 RECIPIENT_CHOICES_LIMIT = 200  # leads offered in the preview picker (first ones by id)
-CHECK_ROWS_SHOWN = 500  # blocked renders listed on the check page
+CHECK_GROUPS_SHOWN = 100  # groups (template x reason) listed on the check page
+SAVE_WARNING_REASONS = 3  # reasons named in the warning after a save
+NOT_DELIVERED_HINT = (
+    "To receive test emails, set EMAIL_URL to an SMTP server or an ESP (README: "
+    "A real mail provider)."
+)
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL; the loopback names are one host (this machine)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    except ValueError:  # a port that is no number: compare it as it is
+        port = None
+    return parts.scheme, "loopback" if host in LOOPBACK_HOSTS else host, port
+
+
+def site_url_warning(request) -> str:
+    """A warning when the unsubscribe links (AICMO_SITE_URL) point elsewhere than the site the
+    operator is using; links are never rewritten, so recipients reach AICMO_SITE_URL."""
+    site = settings.AICMO_SITE_URL
+    using = f"{request.scheme}://{request.get_host()}"
+    if _origin(site) == _origin(using):
+        return ""
+    return (
+        f"Unsubscribe links point to {site}, but you are using {using}: recipients will "
+        "reach the former. Set AICMO_SITE_URL to the address recipients should reach."
+    )
 
 
 def highlight(text: str, reasons: list[Reason]):
@@ -138,6 +171,30 @@ class MessageTemplateAdmin(ScopedAdmin):
 
     def save_model(self, request, obj, form, change):
         services.template_save(template=obj, actor=request.user)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        response = super().response_add(request, obj, post_url_continue)
+        self._warn_running_campaigns(request, obj)
+        return response
+
+    def response_change(self, request, obj):
+        response = super().response_change(request, obj)
+        self._warn_running_campaigns(request, obj)
+        return response
+
+    def _warn_running_campaigns(self, request, template: MessageTemplate) -> None:
+        """After a save: which leads of running campaigns the template now blocks, and why."""
+        checks, unchecked = services.template_running_checks(
+            template=template, campaigns=campaigns_visible_to(request.user), actor=request.user
+        )
+        for check in checks:
+            messages.warning(request, _blocks_warning(check))
+        if unchecked:
+            messages.warning(
+                request,
+                f"{unchecked} more running campaign(s) use this template and were not checked: "
+                "run the campaign check on them.",
+            )
 
     def has_delete_permission(self, request, obj=None):
         # Templates are deactivated, never deleted: their versions are what sent messages and
@@ -243,6 +300,10 @@ class MessageTemplateAdmin(ScopedAdmin):
             ),
             "reason_descriptions": REASON_DESCRIPTIONS,
             "choices_limit": RECIPIENT_CHOICES_LIMIT,
+            "backend": email_backend_info(),
+            "not_delivered_hint": NOT_DELIVERED_HINT,
+            "site_url": settings.AICMO_SITE_URL,
+            "site_url_warning": site_url_warning(request),
         }
         return TemplateResponse(request, "admin/templating/messagetemplate/preview.html", context)
 
@@ -258,16 +319,19 @@ class MessageTemplateAdmin(ScopedAdmin):
         else:
             campaign, recipient = self._recipient(form)
             try:
-                services.template_send_test(
+                sent = services.template_send_test(
                     template=template, recipient=recipient, campaign=campaign, user=request.user
                 )
             except DomainError as exc:
                 messages.error(request, str(exc))
             else:
-                messages.success(
-                    request,
-                    f"Test email sent to {request.user.email} (only to you, labelled TEST).",
+                said = (
+                    f"Test email to {request.user.email} (only you, labelled TEST): {sent.outcome}."
                 )
+                if sent.backend.delivers:
+                    messages.success(request, said)
+                else:
+                    messages.warning(request, f"{said} {NOT_DELIVERED_HINT}")
         query = urlencode({k: request.POST.get(k, "") for k in ("campaign", "recipient")})
         url = reverse("admin:templating_messagetemplate_preview", args=[quote(template.pk)])
         return HttpResponseRedirect(f"{url}?{query}")
@@ -290,12 +354,43 @@ class MessageTemplateAdmin(ScopedAdmin):
             "title": "Campaign template check",
             "form": form,
             "check": check,
-            "rows": check.blocked[:CHECK_ROWS_SHOWN] if check else [],
-            "rows_hidden": max(len(check.blocked) - CHECK_ROWS_SHOWN, 0) if check else 0,
+            "groups": check.groups[:CHECK_GROUPS_SHOWN] if check else [],
+            "groups_hidden": max(len(check.groups) - CHECK_GROUPS_SHOWN, 0) if check else 0,
         }
         return TemplateResponse(
             request, "admin/templating/messagetemplate/campaign_check.html", context
         )
+
+
+def _blocks_warning(check: services.CampaignCheck):
+    """ "This template now blocks 39 leads of running campaign X: missing variable `y`", with
+    each reason's count and parts, and a link to the campaign check."""
+    leads = check.blocked_recipients
+    scope = f"{leads} lead{pluralize(leads)}"
+    if check.sampled:
+        total = check.recipients_total
+        more = "there are more" if total is None else f"of {total:,}"
+        scope = f"{leads} of the first {check.recipients_checked:,} active leads ({more})"
+    groups = check.groups
+    reasons = "; ".join(
+        f"{g.phrase} ({g.count} lead{pluralize(g.count)}"
+        + (f", {' and '.join(g.part_labels)}" if g.part_labels else "")
+        + ")"
+        for g in groups[:SAVE_WARNING_REASONS]
+    )
+    if len(groups) > SAVE_WARNING_REASONS:
+        reasons += f"; and {len(groups) - SAVE_WARNING_REASONS} more reason(s)"
+    url = reverse("admin:templating_messagetemplate_campaign_check")
+    query = urlencode({"campaign": check.campaign.pk, "limit": services.CAMPAIGN_CHECK_SAMPLE})
+    return format_html(
+        'This template now blocks {} of running campaign “{}”: {}. <a href="{}?{}" '
+        'class="template-blocks-check-link">Open the campaign check</a>.',
+        scope,
+        check.campaign.name,
+        reasons,
+        url,
+        query,
+    )
 
 
 def _highlighted(result: RenderResult) -> dict:

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.core.mail import EmailMultiAlternatives
+from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django.utils.html import escape
 
-from templating.guardrails import Compliance, Reason
+from templating.email_backend import BackendInfo, email_backend_info
+from templating.guardrails import REASON_DESCRIPTIONS, Compliance, Reason
 from templating.hooks import Recipient, recipient_source
 from templating.models import (
     MessageTemplate,
@@ -24,12 +27,16 @@ from templating.models import (
     RenderPurpose,
 )
 from templating.rendering import RenderResult, render_message
-from ventures.models import AuditEvent, Campaign, SendMode, Venture
+from ventures.models import AuditEvent, Campaign, CampaignStatus, SendMode, Venture
 from ventures.services import Actor, DomainError, actor_label, audit_changes, audit_record, snapshot
 from ventures.sql import rows_update
 
 DEFAULT_RENDER_LOG_RETENTION_DAYS = 90
 CAMPAIGN_CHECK_SAMPLE = 500  # recipients per campaign check, the first ones in id order
+# After a save, the template is checked on each running campaign's first leads (not counted),
+# so that the save stays quick however big the campaigns are (docs/BENCHMARKS.md).
+SAVE_CHECK_SAMPLE = 200
+SAVE_CHECK_CAMPAIGNS = 5
 TEST_EMAIL_LIMIT = 5  # test emails per operator ...
 TEST_EMAIL_WINDOW = dt.timedelta(minutes=10)  # ... in this window
 
@@ -186,6 +193,14 @@ _ERROR_CODES = frozenset(
 
 
 # --- Campaign-wide check --------------------------------------------------------------------
+PART_LABELS = {"subject": "subject", "text": "body text", "html": "body HTML"}
+CHECK_EXAMPLES = 3  # leads named per group of the check; the rest are counted
+# Reasons whose message carries a per-lead figure (a subject's length, an exception's text):
+# grouped under their description, or every lead would be a group of its own.
+_GROUPED_BY_DESCRIPTION = frozenset({"subject_too_long", "render_error"})
+_UNDEFINED = re.compile(r"^'([^']+)' is undefined")
+
+
 @dataclass
 class CheckRow:
     template: MessageTemplate
@@ -196,11 +211,76 @@ class CheckRow:
 
 
 @dataclass
+class CheckGroup:
+    """Every lead one template blocks for one reason: counted, with the parts it is in and
+    the first few leads as examples."""
+
+    template: MessageTemplate
+    version: MessageTemplateVersion
+    code: str
+    message: str
+    parts: list[str] = field(default_factory=list)  # "subject", "text", "html", in that order
+    examples: list[tuple[str, str]] = field(default_factory=list)  # (ref, label)
+    count: int = 0
+
+    @property
+    def part_labels(self) -> list[str]:
+        return [PART_LABELS[p] for p in PART_LABELS if p in self.parts]
+
+    @property
+    def more(self) -> int:
+        return self.count - len(self.examples)
+
+    @property
+    def phrase(self) -> str:
+        """The reason in a few words: "missing variable `company_size`"."""
+        if self.code == "undefined_variable" and (m := _UNDEFINED.match(self.message)):
+            return f"missing variable `{m.group(1)}`"
+        return self.message
+
+    def as_dict(self) -> dict:
+        return {
+            "template": self.template.name,
+            "version": self.version.number,
+            "code": self.code,
+            "message": self.message,
+            "parts": self.parts,
+            "leads": self.count,
+            "examples": [ref for ref, _ in self.examples],
+        }
+
+
+def check_groups(rows: Iterable[CheckRow]) -> list[CheckGroup]:
+    """The blocked renders grouped by template and reason, the most leads first."""
+    groups: dict[tuple, CheckGroup] = {}
+    seen: dict[tuple, set[str]] = {}
+    for row in rows:
+        for reason in row.reasons:
+            if reason.code in _GROUPED_BY_DESCRIPTION:
+                message = REASON_DESCRIPTIONS.get(reason.code, reason.message)
+            else:  # the HTML part's checks say "... left in the HTML": the part column says it
+                message = reason.message.removesuffix(" in the HTML")
+            key = (row.version.pk, reason.code, message)
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = CheckGroup(row.template, row.version, reason.code, message)
+                seen[key] = set()
+            if reason.part and reason.part not in group.parts:
+                group.parts.append(reason.part)
+            if row.recipient_ref not in seen[key]:
+                seen[key].add(row.recipient_ref)
+                group.count += 1
+                if len(group.examples) < CHECK_EXAMPLES:
+                    group.examples.append((row.recipient_ref, row.recipient_label))
+    return sorted(groups.values(), key=lambda g: (-g.count, g.template.name, g.code, g.message))
+
+
+@dataclass
 class CampaignCheck:
     campaign: Campaign
     versions: list[MessageTemplateVersion] = field(default_factory=list)
     recipients_checked: int = 0
-    recipients_total: int = 0
+    recipients_total: int | None = 0  # None: more than were checked, not counted
     renders: int = 0
     blocked: list[CheckRow] = field(default_factory=list)
     # The first render that passed, per template slug: what the demo and reports can show.
@@ -208,16 +288,24 @@ class CampaignCheck:
 
     @property
     def sampled(self) -> bool:
-        return self.recipients_checked < self.recipients_total
+        return self.recipients_total is None or self.recipients_checked < self.recipients_total
 
     @property
     def blocked_recipients(self) -> int:
         return len({row.recipient_ref for row in self.blocked})
 
+    @cached_property
+    def groups(self) -> list[CheckGroup]:
+        return check_groups(self.blocked)
+
     def summary(self) -> str:
-        scope = f"{self.recipients_checked} of {self.recipients_total} recipients"
-        if self.sampled:
-            scope += " (the first ones by id)"
+        checked, total = self.recipients_checked, self.recipients_total
+        if total is None:
+            scope = f"the first {checked} recipients by id (there are more)"
+        else:
+            scope = f"{checked} of {total} recipients"
+            if self.sampled:
+                scope += " (the first ones by id)"
         return (
             f"{len(self.versions)} active template(s) x {scope}: {self.renders} renders, "
             f"{len(self.blocked)} blocked ({self.blocked_recipients} recipient(s) affected)."
@@ -242,32 +330,47 @@ class CampaignCheck:
                 }
                 for row in self.blocked
             ],
+            "groups": [g.as_dict() for g in self.groups],
         }
 
 
 def campaign_templates_check(
-    *, campaign: Campaign, limit: int = CAMPAIGN_CHECK_SAMPLE, actor: Actor = "system"
+    *,
+    campaign: Campaign,
+    limit: int = CAMPAIGN_CHECK_SAMPLE,
+    actor: Actor = "system",
+    templates: list[MessageTemplate] | None = None,
+    log: bool = True,
+    count: bool = True,
 ) -> CampaignCheck:
-    """Render every active template of the campaign for its recipients (the first `limit` by
-    id) and list every blocked render with its reasons. Each render is logged (purpose=check).
+    """Render every active template of the campaign (or only `templates`) for its recipients
+    (the first `limit` by id) and list every blocked render with its reasons. Each render is
+    logged (purpose=check) unless `log` is False. Without `count`, the recipients are not
+    counted (on a big campaign the count costs more than the renders): one more than `limit`
+    is read to know whether there are more, and `recipients_total` is then None.
     """
     source = recipient_source()
-    templates = list(templates_for_campaign(campaign))
+    if templates is None:
+        templates = list(templates_for_campaign(campaign))
     check = CampaignCheck(
         campaign=campaign,
         versions=[template_current_version(t, actor=actor) for t in templates],
-        recipients_total=source.count(campaign=campaign),
+        recipients_total=source.count(campaign=campaign) if count else 0,
     )
     live = is_live(campaign)
     logs: list[RenderLog] = []
-    for recipient in source.iterate(campaign=campaign, limit=limit):
+    for recipient in source.iterate(campaign=campaign, limit=limit if count else limit + 1):
+        if check.recipients_checked == limit:  # only without `count`: there are more
+            check.recipients_total = None
+            break
         check.recipients_checked += 1
         for template, version in zip(templates, check.versions, strict=True):
             result = version_render(
                 version=version, recipient=recipient, venture=campaign.venture, live=live, log=False
             )
             check.renders += 1
-            logs.append(render_log(version, recipient.ref, RenderPurpose.CHECK, result))
+            if log:
+                logs.append(render_log(version, recipient.ref, RenderPurpose.CHECK, result))
             if result.ok:
                 check.examples.setdefault(template.slug, result)
             else:
@@ -277,20 +380,71 @@ def campaign_templates_check(
                     )
                 )
     RenderLog.objects.bulk_create(logs, batch_size=500)
+    if not count and check.recipients_total is not None:
+        check.recipients_total = check.recipients_checked
     return check
 
 
+def template_running_checks(
+    *,
+    template: MessageTemplate,
+    campaigns: QuerySet[Campaign] | None = None,
+    limit: int | None = None,
+    actor: Actor = "system",
+) -> tuple[list[CampaignCheck], int]:
+    """What a just-saved template does to the running campaigns that use it (its campaign, or
+    every running campaign of its venture for a venture-wide one; within `campaigns` if
+    given): the campaign check for this template alone, on each campaign's first `limit`
+    (default SAVE_CHECK_SAMPLE) active leads, uncounted, and at most SAVE_CHECK_CAMPAIGNS
+    campaigns, not logged (it is advisory; the campaign check it points to logs). Returns
+    the checks that found a block, and how many running campaigns went unchecked past the
+    bound."""
+    if not template.is_active:
+        return [], 0
+    running = (campaigns if campaigns is not None else Campaign.objects.all()).filter(
+        venture_id=template.venture_id, status=CampaignStatus.RUNNING
+    )
+    if template.campaign_id:
+        running = running.filter(pk=template.campaign_id)
+    chosen = list(running.select_related("venture").order_by("pk")[: SAVE_CHECK_CAMPAIGNS + 1])
+    unchecked = (
+        max(running.count() - SAVE_CHECK_CAMPAIGNS, 0) if len(chosen) > SAVE_CHECK_CAMPAIGNS else 0
+    )
+    checks = [
+        campaign_templates_check(
+            campaign=campaign,
+            limit=limit or SAVE_CHECK_SAMPLE,
+            actor=actor,
+            templates=[template],
+            log=False,
+            count=False,
+        )
+        for campaign in chosen[:SAVE_CHECK_CAMPAIGNS]
+    ]
+    return [c for c in checks if c.blocked], unchecked
+
+
 # --- Test email -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SentTest:
+    """A test email the backend took: what was rendered, the backend, and what it did."""
+
+    result: RenderResult
+    backend: BackendInfo
+    outcome: str  # "printed to the server's console, not delivered", "handed to host:587 ..."
+
+
 def template_send_test(
     *,
     template: MessageTemplate,
     recipient: Recipient,
     campaign: Campaign | None,
     user,
-) -> RenderResult:
+) -> SentTest:
     """Render for `recipient` and email the result to the operator's own address, never to the
-    recipient. Limited to TEST_EMAIL_LIMIT per operator per TEST_EMAIL_WINDOW; refused when
-    the render is blocked. Raises DomainError with the reason."""
+    recipient, through the default email backend; says what that backend did with it.
+    Limited to TEST_EMAIL_LIMIT per operator per TEST_EMAIL_WINDOW; refused when the render
+    is blocked. Raises DomainError with the reason."""
     to = (getattr(user, "email", "") or "").strip()
     if not to:
         raise DomainError("Your user account has no email address: add one to receive tests.")
@@ -315,14 +469,23 @@ def template_send_test(
     if not result.ok:
         codes = ", ".join(dict.fromkeys(result.reason_codes()))
         raise DomainError(f"Not sent: the render is blocked ({codes}). See the preview.")
-    _send_test_email(template=template, version=version, recipient=recipient, to=to, result=result)
+    backend = email_backend_info()
+    outcome = _send_test_email(
+        template=template, version=version, recipient=recipient, to=to, result=result,
+        backend=backend,
+    )  # fmt: skip
     audit_record(
         actor=user,
         action="template.send_test",
         entity=template,
-        after={"version": version.number, "recipient": recipient.ref, "to": "operator"},
+        after={
+            "version": version.number,
+            "recipient": recipient.ref,
+            "to": "operator",
+            "backend": backend.kind,
+        },
     )
-    return result
+    return SentTest(result, backend, outcome)
 
 
 def _send_test_email(
@@ -332,7 +495,8 @@ def _send_test_email(
     recipient: Recipient,
     to: str,
     result: RenderResult,
-) -> None:
+    backend: BackendInfo,
+) -> str:
     banner = (
         f"[TEST] Template '{template.name}' v{version.number} rendered for {recipient.label}. "
         "This copy went only to you; the recipient was not contacted.\n\n"
@@ -351,9 +515,14 @@ def _send_test_email(
             f"<p><strong>{escape(banner.strip())}</strong></p>" + result.html, "text/html"
         )
     try:
-        message.send(fail_silently=False)
+        with get_connection(fail_silently=False) as connection:
+            message.connection = connection
+            message.send(fail_silently=False)
     except Exception as exc:  # SMTP or ESP failure: tell the operator, never a traceback
-        raise DomainError(f"The email backend refused the test email: {exc}") from exc
+        raise DomainError(
+            f"The email backend ({backend.label}) refused the test email: {exc}"
+        ) from exc
+    return backend.outcome(connection=connection, message=message)
 
 
 # --- Retention ------------------------------------------------------------------------------

@@ -1,20 +1,26 @@
-"""`manage.py demo` runs the whole product end to end, and a second run changes nothing."""
+"""`manage.py demo` runs the whole product end to end, and a second run changes nothing; with
+DEBUG on it makes a local login for `make serve`, with DEBUG off it says how to make one."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from io import StringIO
 from pathlib import Path
 
 import pytest
 import time_machine
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.urls import reverse
 
+from aicmo_site.demo_login import database_is_local, demo_login_refusal
 from leads.models import Lead
 from outreach.models import DispatchRun, OutboundMessage
 from outreach.tests.outbox import NOON
 from ventures.models import AuditEvent, Campaign
+from ventures.roles import OPERATOR
 
 # 00:10 in Berlin: the campaign's pacing lets only the first few sends of the day out.
 JUST_AFTER_MIDNIGHT = dt.datetime(2026, 12, 1, 23, 10, tzinfo=dt.UTC)
@@ -131,3 +137,74 @@ def test_demo_says_how_many_sends_its_pacing_held_back():
     # A moment later the held messages still wait for their slots: nothing is due yet.
     assert again["tick"]["counts"] == {}
     assert dt.datetime.fromisoformat(again["outbox"]["next_due"]) > JUST_AFTER_MIDNIGHT
+
+
+# --- The demo login -------------------------------------------------------------------------
+@pytest.fixture
+def local_debug(settings, tmp_path, plain_http):
+    """`make demo` on a developer's machine: DEBUG on, proof mode, var/ of its own."""
+    settings.DEBUG = True
+    settings.VAR_DIR = tmp_path
+    return tmp_path
+
+
+@pytest.mark.django_db
+def test_demo_with_debug_on_makes_a_login_that_works_with_the_printed_password(local_debug, client):
+    with time_machine.travel(NOON, tick=False):
+        text = demo_text()
+    printed = re.search(r"  Log in as demo with password (\S+) \(an Operator of venture", text)
+    assert printed, text
+    password = printed.group(1)
+    assert text.index("Operator console: `make serve`") < text.index("Log in as demo")
+    assert f"the password kept in {local_debug / 'demo_password'}" in text
+    assert (local_debug / "demo_password").stat().st_mode & 0o077 == 0  # the owner's only
+
+    assert client.login(username="demo", password=password)
+    campaigns = client.get(reverse("admin:ventures_campaign_changelist"))
+    assert campaigns.status_code == 200
+    assert "Northwind" in campaigns.content.decode()  # the demo venture's campaign
+    user = get_user_model().objects.get(username="demo")
+    assert [g.name for g in user.groups.all()] == [OPERATOR] and not user.is_superuser
+    assert list(user.venture_memberships.values_list("venture__slug", flat=True)) == [
+        Campaign.objects.get().venture.slug
+    ]
+    assert AuditEvent.objects.filter(action="membership.create", actor="demo").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_second_demo_run_prints_the_same_password_and_restores_it(local_debug, client):
+    with time_machine.travel(NOON, tick=False):
+        first = demo()["login"]
+        user = get_user_model().objects.get(username="demo")
+        user.set_password("changed-by-someone-1")
+        user.save()
+        second = demo()["login"]
+    assert first["created"] is True and second["created"] is False
+    assert second["password"] == first["password"]
+    assert client.login(username="demo", password=first["password"])
+    assert AuditEvent.objects.filter(action="membership.create").count() == 1
+
+
+@pytest.mark.django_db
+def test_demo_with_debug_off_makes_no_login_and_prints_the_command_instead(settings, tmp_path):
+    settings.DEBUG = False
+    settings.VAR_DIR = tmp_path
+    with time_machine.travel(NOON, tick=False):
+        text = demo_text()
+    assert (
+        "  No demo login: DEBUG is off (it is made for local use only). Create your login "
+        "with: .venv/bin/python manage.py createsuperuser\n" in text
+    )
+    assert not get_user_model().objects.filter(username="demo").exists()
+    assert not (tmp_path / "demo_password").exists()
+
+
+def test_demo_login_is_refused_in_live_mode_and_on_a_remote_database(settings):
+    settings.DEBUG = True
+    settings.AICMO_SEND_MODE = "live"
+    assert demo_login_refusal() == "AICMO_SEND_MODE is live"
+    pg = "django.db.backends.postgresql"
+    assert not database_is_local({"ENGINE": pg, "HOST": "db.example.com"})
+    assert database_is_local({"ENGINE": pg, "HOST": "127.0.0.1"})
+    assert database_is_local({"ENGINE": pg, "HOST": "/var/run/postgresql"})
+    assert database_is_local({"ENGINE": "django.db.backends.sqlite3", "NAME": "x.sqlite3"})

@@ -7,7 +7,11 @@ from django.core import mail
 from django.urls import reverse
 
 from templating.models import MessageTemplate, RenderLog, RenderPurpose
-from templating.services import TEST_EMAIL_LIMIT, template_current_version
+from templating.services import (
+    TEST_EMAIL_LIMIT,
+    template_current_version,
+    template_running_checks,
+)
 from templating.tests.template_forms import form_data
 from tests.factories import (
     CampaignFactory,
@@ -18,7 +22,7 @@ from tests.factories import (
     VentureFactory,
 )
 from tests.http import text as page
-from ventures.models import AuditEvent, SendMode
+from ventures.models import AuditEvent, CampaignStatus, SendMode
 from ventures.roles import OPERATOR
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("plain_http")]
@@ -392,3 +396,253 @@ def test_preview_recipient_that_is_no_lead_id_is_a_404_not_a_500(
         url("preview", template.pk), {"campaign": campaign.pk, "recipient": ref}
     )
     assert response.status_code == 404
+
+
+# --- Campaign check, grouped -------------------------------------------------------------------
+SIZE_SUBJECT = "{{ company_size }} people at {{ company }}?"
+SIZE_BODY = "Hi {{ first_name }}, a team of {{ company_size }}.\n{{ unsubscribe_url }}"
+COMPLIANT = "Hello\n{{ venture.postal_address }}\n{{ unsubscribe_url }}"
+
+
+def test_campaign_check_groups_one_missing_variable_into_one_row_with_a_count(op_client, campaign):
+    MessageTemplateFactory(
+        campaign=campaign, name="Sizer", subject=SIZE_SUBJECT, body_text=SIZE_BODY
+    )
+    leads = [LeadFactory(campaign=campaign) for _ in range(39)]
+    response = op_client.post(url("campaign_check"), {"campaign": campaign.pk, "limit": 500})
+
+    groups = response.context["groups"]
+    assert [(g.template.name, g.code, g.count) for g in groups] == [
+        ("Sizer", "undefined_variable", 39)
+    ]
+    assert groups[0].part_labels == ["subject", "body text"]
+    assert groups[0].phrase == "missing variable `company_size`"
+    assert [ref for ref, _ in groups[0].examples] == [f"lead:{lead.pk}" for lead in leads[:3]]
+    assert groups[0].more == 36
+    content = response.content.decode()
+    assert content.count('<tr class="check-group"') == 1
+    text = page(response)
+    assert "'company_size' is undefined" in text
+    assert "subject, body text" in text
+    assert "and 36 more" in text
+    assert leads[0].email in text and leads[3].email not in text
+
+
+def test_campaign_check_keeps_templates_and_reasons_apart_and_labels_the_html_part(
+    op_client, campaign
+):
+    MessageTemplateFactory(
+        campaign=campaign, name="Sizer", subject=SIZE_SUBJECT, body_text=SIZE_BODY
+    )
+    MessageTemplateFactory(
+        campaign=campaign,
+        name="Html one",
+        body_text=COMPLIANT,
+        body_html="<p>Hi {{ first_name }}</p><p>{{ unsubscribe_url }}</p>",
+    )
+    LeadFactory(campaign=campaign, company_size=50, first_name="[First Name]")
+    LeadFactory(campaign=campaign, company_size=None)
+    response = op_client.post(url("campaign_check"), {"campaign": campaign.pk, "limit": 500})
+
+    found = {
+        (g.template.name, g.code, tuple(g.part_labels), g.count) for g in response.context["groups"]
+    }
+    assert ("Sizer", "undefined_variable", ("subject", "body text"), 1) in found
+    assert ("Sizer", "bracket_token", ("body text",), 1) in found
+    assert ("Html one", "bracket_token", ("subject", "body HTML"), 1) in found
+    assert len(found) == 3
+    assert "subject, body HTML" in page(response)
+
+
+def test_campaign_check_groups_subjects_too_long_whatever_their_length(op_client, campaign):
+    MessageTemplateFactory(campaign=campaign, subject="{{ company }}", body_text=COMPLIANT)
+    LeadFactory(campaign=campaign, company="A" * 120)
+    LeadFactory(campaign=campaign, company="B" * 130)
+    response = op_client.post(url("campaign_check"), {"campaign": campaign.pk, "limit": 500})
+    [group] = response.context["groups"]
+    assert (group.code, group.count, group.part_labels) == ("subject_too_long", 2, ["subject"])
+
+
+# --- Saving a template that blocks leads of a running campaign ------------------------------------
+
+
+def _running(campaign):
+    campaign.status = CampaignStatus.RUNNING
+    campaign.save(update_fields=["status"])
+    return campaign
+
+
+def test_saving_a_template_that_blocks_leads_of_a_running_campaign_warns_with_the_count(
+    op_client, campaign
+):
+    _running(campaign)
+    campaign.name = "Spring outreach"
+    campaign.save(update_fields=["name"])
+    for _ in range(39):
+        LeadFactory(campaign=campaign)
+    response = op_client.post(
+        url("add"), form_data(campaign, subject=SIZE_SUBJECT, body_text=SIZE_BODY), follow=True
+    )
+    text = page(response)
+    assert "was added successfully" in text
+    assert (
+        "This template now blocks 39 leads of running campaign “Spring outreach”: missing "
+        "variable `company_size` (39 leads, subject and body text)." in text
+    )
+    check_link = f"{url('campaign_check')}?campaign={campaign.pk}&amp;limit=500"
+    assert check_link in response.content.decode()
+    assert not RenderLog.objects.exists()  # advisory: the campaign check it links to logs
+
+    # The link opens the check for that campaign, ready to run.
+    form = op_client.get(f"{url('campaign_check')}?campaign={campaign.pk}&limit=500")
+    assert form.context["form"]["campaign"].value() == str(campaign.pk)
+    assert not form.context["form"].errors or form.context["form"].is_valid()
+
+
+def test_saving_a_fixed_template_or_one_of_a_paused_campaign_does_not_warn(op_client, campaign):
+    LeadFactory(campaign=campaign)
+    response = op_client.post(
+        url("add"), form_data(campaign, subject=SIZE_SUBJECT, body_text=SIZE_BODY), follow=True
+    )
+    assert "now blocks" not in page(response)  # a draft campaign sends nothing yet
+
+    _running(campaign)
+    template = MessageTemplate.objects.get()
+    response = op_client.post(
+        url("change", template.pk),
+        form_data(campaign, subject="{{ company_size | default('a few') }} people?"),
+        follow=True,
+    )
+    text = page(response)
+    assert "was changed successfully" in text and "now blocks" not in text
+
+
+def test_saving_a_venture_wide_template_checks_each_running_campaign_and_the_first_leads_only(
+    op_client, campaign, monkeypatch
+):
+    monkeypatch.setattr("templating.services.SAVE_CHECK_SAMPLE", 2)
+    _running(campaign)
+    second = _running(CampaignFactory(venture=campaign.venture, name="Second"))
+    for _ in range(3):
+        LeadFactory(campaign=campaign)
+    LeadFactory(campaign=second)
+    data = {**form_data(campaign, subject=SIZE_SUBJECT, body_text=SIZE_BODY), "campaign": ""}
+    text = page(op_client.post(url("add"), data, follow=True))
+    assert (
+        f"now blocks 2 of the first 2 active leads (there are more) of running campaign "
+        f"“{campaign.name}”" in text
+    )
+    assert "now blocks 1 lead of running campaign “Second”: missing variable" in text
+
+
+def test_saving_checks_at_most_a_few_running_campaigns_and_says_how_many_were_not(
+    op_client, campaign, monkeypatch
+):
+    monkeypatch.setattr("templating.services.SAVE_CHECK_CAMPAIGNS", 1)
+    _running(campaign)
+    _running(CampaignFactory(venture=campaign.venture))
+    _running(CampaignFactory(venture=campaign.venture))
+    data = {**form_data(campaign, subject=SIZE_SUBJECT, body_text=SIZE_BODY), "campaign": ""}
+    text = page(op_client.post(url("add"), data, follow=True))
+    assert "2 more running campaign(s) use this template and were not checked" in text
+
+
+# --- Which email backend, which site URL ------------------------------------------------------
+def _send_test(op_client, template, campaign):
+    return page(
+        op_client.post(
+            url("send_test", template.pk),
+            {"campaign": campaign.pk, "recipient": "sample"},
+            follow=True,
+        )
+    )
+
+
+def test_send_me_a_test_with_the_console_backend_says_it_was_only_printed(
+    op_client, template, campaign, settings, capsys
+):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    preview = page(op_client.get(url("preview", template.pk)))
+    assert "through the console backend" in preview and "printed to the server's console" in preview
+    text = _send_test(op_client, template, campaign)
+    assert (
+        "Test email to op-otto@agency.example (only you, labelled TEST): printed to the "
+        "server's console, not delivered. To receive test emails, set EMAIL_URL" in text
+    )
+    assert "sent to" not in text
+    assert "[TEST] Quick question, Alex" in capsys.readouterr().out
+
+
+def test_send_me_a_test_with_the_file_backend_names_the_file(
+    op_client, template, campaign, settings, tmp_path
+):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    settings.EMAIL_FILE_PATH = str(tmp_path)
+    text = _send_test(op_client, template, campaign)
+    [written] = tmp_path.iterdir()
+    assert f"written to {written} (file backend), not delivered." in text
+    assert "[TEST] Quick question, Alex" in written.read_text()
+
+
+def test_send_me_a_test_over_smtp_says_which_server_took_it(
+    op_client, template, campaign, settings, smtp_sink
+):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = smtp_sink.host, smtp_sink.port
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    address = f"{smtp_sink.host}:{smtp_sink.port}"
+    assert f"through SMTP {address} (no encryption)." in page(
+        op_client.get(url("preview", template.pk))
+    )
+    text = _send_test(op_client, template, campaign)
+    assert f"handed to {address} (SMTP, no encryption) for delivery." in text
+    assert smtp_sink.recipients() == ["op-otto@agency.example"]
+
+    smtp_sink.fail_next("RCPT", 550)
+    text = _send_test(op_client, template, campaign)
+    assert f"The email backend (SMTP {address} (no encryption)) refused the test email" in text
+
+
+def test_send_me_a_test_through_an_esp_names_it_and_its_answer(
+    op_client, template, campaign, settings
+):
+    settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
+    text = _send_test(op_client, template, campaign)
+    assert "handed to Test (an ESP, through django-anymail), which answered sent" in text
+    assert len(mail.outbox) == 1
+
+
+def test_preview_says_which_site_url_the_unsubscribe_links_use(op_client, template, settings):
+    settings.AICMO_SITE_URL = "http://testserver"
+    text = page(op_client.get(url("preview", template.pk)))
+    assert "Unsubscribe links point to <code>http://testserver</code> (AICMO_SITE_URL)." in text
+    assert "recipients will reach" not in text
+
+
+def test_preview_warns_when_the_site_url_is_not_the_server_in_use(
+    op_client, template, campaign, settings
+):
+    settings.AICMO_SITE_URL = "http://127.0.0.1:8000"
+    response = op_client.get(url("preview", template.pk), HTTP_HOST="localhost:8001")
+    text = page(response)
+    assert (
+        "Unsubscribe links point to http://127.0.0.1:8000, but you are using "
+        "http://localhost:8001: recipients will reach the former." in text
+    )
+    assert "http://127.0.0.1:8000/u/" in text  # shown as they are, never rewritten
+    # The same machine by another loopback name, same port: no warning.
+    text = page(op_client.get(url("preview", template.pk), HTTP_HOST="localhost:8000"))
+    assert "recipients will reach" not in text
+
+
+def test_the_check_after_a_save_reads_one_lead_more_instead_of_counting_them_all(campaign):
+    _running(campaign)
+    template = MessageTemplateFactory(campaign=campaign, subject=SIZE_SUBJECT, body_text=SIZE_BODY)
+    LeadFactory(campaign=campaign)
+    LeadFactory(campaign=campaign)
+    [check], _ = template_running_checks(template=template, limit=2)
+    assert (check.recipients_checked, check.recipients_total, check.sampled) == (2, 2, False)
+    LeadFactory(campaign=campaign)
+    [check], _ = template_running_checks(template=template, limit=2)
+    assert (check.recipients_checked, check.recipients_total, check.sampled) == (2, None, True)
+    assert check.renders == 2 and check.blocked_recipients == 2

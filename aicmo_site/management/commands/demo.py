@@ -14,6 +14,9 @@ unsubscribe.
 Idempotent: running it again updates the same records instead of duplicating them, its tick
 finds nothing new to send (the outbox holds one message per lead and step), and its feedback
 events are stored already (each has the same id each time).
+Last it makes the local demo login (`aicmo_site.demo_login`: user `demo`, an Operator of the
+demo venture, only with DEBUG on and a database on this machine) and prints how to log in, or,
+when it may not make one, the `createsuperuser` command to run instead.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import CommandError, CommandParser
 
+from aicmo_site.demo_login import demo_login_ensure, password_file
 from leads.models import import_counts_text
 from leads.selectors import lead_counts
 from leads.services.imports import leads_demo_import
@@ -66,6 +70,13 @@ class Command(ProjectCommand):
                 f"AICMO_ARTIFACT_DIR={str(settings.AICMO_ARTIFACT_DIR)!r} is not writable: "
                 f"{exc.strerror or exc}."
             ) from None
+        try:
+            login = demo_login_ensure(venture=campaign.venture, actor=ACTOR)
+        except OSError as exc:
+            raise CommandError(
+                f"the demo login's password file {password_file()} cannot be written: "
+                f"{exc.strerror or exc}."
+            ) from None
         summary = campaign_summary(campaign)
         outbox = campaign_outbox(campaign)
         dispatched = _run_report(run)
@@ -82,6 +93,7 @@ class Command(ProjectCommand):
                         "tick": dispatched,
                         "outbox": outbox,
                         "feedback": feedback,
+                        "login": login.as_dict(),
                     },
                     default=str,
                 )
@@ -106,6 +118,8 @@ class Command(ProjectCommand):
         self.stdout.write(_feedback_line(feedback))
         self.stdout.write(f"Artifacts: {settings.AICMO_ARTIFACT_DIR}")
         self.stdout.write("Operator console: `make serve`, then http://127.0.0.1:8000/admin/")
+        for line in login.lines(campaign.venture):
+            self.stdout.write(line)
 
     def _run(self, campaign: Campaign) -> Campaign:
         if campaign.mode != SendMode.PROOF:

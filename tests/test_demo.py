@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import zipfile
 from io import StringIO
 from pathlib import Path
 
@@ -44,6 +45,20 @@ def test_demo_runs_the_campaign_end_to_end_and_is_idempotent(settings):
         first = demo()
 
     campaign = Campaign.objects.get(slug=first["campaign"]["slug"])
+    # It ends with the campaign's proof bundle, kept (listed in the console) and verifiable.
+    from reporting.bundle import bundle_verify
+    from reporting.models import ReportFile
+
+    bundle = first["report"]
+    assert bundle_verify(bundle["path"]).ok
+    assert ReportFile.objects.get(campaign__slug=first["campaign"]["slug"]).format == "zip"
+    with zipfile.ZipFile(bundle["path"]) as archive:
+        names = archive.namelist()
+        markdown = archive.read("northwind-pipeline-q3-report.md").decode("utf-8")
+    assert "northwind-pipeline-q3-report.pdf" in names and len(names) == bundle["files"]
+    assert sum(n.endswith(".eml") for n in names) == 51
+    assert "| Sent at least one email | 51 |" in markdown
+    assert "| Replied positively | 1 |" in markdown
     assert campaign.status == "running"
     assert campaign.mode == "proof"
     assert first["import"]["counts"]["created"] == 51  # the Apollo sample's unique valid emails
@@ -97,6 +112,9 @@ def test_demo_runs_the_campaign_end_to_end_and_is_idempotent(settings):
     assert (second["tick"]["counts"], second["tick"]["eml_files"]) == ({}, 0)
     assert OutboundMessage.objects.filter(campaign=campaign).count() == 102
     assert second["feedback"] == {"stored": 0, "by_kind": {}, "replies": []}
+    # Its bundle replaces the first one: one demo bundle, the first one's file gone.
+    assert ReportFile.objects.filter(campaign=campaign).count() == 1
+    assert not Path(bundle["path"]).exists() and bundle_verify(second["report"]["path"]).ok
 
 
 @pytest.mark.django_db

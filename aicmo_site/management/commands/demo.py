@@ -22,6 +22,7 @@ when it may not make one, the `createsuperuser` command to run instead.
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 from django.conf import settings
@@ -35,6 +36,9 @@ from outreach.dispatch import tick
 from outreach.feedback import Incoming, feedback_record_many
 from outreach.models import DispatchRun, FeedbackKind, MessageState, OutboundMessage
 from outreach.selectors import campaign_outbox, run_held
+from reporting.models import ReportFile
+from reporting.pdf import ReportRenderError
+from reporting.services import ReportError, report_file_path, report_keep
 from templating.services import campaign_templates_check
 from ventures.campaign_code import CampaignCodeError, campaign_load
 from ventures.commands import ProjectCommand
@@ -71,6 +75,10 @@ class Command(ProjectCommand):
                 f"{exc.strerror or exc}."
             ) from None
         try:
+            bundle = _write_bundle(campaign)
+        except (ReportError, ReportRenderError) as exc:
+            raise CommandError(f"demo failed writing the report: {exc}") from None
+        try:
             login = demo_login_ensure(venture=campaign.venture, actor=ACTOR)
         except OSError as exc:
             raise CommandError(
@@ -93,6 +101,7 @@ class Command(ProjectCommand):
                         "tick": dispatched,
                         "outbox": outbox,
                         "feedback": feedback,
+                        "report": bundle,
                         "login": login.as_dict(),
                     },
                     default=str,
@@ -117,6 +126,12 @@ class Command(ProjectCommand):
             self.stdout.write(line)
         self.stdout.write(_feedback_line(feedback))
         self.stdout.write(f"Artifacts: {settings.AICMO_ARTIFACT_DIR}")
+        self.stdout.write(
+            f"Report: proof bundle {bundle['path']} ({bundle['files']} files, ZIP SHA-256 "
+            f"{bundle['sha256'][:16]}…): the report as HTML, PDF and Markdown, the CSVs, the "
+            f"emails the run wrote and a manifest; check it with "
+            f"`.venv/bin/python manage.py report verify {bundle['path']}`."
+        )
         self.stdout.write("Operator console: `make serve`, then http://127.0.0.1:8000/admin/")
         for line in login.lines(campaign.venture):
             self.stdout.write(line)
@@ -130,6 +145,19 @@ class Command(ProjectCommand):
             campaign = campaign_transition(campaign=campaign, action="resume", actor=ACTOR)
         campaign.refresh_from_db()
         return campaign
+
+
+def _write_bundle(campaign: Campaign) -> dict:
+    """The campaign's proof bundle, kept (listed under Reporting in the console). It replaces
+    the one an earlier run of the demo kept, so there is always one demo bundle."""
+    for old in ReportFile.objects.filter(campaign=campaign, generated_by=ACTOR):
+        report_file_path(old).unlink(missing_ok=True)
+        old.delete()
+    kept = report_keep(campaign, "zip", actor=ACTOR)
+    path = report_file_path(kept)
+    with zipfile.ZipFile(path) as archive:
+        files = len(archive.namelist())
+    return {"path": str(path), "files": files, "size": kept.size, "sha256": kept.sha256}
 
 
 def _write_previews(campaign: Campaign, examples: dict) -> list[Path]:

@@ -85,8 +85,8 @@ DIMENSIONS = (
     ("utm_content", "utm_content"),
     ("segment", "ICP segment"),
 )
-# The funnel columns an attribution table shows.
-ATTRIBUTION_COLUMNS = ("imported", "sent", "delivered", "replied", "positive", "bounced")
+# An attribution table shows every stage of the funnel.
+ATTRIBUTION_COLUMNS = tuple(key for key, _label in FUNNEL)
 NOT_SET = "(not set)"
 
 
@@ -390,7 +390,9 @@ def _attribution(
                 value = raw or NOT_SET
             row = merged.setdefault(value, dict.fromkeys(ATTRIBUTION_COLUMNS, 0))
             for column in ATTRIBUTION_COLUMNS:
-                row[column] += counts[column]
+                if column != "eligible":
+                    row[column] += counts[column]
+            row["eligible"] = row["imported"] - row["suppressed_dnc"] - row["erased"]
         tables[dimension] = sorted(
             (Breakdown(value, counts) for value, counts in merged.items()),
             key=lambda b: (

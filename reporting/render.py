@@ -19,13 +19,23 @@ from reporting.figures import ATTRIBUTION_COLUMNS, DIMENSIONS, FUNNEL, Report
 FORMATS = ("html", "pdf", "md", "csv", "zip")
 _STATIC = Path(__file__).resolve().parent / "static" / "reporting"
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+# Short column heads for the attribution tables (every funnel stage).
 COLUMN_LABELS = {
     "imported": "Leads",
+    "enrolled": "Enrolled",
+    "suppressed_dnc": "Kept out",
+    "erased": "Erased",
+    "eligible": "Eligible",
     "sent": "Sent to",
     "delivered": "Delivered",
+    "opened": "Opened*",
+    "clicked": "Clicked",
     "replied": "Replied",
     "positive": "Positive",
+    "autoreplied": "Auto-replied",
     "bounced": "Bounced",
+    "complained": "Complained",
+    "unsubscribed": "Unsub.",
 }
 
 

@@ -91,12 +91,17 @@ def test_attribution_splits_every_figure_by_where_the_leads_came_from(known):
     campaign, _facts = known
     report = campaign_report(campaign)
     lists = {b.value: b.counts for b in report.attribution["source_list"]}
+    stages = ("imported", "enrolled", "suppressed_dnc", "erased", "eligible", "sent", "delivered",
+              "opened", "clicked", "replied", "positive", "autoreplied", "bounced", "complained",
+              "unsubscribed")  # fmt: skip
     assert lists == {
-        "Apollo Q3": {"imported": 12, "sent": 12, "delivered": 11, "replied": 2, "positive": 1, "bounced": 1},
-        "HubSpot": {"imported": 8, "sent": 6, "delivered": 5, "replied": 1, "positive": 0, "bounced": 0},
-    }  # fmt: skip
+        "Apollo Q3": dict(
+            zip(stages, (12, 12, 0, 0, 12, 12, 11, 5, 2, 2, 1, 1, 1, 0, 1), strict=True)
+        ),
+        "HubSpot": dict(zip(stages, (8, 7, 2, 0, 6, 6, 5, 0, 0, 1, 0, 0, 0, 1, 0), strict=True)),
+    }
     for dimension, rows in report.attribution.items():
-        for column in ("imported", "sent", "delivered", "replied", "positive", "bounced"):
+        for column in stages:
             assert sum(b.counts[column] for b in rows) == report.funnel[column], (dimension, column)
     assert {b.value for b in report.attribution["utm_campaign"]} == {"q3-outbound", "(not set)"}
     assert {b.value for b in report.attribution["segment"]} == {"RevOps", "(no segment)"}

@@ -107,3 +107,10 @@ def test_a_kept_report_whose_file_is_gone_says_so(client, operator, known):
     )
     assert response.status_code == 200
     assert "is no longer in the artifact directory" in text(response)
+
+
+def test_the_campaign_page_leads_to_its_report(client, operator, known):
+    client.force_login(operator)
+    body = client.get(reverse("admin:ventures_campaign_change", args=[known.pk])).content.decode()
+    assert page(known) in body
+    assert "No copy kept yet. No daily report." in body

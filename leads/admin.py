@@ -23,7 +23,13 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import model_ngettext
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
+from django.db.models import QuerySet
+from django.http import (
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -48,9 +54,10 @@ from leads.models import (
     Unsubscribe,
     import_counts_text,
 )
+from leads.selectors import lead_search_q
 from leads.services import uploads
 from leads.services.bulk import leads_mark_dnc, leads_move_to_segment
-from leads.services.exports import spreadsheet_safe
+from leads.services.exports import leads_csv_lines, spreadsheet_safe
 from leads.services.privacy import lead_data_export
 from leads.services.rules import campaign_lead_policy_set, lead_rescore
 from leads.services.runs import import_batch_resume
@@ -62,6 +69,7 @@ from ventures.admin_toolkit import (
     CampaignFilter,
     CappedCountPaginator,
     IdChoiceFilter,
+    InvalidQueryString,
     Operation,
     OperationsAdmin,
     ReadOnlyAdmin,
@@ -208,17 +216,18 @@ LEAD_OPERATIONS = {
 @admin.register(Lead)
 class LeadAdmin(OperationsAdmin):
     operations = LEAD_OPERATIONS
+    # What an operator scans for, left to right, all visible at 1440 px beside the filters:
+    # who, then where they stand (status, grade, segment), then where they are and consent.
+    # Source and dates are on the lead page and in the filters.
     list_display = (
         "email_or_id",
         "full_name",
         "company",
-        "campaign",
-        "consent_status",
         "status",
         "grade",
         "segment",
-        "source_channel",
-        "created_at",
+        "campaign",
+        "consent_status",
     )
     list_display_links = ("email_or_id",)
     list_select_related = ("campaign", "segment__venture")
@@ -235,8 +244,11 @@ class LeadAdmin(OperationsAdmin):
     paginator = CappedCountPaginator
     show_full_result_count = False
     sortable_by = ()  # the order is the primary key: every index ends with it
-    search_fields = ("email_key",)  # see get_search_results: a prefix on the lower-cased key
-    search_help_text = "Email address prefix, e.g. 'ann' or 'ann.smith@acme'. Not case-sensitive."
+    search_fields = ("email_key",)  # see lead_search_q: prefixes on indexed lower-cased columns
+    search_help_text = (
+        "The start of an email address, first name, last name or company, or a first name and "
+        "the start of a last name ('ann smi'). Not case-sensitive."
+    )
     actions = (
         operation_action(
             "mark_dnc", LEAD_OPERATIONS["mark-dnc"], "Mark selected leads do-not-contact…"
@@ -314,14 +326,37 @@ class LeadAdmin(OperationsAdmin):
         ),
     )
 
+    def confirm_operation(self, request, objects, op, action_name=""):
+        """The toolkit's confirm page, naming each lead (email, name, company, campaign) and,
+        for a changelist action, the filters and search that chose them."""
+        if isinstance(objects, QuerySet):
+            objects = objects.select_related("campaign")
+        response = super().confirm_operation(request, objects, op, action_name)
+        if isinstance(response, TemplateResponse):
+            response.template_name = [
+                "admin/leads/lead/confirm_operation.html",
+                response.template_name,
+            ]
+            response.context_data["filters"] = (
+                self.filters_described(request) if action_name else []
+            )
+        return response
+
+    def filters_described(self, request) -> list[tuple[str, str]]:
+        """(filter title, chosen value) for each filter in the list's address, and the search."""
+        cl = self.get_changelist_instance(request)
+        described = []
+        for spec in cl.filter_specs:
+            if not set(spec.expected_parameters()) & set(request.GET):
+                continue
+            chosen = [str(c["display"]) for c in spec.choices(cl) if c["selected"]]
+            described.append((str(spec.title).capitalize(), ", ".join(chosen) or "-"))
+        if cl.query:
+            described.append(("Search", cl.query))
+        return described
+
     def get_search_results(self, request, queryset, search_term):
-        term = search_term.strip().lower()
-        if not term:
-            return queryset, False
-        # With the partial index's own condition (a blank key is never a match anyway), the
-        # prefix is a range of the unique (email key, campaign) index (varchar_pattern_ops on
-        # PostgreSQL).
-        return queryset.filter(email_key__startswith=term).exclude(email_key=""), False
+        return queryset.filter(lead_search_q(search_term)), False
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None and obj.status == LeadStatus.ERASED:
@@ -375,12 +410,34 @@ class LeadAdmin(OperationsAdmin):
                 name="{}_{}_import_confirm".format(*info),
             ),
             path(
+                "export.csv",
+                self.admin_site.admin_view(self.export_view),
+                name="{}_{}_export".format(*info),
+            ),
+            path(
                 "<path:object_id>/data-export/",
                 self.admin_site.admin_view(self.data_export_view),
                 name="{}_{}_data_export".format(*info),
             ),
         ]
         return custom + super().get_urls()
+
+    def export_view(self, request):
+        """The list as it is filtered and searched (and scoped), as a streamed CSV: Viewers
+        too ("read and download"). Invalid filters are ignored here as on the list."""
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        try:
+            leads = self.get_changelist_instance(request).get_queryset(request)
+        except InvalidQueryString:
+            messages.warning(request, "The filter or search was not valid; nothing exported.")
+            return HttpResponseRedirect(reverse("admin:leads_lead_changelist"))
+        response = StreamingHttpResponse(
+            leads_csv_lines(leads=leads), content_type="text/csv; charset=utf-8"
+        )
+        stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
+        response["Content-Disposition"] = f'attachment; filename="leads-{stamp}.csv"'
+        return response
 
     def data_export_view(self, request, object_id):
         if not self.has_view_or_change_permission(request):
@@ -397,7 +454,7 @@ class LeadAdmin(OperationsAdmin):
     # Import: upload -> preview (mapping, first rows and their problems) -> confirm -> result.
 
     def has_import_permission(self, request) -> bool:
-        return request.user.has_perm("leads.add_importbatch")
+        return may_import_leads(request)
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {**(extra_context or {}), "can_import": self.has_import_permission(request)}
@@ -896,11 +953,17 @@ class CampaignLeadPolicyAdmin(AuditedAdmin):
 # --- "Import leads" on the campaign list -----------------------------------------------------------
 
 
-@admin.action(description="Import leads into the selected campaign…")
+def may_import_leads(request) -> bool:
+    """Whoever may create import batches (Operators, Administrators) may import; a Viewer may
+    not, and is not offered the Import buttons and actions at all."""
+    return request.user.has_perm("leads.add_importbatch")
+
+
+@admin.action(description="Import leads into the selected campaign…", permissions=["import_leads"])
 def import_leads_into_campaign(modeladmin, request, queryset):
     """Campaign action (added to the ventures app's CampaignAdmin below): opens the import
-    upload step with the campaign chosen."""
-    if not request.user.has_perm("leads.add_importbatch"):
+    upload step with the campaign chosen. Offered only to those who may import."""
+    if not may_import_leads(request):  # a forged POST of the hidden action
         modeladmin.message_user(request, "You may not import leads.", messages.ERROR)
         return None
     campaigns = list(queryset[:2])
@@ -937,6 +1000,9 @@ def _add_campaign_import_action() -> None:
     if not admin.site.is_registered(Campaign):
         return
     campaign_admin = admin.site.get_model_admin(Campaign)
+    # The action's permission check asks the Campaign admin for this (Django hides an action
+    # from users without its permission).
+    campaign_admin.has_import_leads_permission = may_import_leads
     extra = (import_leads_into_campaign, show_capture_links)
     current = tuple(campaign_admin.actions or ())
     campaign_admin.actions = current + tuple(a for a in extra if a not in current)

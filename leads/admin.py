@@ -58,10 +58,11 @@ from leads.selectors import lead_search_q
 from leads.services import uploads
 from leads.services.bulk import leads_mark_dnc, leads_move_to_segment
 from leads.services.exports import leads_csv_lines, spreadsheet_safe
-from leads.services.privacy import lead_data_export
+from leads.services.privacy import erasure_reach, lead_data_export, lead_erase
 from leads.services.rules import campaign_lead_policy_set, lead_rescore
 from leads.services.runs import import_batch_resume
 from leads.suppression import leads_suppress, suppression_add
+from leads.timeline import TIMELINE_LIMIT, lead_timeline
 from leads.views import capture_url
 from ventures import services as venture_services
 from ventures.admin_toolkit import (
@@ -79,6 +80,7 @@ from ventures.admin_toolkit import (
     operation_action,
     scope_to_ventures,
     visible_campaigns,
+    visible_venture_ids,
 )
 from ventures.models import Campaign, IcpSegment, Venture
 from ventures.selectors import (
@@ -178,6 +180,18 @@ def _segment_field(request) -> dict[str, forms.Field]:
     }
 
 
+def _erase(lead: Lead, user, reason: str) -> bool:
+    return bool(lead_erase(email=lead.email, actor=user, reason=reason).lead_ids)
+
+
+ERASE_WARNING = (
+    "Erasure cannot be undone. It blanks the person's email, name, company, every other "
+    "personal field and custom field of every lead of theirs, in every campaign and venture; "
+    "deletes the copies of their messages, render logs and the text of their replies; and "
+    "keeps only a one-way hash of their identity on the global suppression list, so they are "
+    "never imported or contacted again. Counts and audit rows stay, naming no personal data."
+)
+
 LEAD_OPERATIONS = {
     op.name: op
     for op in (
@@ -205,6 +219,17 @@ LEAD_OPERATIONS = {
             apply_all=_move_to_segment,
             confirm=True,
             fields=_segment_field,
+        ),
+        Operation(
+            name="erase",
+            label="Erase personal data",
+            permission="change",
+            apply=_erase,
+            done="Erased the person's personal data from every lead of theirs.",
+            unchanged="Nothing to erase: the person's leads were already erased.",
+            confirm=True,
+            reason_required=True,
+            warning=ERASE_WARNING,
         ),
     )
 }
@@ -285,43 +310,66 @@ class LeadAdmin(OperationsAdmin):
         "fit_score",
         "grade",
         "score_explanation",
+        "activity_timeline",
         "created_at",
         "updated_at",
     )
+    # The page reads top down as an operator asks: who is it and where do they stand (status,
+    # consent, score and why), what happened to them, then the details; the technical fields
+    # (identity hash, batch row, timestamps) last and collapsed.
     fieldsets = (
-        (None, {"fields": ("campaign", "venture", "status", "email", "identity_hash")}),
+        (
+            None,
+            {
+                "fields": (
+                    "email",
+                    ("first_name", "last_name"),
+                    ("company", "title"),
+                    "campaign",
+                    ("status", "consent_status"),
+                )
+            },
+        ),
+        ("Score", {"fields": (("fit_score", "grade"), "score_explanation", "segment")}),
+        ("Activity", {"fields": ("activity_timeline",)}),
         (
             "Person and company",
             {
                 "fields": (
-                    ("first_name", "last_name"),
-                    "title",
-                    ("company", "company_domain"),
+                    "company_domain",
                     "website",
                     "phone",
                     "linkedin_url",
                     ("city", "state", "country"),
                     "timezone",
                     ("industry", "company_size"),
-                    "segment",
                     "value_estimate",
                 )
             },
         ),
-        ("Consent", {"fields": ("consent_status", "consent_at", "consent_source")}),
+        ("Consent", {"fields": ("consent_at", "consent_source")}),
         ("Custom fields", {"fields": ("custom_fields_pretty",)}),
-        ("Score", {"fields": ("fit_score", "grade", "score_explanation")}),
         (
             "Attribution",
             {
                 "fields": (
                     "source_channel",
                     "source_list",
-                    ("source_batch", "source_row"),
                     ("utm_source", "utm_medium", "utm_campaign", "utm_content"),
                     ("first_touch_at", "last_touch_at"),
-                    ("created_at", "updated_at"),
                 )
+            },
+        ),
+        (
+            "Technical details",
+            {
+                "classes": ("collapse",),
+                "fields": (
+                    "identity_hash",
+                    "venture",
+                    ("source_batch", "source_row"),
+                    ("created_at", "updated_at"),
+                ),
             },
         ),
     )
@@ -375,7 +423,14 @@ class LeadAdmin(OperationsAdmin):
         if obj.status == LeadStatus.ERASED:
             return []
         names = [] if obj.consent_status == ConsentStatus.DNC else ["mark-dnc"]
-        return names if obj.status == LeadStatus.SUPPRESSED else [*names, "suppress"]
+        if obj.status != LeadStatus.SUPPRESSED:
+            names.append("suppress")
+        return [*names, "erase"] if obj.email else names
+
+    def confirm_notes(self, request, operation, objects):
+        if operation.name != "erase" or not objects:
+            return []
+        return [erasure_reach(objects[0], visible_venture_ids(request))]
 
     def has_delete_permission(self, request, obj=None):
         return False  # a person is removed by erasure (`leads erase`), never by a plain delete
@@ -383,6 +438,35 @@ class LeadAdmin(OperationsAdmin):
     @admin.display(description="email", ordering="id")
     def email_or_id(self, obj: Lead) -> str:
         return str(obj)
+
+    @admin.display(description="timeline (newest first)")
+    def activity_timeline(self, obj: Lead) -> str:
+        entries = lead_timeline(obj)
+        if not entries:
+            return "Nothing has happened yet."
+        rows = format_html_join(
+            "\n",
+            '<tr><td class="timeline-when">{}</td><td class="timeline-kind">{}</td><td>{}</td></tr>',
+            (
+                (
+                    f"{timezone.localtime(e.at):%Y-%m-%d %H:%M}" if e.at else "-",
+                    e.kind,
+                    format_html('<a href="{}">{}</a>', e.url, e.text) if e.url else e.text,
+                )
+                for e in entries
+            ),
+        )
+        more = (
+            format_html("<p>The newest {} shown.</p>", TIMELINE_LIMIT)
+            if len(entries) >= TIMELINE_LIMIT
+            else ""
+        )
+        return format_html(
+            '<table class="lead-timeline"><thead><tr><th>When</th><th>What</th><th>Detail</th>'
+            "</tr></thead><tbody>{}</tbody></table>{}",
+            rows,
+            more,
+        )
 
     @admin.display(description="custom fields")
     def custom_fields_pretty(self, obj: Lead) -> str:

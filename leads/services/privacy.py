@@ -137,6 +137,23 @@ def lead_erase(*, email: str, actor: Actor, reason: str = "") -> ErasureResult:
     return ErasureResult(identity_hash=identity, lead_ids=lead_ids)
 
 
+def erasure_reach(lead: Lead, venture_ids: list[int] | None) -> str:
+    """What erasing `lead`'s person would blank, in words for the confirm page: how many leads
+    in which campaigns (named only within `venture_ids`, None for all; the others counted)."""
+    key, identity = lead.email_key, lead.identity_hash
+    same = Q(email_key=key) if key else Q(pk=lead.pk)
+    if identity:
+        same |= _same_identity(identity)
+    leads = Lead.objects.filter(same).exclude(status=LeadStatus.ERASED)
+    rows = list(leads.values_list("campaign__name", "venture_id").order_by("campaign__name"))
+    seen = sorted({name for name, v in rows if venture_ids is None or v in venture_ids})
+    hidden = sum(1 for _, v in rows if venture_ids is not None and v not in venture_ids)
+    text = f"This erases {len(rows)} lead{'s' if len(rows) != 1 else ''} of this person"
+    text += f", in {', '.join(seen)}" if seen else ""
+    text += f", and {hidden} in ventures you cannot see" if hidden else ""
+    return text + "."
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()

@@ -242,3 +242,93 @@ def test_backfill_gives_old_import_audit_rows_their_batchs_venture(campaign):
     assert got == {old.pk: campaign.venture_id, orphan.pk: None, other.pk: None}
     with pytest.raises(Exception, match="append-only"):  # the guard is back
         AuditEvent.objects.filter(pk=old.pk).update(reason="changed")
+
+
+# --- the lead page --------------------------------------------------------------------------
+
+
+def lead_page(client, lead) -> str:
+    response = client.get(reverse("admin:leads_lead_change", args=[lead.pk]))
+    assert response.status_code == 200
+    return text(response)
+
+
+def test_lead_page_leads_with_identity_status_and_score_and_hides_technical_fields(
+    client, operator, campaign
+):
+    lead = LeadFactory(campaign=campaign, fit_score=72, grade="B", score_explanation="+30 title")
+    client.force_login(operator)
+    page = lead_page(client, lead)
+    order = [
+        page.index(marker)
+        for marker in (
+            "field-email",
+            "field-status",
+            "field-fit_score",
+            "field-score_explanation",
+            "lead-timeline",
+            "field-website",
+            "field-identity_hash",
+        )
+    ]
+    assert order == sorted(order)
+    technical = page[page.rindex("<fieldset", 0, page.index("field-identity_hash")) :]
+    assert "collapse" in technical.split(">", 1)[0] or "<details" in page
+    assert "+30 title" in page
+
+
+def test_lead_timeline_shows_the_import_consent_unsubscribe_and_audit_events(
+    client, operator, campaign, write_csv
+):
+    from leads.services.imports import lead_import
+    from leads.unsubscribes import lead_unsubscribe
+
+    outcome = lead_import(
+        campaign=campaign,
+        path=write_csv("email,first name\nann@acme.example,Ann\n", name="spring.csv"),
+        actor=operator,
+        source="Spring list",
+    )
+    lead = Lead.objects.get()
+    lead_unsubscribe(lead=lead, source="link", actor="visitor")
+    client.force_login(operator)
+    page = lead_page(client, lead)
+    timeline = page[page.index("lead-timeline") :]
+    assert f"Import #{outcome.batch_id}: spring.csv, row 2 (list: Spring list), by op-otto" in (
+        timeline
+    )
+    assert "Unsubscribed" in timeline and "Unsubscribe page" in timeline
+    assert timeline.index("Unsubscribed") < timeline.index("Imported")  # newest first
+
+
+def test_erase_asks_for_a_reason_and_says_what_it_deletes(
+    client, operator, campaign, other_venture_campaign
+):
+    lead = LeadFactory(campaign=campaign, email="ann@acme.example")
+    LeadFactory(campaign=other_venture_campaign, email="ann@acme.example")
+    client.force_login(operator)
+    url = reverse("admin:leads_lead_operation", args=[lead.pk, "erase"])
+    assert url in lead_page(client, lead)
+    confirm = text(client.get(url))
+    assert "cannot be undone" in confirm and "global suppression list" in confirm
+    assert f"This erases 2 leads of this person, in {campaign.name}, and 1 in ventures" in (confirm)
+    refused = client.post(url, {"post": "yes", "reason": ""})
+    assert refused.status_code == 200
+    assert Lead.objects.filter(email="ann@acme.example").count() == 2
+    done = client.post(url, {"post": "yes", "reason": "GDPR request #12"}, follow=True)
+    assert "Erased the person's personal data" in text(done)
+    assert not Lead.objects.filter(email="ann@acme.example").exists()
+    lead.refresh_from_db()
+    assert lead.status == "erased" and lead.first_name == ""
+    assert AuditEvent.objects.get(action="leads.erase").reason == "GDPR request #12"
+    assert "operation-erase" not in text(done)  # nothing left to erase
+
+
+def test_viewer_is_offered_no_erase_and_cannot_post_it(client, viewer, campaign):
+    lead = LeadFactory(campaign=campaign)
+    client.force_login(viewer)
+    assert "operation-erase" not in lead_page(client, lead)
+    url = reverse("admin:leads_lead_operation", args=[lead.pk, "erase"])
+    assert client.post(url, {"post": "yes", "reason": "x"}).status_code == 403
+    lead.refresh_from_db()
+    assert lead.status == "active"

@@ -54,6 +54,7 @@ from leads.models import (
     Unsubscribe,
     import_counts_text,
 )
+from leads.parsing import field_choices
 from leads.selectors import lead_search_q
 from leads.services import uploads
 from leads.services.bulk import leads_mark_dnc, leads_move_to_segment
@@ -489,6 +490,11 @@ class LeadAdmin(OperationsAdmin):
                 name="{}_{}_import".format(*info),
             ),
             path(
+                "import/remap/",
+                self.admin_site.admin_view(self.import_remap_view),
+                name="{}_{}_import_remap".format(*info),
+            ),
+            path(
                 "import/confirm/",
                 self.admin_site.admin_view(self.import_confirm_view),
                 name="{}_{}_import_confirm".format(*info),
@@ -565,42 +571,93 @@ class LeadAdmin(OperationsAdmin):
             if error:
                 form.add_error("file", error)
             else:
-                ticket = uploads.ticket_sign(
-                    user=request.user,
-                    campaign=form.cleaned_data["campaign"],
-                    preview=preview,
-                    source=form.cleaned_data["source"],
-                    force=form.cleaned_data["force"],
-                )
-                return self._import_page(
-                    request,
-                    "import_preview.html",
-                    title="Check the import",
-                    preview=preview.preview,
-                    campaign=form.cleaned_data["campaign"],
-                    source=form.cleaned_data["source"],
-                    force=form.cleaned_data["force"],
-                    background=preview.size > uploads.background_threshold(),
-                    checked_in_full=preview.checked_in_full,
-                    confirm_form=ImportConfirmForm(initial={"ticket": ticket}),
+                data = form.cleaned_data
+                return self._preview_page(
+                    request, preview, data["campaign"], data["source"], data["force"]
                 )
         return self._import_page(request, "import_upload.html", title="Import leads", form=form)
+
+    def _preview_page(self, request, staged, campaign, source: str, force: bool, error=""):
+        ticket = uploads.ticket_sign(
+            user=request.user, campaign=campaign, preview=staged, source=source, force=force
+        )
+        preview = staged.preview
+        columns = [
+            (index, header, preview.choices.get(header, ""))
+            for index, header in enumerate(preview.choices)
+        ]
+        return self._import_page(
+            request,
+            "import_preview.html",
+            title="Check the import",
+            preview=preview,
+            campaign=campaign,
+            source=source,
+            force=force,
+            background=staged.size > uploads.background_threshold(),
+            checked_in_full=staged.checked_in_full,
+            confirm_form=ImportConfirmForm(initial={"ticket": ticket}),
+            ticket=ticket,
+            columns=columns,
+            field_choices=field_choices(),
+            totals=projected_totals(preview.projected) if preview.projected else None,
+            remap_error=error,
+        )
+
+    def _ticket(self, request) -> tuple[dict | None, Campaign | None]:
+        """The preview's ticket and campaign from a POST, or (None, None) with the reason
+        shown: not a POST, expired, another user's, or its staged file no longer kept."""
+        if request.method != "POST":
+            return None, None
+        ticket = uploads.ticket_read(request.POST.get("ticket", ""), user=request.user)
+        campaign = ticket and visible_campaigns(request).filter(pk=ticket["campaign"]).first()
+        if not campaign:
+            self.message_user(
+                request,
+                "This import preview has expired or is not yours, or its file is no longer "
+                "kept (an upload is kept for an hour between preview and confirm); upload the "
+                "file again.",
+                messages.ERROR,
+            )
+            return None, None
+        return ticket, campaign
+
+    def import_remap_view(self, request):
+        """The operator changed the column mapping on the preview: preview the same staged file
+        again with their choices (nothing is written)."""
+        if not self.has_import_permission(request):
+            raise PermissionDenied
+        ticket, campaign = self._ticket(request)
+        if not campaign:
+            return HttpResponseRedirect(reverse("admin:leads_lead_import"))
+        headers = list(ticket.get("choices") or {})
+        choices = {
+            header: request.POST.get(f"column-{index}", ticket["choices"][header])
+            for index, header in enumerate(headers)
+        }
+        staged, error = uploads.staged_preview(
+            name=ticket["file"], original_name=ticket["name"], campaign=campaign, choices=choices
+        )
+        if staged is None:  # the choices cannot be used: the preview as it was, and why
+            staged, _ = uploads.staged_preview(
+                name=ticket["file"],
+                original_name=ticket["name"],
+                campaign=campaign,
+                choices=ticket["choices"],
+            )
+            if staged is None:
+                self.message_user(request, error, messages.ERROR)
+                return HttpResponseRedirect(reverse("admin:leads_lead_import"))
+        return self._preview_page(
+            request, staged, campaign, ticket["source"], ticket["force"], error=error
+        )
 
     def import_confirm_view(self, request):
         """Confirm step: run the import now, or in the background for a large file."""
         if not self.has_import_permission(request):
             raise PermissionDenied
-        if request.method != "POST":
-            return HttpResponseRedirect(reverse("admin:leads_lead_import"))
-        form = ImportConfirmForm(request.POST)
-        ticket = uploads.ticket_read(form.data.get("ticket", ""), user=request.user)
-        campaign = ticket and visible_campaigns(request).filter(pk=ticket["campaign"]).first()
+        ticket, campaign = self._ticket(request)
         if not campaign:
-            self.message_user(
-                request,
-                "This import preview has expired or is not yours; upload the file again.",
-                messages.ERROR,
-            )
             return HttpResponseRedirect(reverse("admin:leads_lead_import"))
         batch, error = uploads.ticket_run(ticket=ticket, campaign=campaign, user=request.user)
         if error:
@@ -620,6 +677,22 @@ class LeadAdmin(OperationsAdmin):
         level = messages.ERROR if batch.state == BatchState.FAILED else messages.SUCCESS
         self.message_user(request, text, level)
         return HttpResponseRedirect(reverse("admin:leads_importbatch_change", args=[batch.pk]))
+
+
+PROJECTED = (
+    ("created", "New"),
+    ("updated", "Updated (blanks filled)"),
+    ("unchanged", "Already there, unchanged"),
+    ("duplicates_in_file", "Duplicates in the file"),
+    ("invalid", "Invalid"),
+    ("suppressed", "Suppressed"),
+    ("skipped_active_elsewhere", "Skipped (active in another campaign)"),
+)
+
+
+def projected_totals(counts: dict[str, int]) -> list[tuple[str, str, int]]:
+    """(count name, label, value) of a dry run's counts, in the order the preview shows them."""
+    return [(name, label, counts[name]) for name, label in PROJECTED]
 
 
 def _flatten(fields) -> list[str]:
@@ -689,35 +762,10 @@ class ImportBatchAdmin(ReadOnlyMixin, OperationsAdmin):
     sortable_by = ()
     search_fields = ("file_name", "source")
     change_form_template = "admin/leads/importbatch/change_form.html"
+    # The result leads with what matters to the operator: into which campaign, how it went
+    # and what it did; the file's particulars (its SHA-256 among them) come after.
     fieldsets = (
-        (
-            None,
-            {
-                "fields": (
-                    "campaign",
-                    "channel",
-                    "source",
-                    "file_name",
-                    "file_sha256",
-                    "file_size",
-                    "uploaded_by",
-                    "actor",
-                    "forced",
-                )
-            },
-        ),
-        (
-            "Progress",
-            {
-                "fields": (
-                    "run_state",
-                    "progress",
-                    "error",
-                    ("started_at", "heartbeat_at", "finished_at"),
-                    ("resumes", "slices"),
-                )
-            },
-        ),
+        (None, {"fields": ("campaign_link", "run_state", "progress", "outcome", "error")}),
         (
             "Counts",
             {
@@ -728,6 +776,27 @@ class ImportBatchAdmin(ReadOnlyMixin, OperationsAdmin):
                     ("active_elsewhere", "skipped_active_elsewhere"),
                     ("suppressed", "invalid"),
                 )
+            },
+        ),
+        (
+            "File",
+            {
+                "fields": (
+                    "file_name",
+                    "source",
+                    "channel",
+                    ("uploaded_by", "actor"),
+                    "forced",
+                    "file_size",
+                    "file_sha256",
+                )
+            },
+        ),
+        (
+            "Run",
+            {
+                "classes": ("collapse",),
+                "fields": (("started_at", "heartbeat_at", "finished_at"), ("resumes", "slices")),
             },
         ),
         ("Mapping and rejected rows", {"fields": ("mapping_table", "issues_table")}),
@@ -751,6 +820,26 @@ class ImportBatchAdmin(ReadOnlyMixin, OperationsAdmin):
     @admin.display(description="state")
     def run_state(self, obj: ImportBatch) -> str:
         return obj.run_status
+
+    @admin.display(description="campaign")
+    def campaign_link(self, obj: ImportBatch) -> str:
+        url = reverse("admin:ventures_campaign_change", args=[obj.campaign_id])
+        return format_html('<a href="{}">{}</a>', url, obj.campaign.name)
+
+    @admin.display(description="outcome")
+    def outcome(self, obj: ImportBatch) -> str:
+        shown = [(label, n) for _, label, n in projected_totals(obj.counts()) if n]
+        if not shown:
+            return "Nothing imported yet." if obj.state != BatchState.DONE else "No rows."
+        return format_html(
+            '<ul class="import-outcome">{}</ul>',
+            format_html_join(
+                "", "<li><strong>{}</strong> {}</li>", ((n, label) for label, n in shown)
+            ),
+        )
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("campaign")
 
     def get_urls(self):
         info = self.opts.app_label, self.opts.model_name

@@ -97,6 +97,7 @@ from leads.parsing import (
     inspect_file,
     iter_rows,
     map_headers,
+    mapping_from_display,
     scan_file,
 )
 from leads.scoring import LeadScorer
@@ -405,6 +406,8 @@ def import_batch_slice(
                 ImportBatch.objects.filter(pk=batch.pk).update(rows_total=batch.rows_total)
             _refuse_reimport(batch.campaign, info.sha256, force=batch.forced, exclude=batch.pk)
         mapping = _header_mapping(info)
+        if batch.mapping:  # as stored, with the operator's remapping of columns if any
+            mapping = mapping_from_display(mapping, batch.mapping)
         rows = itertools.islice(file_rows(info), batch.rows_done, None)
         lease = ImportLease(batch.pk, token, progress, budget, started)
         _import_and_close(batch, rows, mapping, lease, token, resumable=True, chunking=chunking)

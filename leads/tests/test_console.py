@@ -332,3 +332,102 @@ def test_viewer_is_offered_no_erase_and_cannot_post_it(client, viewer, campaign)
     assert client.post(url, {"post": "yes", "reason": "x"}).status_code == 403
     lead.refresh_from_db()
     assert lead.status == "active"
+
+
+# --- import: remap, projected totals, the result page ---------------------------------------
+
+IMPORT_CSV = (
+    "Work Email,Given,Last Name,Firm,Notes\n"
+    "ann@acme.example,Ann,Smith,Acme,hello\n"
+    "broken,Bob,Jones,Beta,\n"
+    "ANN@acme.example,Ann,Smith,Acme,\n"
+    "carl@gamma.example,Carl,Berg,Gamma,\n"
+)
+
+
+def preview_upload(client, campaign, content=IMPORT_CSV):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    payload = {"campaign": campaign.pk, "file": SimpleUploadedFile("spring.csv", content.encode())}
+    return client.post(reverse("admin:leads_lead_import"), payload)
+
+
+def ticket_in(response) -> str:
+    import re
+
+    return re.search(r'name="ticket" value="([^"]+)"', response.content.decode()).group(1)
+
+
+def remap(client, preview, **choices):
+    """Post the preview's mapping form with `choices` ({column header: field}) changed."""
+    columns = {header: index for index, header, _ in preview.context["columns"]}
+    data = {f"column-{columns[header]}": field for header, field in choices.items()}
+    return client.post(
+        reverse("admin:leads_lead_import_remap"), {"ticket": ticket_in(preview), **data}
+    )
+
+
+def test_preview_shows_field_labels_and_the_dry_runs_projected_totals(client, operator, campaign):
+    client.force_login(operator)
+    response = preview_upload(client, campaign)
+    page = text(response)
+    assert ">First name</option>" in page and ">first_name<" not in page
+    totals = {name: value for name, _, value in response.context["totals"]}
+    assert totals["created"] == 2 and totals["invalid"] == 1
+    assert totals["duplicates_in_file"] == 1 and totals["suppressed"] == 0
+    assert "Projected totals" in page and "Skipped (active in another campaign)" in page
+    assert not Lead.objects.exists()  # the dry run kept nothing
+    from leads.models import ImportBatch
+
+    assert not ImportBatch.objects.exists()
+
+
+def test_operator_remaps_and_skips_columns_then_confirms_with_that_mapping(
+    client, operator, campaign
+):
+    client.force_login(operator)
+    first = preview_upload(client, campaign)
+    remapped = remap(client, first, Given="first_name", Firm="company", Notes="")  # skip Notes
+    assert remapped.status_code == 200
+    chosen = {header: choice for _, header, choice in remapped.context["columns"]}
+    assert chosen["Given"] == "first_name" and chosen["Notes"] == ""
+    client.post(reverse("admin:leads_lead_import_confirm"), {"ticket": ticket_in(remapped)})
+    ann = Lead.objects.get(email_key="ann@acme.example")
+    assert (ann.first_name, ann.company, ann.custom_fields) == ("Ann", "Acme", {})
+
+
+def test_a_mapping_without_email_or_with_a_field_twice_is_refused_clearly(
+    client, operator, campaign
+):
+    client.force_login(operator)
+    first = preview_upload(client, campaign)
+    no_email = remap(client, first, **{"Work Email": ""})
+    assert "Choose the column that holds the email address" in text(no_email)
+    twice = remap(client, first, Firm="last_name")
+    assert "Two columns are read as Last name: 'Last Name' and 'Firm'" in text(twice)
+
+
+def test_remap_after_the_staged_file_is_gone_says_so(client, operator, campaign, settings):
+    import shutil
+    from pathlib import Path
+
+    client.force_login(operator)
+    first = preview_upload(client, campaign)
+    shutil.rmtree(Path(settings.AICMO_ARTIFACT_DIR) / "lead-import-staging")
+    gone = client.post(
+        reverse("admin:leads_lead_import_remap"), {"ticket": ticket_in(first)}, follow=True
+    )
+    assert "its file is no longer kept" in text(gone)
+
+
+def test_import_result_page_leads_with_the_campaign_name_and_outcome(client, operator, campaign):
+    client.force_login(operator)
+    result = client.post(
+        reverse("admin:leads_lead_import_confirm"),
+        {"ticket": ticket_in(preview_upload(client, campaign))},
+        follow=True,
+    )
+    page = text(result)
+    assert f"into {campaign.name}" in page and "into campaign #" not in page
+    assert page.index("import-outcome") < page.index("field-file_sha256")
+    assert "<strong>2</strong> New" in page and "<strong>1</strong> Invalid" in page

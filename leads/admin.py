@@ -16,7 +16,6 @@ venture's lead, batch or rule is a 404, exactly like a missing one.
 
 from __future__ import annotations
 
-import csv
 import json
 
 from django import forms
@@ -45,7 +44,6 @@ from leads.models import (
     CampaignLeadPolicy,
     ConsentStatus,
     ImportBatch,
-    ImportIssue,
     Lead,
     LeadStatus,
     ScoringRule,
@@ -58,10 +56,10 @@ from leads.parsing import field_choices
 from leads.selectors import lead_search_q
 from leads.services import uploads
 from leads.services.bulk import leads_mark_dnc, leads_move_to_segment
-from leads.services.exports import leads_csv_lines, spreadsheet_safe
+from leads.services.exports import batch_upload_kept, leads_csv_lines, rejected_csv_lines
 from leads.services.privacy import erasure_reach, lead_data_export, lead_erase
 from leads.services.rules import campaign_lead_policy_set, lead_rescore
-from leads.services.runs import import_batch_resume
+from leads.services.runs import KEPT_UPLOAD_DAYS, import_batch_resume
 from leads.suppression import leads_suppress, suppression_add
 from leads.timeline import TIMELINE_LIMIT, lead_timeline
 from leads.views import capture_url
@@ -868,9 +866,10 @@ class ImportBatchAdmin(ReadOnlyMixin, OperationsAdmin):
 
     def rejected_csv_view(self, request, object_id):
         batch = self._batch(request, object_id)
-        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response = StreamingHttpResponse(
+            rejected_csv_lines(batch), content_type="text/csv; charset=utf-8"
+        )
         response["Content-Disposition"] = f'attachment; filename="import-{batch.pk}-rejected.csv"'
-        write_issues_csv(batch, response)
         return response
 
     @admin.display(description="progress")
@@ -909,12 +908,26 @@ class ImportBatchAdmin(ReadOnlyMixin, OperationsAdmin):
             ),
         )
         more = f"Showing the first {ISSUES_SHOWN}. " if len(errors) > ISSUES_SHOWN else ""
+        if batch_upload_kept(obj):
+            kept = (
+                "with each row's original columns and a reason column: fix them and import "
+                f"the file again. The upload is kept for {KEPT_UPLOAD_DAYS} days after the "
+                "import."
+            )
+        else:
+            kept = (
+                "with row numbers and reasons only: the uploaded file is no longer kept "
+                f"(uploads are kept {KEPT_UPLOAD_DAYS} days, and not at all for command-line "
+                "imports or after an erasure), so open your copy of the file at those rows."
+            )
         return format_html(
             "<table><thead><tr><th>Row</th><th>Column</th><th>Kind</th><th>Reason</th></tr>"
-            '</thead><tbody>{}</tbody></table><p>{}<a href="{}">Download all as CSV</a></p>',
+            '</thead><tbody>{}</tbody></table><p class="rejected-download">{}'
+            '<a href="{}">Download all as CSV</a>, {}</p>',
             rows,
             more,
             url,
+            kept,
         )
 
 
@@ -941,21 +954,6 @@ def batch_progress(batch: ImportBatch) -> dict:
         "error": batch.error,
         **batch.counts(),
     }
-
-
-def write_issues_csv(batch: ImportBatch, out) -> None:
-    writer = csv.writer(out)
-    writer.writerow(["row", "column", "kind", "reason"])
-    rows = ImportIssue.objects.filter(batch=batch).order_by("row_number", "id")
-    for error in rows.iterator(chunk_size=5000):
-        writer.writerow(
-            [
-                error.row_number,
-                spreadsheet_safe(error.column),
-                error.kind,
-                spreadsheet_safe(error.reason),
-            ]
-        )
 
 
 # --- Suppression list --------------------------------------------------------------------------

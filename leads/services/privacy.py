@@ -3,7 +3,8 @@
 identity hash (erasure also by email key).
 
 Erasure blanks every field in PERSONAL_FIELDS of every lead of the person (status ERASED,
-consent DNC), blanks the comments they left when they unsubscribed, replaces their email
+consent DNC), blanks the comments they left when they unsubscribed, deletes every
+finished import's kept upload (any may hold their row), replaces their email
 suppression with a global identity-hash entry so they are never imported or contacted again,
 and sends `leads.signals.lead_erased(lead_ids, identity_hash)` inside its transaction: later
 apps erase their copies there, and a receiver that fails rolls the whole erasure back. On
@@ -37,6 +38,7 @@ from leads.models import (
     identity_hash_of,
 )
 from leads.normalise import InvalidValue, email_key_of, email_normalise
+from leads.services.runs import import_uploads_forget
 from leads.signals import lead_erased
 from ventures.services import Actor, DomainError, audit_record
 
@@ -134,6 +136,8 @@ def lead_erase(*, email: str, actor: Actor, reason: str = "") -> ErasureResult:
             reason=reason,
         )
         lead_erased.send(sender=Lead, lead_ids=lead_ids, identity_hash=identity)
+        # Any finished import's kept upload may hold the person's row (rejected or not).
+        import_uploads_forget()
     return ErasureResult(identity_hash=identity, lead_ids=lead_ids)
 
 

@@ -431,3 +431,95 @@ def test_import_result_page_leads_with_the_campaign_name_and_outcome(client, ope
     assert f"into {campaign.name}" in page and "into campaign #" not in page
     assert page.index("import-outcome") < page.index("field-file_sha256")
     assert "<strong>2</strong> New" in page and "<strong>1</strong> Invalid" in page
+
+
+# --- import: rejected rows with their original columns --------------------------------------
+
+
+def imported_batch(client, campaign):
+    from leads.models import ImportBatch
+
+    client.post(
+        reverse("admin:leads_lead_import_confirm"),
+        {"ticket": ticket_in(preview_upload(client, campaign))},
+    )
+    return ImportBatch.objects.order_by("-pk").first()
+
+
+def rejected_rows(client, batch) -> list[list[str]]:
+    response = client.get(reverse("admin:leads_importbatch_rejected", args=[batch.pk]))
+    assert response.streaming
+    return list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+
+
+def test_rejected_rows_csv_has_the_original_columns_and_a_reason_and_can_be_reimported(
+    client, operator, campaign
+):
+    client.force_login(operator)
+    batch = imported_batch(client, campaign)
+    rows = rejected_rows(client, batch)
+    assert rows[0] == ["Work Email", "Given", "Last Name", "Firm", "Notes", "reason"]
+    assert rows[1][:5] == ["broken", "Bob", "Jones", "Beta", ""]
+    assert rows[1][5].startswith("Invalid: ") and "email" in rows[1][5].lower()
+    assert rows[2][:5] == ["ANN@acme.example", "Ann", "Smith", "Acme", ""]
+    assert rows[2][5].startswith("Duplicate in the file")
+    assert len(rows) == 3
+    page = text(client.get(reverse("admin:leads_importbatch_change", args=[batch.pk])))
+    assert "with each row's original columns and a reason column" in page
+
+    fixed = "\n".join(",".join(r) for r in [rows[0], ["bob@beta.example", *rows[1][1:]]])
+    again = preview_upload(client, campaign, fixed + "\n")
+    assert {h: c for _, h, c in again.context["columns"]}["reason"] == "custom"
+    skip_reason = remap(client, again, reason="")
+    client.post(reverse("admin:leads_lead_import_confirm"), {"ticket": ticket_in(skip_reason)})
+    bob = Lead.objects.get(email_key="bob@beta.example")
+    assert bob.last_name == "Jones" and bob.custom_fields == {"Given": "Bob", "Firm": "Beta"}
+
+
+def test_once_the_upload_is_gone_the_csv_has_row_numbers_and_the_page_says_why(
+    client, operator, campaign
+):
+    from leads.services.runs import import_uploads_forget
+
+    client.force_login(operator)
+    batch = imported_batch(client, campaign)
+    assert import_uploads_forget() == 1
+    batch.refresh_from_db()
+    assert batch.stored_path == ""
+    rows = rejected_rows(client, batch)
+    assert rows[0] == ["row", "column", "kind", "reason"]
+    assert [r[0] for r in rows[1:]] == ["3", "4"]
+    page = text(client.get(reverse("admin:leads_importbatch_change", args=[batch.pk])))
+    assert "the uploaded file is no longer kept" in page
+
+
+def test_kept_uploads_expire_after_a_week_and_an_erasure_deletes_them_all(
+    client, operator, campaign
+):
+    import datetime as dt
+    from pathlib import Path
+
+    from django.utils import timezone
+
+    from leads.services.privacy import lead_erase
+    from leads.services.runs import KEPT_UPLOAD_DAYS, import_batches_recover
+
+    client.force_login(operator)
+    batch = imported_batch(client, campaign)
+    stored = Path(batch.stored_path)
+    assert stored.is_file()
+    import_batches_recover()  # the minutely schedule: too young to forget
+    assert stored.is_file()
+    import_batches_recover(now=timezone.now() + dt.timedelta(days=KEPT_UPLOAD_DAYS, hours=1))
+    assert not stored.exists()
+
+    batch = imported_batch(
+        client,
+        campaign.__class__.objects.create(venture=campaign.venture, name="Second", slug="second"),
+    )
+    stored = Path(batch.stored_path)
+    assert stored.is_file()
+    lead_erase(email="carl@gamma.example", actor=operator)
+    assert not stored.exists()
+    batch.refresh_from_db()
+    assert batch.stored_path == ""

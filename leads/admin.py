@@ -52,7 +52,7 @@ from leads.models import (
     Unsubscribe,
     import_counts_text,
 )
-from leads.parsing import field_choices
+from leads.parsing import field_choices, field_label
 from leads.selectors import lead_search_q
 from leads.services import uploads
 from leads.services.bulk import leads_mark_dnc, leads_move_to_segment
@@ -240,18 +240,18 @@ LEAD_OPERATIONS = {
 @admin.register(Lead)
 class LeadAdmin(OperationsAdmin):
     operations = LEAD_OPERATIONS
-    # What an operator scans for, left to right, all visible at 1440 px beside the filters:
-    # who, then where they stand (status, grade, segment), then where they are and consent.
-    # Source and dates are on the lead page and in the filters.
+    # What an operator scans for, left to right, all visible at 1440 px beside the navigation
+    # and the filters (tests/test_leads_console_browser.py measures it): who (email, with the
+    # name under it), their company, where they stand (status, with consent when it matters;
+    # grade with score; segment), and the campaign. Source and dates are on the lead page and
+    # in the filters.
     list_display = (
         "email_or_id",
-        "full_name",
         "company",
-        "status",
-        "grade",
-        "segment",
+        "standing",
+        "grade_and_score",
+        "segment_name",
         "campaign",
-        "consent_status",
     )
     list_display_links = ("email_or_id",)
     list_select_related = ("campaign", "segment__venture")
@@ -434,9 +434,30 @@ class LeadAdmin(OperationsAdmin):
     def has_delete_permission(self, request, obj=None):
         return False  # a person is removed by erasure (`leads erase`), never by a plain delete
 
-    @admin.display(description="email", ordering="id")
+    @admin.display(description="lead", ordering="id")
     def email_or_id(self, obj: Lead) -> str:
-        return str(obj)
+        if not obj.full_name:
+            return str(obj)
+        return format_html('{}<span class="lead-name">{}</span>', str(obj), obj.full_name)
+
+    @admin.display(description="status")
+    def standing(self, obj: Lead) -> str:
+        if obj.consent_status == ConsentStatus.UNKNOWN:
+            return obj.get_status_display()
+        return format_html(
+            '{}<span class="lead-consent consent-{}">{}</span>',
+            obj.get_status_display(),
+            obj.consent_status,
+            obj.get_consent_status_display(),
+        )
+
+    @admin.display(description="grade")
+    def grade_and_score(self, obj: Lead) -> str:
+        return format_html('{} <span class="lead-score">({})</span>', obj.grade, obj.fit_score)
+
+    @admin.display(description="segment")
+    def segment_name(self, obj: Lead) -> str:
+        return obj.segment.name if obj.segment_id else "-"
 
     @admin.display(description="timeline (newest first)")
     def activity_timeline(self, obj: Lead) -> str:
@@ -667,9 +688,14 @@ class LeadAdmin(OperationsAdmin):
                 request, "import_upload.html", title="Import leads", form=upload
             )
         if batch.state in (BatchState.PENDING, BatchState.RUNNING):
-            text = f"Import #{batch.pk} of {batch.rows_total} rows runs in the background."
+            text = (
+                f"Import #{batch.pk} of {batch.rows_total} rows into {campaign.name} runs in "
+                "the background."
+            )
         else:
-            text = f"Import #{batch.pk} finished: " + import_counts_text(batch.counts())
+            text = f"Import #{batch.pk} into {campaign.name} finished: " + import_counts_text(
+                batch.counts()
+            )
             if batch.error:
                 text += f" Error: {batch.error}"
         level = messages.ERROR if batch.state == BatchState.FAILED else messages.SUCCESS
@@ -888,7 +914,7 @@ class ImportBatchAdmin(ReadOnlyMixin, OperationsAdmin):
         if not obj.mapping:
             return "-"
         return format_html(
-            "<table><thead><tr><th>Column</th><th>Lead field</th></tr></thead>"
+            "<table><thead><tr><th>Column</th><th>Read as</th></tr></thead>"
             "<tbody>{}</tbody></table>",
             format_html_join("\n", "<tr><td>{}</td><td>{}</td></tr>", _mapping_rows(obj.mapping)),
         )
@@ -932,11 +958,12 @@ class ImportBatchAdmin(ReadOnlyMixin, OperationsAdmin):
 
 
 def _mapping_rows(mapping: dict) -> list[tuple[str, str]]:
-    """Mapping as stored by the importer: {column: field} (custom columns say so)."""
-    rows = []
-    for column, field in mapping.items():
-        rows.append((column, field or "custom field"))
-    return rows
+    """Mapping as stored by the importer, {column: field or 'custom: name'}, in the operator's
+    words ("First name", "Custom field"); skipped columns are not stored."""
+    return [
+        (column, "Custom field" if field.startswith("custom: ") else field_label(field))
+        for column, field in mapping.items()
+    ]
 
 
 def batch_progress(batch: ImportBatch) -> dict:

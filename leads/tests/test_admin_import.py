@@ -70,7 +70,7 @@ def test_upload_shows_mapping_and_first_rows_then_confirm_imports(client, operat
     assert result.redirect_chain[-1][0] == reverse(
         "admin:leads_importbatch_change", args=[batch.pk]
     )
-    assert f"Import #{batch.pk} finished: 4 rows, 2 created" in text(result)
+    assert f"Import #{batch.pk} into {campaign.name} finished: 4 rows, 2 created" in text(result)
     assert (batch.state, batch.created, batch.invalid, batch.duplicates_in_file) == (
         "done",
         2,

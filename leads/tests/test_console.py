@@ -104,8 +104,9 @@ def test_status_grade_and_segment_come_right_after_who_the_lead_is(client, opera
     client.force_login(operator)
     response = client.get(reverse(CHANGELIST))
     shown = list(response.context["cl"].list_display)
-    assert shown[1:7] == ["email_or_id", "full_name", "company", "status", "grade", "segment"]
-    assert len(shown) <= 9  # the action checkbox and eight columns fit at 1440 px
+    assert shown[1:6] == ["email_or_id", "company", "standing", "grade_and_score", "segment_name"]
+    page = text(response)
+    assert 'lead-name">Lena Lead<' in page and "(0)" in page  # the name under the email
 
 
 # --- export ---------------------------------------------------------------------------------

@@ -186,8 +186,8 @@ def _erase(lead: Lead, user, reason: str) -> bool:
 ERASE_WARNING = (
     "Erasure cannot be undone. It blanks the person's email, name, company, every other "
     "personal field and custom field of every lead of theirs, in every campaign and venture; "
-    "deletes the copies of their messages, render logs and the text of their replies; and "
-    "keeps only a one-way hash of their identity on the global suppression list, so they are "
+    "deletes their render logs and blanks what they wrote in replies and feedback; and keeps "
+    "only a one-way hash of their identity on the global suppression list, so they are "
     "never imported or contacted again. Counts and audit rows stay, naming no personal data."
 )
 

@@ -524,3 +524,24 @@ def test_kept_uploads_expire_after_a_week_and_an_erasure_deletes_them_all(
     assert not stored.exists()
     batch.refresh_from_db()
     assert batch.stored_path == ""
+
+
+def test_a_background_run_reads_the_rows_with_the_mapping_the_operator_confirmed(
+    campaign, operator, write_csv
+):
+    from leads.services.imports import import_batch_create
+    from leads.services.runs import import_batch_run_now
+
+    path = write_csv(IMPORT_CSV)
+    batch = import_batch_create(
+        campaign=campaign,
+        source_path=path,
+        file_name="spring.csv",
+        actor=operator,
+        background=True,
+        choices={"Given": "first_name", "Firm": "company", "Notes": ""},
+    )
+    assert batch.mapping["Given"] == "first_name" and "Notes" not in batch.mapping
+    assert import_batch_run_now(batch_id=batch.pk)
+    carl = Lead.objects.get(email_key="carl@gamma.example")
+    assert (carl.first_name, carl.company, carl.custom_fields) == ("Carl", "Gamma", {})

@@ -16,14 +16,19 @@ venture's lead, batch or rule is a 404, exactly like a missing one.
 
 from __future__ import annotations
 
-import csv
 import json
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import model_ngettext
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
+from django.db.models import QuerySet
+from django.http import (
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -39,7 +44,6 @@ from leads.models import (
     CampaignLeadPolicy,
     ConsentStatus,
     ImportBatch,
-    ImportIssue,
     Lead,
     LeadStatus,
     ScoringRule,
@@ -48,13 +52,16 @@ from leads.models import (
     Unsubscribe,
     import_counts_text,
 )
+from leads.parsing import field_choices, field_label
+from leads.selectors import lead_search_q
 from leads.services import uploads
 from leads.services.bulk import leads_mark_dnc, leads_move_to_segment
-from leads.services.exports import spreadsheet_safe
-from leads.services.privacy import lead_data_export
+from leads.services.exports import batch_upload_kept, leads_csv_lines, rejected_csv_lines
+from leads.services.privacy import erasure_reach, lead_data_export, lead_erase
 from leads.services.rules import campaign_lead_policy_set, lead_rescore
-from leads.services.runs import import_batch_resume
+from leads.services.runs import KEPT_UPLOAD_DAYS, import_batch_resume
 from leads.suppression import leads_suppress, suppression_add
+from leads.timeline import TIMELINE_LIMIT, lead_timeline
 from leads.views import capture_url
 from ventures import services as venture_services
 from ventures.admin_toolkit import (
@@ -62,6 +69,7 @@ from ventures.admin_toolkit import (
     CampaignFilter,
     CappedCountPaginator,
     IdChoiceFilter,
+    InvalidQueryString,
     Operation,
     OperationsAdmin,
     ReadOnlyAdmin,
@@ -71,6 +79,7 @@ from ventures.admin_toolkit import (
     operation_action,
     scope_to_ventures,
     visible_campaigns,
+    visible_venture_ids,
 )
 from ventures.models import Campaign, IcpSegment, Venture
 from ventures.selectors import (
@@ -170,6 +179,18 @@ def _segment_field(request) -> dict[str, forms.Field]:
     }
 
 
+def _erase(lead: Lead, user, reason: str) -> bool:
+    return bool(lead_erase(email=lead.email, actor=user, reason=reason).lead_ids)
+
+
+ERASE_WARNING = (
+    "Erasure cannot be undone. It blanks the person's email, name, company, every other "
+    "personal field and custom field of every lead of theirs, in every campaign and venture; "
+    "deletes their render logs and blanks what they wrote in replies and feedback; and keeps "
+    "only a one-way hash of their identity on the global suppression list, so they are "
+    "never imported or contacted again. Counts and audit rows stay, naming no personal data."
+)
+
 LEAD_OPERATIONS = {
     op.name: op
     for op in (
@@ -198,6 +219,17 @@ LEAD_OPERATIONS = {
             confirm=True,
             fields=_segment_field,
         ),
+        Operation(
+            name="erase",
+            label="Erase personal data",
+            permission="change",
+            apply=_erase,
+            done="Erased the person's personal data from every lead of theirs.",
+            unchanged="Nothing to erase: the person's leads were already erased.",
+            confirm=True,
+            reason_required=True,
+            warning=ERASE_WARNING,
+        ),
     )
 }
 
@@ -208,17 +240,18 @@ LEAD_OPERATIONS = {
 @admin.register(Lead)
 class LeadAdmin(OperationsAdmin):
     operations = LEAD_OPERATIONS
+    # What an operator scans for, left to right, all visible at 1440 px beside the navigation
+    # and the filters (tests/test_leads_console_browser.py measures it): who (email, with the
+    # name under it), their company, where they stand (status, with consent when it matters;
+    # grade with score; segment), and the campaign. Source and dates are on the lead page and
+    # in the filters.
     list_display = (
         "email_or_id",
-        "full_name",
         "company",
+        "standing",
+        "grade_and_score",
+        "segment_name",
         "campaign",
-        "consent_status",
-        "status",
-        "grade",
-        "segment",
-        "source_channel",
-        "created_at",
     )
     list_display_links = ("email_or_id",)
     list_select_related = ("campaign", "segment__venture")
@@ -235,8 +268,11 @@ class LeadAdmin(OperationsAdmin):
     paginator = CappedCountPaginator
     show_full_result_count = False
     sortable_by = ()  # the order is the primary key: every index ends with it
-    search_fields = ("email_key",)  # see get_search_results: a prefix on the lower-cased key
-    search_help_text = "Email address prefix, e.g. 'ann' or 'ann.smith@acme'. Not case-sensitive."
+    search_fields = ("email_key",)  # see lead_search_q: prefixes on indexed lower-cased columns
+    search_help_text = (
+        "The start of an email address, first name, last name or company, or a first name and "
+        "the start of a last name ('ann smi'). Not case-sensitive."
+    )
     actions = (
         operation_action(
             "mark_dnc", LEAD_OPERATIONS["mark-dnc"], "Mark selected leads do-not-contact…"
@@ -273,55 +309,101 @@ class LeadAdmin(OperationsAdmin):
         "fit_score",
         "grade",
         "score_explanation",
+        "activity_timeline",
         "created_at",
         "updated_at",
     )
+    # The page reads top down as an operator asks: who is it and where do they stand (status,
+    # consent, score and why), what happened to them, then the details; the technical fields
+    # (identity hash, batch row, timestamps) last and collapsed.
     fieldsets = (
-        (None, {"fields": ("campaign", "venture", "status", "email", "identity_hash")}),
+        (
+            None,
+            {
+                "fields": (
+                    "email",
+                    ("first_name", "last_name"),
+                    ("company", "title"),
+                    "campaign",
+                    ("status", "consent_status"),
+                )
+            },
+        ),
+        ("Score", {"fields": (("fit_score", "grade"), "score_explanation", "segment")}),
+        ("Activity", {"fields": ("activity_timeline",)}),
         (
             "Person and company",
             {
                 "fields": (
-                    ("first_name", "last_name"),
-                    "title",
-                    ("company", "company_domain"),
+                    "company_domain",
                     "website",
                     "phone",
                     "linkedin_url",
                     ("city", "state", "country"),
                     "timezone",
                     ("industry", "company_size"),
-                    "segment",
                     "value_estimate",
                 )
             },
         ),
-        ("Consent", {"fields": ("consent_status", "consent_at", "consent_source")}),
+        ("Consent", {"fields": ("consent_at", "consent_source")}),
         ("Custom fields", {"fields": ("custom_fields_pretty",)}),
-        ("Score", {"fields": ("fit_score", "grade", "score_explanation")}),
         (
             "Attribution",
             {
                 "fields": (
                     "source_channel",
                     "source_list",
-                    ("source_batch", "source_row"),
                     ("utm_source", "utm_medium", "utm_campaign", "utm_content"),
                     ("first_touch_at", "last_touch_at"),
-                    ("created_at", "updated_at"),
                 )
+            },
+        ),
+        (
+            "Technical details",
+            {
+                "classes": ("collapse",),
+                "fields": (
+                    "identity_hash",
+                    "venture",
+                    ("source_batch", "source_row"),
+                    ("created_at", "updated_at"),
+                ),
             },
         ),
     )
 
+    def confirm_operation(self, request, objects, op, action_name=""):
+        """The toolkit's confirm page, naming each lead (email, name, company, campaign) and,
+        for a changelist action, the filters and search that chose them."""
+        if isinstance(objects, QuerySet):
+            objects = objects.select_related("campaign")
+        response = super().confirm_operation(request, objects, op, action_name)
+        if isinstance(response, TemplateResponse):
+            response.template_name = [
+                "admin/leads/lead/confirm_operation.html",
+                response.template_name,
+            ]
+            response.context_data["filters"] = (
+                self.filters_described(request) if action_name else []
+            )
+        return response
+
+    def filters_described(self, request) -> list[tuple[str, str]]:
+        """(filter title, chosen value) for each filter in the list's address, and the search."""
+        cl = self.get_changelist_instance(request)
+        described = []
+        for spec in cl.filter_specs:
+            if not set(spec.expected_parameters()) & set(request.GET):
+                continue
+            chosen = [str(c["display"]) for c in spec.choices(cl) if c["selected"]]
+            described.append((str(spec.title).capitalize(), ", ".join(chosen) or "-"))
+        if cl.query:
+            described.append(("Search", cl.query))
+        return described
+
     def get_search_results(self, request, queryset, search_term):
-        term = search_term.strip().lower()
-        if not term:
-            return queryset, False
-        # With the partial index's own condition (a blank key is never a match anyway), the
-        # prefix is a range of the unique (email key, campaign) index (varchar_pattern_ops on
-        # PostgreSQL).
-        return queryset.filter(email_key__startswith=term).exclude(email_key=""), False
+        return queryset.filter(lead_search_q(search_term)), False
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None and obj.status == LeadStatus.ERASED:
@@ -340,14 +422,71 @@ class LeadAdmin(OperationsAdmin):
         if obj.status == LeadStatus.ERASED:
             return []
         names = [] if obj.consent_status == ConsentStatus.DNC else ["mark-dnc"]
-        return names if obj.status == LeadStatus.SUPPRESSED else [*names, "suppress"]
+        if obj.status != LeadStatus.SUPPRESSED:
+            names.append("suppress")
+        return [*names, "erase"] if obj.email else names
+
+    def confirm_notes(self, request, operation, objects):
+        if operation.name != "erase" or not objects:
+            return []
+        return [erasure_reach(objects[0], visible_venture_ids(request))]
 
     def has_delete_permission(self, request, obj=None):
         return False  # a person is removed by erasure (`leads erase`), never by a plain delete
 
-    @admin.display(description="email", ordering="id")
+    @admin.display(description="lead", ordering="id")
     def email_or_id(self, obj: Lead) -> str:
-        return str(obj)
+        if not obj.full_name:
+            return str(obj)
+        return format_html('{}<span class="lead-name">{}</span>', str(obj), obj.full_name)
+
+    @admin.display(description="status")
+    def standing(self, obj: Lead) -> str:
+        if obj.consent_status == ConsentStatus.UNKNOWN:
+            return obj.get_status_display()
+        return format_html(
+            '{}<span class="lead-consent consent-{}">{}</span>',
+            obj.get_status_display(),
+            obj.consent_status,
+            obj.get_consent_status_display(),
+        )
+
+    @admin.display(description="grade")
+    def grade_and_score(self, obj: Lead) -> str:
+        return format_html('{} <span class="lead-score">({})</span>', obj.grade, obj.fit_score)
+
+    @admin.display(description="segment")
+    def segment_name(self, obj: Lead) -> str:
+        return obj.segment.name if obj.segment_id else "-"
+
+    @admin.display(description="timeline (newest first)")
+    def activity_timeline(self, obj: Lead) -> str:
+        entries = lead_timeline(obj)
+        if not entries:
+            return "Nothing has happened yet."
+        rows = format_html_join(
+            "\n",
+            '<tr><td class="timeline-when">{}</td><td class="timeline-kind">{}</td><td>{}</td></tr>',
+            (
+                (
+                    f"{timezone.localtime(e.at):%Y-%m-%d %H:%M}" if e.at else "-",
+                    e.kind,
+                    format_html('<a href="{}">{}</a>', e.url, e.text) if e.url else e.text,
+                )
+                for e in entries
+            ),
+        )
+        more = (
+            format_html("<p>The newest {} shown.</p>", TIMELINE_LIMIT)
+            if len(entries) >= TIMELINE_LIMIT
+            else ""
+        )
+        return format_html(
+            '<table class="lead-timeline"><thead><tr><th>When</th><th>What</th><th>Detail</th>'
+            "</tr></thead><tbody>{}</tbody></table>{}",
+            rows,
+            more,
+        )
 
     @admin.display(description="custom fields")
     def custom_fields_pretty(self, obj: Lead) -> str:
@@ -370,9 +509,19 @@ class LeadAdmin(OperationsAdmin):
                 name="{}_{}_import".format(*info),
             ),
             path(
+                "import/remap/",
+                self.admin_site.admin_view(self.import_remap_view),
+                name="{}_{}_import_remap".format(*info),
+            ),
+            path(
                 "import/confirm/",
                 self.admin_site.admin_view(self.import_confirm_view),
                 name="{}_{}_import_confirm".format(*info),
+            ),
+            path(
+                "export.csv",
+                self.admin_site.admin_view(self.export_view),
+                name="{}_{}_export".format(*info),
             ),
             path(
                 "<path:object_id>/data-export/",
@@ -381,6 +530,23 @@ class LeadAdmin(OperationsAdmin):
             ),
         ]
         return custom + super().get_urls()
+
+    def export_view(self, request):
+        """The list as it is filtered and searched (and scoped), as a streamed CSV: Viewers
+        too ("read and download"). Invalid filters are ignored here as on the list."""
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        try:
+            leads = self.get_changelist_instance(request).get_queryset(request)
+        except InvalidQueryString:
+            messages.warning(request, "The filter or search was not valid; nothing exported.")
+            return HttpResponseRedirect(reverse("admin:leads_lead_changelist"))
+        response = StreamingHttpResponse(
+            leads_csv_lines(leads=leads), content_type="text/csv; charset=utf-8"
+        )
+        stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
+        response["Content-Disposition"] = f'attachment; filename="leads-{stamp}.csv"'
+        return response
 
     def data_export_view(self, request, object_id):
         if not self.has_view_or_change_permission(request):
@@ -397,7 +563,7 @@ class LeadAdmin(OperationsAdmin):
     # Import: upload -> preview (mapping, first rows and their problems) -> confirm -> result.
 
     def has_import_permission(self, request) -> bool:
-        return request.user.has_perm("leads.add_importbatch")
+        return may_import_leads(request)
 
     def changelist_view(self, request, extra_context=None):
         extra_context = {**(extra_context or {}), "can_import": self.has_import_permission(request)}
@@ -424,42 +590,93 @@ class LeadAdmin(OperationsAdmin):
             if error:
                 form.add_error("file", error)
             else:
-                ticket = uploads.ticket_sign(
-                    user=request.user,
-                    campaign=form.cleaned_data["campaign"],
-                    preview=preview,
-                    source=form.cleaned_data["source"],
-                    force=form.cleaned_data["force"],
-                )
-                return self._import_page(
-                    request,
-                    "import_preview.html",
-                    title="Check the import",
-                    preview=preview.preview,
-                    campaign=form.cleaned_data["campaign"],
-                    source=form.cleaned_data["source"],
-                    force=form.cleaned_data["force"],
-                    background=preview.size > uploads.background_threshold(),
-                    checked_in_full=preview.checked_in_full,
-                    confirm_form=ImportConfirmForm(initial={"ticket": ticket}),
+                data = form.cleaned_data
+                return self._preview_page(
+                    request, preview, data["campaign"], data["source"], data["force"]
                 )
         return self._import_page(request, "import_upload.html", title="Import leads", form=form)
+
+    def _preview_page(self, request, staged, campaign, source: str, force: bool, error=""):
+        ticket = uploads.ticket_sign(
+            user=request.user, campaign=campaign, preview=staged, source=source, force=force
+        )
+        preview = staged.preview
+        columns = [
+            (index, header, preview.choices.get(header, ""))
+            for index, header in enumerate(preview.choices)
+        ]
+        return self._import_page(
+            request,
+            "import_preview.html",
+            title="Check the import",
+            preview=preview,
+            campaign=campaign,
+            source=source,
+            force=force,
+            background=staged.size > uploads.background_threshold(),
+            checked_in_full=staged.checked_in_full,
+            confirm_form=ImportConfirmForm(initial={"ticket": ticket}),
+            ticket=ticket,
+            columns=columns,
+            field_choices=field_choices(),
+            totals=projected_totals(preview.projected) if preview.projected else None,
+            remap_error=error,
+        )
+
+    def _ticket(self, request) -> tuple[dict | None, Campaign | None]:
+        """The preview's ticket and campaign from a POST, or (None, None) with the reason
+        shown: not a POST, expired, another user's, or its staged file no longer kept."""
+        if request.method != "POST":
+            return None, None
+        ticket = uploads.ticket_read(request.POST.get("ticket", ""), user=request.user)
+        campaign = ticket and visible_campaigns(request).filter(pk=ticket["campaign"]).first()
+        if not campaign:
+            self.message_user(
+                request,
+                "This import preview has expired or is not yours, or its file is no longer "
+                "kept (an upload is kept for an hour between preview and confirm); upload the "
+                "file again.",
+                messages.ERROR,
+            )
+            return None, None
+        return ticket, campaign
+
+    def import_remap_view(self, request):
+        """The operator changed the column mapping on the preview: preview the same staged file
+        again with their choices (nothing is written)."""
+        if not self.has_import_permission(request):
+            raise PermissionDenied
+        ticket, campaign = self._ticket(request)
+        if not campaign:
+            return HttpResponseRedirect(reverse("admin:leads_lead_import"))
+        headers = list(ticket.get("choices") or {})
+        choices = {
+            header: request.POST.get(f"column-{index}", ticket["choices"][header])
+            for index, header in enumerate(headers)
+        }
+        staged, error = uploads.staged_preview(
+            name=ticket["file"], original_name=ticket["name"], campaign=campaign, choices=choices
+        )
+        if staged is None:  # the choices cannot be used: the preview as it was, and why
+            staged, _ = uploads.staged_preview(
+                name=ticket["file"],
+                original_name=ticket["name"],
+                campaign=campaign,
+                choices=ticket["choices"],
+            )
+            if staged is None:
+                self.message_user(request, error, messages.ERROR)
+                return HttpResponseRedirect(reverse("admin:leads_lead_import"))
+        return self._preview_page(
+            request, staged, campaign, ticket["source"], ticket["force"], error=error
+        )
 
     def import_confirm_view(self, request):
         """Confirm step: run the import now, or in the background for a large file."""
         if not self.has_import_permission(request):
             raise PermissionDenied
-        if request.method != "POST":
-            return HttpResponseRedirect(reverse("admin:leads_lead_import"))
-        form = ImportConfirmForm(request.POST)
-        ticket = uploads.ticket_read(form.data.get("ticket", ""), user=request.user)
-        campaign = ticket and visible_campaigns(request).filter(pk=ticket["campaign"]).first()
+        ticket, campaign = self._ticket(request)
         if not campaign:
-            self.message_user(
-                request,
-                "This import preview has expired or is not yours; upload the file again.",
-                messages.ERROR,
-            )
             return HttpResponseRedirect(reverse("admin:leads_lead_import"))
         batch, error = uploads.ticket_run(ticket=ticket, campaign=campaign, user=request.user)
         if error:
@@ -471,14 +688,35 @@ class LeadAdmin(OperationsAdmin):
                 request, "import_upload.html", title="Import leads", form=upload
             )
         if batch.state in (BatchState.PENDING, BatchState.RUNNING):
-            text = f"Import #{batch.pk} of {batch.rows_total} rows runs in the background."
+            text = (
+                f"Import #{batch.pk} of {batch.rows_total} rows into {campaign.name} runs in "
+                "the background."
+            )
         else:
-            text = f"Import #{batch.pk} finished: " + import_counts_text(batch.counts())
+            text = f"Import #{batch.pk} into {campaign.name} finished: " + import_counts_text(
+                batch.counts()
+            )
             if batch.error:
                 text += f" Error: {batch.error}"
         level = messages.ERROR if batch.state == BatchState.FAILED else messages.SUCCESS
         self.message_user(request, text, level)
         return HttpResponseRedirect(reverse("admin:leads_importbatch_change", args=[batch.pk]))
+
+
+PROJECTED = (
+    ("created", "New"),
+    ("updated", "Updated (blanks filled)"),
+    ("unchanged", "Already there, unchanged"),
+    ("duplicates_in_file", "Duplicates in the file"),
+    ("invalid", "Invalid"),
+    ("suppressed", "Suppressed"),
+    ("skipped_active_elsewhere", "Skipped (active in another campaign)"),
+)
+
+
+def projected_totals(counts: dict[str, int]) -> list[tuple[str, str, int]]:
+    """(count name, label, value) of a dry run's counts, in the order the preview shows them."""
+    return [(name, label, counts[name]) for name, label in PROJECTED]
 
 
 def _flatten(fields) -> list[str]:
@@ -548,35 +786,10 @@ class ImportBatchAdmin(ReadOnlyMixin, OperationsAdmin):
     sortable_by = ()
     search_fields = ("file_name", "source")
     change_form_template = "admin/leads/importbatch/change_form.html"
+    # The result leads with what matters to the operator: into which campaign, how it went
+    # and what it did; the file's particulars (its SHA-256 among them) come after.
     fieldsets = (
-        (
-            None,
-            {
-                "fields": (
-                    "campaign",
-                    "channel",
-                    "source",
-                    "file_name",
-                    "file_sha256",
-                    "file_size",
-                    "uploaded_by",
-                    "actor",
-                    "forced",
-                )
-            },
-        ),
-        (
-            "Progress",
-            {
-                "fields": (
-                    "run_state",
-                    "progress",
-                    "error",
-                    ("started_at", "heartbeat_at", "finished_at"),
-                    ("resumes", "slices"),
-                )
-            },
-        ),
+        (None, {"fields": ("campaign_link", "run_state", "progress", "outcome", "error")}),
         (
             "Counts",
             {
@@ -587,6 +800,27 @@ class ImportBatchAdmin(ReadOnlyMixin, OperationsAdmin):
                     ("active_elsewhere", "skipped_active_elsewhere"),
                     ("suppressed", "invalid"),
                 )
+            },
+        ),
+        (
+            "File",
+            {
+                "fields": (
+                    "file_name",
+                    "source",
+                    "channel",
+                    ("uploaded_by", "actor"),
+                    "forced",
+                    "file_size",
+                    "file_sha256",
+                )
+            },
+        ),
+        (
+            "Run",
+            {
+                "classes": ("collapse",),
+                "fields": (("started_at", "heartbeat_at", "finished_at"), ("resumes", "slices")),
             },
         ),
         ("Mapping and rejected rows", {"fields": ("mapping_table", "issues_table")}),
@@ -610,6 +844,26 @@ class ImportBatchAdmin(ReadOnlyMixin, OperationsAdmin):
     @admin.display(description="state")
     def run_state(self, obj: ImportBatch) -> str:
         return obj.run_status
+
+    @admin.display(description="campaign")
+    def campaign_link(self, obj: ImportBatch) -> str:
+        url = reverse("admin:ventures_campaign_change", args=[obj.campaign_id])
+        return format_html('<a href="{}">{}</a>', url, obj.campaign.name)
+
+    @admin.display(description="outcome")
+    def outcome(self, obj: ImportBatch) -> str:
+        shown = [(label, n) for _, label, n in projected_totals(obj.counts()) if n]
+        if not shown:
+            return "Nothing imported yet." if obj.state != BatchState.DONE else "No rows."
+        return format_html(
+            '<ul class="import-outcome">{}</ul>',
+            format_html_join(
+                "", "<li><strong>{}</strong> {}</li>", ((n, label) for label, n in shown)
+            ),
+        )
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("campaign")
 
     def get_urls(self):
         info = self.opts.app_label, self.opts.model_name
@@ -638,9 +892,10 @@ class ImportBatchAdmin(ReadOnlyMixin, OperationsAdmin):
 
     def rejected_csv_view(self, request, object_id):
         batch = self._batch(request, object_id)
-        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response = StreamingHttpResponse(
+            rejected_csv_lines(batch), content_type="text/csv; charset=utf-8"
+        )
         response["Content-Disposition"] = f'attachment; filename="import-{batch.pk}-rejected.csv"'
-        write_issues_csv(batch, response)
         return response
 
     @admin.display(description="progress")
@@ -659,7 +914,7 @@ class ImportBatchAdmin(ReadOnlyMixin, OperationsAdmin):
         if not obj.mapping:
             return "-"
         return format_html(
-            "<table><thead><tr><th>Column</th><th>Lead field</th></tr></thead>"
+            "<table><thead><tr><th>Column</th><th>Read as</th></tr></thead>"
             "<tbody>{}</tbody></table>",
             format_html_join("\n", "<tr><td>{}</td><td>{}</td></tr>", _mapping_rows(obj.mapping)),
         )
@@ -679,21 +934,36 @@ class ImportBatchAdmin(ReadOnlyMixin, OperationsAdmin):
             ),
         )
         more = f"Showing the first {ISSUES_SHOWN}. " if len(errors) > ISSUES_SHOWN else ""
+        if batch_upload_kept(obj):
+            kept = (
+                "with each row's original columns and a reason column: fix them and import "
+                f"the file again. The upload is kept for {KEPT_UPLOAD_DAYS} days after the "
+                "import."
+            )
+        else:
+            kept = (
+                "with row numbers and reasons only: the uploaded file is no longer kept "
+                f"(uploads are kept {KEPT_UPLOAD_DAYS} days, and not at all for command-line "
+                "imports or after an erasure), so open your copy of the file at those rows."
+            )
         return format_html(
             "<table><thead><tr><th>Row</th><th>Column</th><th>Kind</th><th>Reason</th></tr>"
-            '</thead><tbody>{}</tbody></table><p>{}<a href="{}">Download all as CSV</a></p>',
+            '</thead><tbody>{}</tbody></table><p class="rejected-download">{}'
+            '<a href="{}">Download all as CSV</a>, {}</p>',
             rows,
             more,
             url,
+            kept,
         )
 
 
 def _mapping_rows(mapping: dict) -> list[tuple[str, str]]:
-    """Mapping as stored by the importer: {column: field} (custom columns say so)."""
-    rows = []
-    for column, field in mapping.items():
-        rows.append((column, field or "custom field"))
-    return rows
+    """Mapping as stored by the importer, {column: field or 'custom: name'}, in the operator's
+    words ("First name", "Custom field"); skipped columns are not stored."""
+    return [
+        (column, "Custom field" if field.startswith("custom: ") else field_label(field))
+        for column, field in mapping.items()
+    ]
 
 
 def batch_progress(batch: ImportBatch) -> dict:
@@ -711,21 +981,6 @@ def batch_progress(batch: ImportBatch) -> dict:
         "error": batch.error,
         **batch.counts(),
     }
-
-
-def write_issues_csv(batch: ImportBatch, out) -> None:
-    writer = csv.writer(out)
-    writer.writerow(["row", "column", "kind", "reason"])
-    rows = ImportIssue.objects.filter(batch=batch).order_by("row_number", "id")
-    for error in rows.iterator(chunk_size=5000):
-        writer.writerow(
-            [
-                error.row_number,
-                spreadsheet_safe(error.column),
-                error.kind,
-                spreadsheet_safe(error.reason),
-            ]
-        )
 
 
 # --- Suppression list --------------------------------------------------------------------------
@@ -896,11 +1151,17 @@ class CampaignLeadPolicyAdmin(AuditedAdmin):
 # --- "Import leads" on the campaign list -----------------------------------------------------------
 
 
-@admin.action(description="Import leads into the selected campaign…")
+def may_import_leads(request) -> bool:
+    """Whoever may create import batches (Operators, Administrators) may import; a Viewer may
+    not, and is not offered the Import buttons and actions at all."""
+    return request.user.has_perm("leads.add_importbatch")
+
+
+@admin.action(description="Import leads into the selected campaign…", permissions=["import_leads"])
 def import_leads_into_campaign(modeladmin, request, queryset):
     """Campaign action (added to the ventures app's CampaignAdmin below): opens the import
-    upload step with the campaign chosen."""
-    if not request.user.has_perm("leads.add_importbatch"):
+    upload step with the campaign chosen. Offered only to those who may import."""
+    if not may_import_leads(request):  # a forged POST of the hidden action
         modeladmin.message_user(request, "You may not import leads.", messages.ERROR)
         return None
     campaigns = list(queryset[:2])
@@ -937,6 +1198,9 @@ def _add_campaign_import_action() -> None:
     if not admin.site.is_registered(Campaign):
         return
     campaign_admin = admin.site.get_model_admin(Campaign)
+    # The action's permission check asks the Campaign admin for this (Django hides an action
+    # from users without its permission).
+    campaign_admin.has_import_leads_permission = may_import_leads
     extra = (import_leads_into_campaign, show_capture_links)
     current = tuple(campaign_admin.actions or ())
     campaign_admin.actions = current + tuple(a for a in extra if a not in current)

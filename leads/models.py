@@ -252,9 +252,7 @@ class ImportBatch(models.Model):
         ]
 
     def __str__(self) -> str:
-        return (
-            f"Import #{self.pk} {self.file_name or self.channel} into campaign #{self.campaign_id}"
-        )
+        return f"Import #{self.pk} {self.file_name or self.channel} into {self.campaign.name}"
 
     @property
     def progress_percent(self) -> int:

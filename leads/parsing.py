@@ -182,6 +182,84 @@ def map_headers(headers: list[str]) -> HeaderMapping:
     return HeaderMapping(headers=cleaned, fields=fields, custom=custom)
 
 
+CUSTOM = "custom"  # an operator's mapping choice: keep the column as a custom field
+SKIP = ""  # an operator's mapping choice: leave the column out
+
+
+def mapping_choices(mapping: HeaderMapping) -> dict[str, str]:
+    """{column header: lead field, CUSTOM or SKIP} for every named column, in file order: the
+    form an operator edits, and what a batch stores (`as_display` reads back the same way)."""
+    by_index = {i: f for f, i in mapping.fields.items()}
+    by_index.update({i: CUSTOM for i, _ in mapping.custom})
+    return {h: by_index.get(i, SKIP) for i, h in enumerate(mapping.headers) if h}
+
+
+def mapping_remap(mapping: HeaderMapping, choices: dict[str, str]) -> HeaderMapping:
+    """`mapping` with an operator's choices applied: {column header: lead field, CUSTOM or
+    SKIP}; columns not named keep their mapping. Refuses (FileProblem) an unknown field, a
+    field chosen for two columns, and a mapping without an email column."""
+    current = mapping_choices(mapping)
+    chosen = {h: choices.get(h, current[h]) for h in current}
+    fields: dict[str, int] = {}
+    custom: list[tuple[int, str]] = []
+    for index, header in enumerate(mapping.headers):
+        choice = chosen.get(header, SKIP) if header else SKIP
+        if choice == CUSTOM:
+            custom.append((index, header))
+        elif choice == SKIP:
+            continue
+        elif choice not in FIELD_ALIASES:
+            raise FileProblem(f"{choice!r} is not a lead field (column {header!r}).")
+        elif choice in fields:
+            raise FileProblem(
+                f"Two columns are read as {field_label(choice)}: "
+                f"{mapping.headers[fields[choice]]!r} and {header!r}. Choose one of them."
+            )
+        else:
+            fields[choice] = index
+    if "email" not in fields:
+        raise FileProblem("Choose the column that holds the email address: it is required.")
+    return HeaderMapping(headers=mapping.headers, fields=fields, custom=custom)
+
+
+def mapping_from_display(mapping: HeaderMapping, display: dict[str, str]) -> HeaderMapping:
+    """The mapping a batch stored (`as_display`: columns absent were skipped), on the file's
+    own header: what a resumed or background run reads the rows with."""
+    choices = {
+        header: CUSTOM if (field := display.get(header, SKIP)).startswith("custom: ") else field
+        for header in mapping.headers
+        if header
+    }
+    return mapping_remap(mapping, choices)
+
+
+_FIELD_LABELS = {
+    "email": "Email",
+    "full_name": "Full name (split into first and last)",
+    "linkedin_url": "LinkedIn URL",
+    "company_size": "Company size (employees)",
+    "do_not_contact": "Do not contact (yes/no)",
+    "consent_at": "Consent given at",
+    "utm_source": "UTM source",
+    "utm_medium": "UTM medium",
+    "utm_campaign": "UTM campaign",
+    "utm_content": "UTM content",
+}
+
+
+def field_label(name: str) -> str:
+    """What an operator reads for a lead field: "First name", not `first_name`."""
+    if name == CUSTOM:
+        return "Custom field"
+    return _FIELD_LABELS.get(name) or name.replace("_", " ").capitalize()
+
+
+def field_choices() -> list[tuple[str, str]]:
+    """The choices of a column in the admin's mapping form, skip and custom first."""
+    fields = [(name, field_label(name)) for name in FIELD_ALIASES]
+    return [(SKIP, "Skip this column"), (CUSTOM, "Keep as a custom field"), *fields]
+
+
 # --- bounded reading (the admin preview) -------------------------------------------------------
 
 

@@ -8,9 +8,11 @@ class OutreachConfig(AppConfig):
         from django.db.models.signals import post_migrate
 
         from leads.signals import lead_erased, lead_unsubscribed
+        from leads.timeline import register_timeline_source
         from outreach import campaign_code, webhooks
         from outreach.context import LEAD_CONTEXT_SCHEMA, LeadRecipients, erase_render_logs
         from outreach.feedback import erase_feedback
+        from outreach.selectors import lead_outreach_timeline
         from outreach.signals import (
             block_unsubscribed,
             ensure_imap_poll_schedule,
@@ -28,6 +30,8 @@ class OutreachConfig(AppConfig):
         lead_unsubscribed.connect(block_unsubscribed, dispatch_uid="outreach.block_unsubscribed")
         webhooks.connect()  # anymail's tracking and inbound events -> outreach.feedback
         lead_erased.connect(erase_feedback, dispatch_uid="outreach.erase_feedback")
+        # The lead page's activity timeline: enrollment, messages and feedback events.
+        register_timeline_source("outreach", lead_outreach_timeline)
         # Campaign TOML sections, after templating's [[templates]] (order 20): steps name them.
         register_section(
             "mailboxes",

@@ -8,11 +8,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db.models import Count, Min, QuerySet
+from django.urls import reverse
 
 from outreach.models import (
     DUE_STATES,
     DispatchDecision,
     DispatchRun,
+    Enrollment,
+    FeedbackEvent,
     MessageState,
     NarrativeStat,
     OutboundMessage,
@@ -178,3 +181,65 @@ def narrative_standings(stats: QuerySet[NarrativeStat]) -> list[SegmentStanding]
             group.leader.winner = True
     # Segments without one (None) last in their venture.
     return sorted(groups.values(), key=lambda g: (g.venture.name, g.venture.pk, g.segment is None))
+
+
+def lead_outreach_timeline(lead, limit: int) -> list:
+    """The lead's part of its timeline that the outbox knows (`leads.timeline`): its
+    enrollment (sequence, why it was routed there, how it ended), each message (step, state,
+    when, why) and each feedback event (kind, when, what it did). Three queries."""
+    from leads.timeline import TimelineEntry
+
+    entries = []
+    enrollment = Enrollment.objects.filter(lead=lead).select_related("sequence", "mailbox").first()
+    if enrollment is not None:
+        via = f" from {enrollment.mailbox}" if enrollment.mailbox_id else ""
+        entries.append(
+            TimelineEntry(
+                enrollment.created_at,
+                "Enrolled",
+                f"In sequence {enrollment.sequence}{via}: {enrollment.route_reason}.",
+            )
+        )
+        if enrollment.finished_at:
+            why = f": {enrollment.stop_reason}" if enrollment.stop_reason else ""
+            entries.append(
+                TimelineEntry(
+                    enrollment.finished_at,
+                    enrollment.get_state_display(),
+                    f"Sequence {enrollment.sequence}{why}.",
+                )
+            )
+    messages = (
+        OutboundMessage.objects.filter(lead=lead)
+        .select_related("step")
+        .only("state", "kind", "due_at", "sent_at", "updated_at", "reason", "step__position")
+        .order_by("-due_at", "-id")[:limit][::-1]
+    )
+    for message in messages:
+        entries.append(_message_entry(message, TimelineEntry))
+    events = FeedbackEvent.objects.filter(lead=lead).order_by("-received_at", "-id")[:limit][::-1]
+    for event in events:
+        what = f": {event.effect}" if event.effect else ""
+        entries.append(
+            TimelineEntry(
+                event.occurred_at or event.received_at,
+                event.get_kind_display(),
+                f"Reported by {event.source}{what}.",
+                reverse("admin:outreach_feedbackevent_change", args=[event.pk]),
+            )
+        )
+    return entries
+
+
+def _message_entry(message: OutboundMessage, entry):
+    step = f"Step {message.step.position} ({message.get_kind_display().lower()})"
+    if message.state == MessageState.SENT:
+        at, text = message.sent_at, f"{step}: sent."
+    elif message.state in DUE_STATES:
+        at, text = message.due_at, f"{step}: {message.get_state_display().lower()} for then."
+    else:
+        at, text = message.updated_at, f"{step}: {message.get_state_display().lower()}."
+    if message.reason:
+        text = text[:-1] + f" ({message.reason})."
+    url = reverse("admin:outreach_outboundmessage_change", args=[message.pk])
+    return entry(at, f"Message {message.get_state_display().lower()}", text, url)

@@ -88,7 +88,7 @@ def test_operator_suppresses_a_lead_from_its_page(page, operator_campaign, tmp_p
     page.goto(reverse("admin:leads_lead_change", args=[lead.pk]))
     page.click("a.operation-suppress")
     expect(page.locator("h1")).to_contain_text("Suppress: are you sure?")
-    expect(page.locator("ul.operation-objects")).to_contain_text("pat@acme.example")
+    expect(page.locator("table.operation-leads")).to_contain_text("pat@acme.example")
     page.screenshot(path=tmp_path / "confirm.png", full_page=True)
     page.fill("#id_reason", "asked to be left alone")
     page.click("input[name=confirm]")

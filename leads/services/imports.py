@@ -14,6 +14,7 @@ work and rolls it back. Running the rows, the lease and closing the batch are in
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -41,6 +42,8 @@ from leads.parsing import (
     SourceFile,
     inspect_file,
     iter_rows,
+    mapping_choices,
+    mapping_remap,
     scan_file,
 )
 from leads.scoring import LeadScorer
@@ -238,6 +241,7 @@ def import_batch_create(
     force: bool = False,
     background: bool = True,
     check_in_background: bool = False,
+    choices: dict[str, str] | None = None,
 ) -> ImportBatch:
     """Store an upload, check the whole file, and create a pending batch for it.
 
@@ -247,6 +251,8 @@ def import_batch_create(
     `check_in_background` (a big upload confirmed in the admin, where a web request must not
     read a whole file) only the header is checked here; the worker checks the whole file
     before it writes a row, and a problem then fails the batch with the same message.
+    `choices` are the operator's remapping of columns (`parsing.mapping_remap`), stored with
+    the batch's mapping so every run of it reads the rows the same way.
     """
     _refuse_closed_campaign(campaign)
     stored = _upload_dir() / f"{uuid.uuid4().hex}-{_safe_name(file_name)}"
@@ -258,6 +264,8 @@ def import_batch_create(
         else:
             scan = scan_file(info)
             mapping, rows_total = scan.mapping, scan.rows_total
+        if choices:
+            mapping = mapping_remap(mapping, choices)
         _refuse_reimport(campaign, info.sha256, force=force)
     except Exception:
         stored.unlink(missing_ok=True)
@@ -302,17 +310,30 @@ class ImportPreview:
     mapping: dict[str, str]
     already_imported: str = ""
     rows: list[PreviewRow] = field(default_factory=list)
+    choices: dict[str, str] = field(default_factory=dict)  # column -> field, CUSTOM or SKIP
+    projected: dict[str, int] | None = None  # a dry run's counts (ImportCounts.as_dict)
+    projected_rows: int = 0  # of how many rows
 
 
 def lead_import_preview(
-    *, campaign: Campaign, path: Path | str, file_name: str = "", rows: int = 10
+    *,
+    campaign: Campaign,
+    path: Path | str,
+    file_name: str = "",
+    rows: int = 10,
+    choices: dict[str, str] | None = None,
+    project_rows: int = 0,
 ) -> ImportPreview:
-    """What an import of this file would do: the mapping used and the first rows with their
-    problems and outcome. Raises FileProblem for a file that cannot be imported, and
-    DomainError for a campaign that takes no leads."""
+    """What an import of this file would do: the mapping used (with the operator's `choices`
+    applied), the first rows with their problems and outcome, and, with `project_rows`, the
+    projected totals of a dry run of the first that many rows (all the work, rolled back).
+    Raises FileProblem for a file that cannot be imported or a mapping that cannot be used,
+    and DomainError for a campaign that takes no leads."""
     _refuse_closed_campaign(campaign)
     info = inspect_file(path, name=file_name)
     scan = scan_file(info)
+    if choices:
+        scan.mapping = mapping_remap(scan.mapping, choices)
     preview = ImportPreview(
         file_name=info.name,
         sha256=info.sha256,
@@ -321,6 +342,7 @@ def lead_import_preview(
         delimiter={",": "comma", ";": "semicolon", "\t": "tab"}.get(info.delimiter, "?"),
         rows_total=scan.rows_total,
         mapping=scan.mapping.as_display(),
+        choices=mapping_choices(scan.mapping),
     )
     try:
         _refuse_reimport(campaign, info.sha256, force=False)
@@ -361,7 +383,32 @@ def lead_import_preview(
         seen.setdefault(key, number)
         shown = {k: v for k, v in result.items() if k not in ("identity_hash", "source_row")}
         preview.rows.append(PreviewRow(number, shown, [], outcome))
+    if project_rows:
+        preview.projected = _projection(campaign, info, scan.mapping, project_rows)
+        preview.projected_rows = min(project_rows, scan.rows_total)
     return preview
+
+
+def _projection(campaign: Campaign, info: SourceFile, mapping, max_rows: int) -> dict[str, int]:
+    """The counts an import of the file's first `max_rows` rows would end with: the real
+    import's work (dedup, suppression, policy, writes) in a transaction rolled back."""
+    with transaction.atomic():
+        batch = ImportBatch.objects.create(
+            campaign=campaign,
+            file_name=info.name[:255],
+            file_sha256=info.sha256,
+            mapping=mapping.as_display(),
+            state=BatchState.RUNNING,
+        )
+        counts = _import_rows(
+            batch=batch,
+            rows=itertools.islice(file_rows(info), max_rows),
+            mapping=mapping,
+            progress=None,
+            chunking=DEFAULT_CHUNKING,
+        )
+        transaction.set_rollback(True)
+    return counts.as_dict()
 
 
 def leads_demo_import(*, campaign: Campaign, actor: Actor = "demo") -> ImportOutcome:

@@ -3,7 +3,8 @@
 identity hash (erasure also by email key).
 
 Erasure blanks every field in PERSONAL_FIELDS of every lead of the person (status ERASED,
-consent DNC), blanks the comments they left when they unsubscribed, replaces their email
+consent DNC), blanks the comments they left when they unsubscribed, deletes every
+finished import's kept upload (any may hold their row), replaces their email
 suppression with a global identity-hash entry so they are never imported or contacted again,
 and sends `leads.signals.lead_erased(lead_ids, identity_hash)` inside its transaction: later
 apps erase their copies there, and a receiver that fails rolls the whole erasure back. On
@@ -37,6 +38,7 @@ from leads.models import (
     identity_hash_of,
 )
 from leads.normalise import InvalidValue, email_key_of, email_normalise
+from leads.services.runs import import_uploads_forget
 from leads.signals import lead_erased
 from ventures.services import Actor, DomainError, audit_record
 
@@ -134,7 +136,26 @@ def lead_erase(*, email: str, actor: Actor, reason: str = "") -> ErasureResult:
             reason=reason,
         )
         lead_erased.send(sender=Lead, lead_ids=lead_ids, identity_hash=identity)
+        # Any finished import's kept upload may hold the person's row (rejected or not).
+        import_uploads_forget()
     return ErasureResult(identity_hash=identity, lead_ids=lead_ids)
+
+
+def erasure_reach(lead: Lead, venture_ids: list[int] | None) -> str:
+    """What erasing `lead`'s person would blank, in words for the confirm page: how many leads
+    in which campaigns (named only within `venture_ids`, None for all; the others counted)."""
+    key, identity = lead.email_key, lead.identity_hash
+    same = Q(email_key=key) if key else Q(pk=lead.pk)
+    if identity:
+        same |= _same_identity(identity)
+    leads = Lead.objects.filter(same).exclude(status=LeadStatus.ERASED)
+    rows = list(leads.values_list("campaign__name", "venture_id").order_by("campaign__name"))
+    seen = sorted({name for name, v in rows if venture_ids is None or v in venture_ids})
+    hidden = sum(1 for _, v in rows if venture_ids is not None and v not in venture_ids)
+    text = f"This erases {len(rows)} lead{'s' if len(rows) != 1 else ''} of this person"
+    text += f", in {', '.join(seen)}" if seen else ""
+    text += f", and {hidden} in ventures you cannot see" if hidden else ""
+    return text + "."
 
 
 def _jsonable(value: Any) -> Any:

@@ -49,7 +49,9 @@ queues every batch `ImportBatch.objects.resumable()` names: RUNNING with a lapse
 PENDING for longer than a lease (its task was lost). `import_batch_resume()` does it by hand
 (`leads resume`, the admin's "Resume import"): refused for a finished, failed or form/API batch
 and while its runner still reports progress, and audited as `leads.import_resume`. The stored
-upload is deleted only once the batch is DONE or FAILED; if it is gone or changed (SHA-256)
+upload is deleted once the batch is FAILED, or DONE without rejected rows (with them it is kept
+KEPT_UPLOAD_DAYS for the rejected-rows download, `import_uploads_forget`, and an erasure deletes
+every kept one at once); if it is gone or changed (SHA-256)
 when a run claims the batch, or the campaign no longer takes leads, the batch is closed FAILED
 with a message naming the cause and the row it stopped at. A command-line import keeps no file,
 so its recovery closes it that way.
@@ -88,6 +90,7 @@ from leads.importing import (
 from leads.models import (
     BatchState,
     ImportBatch,
+    ImportIssue,
     import_lease_period,
 )
 from leads.parsing import (
@@ -97,6 +100,7 @@ from leads.parsing import (
     inspect_file,
     iter_rows,
     map_headers,
+    mapping_from_display,
     scan_file,
 )
 from leads.scoring import LeadScorer
@@ -405,9 +409,13 @@ def import_batch_slice(
                 ImportBatch.objects.filter(pk=batch.pk).update(rows_total=batch.rows_total)
             _refuse_reimport(batch.campaign, info.sha256, force=batch.forced, exclude=batch.pk)
         mapping = _header_mapping(info)
+        if batch.mapping:  # as stored, with the operator's remapping of columns if any
+            mapping = mapping_from_display(mapping, batch.mapping)
         rows = itertools.islice(file_rows(info), batch.rows_done, None)
         lease = ImportLease(batch.pk, token, progress, budget, started)
         _import_and_close(batch, rows, mapping, lease, token, resumable=True, chunking=chunking)
+        # Kept for the rejected-rows download, which gives those rows whole (until it expires).
+        keep_file = ImportIssue.objects.filter(batch_id=batch.pk).exists()
         return DONE
     except _SliceSpent:
         # Hand over: the token is cleared (the next claim is not a resume) and the lease is
@@ -505,10 +513,32 @@ def import_batch_run_sliced(*, batch_id: int, chunking: Chunking = DEFAULT_CHUNK
             return True
 
 
+KEPT_UPLOAD_DAYS = 7  # a finished import's upload is kept this long for its rejected rows
+
+
+def import_uploads_forget(*, before: dt.datetime | None = None) -> int:
+    """Delete the kept uploads of finished imports (DONE or FAILED) that finished before
+    `before` (every one, without it), and clear their `stored_path`; returns how many. Called
+    with a cut-off by the recovery schedule, and without one by an erasure, since any kept
+    file may hold the erased person's row. Running imports keep theirs."""
+    finished = ImportBatch.objects.filter(state__in=(BatchState.DONE, BatchState.FAILED)).exclude(
+        stored_path=""
+    )
+    if before is not None:
+        finished = finished.filter(finished_at__lt=before)
+    forgotten = 0
+    for pk, stored in finished.values_list("pk", "stored_path"):
+        Path(stored).unlink(missing_ok=True)
+        forgotten += ImportBatch.objects.filter(pk=pk, stored_path=stored).update(stored_path="")
+    return forgotten
+
+
 def import_batches_recover(*, now: dt.datetime | None = None) -> list[int]:
     """Queue a run of every background import whose runner stopped: RUNNING with a lapsed
     lease, or PENDING for longer than a lease (its task was lost). Run every minute by the
-    django-q2 schedule; returns the ids queued."""
+    django-q2 schedule, which also forgets finished imports' uploads kept past
+    KEPT_UPLOAD_DAYS; returns the ids queued."""
+    import_uploads_forget(before=(now or timezone.now()) - dt.timedelta(days=KEPT_UPLOAD_DAYS))
     stale = ImportBatch.objects.resumable(now)
     ids = list(stale.order_by("pk").values_list("pk", flat=True))
     for batch_id in ids:

@@ -1,7 +1,9 @@
 """An admin upload between its preview and its confirmation.
 
 The upload is staged under a random name in the artifact folder, previewed within a budget
-(rows and seconds, so a web request stays short), and confirmed through a signed ticket that
+(rows and seconds, so a web request stays short) with the projected totals of a dry run of
+its first rows, previewed again as often as the operator remaps its columns (the ticket
+carries their choices), and confirmed through a signed ticket that
 names the staged file, the campaign, the user and the options and expires. Confirming turns it
 into an import batch (`leads.services.imports.import_batch_create`); a big file runs on the
 task cluster.
@@ -36,6 +38,9 @@ _TICKET_SALT = "leads.admin.import"
 # background, so that a file imported in the request is also previewed in full.
 PREVIEW_MAX_ROWS = 100_000
 PREVIEW_MAX_SECONDS = 3.0
+# The preview's projected totals come from a dry run (the import's work, rolled back) of at
+# most this many rows; past them the page says the totals are those of the first rows.
+PROJECTION_ROWS = 20_000
 
 
 @dataclass
@@ -84,23 +89,44 @@ def upload_preview(*, upload, campaign: Campaign) -> tuple[StagedUpload | None, 
     with path.open("wb") as out:
         for chunk in upload.chunks():
             out.write(chunk)
+    staged, error = staged_preview(name=name, original_name=upload.name, campaign=campaign)
+    if staged is None:
+        path.unlink(missing_ok=True)
+    return staged, error
+
+
+def staged_preview(
+    *, name: str, original_name: str, campaign: Campaign, choices: dict[str, str] | None = None
+) -> tuple[StagedUpload | None, str]:
+    """Preview a staged file (again, after the operator remapped its columns: `choices`),
+    with the projected totals of a dry run of its first PROJECTION_ROWS rows. Returns (staged
+    upload, "") or (None, the problem with the file or the mapping); the file stays."""
+    path = _staged_path(name)
     try:
         with read_limits(
             max_bytes=background_threshold(),
             max_rows=PREVIEW_MAX_ROWS,
             max_seconds=PREVIEW_MAX_SECONDS,
         ) as limits:
-            preview = lead_import_preview(campaign=campaign, path=path, file_name=upload.name)
+            preview = lead_import_preview(
+                campaign=campaign,
+                path=path,
+                file_name=original_name,
+                choices=choices,
+                project_rows=PROJECTION_ROWS,
+            )
     except DomainError as exc:
-        path.unlink(missing_ok=True)
         logger.info("Preview of an uploaded lead file refused: %s", exc)
         return None, str(exc)
     except Exception:  # a bug, not the file: still a message, never a 500
-        path.unlink(missing_ok=True)
         logger.exception("Preview of an uploaded lead file failed")
         return None, "The file could not be read as CSV or XLSX. Check its format and try again."
     size = path.stat().st_size
-    return StagedUpload(name, upload.name, size, preview, not limits.cut_short), ""
+    return StagedUpload(name, original_name, size, preview, not limits.cut_short), ""
+
+
+def staged_is_kept(ticket: dict) -> bool:
+    return _staged_path(ticket["file"]).is_file()
 
 
 def ticket_sign(
@@ -114,6 +140,7 @@ def ticket_sign(
             "campaign": campaign.pk,
             "source": source,
             "force": force,
+            "choices": preview.preview.choices,  # {column: field}, as the operator left it
         },
         salt=_TICKET_SALT,
     )
@@ -125,7 +152,7 @@ def ticket_read(value: str, *, user) -> dict | None:
         ticket = signing.loads(value, salt=_TICKET_SALT, max_age=STAGING_MAX_AGE)
     except signing.BadSignature:
         return None
-    if ticket.get("user") != user.pk or not _staged_path(ticket["file"]).is_file():
+    if ticket.get("user") != user.pk or not staged_is_kept(ticket):
         return None
     return ticket
 
@@ -146,6 +173,7 @@ def ticket_run(*, ticket: dict, campaign: Campaign, user) -> tuple[ImportBatch |
             force=ticket["force"],
             background=(big := path.stat().st_size > background_threshold()),
             check_in_background=big,
+            choices=ticket.get("choices") or None,
         )
     except DomainError as exc:
         return None, str(exc)

@@ -382,7 +382,7 @@ def test_rejected_rows_download_escapes_formulas(client, viewer, campaign):
     client.force_login(viewer)
     response = client.get(reverse("admin:leads_importbatch_rejected", args=[batch.pk]))
     assert response.status_code == 200
-    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert rows[0] == ["row", "column", "kind", "reason"]
     assert rows[1] == ["2", "'@Name", "invalid", "bad email"]
     assert rows[2][3] == '\'=HYPERLINK("x")'

@@ -53,8 +53,13 @@ def test_upload_shows_mapping_and_first_rows_then_confirm_imports(client, operat
     page = text(preview)
     assert preview.status_code == 200
     assert "Column mapping" in page
-    assert re.search(r"<td>Work Email</td><td>email</td>", page)
-    assert "custom: Icebreaker" in page and "kept as a custom field" in page
+    assert re.search(
+        r'data-column="Work Email">.*?<option value="email" selected>Email<', page, re.S
+    )
+    assert "custom: Icebreaker" in page
+    assert re.search(
+        r'data-column="Icebreaker">.*?value="custom" selected>Keep as a custom', page, re.S
+    )
     assert "Invalid email" in page  # row 3's problem, shown before anything is written
     assert "duplicate of row 2" in page
     assert "4 data rows" in page
@@ -65,7 +70,7 @@ def test_upload_shows_mapping_and_first_rows_then_confirm_imports(client, operat
     assert result.redirect_chain[-1][0] == reverse(
         "admin:leads_importbatch_change", args=[batch.pk]
     )
-    assert f"Import #{batch.pk} finished: 4 rows, 2 created" in text(result)
+    assert f"Import #{batch.pk} into {campaign.name} finished: 4 rows, 2 created" in text(result)
     assert (batch.state, batch.created, batch.invalid, batch.duplicates_in_file) == (
         "done",
         2,

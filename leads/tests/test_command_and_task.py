@@ -124,7 +124,8 @@ def test_background_import_runs_once_after_commit_and_is_idempotent(
 
     batch.refresh_from_db()
     assert batch.state == BatchState.DONE and batch.created == 51 and batch.rows_done == 60
-    assert not Path(batch.stored_path).exists()  # the upload is not kept after the import
+    # 9 of the 60 rows were rejected: the upload is kept for the rejected-rows download.
+    assert Path(batch.stored_path).exists() == batch.issues.exists()
 
     assert tasks.import_batch_run(batch.pk) is False  # a second delivery does nothing
     batch.refresh_from_db()

@@ -232,7 +232,8 @@ def test_an_interrupted_import_resumes_from_rows_done_with_the_counts_and_leads_
 
     batch.refresh_from_db()
     assert batch.resumes == 1 and batch.slices == 2 and batch.lease_token == ""
-    assert not Path(batch.stored_path).exists()  # deleted once done
+    # Deleted once done, unless rows were rejected (kept for their download with the columns).
+    assert Path(batch.stored_path).exists() == batch.issues.exists()
     assert_same_import(batch, campaign, lead_file)
     assert AuditEvent.objects.filter(action="leads.import", entity_id=str(batch.pk)).count() == 1
 

@@ -394,3 +394,19 @@ def test_an_unknown_export_is_refused_with_the_kinds_that_exist(campaign):
         export_chunks("leads", campaign)
     with pytest.raises(UnknownExportError):
         export_response("everything", campaign)
+
+
+def test_a_download_abandoned_half_way_leaves_no_reader_and_the_connection_usable(campaign):
+    import threading
+
+    Lead.objects.bulk_create(
+        Lead(campaign=campaign, venture=campaign.venture, email=f"q{n}@bulk.example",
+             email_key=f"q{n}@bulk.example")
+        for n in range(FLUSH_ROWS * 3)
+    )  # fmt: skip
+    chunks = export_chunks("outcomes", campaign)
+    assert next(chunks).startswith(b"lead_id,email,")
+    chunks.close()  # the client went away
+    assert not [t for t in threading.enumerate() if t.name == "export-fetch"]
+    assert Lead.objects.filter(campaign=campaign).count() == FLUSH_ROWS * 3
+    assert export_write("outcomes", campaign, io.BytesIO()) == FLUSH_ROWS * 3

@@ -12,15 +12,17 @@ formula gets a leading apostrophe); datetimes are ISO 8601 in UTC ("2026-12-02T1
 flags are 1 or 0, empty values are empty cells. Rows come in id order, so the same database
 gives the same file.
 
-**Memory stays flat whatever the size.** Rows are read as plain tuples (raw SQL or
-`values_list`, never model instances) from a server-side cursor on PostgreSQL (Django's
-`chunked_cursor`, which `.iterator()` uses too) and from SQLite's lazy cursor, FETCH rows at a
-time, written by `csv.writer` into a buffer that is handed out and replaced every FLUSH_ROWS
-rows. The whole export runs in one transaction: on PostgreSQL a cursor outside one is WITH
-HOLD, which makes the server materialise the whole result before the first row comes back;
-inside one the rows stream, and every query of the export reads the same snapshot. Consume
-one export at a time per thread (each holds its connection's transaction until it is done or
-closed).
+**Memory stays flat whatever the size.** Rows are read as plain tuples (raw SQL, or the SQL
+the ORM compiles for a `values_list`; never model instances) from a server-side cursor on
+PostgreSQL (Django's `chunked_cursor`, the one `.iterator()` uses) and from SQLite's lazy
+cursor, FLUSH_ROWS at a time; each batch is written by `csv.writer` into a fresh buffer and
+handed out as one chunk. On PostgreSQL a thread fetches the next batch while one is written
+(at most two wait), so the server's work and ours overlap. The whole export runs in one
+transaction: on PostgreSQL a cursor outside one is WITH HOLD, which makes the server
+materialise the whole result before the first row comes back; inside one the rows stream,
+and every query of the export reads the same snapshot. Consume one export at a time per
+thread (each holds its connection's transaction until it is done or closed; closing it
+half-way stops the reader and ends the transaction).
 
 **Outcomes**: one row per lead of the campaign (every status, erased too), with the
 definitions the report's funnel uses, so the two reconcile:
@@ -61,8 +63,8 @@ matched or not to a message; unmatched events that found no lead belong to no ca
   wrote (`before.campaign_id`, or a step's `before.sequence_id` among the campaign's
   sequences).
 Rows about single leads ("leads.lead": a data export, an admin edit) are left out: they are
-about a person, not the campaign, and their `entity_repr` is the address. Nothing else of a
-lead's is in an audit row.
+about a person, not the campaign, and their `entity_repr` is the address. The rows exported
+name leads by id and people by identity hash only, never by address or name.
 """
 
 from __future__ import annotations

@@ -75,11 +75,11 @@ import json
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import closing, suppress
+from contextlib import closing, contextmanager, suppress
 from itertools import islice
 from typing import Any, BinaryIO
 
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import CharField, Func, IntegerField, Q
 from django.db.models.functions import Cast
 from django.http import StreamingHttpResponse
@@ -195,21 +195,21 @@ def _stream(kind: str, campaign: Campaign, count: _Count) -> Iterator[bytes]:
     writer = csv.writer(buffer)
     writer.writerow(COLUMNS[kind])
     safe = spreadsheet_safe
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute(_PG_SETTINGS)
-        # Closed inside the transaction: a download abandoned half-way stops its reader and
-        # closes its cursor before the transaction ends.
-        with closing(_ROWS[kind](campaign)) as batches:
-            for batch in batches:
-                # Every cell through spreadsheet_safe; map() and writerows keep the per-cell
-                # cost to the call itself (the budget is a few microseconds a row).
-                writer.writerows([map(safe, row) for row in batch])
-                count.rows += len(batch)
-                yield _encoded(buffer)
-                buffer = io.StringIO()
-                writer = csv.writer(buffer)
+    # The rows are closed inside the transaction: a download abandoned half-way stops its
+    # reader and closes its cursor before the transaction ends.
+    with (
+        transaction.atomic(),
+        _pg_settings(_PG_SETTINGS),
+        closing(_ROWS[kind](campaign)) as batches,
+    ):
+        for batch in batches:
+            # Every cell through spreadsheet_safe; map() and writerows keep the per-cell cost
+            # to the call itself (the budget is a few microseconds a row).
+            writer.writerows([map(safe, row) for row in batch])
+            count.rows += len(batch)
+            yield _encoded(buffer)
+            buffer = io.StringIO()
+            writer = csv.writer(buffer)
     if buffer.tell():
         yield _encoded(buffer)
 
@@ -218,14 +218,43 @@ def _stream(kind: str, campaign: Campaign, count: _Count) -> Iterator[bytes]:
 # planned for by default; the outcomes' sorts and hashes over a million messages in memory,
 # not spilled to disk at the default 4 MB; no JIT compiling (half a second for the outcomes
 # query, and it saves nothing).
-_PG_SETTINGS = (
-    "SET LOCAL cursor_tuple_fraction = 1.0; SET LOCAL work_mem = '64MB'; SET LOCAL jit = off"
-)
+_PG_SETTINGS = {"cursor_tuple_fraction": "1", "work_mem": "64MB", "jit": "off"}
 # For the outcomes query: its subqueries are aggregates, which no index serves, so a nested
 # loop re-runs one per lead. The planner chooses that when it believes the leads are few, as
 # for a campaign imported since the last ANALYZE (20 s for 6,000 leads; quadratic). Hash and
 # merge joins are right at any size for a query that reads every lead of the campaign.
-_PG_OUTCOMES = "SET LOCAL enable_nestloop = off"
+_PG_OUTCOMES = {"enable_nestloop": "off"}
+
+
+@contextmanager
+def _pg_settings(values: dict[str, str]) -> Iterator[None]:
+    """PostgreSQL planner settings for the transaction (set_config(..., true), as SET LOCAL),
+    put back as they were when the block ends, so a caller's own transaction around the
+    export keeps its settings. On a database error they are left to the rollback, which
+    undoes them anyway. Nothing on SQLite."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    names = list(values)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {', '.join(['current_setting(%s)'] * len(names))}", names)
+        before = dict(zip(names, cursor.fetchone(), strict=True))
+        _set_config(cursor, values)
+    failed = False
+    try:
+        yield
+    except DatabaseError:
+        failed = True
+        raise
+    finally:
+        if not failed:
+            with connection.cursor() as cursor:
+                _set_config(cursor, before)
+
+
+def _set_config(cursor, values: dict[str, str]) -> None:
+    calls = ", ".join(["set_config(%s, %s, true)"] * len(values))
+    cursor.execute(f"SELECT {calls}", [part for item in values.items() for part in item])
 
 
 def _encoded(buffer: io.StringIO) -> bytes:
@@ -418,9 +447,8 @@ def _outcome_rows(campaign: Campaign) -> Batches:
     )
     pk = campaign.pk
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(_PG_OUTCOMES)
-        yield from _fetched(sql, [pk, pk, pk, pk])
+        with _pg_settings(_PG_OUTCOMES):
+            yield from _fetched(sql, [pk, pk, pk, pk])
         return
     batches = _fetched(sql, [pk, pk, pk, pk])
     at = _REASONS_AT

@@ -394,3 +394,40 @@ def test_an_unknown_export_is_refused_with_the_kinds_that_exist(campaign):
         export_chunks("leads", campaign)
     with pytest.raises(UnknownExportError):
         export_response("everything", campaign)
+
+
+def test_a_download_abandoned_half_way_leaves_no_reader_and_the_connection_usable(campaign):
+    import threading
+
+    Lead.objects.bulk_create(
+        Lead(campaign=campaign, venture=campaign.venture, email=f"q{n}@bulk.example",
+             email_key=f"q{n}@bulk.example")
+        for n in range(FLUSH_ROWS * 3)
+    )  # fmt: skip
+    chunks = export_chunks("outcomes", campaign)
+    assert next(chunks).startswith(b"lead_id,email,")
+    chunks.close()  # the client went away
+    assert not [t for t in threading.enumerate() if t.name == "export-fetch"]
+    assert Lead.objects.filter(campaign=campaign).count() == FLUSH_ROWS * 3
+    assert export_write("outcomes", campaign, io.BytesIO()) == FLUSH_ROWS * 3
+
+
+@pytest.mark.postgres
+def test_an_export_in_a_callers_transaction_leaves_its_planner_settings_as_they_were(world):
+    from django.db import connection
+
+    names = ("enable_nestloop", "work_mem", "jit", "cursor_tuple_fraction")
+
+    def settings_now():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT " + ", ".join(["current_setting(%s)"] * len(names)), names)
+            return cursor.fetchone()
+
+    before = settings_now()
+    for kind in EXPORTS:  # the test runs in a transaction, as a caller's export would
+        export_write(kind, world["campaign"], io.BytesIO())
+        assert settings_now() == before
+    chunks = export_chunks("outcomes", world["campaign"])
+    next(chunks)
+    chunks.close()
+    assert settings_now() == before

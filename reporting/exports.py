@@ -193,8 +193,8 @@ def _checked(kind: str) -> str:
 def _stream(kind: str, campaign: Campaign, count: _Count) -> Iterator[bytes]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(COLUMNS[kind])
     safe = spreadsheet_safe
+    writer.writerow(map(safe, COLUMNS[kind]))
     # The rows are closed inside the transaction: a download abandoned half-way stops its
     # reader and closes its cursor before the transaction ends.
     with (

@@ -199,7 +199,7 @@ def _stream(kind: str, campaign: Campaign, count: _Count) -> Iterator[bytes]:
     # reader and closes its cursor before the transaction ends.
     with (
         transaction.atomic(),
-        _pg_settings(_PG_SETTINGS),
+        pg_settings(_PG_SETTINGS),
         closing(_ROWS[kind](campaign)) as batches,
     ):
         for batch in batches:
@@ -227,7 +227,7 @@ _PG_OUTCOMES = {"enable_nestloop": "off"}
 
 
 @contextmanager
-def _pg_settings(values: dict[str, str]) -> Iterator[None]:
+def pg_settings(values: dict[str, str]) -> Iterator[None]:
     """PostgreSQL planner settings for the transaction (set_config(..., true), as SET LOCAL),
     put back as they were when the block ends, so a caller's own transaction around the
     export keeps its settings. On a database error they are left to the rollback, which
@@ -447,7 +447,7 @@ def _outcome_rows(campaign: Campaign) -> Batches:
     )
     pk = campaign.pk
     if connection.vendor == "postgresql":
-        with _pg_settings(_PG_OUTCOMES):
+        with pg_settings(_PG_OUTCOMES):
             yield from _fetched(sql, [pk, pk, pk, pk])
         return
     batches = _fetched(sql, [pk, pk, pk, pk])

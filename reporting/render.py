@@ -152,7 +152,6 @@ def context(report: Report, *, with_charts: bool = True) -> dict[str, Any]:
                 "blocked": s.blocked,
                 "failed": s.failed,
                 "unknown": s.unknown,
-                "delivered": s.delivered,
                 "replied": s.replied,
                 "positive": s.positive,
                 "bounced": s.bounced,
@@ -272,10 +271,9 @@ def render_markdown(report: Report) -> str:
         add("### Objections\n")
         add(_table(("Objection", "Replies"), report.objections))
     add("## Sequence steps\n")
-    add(_table(("Step", "Sent / done", "Waiting", "Skipped", "Blocked", "Failed", "Unknown",
-                "Delivered", "Replied", "Positive", "Bounced", "Reply rate"),
+    add(_table(("Step", "Sent / done", "Waiting", "Skipped", "Blocked", "Failed", "Unknown", "Replied", "Positive", "Bounced", "Reply rate"),
                [(s["label"], s["sent"], s["scheduled"], s["skipped"], s["blocked"], s["failed"],
-                 s["unknown"], s["delivered"], s["replied"], s["positive"], s["bounced"],
+                 s["unknown"], s["replied"], s["positive"], s["bounced"],
                  s["reply_rate"]) for s in c["steps"]]))  # fmt: skip
     add(f"## Daily timeline ({s['timezone']})\n")
     add(_table(("Day", "Sent", "Replied", "Bounced", "Unsubscribed"),

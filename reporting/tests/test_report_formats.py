@@ -55,7 +55,7 @@ def test_markdown_and_html_show_every_figure_of_the_funnel_steps_and_narratives(
     for step in report.steps:
         line = next(r for r in rows if r and r[0] == step.label)
         assert line[1:4] == [str(step.sent), str(step.scheduled), str(step.skipped)]
-        assert line[8:11] == [str(step.replied), str(step.positive), str(step.bounced)]
+        assert line[7:10] == [str(step.replied), str(step.positive), str(step.bounced)]
     for segment in report.narratives:
         assert f"Segment {segment.segment}: {segment.verdict}" in markdown
         for arm in segment.arms:

@@ -11,6 +11,7 @@ class OutreachConfig(AppConfig):
         from outreach import campaign_code, webhooks
         from outreach.context import LEAD_CONTEXT_SCHEMA, LeadRecipients, erase_render_logs
         from outreach.feedback import erase_feedback
+        from outreach.selectors import campaign_delete_guard, mailbox_caps
         from outreach.signals import (
             block_unsubscribed,
             ensure_imap_poll_schedule,
@@ -18,6 +19,7 @@ class OutreachConfig(AppConfig):
         )
         from templating.hooks import set_context_schema, set_recipient_source
         from ventures.campaign_code import register_section
+        from ventures.console import register_cap_source, register_delete_guard
 
         # templating does not know leads: outreach tells it the context's shape and recipients.
         set_context_schema(LEAD_CONTEXT_SCHEMA)
@@ -28,6 +30,9 @@ class OutreachConfig(AppConfig):
         lead_unsubscribed.connect(block_unsubscribed, dispatch_uid="outreach.block_unsubscribed")
         webhooks.connect()  # anymail's tracking and inbound events -> outreach.feedback
         lead_erased.connect(erase_feedback, dispatch_uid="outreach.erase_feedback")
+        # The console's "effective today" and delete refusals know the outbox through these.
+        register_cap_source("mailboxes", mailbox_caps)
+        register_delete_guard("outbox", campaign_delete_guard)
         # Campaign TOML sections, after templating's [[templates]] (order 20): steps name them.
         register_section(
             "mailboxes",

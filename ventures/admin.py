@@ -474,7 +474,7 @@ class IcpSegmentAdmin(AuditedAdmin):
 # --- Campaigns -----------------------------------------------------------------------------------
 
 
-LIMIT_FIELDS = ("daily_send_limit", "warmup_start_limit", "warmup_daily_increase")
+STATE_SHOWN = 60  # characters of a state badge in the list; the whole text is its tooltip
 LIVE_STATUSES = (CampaignStatus.RUNNING, CampaignStatus.PAUSED)
 
 
@@ -508,9 +508,7 @@ class CampaignAdmin(OperationsAdmin):
         "state",
         "mode_code",
         "send_window",
-        "daily_send_limit",
         "effective_limit_short",
-        "updated_at",
     )
     list_select_related = ("venture",)
     list_filter = ("status", "mode", "kill_switch", VentureFilter)
@@ -640,7 +638,7 @@ class CampaignAdmin(OperationsAdmin):
             '<span class="state state-{}" title="{}">{}</span>',
             found.tone,
             found.label,
-            found.label if len(found.label) <= 70 else found.label[:69] + "…",
+            found.label if len(found.label) <= STATE_SHOWN else found.label[:STATE_SHOWN] + "…",
         )
 
     @admin.display(description="mode", ordering="mode")
@@ -649,18 +647,27 @@ class CampaignAdmin(OperationsAdmin):
 
     @admin.display(description="send window")
     def send_window(self, obj: Campaign) -> str:
-        return (
-            f"{obj.send_days_label} {obj.send_window_start:%H:%M}–{obj.send_window_end:%H:%M} "
-            f"({obj.tzinfo})"
+        return format_html(
+            '{} {}–{}<div class="help">{}</div>',
+            obj.send_days_label,
+            f"{obj.send_window_start:%H:%M}",
+            f"{obj.send_window_end:%H:%M}",
+            obj.tzinfo,
         )
 
     @admin.display(description="send days")
     def send_days_display(self, obj: Campaign) -> str:
         return obj.send_days_label
 
-    @admin.display(description="effective today")
+    @admin.display(description="limit today", ordering="daily_send_limit")
     def effective_limit_short(self, obj: Campaign) -> str:
-        return (getattr(obj, "console_limits", None) or campaign_limits(obj)).short()
+        limits = getattr(obj, "console_limits", None) or campaign_limits(obj)
+        return format_html(
+            '<span title="{}">{}</span><div class="help">{}</div>',
+            limits.sentence(),
+            f"{limits.effective:,}",
+            limits.binds,
+        )
 
     @admin.display(description="effective daily limit")
     def effective_limit(self, obj: Campaign) -> str:

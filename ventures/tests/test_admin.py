@@ -876,7 +876,9 @@ def state_badges(response) -> list[str]:
     """The text of each row's state badge on the campaign changelist."""
     return [
         html.unescape(label)
-        for label in re.findall(r'<td class="field-state"><span class="state[^"]*"[^>]*>([^<]*)<', text(response))
+        for label in re.findall(
+            r'<td class="field-state"><span class="state[^"]*"[^>]*>([^<]*)<', text(response)
+        )
     ]
 
 
@@ -910,9 +912,7 @@ def test_changelist_shows_every_campaign_halted_while_the_global_setting_is_on(
 
     response = client.get(reverse("admin:ventures_campaign_changelist"))
 
-    assert state_badges(response) == [
-        "Running, halted: global kill switch (AICMO_KILL_SWITCH)"
-    ]
+    assert state_badges(response) == ["Running, halted: global kill switch (AICMO_KILL_SWITCH)"]
     assert "The global kill switch is ON" in text(response)
 
 

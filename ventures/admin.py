@@ -365,7 +365,7 @@ class VentureAdmin(OperationsAdmin):
         "name",
         "slug",
         "is_active",
-        "kill_switch",
+        "kill_state",
         "daily_send_limit",
         "campaign_count",
         "owner_name",
@@ -391,6 +391,13 @@ class VentureAdmin(OperationsAdmin):
 
     def get_queryset(self, request):
         return ventures_visible_to(request.user).annotate(campaign_total=Count("campaigns"))
+
+    @admin.display(description="kill switch", ordering="kill_switch")
+    def kill_state(self, obj: Venture) -> str:
+        # A word and a colour, not Django's tick, which read as "fine" for a killed venture.
+        if obj.kill_switch:
+            return format_html('<span class="state state-stop">Killed: {}</span>', obj.kill_reason)
+        return format_html('<span class="state state-ok">{}</span>', "off")
 
     @admin.display(description="campaigns", ordering="campaign_total")
     def campaign_count(self, obj: Venture) -> int:
@@ -518,7 +525,7 @@ class CampaignAdmin(OperationsAdmin):
         "state",
         "status",
         "mode",
-        "kill_switch",
+        "kill_switch_text",
         "kill_reason",
         "halt_reason",
         "effective_limit",
@@ -578,7 +585,7 @@ class CampaignAdmin(OperationsAdmin):
                     "state",
                     "status",
                     "mode",
-                    "kill_switch",
+                    "kill_switch_text",
                     "kill_reason",
                     "halt_reason",
                     "effective_limit",
@@ -640,6 +647,11 @@ class CampaignAdmin(OperationsAdmin):
             found.label,
             found.label if len(found.label) <= STATE_SHOWN else found.label[:STATE_SHOWN] + "…",
         )
+
+    @admin.display(description="kill switch")
+    def kill_switch_text(self, obj: Campaign) -> str:
+        # Words, not Django's boolean icons: a red cross read as "halted" for a live campaign.
+        return "ON: this campaign sends nothing" if obj.kill_switch else "off"
 
     @admin.display(description="mode", ordering="mode")
     def mode_code(self, obj: Campaign) -> str:

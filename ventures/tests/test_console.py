@@ -549,3 +549,23 @@ def test_only_the_engines_own_pause_reads_as_auto_paused(campaign):
     )
     audit_record(actor="auto-pause", action="campaign.note", entity=campaign)
     assert badge(campaign) == "Paused"
+
+
+def test_kill_switches_read_as_words_not_ticks(client, administrator, campaign):
+    venture = campaign.venture
+    venture.kill_switch, venture.kill_reason = True, "Domain blacklisted"
+    venture.save()
+    client.force_login(administrator)
+    page = text(client.get(reverse("admin:ventures_campaign_change", args=[campaign.pk])))
+    assert re.search(r"field-kill_switch_text.*?<div class=\"readonly\">off</div>", page, re.S)
+    ventures = text(client.get(reverse("admin:ventures_venture_changelist")))
+    assert '<span class="state state-stop">Killed: Domain blacklisted</span>' in ventures
+
+
+def test_the_outbox_panel_counts_against_the_limit_that_binds(client, operator, campaign):
+    campaign.venture.daily_send_limit = 120
+    campaign.venture.save()
+    Campaign.objects.filter(pk=campaign.pk).update(daily_send_limit=5000)
+    client.force_login(operator)
+    page = text(client.get(reverse("admin:ventures_campaign_change", args=[campaign.pk])))
+    assert "of 120 allowed today (venture cap binds;" in page

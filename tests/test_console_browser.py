@@ -102,7 +102,7 @@ def test_an_administrator_reads_each_campaigns_state_and_stops_everything_from_t
     shoot(page, "index")
     control.locator("a.kill-switch-kill").click()
     expect(page.locator("h1")).to_have_text("Turn on the global kill switch: are you sure?")
-    expect(page.locator("#content-main")).to_contain_text("running campaign(s) stop sending now")
+    expect(page.locator("#content-main")).to_contain_text("2 running campaign(s) stop sending now")
     shoot(page, "kill-confirm")
     page.click("input[name=confirm]")  # no reason: refused
     expect(page.locator(".errornote").first).to_be_visible()

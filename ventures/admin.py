@@ -840,7 +840,10 @@ class SystemControlAdmin(ReadOnlyMixin, OperationsAdmin):
         return ["unkill" if obj.kill_switch else "kill"]
 
     def confirm_notes(self, request, operation, objects):
-        running = Campaign.objects.filter(status=CampaignStatus.RUNNING)
+        # The ones the switch decides for: running, and not stopped by their own or venture's.
+        running = Campaign.objects.filter(
+            status=CampaignStatus.RUNNING, kill_switch=False, venture__kill_switch=False
+        )
         count = running.count()
         if operation.name == "kill":
             return [f"{count} running campaign(s) stop sending now."]

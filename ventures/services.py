@@ -371,6 +371,8 @@ def venture_member_add(
         if user is None:
             user = users.objects.filter(email__iexact=email).order_by("pk").first()
         if user is None:
+            if len(email) > users._meta.get_field("username").max_length:
+                raise DomainError(f"{email[:60]}… is too long to be a user name: pick a user.")
             if users.objects.filter(username__iexact=email).exists():
                 raise DomainError(f"A user named {email} exists with another email address.")
             user = users(username=email, email=email, is_staff=True, is_active=True)

@@ -20,7 +20,9 @@ def _global_switch(request) -> dict:
     state = {"on": bool(reason), "setting": bool(settings.AICMO_KILL_SWITCH)}
     if reason and not state["setting"]:
         control = SystemControl.load()
-        event = AuditEvent.objects.filter(action="global.kill").order_by("-created_at").first()
+        # The switch's own trail (audit_entity_idx), not a scan of the whole audit log.
+        trail = AuditEvent.objects.for_entity(control).filter(action="global.kill")
+        event = trail.order_by("-created_at", "-id").first()
         state.update(reason=control.kill_reason, who=event.actor if event else "", at=event)
     return state
 

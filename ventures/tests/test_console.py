@@ -569,3 +569,13 @@ def test_the_outbox_panel_counts_against_the_limit_that_binds(client, operator, 
     client.force_login(operator)
     page = text(client.get(reverse("admin:ventures_campaign_change", args=[campaign.pk])))
     assert "of 120 allowed today (venture cap binds;" in page
+
+
+def test_campaign_status_on_the_command_line_gives_the_limit_that_binds(campaign, capsys):
+    from django.core.management import call_command
+
+    campaign.venture.daily_send_limit = 120
+    campaign.venture.save()
+    Campaign.objects.filter(pk=campaign.pk).update(daily_send_limit=5000)
+    call_command("campaign", "status", campaign.slug)
+    assert "Limit 120/day today (venture cap binds; campaign 5000)" in capsys.readouterr().out

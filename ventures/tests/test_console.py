@@ -579,3 +579,13 @@ def test_campaign_status_on_the_command_line_gives_the_limit_that_binds(campaign
     Campaign.objects.filter(pk=campaign.pk).update(daily_send_limit=5000)
     call_command("campaign", "status", campaign.slug)
     assert "Limit 120/day today (venture cap binds; campaign 5000)" in capsys.readouterr().out
+
+
+def test_an_invitation_address_too_long_for_a_user_name_is_refused(client, administrator, venture):
+    address = "a" * 140 + "@client.example"
+    client.force_login(administrator)
+    response = client.post(
+        add_member_url(venture), {"post": "yes", "email": address, "role": OPERATOR}, follow=True
+    )
+    assert "is too long to be a user name: pick a user." in text(response)
+    assert not get_user_model().objects.filter(email=address).exists()

@@ -522,7 +522,7 @@ class CampaignAdmin(OperationsAdmin):
     search_fields = ("name", "slug", "venture__name")
     prepopulated_fields = {"slug": ("name",)}
     readonly_fields = (
-        "state",
+        "state_full",
         "status",
         "mode",
         "kill_switch_text",
@@ -582,7 +582,7 @@ class CampaignAdmin(OperationsAdmin):
             "State (changed only through the actions)",
             {
                 "fields": (
-                    "state",
+                    "state_full",
                     "status",
                     "mode",
                     "kill_switch_text",
@@ -647,6 +647,12 @@ class CampaignAdmin(OperationsAdmin):
             found.label,
             found.label if len(found.label) <= STATE_SHOWN else found.label[:STATE_SHOWN] + "…",
         )
+
+    @admin.display(description="state")
+    def state_full(self, obj: Campaign) -> str:
+        """The badge on the campaign's page: the whole text (an auto-pause's figures)."""
+        found = campaign_state(obj, global_reason=_global_reason(obj))
+        return format_html('<span class="state state-{}">{}</span>', found.tone, found.label)
 
     @admin.display(description="kill switch")
     def kill_switch_text(self, obj: Campaign) -> str:

@@ -589,3 +589,16 @@ def test_an_invitation_address_too_long_for_a_user_name_is_refused(client, admin
     )
     assert "is too long to be a user name: pick a user." in text(response)
     assert not get_user_model().objects.filter(email=address).exists()
+
+
+def test_the_campaign_page_shows_the_whole_auto_pause_reason(client, operator, campaign):
+    start(campaign)
+    reason = "bounce rate 9.0% (9 of 100 sent since 2026-12-02 09:00 UTC) is above 5.0%"
+    campaign_transition(
+        campaign=campaign, action="pause", actor="auto-pause", reason="Auto-paused: " + reason
+    )
+    client.force_login(operator)
+    page = text(client.get(reverse("admin:ventures_campaign_change", args=[campaign.pk])))
+    assert f'<span class="state state-stop">Auto-paused: {reason}</span>' in page
+    listing = text(client.get(reverse("admin:ventures_campaign_changelist")))
+    assert f'title="Auto-paused: {reason}"' in listing and "…</span>" in listing

@@ -126,6 +126,25 @@ def test_an_administrator_reads_each_campaigns_state_and_stops_everything_from_t
     page.click("input[name=confirm]")
     expect(page.locator(".kill-banner")).to_have_count(0)
 
+    # Kill and go-live stand apart from Pause: red, and a page that says what they stop.
+    spring = Campaign.objects.get(name="Spring outreach")
+    page.goto(reverse("admin:ventures_campaign_change", args=[spring.pk]))
+    expect(page.locator("a.operation-kill")).to_have_class("operation-kill operation-danger")
+    expect(page.locator("a.operation-go-live")).to_have_class("operation-go-live operation-danger")
+    expect(page.locator("button.operation-pause")).not_to_have_class("operation-danger")
+    expect(page.locator(".deletelink")).to_have_count(0)
+    shoot(page, "campaign-admin")
+    page.click("a.operation-kill")
+    expect(page.locator(".operation-warning")).to_contain_text("Kill stops every email")
+    expect(page.locator(".operation-objects")).to_contain_text(
+        "Spring outreach (Acme Robotics): Running"
+    )
+    shoot(page, "campaign-kill-confirm")
+    page.goto(reverse("admin:ventures_campaign_change", args=[spring.pk]))
+    page.click("a.operation-go-live")
+    expect(page.locator(".operation-warning")).to_contain_text("real email to real people")
+    shoot(page, "campaign-go-live-confirm")
+
 
 @pytest.mark.django_db(transaction=True)
 def test_an_operator_raising_a_running_campaigns_limit_confirms_with_a_reason(page, fleet):

@@ -777,18 +777,14 @@ class CampaignAdmin(OperationsAdmin):
         names.append("new-capture-link")
         return names
 
+    def confirm_label(self, request, obj) -> str:
+        state = campaign_state(obj, global_reason=request_global_kill_reason(request))
+        return f"{obj.name} ({obj.venture.name}): {state.label}"
+
     def confirm_notes(self, request, operation, objects):
-        reason = request_global_kill_reason(request)
-        if operation.name in ("kill", "unkill", "go-live"):
-            notes = [
-                f"{c.name} is now: {campaign_state(c, global_reason=reason).label}."
-                for c in objects
-            ]
-        else:
-            return []
         if operation.name != "go-live":
-            return notes
-        notes.append(f"Email backend in force: {settings.EMAIL_BACKEND}.")
+            return []
+        notes = [f"Email backend in force: {settings.EMAIL_BACKEND}."]
         errors = preflight_errors(mode=SendMode.LIVE)
         if not errors:
             return notes

@@ -445,6 +445,11 @@ class OperationsAdmin(AuditedAdmin):
     def confirm_notes(self, request, operation: Operation, objects: list) -> list[str]:
         return []
 
+    def confirm_label(self, request, obj) -> str:
+        """How the confirm page names one object of the selection (the campaign admin adds
+        its state, so an operator sees what the operation will stop)."""
+        return str(obj)
+
     def has_operation_permission(self, request, operation: Operation) -> bool:
         return getattr(self, f"has_{operation.permission}_permission")(request)
 
@@ -520,7 +525,7 @@ class OperationsAdmin(AuditedAdmin):
             "opts": self.opts,
             "operation": op,
             "count": count,
-            "objects": shown,
+            "objects": [self.confirm_label(request, obj) for obj in shown],
             "more": count - len(shown),
             "object": single,
             "objects_name": model_ngettext(self.opts, count),

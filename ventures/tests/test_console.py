@@ -266,7 +266,7 @@ def test_kill_and_go_live_buttons_are_marked_dangerous_and_pause_is_not(
     confirm = text(client.get(op_url(campaign, "kill")))
     assert "Kill stops every email of the campaign at once" in confirm
     assert 'class="default danger"' in confirm
-    assert f"{campaign.name} is now: Running" in confirm or "Outside send window" in confirm
+    assert f"{campaign.name} ({campaign.venture.name}): " in confirm
     live = text(client.get(op_url(campaign, "go-live")))
     assert "Live mode sends real email to real people" in live
     assert "Email backend in force:" in live

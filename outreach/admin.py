@@ -56,6 +56,7 @@ from ventures.admin_toolkit import (
     scope_to_ventures,
     visible_campaigns,
 )
+from ventures.console import campaign_limits
 from ventures.models import Campaign
 
 NEXT_DUE_SHOWN = 5
@@ -706,21 +707,23 @@ def campaign_outbox_panel(request, campaign: Campaign) -> str:
         "count", flat=True
     )
     used = next(iter(caps), 0)
+    limits = campaign_limits(campaign)  # every level, as the console's "effective today"
     changelist = reverse("admin:outreach_outboundmessage_changelist")
     tasks = reverse("admin:outreach_manualtask_changelist")
     return format_html(
         "{}"
         '<table class="outbox-states"><thead><tr><th>State</th><th>Messages</th></tr></thead>'
         "<tbody>{}</tbody></table>"
-        "<p>Sent today: <strong>{}</strong> of the campaign's {} (after warm-up; the venture, "
-        "mailbox, domain and global limits apply too).</p>"
+        "<p>Sent today: <strong>{}</strong> of {} allowed today ({}; each recipient "
+        "domain has its own limit too).</p>"
         "<p>Next due: {}</p><p>Blocked, by reason: {}</p>"
         '<p><a href="{}?campaign={}&amp;state__exact=unknown">Unknown messages to settle: {}</a>'
         ' · <a href="{}?campaign={}&amp;state__exact=task_open">Open tasks: {}</a></p>{}',
         _auto_pauses(campaign),
         states or format_html("<tr><td colspan=2>{}</td></tr>", "No messages yet."),
         used,
-        campaign.effective_daily_limit(today),
+        f"{limits.effective:,}",
+        limits.binds,
         format_html_join(", ", "{} at {}", ((m.recipient, f"{m.due_at:%Y-%m-%d %H:%M}") for m in due))
         or "nothing",
         format_html_join(", ", "{} ({})", blocked) or "none",

@@ -12,7 +12,7 @@ class OutreachConfig(AppConfig):
         from outreach import campaign_code, webhooks
         from outreach.context import LEAD_CONTEXT_SCHEMA, LeadRecipients, erase_render_logs
         from outreach.feedback import erase_feedback
-        from outreach.selectors import lead_outreach_timeline
+        from outreach.selectors import campaign_delete_guard, lead_outreach_timeline, mailbox_caps
         from outreach.signals import (
             block_unsubscribed,
             ensure_imap_poll_schedule,
@@ -20,6 +20,7 @@ class OutreachConfig(AppConfig):
         )
         from templating.hooks import set_context_schema, set_recipient_source
         from ventures.campaign_code import register_section
+        from ventures.console import register_cap_source, register_delete_guard
 
         # templating does not know leads: outreach tells it the context's shape and recipients.
         set_context_schema(LEAD_CONTEXT_SCHEMA)
@@ -32,6 +33,9 @@ class OutreachConfig(AppConfig):
         lead_erased.connect(erase_feedback, dispatch_uid="outreach.erase_feedback")
         # The lead page's activity timeline: enrollment, messages and feedback events.
         register_timeline_source("outreach", lead_outreach_timeline)
+        # The console's "effective today" and delete refusals know the outbox through these.
+        register_cap_source("mailboxes", mailbox_caps)
+        register_delete_guard("outbox", campaign_delete_guard)
         # Campaign TOML sections, after templating's [[templates]] (order 20): steps name them.
         register_section(
             "mailboxes",

@@ -105,23 +105,6 @@ def retry_delay(attempts: int) -> dt.timedelta:
     return base + dt.timedelta(seconds=random.uniform(0, base.total_seconds() * 0.2))  # noqa: S311 - jitter
 
 
-def next_window_opening(campaign: Campaign, tz: dt.tzinfo, now: dt.datetime) -> dt.datetime | None:
-    """`now` if it is inside the send window read in `tz`, else the window's next opening
-    (None if the campaign has no send day at all)."""
-    local = now.astimezone(tz)
-    for offset in range(8):
-        day = local.date() + dt.timedelta(days=offset)
-        if str(day.isoweekday()) not in campaign.send_days:
-            continue
-        start = dt.datetime.combine(day, campaign.send_window_start, tzinfo=tz)
-        end = dt.datetime.combine(day, campaign.send_window_end, tzinfo=tz)
-        if local < start:
-            return start
-        if local < end:
-            return now
-    return None
-
-
 def _tz(name: str) -> dt.tzinfo | None:
     try:
         return zoneinfo.ZoneInfo(name) if name else None
@@ -346,7 +329,7 @@ def _decide(state: RunState, messages: list[OutboundMessage], global_reason) -> 
             continue
         if not m.step.is_manual:
             tz = _tz(lead.timezone) or campaign.tzinfo
-            opening = next_window_opening(campaign, tz, now)
+            opening = campaign.next_window_opening(tz, now)
             if opening is None:
                 decisions.append(
                     Decision(m, MessageState.BLOCKED, "no_send_days", "no send day is set")

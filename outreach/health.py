@@ -43,11 +43,12 @@ from outreach.models import (
     OutboundMessage,
     StepKind,
 )
+from ventures.console import AUTO_PAUSE_ACTOR, AUTO_PAUSE_PREFIX
 from ventures.db import sending_gates
 from ventures.models import Campaign, CampaignStatus
 from ventures.services import audit_record, campaign_transition
 
-ACTOR = "auto-pause"
+ACTOR = AUTO_PAUSE_ACTOR  # the console reads an auto-pause by it (ventures.console)
 # Feedback that moves a campaign's figures (a rejection may be a spam block or a bad address).
 ALARM_KINDS = (FeedbackKind.BOUNCED, FeedbackKind.COMPLAINED, FeedbackKind.REJECTED)
 ERROR_MIN_ATTEMPTS = 20
@@ -188,7 +189,7 @@ def health_check(campaign_id: int, *, now=None) -> list[AutoPause]:
         reason = health.tripped()
         if reason is not None:
             campaign_transition(
-                campaign=campaign, action="pause", actor=ACTOR, reason=f"Auto-paused: {reason}"
+                campaign=campaign, action="pause", actor=ACTOR, reason=AUTO_PAUSE_PREFIX + reason
             )
             pauses.append(
                 AutoPause.objects.create(

@@ -4,9 +4,11 @@ dispatch run held back and why, and which narrative is winning in each segment."
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Count, Min, QuerySet
 from django.urls import reverse
 
@@ -16,13 +18,15 @@ from outreach.models import (
     DispatchRun,
     Enrollment,
     FeedbackEvent,
+    Mailbox,
     MessageState,
     NarrativeStat,
     OutboundMessage,
     Sequence,
 )
 from outreach.narrative import how_sure, probability_best, rate_interval
-from ventures.models import Campaign, IcpSegment, Venture
+from ventures.console import CapLevel
+from ventures.models import Campaign, CampaignStatus, IcpSegment, Venture
 
 
 def campaign_outbox(campaign: Campaign) -> dict[str, Any]:
@@ -43,6 +47,52 @@ def campaign_outbox(campaign: Campaign) -> dict[str, Any]:
         "open_tasks": messages.filter(state=MessageState.TASK_OPEN).count(),
         "next_due": next_due,
     }
+
+
+def mailbox_caps(campaigns: list[Campaign], now: dt.datetime) -> dict[int, CapLevel]:
+    """For the console's "effective today" (`ventures.console.register_cap_source`): a
+    campaign with mailboxes sends at most what its active ones allow today (each after its
+    warm-up, read on the venture's day as the tick does); one query for every campaign."""
+    links = Mailbox.campaigns.through.objects.filter(
+        campaign_id__in=[c.pk for c in campaigns]
+    ).select_related("mailbox")
+    boxes: dict[int, list[Mailbox]] = {}
+    for link in links:
+        boxes.setdefault(link.campaign_id, []).append(link.mailbox)
+    levels = {}
+    for campaign in campaigns:
+        if campaign.pk not in boxes:
+            continue  # no mailbox: it sends from its own sender, under the other caps only
+        day = now.astimezone(_venture_tz(campaign.venture)).date()
+        active = [b for b in boxes[campaign.pk] if b.is_active]
+        total = sum(b.effective_daily_limit(day) for b in active)
+        paused = len(boxes[campaign.pk]) - len(active)
+        detail = f"{len(active)} active mailbox{'es' if len(active) != 1 else ''} {total:,}"
+        if paused:
+            detail += f" ({paused} paused)"
+        levels[campaign.pk] = CapLevel("mailboxes", total, detail)
+    return levels
+
+
+def _venture_tz(venture: Venture) -> dt.tzinfo:
+    """The day a venture's and its mailboxes' caps count in (as `dispatch.caps_of` reads it)."""
+    try:
+        return zoneinfo.ZoneInfo(venture.timezone or settings.TIME_ZONE)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return zoneinfo.ZoneInfo(settings.TIME_ZONE)
+
+
+def campaign_delete_guard(campaign: Campaign) -> str | None:
+    """For the console (`ventures.console.register_delete_guard`): a paused campaign with
+    messages in its outbox keeps them; deleting it would take its sending history with it."""
+    if campaign.status != CampaignStatus.PAUSED:
+        return None
+    if not OutboundMessage.objects.filter(campaign=campaign).exists():
+        return None
+    return (
+        f"Campaign '{campaign.name}' is paused with messages in its outbox and cannot be "
+        "deleted: stop it instead, which keeps its history for its report."
+    )
 
 
 def run_held(run: DispatchRun) -> list[dict[str, Any]]:

@@ -8,12 +8,17 @@ through `ventures.services`, one call per object; kill switches and live mode co
 from __future__ import annotations
 
 import json
+import smtplib
 from collections.abc import Callable
 from typing import Any
 
+from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
-from django.db.models import Count, OuterRef, Subquery, Value
+from django.contrib.admin.utils import unquote
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, OuterRef, Subquery
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
@@ -29,11 +34,20 @@ from ventures.admin_toolkit import (
     ScopedAdmin,
     VentureFilter,
     operation_action,
+    request_global_kill_reason,
+)
+from ventures.console import (
+    campaign_delete_refusal,
+    campaign_limits,
+    campaign_state,
+    campaigns_limits,
+    with_last_pause,
 )
 from ventures.forms import ApiTokenCreateForm, CampaignAdminForm
 from ventures.models import (
     AuditEvent,
     Campaign,
+    CampaignStatus,
     IcpSegment,
     SendMode,
     SystemControl,
@@ -43,8 +57,8 @@ from ventures.models import (
     WorkerHeartbeat,
 )
 from ventures.preflight import preflight_errors
+from ventures.roles import ADMINISTRATOR, OPERATOR, VIEWER
 from ventures.selectors import (
-    campaign_halt_reason,
     campaigns_visible_to,
     global_kill_reason,
     user_sees_all_ventures,
@@ -107,7 +121,16 @@ def _transition_op(name: str, label: str, done: str) -> Operation:
     )
 
 
-KILL_WARNING = "Sending stops at once, whatever the status, until someone unkills it."
+KILL_WARNING = (
+    "Kill stops every email of the campaign at once, whatever its status, and nothing more "
+    "is sent until an Administrator unkills it. (Pause only holds the sends until someone "
+    "resumes; kill is for when something is wrong.)"
+)
+GO_LIVE_WARNING = (
+    "Live mode sends real email to real people: from the next tick, every message the "
+    "campaign sends goes out through the configured email backend instead of being written "
+    "as a proof file. Sent email cannot be taken back."
+)
 
 CAMPAIGN_OPERATIONS = {
     op.name: op
@@ -126,6 +149,7 @@ CAMPAIGN_OPERATIONS = {
             confirm=True,
             reason_required=True,
             warning=KILL_WARNING,
+            danger=True,
         ),
         Operation(
             name="unkill",
@@ -146,7 +170,8 @@ CAMPAIGN_OPERATIONS = {
             permission="go_live",
             apply=_campaign_mode(SendMode.LIVE),
             confirm=True,
-            warning="Live mode sends real email through the configured email backend.",
+            warning=GO_LIVE_WARNING,
+            danger=True,
         ),
         Operation(
             name="go-proof",
@@ -171,7 +196,86 @@ CAMPAIGN_OPERATIONS = {
     )
 }
 
+
+def _member_fields(request) -> dict[str, forms.Field]:
+    users = (
+        get_user_model()
+        .objects.filter(is_active=True, is_superuser=False)
+        .exclude(groups__name=ADMINISTRATOR)
+    )
+    return {
+        "user": forms.ModelChoiceField(
+            queryset=users.order_by("username"),
+            required=False,
+            label="Existing user",
+            help_text="Someone who already has a login.",
+        ),
+        "email": forms.EmailField(
+            required=False,
+            label="Or invite by email",
+            help_text="A new login is made for this address and emailed a link to choose a "
+            "password.",
+        ),
+        "role": forms.ChoiceField(
+            choices=[
+                (OPERATOR, "Operator: runs the venture's campaigns, leads and templates"),
+                (VIEWER, "Viewer: reads and downloads, changes nothing"),
+            ],
+            initial=OPERATOR,
+            help_text="A role holds in every venture the user is a member of.",
+        ),
+    }
+
+
+def _member_check(data: dict) -> None:
+    if bool(data.get("user")) == bool(data.get("email")):
+        raise ValidationError("Pick an existing user or give an email address to invite.")
+
+
+def _member_add(ventures, actor, data) -> list[tuple[int, str]]:
+    shown = []
+    for venture in ventures:
+        added = services.venture_member_add(
+            venture=venture,
+            role=data["role"],
+            actor=actor,
+            user=data.get("user"),
+            email=data.get("email") or "",
+            reason=data["reason"],
+        )
+        name = added.user.get_username()
+        text = f"Added {name} to {venture.name} as {added.role}."
+        if added.role_before and added.role_before != added.role:
+            text += f" Their role changed from {added.role_before} in every venture."
+        shown.append((messages.SUCCESS, text))
+        if added.invited:
+            try:
+                where = services.member_invite_send(
+                    user=added.user, venture=venture, role=added.role, actor=actor
+                )
+            except (OSError, smtplib.SMTPException) as exc:
+                shown.append((messages.ERROR, f"The invitation to {name} was not sent: {exc}."))
+            else:
+                shown.append(
+                    (messages.INFO, f"The invitation with a set-password link was {where}.")
+                )
+    return shown
+
+
 VENTURE_OPERATIONS = {
+    "add-member": Operation(
+        name="add-member",
+        label="Add a member",
+        permission="members",
+        apply_all=_member_add,
+        confirm=True,
+        fields=_member_fields,
+        clean=_member_check,
+        title="Add a member",
+        submit="Add the member",
+        warning="The member sees this venture's campaigns, leads, templates and reports; an "
+        "Operator may also run them.",
+    ),
     "kill": Operation(
         name="kill",
         label="Kill",
@@ -181,7 +285,9 @@ VENTURE_OPERATIONS = {
         apply=_venture_kill(True),
         confirm=True,
         reason_required=True,
-        warning="Every campaign of the venture stops sending at once.",
+        warning="Every campaign of the venture stops sending at once, until an Administrator "
+        "unkills the venture.",
+        danger=True,
     ),
     "unkill": Operation(
         name="unkill",
@@ -205,7 +311,12 @@ GLOBAL_OPERATIONS = {
         apply=_global_kill(True),
         confirm=True,
         reason_required=True,
-        warning="Every campaign of every venture stops sending at once.",
+        warning="Every campaign of every venture stops sending at once, and nothing is sent "
+        "until someone turns the switch off. Campaigns keep their status: they resume where "
+        "they were.",
+        danger=True,
+        title="Turn on the global kill switch: are you sure?",
+        submit="Yes, stop all sending",
     ),
     "unkill": Operation(
         name="unkill",
@@ -216,6 +327,8 @@ GLOBAL_OPERATIONS = {
         apply=_global_kill(False),
         confirm=True,
         warning="Running campaigns start sending again (unless another switch stops them).",
+        title="Turn off the global kill switch: are you sure?",
+        submit="Yes, let campaigns send again",
     ),
 }
 
@@ -252,7 +365,7 @@ class VentureAdmin(OperationsAdmin):
         "name",
         "slug",
         "is_active",
-        "kill_switch",
+        "kill_state",
         "daily_send_limit",
         "campaign_count",
         "owner_name",
@@ -279,6 +392,13 @@ class VentureAdmin(OperationsAdmin):
     def get_queryset(self, request):
         return ventures_visible_to(request.user).annotate(campaign_total=Count("campaigns"))
 
+    @admin.display(description="kill switch", ordering="kill_switch")
+    def kill_state(self, obj: Venture) -> str:
+        # A word and a colour, not Django's tick, which read as "fine" for a killed venture.
+        if obj.kill_switch:
+            return format_html('<span class="state state-stop">Killed: {}</span>', obj.kill_reason)
+        return format_html('<span class="state state-ok">{}</span>', "off")
+
     @admin.display(description="campaigns", ordering="campaign_total")
     def campaign_count(self, obj: Venture) -> int:
         return obj.campaign_total
@@ -295,8 +415,11 @@ class VentureAdmin(OperationsAdmin):
     def has_kill_permission(self, request) -> bool:
         return request.user.has_perm("ventures.kill_campaign")
 
+    def has_members_permission(self, request) -> bool:
+        return user_sees_all_ventures(request.user) and request.user.has_perm("auth.add_user")
+
     def applicable_operations(self, obj: Venture) -> list[str]:
-        return ["unkill" if obj.kill_switch else "kill"]
+        return ["add-member", "unkill" if obj.kill_switch else "kill"]
 
     def save_formset(self, request, form, formset, change):
         super().save_formset(request, form, formset, change)
@@ -358,6 +481,30 @@ class IcpSegmentAdmin(AuditedAdmin):
 # --- Campaigns -----------------------------------------------------------------------------------
 
 
+STATE_SHOWN = 60  # characters of a state badge in the list; the whole text is its tooltip
+LIVE_STATUSES = (CampaignStatus.RUNNING, CampaignStatus.PAUSED)
+
+
+def _shown(value) -> str:
+    return "none" if value is None else f"{value:,}"
+
+
+def limit_raises(before: Campaign, after: Campaign) -> list[tuple[str, str, str]]:
+    """The (field label, old, new) of each change that lets the campaign send more: a higher
+    daily limit, a warm-up cleared or started higher, a faster warm-up."""
+    raised = []
+    if after.daily_send_limit > before.daily_send_limit:
+        raised.append(("Daily send limit", before.daily_send_limit, after.daily_send_limit))
+    old_start, new_start = before.warmup_start_limit, after.warmup_start_limit
+    if old_start is not None and (new_start is None or new_start > old_start):
+        raised.append(("Warm-up: sends on the first day", old_start, new_start))
+    if new_start is not None and after.warmup_daily_increase > before.warmup_daily_increase:
+        raised.append(
+            ("Warm-up: more each day", before.warmup_daily_increase, after.warmup_daily_increase)
+        )
+    return [(label, _shown(old), _shown(new)) for label, old, new in raised]
+
+
 @admin.register(Campaign)
 class CampaignAdmin(OperationsAdmin):
     form = CampaignAdminForm
@@ -365,24 +512,24 @@ class CampaignAdmin(OperationsAdmin):
     list_display = (
         "name",
         "venture",
-        "status",
+        "state",
         "mode_code",
-        "halted",
-        "daily_send_limit",
-        "effective_limit",
-        "updated_at",
+        "send_window",
+        "effective_limit_short",
     )
     list_select_related = ("venture",)
     list_filter = ("status", "mode", "kill_switch", VentureFilter)
     search_fields = ("name", "slug", "venture__name")
     prepopulated_fields = {"slug": ("name",)}
     readonly_fields = (
+        "state_full",
         "status",
         "mode",
-        "kill_switch",
+        "kill_switch_text",
         "kill_reason",
         "halt_reason",
         "effective_limit",
+        "send_days_display",
         "started_at",
         "finished_at",
         "audit_trail",
@@ -437,9 +584,10 @@ class CampaignAdmin(OperationsAdmin):
             "State (changed only through the actions)",
             {
                 "fields": (
+                    "state_full",
                     "status",
                     "mode",
-                    "kill_switch",
+                    "kill_switch_text",
                     "kill_reason",
                     "halt_reason",
                     "effective_limit",
@@ -451,13 +599,17 @@ class CampaignAdmin(OperationsAdmin):
     )
 
     def get_queryset(self, request):
-        qs = campaigns_visible_to(request.user).select_related("venture")
-        if hasattr(request, "global_kill_reason"):  # the changelist read it for the page
-            qs = qs.annotate(global_halt=Value(request.global_kill_reason or ""))
-        return qs
+        return with_last_pause(campaigns_visible_to(request.user).select_related("venture"))
 
     def get_fieldsets(self, request, obj=None):
-        return self.fieldsets if obj else self.fieldsets[:3]
+        fieldsets = self.fieldsets if obj else self.fieldsets[:3]
+        if obj is None or self.has_change_permission(request, obj):
+            return fieldsets
+        # Read-only (a Viewer): the days as names, not the stored digits.
+        return [
+            (title, {**opts, "fields": tuple(_swap(f) for f in opts["fields"])})
+            for title, opts in fieldsets
+        ]
 
     def get_readonly_fields(self, request, obj=None):
         # A campaign stays in its venture: its leads, segments, templates and audit trail are
@@ -465,32 +617,151 @@ class CampaignAdmin(OperationsAdmin):
         fields = super().get_readonly_fields(request, obj)
         return (*fields, "venture") if obj else fields
 
-    def changelist_view(self, request, extra_context=None):
-        # Read once for the page: every row's "halted" column and the banner use it.
-        request.global_kill_reason = global_kill_reason()
-        if request.method == "GET" and request.global_kill_reason:
-            self.message_user(
-                request, "The global kill switch is ON: nothing is sent.", messages.WARNING
-            )
-        return super().changelist_view(request, extra_context)
+    def get_actions(self, request):
+        # A campaign is deleted from its page only, where a running one is refused.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def get_changelist_instance(self, request):
+        # Read once for the page and handed to every row: the global switch and the caps.
+        changelist = super().get_changelist_instance(request)
+        reason = request_global_kill_reason(request)
+        limits = campaigns_limits(changelist.result_list)
+        for campaign in changelist.result_list:
+            campaign.console_global_reason = reason
+            campaign.console_limits = limits[campaign.pk]
+        return changelist
+
+    def get_object(self, request, object_id, from_field=None):
+        campaign = super().get_object(request, object_id, from_field)
+        campaign.console_global_reason = request_global_kill_reason(request)
+        return campaign
+
+    # --- Columns and read-only fields ---
+
+    @admin.display(description="state")
+    def state(self, obj: Campaign) -> str:
+        found = campaign_state(obj, global_reason=_global_reason(obj))
+        return format_html(
+            '<span class="state state-{}" title="{}">{}</span>',
+            found.tone,
+            found.label,
+            found.label if len(found.label) <= STATE_SHOWN else found.label[:STATE_SHOWN] + "…",
+        )
+
+    @admin.display(description="state")
+    def state_full(self, obj: Campaign) -> str:
+        """The badge on the campaign's page: the whole text (an auto-pause's figures)."""
+        found = campaign_state(obj, global_reason=_global_reason(obj))
+        return format_html('<span class="state state-{}">{}</span>', found.tone, found.label)
+
+    @admin.display(description="kill switch")
+    def kill_switch_text(self, obj: Campaign) -> str:
+        # Words, not Django's boolean icons: a red cross read as "halted" for a live campaign.
+        return "ON: this campaign sends nothing" if obj.kill_switch else "off"
 
     @admin.display(description="mode", ordering="mode")
     def mode_code(self, obj: Campaign) -> str:
         return obj.mode
 
-    @admin.display(description="halted", boolean=True)
-    def halted(self, obj: Campaign) -> bool:
-        if hasattr(obj, "global_halt"):
-            return obj.halt_reason(global_reason=obj.global_halt or None) is not None
-        return campaign_halt_reason(obj) is not None
+    @admin.display(description="send window")
+    def send_window(self, obj: Campaign) -> str:
+        return format_html(
+            '{} {}–{}<div class="help">{}</div>',
+            obj.send_days_label,
+            f"{obj.send_window_start:%H:%M}",
+            f"{obj.send_window_end:%H:%M}",
+            obj.tzinfo,
+        )
+
+    @admin.display(description="send days")
+    def send_days_display(self, obj: Campaign) -> str:
+        return obj.send_days_label
+
+    @admin.display(description="limit today", ordering="daily_send_limit")
+    def effective_limit_short(self, obj: Campaign) -> str:
+        limits = getattr(obj, "console_limits", None) or campaign_limits(obj)
+        return format_html(
+            '<span title="{}">{}</span><div class="help">{}</div>',
+            limits.sentence(),
+            f"{limits.effective:,}",
+            limits.binds,
+        )
 
     @admin.display(description="effective daily limit")
-    def effective_limit(self, obj: Campaign) -> int:
-        return obj.effective_daily_limit()
+    def effective_limit(self, obj: Campaign) -> str:
+        return campaign_limits(obj).sentence()
 
     @admin.display(description="halt reason")
     def halt_reason(self, obj: Campaign) -> str:
-        return campaign_halt_reason(obj) or "None: no kill switch stops this campaign."
+        reason = obj.halt_reason(global_reason=_global_reason(obj))
+        return reason or "None: no kill switch stops this campaign."
+
+    # --- Views ---
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        if request.method == "POST" and object_id is not None:
+            confirm = self._confirm_limit_raise(request, object_id)
+            if confirm is not None:
+                return confirm
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def _confirm_limit_raise(self, request, object_id):
+        """The confirm page when a save would let a running or paused campaign send more;
+        None to save (nothing raised, or confirmed with a reason, which the audit keeps)."""
+        obj = self.get_object(request, unquote(object_id))
+        if obj.status not in LIVE_STATUSES or not self.has_change_permission(request, obj):
+            return None
+        edited = Campaign.objects.select_related("venture").get(pk=obj.pk)
+        form = self.get_form(request, obj, change=True)(
+            request.POST, request.FILES, instance=edited
+        )
+        if not form.is_valid():
+            return None  # the form page shows its errors
+        raises = limit_raises(obj, form.instance)
+        if not raises:
+            return None
+        reason = request.POST.get("_raise_reason", "").strip()
+        if request.POST.get("_raise_confirmed") == "yes" and reason:
+            request.aicmo_audit_reason = reason[:500]
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Raise the limits of {obj.name}: are you sure?",
+            "opts": self.opts,
+            "object": obj,
+            "state": campaign_state(obj, global_reason=request_global_kill_reason(request)),
+            "raises": raises,
+            "limits_now": campaign_limits(obj).sentence(),
+            "limits_after": campaign_limits(form.instance).sentence(),
+            "posted": [
+                (key, value)
+                for key, values in request.POST.lists()
+                if key not in ("csrfmiddlewaretoken", "_raise_reason", "_raise_confirmed")
+                for value in values
+            ],
+            "reason": reason,
+            "reason_missing": request.POST.get("_raise_confirmed") == "yes" and not reason,
+            "cancel_url": self.change_url(obj),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/ventures/campaign_limits_confirm.html", context)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and campaign_delete_refusal(obj):
+            return False  # no delete link on the page; delete_view says why
+        return super().has_delete_permission(request, obj)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        obj = self.get_object(request, unquote(object_id))
+        refusal = campaign_delete_refusal(obj)
+        if refusal and super().has_delete_permission(request, obj):
+            self.message_user(request, refusal, messages.ERROR)
+            return HttpResponseRedirect(self.change_url(obj))
+        return super().delete_view(request, object_id, extra_context)
+
+    # --- Operations ---
 
     def has_operate_permission(self, request) -> bool:
         return request.user.has_perm("ventures.operate_campaign")
@@ -508,18 +779,36 @@ class CampaignAdmin(OperationsAdmin):
         names.append("new-capture-link")
         return names
 
+    def confirm_label(self, request, obj) -> str:
+        state = campaign_state(obj, global_reason=request_global_kill_reason(request))
+        return f"{obj.name} ({obj.venture.name}): {state.label}"
+
     def confirm_notes(self, request, operation, objects):
         if operation.name != "go-live":
             return []
-
+        notes = [f"Email backend in force: {settings.EMAIL_BACKEND}."]
         errors = preflight_errors(mode=SendMode.LIVE)
         if not errors:
-            return []
+            return notes
         return [
+            *notes,
             "Preflight for live mode fails: " + "; ".join(errors),
             "A running campaign cannot switch to live mode until preflight passes; a draft or "
             "paused one can, but it will not start or resume until preflight passes.",
         ]
+
+
+def _global_reason(campaign: Campaign) -> str | None:
+    """The global reason the page read once and gave the row (else read now)."""
+    if hasattr(campaign, "console_global_reason"):
+        return campaign.console_global_reason
+    return global_kill_reason()
+
+
+def _swap(field):
+    if isinstance(field, tuple):
+        return tuple(_swap(f) for f in field)
+    return "send_days_display" if field == "send_days" else field
 
 
 # --- Global kill switch, heartbeats, audit log -----------------------------------------------------
@@ -553,6 +842,16 @@ class SystemControlAdmin(ReadOnlyMixin, OperationsAdmin):
 
     def applicable_operations(self, obj: SystemControl) -> list[str]:
         return ["unkill" if obj.kill_switch else "kill"]
+
+    def confirm_notes(self, request, operation, objects):
+        # The ones the switch decides for: running, and not stopped by their own or venture's.
+        running = Campaign.objects.filter(
+            status=CampaignStatus.RUNNING, kill_switch=False, venture__kill_switch=False
+        )
+        count = running.count()
+        if operation.name == "kill":
+            return [f"{count} running campaign(s) stop sending now."]
+        return [f"{count} running campaign(s) may send again."]
 
 
 @admin.register(WorkerHeartbeat)

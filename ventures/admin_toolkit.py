@@ -46,7 +46,7 @@ from ventures.ids import parse_id
 from ventures.models import AuditEvent, Campaign, Venture
 from ventures.selectors import (
     campaigns_visible_to,
-    global_kill_switch_on,
+    global_kill_reason,
     user_sees_all_ventures,
     ventures_visible_to,
 )
@@ -89,6 +89,14 @@ def visible_campaigns(request) -> QuerySet[Campaign]:
     if campaigns is None:  # the same rule as campaigns_visible_to, without asking again
         campaigns = Campaign.objects.filter(venture_id__in=ids)
     return campaigns.select_related("venture").order_by("venture__name", "name")
+
+
+def request_global_kill_reason(request) -> str | None:
+    """`global_kill_reason()`, read once per request: the banner on every page, the
+    campaign list's badges and the change pages share it."""
+    if not hasattr(request, "_aicmo_global_kill_reason"):
+        request._aicmo_global_kill_reason = global_kill_reason()
+    return request._aicmo_global_kill_reason
 
 
 # --- Filters -------------------------------------------------------------------------------------
@@ -276,7 +284,8 @@ def _audit_log_url(**filters: str) -> str:
 
 
 class AuditedAdmin(ScopedAdmin):
-    """Configuration edits through the form are audited, with the before state read from the DB."""
+    """Configuration edits through the form are audited, with the before state read from the DB
+    and the reason a confirm step put on the request (`request.aicmo_audit_reason`)."""
 
     def save_model(self, request, obj, form, change):
         before = services.snapshot(self.model._default_manager.get(pk=obj.pk)) if change else None
@@ -286,6 +295,7 @@ class AuditedAdmin(ScopedAdmin):
             entity=obj,
             before=before,
             action=f"{self.opts.model_name}.{'update' if change else 'create'}",
+            reason=getattr(request, "aicmo_audit_reason", ""),
         )
 
     def delete_model(self, request, obj):
@@ -358,7 +368,10 @@ class Operation:
     selection with the confirm form's cleaned data, which returns the messages to show. An
     `apply_all` operation always confirms: it may act on every row matching the list's filters.
     `permission` names a `has_<permission>_permission(request)` method of the ModelAdmin;
-    `fields(request)` adds fields to the confirm form (a target segment, say).
+    `fields(request)` adds fields to the confirm form (a target segment, say) and
+    `clean(cleaned_data)` checks them together (raising ValidationError). `danger` marks
+    what stops or starts real sending (kill, live mode): red, and always confirmed.
+    `title` and `submit` replace the confirm page's "<label>: are you sure?" and "Yes, <label>".
     """
 
     name: str
@@ -372,12 +385,18 @@ class Operation:
     reason_required: bool = False
     warning: str = ""
     fields: Callable[[Any], dict[str, forms.Field]] | None = None
+    clean: Callable[[dict], None] | None = None
+    danger: bool = False
+    title: str = ""
+    submit: str = ""
 
     def __post_init__(self) -> None:
         if (self.apply is None) == (self.apply_all is None):
             raise TypeError(f"operation {self.name!r} needs exactly one of apply and apply_all")
         if self.apply_all is not None and not self.confirm:
             raise TypeError(f"operation {self.name!r} acts on a selection: it must confirm")
+        if self.danger and not self.confirm:
+            raise TypeError(f"operation {self.name!r} is dangerous: it must confirm")
 
 
 # Panels other apps add to a change page (the outbox adds one to the campaign page), without
@@ -425,6 +444,11 @@ class OperationsAdmin(AuditedAdmin):
 
     def confirm_notes(self, request, operation: Operation, objects: list) -> list[str]:
         return []
+
+    def confirm_label(self, request, obj) -> str:
+        """How the confirm page names one object of the selection (the campaign admin adds
+        its state, so an operator sees what the operation will stop)."""
+        return str(obj)
 
     def has_operation_permission(self, request, operation: Operation) -> bool:
         return getattr(self, f"has_{operation.permission}_permission")(request)
@@ -485,7 +509,9 @@ class OperationsAdmin(AuditedAdmin):
             count, shown = objects.count(), list(objects[:CONFIRM_SHOWN])
         extra = op.fields(request) if op.fields else None
         if request.method == "POST" and request.POST.get("post") == "yes":
-            form = ReasonForm(request.POST, reason_required=op.reason_required, extra=extra)
+            form = ReasonForm(
+                request.POST, reason_required=op.reason_required, extra=extra, check=op.clean
+            )
             if form.is_valid():
                 self.run_operation(request, objects, op, data=form.cleaned_data)
                 return None
@@ -494,11 +520,12 @@ class OperationsAdmin(AuditedAdmin):
         single = shown[0] if count == 1 and not action_name else None
         context = {
             **self.admin_site.each_context(request),
-            "title": f"{op.label}: are you sure?",
+            "title": op.title or f"{op.label}: are you sure?",
+            "submit_label": op.submit or f"Yes, {op.label.lower()}",
             "opts": self.opts,
             "operation": op,
             "count": count,
-            "objects": shown,
+            "objects": [self.confirm_label(request, obj) for obj in shown],
             "more": count - len(shown),
             "object": single,
             "objects_name": model_ngettext(self.opts, count),
@@ -561,6 +588,7 @@ class OperationsAdmin(AuditedAdmin):
                     "label": op.label + ("…" if op.confirm else ""),
                     "url": self.operation_url(obj, op.name),
                     "confirm": op.confirm,
+                    "danger": op.danger,
                     "name": op.name,
                 }
                 for op in (self.operations[n] for n in self.applicable_operations(obj))
@@ -571,8 +599,4 @@ class OperationsAdmin(AuditedAdmin):
                 for title, render in _CHANGE_PANELS.get(self.model, [])
             ],
         }
-        if request.method == "GET" and global_kill_switch_on():
-            self.message_user(
-                request, "The global kill switch is ON: nothing is sent.", messages.WARNING
-            )
         return super().change_view(request, object_id, form_url, extra_context)

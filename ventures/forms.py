@@ -22,8 +22,11 @@ class ReasonForm(forms.Form):
         help_text="Recorded in the audit trail with your name and the time.",
     )
 
-    def __init__(self, *args, reason_required: bool = False, extra=None, **kwargs) -> None:
+    def __init__(
+        self, *args, reason_required: bool = False, extra=None, check=None, **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
+        self.check = check
         if extra:
             self.fields.update(extra)
             self.order_fields([*extra, "reason"])
@@ -38,6 +41,12 @@ class ReasonForm(forms.Form):
         if self.fields["reason"].required and not reason:
             raise forms.ValidationError(self.fields["reason"].error_messages["required"])
         return reason
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.check is not None and not self.errors:
+            self.check(cleaned)
+        return cleaned
 
 
 WEEKDAY_CHOICES = [(str(i), label) for i, label in enumerate(calendar.day_name, start=1)]

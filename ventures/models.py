@@ -31,6 +31,30 @@ validate_send_days = RegexValidator(
 )
 
 WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+WEEKDAY_LABELS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def send_days_label(send_days: str) -> str:
+    """ISO weekday digits as a person reads them: "12345" is "Mon-Fri" (with an en dash), "135" is "Mon, Wed,
+    Fri", "1234567" is "Every day". Runs of three days or more are ranges."""
+    days = sorted({int(d) for d in send_days if d in "1234567"})
+    if not days:
+        return "No send day"
+    if len(days) == 7:
+        return "Every day"
+    runs: list[list[int]] = []
+    for day in days:
+        if runs and day == runs[-1][-1] + 1:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    parts = []
+    for run in runs:
+        if len(run) >= 3:
+            parts.append(f"{WEEKDAY_LABELS[run[0] - 1]}–{WEEKDAY_LABELS[run[-1] - 1]}")
+        else:
+            parts.extend(WEEKDAY_LABELS[d - 1] for d in run)
+    return ", ".join(parts)
 
 
 class Channel(models.TextChoices):
@@ -300,6 +324,10 @@ class Campaign(models.Model):
     def send_weekdays(self) -> list[str]:
         return [WEEKDAY_NAMES[int(d) - 1] for d in sorted(self.send_days)]
 
+    @property
+    def send_days_label(self) -> str:
+        return send_days_label(self.send_days)
+
     def accepts_leads(self) -> bool:
         """May leads be added (a file, the capture form, the API)? Until it is stopped or
         completed: a draft is filled before it starts, a paused campaign keeps collecting."""
@@ -330,6 +358,30 @@ class Campaign(models.Model):
         if str(local.isoweekday()) not in self.send_days:
             return False
         return self.send_window_start <= local.time().replace(tzinfo=None) < self.send_window_end
+
+    def next_window_opening(self, tz: dt.tzinfo, now: dt.datetime) -> dt.datetime | None:
+        """`now` if it is inside the send window read in `tz`, else the window's next opening
+        (None if the campaign has no send day at all). The tick defers by it; the console's
+        state badge shows it."""
+        local = now.astimezone(tz)
+        for offset in range(8):
+            day = local.date() + dt.timedelta(days=offset)
+            if str(day.isoweekday()) not in self.send_days:
+                continue
+            start = dt.datetime.combine(day, self.send_window_start, tzinfo=tz)
+            end = dt.datetime.combine(day, self.send_window_end, tzinfo=tz)
+            if local < start:
+                return start
+            if local < end:
+                return now
+        return None
+
+    def warmup_day(self, on: dt.date | None = None) -> int | None:
+        """Which day of its warm-up ramp `on` is (1 = the first), None without a ramp."""
+        if self.warmup_start_limit is None or self.started_at is None:
+            return None
+        on = on or timezone.localdate(timezone=self.tzinfo)
+        return max((on - self.started_at.astimezone(self.tzinfo).date()).days, 0) + 1
 
     def effective_daily_limit(self, on: dt.date | None = None) -> int:
         """The campaign's cap for the day `on`, after the warm-up ramp."""

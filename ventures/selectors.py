@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import QuerySet
 
+from ventures.console import campaign_limits
 from ventures.ids import parse_id
 from ventures.models import Campaign, SystemControl, Venture, VentureApiToken
 
@@ -65,6 +66,7 @@ def campaign_halt_reason(campaign: Campaign) -> str | None:
 def campaign_summary(campaign: Campaign) -> dict[str, Any]:
     """What `campaign status`/`list --json` and the demo print about a campaign."""
     halt = campaign_halt_reason(campaign)
+    limits = campaign_limits(campaign)
     return {
         "id": campaign.pk,
         "slug": campaign.slug,
@@ -75,7 +77,10 @@ def campaign_summary(campaign: Campaign) -> dict[str, Any]:
         "kill_switch": campaign.kill_switch,
         "halted_by": halt,
         "daily_send_limit": campaign.daily_send_limit,
-        "effective_daily_limit": campaign.effective_daily_limit(),
+        # What the outbox enforces today at every level (ventures.console), not only the
+        # campaign's own limit after its warm-up.
+        "effective_daily_limit": limits.effective,
+        "limit_binds": limits.binds,
         "send_window": {
             "days": campaign.send_weekdays,
             "start": campaign.send_window_start.strftime("%H:%M"),

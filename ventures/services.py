@@ -9,6 +9,7 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -29,6 +30,7 @@ from ventures.models import (
     VentureApiToken,
 )
 from ventures.preflight import preflight_errors
+from ventures.roles import ADMINISTRATOR, OPERATOR, VIEWER
 
 Actor = AbstractBaseUser | str
 
@@ -328,3 +330,112 @@ def venture_api_token_revoke(*, token: VentureApiToken, actor: Actor, reason: st
 
 def hash_api_token(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+# --- Members of a venture --------------------------------------------------------------------
+
+MEMBER_ROLES = (OPERATOR, VIEWER)  # what a member of a venture may be
+
+
+@dataclass(frozen=True)
+class MemberAdded:
+    user: Any
+    role: str
+    invited: bool  # a new account, with a set-password link emailed
+    role_before: str  # "" if the user had no role
+
+
+def _role_of(user) -> str:
+    names = set(user.groups.values_list("name", flat=True))
+    return next((r for r in (ADMINISTRATOR, *MEMBER_ROLES) if r in names), "")
+
+
+def venture_member_add(
+    *, venture: Venture, role: str, actor: Actor, user=None, email: str = "", reason: str = ""
+) -> MemberAdded:
+    """Make `user` (or the account of `email`, created and invited if there is none) a member
+    of the venture with `role`. Roles are groups, so the role holds in every venture the user
+    belongs to; an Administrator already sees every venture and is refused."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    from ventures.models import VentureMembership
+
+    if role not in MEMBER_ROLES:
+        raise DomainError(f"Unknown role {role!r}: choose {' or '.join(MEMBER_ROLES)}.")
+    if (user is None) == (not email):
+        raise DomainError("Pick an existing user or give an email address to invite, not both.")
+    users = get_user_model()
+    with transaction.atomic():
+        invited = False
+        if user is None:
+            user = users.objects.filter(email__iexact=email).order_by("pk").first()
+        if user is None:
+            if len(email) > users._meta.get_field("username").max_length:
+                raise DomainError(f"{email[:60]}… is too long to be a user name: pick a user.")
+            if users.objects.filter(username__iexact=email).exists():
+                raise DomainError(f"A user named {email} exists with another email address.")
+            user = users(username=email, email=email, is_staff=True, is_active=True)
+            user.set_unusable_password()
+            user.save()
+            invited = True
+        if user.is_superuser or _role_of(user) == ADMINISTRATOR:
+            raise DomainError(f"{user.get_username()} is an Administrator and sees every venture.")
+        if VentureMembership.objects.filter(venture=venture, user=user).exists():
+            raise DomainError(f"{user.get_username()} is already a member of {venture.name}.")
+        before = _role_of(user)
+        VentureMembership.objects.create(venture=venture, user=user)
+        if before != role:
+            user.groups.remove(*Group.objects.filter(name__in=MEMBER_ROLES))
+            user.groups.add(Group.objects.get(name=role))
+        if not user.is_staff:
+            user.is_staff = True
+            user.save(update_fields=["is_staff"])
+        audit_record(
+            actor=actor,
+            action="venture.member_add",
+            entity=venture,
+            before={"user": user.get_username(), "role": before} if before else None,
+            after={"user": user.get_username(), "role": role, "invited": invited},
+            reason=reason,
+        )
+    return MemberAdded(user=user, role=role, invited=invited, role_before=before)
+
+
+def member_invite_send(*, user, venture: Venture, role: str, actor: Actor) -> str:
+    """Email a new member the link to choose a password, the way the engine emails operators
+    (reply SLA escalations): in proof mode as an .eml file under the artifact directory,
+    else through Django's email backend. Returns where it went, for the admin to read."""
+    from pathlib import Path
+
+    from django.contrib.auth.tokens import default_token_generator
+    from django.core.mail import EmailMessage, get_connection
+    from django.urls import reverse
+    from django.utils.encoding import force_bytes
+    from django.utils.http import urlsafe_base64_encode
+
+    uid = urlsafe_base64_encode(force_bytes(user.pk))
+    path = reverse("password_set", args=[uid, default_token_generator.make_token(user)])
+    link = settings.AICMO_SITE_URL.rstrip("/") + path
+    email = EmailMessage(
+        subject=f"You are invited to {venture.name} on the AICMO console",
+        body=(
+            f"{actor_label(actor)} made you {role} of {venture.name} on the AICMO operator "
+            f"console. Choose your password here (the link works once, for "
+            f"{settings.PASSWORD_RESET_TIMEOUT // 86400} days):\n\n{link}\n\n"
+            f"Then log in with your user name: {user.get_username()}"
+        ),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[user.email],
+    )
+    if settings.AICMO_SEND_MODE == "proof":
+        folder = Path(settings.AICMO_ARTIFACT_DIR) / "notifications"
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / f"invite-{user.pk}.eml"
+        target.write_bytes(email.message().as_bytes())
+        return f"written to {target} (proof mode sends no email)"
+    email.connection = get_connection(fail_silently=False)
+    email.send()
+    if settings.EMAIL_BACKEND.endswith(".console.EmailBackend"):
+        return "printed on the server's output by the console email backend (not delivered)"
+    return f"sent to {user.email} through {settings.EMAIL_BACKEND}"

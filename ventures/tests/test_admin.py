@@ -601,7 +601,7 @@ def test_administrator_toggles_the_global_kill_switch_after_confirming(client, a
     page = client.get(admin_url("systemcontrol_changelist"), follow=True)
     assert [b["name"] for b in page.context["operation_buttons"]] == ["kill"]
     control = SystemControl.load()
-    assert "Yes, turn on" in text(client.get(op_url(control, "kill")))
+    assert "Yes, stop all sending" in text(client.get(op_url(control, "kill")))
     control.refresh_from_db()
     assert control.kill_switch is False
     response = client.post(
@@ -871,45 +871,65 @@ def test_audit_log_link_on_the_campaign_page_lists_that_campaigns_events(client,
     assert list(client.get(link).context["cl"].result_list) == [mine]
 
 
-# --- The "halted" column follows the one halt rule ------------------------------------------------
-def halted_cells(response) -> list[str]:
-    """The alt text of each row's "halted" icon on the campaign changelist ("True"/"False")."""
-    return re.findall(r'<td class="field-halted"><img[^>]* alt="(True|False)"', text(response))
+# --- The state badge follows the one halt rule --------------------------------------------------
+def state_badges(response) -> list[str]:
+    """The text of each row's state badge on the campaign changelist."""
+    return [
+        html.unescape(label)
+        for label in re.findall(
+            r'<td class="field-state"><span class="state[^"]*"[^>]*>([^<]*)<', text(response)
+        )
+    ]
+
+
+@pytest.fixture
+def running_now(campaign):
+    """The campaign running, with a send window that is always open."""
+    Campaign.objects.filter(pk=campaign.pk).update(
+        send_days="1234567", send_window_start="00:00", send_window_end="23:59:59"
+    )
+    campaign.refresh_from_db()
+    return running(campaign)
 
 
 def test_changelist_shows_every_campaign_halted_while_the_admin_global_switch_is_on(
-    client, operator, campaign
+    client, operator, running_now
 ):
     client.force_login(operator)
     url = reverse("admin:ventures_campaign_changelist")
-    assert halted_cells(client.get(url)) == ["False"]
+    assert state_badges(client.get(url)) == ["Running"]
 
     global_kill_switch_set(on=True, actor="root", reason="incident")
 
-    assert halted_cells(client.get(url)) == ["True"]
+    assert state_badges(client.get(url)) == ["Running, halted: global kill switch (admin)"]
 
 
 def test_changelist_shows_every_campaign_halted_while_the_global_setting_is_on(
-    client, operator, campaign, settings
+    client, operator, running_now, settings
 ):
     client.force_login(operator)
     settings.AICMO_KILL_SWITCH = True
 
     response = client.get(reverse("admin:ventures_campaign_changelist"))
 
-    assert halted_cells(response) == ["True"]
+    assert state_badges(response) == ["Running, halted: global kill switch (AICMO_KILL_SWITCH)"]
     assert "The global kill switch is ON" in text(response)
 
 
-def test_changelist_halted_column_follows_campaign_then_venture_switches(
-    client, operator, campaign
-):
-    CampaignFactory(venture=campaign.venture, slug="sibling")
+def test_changelist_badge_follows_campaign_then_venture_switches(client, operator, running_now):
+    sibling = running(CampaignFactory(venture=running_now.venture, name="Sibling"))
+    Campaign.objects.filter(pk=sibling.pk).update(
+        send_days="1234567", send_window_start="00:00", send_window_end="23:59:59"
+    )
     client.force_login(operator)
     url = reverse("admin:ventures_campaign_changelist")
 
-    campaign_set_kill_switch(campaign=campaign, on=True, actor="t")
-    assert sorted(halted_cells(client.get(url))) == ["False", "True"]
+    campaign_set_kill_switch(campaign=running_now, on=True, actor="t", reason="complaint")
+    assert sorted(state_badges(client.get(url))) == ["Killed: complaint", "Running"]
 
-    venture_set_kill_switch(venture=campaign.venture, on=True, actor="t")
-    assert halted_cells(client.get(url)) == ["True", "True"]
+    venture_set_kill_switch(venture=running_now.venture, on=True, actor="t")
+    slug = running_now.venture.slug
+    assert sorted(state_badges(client.get(url))) == [
+        "Killed: complaint",
+        f"Running, halted: venture kill switch ({slug})",
+    ]

@@ -121,8 +121,8 @@ class Command(ProjectCommand):
         window = s["send_window"]
         return (
             f"{campaign.slug} ({campaign.venture.slug}): {campaign.get_status_display()}, "
-            f"{campaign.mode} mode{halted}. Limit {s['effective_daily_limit']}/day "
-            f"(configured {s['daily_send_limit']}); window {','.join(window['days'])} "
+            f"{campaign.mode} mode{halted}. Limit {s['effective_daily_limit']}/day today "
+            f"({s['limit_binds']}; campaign {s['daily_send_limit']}); window {','.join(window['days'])} "
             f"{window['start']}-{window['end']} {window['timezone']}. "
             f"Actions: {', '.join(s['allowed_actions']) or 'none'}."
         )

@@ -1,0 +1,118 @@
+"""What the outbox tells the console through ventures.console's extension points: mailbox caps
+in "effective today", the auto-pause badge, and no deleting a paused campaign with messages."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import time_machine
+from django.test import TestCase
+from django.urls import reverse
+
+from outreach.dispatch import caps_of, tick
+from outreach.feedback import Incoming, feedback_record
+from outreach.models import Mailbox, OutboundMessage
+from outreach.tests.outbox import NOON, running_campaign, two_step_sequence
+from tests.factories import LeadFactory
+from tests.http import text
+from ventures.console import campaign_limits, campaign_state
+from ventures.models import Campaign
+from ventures.services import campaign_transition
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("plain_http")]
+
+
+def mailbox(campaign, email: str, **fields) -> Mailbox:
+    box = Mailbox.objects.create(venture=campaign.venture, name=email, from_email=email, **fields)
+    box.campaigns.add(campaign)
+    return box
+
+
+def fresh(campaign) -> Campaign:
+    return Campaign.objects.select_related("venture").get(pk=campaign.pk)
+
+
+def test_the_active_mailboxes_of_a_campaign_bind_when_they_allow_least(settings):
+    settings.AICMO_GLOBAL_DAILY_LIMIT = 100_000
+    with time_machine.travel(NOON, tick=False):
+        campaign = running_campaign(daily_limit=5000)
+        mailbox(campaign, "a@venture.example", daily_limit=40)
+        mailbox(
+            campaign,
+            "b@venture.example",
+            daily_limit=500,
+            warmup_start_limit=10,
+            warmup_daily_increase=5,
+            warmup_started_on=NOON.date() - dt.timedelta(days=2),
+        )
+        mailbox(campaign, "c@venture.example", daily_limit=900, is_active=False)
+        limits = campaign_limits(fresh(campaign))
+    assert limits.short() == "60 (mailboxes cap binds)"  # 40 + (10 + 2 * 5); c is paused
+    assert "2 active mailboxes 60 (1 paused)" in limits.sentence()
+
+
+def test_the_mailbox_level_matches_the_caps_the_tick_takes(settings):
+    """The console sums the same per-mailbox limits `caps_of` gives each message."""
+    settings.AICMO_GLOBAL_DAILY_LIMIT = 100_000
+    with time_machine.travel(NOON, tick=False):
+        campaign = running_campaign(daily_limit=5000)
+        box = mailbox(campaign, "a@venture.example", daily_limit=70, warmup_start_limit=20,
+                      warmup_daily_increase=10, warmup_started_on=NOON.date())  # fmt: skip
+        message = OutboundMessage(campaign=fresh(campaign), mailbox=box, recipient_domain="x.io")
+        tick_cap = next(c for c in caps_of(message, NOON) if c.scope == "mailbox")
+        assert campaign_limits(fresh(campaign)).effective == tick_cap.limit == 20
+
+
+def test_a_campaign_without_mailboxes_has_no_mailbox_level():
+    campaign = running_campaign(daily_limit=30)
+    assert [level.name for level in campaign_limits(fresh(campaign)).levels] == [
+        "global",
+        "venture",
+        "campaign",
+    ]
+
+
+def test_a_campaign_the_engine_paused_shows_auto_paused_with_the_figures(settings):
+    settings.AICMO_AUTOPAUSE_MIN_SENDS = 20
+    settings.AICMO_AUTOPAUSE_BOUNCE_RATE = 0.02
+    settings.AICMO_AUTOPAUSE_CHECK_SECONDS = 0
+    with time_machine.travel(NOON, tick=False):
+        campaign = running_campaign()
+        two_step_sequence(campaign)
+        LeadFactory.create_batch(40, campaign=campaign)
+        tick()
+        message = OutboundMessage.objects.filter(campaign=campaign).order_by("id").first()
+        OutboundMessage.objects.filter(pk=message.pk).update(esp_message_id="esp-1")
+        with TestCase.captureOnCommitCallbacks(execute=True):
+            feedback_record(
+                Incoming(source="postmark", kind="bounced", event_id="b-1",
+                         esp_message_id="esp-1", recipient=message.recipient)
+            )  # fmt: skip
+        state = campaign_state(fresh(campaign), global_reason=None)
+    assert state.label.startswith("Auto-paused: bounce rate 2.5% (1 of 40 sent")
+    assert state.tone == "stop"
+
+
+def test_a_paused_campaign_with_messages_cannot_be_deleted(client, administrator):
+    with time_machine.travel(NOON, tick=False):
+        campaign = running_campaign()
+        two_step_sequence(campaign)
+        LeadFactory.create_batch(2, campaign=campaign)
+        tick()
+    campaign_transition(campaign=campaign, action="pause", actor="t")
+    client.force_login(administrator)
+    page = client.get(reverse("admin:ventures_campaign_change", args=[campaign.pk]))
+    assert page.context["has_delete_permission"] is False
+    url = reverse("admin:ventures_campaign_delete", args=[campaign.pk])
+    response = client.post(url, {"post": "yes"}, follow=True)
+    assert "is paused with messages in its outbox and cannot be deleted" in text(response)
+    assert OutboundMessage.objects.filter(campaign=campaign).count() >= 2
+
+
+def test_a_paused_campaign_without_messages_can_be_deleted(client, administrator):
+    campaign = running_campaign()
+    campaign_transition(campaign=campaign, action="pause", actor="t")
+    client.force_login(administrator)
+    client.post(reverse("admin:ventures_campaign_delete", args=[campaign.pk]), {"post": "yes"})
+    assert not Campaign.objects.filter(pk=campaign.pk).exists()

@@ -1,0 +1,216 @@
+"""What the console says about a campaign: its one state badge and the daily limit the
+outbox really enforces today, with the extension points the outbox fills in.
+
+- **State.** `campaign_state` turns the campaign's status, its kill switches (through
+  `Campaign.halt_reason`, the one rule), its send window (`Campaign.next_window_opening`, the
+  tick's own reading) and the reason of its last pause into one badge: a label and a tone.
+  Auto-pause is read from the audit trail: the engine pauses through `campaign_transition`
+  with the actor `AUTO_PAUSE_ACTOR`, so the control plane needs no outreach model for it.
+  `with_last_pause` annotates a queryset with that reason in the same query, so a list of
+  campaigns costs no query per row; the global reason is read once per page by the caller.
+- **Limits.** `campaign_limits` lists every daily cap a campaign's emails count against, as
+  the tick computes them (global `AICMO_GLOBAL_DAILY_LIMIT`, the venture's cap, the
+  campaign's limit after its warm-up ramp today, and what sources registered with
+  `register_cap_source` add: the outbox adds its mailboxes), and says which one binds.
+- **Deleting.** `campaign_delete_refusal` says why a campaign may not be deleted (it is
+  running; its history would go with it); `register_delete_guard` lets the outbox add its
+  own reasons (a paused campaign with messages).
+
+Sources and guards are registered in the right-hand app's `AppConfig.ready()`; registering
+the same function again replaces it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db.models import CharField, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Cast
+from django.utils import timezone
+
+from ventures.models import AuditEvent, Campaign, CampaignStatus
+
+AUTO_PAUSE_ACTOR = "auto-pause"  # the actor of the engine's own pauses (outreach.health)
+AUTO_PAUSE_PREFIX = "Auto-paused: "  # how outreach.health starts the audit reason
+
+# --- State ---------------------------------------------------------------------------------------
+
+OK, WAIT, STOP, IDLE = "ok", "wait", "stop", "idle"  # the badge tones (admin.css .state-*)
+
+
+@dataclass(frozen=True)
+class CampaignState:
+    label: str
+    tone: str
+
+
+def with_last_pause(campaigns: QuerySet[Campaign]) -> QuerySet[Campaign]:
+    """`campaigns` with the actor and reason of each one's latest pause (audit_entity_idx)."""
+    pauses = AuditEvent.objects.filter(
+        entity_type=Campaign._meta.label_lower,
+        entity_id=Cast(OuterRef("pk"), output_field=CharField()),
+        action="campaign.pause",
+    ).order_by("-created_at", "-id")
+    return campaigns.annotate(
+        last_pause_actor=Subquery(pauses.values("actor")[:1]),
+        last_pause_reason=Subquery(pauses.values("reason")[:1]),
+    )
+
+
+def _last_pause(campaign: Campaign) -> tuple[str | None, str]:
+    if hasattr(campaign, "last_pause_actor"):
+        return campaign.last_pause_actor, campaign.last_pause_reason or ""
+    event = (
+        AuditEvent.objects.for_entity(campaign)
+        .filter(action="campaign.pause")
+        .order_by("-created_at", "-id")
+        .values("actor", "reason")
+        .first()
+    )
+    return (event["actor"], event["reason"]) if event else (None, "")
+
+
+def _window_state(campaign: Campaign, now: dt.datetime) -> CampaignState:
+    tz = campaign.tzinfo
+    opening = campaign.next_window_opening(tz, now)
+    if opening is None:
+        return CampaignState("Running, halted: no send day is set", STOP)
+    if opening <= now:
+        return CampaignState("Running", OK)
+    local, today = opening.astimezone(tz), now.astimezone(tz).date()
+    when = f"{local:%H:%M}" if local.date() == today else f"{local:%a %H:%M}"
+    return CampaignState(f"Outside send window until {when} ({tz})", WAIT)
+
+
+def campaign_state(
+    campaign: Campaign, *, global_reason: str | None, now: dt.datetime | None = None
+) -> CampaignState:
+    """The one badge of a campaign, from the state the outbox enforces. `global_reason` is
+    `ventures.selectors.global_kill_reason()`, read once by the caller for a whole page."""
+    status = campaign.status
+    if status == CampaignStatus.COMPLETED:
+        return CampaignState("Finished", IDLE)
+    if status == CampaignStatus.STOPPED:
+        return CampaignState("Finished (stopped)", IDLE)
+    if campaign.kill_switch:
+        return CampaignState(f"Killed: {campaign.kill_reason or 'no reason given'}", STOP)
+    if status == CampaignStatus.DRAFT:
+        return CampaignState("Draft", IDLE)
+    if status == CampaignStatus.PAUSED:
+        actor, reason = _last_pause(campaign)
+        if actor == AUTO_PAUSE_ACTOR:
+            return CampaignState("Auto-paused: " + reason.removeprefix(AUTO_PAUSE_PREFIX), STOP)
+        return CampaignState("Paused", WAIT)
+    halt = campaign.halt_reason(global_reason=global_reason)
+    if halt:
+        return CampaignState(f"Running, halted: {halt}", STOP)
+    return _window_state(campaign, now or timezone.now())
+
+
+# --- Limits --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CapLevel:
+    """One daily cap a campaign's emails count against today."""
+
+    name: str  # "global", "venture", "campaign", "mailboxes"...
+    limit: int
+    detail: str  # how a person reads it, e.g. "campaign 5,000, warm-up day 3: 30"
+
+
+@dataclass(frozen=True)
+class CampaignLimits:
+    levels: list[CapLevel] = field(default_factory=list)
+
+    @property
+    def effective(self) -> int:
+        return min(level.limit for level in self.levels)
+
+    @property
+    def binding(self) -> list[CapLevel]:
+        return [level for level in self.levels if level.limit == self.effective]
+
+    @property
+    def binds(self) -> str:
+        names = [level.name for level in self.binding]
+        return " and ".join(names) + (" caps bind" if len(names) > 1 else " cap binds")
+
+    def short(self) -> str:
+        """For a list: "120 (venture cap binds)"."""
+        return f"{self.effective:,} ({self.binds})"
+
+    def sentence(self) -> str:
+        """For a page: every level, the binding one named first."""
+        details = "; ".join(level.detail for level in self.levels)
+        return f"Effective today: {self.effective:,} ({self.binds}; {details})"
+
+
+CapSource = Callable[[list[Campaign], dt.datetime], dict[int, CapLevel]]
+_CAP_SOURCES: dict[str, CapSource] = {}
+
+DeleteGuard = Callable[[Campaign], str | None]
+_DELETE_GUARDS: dict[str, DeleteGuard] = {}
+
+
+def register_cap_source(name: str, source: CapSource) -> None:
+    """Add a level to every campaign's limits: `source(campaigns, now)` returns a CapLevel per
+    campaign id it caps (in a fixed number of queries for the whole list)."""
+    _CAP_SOURCES[name] = source
+
+
+def register_delete_guard(name: str, guard: DeleteGuard) -> None:
+    """`guard(campaign)` returns why the campaign may not be deleted, or None."""
+    _DELETE_GUARDS[name] = guard
+
+
+def _campaign_level(campaign: Campaign) -> CapLevel:
+    limit = campaign.effective_daily_limit()
+    detail = f"campaign {campaign.daily_send_limit:,}"
+    day = campaign.warmup_day()
+    if day is not None:
+        detail += f", warm-up day {day}: {limit:,}"
+    elif campaign.warmup_start_limit is not None:
+        detail += f", warm-up from {campaign.warmup_start_limit:,} once started"
+    return CapLevel("campaign", limit, detail)
+
+
+def campaigns_limits(
+    campaigns: Iterable[Campaign], now: dt.datetime | None = None
+) -> dict[int, CampaignLimits]:
+    """Every campaign's caps today, by id (each source asked once for the whole list)."""
+    campaigns = list(campaigns)
+    now = now or timezone.now()
+    extra = {name: source(campaigns, now) for name, source in _CAP_SOURCES.items()}
+    global_limit = settings.AICMO_GLOBAL_DAILY_LIMIT
+    result = {}
+    for campaign in campaigns:
+        levels = [CapLevel("global", global_limit, f"global {global_limit:,}")]
+        venture_limit = campaign.venture.daily_send_limit
+        if venture_limit is not None:
+            levels.append(CapLevel("venture", venture_limit, f"venture {venture_limit:,}"))
+        levels.append(_campaign_level(campaign))
+        levels.extend(found[campaign.pk] for found in extra.values() if campaign.pk in found)
+        result[campaign.pk] = CampaignLimits(levels)
+    return result
+
+
+def campaign_limits(campaign: Campaign, now: dt.datetime | None = None) -> CampaignLimits:
+    return campaigns_limits([campaign], now)[campaign.pk]
+
+
+def campaign_delete_refusal(campaign: Campaign) -> str | None:
+    """Why the console refuses to delete the campaign, or None."""
+    if campaign.status == CampaignStatus.RUNNING:
+        return (
+            f"Campaign '{campaign.name}' is running and cannot be deleted: stop it first. "
+            "A stopped campaign keeps its history for its report."
+        )
+    for guard in _DELETE_GUARDS.values():
+        refusal = guard(campaign)
+        if refusal:
+            return refusal
+    return None

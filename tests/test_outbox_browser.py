@@ -31,7 +31,7 @@ def test_operator_watches_the_outbox_and_works_the_task_queue(page, tmp_path):
     assert sequence.steps.count() == 2
     log_in(page, "op-olga")
     page.goto(reverse("admin:ventures_campaign_change", args=[campaign.pk]))
-    panel = page.locator("fieldset.change-panel")
+    panel = page.locator("fieldset.change-panel", has_text="Outbox")
     expect(panel).to_contain_text("Outbox")
     expect(panel.locator("table.outbox-states")).to_contain_text("Sent")
     expect(panel).to_contain_text("dnc (1)")

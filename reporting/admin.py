@@ -14,6 +14,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
@@ -22,7 +23,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from reporting.models import ReportFile, ReportSchedule
+from reporting.models import ReportFile, ReportFormat, ReportSchedule
 from reporting.render import context as report_context
 from reporting.render import report_css
 from reporting.services import (
@@ -243,8 +244,24 @@ class ReportFileAdmin(ScopedAdmin):
         )
 
 
+class ReportScheduleForm(forms.ModelForm):
+    """Formats as checkboxes, not JSON to type."""
+
+    formats = forms.MultipleChoiceField(
+        choices=[(f.value, f.label) for f in ReportFormat if f != ReportFormat.CSV],
+        widget=forms.CheckboxSelectMultiple,
+        initial=[ReportFormat.BUNDLE],
+        help_text="The proof bundle holds every format, the CSVs and the run artifacts.",
+    )
+
+    class Meta:
+        model = ReportSchedule
+        fields = ("campaign", "is_active", "hour", "formats", "keep_days")
+
+
 @admin.register(ReportSchedule)
 class ReportScheduleAdmin(ScopedAdmin):
+    form = ReportScheduleForm
     venture_lookup = "campaign__venture"
     list_display = ("campaign", "is_active", "hour", "formats", "keep_days", "last_generated_on")
     list_filter = ("is_active",)

@@ -114,3 +114,27 @@ def test_the_campaign_page_leads_to_its_report(client, operator, known):
     body = client.get(reverse("admin:ventures_campaign_change", args=[known.pk])).content.decode()
     assert page(known) in body
     assert "No copy kept yet. No daily report." in body
+
+
+def test_an_operator_sets_up_a_daily_report_with_checkboxes(
+    client, operator, known, other_venture_campaign
+):
+    from reporting.models import ReportSchedule
+
+    client.force_login(operator)
+    add = reverse("admin:reporting_reportschedule_add")
+    form = client.get(add + f"?campaign={known.pk}").content.decode()
+    assert 'type="checkbox" name="formats" value="pdf"' in form
+    assert other_venture_campaign.name not in form  # only the operator's campaigns to choose
+    response = client.post(
+        add, {"campaign": known.pk, "is_active": "on", "hour": "7", "formats": ["pdf", "zip"],
+              "keep_days": "30"},
+    )  # fmt: skip
+    assert response.status_code == 302
+    assert ReportSchedule.objects.get(campaign=known).formats == ["pdf", "zip"]
+    refused = client.post(add, {"campaign": other_venture_campaign.pk, "hour": "7",
+                                "formats": ["zip"], "keep_days": "30"})  # fmt: skip
+    assert (
+        refused.status_code == 200
+        and not ReportSchedule.objects.filter(campaign=other_venture_campaign).exists()
+    )

@@ -236,7 +236,8 @@ def dashboard_for(request, *, now: dt.datetime | None = None) -> Dashboard | Non
     for read in (_sends, _messages, _replies, _rates, _auto_pauses):
         read(rows, now)
     ventures: dict[int, VentureFigures] = {}
-    for figures in rows.values():
+    # Within a venture, halted campaigns first (red), then the rest by name.
+    for figures in sorted(rows.values(), key=lambda r: r.state.tone != STOP):
         venture = figures.campaign.venture
         ventures.setdefault(venture.pk, VentureFigures(venture)).campaigns.append(figures)
     worker_url = (

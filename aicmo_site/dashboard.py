@@ -271,7 +271,7 @@ def _messages(rows: dict[int, CampaignFigures], now: dt.datetime) -> None:
     counts = (
         messages.filter(state__in=COUNTED_STATES)
         .values_list("campaign_id", "state")
-        .annotate(n=Count("id"))
+        .annotate(n=Count("*"))
     )
     for pk, state, n in counts:
         if state in DUE_STATES:
@@ -279,10 +279,10 @@ def _messages(rows: dict[int, CampaignFigures], now: dt.datetime) -> None:
         elif state == MessageState.UNKNOWN:
             rows[pk].unknown = n
     due = messages.filter(state__in=DUE_STATES, due_at__lte=now)
-    for pk, n in due.values_list("campaign_id").annotate(n=Count("id")):
+    for pk, n in due.values_list("campaign_id").annotate(n=Count("*")):
         rows[pk].due_now = n
     tasks = messages.filter(state=MessageState.TASK_OPEN, due_at__lte=now)
-    for pk, n in tasks.values_list("campaign_id").annotate(n=Count("id")):
+    for pk, n in tasks.values_list("campaign_id").annotate(n=Count("*")):
         rows[pk].tasks_due = n
 
 
@@ -306,7 +306,7 @@ def _rates(rows: dict[int, CampaignFigures], now: dt.datetime) -> None:
         )
         .order_by()
         .values_list("message__campaign_id", "kind")
-        .annotate(n=Count("id"))
+        .annotate(n=Count("*"))
     )
     for pk, kind, n in events:
         attr = {"replied": "replies", "bounced": "bounces", "complained": "complaints"}[kind]
@@ -321,7 +321,7 @@ def _rates(rows: dict[int, CampaignFigures], now: dt.datetime) -> None:
         )
         .order_by()
         .values_list("campaign_id")
-        .annotate(n=Count("id"))
+        .annotate(n=Count("*"))
     )
     for pk, n in refused:
         rows[pk].sent_week += n

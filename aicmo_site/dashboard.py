@@ -5,7 +5,7 @@ its one state badge (`ventures.console.campaign_state`, the global switch read o
 request), today's sends against each cap that binds (`outreach.selectors.campaigns_sent`,
 the Outbox panel's "Sent today", against `ventures.console.campaigns_limits`), queued and
 due-now messages, unknown messages to settle, manual tasks past due, positive replies past
-their SLA (`outreach.sla`), the latest auto-pause of an auto-paused campaign, and reply,
+their SLA (`outreach.sla.replies_waiting_counts`), the latest auto-pause of an auto-paused campaign, and reply,
 bounce and complaint rates over the last seven days. Around them: imports in progress, the
 preflight checks that cost nothing (no database or network round trip) and worker health.
 
@@ -43,7 +43,7 @@ from outreach.models import (
     StepKind,
 )
 from outreach.selectors import campaigns_sent
-from outreach.sla import reply_sla_state, waiting_replies
+from outreach.sla import replies_waiting_counts
 from ventures.admin_toolkit import (
     request_global_kill_reason,
     visible_campaigns,
@@ -288,11 +288,9 @@ def _messages(rows: dict[int, CampaignFigures], now: dt.datetime) -> None:
 
 def _replies(rows: dict[int, CampaignFigures], now: dt.datetime) -> None:
     """Positive replies nobody has handled, and those past their campaign's SLA."""
-    waiting = waiting_replies().filter(message__campaign_id__in=list(rows))
-    for event in waiting.select_related("message__campaign"):
-        figures = rows[event.message.campaign_id]
-        figures.replies_waiting += 1
-        figures.sla_overdue += reply_sla_state(event, now=now).overdue
+    counts = replies_waiting_counts([r.campaign for r in rows.values()], now=now)
+    for pk, (waiting, overdue) in counts.items():
+        rows[pk].replies_waiting, rows[pk].sla_overdue = waiting, overdue
 
 
 def _rates(rows: dict[int, CampaignFigures], now: dt.datetime) -> None:

@@ -27,6 +27,7 @@ from outreach.models import (
     Sentiment,
     StepKind,
 )
+from outreach.sla import reply_sla_state
 from outreach.tests.outbox import NOON, running_campaign, two_step_sequence
 from tests.factories import (
     CampaignFactory,
@@ -36,7 +37,7 @@ from tests.factories import (
     UserFactory,
     VentureFactory,
 )
-from ventures.models import WorkerHeartbeat
+from ventures.models import Campaign, WorkerHeartbeat
 from ventures.roles import ADMINISTRATOR, OPERATOR
 from ventures.services import campaign_set_kill_switch, campaign_transition
 
@@ -245,3 +246,14 @@ def test_the_dashboard_costs_the_same_queries_for_one_campaign_or_five(client, r
             text = page_text(client.get(reverse("admin:index")))
             assert f"Campaign {size - 1}" in text
     assert counts[0] == counts[1]
+
+
+@pytest.mark.parametrize("hours, overdue", [(24, True), (48, False), (0, False)])
+def test_a_reply_is_past_the_sla_by_its_own_campaigns_hours(client, operator, at_noon, hours,
+                                                            overdue):  # fmt: skip
+    spring = OutboundMessage.objects.values_list("campaign", flat=True).first()
+    Campaign.objects.filter(pk=spring).update(reply_sla_hours=hours)
+    row = row_of(index(client, operator), "Spring outreach")
+    assert ("1 past SLA" in row) is overdue
+    event = FeedbackEvent.objects.get(kind=FeedbackKind.REPLIED)
+    assert (reply_sla_state(event, now=NOON).overdue) is overdue  # the rule it counts by

@@ -32,13 +32,12 @@ from outreach.models import (
     ObjectionRule,
     OutboundMessage,
     RoutingRule,
-    SendLedger,
     Sentiment,
     Sequence,
     SequenceStep,
     arm_label,
 )
-from outreach.selectors import narrative_standings, rate_text
+from outreach.selectors import campaigns_sent, narrative_standings, rate_text
 from outreach.services import manual_task_settle, unknown_message_settle
 from outreach.sla import NO_OWNER, reply_handled, reply_sla_state, waiting_replies
 from templating.models import MessageTemplate
@@ -702,11 +701,7 @@ def campaign_outbox_panel(request, campaign: Campaign) -> str:
     due = messages.filter(state__in=[MessageState.SCHEDULED, MessageState.DEFERRED]).order_by(
         "due_at", "id"
     )[:NEXT_DUE_SHOWN]
-    today = timezone.localdate(timezone=campaign.tzinfo)
-    caps = SendLedger.objects.filter(scope="campaign", key=str(campaign.pk), day=today).values_list(
-        "count", flat=True
-    )
-    used = next(iter(caps), 0)
+    used = campaigns_sent([campaign]).get(campaign.pk, 0)
     limits = campaign_limits(campaign)  # every level, as the console's "effective today"
     changelist = reverse("admin:outreach_outboundmessage_changelist")
     tasks = reverse("admin:outreach_manualtask_changelist")

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Min, QuerySet
+from django.db.models import Count, Min, Q, QuerySet, Sum
 from django.urls import reverse
+from django.utils import timezone
 
 from outreach.models import (
     DUE_STATES,
@@ -22,6 +23,7 @@ from outreach.models import (
     MessageState,
     NarrativeStat,
     OutboundMessage,
+    SendLedger,
     Sequence,
 )
 from outreach.narrative import how_sure, probability_best, rate_interval
@@ -72,6 +74,33 @@ def mailbox_caps(campaigns: list[Campaign], now: dt.datetime) -> dict[int, CapLe
             detail += f" ({paused} paused)"
         levels[campaign.pk] = CapLevel("mailboxes", total, detail)
     return levels
+
+
+def campaigns_sent(
+    campaigns: list[Campaign], *, days: int = 1, now: dt.datetime | None = None
+) -> dict[int, int]:
+    """Emails counted against each campaign's own daily cap over its last `days` days, today
+    included, each in the campaign's time zone as the tick counts them (the `SendLedger`'s
+    campaign rows: a slot given back by a refusal is not a send). `days=1` is "sent today";
+    one query for the whole list."""
+    now = now or timezone.now()
+    keys_by_day: dict[dt.date, list[str]] = {}
+    for campaign in campaigns:
+        today = now.astimezone(campaign.tzinfo).date()
+        for back in range(days):
+            keys_by_day.setdefault(today - dt.timedelta(days=back), []).append(str(campaign.pk))
+    if not keys_by_day:
+        return {}
+    wanted = Q()
+    for day, keys in keys_by_day.items():
+        wanted |= Q(day=day, key__in=keys)
+    rows = (
+        SendLedger.objects.filter(wanted, scope="campaign")
+        .order_by()
+        .values_list("key")
+        .annotate(n=Sum("count"))
+    )
+    return {int(key): n for key, n in rows}
 
 
 def _venture_tz(venture: Venture) -> dt.tzinfo:

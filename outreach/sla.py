@@ -27,6 +27,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
 from django.db import transaction
+from django.db.models import Count, Q, Value
 from django.urls import reverse
 from django.utils import timezone
 
@@ -73,6 +74,29 @@ def waiting_replies():
         handled_at__isnull=True,
         message__isnull=False,
     )
+
+
+def replies_waiting_counts(
+    campaigns: list, *, now: dt.datetime | None = None
+) -> dict[int, tuple[int, int]]:
+    """Per campaign id: its positive replies waiting for an answer, and how many of them are
+    past its SLA (`reply_sla_state`'s rule, counted in the database: one query for the whole
+    list, through the partial index `feedback_reply_waiting`)."""
+    now = now or timezone.now()
+    overdue = Q()
+    for hours in {c.reply_sla_hours for c in campaigns if c.reply_sla_hours}:
+        overdue |= Q(
+            message__campaign__reply_sla_hours=hours,
+            received_at__lte=now - dt.timedelta(hours=hours),
+        )
+    rows = (
+        waiting_replies()
+        .filter(message__campaign_id__in=[c.pk for c in campaigns])
+        .order_by()
+        .values_list("message__campaign_id")
+        .annotate(n=Count("*"), late=Count("id", filter=overdue) if overdue else Value(0))
+    )
+    return {pk: (n, late) for pk, n, late in rows}
 
 
 def reply_handled(*, event: FeedbackEvent, actor: Actor, note: str = "") -> bool:

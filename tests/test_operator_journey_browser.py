@@ -90,6 +90,13 @@ def test_an_operators_day_from_import_to_report(page, day, tmp_path):
     expect(page.locator(".preview-status")).to_contain_text("Ready to send")
     shoot(page, "template-preview")
 
+    # The dashboard before the start: a draft, nothing sent.
+    page.goto(reverse("admin:index"))
+    row = page.locator("tr.dash-row", has_text="Spring outreach")
+    expect(row.locator("td.dash-state")).to_contain_text("Draft")
+    expect(row.locator("td.dash-sends")).to_contain_text("0 of 500 today")
+    shoot(page, "dashboard-before")
+
     # Start it; the tick (the cluster's job) sends the first emails; the figures move.
     page.goto(reverse("admin:ventures_campaign_change", args=[campaign.pk]))
     page.click("button.operation-start")
@@ -102,6 +109,11 @@ def test_an_operators_day_from_import_to_report(page, day, tmp_path):
     outbox = page.locator("fieldset.change-panel", has_text="Outbox")
     expect(outbox).to_contain_text("Sent today: 3")
     shoot(page, "campaign-running")
+    page.goto(reverse("admin:index"))
+    row = page.locator("tr.dash-row", has_text="Spring outreach")
+    expect(row.locator("td.dash-state")).to_contain_text("Running")
+    expect(row.locator("td.dash-sends")).to_contain_text("3 of 500 today")
+    shoot(page, "dashboard-after")
 
     # A lead answers: the operator finds the reply and marks it handled.
     ann = next(m for m in sent if m.recipient == "ann@acme.example")

@@ -188,7 +188,7 @@ def test_the_panel_reads_a_fixed_number_of_queries_whatever_the_campaign(known):
             with CaptureQueriesContext(connection) as queries:
                 campaign_glance(each)
             counts.append(len(queries))
-    assert counts[0] == counts[1] <= 10, counts
+    assert counts[0] == counts[1] == 9, counts
 
 
 def test_figures_come_before_the_configuration(client, operator, known):

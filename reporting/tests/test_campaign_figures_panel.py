@@ -15,7 +15,15 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from outreach.enrollment import campaign_enrol
-from outreach.models import MessageState, OutboundMessage, Sequence, SequenceStep, StepKind
+from outreach.models import (
+    Mailbox,
+    MessageState,
+    OutboundMessage,
+    SendLedger,
+    Sequence,
+    SequenceStep,
+    StepKind,
+)
 from outreach.tests.outbox import NOON, running_campaign
 from reporting.figures import campaign_report
 from reporting.panel import campaign_glance
@@ -241,3 +249,30 @@ def test_a_viewer_sees_the_figures_but_no_controls(client, viewer, known):
     assert 'class="state state-' in body
     for control in ("operation-pause", "operation-kill", "operation-stop", 'name="_save"'):
         assert control not in body
+
+
+def test_the_mailboxes_level_counts_the_active_mailboxes_sends_today():
+    with time_machine.travel(NOON, tick=False):
+        campaign = running_campaign(daily_limit=5000)
+        boxes = []
+        for email, active in (("a@venture.example", True), ("b@venture.example", True),
+                              ("c@venture.example", False)):  # fmt: skip
+            box = Mailbox.objects.create(
+                venture=campaign.venture, name=email, from_email=email, daily_limit=40,
+                is_active=active,
+            )  # fmt: skip
+            box.campaigns.add(campaign)
+            boxes.append(box)
+        today = NOON.date()  # 11:00 UTC: the same day in the venture's and the campaign's zones
+        for box, count in zip(boxes, (7, 5, 30), strict=True):
+            SendLedger.objects.create(scope="mailbox", key=str(box.pk), day=today, count=count)
+        SendLedger.objects.create(scope="campaign", key=str(campaign.pk), day=today, count=12)
+        yesterday = today - dt.timedelta(days=1)
+        SendLedger.objects.create(scope="campaign", key=str(campaign.pk), day=yesterday, count=99)
+        caps = {cap.name: cap for cap in campaign_glance(campaign).caps}
+    assert (caps["mailboxes"].used, caps["mailboxes"].limit, caps["mailboxes"].binds) == (
+        12,
+        80,
+        True,
+    )
+    assert (caps["campaign"].used, caps["campaign"].binds) == (12, False)

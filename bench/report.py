@@ -52,6 +52,25 @@ def versions_set(campaign) -> None:
             cursor.execute("VACUUM ANALYZE outreach_outboundmessage")
 
 
+def bench_campaign(database_url: str, leads: int):
+    """The CSV benchmark's campaign in `database_url` (created, migrated and built once)."""
+    create_database(database_url)
+    os.environ.update(env_of(database_url))
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+
+    settings.DEBUG = False  # CaptureQueriesContext records queries anyway
+    call_command("migrate", verbosity=0, interactive=False)
+    campaign = fixtures()
+    build(campaign, leads)
+    audit_build(campaign)
+    versions_set(campaign)
+    return campaign
+
+
 def one_run(campaign) -> dict:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -98,20 +117,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    create_database(args.database_url)
-    os.environ.update(env_of(args.database_url))
-    import django
-
-    django.setup()
-    from django.conf import settings
-    from django.core.management import call_command
-
-    settings.DEBUG = False  # CaptureQueriesContext records queries anyway
-    call_command("migrate", verbosity=0, interactive=False)
-    campaign = fixtures()
-    build(campaign, args.leads)
-    audit_build(campaign)
-    versions_set(campaign)
+    campaign = bench_campaign(args.database_url, args.leads)
     counts = sizes(campaign)
     print(f"campaign: {counts}", flush=True)
     runs = []

@@ -24,6 +24,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from reporting.models import ReportFile, ReportFormat, ReportSchedule
+from reporting.panel import campaign_figures_panel
 from reporting.render import context as report_context
 from reporting.render import report_css
 from reporting.services import (
@@ -294,3 +295,4 @@ def campaign_report_panel(request, campaign: Campaign) -> str:
 
 
 register_change_panel(Campaign, "Report", campaign_report_panel)
+register_change_panel(Campaign, "Figures", campaign_figures_panel, first=True)

@@ -163,6 +163,7 @@ def test_an_operator_raising_a_running_campaigns_limit_confirms_with_a_reason(pa
     expect(page.locator("a.operation-pause")).to_have_count(0)  # pause is an immediate button
     expect(page.locator("button.operation-pause")).to_have_count(1)
     expect(page.locator(".deletelink")).to_have_count(0)
+    page.click("details.configuration summary")  # the settings: a section below the figures
     page.fill("#id_daily_send_limit", "5000")
     page.fill("#id_warmup_start_limit", "")
     page.click("input[name=_save]")

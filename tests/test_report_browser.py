@@ -7,11 +7,9 @@ import pytest
 from django.urls import reverse
 from playwright.sync_api import expect
 
-from reporting.tests.campaigns import known_campaign
+from reporting.tests.campaigns import known_campaign_with_members
 from tests.browser import BROWSER_MARKS, log_in
-from tests.factories import MembershipFactory, UserFactory
 from tests.proc import REPO
-from ventures.roles import OPERATOR, VIEWER
 
 pytestmark = BROWSER_MARKS
 SHOTS = REPO / "var" / "screenshots"
@@ -19,11 +17,7 @@ SHOTS = REPO / "var" / "screenshots"
 
 @pytest.mark.django_db(transaction=True)
 def test_operator_opens_reads_downloads_and_keeps_the_report(page, settings, tmp_path):
-    settings.AICMO_GLOBAL_DAILY_LIMIT = settings.AICMO_RECIPIENT_DOMAIN_DAILY_LIMIT = 100_000
-    settings.AICMO_ARTIFACT_DIR = tmp_path
-    campaign, _facts = known_campaign()
-    for name, role in (("op-rita", OPERATOR), ("viewer-vic", VIEWER)):
-        MembershipFactory(venture=campaign.venture, user=UserFactory(username=name, role=role))
+    campaign = known_campaign_with_members(settings, tmp_path)
 
     log_in(page, "op-rita")
     page.goto(reverse("admin:reporting_reportfile_changelist"))

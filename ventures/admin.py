@@ -509,6 +509,7 @@ def limit_raises(before: Campaign, after: Campaign) -> list[tuple[str, str, str]
 class CampaignAdmin(OperationsAdmin):
     form = CampaignAdminForm
     operations = CAMPAIGN_OPERATIONS
+    panels_first = True  # the figures and the controls first, the configuration below
     list_display = (
         "name",
         "venture",
@@ -637,6 +638,14 @@ class CampaignAdmin(OperationsAdmin):
         campaign = super().get_object(request, object_id, from_field)
         campaign.console_global_reason = request_global_kill_reason(request)
         return campaign
+
+    def page_header(self, request, obj: Campaign) -> str:
+        """The state badge and the mode above the figures (the buttons sit beside them)."""
+        return format_html(
+            '<p class="campaign-header">{} <span class="campaign-mode">Mode: {}</span></p>',
+            self.state_full(obj),
+            obj.get_mode_display(),
+        )
 
     # --- Columns and read-only fields ---
 

@@ -405,11 +405,14 @@ ChangePanel = Callable[[Any, models.Model], str]
 _CHANGE_PANELS: dict[type[models.Model], list[tuple[str, ChangePanel]]] = {}
 
 
-def register_change_panel(model: type[models.Model], title: str, render: ChangePanel) -> None:
+def register_change_panel(
+    model: type[models.Model], title: str, render: ChangePanel, *, first: bool = False
+) -> None:
     """Show `render(request, obj)` (HTML built with format_html) under `title` on the change
-    page of `model` (an OperationsAdmin's). Registering the same title again replaces it."""
+    page of `model` (an OperationsAdmin's), after the panels registered before it (`first`:
+    before them). Registering the same title again replaces it."""
     panels = [p for p in _CHANGE_PANELS.get(model, []) if p[0] != title]
-    _CHANGE_PANELS[model] = [*panels, (title, render)]
+    _CHANGE_PANELS[model] = [(title, render), *panels] if first else [*panels, (title, render)]
 
 
 def operation_action(name: str, operation: Operation, description: str) -> Callable:
@@ -434,10 +437,19 @@ class OperationsAdmin(AuditedAdmin):
     action confirms with `confirm_operation(request, queryset, op, action_name)`: the page posts
     back the selection as Django's own actions do (the ids, or "all matching" with the list's
     filters still in the address), so a confirmed action acts on exactly what was selected.
+
+    `panels_first` puts the page's header (`page_header`: a state badge, say) and its change
+    panels above the form, which becomes a collapsed "Configuration" section below them (the
+    Save buttons stay visible). A form with errors is shown open and first, panels after it.
     """
 
     operations: dict[str, Operation] = {}
     change_form_template = "admin/ventures/change_form_operations.html"
+    panels_first = False
+
+    def page_header(self, request, obj) -> str:
+        """HTML shown at the top of the change page when `panels_first` (format_html only)."""
+        return ""
 
     def applicable_operations(self, obj) -> list[str]:
         return list(self.operations)
@@ -599,5 +611,7 @@ class OperationsAdmin(AuditedAdmin):
                 (title, render(request, obj))
                 for title, render in _CHANGE_PANELS.get(self.model, [])
             ],
+            "panels_first": self.panels_first,
+            "page_header": self.page_header(request, obj) if self.panels_first else "",
         }
         return super().change_view(request, object_id, form_url, extra_context)

@@ -18,8 +18,11 @@ from tests.factories import (
     IcpSegmentFactory,
     ImportBatchFactory,
     LeadFactory,
+    MembershipFactory,
     MessageTemplateFactory,
+    UserFactory,
 )
+from ventures.roles import OPERATOR, VIEWER
 
 
 def known_campaign():
@@ -132,3 +135,14 @@ def known_campaign():
         tick()
     facts["reachable"] = reachable
     return campaign, facts
+
+
+def known_campaign_with_members(settings, artifacts):
+    """The known campaign for a browser test: caps out of its way, artifacts in `artifacts`,
+    and its venture's Operator "op-rita" and Viewer "viewer-vic"."""
+    settings.AICMO_GLOBAL_DAILY_LIMIT = settings.AICMO_RECIPIENT_DOMAIN_DAILY_LIMIT = 100_000
+    settings.AICMO_ARTIFACT_DIR = artifacts
+    campaign, _facts = known_campaign()
+    for name, role in (("op-rita", OPERATOR), ("viewer-vic", VIEWER)):
+        MembershipFactory(venture=campaign.venture, user=UserFactory(username=name, role=role))
+    return campaign

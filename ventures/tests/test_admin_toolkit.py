@@ -98,3 +98,42 @@ def test_an_operation_acts_per_object_or_on_the_whole_selection_never_both():
     with pytest.raises(TypeError, match="must confirm"):
         Operation(name="x", label="X", permission="change", apply_all=whole)
     assert Operation(name="x", label="X", permission="change", apply_all=whole, confirm=True)
+
+
+@pytest.fixture
+def venture_panels():
+    """Two panels on the venture page (whose admin keeps the form first), removed after."""
+    from django.utils.html import format_html
+
+    from ventures import admin_toolkit
+    from ventures.models import Venture
+
+    saved = admin_toolkit._CHANGE_PANELS.pop(Venture, None)
+    admin_toolkit.register_change_panel(
+        Venture, "Later", lambda r, o: format_html("<p>{}</p>", "B")
+    )
+    admin_toolkit.register_change_panel(
+        Venture, "Sooner", lambda r, o: format_html("<p>{}</p>", o.name), first=True
+    )
+    yield
+    admin_toolkit._CHANGE_PANELS.pop(Venture, None)
+    if saved is not None:
+        admin_toolkit._CHANGE_PANELS[Venture] = saved
+
+
+@pytest.mark.usefixtures("plain_http", "venture_panels")
+def test_without_panels_first_the_panels_stay_below_the_form_in_their_order(
+    client, administrator, venture
+):
+    from django.urls import reverse
+
+    client.force_login(administrator)
+    body = client.get(reverse("admin:ventures_venture_change", args=[venture.pk])).content.decode()
+    assert (
+        '<details class="configuration" id=' not in body and '<div class="page-header">' not in body
+    )
+    fields, sooner, later = (
+        body.index(s) for s in ('name="name"', "<h2>Sooner</h2>", "<h2>Later</h2>")
+    )
+    assert fields < sooner < later < body.index('name="_save"')
+    assert f"<p>{venture.name}</p>" in body

@@ -830,6 +830,12 @@ class SystemControlAdmin(ReadOnlyMixin, OperationsAdmin):
     operations = GLOBAL_OPERATIONS
     venture_lookup = None
     actions = None
+
+    def confirm_label(self, request, obj) -> str:
+        """The confirm page already says "Global kill switch:"; the row itself adds only its
+        state."""
+        return "ON" if obj.kill_switch else "off"
+
     fields = ("kill_switch", "kill_reason", "setting_state", "updated_at", "audit_trail")
     readonly_fields = fields
 

@@ -602,3 +602,16 @@ def test_the_campaign_page_shows_the_whole_auto_pause_reason(client, operator, c
     assert f'<span class="state state-stop">Auto-paused: {reason}</span>' in page
     listing = text(client.get(reverse("admin:ventures_campaign_changelist")))
     assert f'title="Auto-paused: {reason}"' in listing and "…</span>" in listing
+
+
+def test_the_global_switch_confirm_names_the_switch_once(client, administrator):
+    from django.urls import reverse
+
+    from ventures.models import SystemControl
+
+    SystemControl.load()
+    client.force_login(administrator)
+    url = reverse("admin:ventures_systemcontrol_operation", args=[1, "kill"])
+    page = client.get(url).content.decode()
+    assert "Global kill switch: <strong>off</strong>" in page
+    assert "Global kill switch: Global kill switch" not in page

@@ -21,8 +21,8 @@ import statistics
 import sys
 import time
 
-from admin_leads import create_database  # bench/ is the script's directory
-from report_csv import DEFAULT_DB, build, env_of, fixtures, sizes
+from report import bench_campaign  # bench/ is the script's directory
+from report_csv import DEFAULT_DB, sizes
 
 BASELINE_SQL = (
     "SELECT state, count(*) FROM outreach_outboundmessage WHERE campaign_id = %s GROUP BY state"
@@ -68,18 +68,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    create_database(args.database_url)
-    os.environ.update(env_of(args.database_url))
-    import django
-
-    django.setup()
-    from django.conf import settings
-    from django.core.management import call_command
-
-    settings.DEBUG = False  # CaptureQueriesContext records queries anyway
-    call_command("migrate", verbosity=0, interactive=False)
-    campaign = fixtures()
-    build(campaign, args.leads)
+    campaign = bench_campaign(args.database_url, args.leads)
     print(f"campaign: {sizes(campaign)}", flush=True)
     runs = []
     for n in range(args.runs):

@@ -16,7 +16,6 @@ from django.utils import timezone
 
 from reporting.figures import ATTRIBUTION_COLUMNS, DIMENSIONS, FUNNEL, Report
 
-FORMATS = ("html", "pdf", "md", "csv", "zip")
 _STATIC = Path(__file__).resolve().parent / "static" / "reporting"
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 # Short column heads for the attribution tables (every funnel stage).

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import hashlib
 import io
 import logging
@@ -32,7 +33,7 @@ from reporting.render import render_html, render_markdown, render_pdf
 from ventures.models import Campaign
 
 log = logging.getLogger(__name__)
-EXTENSIONS = {"html": "html", "pdf": "pdf", "md": "md", "csv": "csv", "zip": "zip"}
+FORMATS = tuple(ReportFormat.values)  # html, pdf, md, csv, zip: also the files' extensions
 CSV_TABLES = ("outcomes", "messages", "events", "audit")
 CHUNK = 1 << 16
 
@@ -72,8 +73,8 @@ def report_write(
 ) -> Written:
     """Write the campaign's report in `fmt` (html, pdf, md, csv, zip) to `out`, atomically
     (a temporary file renamed into place: a failed run leaves no half-written report)."""
-    if fmt not in EXTENSIONS:
-        raise ReportError(f"Unknown format {fmt!r}: use one of {', '.join(EXTENSIONS)}.")
+    if fmt not in FORMATS:
+        raise ReportError(f"Unknown format {fmt!r}: use one of {', '.join(FORMATS)}.")
     if fmt == "csv" and table not in CSV_TABLES:
         raise ReportError(f"Unknown CSV table {table!r}: use one of {', '.join(CSV_TABLES)}.")
     out = Path(out)
@@ -141,15 +142,11 @@ def bundle_files(
     yield f"{slug}-report.md", report_bytes(report, "md")
     yield f"{slug}-report.pdf", report_bytes(report, "pdf")
     for kind in EXPORTS:
-        yield f"csv/{export_filename(kind, campaign)}", _csv_writer(kind, campaign, export_write)
+        yield (
+            f"csv/{export_filename(kind, campaign)}",
+            functools.partial(export_write, kind, campaign),
+        )
     yield from _run_artifacts(campaign)
-
-
-def _csv_writer(kind: str, campaign: Campaign, export_write) -> Callable[[BinaryIO], None]:
-    def write(fh: BinaryIO) -> None:
-        export_write(kind, campaign, fh)
-
-    return write
 
 
 def _run_artifacts(campaign: Campaign) -> Iterator[tuple[str, bytes | Path]]:
@@ -219,7 +216,7 @@ def report_keep(
     """Write a report into the artifact directory (reports/<campaign>/) and record it."""
     now = now or timezone.now()
     stamp = timezone.localtime(now, campaign.tzinfo).strftime("%Y%m%d-%H%M%S")
-    relative = Path("reports") / campaign.slug / f"{campaign.slug}-{stamp}.{EXTENSIONS[fmt]}"
+    relative = Path("reports") / campaign.slug / f"{campaign.slug}-{stamp}.{fmt}"
     target = Path(settings.AICMO_ARTIFACT_DIR) / relative
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ from reporting.bundle import bundle_verify
 from reporting.pdf import ReportRenderError
 from reporting.services import (
     CSV_TABLES,
-    EXTENSIONS,
+    FORMATS,
     ReportError,
     report_file_path,
     report_keep,
@@ -69,7 +69,7 @@ class Command(ProjectCommand):
     def add_generate(self, sub, parser: CommandParser) -> None:
         p = self._subparser(sub, parser, "generate", "Write a campaign's report in one format.")
         p.add_argument("campaign", metavar="C", help="The campaign's slug or id.")
-        p.add_argument("--format", required=True, choices=list(EXTENSIONS))
+        p.add_argument("--format", required=True, choices=FORMATS)
         p.add_argument(
             "--out",
             metavar="PATH",

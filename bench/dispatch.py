@@ -251,6 +251,7 @@ RESET_SQL = [
     "DELETE FROM outreach_dispatchrun",
     "DELETE FROM outreach_sendledger",
     "DELETE FROM templating_renderlog",
+    "DELETE FROM outreach_leadfacts WHERE campaign_id = %(campaign)s",
     "DELETE FROM outreach_outboundmessage WHERE campaign_id = %(campaign)s AND step_id <> %(step)s",
     """UPDATE outreach_outboundmessage SET state = 'scheduled', due_at = now() - interval '1 minute',
         attempts = 0, reason_code = '', reason = '', template_id = NULL,
@@ -285,7 +286,7 @@ def build(campaign, n: int) -> None:
     if OutboundMessage.objects.filter(campaign=campaign, step=step).count() != n:
         started = time.perf_counter()
         with connection.cursor() as cursor:
-            for sql in RESET_SQL[:4]:
+            for sql in RESET_SQL[:5]:
                 cursor.execute(sql, params)
             cursor.execute(
                 "DELETE FROM outreach_outboundmessage WHERE campaign_id = %s", [campaign.pk]
@@ -519,7 +520,7 @@ def enrol_run(campaign, n: int) -> dict:
 
     def unenrol() -> None:
         with connection.cursor() as cursor:
-            for sql in RESET_SQL[:4]:
+            for sql in RESET_SQL[:5]:
                 cursor.execute(sql, campaign.params)
             cursor.execute(
                 "DELETE FROM outreach_outboundmessage WHERE campaign_id = %s", [campaign.pk]

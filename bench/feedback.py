@@ -85,6 +85,8 @@ WHERE e.campaign_id = %(campaign)s
 
 RESET_SQL = [
     "DELETE FROM outreach_feedbackevent",
+    # The leads' facts as the sends left them: one email each, no event seen.
+    "UPDATE outreach_leadfacts SET event_flags = 0 WHERE campaign_id = %(campaign)s",
     "DELETE FROM outreach_autopause",
     "DELETE FROM leads_suppressionentry WHERE venture_id = %(venture)s",
     "DELETE FROM leads_unsubscribe WHERE venture_id = %(venture)s",
@@ -145,6 +147,7 @@ def build(campaign, n: int) -> dict:
     """Exactly `n` sent messages (rebuilt when the count differs); the reset's parameters."""
     from django.db import connection
 
+    from outreach.facts import lead_facts_rebuild
     from outreach.models import OutboundMessage
 
     step = campaign.sequences.get().steps.get(position=1)
@@ -157,12 +160,14 @@ def build(campaign, n: int) -> dict:
         started = time.perf_counter()
         with connection.cursor() as cursor:
             cursor.execute("DELETE FROM outreach_feedbackevent")
+            cursor.execute("DELETE FROM outreach_leadfacts WHERE campaign_id = %s", [campaign.pk])
             for table in ("leads_unsubscribe", "leads_suppressionentry"):
                 cursor.execute(f"DELETE FROM {table} WHERE venture_id = %s", [campaign.venture_id])
             for table in ("outreach_outboundmessage", "outreach_enrollment", "leads_lead"):
                 cursor.execute(f"DELETE FROM {table} WHERE campaign_id = %s", [campaign.pk])
             for sql in (LEADS_SQL, ENROL_SQL, SENT_SQL):
                 cursor.execute(sql, params)
+        lead_facts_rebuild(campaign)  # the sends' facts, as the tick would have kept them
         print(f"built {n:,} sent messages in {time.perf_counter() - started:.1f} s", flush=True)
     return params
 

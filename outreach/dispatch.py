@@ -51,6 +51,7 @@ from django.utils import timezone
 from leads.models import ConsentStatus, Lead, LeadStatus, SuppressionEntry, SuppressionKind
 from outreach.context import lead_recipient
 from outreach.enrollment import campaign_enrol, plan_next_steps, stable_pick
+from outreach.facts import lead_facts_add
 from outreach.headers import sender_domain
 from outreach.models import (
     DUE_STATES,
@@ -787,6 +788,7 @@ class Outcomes:
         # Last: concurrent batches counting into the same arms wait for each other's commit
         # from here on, so the shorter the rest of the transaction, the less they wait.
         narrative_sends_record(messages=sent)
+        lead_facts_add(sent=sent)  # after the arms: every transaction locks arms, then leads
 
     @staticmethod
     def _threads(sent: list[OutboundMessage]) -> None:

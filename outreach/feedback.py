@@ -45,6 +45,7 @@ from django.utils import timezone
 
 from leads.models import Lead, LeadStatus, UnsubscribeSource
 from leads.suppression import suppression_add
+from outreach.facts import lead_facts_add
 from outreach.health import health_check, health_check_soon
 from outreach.models import (
     DUE_STATES,
@@ -230,6 +231,7 @@ def _record_batch(incomings: list[Incoming]) -> tuple[list, dict[int, FeedbackEv
     alarms = _apply_many(new)
     _insert([event for _, event in new])
     narrative_feedback_record(events=[event for _, event in new])
+    lead_facts_add(events=[event for _, event in new])  # after the arms, as in the tick
     return results, alarms
 
 

@@ -596,6 +596,27 @@ class FeedbackEvent(models.Model):
         return f"{self.get_kind_display()} from {self.source} ({self.recipient or 'no recipient'})"
 
 
+class LeadFacts(models.Model):
+    """What the outbox and the feedback have recorded of one lead: the emails sent to it and
+    the kinds of events seen (bits, `outreach.facts.FACT_BITS`). Kept as they are recorded,
+    in the transactions that record them, so that a report reads one row per lead instead of
+    aggregating every message and event of a campaign; rebuildable, and checked, from those
+    rows (`outreach.facts`). A lead with neither has no row."""
+
+    lead = models.OneToOneField(
+        Lead, primary_key=True, on_delete=models.CASCADE, related_name="facts"
+    )
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="+")
+    emails_sent = models.PositiveIntegerField(default=0)
+    event_flags = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "lead facts"
+
+    def __str__(self) -> str:
+        return f"{self.emails_sent} sent, flags {self.event_flags:#x}"
+
+
 class NarrativeStat(models.Model):
     """The narrative memory of one arm: what emails of one narrative angle and variant did in
     one venture and ICP segment (none: leads in no segment). Counted per message, each once

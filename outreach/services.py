@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from leads.models import Lead, LeadStatus
 from outreach.enrollment import plan_next_steps
+from outreach.facts import lead_facts_add
 from outreach.models import DUE_STATES, Enrollment, EnrollmentState, MessageState, OutboundMessage
 from outreach.narrative import narrative_sends_record
 from ventures.models import Venture
@@ -63,6 +64,7 @@ def unknown_message_settle(
         )
         if sent:
             narrative_sends_record(messages=[locked])
+            lead_facts_add(sent=[locked])
             plan_next_steps(messages=[locked], after=now)
     return locked
 

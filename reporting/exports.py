@@ -87,6 +87,7 @@ from django.utils.http import content_disposition_header
 
 from leads.models import CampaignLeadPolicy, ImportBatch, Unsubscribe
 from leads.services.exports import spreadsheet_safe
+from outreach.facts import FACT_BITS
 from outreach.models import (
     FeedbackEvent,
     Mailbox,
@@ -361,8 +362,10 @@ def _values(queryset, fields: Iterable[str], datetimes: Iterable[str]) -> Batche
 
 # --- Outcomes ------------------------------------------------------------------------------------
 
-# Per-lead aggregates, each a GROUP BY over the campaign's rows, joined to its leads; the
-# flags, counts and the outcome are worked out by the query, so a row is only escaped here.
+# Per-lead aggregates of the campaign's messages (a GROUP BY) and the leads' kept facts
+# (`outreach.facts`: the kinds of events seen, as bits, what the report's funnel reads), joined
+# to its leads; the flags, counts and the outcome are worked out by the query, so a row is only
+# escaped here.
 _OUTCOMES_SQL = """
 SELECT l.id, l.email, l.first_name, l.last_name, l.company, seg.name, l.grade,
     l.source_channel, l.source_list, l.source_batch_id, l.utm_campaign, l.utm_content,
@@ -402,18 +405,8 @@ LEFT JOIN (
     FROM outreach_outboundmessage WHERE campaign_id = %s GROUP BY lead_id
 ) m ON m.lead_id = l.id
 LEFT JOIN (
-    SELECT ev.lead_id,
-        MAX(CASE WHEN ev.kind = 'delivered' THEN 1 ELSE 0 END) AS delivered,
-        MAX(CASE WHEN ev.kind = 'opened' THEN 1 ELSE 0 END) AS opened,
-        MAX(CASE WHEN ev.kind = 'clicked' THEN 1 ELSE 0 END) AS clicked,
-        MAX(CASE WHEN ev.kind = 'replied' THEN 1 ELSE 0 END) AS replied,
-        MAX(CASE WHEN ev.kind = 'replied' AND ev.sentiment = 'positive' THEN 1 ELSE 0 END)
-            AS positive,
-        MAX(CASE WHEN ev.kind = 'autoresponded' THEN 1 ELSE 0 END) AS autoreplied,
-        MAX(CASE WHEN ev.kind = 'bounced' THEN 1 ELSE 0 END) AS bounced,
-        MAX(CASE WHEN ev.kind = 'complained' THEN 1 ELSE 0 END) AS complained
-    FROM outreach_feedbackevent ev JOIN leads_lead el ON el.id = ev.lead_id
-    WHERE el.campaign_id = %s GROUP BY ev.lead_id
+    SELECT lead_id, {fact_columns}
+    FROM outreach_leadfacts WHERE campaign_id = %s
 ) f ON f.lead_id = l.id
 LEFT JOIN (
     SELECT lead_id, reason FROM (
@@ -441,6 +434,10 @@ _REASONS_AT = OUTCOME_COLUMNS.index("blocked_reasons")
 def _outcome_rows(campaign: Campaign) -> Batches:
     sent_at = "CASE WHEN kind = 'email' AND state = 'sent' THEN sent_at END"
     sql = _OUTCOMES_SQL.format(
+        fact_columns=", ".join(
+            f"CASE WHEN (event_flags & {bit}) <> 0 THEN 1 ELSE 0 END AS {flag}"
+            for flag, bit in FACT_BITS.items()
+        ),
         blocked_reasons=_BLOCKED_REASONS[connection.vendor],
         first_sent=_iso_sql(f"MIN({sent_at})"),
         last_sent=_iso_sql(f"MAX({sent_at})"),

@@ -1,11 +1,11 @@
 """The campaign page's Figures panel: what an operator looks at first, read on every page view.
 
 `campaign_glance` reads the figures in a fixed number of small queries, whatever the
-campaign's size (the full report, `reporting.figures.campaign_report`, is about twenty and
-seconds on a million messages: it stays on the report page):
-- the funnel per lead, with the report's definitions: leads sent an email (the messages by
-  state, on the campaign/state index), leads with a delivered, replied, positive or bounced
-  event (the campaign's leads' events of those kinds), leads unsubscribed (status or a row);
+campaign's size (the full report, `reporting.figures.campaign_report`, is about twenty
+queries: it stays on the report page):
+- the funnel per lead, with the report's definitions: leads sent an email and leads with a
+  delivered, replied, positive or bounced event (the leads' kept facts, `outreach.facts`),
+  leads unsubscribed (status or a row); the messages by state (the campaign/state index);
 - sends and replies per day over the last `DAYS` days in the campaign's time zone;
 - the narrative memory of the campaign's venture (`outreach.selectors.narrative_standings`:
   sends, positive replies, rate and chance of being best per segment and arm; every campaign
@@ -26,7 +26,7 @@ import zoneinfo
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db.models import CharField, Count, Q, Sum
+from django.db.models import CharField, Count, F, Q, Sum
 from django.db.models.functions import Cast, Coalesce, TruncDate
 from django.templatetags.static import static
 from django.urls import reverse
@@ -35,16 +35,17 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from leads.models import Lead, LeadStatus, Unsubscribe
+from outreach.facts import FACT_BITS
 from outreach.models import (
     DUE_STATES,
     FeedbackEvent,
     FeedbackKind,
+    LeadFacts,
     Mailbox,
     MessageState,
     NarrativeStat,
     OutboundMessage,
     SendLedger,
-    StepKind,
 )
 from outreach.selectors import SegmentStanding, narrative_standings
 from reporting.charts import timeline_chart
@@ -105,14 +106,8 @@ def campaign_glance(campaign: Campaign, *, now: dt.datetime | None = None) -> Gl
     now = now or timezone.now()
     tz = campaign.tzinfo
     messages = OutboundMessage.objects.filter(campaign=campaign).order_by()
-    by_state = {
-        state: (n, leads)
-        for state, n, leads in messages.values_list("state").annotate(
-            n=Count("id"),
-            leads=Count("lead_id", distinct=True, filter=Q(kind=StepKind.EMAIL)),
-        )
-    }
-    funnel = {"sent": by_state.get(MessageState.SENT, (0, 0))[1], **_lead_events(campaign)}
+    by_state = dict(messages.values_list("state").annotate(n=Count("id")))
+    funnel = _lead_facts(campaign)
     funnel["unsubscribed"] = (
         Lead.objects.filter(campaign=campaign)
         .filter(
@@ -155,25 +150,22 @@ def campaign_glance(campaign: Campaign, *, now: dt.datetime | None = None) -> Gl
         caps=_cap_use(campaign, limits, now),
         effective=limits.effective,
         next_sends=_next_sends(campaign, messages, now, running),
-        scheduled=sum(by_state.get(state, (0, 0))[0] for state in DUE_STATES),
+        scheduled=sum(by_state.get(state, 0) for state in DUE_STATES),
         running=running,
-        messages={state: n for state, (n, _leads) in by_state.items()},
+        messages=by_state,
     )
 
 
-def _lead_events(campaign: Campaign) -> dict[str, int]:
-    """Leads with a delivered, replied, positive or bounced event: one aggregate."""
-    kinds = {
-        "delivered": Q(kind=FeedbackKind.DELIVERED),
-        "replied": Q(kind=FeedbackKind.REPLIED),
-        "positive": Q(kind=FeedbackKind.REPLIED, sentiment="positive"),
-        "bounced": Q(kind=FeedbackKind.BOUNCED),
-    }
-    return FeedbackEvent.objects.filter(
-        lead__campaign=campaign,
-        kind__in=[FeedbackKind.DELIVERED, FeedbackKind.REPLIED, FeedbackKind.BOUNCED],
-    ).aggregate(
-        **{key: Count("lead_id", distinct=True, filter=where) for key, where in kinds.items()}
+def _lead_facts(campaign: Campaign) -> dict[str, int]:
+    """Leads sent an email, and leads with a delivered, replied, positive or bounced event:
+    one aggregate of the leads' kept facts (`outreach.facts`: a narrow row per lead)."""
+    keys = ("delivered", "replied", "positive", "bounced")
+    facts = LeadFacts.objects.filter(campaign=campaign).annotate(
+        **{f"{key}_bit": F("event_flags").bitand(FACT_BITS[key]) for key in keys}
+    )
+    return facts.aggregate(
+        sent=Count("pk", filter=Q(emails_sent__gt=0)),
+        **{key: Count("pk", filter=~Q(**{f"{key}_bit": 0})) for key in keys},
     )
 
 

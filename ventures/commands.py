@@ -40,6 +40,18 @@ class ProjectCommand(BaseCommand):
                 raise
             raise CommandError(line) from None
 
+    @staticmethod
+    def campaign_named(ref: str):
+        """The campaign that `ref` (the `C` of the command line: a slug or an id) names; a
+        one-line `CommandError` when there is none."""
+        from ventures.models import Campaign
+        from ventures.selectors import campaign_get
+
+        try:
+            return campaign_get(ref)
+        except Campaign.DoesNotExist as exc:
+            raise CommandError(str(exc)) from None
+
     def emit(self, data: dict[str, Any], text: str) -> None:
         """Write `data` as JSON with `--json`, else the human `text`."""
         if self.as_json:

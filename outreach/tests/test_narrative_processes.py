@@ -1,6 +1,7 @@
-"""Narrative memory under real concurrent processes on PostgreSQL: ticks sending into the same
-arms, then workers storing deliveries and readings of the same emails at once. Every counter
-ends equal to what the messages and events say: no increment lost, none doubled."""
+"""Narrative memory and the leads' facts under real concurrent processes on PostgreSQL: ticks
+sending into the same arms, then workers storing deliveries and readings of the same emails at
+once. Every counter ends equal to what the messages and events say: no increment lost, none
+doubled."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import pytest
 from django.db import connection
 
+from outreach.facts import lead_facts_drift
 from outreach.models import MessageState, OutboundMessage
 from outreach.narrative import history_figures
 from outreach.tests.outbox import all_day_campaign, narrative_stats, variant_sequence
@@ -74,11 +76,14 @@ def test_concurrent_workers_keep_every_narrative_counter_exact(tmp_path):
     assert len(narrative_stats()) == 6  # 3 variants, in the segment and outside it
     assert sum(v[0] for v in narrative_stats().values()) == LEADS
     assert narrative_stats() == history_figures()
+    assert lead_facts_drift() == []  # each lead's facts: one email sent
 
     feedback = [[sys.executable, "-c", FEEDBACK, str(w)] for w in range(WORKERS)]
     run_all(feedback, env)
     figures = narrative_stats()
     assert figures == history_figures()
+    # Three workers adding to the same leads' facts at once: each lead delivered and replied.
+    assert lead_facts_drift() == []
     # Each email counts once as delivered and replied, however many reports and readings.
     assert sum(v[1] for v in figures.values()) == LEADS
     assert sum(v[2] for v in figures.values()) == LEADS

@@ -20,7 +20,6 @@ from django.db import DatabaseError
 
 from outreach.dispatch import tick
 from ventures.commands import ProjectCommand
-from ventures.selectors import campaign_get
 
 
 class Command(ProjectCommand):
@@ -34,12 +33,7 @@ class Command(ProjectCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.as_json = options["json"]
-        campaign = None
-        if options["campaign"]:
-            try:
-                campaign = campaign_get(options["campaign"])
-            except Exception as exc:  # DoesNotExist with its own message
-                raise CommandError(str(exc)) from None
+        campaign = self.campaign_named(options["campaign"]) if options["campaign"] else None
         worker = f"tick@{socket.gethostname()}:{os.getpid()}"
         stop = {"now": False}
 

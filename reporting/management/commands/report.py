@@ -15,6 +15,12 @@ django-q2 schedule runs every 15 minutes), for a cron job instead of the cluster
 manifest matches `manifest.sha256` (and the digest you were sent, when given), and nothing
 else is in the ZIP. Prints "OK: ..." and exits 0, or prints each problem and exits 1.
 
+`manage.py report facts [--campaign C] [--rebuild] [--json]`: checks the per-lead facts that
+the tick and the feedback keep for reports (`outreach.facts`: emails sent, kinds of events
+seen) against the messages and events themselves; prints "agree", or each lead that differs
+and exits 1. `--rebuild` recomputes them from the messages and events (after data was written
+around the engine, say).
+
 Each action is a pair of methods, `add_<action>` (its arguments) and `handle_<action>`, listed
 in `ACTIONS`.
 """
@@ -38,9 +44,10 @@ from reporting.services import (
     report_write,
 )
 from ventures.commands import ProjectCommand, current_user
-from ventures.selectors import campaign_get
 
-ACTIONS = ("generate", "verify", "due")
+ACTIONS = ("generate", "verify", "due", "facts")
+# Leads listed when the facts differ (the count is always given).
+DRIFT_SHOWN = 20
 
 
 class Command(ProjectCommand):
@@ -83,10 +90,7 @@ class Command(ProjectCommand):
         )
 
     def handle_generate(self, options: dict) -> None:
-        try:
-            campaign = campaign_get(options["campaign"])
-        except Exception as exc:  # DoesNotExist with its own message
-            raise CommandError(str(exc)) from None
+        campaign = self.campaign_named(options["campaign"])
         fmt, table = options["format"], options["table"]
         try:
             if options["out"]:
@@ -153,3 +157,50 @@ class Command(ProjectCommand):
                 + ("" if self.as_json else " (listed above)")
                 + "."
             )
+
+    def add_facts(self, sub, parser: CommandParser) -> None:
+        p = self._subparser(
+            sub, parser, "facts", "Check (or rebuild) the per-lead facts that reports read."
+        )
+        p.add_argument("--campaign", metavar="C", help="One campaign (slug or id); default all.")
+        p.add_argument(
+            "--rebuild", action="store_true", help="Recompute them from the messages and events."
+        )
+
+    def handle_facts(self, options: dict) -> None:
+        from django.db import transaction
+
+        from outreach.facts import lead_facts_drift, lead_facts_rebuild
+
+        campaign = self.campaign_named(options["campaign"]) if options["campaign"] else None
+        scope = f"campaign {campaign.slug}" if campaign else "every campaign"
+        if options["rebuild"]:
+            with transaction.atomic():
+                rows = lead_facts_rebuild(campaign)
+            self.emit({"scope": scope, "rebuilt": rows}, f"{scope}: rebuilt {rows} leads' facts.")
+            return
+        drift = lead_facts_drift(campaign)
+        lines = [
+            f"lead {pk}: kept {_facts_text(kept)}, computed {_facts_text(computed)}"
+            for pk, kept, computed in drift[:DRIFT_SHOWN]
+        ]
+        self.emit(
+            {"scope": scope, "differ": len(drift),
+             "leads": [{"lead": pk, "kept": kept, "computed": computed}
+                       for pk, kept, computed in drift]},
+            "\n".join(lines) if drift else
+            f"{scope}: the leads' facts agree with their messages and events.",
+        )  # fmt: skip
+        if drift:
+            raise CommandError(
+                f"{len(drift)} leads' facts differ from their messages and events"
+                + ("" if self.as_json else f" ({min(len(drift), DRIFT_SHOWN)} listed above)")
+                + ": `manage.py report facts --rebuild` recomputes them."
+            )
+
+
+def _facts_text(facts: tuple | None) -> str:
+    if facts is None:
+        return "nothing"
+    _campaign, sent, flags = facts
+    return f"{sent} sent, flags {flags:#x}"

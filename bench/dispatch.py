@@ -231,6 +231,10 @@ SELECT 'bench', 'active', '', '', '', now(), l.campaign_id, l.id,
 FROM leads_lead l WHERE l.campaign_id = %(campaign)s
 """
 
+# Between writing the leads and enrolling them: without the leads' statistics, the enrolments'
+# foreign-key checks at commit ran for over ten minutes instead of seconds.
+ANALYZE_LEADS = "ANALYZE leads_lead"
+
 MESSAGES_SQL = """
 INSERT INTO outreach_outboundmessage (
     idempotency_key, enrollment_id, lead_id, campaign_id, venture_id, step_id, mailbox_id, kind,
@@ -298,7 +302,7 @@ def build(campaign, n: int) -> None:
                 messages_sql = messages_sql.replace(
                     "reserved, created_at", "reserved, narrative_choice, created_at"
                 ).replace("'[]'::jsonb, now()", "'[]'::jsonb, '{}'::jsonb, now()")
-            for sql in (LEADS_SQL, ENROL_SQL, messages_sql):
+            for sql in (LEADS_SQL, ANALYZE_LEADS, ENROL_SQL, messages_sql):
                 cursor.execute(sql, params)
         print(f"built {n:,} due messages in {time.perf_counter() - started:.1f} s", flush=True)
     reset(params)

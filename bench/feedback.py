@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 
 from admin_leads import create_database  # bench/ is the script's directory
-from dispatch import ENROL_SQL, LEADS_SQL, MAILBOXES  # the dispatch benchmark's data
+from dispatch import ANALYZE_LEADS, ENROL_SQL, LEADS_SQL, MAILBOXES  # the dispatch benchmark's data
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -165,7 +165,7 @@ def build(campaign, n: int) -> dict:
                 cursor.execute(f"DELETE FROM {table} WHERE venture_id = %s", [campaign.venture_id])
             for table in ("outreach_outboundmessage", "outreach_enrollment", "leads_lead"):
                 cursor.execute(f"DELETE FROM {table} WHERE campaign_id = %s", [campaign.pk])
-            for sql in (LEADS_SQL, ENROL_SQL, SENT_SQL):
+            for sql in (LEADS_SQL, ANALYZE_LEADS, ENROL_SQL, SENT_SQL):
                 cursor.execute(sql, params)
         lead_facts_rebuild(campaign)  # the sends' facts, as the tick would have kept them
         print(f"built {n:,} sent messages in {time.perf_counter() - started:.1f} s", flush=True)

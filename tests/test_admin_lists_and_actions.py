@@ -394,3 +394,19 @@ def test_the_audit_log_narrows_by_date(client, root):
     assert AuditEvent.objects.exists() and listed(
         client, url, "?" + since(early, field="created_at")
     )
+
+
+@pytest.mark.parametrize(
+    "url_name",
+    [
+        "admin:leads_lead_changelist",
+        "admin:outreach_outboundmessage_changelist",
+        "admin:outreach_feedbackevent_changelist",
+        "admin:ventures_auditevent_changelist",
+    ],
+)
+def test_lists_too_big_to_count_offer_no_facet_counts(client, root, url_name):
+    populate("Alpha")
+    response = client.get(reverse(url_name) + "?_facets=True")
+    assert "Show counts" not in text(response)
+    assert response.context["cl"].add_facets is False

@@ -257,6 +257,13 @@ class ScopedAdmin(QueryStringGuard, admin.ModelAdmin):
     venture_lookup: str | None = "venture"
     with_global_rows = False
 
+    def __init__(self, model, admin_site):
+        super().__init__(model, admin_site)
+        if issubclass(self.paginator, CappedCountPaginator):
+            # A list too big to count is too big for Django's facet counts (a COUNT per
+            # filter choice): no "Show counts" link.
+            self.show_facets = admin.ShowFacets.NEVER
+
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
         if self.venture_lookup is None:

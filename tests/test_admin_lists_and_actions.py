@@ -119,7 +119,7 @@ def world(db):
     started = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
     for success in (True, False):
         Task.objects.create(
-            id=f"task-{success}", name=f"tick-{success}", func="outreach.tasks.tick_task",
+            id=f"task-{success}", name=f"tick-{success}", func="math.floor", args=(1.5,),
             started=started, stopped=started, success=success,
         )  # fmt: skip
     OrmQ.objects.create(key="default", payload="x", lock=started)
@@ -410,3 +410,18 @@ def test_lists_too_big_to_count_offer_no_facet_counts(client, root, url_name):
     response = client.get(reverse(url_name) + "?_facets=True")
     assert "Show counts" not in text(response)
     assert response.context["cl"].add_facets is False
+
+
+def test_a_wrapped_foreign_action_runs_once_confirmed_and_is_audited(world, client, root):
+    """django-q2's "Resubmit selected tasks" queues the task again, only after its confirm
+    page, and each resubmitted task leaves an audit row with the reason."""
+    failed = Task.objects.get(success=False)
+    url = reverse("admin:django_q_failure_changelist")
+    data = {"action": "resubmit_task", ACTION_CHECKBOX_NAME: [failed.pk]}
+    confirm = text(client.post(url, data))
+    assert "Resubmit tasks to queue: are you sure?" in confirm and failed.name in confirm
+    assert Task.objects.filter(pk=failed.pk).exists()
+    client.post(url, {**data, "post": "yes", "reason": "the database is back"})
+    assert not Task.objects.filter(pk=failed.pk).exists()  # queued again (django-q2 drops it)
+    event = AuditEvent.objects.get(action="failure.resubmit_task")
+    assert (event.entity_id, event.reason) == (failed.pk, "the database is back")

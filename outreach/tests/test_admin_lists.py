@@ -1,5 +1,6 @@
-"""The message and feedback lists on a million rows: their search and date filter are index
-lookups on PostgreSQL (migration 0012_lists_search_indexes), never a scan of the table."""
+"""Lists of a million rows: the message and feedback searches and the sent-date filter
+(outreach 0012_lists_search_indexes) and the suppression list's search (leads
+0015_lists_suppression_search_index) are index lookups on PostgreSQL, never a scan."""
 
 from __future__ import annotations
 
@@ -58,3 +59,15 @@ def test_the_sent_date_filter_and_the_run_order_are_index_lookups_on_postgresql(
     ).order_by()
     assert "outbound_sent_at_idx" in plan(sent)
     assert "dispatchrun_started_idx" in plan(DispatchRun.objects.all()[:100])
+
+
+@pytest.mark.postgres
+def test_searching_the_suppression_list_is_an_index_lookup_on_postgresql(administrator):
+    from leads.models import SuppressionEntry
+
+    request = RequestFactory().get("/")
+    request.user = administrator
+    model_admin = admin.site.get_model_admin(SuppressionEntry)
+    found, _ = model_admin.get_search_results(request, model_admin.get_queryset(request), "ann@")
+    shown = plan(found[:100])
+    assert "suppression_value_like_idx" in shown and "Seq Scan" not in shown, shown

@@ -76,6 +76,7 @@ from ventures.admin_toolkit import (
     ReadOnlyMixin,
     ScopedAdmin,
     VentureFilter,
+    VentureObjectFilter,
     operation_action,
     scope_to_ventures,
     visible_campaigns,
@@ -93,16 +94,15 @@ ISSUES_SHOWN = 50  # on the batch page; the CSV download has them all
 # --- Changelist machinery --------------------------------------------------------------------
 
 
-class SegmentFilter(IdChoiceFilter):
+class SegmentFilter(VentureObjectFilter):
     title = "ICP segment"
     parameter_name = "segment"
     field = "segment_id"
+    model = IcpSegment
+    order = ("venture", "name")
 
-    def lookups(self, request, model_admin):
-        segments = scope_to_ventures(IcpSegment.objects.select_related("venture"), request)
-        return [
-            (s.pk, f"{s.venture.name} / {s.name}") for s in segments.order_by("venture", "name")
-        ]
+    def name(self, obj: IcpSegment) -> str:
+        return obj.name
 
 
 class BatchFilter(IdChoiceFilter):
@@ -199,7 +199,6 @@ LEAD_OPERATIONS = {
             label="Mark do-not-contact",
             permission="change",
             apply_all=_mark_dnc,
-            confirm=True,
             warning="They will never be contacted again; no import can lift DNC.",
         ),
         Operation(
@@ -207,7 +206,6 @@ LEAD_OPERATIONS = {
             label="Suppress",
             permission="change",
             apply_all=_suppress,
-            confirm=True,
             warning="Each person goes on their venture's suppression list: they are never "
             "contacted in any campaign of the venture and never re-imported as active.",
         ),
@@ -216,7 +214,6 @@ LEAD_OPERATIONS = {
             label="Move to an ICP segment",
             permission="change",
             apply_all=_move_to_segment,
-            confirm=True,
             fields=_segment_field,
         ),
         Operation(
@@ -226,7 +223,6 @@ LEAD_OPERATIONS = {
             apply=_erase,
             done="Erased the person's personal data from every lead of theirs.",
             unchanged="Nothing to erase: the person's leads were already erased.",
-            confirm=True,
             reason_required=True,
             warning=ERASE_WARNING,
         ),
@@ -741,7 +737,6 @@ IMPORT_BATCH_OPERATIONS = {
         unchanged="",
         permission="resume",
         apply=_resume_batch,
-        confirm=True,
         warning="The import carries on from the first row not yet imported, on the task "
         "cluster. Rows already imported are not imported again. An import that still reports "
         "progress is refused.",
@@ -1087,7 +1082,13 @@ class UnsubscribeAdmin(ReadOnlyAdmin):
 
     list_display = ("__str__", "created_at", "venture", "campaign", "source", "reason", "lead")
     list_select_related = ("venture", "campaign", "lead")
-    list_filter = ("source", "reason", VentureFilter, CampaignFilter)
+    list_filter = (
+        "source",
+        "reason",
+        VentureFilter,
+        CampaignFilter,
+        ("created_at", admin.DateFieldListFilter),
+    )
     list_per_page = 100
     paginator = CappedCountPaginator
     sortable_by = ()
@@ -1107,27 +1108,58 @@ class UnsubscribeAdmin(ReadOnlyAdmin):
 # --- Scoring rules and per-campaign policy -------------------------------------------------------
 
 
+def _rescore(rules, user, data: dict) -> list[tuple[int, str]]:
+    ventures = Venture.objects.filter(pk__in=rules.values("venture_id"))
+    names = ", ".join(sorted(v.name for v in ventures))
+    changed = lead_rescore(leads=Lead.objects.filter(venture__in=ventures), actor=user)
+    return [
+        (
+            messages.SUCCESS,
+            f"Re-scored the leads of {names}: {_leads(changed)} changed score, grade or segment.",
+        )
+    ]
+
+
+SCORING_OPERATIONS = {
+    "rescore": Operation(
+        name="rescore",
+        label="Re-score the leads",
+        permission="change",
+        apply_all=_rescore,
+        warning="Every lead of the selected rules' ventures gets its score, grade and ICP "
+        "segment computed again with the active rules; lists and narrative figures move with "
+        "them.",
+    ),
+}
+
+
 @admin.register(ScoringRule)
-class ScoringRuleAdmin(AuditedAdmin):
+class ScoringRuleAdmin(OperationsAdmin):
+    operations = SCORING_OPERATIONS
     list_display = ("label", "venture", "field", "points", "is_active")
     list_select_related = ("venture",)
     list_filter = (VentureFilter, "field", "is_active")
     search_fields = ("label",)
-    actions = ("rescore_ventures",)
-
-    @admin.action(
-        description="Re-score every lead of the selected rules' ventures", permissions=["change"]
+    actions = (
+        operation_action(
+            "rescore_ventures",
+            SCORING_OPERATIONS["rescore"],
+            "Re-score every lead of the selected rules' ventures…",
+        ),
     )
-    def rescore_ventures(self, request, queryset):
-        ventures = Venture.objects.filter(pk__in=queryset.values("venture_id"))
-        names = ", ".join(sorted(v.name for v in ventures))
-        changed = lead_rescore(leads=Lead.objects.filter(venture__in=ventures), actor=request.user)
-        self.message_user(
-            request,
-            f"Re-scored the leads of {names}: {changed} "
-            f"{model_ngettext(Lead._meta, changed)} changed score, grade or segment.",
-            messages.SUCCESS,
-        )
+
+    def applicable_operations(self, obj) -> list[str]:
+        return []  # a changelist action: it acts on ventures, not on one rule
+
+    def confirm_label(self, request, obj: ScoringRule) -> str:
+        return f"{obj.label} ({obj.venture.name}): {obj.points:+d} points"
+
+    def confirm_notes(self, request, operation, objects):
+        ventures = {rule.venture for rule in objects}
+        return [
+            f"{v.name}: {Lead.objects.filter(venture=v).count():,} leads scored again."
+            for v in sorted(ventures, key=lambda v: v.name)
+        ]
 
 
 @admin.register(CampaignLeadPolicy)

@@ -607,6 +607,13 @@ class SuppressionEntry(models.Model):
             # start with (kind, value) too, but they are partial (global / per venture), so a
             # lookup for both scopes at once cannot use them.
             models.Index(fields=["kind", "value"], name="suppression_kind_value_idx"),
+            # The suppression list's search, value LIKE 'prefix%' (a pattern operator class:
+            # PostgreSQL's btree serves LIKE with it only; elsewhere a plain index).
+            models.Index(
+                fields=["value"],
+                name="suppression_value_like_idx",
+                opclasses=["varchar_pattern_ops"],
+            ),
         ]
 
     def __str__(self) -> str:

@@ -15,6 +15,8 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin
 from django.db.models import Count
+from django.db.models.functions import Lower
+from django.db.models.lookups import StartsWith
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
@@ -50,6 +52,7 @@ from ventures.admin_toolkit import (
     ReadOnlyMixin,
     ScopedAdmin,
     VentureFilter,
+    VentureObjectFilter,
     operation_action,
     register_change_panel,
     scope_to_ventures,
@@ -225,7 +228,8 @@ class SequenceStepInline(admin.TabularInline):
 class SequenceAdmin(AuditedAdmin):
     venture_lookup = "campaign__venture"
     list_display = ("name", "campaign", "is_default", "step_count", "stop_conditions")
-    list_filter = (CampaignFilter,)
+    list_filter = (CampaignFilter, "is_default")
+    search_fields = ("name", "slug", "campaign__name")
     list_select_related = ("campaign",)
     inlines = (SequenceStepInline,)
 
@@ -259,6 +263,136 @@ class RoutingRuleAdmin(AuditedAdmin):
     list_select_related = ("campaign", "sequence", "segment")
 
 
+# --- Filters of the message, task, run and feedback lists ---------------------------------------
+
+RECENT_RUNS = 500  # runs whose workers the run list's worker filter offers
+REASONS_OFFERED = 60  # reason codes the message list's filter offers
+
+
+def recipient_search(queryset, search_term: str):
+    """The start of an address, not case-sensitive: `lower(recipient) LIKE 'term%'`, which the
+    lower(recipient) pattern indexes serve (migration 0012_lists_search_indexes) on a million
+    messages or feedback events."""
+    term = search_term.strip().lower()
+    if not term:
+        return queryset
+    return queryset.filter(StartsWith(Lower("recipient"), term))
+
+
+class MailboxFilter(VentureObjectFilter):
+    title = "mailbox"
+    parameter_name = "mailbox"
+    field = "mailbox_id"
+    model = Mailbox
+    order = ("venture__name", "from_email")
+
+    def name(self, obj: Mailbox) -> str:
+        return obj.from_email
+
+
+class StepFilter(admin.SimpleListFilter):
+    """The sequence step by its position (step 1, 2, ...), across sequences."""
+
+    title = "step"
+    parameter_name = "step"
+
+    def lookups(self, request, model_admin):
+        steps = scope_to_ventures(
+            SequenceStep.objects.all(), request, "sequence__campaign__venture"
+        )
+        positions = sorted(set(steps.values_list("position", flat=True)))
+        return [(str(p), f"Step {p}") for p in positions]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value is None:
+            return queryset
+        if not value.isdigit() or len(value) > 4:
+            return queryset.none()
+        return queryset.filter(step__position=int(value))
+
+
+class ReasonCodeFilter(admin.SimpleListFilter):
+    """Why a message was blocked, deferred or failed: the codes the user's messages carry
+    (their own ventures' only), read from the partial reason-code index."""
+
+    title = "reason"
+    parameter_name = "reason_code"
+
+    def lookups(self, request, model_admin):
+        rows = scope_to_ventures(OutboundMessage.objects.all(), request, "campaign__venture")
+        codes = (
+            rows.exclude(reason_code="")
+            .order_by("reason_code")
+            .values_list("reason_code", flat=True)
+            .distinct()[:REASONS_OFFERED]
+        )
+        return [(code, code.replace("_", " ")) for code in codes]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        return queryset if value is None else queryset.filter(reason_code=value[:40])
+
+
+class SentFilter(admin.DateFieldListFilter):
+    """Today, the past 7 days, this month, this year, not sent: ranges the sent_at index
+    serves (date_hierarchy would read every row's date to offer its years)."""
+
+
+class WorkerFilter(admin.SimpleListFilter):
+    """The workers of the newest runs (a worker name is its host and process)."""
+
+    title = "worker"
+    parameter_name = "worker"
+
+    def lookups(self, request, model_admin):
+        runs = model_admin.get_queryset(request).order_by("-started_at", "-id")
+        newest = runs.values_list("worker", flat=True)[:RECENT_RUNS]
+        return [(w, w) for w in sorted(set(newest))]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        return queryset if value is None else queryset.filter(worker=value[:200])
+
+
+class RunOutcomeFilter(admin.SimpleListFilter):
+    title = "outcome"
+    parameter_name = "outcome"
+
+    def lookups(self, request, model_admin):
+        return (
+            ("error", "Failed with an error"),
+            ("running", "Not finished"),
+            ("ok", "Finished without error"),
+        )
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == "error":
+            return queryset.exclude(error="")
+        if value == "running":
+            return queryset.filter(finished_at__isnull=True, error="")
+        if value == "ok":
+            return queryset.filter(finished_at__isnull=False, error="")
+        return queryset
+
+
+class FeedbackSourceFilter(admin.SimpleListFilter):
+    """The sources (ESPs, imap, import, manual) of the user's own ventures' events."""
+
+    title = "source"
+    parameter_name = "source"
+
+    def lookups(self, request, model_admin):
+        events = model_admin.get_queryset(request)
+        sources = events.order_by("source").values_list("source", flat=True).distinct()[:30]
+        return [(s, s) for s in sources]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        return queryset if value is None else queryset.filter(source=value[:40])
+
+
 # --- Messages, tasks, runs -----------------------------------------------------------------------
 
 
@@ -290,23 +424,24 @@ MESSAGE_OPERATIONS = {
     op.name: op
     for op in (
         Operation(name="task-done", label="Mark done", permission="operate", apply=_task(True),
-                  done="Marked {count} {noun} done."),
+                  done="Marked {count} {noun} done.",
+                  warning="The step counts as taken; the sequence goes on to its next step. "
+                  "Say what you did below (kept with the task)."),
         Operation(name="task-skip", label="Skip", permission="operate", apply=_task(False),
-                  done="Skipped {count} {noun}.", confirm=True,
+                  done="Skipped {count} {noun}.",
                   warning="The step counts as taken; the sequence goes on to its next step."),
         Operation(name="settle-sent", label="Settle as sent", permission="operate",
                   apply=_settle_unknown(True), done="Settled {count} {noun} as sent.",
-                  confirm=True, reason_required=True,
+                  reason_required=True,
                   warning="Only if you know it arrived (the mail server's log, a reply). The "
                   "sequence goes on."),
         Operation(name="settle-not-sent", label="Settle as not sent", permission="operate",
                   apply=_settle_unknown(False), done="Settled {count} {noun} as not sent.",
-                  confirm=True, reason_required=True,
+                  reason_required=True,
                   warning="It is marked failed and never sent again (at most once)."),
         *(Operation(name=f"reply-{s.value}", label=f"Replied: {s.label.lower()}",
                     permission="operate", apply=_reply(s.value),
                     done=f"Recorded the reply ({s.label.lower()}) to {{count}} {{noun}}.",
-                    confirm=True,
                     warning="The lead is marked replied and its sequence stops. Say what they "
                     "wrote or what you noted below (kept with the reply).")
           for s in Sentiment),
@@ -327,10 +462,20 @@ class MessageAdminBase(ReadOnlyMixin, OperationsAdmin):
         "due_at",
         "sent_at",
     )
-    list_filter = ("state", CampaignFilter, "kind", "reason_code")
-    list_select_related = ("campaign", "step")
+    # What an operator of lemlist or Instantly narrows a message list by: state, campaign,
+    # sender mailbox, step, when it went out, and why it did not.
+    list_filter = (
+        "state",
+        CampaignFilter,
+        MailboxFilter,
+        StepFilter,
+        ("sent_at", SentFilter),
+        "kind",
+        ReasonCodeFilter,
+    )
+    list_select_related = ("campaign", "step", "mailbox")
     search_fields = ("recipient",)
-    search_help_text = "Recipient address prefix."
+    search_help_text = "The start of the recipient's address, not case-sensitive."
     sortable_by = ()
     fields = (
         "recipient", "campaign", "step", "kind", "state", "reason_code", "reason", "due_at",
@@ -340,13 +485,14 @@ class MessageAdminBase(ReadOnlyMixin, OperationsAdmin):
     )  # fmt: skip
     readonly_fields = fields
     actions = (
-        operation_action("tasks_done", MESSAGE_OPERATIONS["task-done"], "Mark selected tasks done"),
+        operation_action(
+            "tasks_done", MESSAGE_OPERATIONS["task-done"], "Mark selected tasks done…"
+        ),
         operation_action("tasks_skip", MESSAGE_OPERATIONS["task-skip"], "Skip selected tasks…"),
     )
 
     def get_search_results(self, request, queryset, search_term):
-        term = search_term.strip().lower()
-        return (queryset.filter(recipient__startswith=term) if term else queryset), False
+        return recipient_search(queryset, search_term), False
 
     def has_operate_permission(self, request) -> bool:
         return request.user.has_perm("ventures.operate_campaign")
@@ -432,6 +578,13 @@ class ManualTaskAdmin(MessageAdminBase):
     """The task queue: open tasks first, with the text to use."""
 
     list_display = ("recipient", "campaign", "step_label", "state", "due_at", "task_text")
+    list_filter = (
+        "state",
+        CampaignFilter,
+        StepFilter,
+        ("due_at", admin.DateFieldListFilter),
+        "kind",
+    )
 
     def get_queryset(self, request):
         return super().get_queryset(request).order_by("-state", "due_at")
@@ -455,7 +608,16 @@ class DispatchRunAdmin(ReadOnlyMixin, ScopedAdmin):
     venture_lookup = "campaign__venture"
     with_global_rows = True  # a run over every campaign belongs to no venture
     list_display = ("__str__", "mode", "campaign", "started_at", "finished_at", "counts_text")
-    list_filter = ("mode",)
+    list_filter = (
+        WorkerFilter,
+        RunOutcomeFilter,
+        "mode",
+        CampaignFilter,
+        ("started_at", admin.DateFieldListFilter),
+    )
+    list_select_related = ("campaign",)
+    search_fields = ("=worker",)
+    search_help_text = "A worker's whole name."
     paginator = CappedCountPaginator
     fields = (
         "worker",
@@ -527,6 +689,8 @@ FEEDBACK_OPERATIONS = {
     "reply-handled": Operation(
         name="reply-handled", label="Mark handled", permission="operate", apply=_handled,
         done="Marked {count} {noun} handled.", unchanged="{count} {noun} had been handled already.",
+        warning="The reply's SLA clock stops and it leaves the waiting list; it is not "
+        "escalated any more.",
     ),
 }  # fmt: skip
 
@@ -541,13 +705,14 @@ class FeedbackEventAdmin(ReadOnlyMixin, OperationsAdmin):
     operations = FEEDBACK_OPERATIONS
     list_display = ("received_at", "what", "handling", "effect_short", "recipient", "matched")
     list_filter = (
-        ReplyHandlingFilter, FeedbackCampaignFilter, "kind", "sentiment", "objection", "source",
-        MatchedFilter, "reliable",
+        ReplyHandlingFilter, FeedbackCampaignFilter, "kind", "sentiment", "objection",
+        FeedbackSourceFilter, MatchedFilter, ("received_at", admin.DateFieldListFilter),
+        "reliable",
     )  # fmt: skip
     list_select_related = ("message__campaign",)
     paginator = CappedCountPaginator
     search_fields = ("recipient",)
-    search_help_text = "Address prefix."
+    search_help_text = "The start of the address, not case-sensitive."
     sortable_by = ()
     fields = (
         "kind", "source", "event_id", "occurred_at", "received_at", "recipient", "message",
@@ -558,13 +723,14 @@ class FeedbackEventAdmin(ReadOnlyMixin, OperationsAdmin):
     readonly_fields = fields
     actions = (
         operation_action(
-            "replies_handled", FEEDBACK_OPERATIONS["reply-handled"], "Mark selected replies handled"
+            "replies_handled",
+            FEEDBACK_OPERATIONS["reply-handled"],
+            "Mark selected replies handled…",
         ),
     )
 
     def get_search_results(self, request, queryset, search_term):
-        term = search_term.strip().lower()
-        return (queryset.filter(recipient__istartswith=term) if term else queryset), False
+        return recipient_search(queryset, search_term), False
 
     def has_operate_permission(self, request) -> bool:
         return request.user.has_perm("ventures.operate_campaign")
@@ -673,7 +839,7 @@ class NarrativeStatAdmin(ReadOnlyMixin, ScopedAdmin):
 class AutoPauseAdmin(ReadOnlyMixin, ScopedAdmin):
     venture_lookup = "campaign__venture"
     list_display = ("paused_at", "campaign", "mailbox", "reason")
-    list_filter = (CampaignFilter,)
+    list_filter = (CampaignFilter, MailboxFilter)
     list_select_related = ("campaign", "mailbox")
     fields = ("paused_at", "campaign", "mailbox", "reason", "figures")
     readonly_fields = fields

@@ -386,6 +386,16 @@ class OutboundMessage(models.Model):
                 condition=~Q(esp_message_id=""),
                 name="outbound_esp_id_idx",
             ),
+            # The message list's "sent" date filter (today, past 7 days...): a range of it.
+            models.Index(
+                fields=["sent_at"], condition=Q(sent_at__isnull=False), name="outbound_sent_at_idx"
+            ),
+            # The message list's reason filter offers the codes present: read from this.
+            models.Index(
+                fields=["reason_code"], condition=~Q(reason_code=""), name="outbound_reason_idx"
+            ),
+            # The search on the recipient's address: lower(recipient) LIKE 'prefix%', created
+            # per database in migration 0012_lists_search_indexes (not described here).
         ]
 
     def __str__(self) -> str:
@@ -427,6 +437,8 @@ class DispatchRun(models.Model):
 
     class Meta:
         ordering = ["-started_at", "-id"]
+        # The run list's order, newest first (a run a minute is half a million a year).
+        indexes = [models.Index(fields=["-started_at", "-id"], name="dispatchrun_started_idx")]
 
     def __str__(self) -> str:
         return f"run #{self.pk} by {self.worker}"
@@ -590,6 +602,8 @@ class FeedbackEvent(models.Model):
             models.Index(
                 fields=["received_at"], condition=Q(message__isnull=True), name="feedback_unmatched"
             ),
+            # The event list's search, lower(recipient) LIKE 'prefix%': migration
+            # 0012_lists_search_indexes creates it per database (not described here).
         ]
 
     def __str__(self) -> str:

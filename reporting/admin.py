@@ -36,7 +36,12 @@ from reporting.services import (
     report_write,
     snapshot,
 )
-from ventures.admin_toolkit import ScopedAdmin, register_change_panel, visible_campaigns
+from ventures.admin_toolkit import (
+    CampaignFilter,
+    ScopedAdmin,
+    register_change_panel,
+    visible_campaigns,
+)
 from ventures.models import Campaign
 
 CONTENT_TYPES = {
@@ -62,7 +67,7 @@ class ReportFileAdmin(ScopedAdmin):
         "digest",
         "download",
     )
-    list_filter = ("format", "scheduled")
+    list_filter = (CampaignFilter, "format", "scheduled")
     list_select_related = ("campaign",)
     readonly_fields = (
         "campaign",
@@ -265,7 +270,7 @@ class ReportScheduleAdmin(ScopedAdmin):
     form = ReportScheduleForm
     venture_lookup = "campaign__venture"
     list_display = ("campaign", "is_active", "hour", "formats", "keep_days", "last_generated_on")
-    list_filter = ("is_active",)
+    list_filter = (CampaignFilter, "is_active")
     list_select_related = ("campaign",)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):

@@ -36,7 +36,16 @@ from templating.models import (
     RenderPurpose,
 )
 from templating.rendering import RenderResult
-from ventures.admin_toolkit import ReadOnlyAdmin, ReadOnlyMixin, ScopedAdmin, VentureFilter
+from ventures.admin_toolkit import (
+    CampaignFilter,
+    Operation,
+    ReadOnlyAdmin,
+    ReadOnlyMixin,
+    ScopedAdmin,
+    VentureFilter,
+    VentureObjectFilter,
+    confirmation,
+)
 from ventures.models import Campaign
 from ventures.selectors import campaigns_visible_to
 from ventures.services import DomainError
@@ -100,6 +109,18 @@ def highlight(text: str, reasons: list[Reason]):
     )
 
 
+class TemplateFilter(VentureObjectFilter):
+    title = "template"
+    parameter_name = "template"
+    field = "template_id"
+    model = MessageTemplate
+    order = ("venture__name", "name")
+
+
+class RenderTemplateFilter(TemplateFilter):
+    field = "template_version__template_id"
+
+
 class TemplateVersionInline(ReadOnlyMixin, admin.TabularInline):
     model = MessageTemplateVersion
     fields = ("number", "created_at", "created_by", "subject", "variant_label", "content_hash")
@@ -123,7 +144,7 @@ class MessageTemplateAdmin(ScopedAdmin):
         "usage_count",
         "last_used_at",
     )
-    list_filter = (VentureFilter, "channel", "is_active")
+    list_filter = (VentureFilter, CampaignFilter, "channel", "is_active")
     list_select_related = ("venture", "campaign")
     search_fields = ("name", "slug", "narrative_angle", "variant_label")
     prepopulated_fields = {"slug": ("name",)}
@@ -308,33 +329,51 @@ class MessageTemplateAdmin(ScopedAdmin):
         return TemplateResponse(request, "admin/templating/messagetemplate/preview.html", context)
 
     def send_test_view(self, request, object_id):
+        """The preview's "Send me a test" posts here: a confirm page naming the template, the
+        lead it is rendered for, the address it goes to and the backend in force; the email
+        goes only once that page comes back confirmed."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         template = self._template_or_404(request, object_id)
         if not self.has_change_permission(request, template):
             raise PermissionDenied
         form = self._preview_form(request, template, request.POST)
-        if not form.is_valid():
-            messages.error(request, "Choose a campaign and a recipient first.")
-        else:
-            campaign, recipient = self._recipient(form)
-            try:
-                sent = services.template_send_test(
-                    template=template, recipient=recipient, campaign=campaign, user=request.user
-                )
-            except DomainError as exc:
-                messages.error(request, str(exc))
-            else:
-                said = (
-                    f"Test email to {request.user.email} (only you, labelled TEST): {sent.outcome}."
-                )
-                if sent.backend.delivers:
-                    messages.success(request, said)
-                else:
-                    messages.warning(request, f"{said} {NOT_DELIVERED_HINT}")
         query = urlencode({k: request.POST.get(k, "") for k in ("campaign", "recipient")})
         url = reverse("admin:templating_messagetemplate_preview", args=[quote(template.pk)])
-        return HttpResponseRedirect(f"{url}?{query}")
+        preview_url = f"{url}?{query}"
+        if not form.is_valid():
+            messages.error(request, "Choose a campaign and a recipient first.")
+            return HttpResponseRedirect(preview_url)
+        campaign, recipient = self._recipient(form)
+        data, page = confirmation(
+            self,
+            request,
+            [template],
+            SEND_TEST,
+            label=lambda t: f"{t.name}, rendered for {recipient.label} ({campaign.name})",
+            notes=lambda shown: _send_test_notes(request),
+            hidden=[(k, request.POST.get(k, "")) for k in ("campaign", "recipient")],
+            cancel_url=preview_url,
+        )
+        if page is not None:
+            return page
+        try:
+            sent = services.template_send_test(
+                template=template,
+                recipient=recipient,
+                campaign=campaign,
+                user=request.user,
+                reason=data["reason"],
+            )
+        except DomainError as exc:
+            messages.error(request, str(exc))
+        else:
+            said = f"Test email to {request.user.email} (only you, labelled TEST): {sent.outcome}."
+            if sent.backend.delivers:
+                messages.success(request, said)
+            else:
+                messages.warning(request, f"{said} {NOT_DELIVERED_HINT}")
+        return HttpResponseRedirect(preview_url)
 
     def campaign_check_view(self, request):
         if not self.has_view_permission(request):
@@ -360,6 +399,27 @@ class MessageTemplateAdmin(ScopedAdmin):
         return TemplateResponse(
             request, "admin/templating/messagetemplate/campaign_check.html", context
         )
+
+
+SEND_TEST = Operation(
+    name="send-test",
+    label="Send me a test",
+    permission="change",
+    apply=lambda template, user, reason: True,
+    title="Send me a test: are you sure?",
+    submit="Yes, send me the test",
+    warning="The email goes to your own address only, labelled TEST; never to the lead.",
+)
+
+
+def _send_test_notes(request) -> list[str]:
+    """Where the test goes and through which backend (and whether that delivers at all)."""
+    backend = email_backend_info()
+    to = request.user.email or "(no address on your account: the test will be refused)"
+    notes = [f"To: {to}.", f"Email backend in force: {backend.label}."]
+    if not backend.delivers:
+        notes.append(f"It will be {backend.not_delivered}. {NOT_DELIVERED_HINT}")
+    return notes
 
 
 def _blocks_warning(check: services.CampaignCheck):
@@ -406,6 +466,7 @@ def _highlighted(result: RenderResult) -> dict:
 @admin.register(MessageTemplateVersion)
 class MessageTemplateVersionAdmin(ReadOnlyAdmin):
     list_display = ("template", "number", "created_at", "created_by", "variant_label")
+    list_filter = (TemplateFilter,)
     list_select_related = ("template", "template__venture", "template__campaign")
     search_fields = ("template__name",)
     readonly_fields = (
@@ -424,7 +485,7 @@ class MessageTemplateVersionAdmin(ReadOnlyAdmin):
 @admin.register(RenderLog)
 class RenderLogAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "template_version", "subject_ref", "purpose", "outcome", "why")
-    list_filter = ("outcome", "purpose")
+    list_filter = ("outcome", "purpose", RenderTemplateFilter)
     list_select_related = ("template_version", "template_version__template")
     search_fields = ("=subject_ref",)
     fields = ("created_at", "template_version", "subject_ref", "purpose", "outcome", "why")

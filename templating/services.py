@@ -440,6 +440,7 @@ def template_send_test(
     recipient: Recipient,
     campaign: Campaign | None,
     user,
+    reason: str = "",
 ) -> SentTest:
     """Render for `recipient` and email the result to the operator's own address, never to the
     recipient, through the default email backend; says what that backend did with it.
@@ -484,6 +485,7 @@ def template_send_test(
             "to": "operator",
             "backend": backend.kind,
         },
+        reason=reason,
     )
     return SentTest(result, backend, outcome)
 

@@ -131,7 +131,7 @@ def test_an_administrator_reads_each_campaigns_state_and_stops_everything_from_t
     page.goto(reverse("admin:ventures_campaign_change", args=[spring.pk]))
     expect(page.locator("a.operation-kill")).to_have_class("operation-kill operation-danger")
     expect(page.locator("a.operation-go-live")).to_have_class("operation-go-live operation-danger")
-    expect(page.locator("button.operation-pause")).not_to_have_class("operation-danger")
+    expect(page.locator("a.operation-pause")).to_have_class("operation-pause")  # not red
     expect(page.locator(".deletelink")).to_have_count(0)
     shoot(page, "campaign-admin")
     page.click("a.operation-kill")
@@ -160,8 +160,7 @@ def test_an_operator_raising_a_running_campaigns_limit_confirms_with_a_reason(pa
     expect(page.locator(".field-effective_limit")).to_contain_text(
         "Effective today: 10 (campaign cap binds;"
     )
-    expect(page.locator("a.operation-pause")).to_have_count(0)  # pause is an immediate button
-    expect(page.locator("button.operation-pause")).to_have_count(1)
+    expect(page.locator("a.operation-pause")).to_have_count(1)  # to its confirm page
     expect(page.locator(".deletelink")).to_have_count(0)
     page.click("details.configuration summary")  # the settings: a section below the figures
     page.fill("#id_daily_send_limit", "5000")

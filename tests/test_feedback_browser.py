@@ -92,7 +92,9 @@ def test_operator_sees_a_positive_reply_past_its_sla_and_marks_it_handled(page, 
     assert badge.evaluate("e => getComputedStyle(e).backgroundColor") != "rgba(0, 0, 0, 0)"
     page.screenshot(path=tmp_path / "replies-overdue.png", full_page=True)
     rows.locator("th a, td a").first.click()
-    page.get_by_role("button", name="Mark handled").click()
+    page.click("a.operation-reply-handled")
+    expect(page.locator(".operation-objects")).to_contain_text("Replied from")
+    page.click("input[name=confirm]")
     expect(page.locator("ul.messagelist")).to_contain_text("Marked 1")
     page.goto(reverse("admin:outreach_feedbackevent_changelist") + "?handling=waiting")
     expect(page.locator("#result_list tbody tr")).to_have_count(1)

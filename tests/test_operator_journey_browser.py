@@ -99,7 +99,9 @@ def test_an_operators_day_from_import_to_report(page, day, tmp_path):
 
     # Start it; the tick (the cluster's job) sends the first emails; the figures move.
     page.goto(reverse("admin:ventures_campaign_change", args=[campaign.pk]))
-    page.click("button.operation-start")
+    page.click("a.operation-start")
+    expect(page.locator(".operation-warning")).to_contain_text("starts sending")
+    page.click("input[name=confirm]")
     expect(page.locator("ul.messagelist")).to_contain_text("Started 1 campaign")
     assert Campaign.objects.get(pk=campaign.pk).status == CampaignStatus.RUNNING
     tick(worker="journey", campaign=campaign)
@@ -122,12 +124,14 @@ def test_an_operators_day_from_import_to_report(page, day, tmp_path):
     rows = page.locator("#result_list tbody tr")
     expect(rows).to_have_count(1)
     rows.locator("th a, td a").first.click()
-    page.get_by_role("button", name="Mark handled").click()
+    page.click("a.operation-reply-handled")
+    page.click("input[name=confirm]")
     expect(page.locator("ul.messagelist")).to_contain_text("Marked 1")
 
     # Pause; then an Administrator stops everything with the global kill switch.
     page.goto(reverse("admin:ventures_campaign_change", args=[campaign.pk]))
-    page.click("button.operation-pause")
+    page.click("a.operation-pause")
+    page.click("input[name=confirm]")
     expect(page.locator("ul.messagelist")).to_contain_text("Paused 1 campaign")
     page.context.clear_cookies()
     log_in(page, "admin-ann")
@@ -155,7 +159,7 @@ def test_an_operators_day_from_import_to_report(page, day, tmp_path):
     page.context.clear_cookies()
     log_in(page, "viewer-vic")
     page.goto(reverse("admin:ventures_campaign_change", args=[campaign.pk]))
-    expect(page.locator("button.operation-resume")).to_have_count(0)
+    expect(page.locator("a.operation-resume")).to_have_count(0)
     expect(page.locator("input[name=_save]")).to_have_count(0)
     page.goto(reverse("admin:leads_lead_changelist"))
     expect(page.locator("#result_list")).to_contain_text("ann@acme.example")

@@ -40,6 +40,7 @@ def test_operator_watches_the_outbox_and_works_the_task_queue(page, tmp_path):
     expect(page.locator("#result_list tbody tr")).to_have_count(2)
     page.screenshot(path=tmp_path / "tasks.png", full_page=True)
     page.locator("#result_list tbody tr th a").first.click()
-    page.locator("button.operation-task-done").click()
+    page.locator("a.operation-task-done").click()
+    page.click("input[name=confirm]")
     expect(page.locator("ul.messagelist")).to_contain_text("Marked 1 manual task done.")
     assert OutboundMessage.objects.filter(state=MessageState.TASK_DONE).count() == 1

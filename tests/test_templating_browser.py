@@ -57,6 +57,10 @@ def test_operator_fixes_a_template_previews_a_blocked_lead_and_sends_a_test(page
     page.click("input[value=Preview]")
     expect(page.locator(".preview-status")).to_contain_text("Ready to send")
     page.click(".send-test-form input[type=submit]")
+    expect(page.locator(".operation-count")).to_contain_text("rendered for Sample lead")
+    expect(page.locator("#content-main")).to_contain_text("To: olga@agency.example.")
+    page.screenshot(path=SHOTS / "template-send-test-confirm.png", full_page=True)
+    page.click("input[name=confirm]")
     expect(page.locator("ul.messagelist")).to_contain_text(
         "Test email to olga@agency.example (only you, labelled TEST): kept in the server's memory"
     )

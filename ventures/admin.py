@@ -110,7 +110,7 @@ def _global_kill(on: bool) -> Callable[[SystemControl, Any, str], bool]:
     return apply
 
 
-def _transition_op(name: str, label: str, done: str) -> Operation:
+def _transition_op(name: str, label: str, done: str, warning: str) -> Operation:
     return Operation(
         name=name,
         label=label,
@@ -118,7 +118,20 @@ def _transition_op(name: str, label: str, done: str) -> Operation:
         unchanged="",
         permission="operate",
         apply=_transition(name),
+        warning=warning,
     )
+
+
+TRANSITION_WARNINGS = {
+    "start": "The campaign starts sending from the next tick, within its limits and send "
+    "window (in live mode, to real people).",
+    "pause": "Nothing more is sent until someone resumes the campaign; messages due meanwhile "
+    "wait.",
+    "resume": "The campaign sends again from the next tick, the messages that came due while "
+    "it was paused first.",
+    "stop": "Stop is final: the campaign never sends again and cannot be restarted (pause "
+    "holds the sends until someone resumes).",
+}
 
 
 KILL_WARNING = (
@@ -135,10 +148,10 @@ GO_LIVE_WARNING = (
 CAMPAIGN_OPERATIONS = {
     op.name: op
     for op in (
-        _transition_op("start", "Start", "Started"),
-        _transition_op("pause", "Pause", "Paused"),
-        _transition_op("resume", "Resume", "Resumed"),
-        _transition_op("stop", "Stop", "Stopped"),
+        _transition_op("start", "Start", "Started", TRANSITION_WARNINGS["start"]),
+        _transition_op("pause", "Pause", "Paused", TRANSITION_WARNINGS["pause"]),
+        _transition_op("resume", "Resume", "Resumed", TRANSITION_WARNINGS["resume"]),
+        _transition_op("stop", "Stop", "Stopped", TRANSITION_WARNINGS["stop"]),
         Operation(
             name="kill",
             label="Kill",
@@ -146,7 +159,6 @@ CAMPAIGN_OPERATIONS = {
             unchanged="{count} {noun} already killed.",
             permission="kill",
             apply=_campaign_kill(True),
-            confirm=True,
             reason_required=True,
             warning=KILL_WARNING,
             danger=True,
@@ -159,7 +171,6 @@ CAMPAIGN_OPERATIONS = {
             permission="kill",
             apply=_campaign_kill(False),
             # Unkilling a running campaign resumes sending: confirm, as for ventures.
-            confirm=True,
             warning="A running campaign starts sending again (unless another switch stops it).",
         ),
         Operation(
@@ -169,7 +180,6 @@ CAMPAIGN_OPERATIONS = {
             unchanged="{count} {noun} already in live mode.",
             permission="go_live",
             apply=_campaign_mode(SendMode.LIVE),
-            confirm=True,
             warning=GO_LIVE_WARNING,
             danger=True,
         ),
@@ -180,6 +190,8 @@ CAMPAIGN_OPERATIONS = {
             unchanged="{count} {noun} already in proof mode.",
             permission="operate",
             apply=_campaign_mode(SendMode.PROOF),
+            warning="From the next tick the campaign writes its messages as proof files "
+            "instead of sending them: nobody receives them.",
         ),
         Operation(
             name="new-capture-link",
@@ -188,7 +200,6 @@ CAMPAIGN_OPERATIONS = {
             unchanged="",
             permission="operate",
             apply=_capture_link_rotate,
-            confirm=True,
             warning="The lead-capture link shared so far stops working at once: visitors get "
             'a page that says the form is closed. Share the new link (campaign action "Show '
             'the lead-capture form links").',
@@ -268,7 +279,6 @@ VENTURE_OPERATIONS = {
         label="Add a member",
         permission="members",
         apply_all=_member_add,
-        confirm=True,
         fields=_member_fields,
         clean=_member_check,
         title="Add a member",
@@ -283,7 +293,6 @@ VENTURE_OPERATIONS = {
         unchanged="{count} {noun} already killed.",
         permission="kill",
         apply=_venture_kill(True),
-        confirm=True,
         reason_required=True,
         warning="Every campaign of the venture stops sending at once, until an Administrator "
         "unkills the venture.",
@@ -296,7 +305,6 @@ VENTURE_OPERATIONS = {
         unchanged="{count} {noun} not killed.",
         permission="kill",
         apply=_venture_kill(False),
-        confirm=True,
         warning="Campaigns of the venture that are running start sending again.",
     ),
 }
@@ -309,7 +317,6 @@ GLOBAL_OPERATIONS = {
         unchanged="The global kill switch was already on.",
         permission="toggle",
         apply=_global_kill(True),
-        confirm=True,
         reason_required=True,
         warning="Every campaign of every venture stops sending at once, and nothing is sent "
         "until someone turns the switch off. Campaigns keep their status: they resume where "
@@ -325,7 +332,6 @@ GLOBAL_OPERATIONS = {
         unchanged="The global kill switch was already off.",
         permission="toggle",
         apply=_global_kill(False),
-        confirm=True,
         warning="Running campaigns start sending again (unless another switch stops them).",
         title="Turn off the global kill switch: are you sure?",
         submit="Yes, let campaigns send again",
@@ -538,14 +544,14 @@ class CampaignAdmin(OperationsAdmin):
     actions = tuple(
         operation_action(name, CAMPAIGN_OPERATIONS[op], description)
         for name, op, description in (
-            ("start_campaigns", "start", "Start selected campaigns"),
-            ("pause_campaigns", "pause", "Pause selected campaigns"),
-            ("resume_campaigns", "resume", "Resume selected campaigns"),
-            ("stop_campaigns", "stop", "Stop selected campaigns"),
+            ("start_campaigns", "start", "Start selected campaigns…"),
+            ("pause_campaigns", "pause", "Pause selected campaigns…"),
+            ("resume_campaigns", "resume", "Resume selected campaigns…"),
+            ("stop_campaigns", "stop", "Stop selected campaigns…"),
             ("kill_campaigns", "kill", "Kill selected campaigns…"),
             ("unkill_campaigns", "unkill", "Unkill selected campaigns…"),
             ("go_live_campaigns", "go-live", "Switch selected campaigns to live mode…"),
-            ("go_proof_campaigns", "go-proof", "Switch selected campaigns to proof mode"),
+            ("go_proof_campaigns", "go-proof", "Switch selected campaigns to proof mode…"),
             (
                 "new_capture_links",
                 "new-capture-link",
@@ -882,7 +888,7 @@ class AuditEventAdmin(ReadOnlyMixin, ScopedAdmin):
 
     venture_lookup = "venture_id"
     list_display = ("created_at", "actor", "action", "entity", "venture_name", "reason")
-    list_filter = (AuditVentureFilter,)
+    list_filter = (AuditVentureFilter, ("created_at", admin.DateFieldListFilter))
     # The trail only grows: never COUNT(*) it on every page load.
     paginator = CappedCountPaginator
     show_full_result_count = False
@@ -931,8 +937,40 @@ class AuditEventAdmin(ReadOnlyMixin, ScopedAdmin):
 # --- Venture API tokens (Administrators only) -----------------------------------------------------
 
 
+class TokenStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return (("active", "Active"), ("revoked", "Revoked"))
+
+    def queryset(self, request, queryset):
+        if self.value() in ("active", "revoked"):
+            return queryset.filter(revoked_at__isnull=self.value() == "active")
+        return queryset
+
+
+def _token_revoke(token: VentureApiToken, user: Any, reason: str) -> bool:
+    return services.venture_api_token_revoke(token=token, actor=user, reason=reason)
+
+
+TOKEN_OPERATIONS = {
+    "revoke": Operation(
+        name="revoke",
+        label="Revoke",
+        done="Revoked {count} {noun}.",
+        unchanged="{count} {noun} had been revoked already.",
+        permission="change",
+        apply=_token_revoke,
+        warning="Scripts and forms using the token are refused from now on; a revoked token "
+        "cannot be brought back (make a new one).",
+        danger=True,
+    ),
+}
+
+
 @admin.register(VentureApiToken)
-class VentureApiTokenAdmin(ScopedAdmin):
+class VentureApiTokenAdmin(OperationsAdmin):
     """Create (plaintext shown once, on the page itself, never in a message or a log) and revoke."""
 
     list_display = (
@@ -945,8 +983,12 @@ class VentureApiTokenAdmin(ScopedAdmin):
         "last_used_at",
     )
     list_select_related = ("venture",)
-    list_filter = (VentureFilter,)
-    actions = ("revoke_tokens",)
+    list_filter = (VentureFilter, TokenStateFilter)
+    search_fields = ("name", "prefix")
+    operations = TOKEN_OPERATIONS
+    actions = (
+        operation_action("revoke_tokens", TOKEN_OPERATIONS["revoke"], "Revoke selected tokens…"),
+    )
     fields = ("venture", "name", "prefix", "created_by", "created_at", "last_used_at", "revoked_at")
     readonly_fields = fields
 
@@ -997,9 +1039,8 @@ class VentureApiTokenAdmin(ScopedAdmin):
         response["Cache-Control"] = "no-store"
         return response
 
-    @admin.action(description="Revoke selected tokens", permissions=["change"])
-    def revoke_tokens(self, request, queryset):
-        revoked = sum(
-            services.venture_api_token_revoke(token=token, actor=request.user) for token in queryset
-        )
-        self.message_user(request, f"Revoked {revoked} token(s).", messages.SUCCESS)
+    def applicable_operations(self, obj: VentureApiToken) -> list[str]:
+        return [] if obj.revoked_at else ["revoke"]
+
+    def confirm_label(self, request, obj: VentureApiToken) -> str:
+        return f"{obj.name} ({obj.venture.name}, {obj.prefix}…): {self.state(obj)}"

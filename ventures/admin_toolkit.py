@@ -4,12 +4,16 @@
   object to the ventures the user may see (`ventures.selectors` holds the rule; this module asks
   it once per request). Another venture's object is a 404, exactly like a missing one.
 - **Operations.** An `Operation` is one operator action: a changelist action and, where it makes
-  sense, an object-tools button on the change page. It goes through a confirm page (with a
-  reason for the audit trail) when it is dangerous or acts on a whole selection, then calls a
-  service: per object (`apply`), or once for the whole selection (`apply_all`: a million leads
-  are one UPDATE, not a loop). Refusals (`DomainError`) become error messages, never a 500.
+  sense, an object-tools button on the change page. It always goes through a confirm page that
+  names what it will touch (with a reason for the audit trail); a GET or an unconfirmed POST
+  changes nothing. Then it calls a service: per object (`apply`), or once for the whole
+  selection (`apply_all`: a million leads are one UPDATE, not a loop). Refusals (`DomainError`)
+  become error messages, never a 500. `confirmed_action` gives a plain admin action (one
+  another app wrote, say) the same confirm page.
 - **Audit.** `AuditedAdmin` records every form save and delete, with the before state read
   from the database, and shows the object's audit trail.
+- **Filters.** `VentureFilter`, `CampaignFilter` and `VentureObjectFilter` offer only what the
+  user's ventures hold: an Operator never sees another venture's names in a filter.
 - **Big tables and bad addresses.** `CappedCountPaginator` never counts a whole table;
   `IdChoiceFilter` ignores a filter value that is no id; `QueryStringGuard` turns a query string
   the database cannot take into a message, on every admin of the site (`guard_admin_site`).
@@ -136,6 +140,22 @@ class VentureFilter(IdChoiceFilter):
         return list(ventures_visible_to(request.user).values_list("pk", "name"))
 
 
+class VentureObjectFilter(IdChoiceFilter):
+    """A filter on a foreign key to one venture's objects (`model`: mailboxes, templates,
+    segments) that offers only those of the ventures the user may see, as "Venture / object"
+    in `order`, each named by `name(obj)`."""
+
+    model: type[models.Model]
+    order: tuple[str, ...] = ("venture__name", "pk")
+
+    def name(self, obj) -> str:
+        return str(obj)
+
+    def lookups(self, request, model_admin):
+        rows = scope_to_ventures(self.model.objects.select_related("venture"), request)
+        return [(o.pk, f"{o.venture.name} / {self.name(o)}") for o in rows.order_by(*self.order)]
+
+
 class CampaignFilter(IdChoiceFilter):
     """A campaign filter that offers only the campaigns the user may see."""
 
@@ -204,12 +224,20 @@ class QueryStringGuard:
 
 
 def guard_admin_site(site: admin.AdminSite) -> None:
-    """Give every registered admin that lacks it the QueryStringGuard (auth, django-q2...)."""
+    """Give every registered admin that lacks it the QueryStringGuard (auth, django-q2...),
+    and put each of its own actions behind the toolkit's confirm page (django-q2's "Resubmit
+    selected tasks" runs a tick again, which sends): no action of the site acts unconfirmed."""
     for model, model_admin in list(site._registry.items()):
         if isinstance(model_admin, QueryStringGuard):
             continue
+        actions = [
+            confirmed_action(a) if callable(a) and not getattr(a, "aicmo_confirmed", False) else a
+            for a in model_admin.actions or ()
+        ]
         guarded = type(
-            f"Guarded{type(model_admin).__name__}", (QueryStringGuard, type(model_admin)), {}
+            f"Guarded{type(model_admin).__name__}",
+            (QueryStringGuard, type(model_admin)),
+            {"actions": actions},
         )
         site.unregister(model)
         site.register(model, guarded)
@@ -228,6 +256,13 @@ class ScopedAdmin(QueryStringGuard, admin.ModelAdmin):
     show_full_result_count = False  # no COUNT(*) of the whole table on every page
     venture_lookup: str | None = "venture"
     with_global_rows = False
+
+    def __init__(self, model, admin_site):
+        super().__init__(model, admin_site)
+        if issubclass(self.paginator, CappedCountPaginator):
+            # A list too big to count is too big for Django's facet counts (a COUNT per
+            # filter choice): no "Show counts" link.
+            self.show_facets = admin.ShowFacets.NEVER
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
@@ -365,12 +400,13 @@ class Operation:
     Either `apply(obj, user, reason)`, called for each object, which returns False when the
     object was already in the wanted state (reported with `done` and `unchanged`, formatted with
     `count` and `noun`); or `apply_all(queryset, user, data)`, called once for the whole
-    selection with the confirm form's cleaned data, which returns the messages to show. An
-    `apply_all` operation always confirms: it may act on every row matching the list's filters.
+    selection with the confirm form's cleaned data, which returns the messages to show. Every
+    operation confirms first, on a page naming the objects it will touch (pausing, marking a
+    task done and switching to proof mode too: each changes what is sent).
     `permission` names a `has_<permission>_permission(request)` method of the ModelAdmin;
     `fields(request)` adds fields to the confirm form (a target segment, say) and
     `clean(cleaned_data)` checks them together (raising ValidationError). `danger` marks
-    what stops or starts real sending (kill, live mode): red, and always confirmed.
+    what stops or starts real sending (kill, live mode): red.
     `title` and `submit` replace the confirm page's "<label>: are you sure?" and "Yes, <label>".
     """
 
@@ -381,7 +417,6 @@ class Operation:
     apply_all: Callable[[QuerySet, Any, dict], Messages] | None = None
     done: str = ""
     unchanged: str = ""
-    confirm: bool = False
     reason_required: bool = False
     warning: str = ""
     fields: Callable[[Any], dict[str, forms.Field]] | None = None
@@ -393,10 +428,6 @@ class Operation:
     def __post_init__(self) -> None:
         if (self.apply is None) == (self.apply_all is None):
             raise TypeError(f"operation {self.name!r} needs exactly one of apply and apply_all")
-        if self.apply_all is not None and not self.confirm:
-            raise TypeError(f"operation {self.name!r} acts on a selection: it must confirm")
-        if self.danger and not self.confirm:
-            raise TypeError(f"operation {self.name!r} is dangerous: it must confirm")
 
 
 # Panels other apps add to a change page (the outbox adds one to the campaign page), without
@@ -416,24 +447,121 @@ def register_change_panel(
 
 
 def operation_action(name: str, operation: Operation, description: str) -> Callable:
-    """The changelist action `name` for `operation`: it confirms first when the operation
-    does, and needs the operation's permission (Django hides it from users without)."""
+    """The changelist action `name` for `operation`: it confirms first, and needs the
+    operation's permission (Django hides it from users without)."""
 
     def action(modeladmin, request, queryset):
-        if operation.confirm:
-            return modeladmin.confirm_operation(request, queryset, operation, name)
-        modeladmin.run_operation(request, queryset, operation)
-        return None
+        return modeladmin.confirm_operation(request, queryset, operation, name)
 
     action.__name__ = name
     return admin.action(description=description, permissions=[operation.permission])(action)
 
 
+def confirmation(
+    modeladmin: admin.ModelAdmin,
+    request,
+    objects: Iterable,
+    op: Operation,
+    action_name: str = "",
+    *,
+    label: Callable[[Any], str] = str,
+    notes: Callable[[list], list[str]] = lambda shown: [],
+    hidden: Iterable[tuple[str, str]] = (),
+    cancel_url: str = "",
+) -> tuple[dict | None, TemplateResponse | None]:
+    """`(cleaned data, None)` once the confirm form came back confirmed (`post=yes`) and
+    valid, else `(None, the confirm page)`: what `op` will do, how many objects it touches
+    and the first CONFIRM_SHOWN of them by `label`, with the reason form. `hidden` (name,
+    value) pairs go back with the form (a custom view's own parameters); `cancel_url` replaces
+    the way back (the object's page, or the list). Nothing is changed here: the caller acts on
+    the data, and only then."""
+    if op.apply_all is None:
+        objects = list(objects)
+        count, shown = len(objects), objects[:CONFIRM_SHOWN]
+    else:
+        count, shown = objects.count(), list(objects[:CONFIRM_SHOWN])
+    extra = op.fields(request) if op.fields else None
+    if request.method == "POST" and request.POST.get("post") == "yes":
+        form = ReasonForm(
+            request.POST, reason_required=op.reason_required, extra=extra, check=op.clean
+        )
+        if form.is_valid():
+            return form.cleaned_data, None
+    else:
+        form = ReasonForm(reason_required=op.reason_required, extra=extra)
+    opts = modeladmin.opts
+    single = shown[0] if count == 1 and not action_name else None
+    site = modeladmin.admin_site.name
+    cancel = cancel_url or (
+        reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[quote(single.pk)])
+        if single
+        else reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist", current_app=site)
+    )
+    context = {
+        **modeladmin.admin_site.each_context(request),
+        "title": op.title or f"{op.label}: are you sure?",
+        "submit_label": op.submit or f"Yes, {op.label.lower()}",
+        "opts": opts,
+        "operation": op,
+        "count": count,
+        "objects": shown,
+        "labels": [label(obj) for obj in shown],
+        "more": count - len(shown),
+        "object": single,
+        "objects_name": model_ngettext(opts, count),
+        "notes": notes(shown),
+        "form": form,
+        "action_name": action_name,
+        "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+        "select_across": request.POST.get("select_across") == "1",
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "cancel_url": cancel,
+        "hidden": list(hidden),
+    }
+    request.current_app = site
+    return None, TemplateResponse(request, "admin/ventures/confirm_operation.html", context)
+
+
+def confirmed_action(func: Callable, *, warning: str = "") -> Callable:
+    """`func`, a plain admin action (`func(modeladmin, request, queryset)`, one another app
+    wrote), behind the toolkit's confirm page: it runs only once the page came back confirmed,
+    and each selected object gets an audit row with the reason given."""
+    description = str(getattr(func, "short_description", "") or func.__name__.replace("_", " "))
+    label = description.rstrip("…").replace(" selected", "").strip() or func.__name__
+    op = Operation(
+        name=func.__name__,
+        label=label[:1].upper() + label[1:],
+        permission="change",
+        apply_all=lambda queryset, user, data: [],
+        warning=warning,
+    )
+
+    def action(modeladmin, request, queryset):
+        data, page = confirmation(modeladmin, request, queryset, op, func.__name__)
+        if page is not None:
+            return page
+        with transaction.atomic():
+            for obj in queryset:
+                services.audit_record(
+                    actor=request.user,
+                    action=f"{modeladmin.opts.model_name}.{func.__name__}",
+                    entity=obj,
+                    reason=data["reason"],
+                )
+            return func(modeladmin, request, queryset)
+
+    action.__name__ = func.__name__
+    action.aicmo_confirmed = True
+    permissions = getattr(func, "allowed_permissions", None)
+    described = description if description.endswith("…") else description + "…"
+    return admin.action(description=described, permissions=permissions)(action)
+
+
 class OperationsAdmin(AuditedAdmin):
     """Operations as changelist actions and as object-tools buttons on the change page.
 
-    Buttons that act at once are POST-only URLs (a GET is 405); confirmed operations show a
-    confirm page on GET and act on a POST carrying `post=yes` and a valid form. A changelist
+    A button links to the operation's confirm page (GET), which acts on a POST carrying
+    `post=yes` and a valid form; any other request changes nothing. A changelist
     action confirms with `confirm_operation(request, queryset, op, action_name)`: the page posts
     back the selection as Django's own actions do (the ids, or "all matching" with the list's
     filters still in the address), so a confirmed action acts on exactly what was selected.
@@ -497,66 +625,32 @@ class OperationsAdmin(AuditedAdmin):
 
     def operation_view(self, request, object_id, operation):
         op = self.operations[operation]
-        allowed = ("GET", "HEAD", "POST") if op.confirm else ("POST",)
+        allowed = ("GET", "HEAD", "POST")
         if request.method not in allowed:
             return HttpResponseNotAllowed(allowed)
         obj = self.get_object(request, unquote(object_id))
         if not self.has_operation_permission(request, op):
             raise PermissionDenied
         selection = [obj] if op.apply else self.get_queryset(request).filter(pk=obj.pk)
-        if op.confirm:
-            response = self.confirm_operation(request, selection, op)
-            if response is not None:
-                return response
-        else:
-            self.run_operation(request, selection, op)
+        response = self.confirm_operation(request, selection, op)
+        if response is not None:
+            return response
         return HttpResponseRedirect(self.change_url(obj))
 
     def confirm_operation(self, request, objects: Iterable, op: Operation, action_name=""):
         """The confirm page; returns None once the confirmed operation has run."""
-        if op.apply_all is None:
-            objects = list(objects)
-            count, shown = len(objects), objects[:CONFIRM_SHOWN]
-        else:
-            count, shown = objects.count(), list(objects[:CONFIRM_SHOWN])
-        extra = op.fields(request) if op.fields else None
-        if request.method == "POST" and request.POST.get("post") == "yes":
-            form = ReasonForm(
-                request.POST, reason_required=op.reason_required, extra=extra, check=op.clean
-            )
-            if form.is_valid():
-                self.run_operation(request, objects, op, data=form.cleaned_data)
-                return None
-        else:
-            form = ReasonForm(reason_required=op.reason_required, extra=extra)
-        single = shown[0] if count == 1 and not action_name else None
-        context = {
-            **self.admin_site.each_context(request),
-            "title": op.title or f"{op.label}: are you sure?",
-            "submit_label": op.submit or f"Yes, {op.label.lower()}",
-            "opts": self.opts,
-            "operation": op,
-            "count": count,
-            "objects": shown,
-            "labels": [self.confirm_label(request, obj) for obj in shown],
-            "more": count - len(shown),
-            "object": single,
-            "objects_name": model_ngettext(self.opts, count),
-            "notes": self.confirm_notes(request, op, shown),
-            "form": form,
-            "action_name": action_name,
-            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
-            "select_across": request.POST.get("select_across") == "1",
-            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-            "cancel_url": self.change_url(single)
-            if single
-            else reverse(
-                f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist",
-                current_app=self.admin_site.name,
-            ),
-        }
-        request.current_app = self.admin_site.name
-        return TemplateResponse(request, "admin/ventures/confirm_operation.html", context)
+        data, page = confirmation(
+            self,
+            request,
+            objects,
+            op,
+            action_name,
+            label=lambda obj: self.confirm_label(request, obj),
+            notes=lambda shown: self.confirm_notes(request, op, shown),
+        )
+        if page is None:
+            self.run_operation(request, objects, op, data=data)
+        return page
 
     def run_operation(self, request, objects: Iterable, op: Operation, data=None) -> None:
         data = data or {"reason": ""}
@@ -598,9 +692,8 @@ class OperationsAdmin(AuditedAdmin):
             **(extra_context or {}),
             "operation_buttons": [
                 {
-                    "label": op.label + ("…" if op.confirm else ""),
+                    "label": op.label + "…",
                     "url": self.operation_url(obj, op.name),
-                    "confirm": op.confirm,
                     "danger": op.danger,
                     "name": op.name,
                 }

@@ -459,10 +459,10 @@ def test_administrator_revokes_tokens(client, administrator, venture):
     client.force_login(administrator)
     response = client.post(
         reverse("admin:ventures_ventureapitoken_changelist"),
-        {"action": "revoke_tokens", ACTION_CHECKBOX_NAME: [token.pk]},
+        {"action": "revoke_tokens", ACTION_CHECKBOX_NAME: [token.pk], "post": "yes"},
         follow=True,
     )
-    assert "Revoked 1 token(s)." in text(response)
+    assert "Revoked 1 venture API token." in text(response)
     token.refresh_from_db()
     assert token.revoked_at is not None
 
@@ -507,7 +507,7 @@ def test_scoring_rules_are_scoped_and_rescore_action_updates_grades(
     assert {r.pk for r in listing.context["cl"].result_list} == {mine.pk}
     response = client.post(
         reverse("admin:leads_scoringrule_changelist"),
-        {"action": "rescore_ventures", ACTION_CHECKBOX_NAME: [mine.pk]},
+        {"action": "rescore_ventures", ACTION_CHECKBOX_NAME: [mine.pk], "post": "yes"},
         follow=True,
     )
     assert "Re-scored the leads of" in text(response)

@@ -102,7 +102,11 @@ def test_the_task_queue_lists_open_tasks_and_done_plans_the_next_step(op_client,
     assert [t.pk for t in queue.context["cl"].result_list] == [task.pk]
     assert "Hi Lena" in text(queue)
     url = reverse("admin:outreach_manualtask_operation", args=[task.pk, "task-done"])
-    op_client.post(url, follow=True)
+    confirm = op_client.post(url)
+    assert "Mark done: are you sure?" in text(confirm) and str(task) in text(confirm)
+    task.refresh_from_db()
+    assert task.state == MessageState.TASK_OPEN  # not before the confirm page comes back
+    op_client.post(url, {"post": "yes", "reason": "Called her"}, follow=True)
     task.refresh_from_db()
     assert task.state == MessageState.TASK_DONE and task.settled_by == "op-otto"
     assert OutboundMessage.objects.filter(lead=lead, step__position=2).exists()

@@ -167,7 +167,10 @@ def test_the_console_flags_overdue_replies_and_an_operator_marks_them_handled(cl
         panel = client.get(f"/admin/ventures/campaign/{sent.campaign.pk}/change/", secure=True)
         assert "1 past the 24 h SLA" in panel.content.decode()
         done = client.post(
-            f"/admin/outreach/feedbackevent/{event.pk}/reply-handled/", secure=True, follow=True
+            f"/admin/outreach/feedbackevent/{event.pk}/reply-handled/",
+            {"post": "yes"},
+            secure=True,
+            follow=True,
         )
     assert "Marked 1" in done.content.decode()
     assert FeedbackEvent.objects.get(pk=event.pk).handled_by == "op-olga"

@@ -223,7 +223,8 @@ def test_changelist_lists_only_visible_ventures(op_client, template, other_ventu
 def test_send_me_a_test_goes_to_the_operator_only(op_client, template, campaign, operator):
     lead = LeadFactory(campaign=campaign, first_name="Lena", email="lena@prospect.example")
     response = op_client.post(
-        url("send_test", template.pk), {"campaign": campaign.pk, "recipient": f"lead:{lead.pk}"}
+        url("send_test", template.pk),
+        {"campaign": campaign.pk, "recipient": f"lead:{lead.pk}", "post": "yes"},
     )
     assert response.status_code == 302
     assert len(mail.outbox) == 1
@@ -240,13 +241,29 @@ def test_send_me_a_test_goes_to_the_operator_only(op_client, template, campaign,
     )
 
 
+def test_send_me_a_test_confirms_first_naming_template_lead_address_and_backend(
+    op_client, template, campaign, operator
+):
+    lead = LeadFactory(campaign=campaign, first_name="Lena", email="lena@prospect.example")
+    response = op_client.post(
+        url("send_test", template.pk), {"campaign": campaign.pk, "recipient": f"lead:{lead.pk}"}
+    )
+    shown = page(response)
+    assert "Send me a test: are you sure?" in shown
+    assert f"{template.name}, rendered for Lena Lead" in shown and "lena@prospect.example" in shown
+    assert f"To: {operator.email}." in shown and "Email backend in force:" in shown
+    assert f'name="recipient" value="lead:{lead.pk}"' in shown
+    assert mail.outbox == []
+    assert not AuditEvent.objects.filter(action="template.send_test").exists()
+
+
 def test_send_me_a_test_refuses_get(op_client, template):
     assert op_client.get(url("send_test", template.pk)).status_code == 405
     assert mail.outbox == []
 
 
 def test_send_me_a_test_is_rate_limited(op_client, template, campaign):
-    data = {"campaign": campaign.pk, "recipient": "sample"}
+    data = {"campaign": campaign.pk, "recipient": "sample", "post": "yes"}
     for _ in range(TEST_EMAIL_LIMIT):
         op_client.post(url("send_test", template.pk), data)
     response = op_client.post(url("send_test", template.pk), data, follow=True)
@@ -259,7 +276,7 @@ def test_send_me_a_test_refuses_a_blocked_render(op_client, campaign):
     lead = LeadFactory(campaign=campaign)
     response = op_client.post(
         url("send_test", template.pk),
-        {"campaign": campaign.pk, "recipient": f"lead:{lead.pk}"},
+        {"campaign": campaign.pk, "recipient": f"lead:{lead.pk}", "post": "yes"},
         follow=True,
     )
     assert "Not sent: the render is blocked (undefined_variable)" in page(response)
@@ -279,7 +296,7 @@ def test_send_me_a_test_needs_an_address(client, venture, template):
     client.force_login(user)
     response = client.post(
         url("send_test", template.pk),
-        {"campaign": template.campaign_id, "recipient": "sample"},
+        {"campaign": template.campaign_id, "recipient": "sample", "post": "yes"},
         follow=True,
     )
     assert "no email address" in page(response)
@@ -552,7 +569,7 @@ def _send_test(op_client, template, campaign):
     return page(
         op_client.post(
             url("send_test", template.pk),
-            {"campaign": campaign.pk, "recipient": "sample"},
+            {"campaign": campaign.pk, "recipient": "sample", "post": "yes"},
             follow=True,
         )
     )

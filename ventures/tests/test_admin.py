@@ -147,7 +147,9 @@ def test_bulk_action_acts_only_on_visible_campaigns(
     client, operator, campaign, other_venture_campaign
 ):
     client.force_login(operator)
-    response = run_action(client, "start_campaigns", [campaign, other_venture_campaign])
+    confirm = text(run_action(client, "start_campaigns", [campaign, other_venture_campaign]))
+    assert campaign.name in confirm and other_venture_campaign.name not in confirm
+    response = run_action(client, "start_campaigns", [campaign, other_venture_campaign], post="yes")
     assert "Started 1 campaign." in text(response)
     campaign.refresh_from_db()
     other_venture_campaign.refresh_from_db()
@@ -331,17 +333,28 @@ def test_administrator_sees_kill_and_live_buttons(client, administrator, campaig
 
 
 @pytest.mark.parametrize("operation", ["start", "pause", "resume", "stop", "go-proof"])
-def test_get_to_an_immediate_operation_is_405(client, administrator, campaign, operation):
+def test_every_campaign_button_confirms_before_it_changes_anything(
+    client, administrator, campaign, operation
+):
+    campaign.mode = SendMode.LIVE
+    campaign.save()
     client.force_login(administrator)
-    response = client.get(op_url(campaign, operation))
-    assert response.status_code == 405
+    for response in (
+        client.get(op_url(campaign, operation)),
+        client.post(op_url(campaign, operation)),
+    ):
+        assert response.status_code == 200
+        assert "are you sure?" in text(response)
+        assert f"{campaign.name} ({campaign.venture.name}): Draft" in text(response)
+    assert client.put(op_url(campaign, operation)).status_code == 405
     campaign.refresh_from_db()
-    assert campaign.status == CampaignStatus.DRAFT
+    assert (campaign.status, campaign.mode) == (CampaignStatus.DRAFT, SendMode.LIVE)
+    assert not AuditEvent.objects.for_entity(campaign).exists()
 
 
 def test_start_button_starts_the_campaign_and_says_so(client, operator, campaign):
     client.force_login(operator)
-    response = client.post(op_url(campaign, "start"))
+    response = client.post(op_url(campaign, "start"), {"post": "yes"})
     assert response.status_code == 302
     assert response.url == admin_url("campaign_change", campaign.pk)
     campaign.refresh_from_db()
@@ -353,7 +366,7 @@ def test_start_button_starts_the_campaign_and_says_so(client, operator, campaign
 
 def test_illegal_transition_is_an_error_message_not_a_500(client, operator, campaign):
     client.force_login(operator)
-    response = client.post(op_url(campaign, "pause"), follow=True)
+    response = client.post(op_url(campaign, "pause"), {"post": "yes"}, follow=True)
     assert response.status_code == 200
     assert f"Cannot pause campaign '{campaign.slug}': it is Draft." in text(response)
     campaign.refresh_from_db()
@@ -364,7 +377,7 @@ def test_bulk_start_reports_count_and_each_refusal(client, operator, venture):
     drafts = CampaignFactory.create_batch(2, venture=venture)
     already = running(CampaignFactory(venture=venture))
     client.force_login(operator)
-    response = run_action(client, "start_campaigns", [*drafts, already])
+    response = run_action(client, "start_campaigns", [*drafts, already], post="yes")
     page = text(response)
     assert "Started 2 campaigns." in page
     assert f"Cannot start campaign '{already.slug}': it is Running." in page
@@ -380,7 +393,7 @@ def test_pause_resume_stop_round_trip_through_actions(client, operator, campaign
         ("resume_campaigns", CampaignStatus.RUNNING),
         ("stop_campaigns", CampaignStatus.STOPPED),
     ]:
-        run_action(client, action, [campaign])
+        run_action(client, action, [campaign], post="yes")
         campaign.refresh_from_db()
         assert campaign.status == expected
     actions = list(AuditEvent.objects.for_entity(campaign).values_list("action", flat=True))
@@ -519,7 +532,7 @@ def test_operator_may_switch_back_to_proof(client, operator, campaign):
     campaign.mode = SendMode.LIVE
     campaign.save()
     client.force_login(operator)
-    client.post(op_url(campaign, "go-proof"))
+    client.post(op_url(campaign, "go-proof"), {"post": "yes"})
     campaign.refresh_from_db()
     assert campaign.mode == SendMode.PROOF
 
@@ -638,8 +651,8 @@ def test_operator_cannot_toggle_the_global_kill_switch(client, operator):
 
 def test_campaign_page_shows_its_audit_trail_newest_first(client, operator, campaign):
     client.force_login(operator)
-    client.post(op_url(campaign, "start"))
-    client.post(op_url(campaign, "pause"))
+    client.post(op_url(campaign, "start"), {"post": "yes"})
+    client.post(op_url(campaign, "pause"), {"post": "yes"})
     page = text(client.get(admin_url("campaign_change", campaign.pk)))
     assert page.index("campaign.pause") < page.index("campaign.start")
     assert "status: running → paused" in page

@@ -95,9 +95,7 @@ def test_an_operation_acts_per_object_or_on_the_whole_selection_never_both():
         Operation(name="x", label="X", permission="change")
     with pytest.raises(TypeError, match="exactly one"):
         Operation(name="x", label="X", permission="change", apply=each, apply_all=whole)
-    with pytest.raises(TypeError, match="must confirm"):
-        Operation(name="x", label="X", permission="change", apply_all=whole)
-    assert Operation(name="x", label="X", permission="change", apply_all=whole, confirm=True)
+    assert Operation(name="x", label="X", permission="change", apply_all=whole)
 
 
 @pytest.fixture

@@ -271,7 +271,7 @@ REASONS_OFFERED = 60  # reason codes the message list's filter offers
 
 def recipient_search(queryset, search_term: str):
     """The start of an address, not case-sensitive: `lower(recipient) LIKE 'term%'`, which the
-    lower(recipient) pattern indexes serve (migration 0012_lists_search_indexes) on a million
+    lower(recipient) pattern indexes serve (migration 0013_lists_search_indexes) on a million
     messages or feedback events."""
     term = search_term.strip().lower()
     if not term:

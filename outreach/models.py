@@ -395,7 +395,7 @@ class OutboundMessage(models.Model):
                 fields=["reason_code"], condition=~Q(reason_code=""), name="outbound_reason_idx"
             ),
             # The search on the recipient's address: lower(recipient) LIKE 'prefix%', created
-            # per database in migration 0012_lists_search_indexes (not described here).
+            # per database in migration 0013_lists_search_indexes (not described here).
         ]
 
     def __str__(self) -> str:
@@ -603,7 +603,7 @@ class FeedbackEvent(models.Model):
                 fields=["received_at"], condition=Q(message__isnull=True), name="feedback_unmatched"
             ),
             # The event list's search, lower(recipient) LIKE 'prefix%': migration
-            # 0012_lists_search_indexes creates it per database (not described here).
+            # 0013_lists_search_indexes creates it per database (not described here).
         ]
 
     def __str__(self) -> str:

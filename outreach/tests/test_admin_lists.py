@@ -1,5 +1,5 @@
 """Lists of a million rows: the message and feedback searches and the sent-date filter
-(outreach 0012_lists_search_indexes) and the suppression list's search (leads
+(outreach 0013_lists_search_indexes) and the suppression list's search (leads
 0015_lists_suppression_search_index) are index lookups on PostgreSQL, never a scan."""
 
 from __future__ import annotations

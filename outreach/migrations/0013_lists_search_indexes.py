@@ -34,7 +34,7 @@ def backward(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("outreach", "0011_narrative_memory")]
+    dependencies = [("outreach", "0012_lead_facts")]
 
     operations = [
         migrations.AddIndex(

@@ -72,12 +72,13 @@ INSERT INTO outreach_outboundmessage (
     idempotency_key, enrollment_id, lead_id, campaign_id, venture_id, step_id, mailbox_id, kind,
     state, due_at, sent_at, attempts, reason_code, reason, recipient, recipient_domain, subject,
     body_text, body_html, message_id, esp_message_id, in_reply_to, settled_by, lease_token,
-    reserved, created_at, updated_at
+    reserved, narrative_choice, created_at, updated_at
 )
 SELECT 'l' || e.lead_id || '-s' || %(step)s, e.id, e.lead_id, e.campaign_id, %(venture)s,
     %(step)s, e.mailbox_id, 'email', 'sent', s.at, s.at, 1, '', '', l.email,
     split_part(l.email, '@', 2), 'Quick question', 'Hi', '',
-    '<b' || e.lead_id || '@bench.example>', 'sp' || e.lead_id, '', '', '', '[]'::jsonb, s.at, s.at
+    '<b' || e.lead_id || '@bench.example>', 'sp' || e.lead_id, '', '', '', '[]'::jsonb, '{}'::jsonb,
+    s.at, s.at
 FROM outreach_enrollment e JOIN leads_lead l ON l.id = e.lead_id,
     LATERAL (SELECT now() - (e.lead_id %% 43200) * interval '1 minute' AS at) s
 WHERE e.campaign_id = %(campaign)s

@@ -45,7 +45,7 @@ FACT_FLAGS = (
 )
 FACT_BITS = {flag: 1 << n for n, flag in enumerate([f for f, _k in FACT_FLAGS] + ["positive"])}
 _KIND_BITS = {kind: FACT_BITS[flag] for flag, kind in FACT_FLAGS}
-# Rows per upsert statement (SQLite allows 32,766 parameters; four a row).
+# Rows per upsert statement (SQLite allows 32,766 parameters; three a row).
 _CHUNK = 5_000
 
 
@@ -63,40 +63,39 @@ def lead_facts_add(
     """Count emails just marked sent and events just stored in their leads' facts. Call in the
     transaction that records them, once for each (a message or event passed twice counts
     twice); a fixed number of statements whatever the count."""
-    deltas: dict[int, list] = {}  # lead id: [campaign id or None, emails, flags]
+    deltas: dict[int, list[int]] = {}  # lead id: [emails, flags]
     for m in sent:
         if m.kind == StepKind.EMAIL:
-            delta = deltas.setdefault(m.lead_id, [m.campaign_id, 0, 0])
-            delta[1] += 1
+            deltas.setdefault(m.lead_id, [0, 0])[0] += 1
     for event in events:
         bits = event_bits(event.kind, event.sentiment)
         if event.lead_id is not None and bits:
-            delta = deltas.setdefault(event.lead_id, [None, 0, 0])
-            delta[2] |= bits
-    if not deltas:
-        return
-    unknown = [pk for pk, delta in deltas.items() if delta[0] is None]
-    if unknown:
-        for pk, campaign_id in Lead.objects.filter(pk__in=unknown).values_list("pk", "campaign_id"):
-            deltas[pk][0] = campaign_id
-    rows = [(pk, *delta) for pk, delta in sorted(deltas.items()) if delta[0] is not None]
-    _upsert(rows)
+            deltas.setdefault(event.lead_id, [0, 0])[1] |= bits
+    if deltas:
+        _upsert([(pk, sent, flags) for pk, (sent, flags) in sorted(deltas.items())])
 
 
-def _upsert(rows: list[tuple[int, int, int, int]]) -> None:
-    """INSERT ... ON CONFLICT DO UPDATE, rows in lead order: each row is inserted or its
-    stored row locked and added to in that order, so two concurrent upserts never hold each
-    other's rows (PostgreSQL and SQLite share the syntax)."""
-    table = connection.ops.quote_name(LeadFacts._meta.db_table)
+def _upsert(rows: list[tuple[int, int, int]]) -> None:
+    """INSERT ... SELECT ... ON CONFLICT DO UPDATE, rows in lead order (each lead's campaign
+    read from the lead in the same statement): each row is inserted, or its stored row locked
+    and added to, in that order, so two concurrent upserts never hold each other's rows. A row
+    the delta would not change (a second delivery report) is locked but not rewritten.
+    PostgreSQL and SQLite share the syntax (a VALUES list's columns are column1, column2...;
+    SQLite needs the WHERE to tell the upsert from a join's ON)."""
+    q = connection.ops.quote_name
+    table, lead = q(LeadFacts._meta.db_table), q(Lead._meta.db_table)
     with connection.cursor() as cursor:
         for start in range(0, len(rows), _CHUNK):
             chunk = rows[start : start + _CHUNK]
-            values = ", ".join(["(%s, %s, %s, %s)"] * len(chunk))
+            values = ", ".join(["(%s, %s, %s)"] * len(chunk))
             cursor.execute(
                 f"INSERT INTO {table} AS f (lead_id, campaign_id, emails_sent, event_flags) "  # noqa: S608
-                f"VALUES {values} ON CONFLICT (lead_id) DO UPDATE SET "
+                f"SELECT v.column1, l.campaign_id, v.column2, v.column3 FROM (VALUES {values}) v "
+                f"JOIN {lead} l ON l.id = v.column1 WHERE true ORDER BY v.column1 "
+                "ON CONFLICT (lead_id) DO UPDATE SET "
                 "emails_sent = f.emails_sent + excluded.emails_sent, "
-                "event_flags = f.event_flags | excluded.event_flags",
+                "event_flags = f.event_flags | excluded.event_flags "
+                "WHERE excluded.emails_sent <> 0 OR (f.event_flags | excluded.event_flags) <> f.event_flags",
                 [value for row in chunk for value in row],
             )
 

@@ -37,10 +37,13 @@ from ventures.admin_toolkit import (
     request_global_kill_reason,
 )
 from ventures.console import (
+    RAISE_CONFIRM_STATUSES,
+    RAISE_REASON_MAX,
     campaign_delete_refusal,
     campaign_limits,
     campaign_state,
     campaigns_limits,
+    limit_raises,
     with_last_pause,
 )
 from ventures.forms import ApiTokenCreateForm, CampaignAdminForm
@@ -482,27 +485,6 @@ class IcpSegmentAdmin(AuditedAdmin):
 
 
 STATE_SHOWN = 60  # characters of a state badge in the list; the whole text is its tooltip
-LIVE_STATUSES = (CampaignStatus.RUNNING, CampaignStatus.PAUSED)
-
-
-def _shown(value) -> str:
-    return "none" if value is None else f"{value:,}"
-
-
-def limit_raises(before: Campaign, after: Campaign) -> list[tuple[str, str, str]]:
-    """The (field label, old, new) of each change that lets the campaign send more: a higher
-    daily limit, a warm-up cleared or started higher, a faster warm-up."""
-    raised = []
-    if after.daily_send_limit > before.daily_send_limit:
-        raised.append(("Daily send limit", before.daily_send_limit, after.daily_send_limit))
-    old_start, new_start = before.warmup_start_limit, after.warmup_start_limit
-    if old_start is not None and (new_start is None or new_start > old_start):
-        raised.append(("Warm-up: sends on the first day", old_start, new_start))
-    if new_start is not None and after.warmup_daily_increase > before.warmup_daily_increase:
-        raised.append(
-            ("Warm-up: more each day", before.warmup_daily_increase, after.warmup_daily_increase)
-        )
-    return [(label, _shown(old), _shown(new)) for label, old, new in raised]
 
 
 @admin.register(Campaign)
@@ -720,7 +702,7 @@ class CampaignAdmin(OperationsAdmin):
         """The confirm page when a save would let a running or paused campaign send more;
         None to save (nothing raised, or confirmed with a reason, which the audit keeps)."""
         obj = self.get_object(request, unquote(object_id))
-        if obj.status not in LIVE_STATUSES or not self.has_change_permission(request, obj):
+        if obj.status not in RAISE_CONFIRM_STATUSES or not self.has_change_permission(request, obj):
             return None
         edited = Campaign.objects.select_related("venture").get(pk=obj.pk)
         form = self.get_form(request, obj, change=True)(
@@ -733,7 +715,7 @@ class CampaignAdmin(OperationsAdmin):
             return None
         reason = request.POST.get("_raise_reason", "").strip()
         if request.POST.get("_raise_confirmed") == "yes" and reason:
-            request.aicmo_audit_reason = reason[:500]
+            request.aicmo_audit_reason = reason[:RAISE_REASON_MAX]
             return None
         context = {
             **self.admin_site.each_context(request),

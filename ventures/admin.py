@@ -46,7 +46,13 @@ from ventures.console import (
     limit_raises,
     with_last_pause,
 )
-from ventures.forms import ApiTokenCreateForm, CampaignAdminForm
+from ventures.forms import (
+    MEMBER_ROLE_CHOICES,
+    MEMBER_ROLE_HELP,
+    ApiTokenCreateForm,
+    CampaignAdminForm,
+    MembershipForm,
+)
 from ventures.models import (
     AuditEvent,
     Campaign,
@@ -60,7 +66,7 @@ from ventures.models import (
     WorkerHeartbeat,
 )
 from ventures.preflight import preflight_errors
-from ventures.roles import ADMINISTRATOR, OPERATOR, VIEWER
+from ventures.roles import ADMINISTRATOR, OPERATOR
 from ventures.selectors import (
     campaigns_visible_to,
     global_kill_reason,
@@ -220,12 +226,7 @@ def _member_fields(request) -> dict[str, forms.Field]:
             "password.",
         ),
         "role": forms.ChoiceField(
-            choices=[
-                (OPERATOR, "Operator: runs the venture's campaigns, leads and templates"),
-                (VIEWER, "Viewer: reads and downloads, changes nothing"),
-            ],
-            initial=OPERATOR,
-            help_text="A role holds in every venture the user is a member of.",
+            choices=MEMBER_ROLE_CHOICES, initial=OPERATOR, help_text=MEMBER_ROLE_HELP
         ),
     }
 
@@ -341,18 +342,34 @@ class AuditVentureFilter(VentureFilter):
 
 
 class MembershipInline(admin.TabularInline):
-    """Who sees the venture. Only Administrators may change it."""
+    """The venture's members, each with their role. Administrators change a role or remove a
+    member here; adding one is the page's "Add a member" (pick a user or invite by email), so
+    there is one way to do it."""
 
     model = VentureMembership
+    form = MembershipForm
     extra = 0
-    fields = ("user", "created_at")
-    readonly_fields = ("created_at",)
+    fields = ("member", "role", "created_at")
+    readonly_fields = ("member", "created_at")
+    verbose_name = "member"
+    verbose_name_plural = "Members"
+    template = "admin/ventures/membership_inline.html"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("user").prefetch_related("user__groups")
+
+    @admin.display(description="user")
+    def member(self, obj: VentureMembership) -> str:
+        user = obj.user
+        if user.email and user.email.lower() != user.get_username().lower():
+            return f"{user.get_username()} ({user.email})"
+        return user.get_username()
 
     def _administrator(self, request) -> bool:
         return user_sees_all_ventures(request.user)
 
     def has_add_permission(self, request, obj=None):
-        return self._administrator(request) and super().has_add_permission(request, obj)
+        return False  # "Add a member" adds (and invites); see VENTURE_OPERATIONS
 
     def has_change_permission(self, request, obj=None):
         return self._administrator(request) and super().has_change_permission(request, obj)
@@ -424,34 +441,33 @@ class VentureAdmin(OperationsAdmin):
     def applicable_operations(self, obj: Venture) -> list[str]:
         return ["add-member", "unkill" if obj.kill_switch else "kill"]
 
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else ()  # members join an existing venture
+
+    def render_change_form(self, request, context, *args, **kwargs):
+        # "Add a member" sits under the members list, the one place members are managed.
+        buttons = context.get("operation_buttons", [])
+        context["member_add"] = next((b for b in buttons if b["name"] == "add-member"), None)
+        context["operation_buttons"] = [b for b in buttons if b["name"] != "add-member"]
+        return super().render_change_form(request, context, *args, **kwargs)
+
     def save_formset(self, request, form, formset, change):
-        super().save_formset(request, form, formset, change)
         if formset.model is not VentureMembership:
-            return
-        venture = form.instance
-        for membership in formset.new_objects:
-            services.audit_record(
-                actor=request.user,
-                action="venture.member_add",
-                entity=venture,
-                after={"user": membership.user.get_username()},
-            )
+            return super().save_formset(request, form, formset, change)
+        # commit=False lists the removals and role changes (for the change message); the
+        # services write them, each audited.
+        formset.save(commit=False)
         for membership in formset.deleted_objects:
-            services.audit_record(
-                actor=request.user,
-                action="venture.member_remove",
-                entity=venture,
-                before={"user": membership.user.get_username()},
-            )
-        initial_users = {f.instance.pk: f.initial.get("user") for f in formset.initial_forms}
-        for membership, _fields in formset.changed_objects:
-            services.audit_record(
-                actor=request.user,
-                action="venture.member_change",
-                entity=venture,
-                before={"user_id": initial_users.get(membership.pk)},
-                after={"user_id": membership.user_id},
-            )
+            services.venture_member_remove(membership=membership, actor=request.user)
+        for membership_form in formset.initial_forms:
+            if membership_form.instance in formset.deleted_objects:
+                continue
+            if "role" in membership_form.changed_data:
+                services.venture_member_role_set(
+                    membership=membership_form.instance,
+                    role=membership_form.cleaned_data["role"],
+                    actor=request.user,
+                )
 
 
 @admin.register(IcpSegment)

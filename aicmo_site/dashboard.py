@@ -6,13 +6,17 @@ request), today's sends against each cap that binds (`outreach.selectors.campaig
 the Outbox panel's "Sent today", against `ventures.console.campaigns_limits`), queued and
 due-now messages, unknown messages to settle, manual tasks past due, positive replies past
 their SLA (`outreach.sla.replies_waiting_counts`), the latest auto-pause of an auto-paused campaign, and reply,
-bounce and complaint rates over the last seven days. Around them: imports in progress, the
-preflight checks that cost nothing (no database or network round trip) and worker health.
+bounce and complaint rates over the last seven days. Around them: the mailboxes the engine has
+paused in the pools of running and paused campaigns (`outreach.selectors.mailboxes_auto_paused`,
+each a problem line with its reason and a link to the mailbox), imports in progress, the
+preflight checks that cost nothing (no database or network round trip) and worker health
+(a stale worker is a problem line, a healthy one a green note: shown once either way).
 
 **Set-wise.** Each figure is one grouped query over all the visible campaigns, so the page
 costs the same number of queries for one campaign or five hundred. Each query uses an index
 that matches it on a million messages: message counts by (campaign, state)
-(`outbound_campaign_state_idx`), due-now by `outbound_due_idx`, sends from the `SendLedger`
+(`outbound_campaign_state_idx`), due-now by one bounded range per campaign of
+`outbound_campaign_due_idx` (counted up to DUE_SHOWN, then "10,000+"), sends from the `SendLedger`
 rows (one per campaign and day), feedback by (kind, received_at) and the partial index of
 waiting replies. No report is computed here.
 
@@ -27,7 +31,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db.models import Count
+from django.db.models import Count, IntegerField, OuterRef, Subquery
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
@@ -42,7 +46,7 @@ from outreach.models import (
     OutboundMessage,
     StepKind,
 )
-from outreach.selectors import campaigns_sent
+from outreach.selectors import PausedMailbox, campaigns_sent, mailboxes_auto_paused
 from outreach.sla import replies_waiting_counts
 from ventures.admin_toolkit import (
     request_global_kill_reason,
@@ -50,6 +54,7 @@ from ventures.admin_toolkit import (
     visible_venture_ids,
 )
 from ventures.console import (
+    AUTO_PAUSE_PREFIX,
     STOP,
     CampaignLimits,
     CampaignState,
@@ -66,6 +71,8 @@ from ventures.preflight import (
 )
 
 RATE_DAYS = 7
+DUE_SHOWN = 10_000  # "due now" counts this far, then shows "10,000+"
+IN_USE = (CampaignStatus.RUNNING, CampaignStatus.PAUSED)  # campaigns whose mailboxes matter
 COUNTED_STATES = (*DUE_STATES, MessageState.UNKNOWN, MessageState.TASK_OPEN)
 
 
@@ -105,6 +112,10 @@ class CampaignFigures:
     @property
     def url(self) -> str:
         return reverse("admin:ventures_campaign_change", args=[self.campaign.pk])
+
+    @property
+    def due_now_text(self) -> str:
+        return f"{DUE_SHOWN:,}+" if self.due_now > DUE_SHOWN else f"{self.due_now:,}"
 
     @property
     def sends_text(self) -> str:
@@ -214,6 +225,7 @@ class Dashboard:
     imports: list[ImportProgress]
     preflight: list[str]
     worker: Worker
+    paused_mailboxes: list[PausedMailbox] = field(default_factory=list)
 
     @property
     def campaigns(self) -> list[CampaignFigures]:
@@ -251,6 +263,7 @@ def dashboard_for(request, *, now: dt.datetime | None = None) -> Dashboard | Non
         imports=_imports(list(rows)),
         preflight=_preflight(campaigns),
         worker=Worker(heartbeat_age_seconds(), worker_url),
+        paused_mailboxes=mailboxes_auto_paused([c.pk for c in campaigns if c.status in IN_USE]),
     )
     board.problems = _problems(board)
     return board
@@ -278,12 +291,37 @@ def _messages(rows: dict[int, CampaignFigures], now: dt.datetime) -> None:
             rows[pk].queued += n
         elif state == MessageState.UNKNOWN:
             rows[pk].unknown = n
-    due = messages.filter(state__in=DUE_STATES, due_at__lte=now)
-    for pk, n in due.values_list("campaign_id").annotate(n=Count("*")):
+    for pk, n in _due_now_counts(list(rows), now):
         rows[pk].due_now = n
     tasks = messages.filter(state=MessageState.TASK_OPEN, due_at__lte=now)
     for pk, n in tasks.values_list("campaign_id").annotate(n=Count("*")):
         rows[pk].tasks_due = n
+
+
+class _CountOf(Subquery):
+    """The number of rows of a (sliced) subquery: `SELECT COUNT(*) FROM (<subquery>)`."""
+
+    template = "(SELECT COUNT(*) FROM (%(subquery)s) AS counted)"
+    output_field = IntegerField()
+
+
+def _due_now_counts(campaign_ids: list[int], now: dt.datetime):
+    """(campaign id, messages due now) of each campaign, each count stopping past DUE_SHOWN:
+    per campaign, one range of `outbound_campaign_due_idx` of at most DUE_SHOWN + 1 entries,
+    however many messages wait (a paused campaign's backlog, say)."""
+    due = (
+        OutboundMessage.objects.filter(
+            campaign_id=OuterRef("pk"), state__in=DUE_STATES, due_at__lte=now
+        )
+        .order_by()
+        .values("pk")[: DUE_SHOWN + 1]
+    )
+    return (
+        Campaign.objects.filter(pk__in=campaign_ids)
+        .order_by()
+        .annotate(due=_CountOf(due))
+        .values_list("pk", "due")
+    )
 
 
 def _replies(rows: dict[int, CampaignFigures], now: dt.datetime) -> None:
@@ -371,4 +409,9 @@ def _problems(board: Dashboard) -> list[Problem]:
                                     c.unknown))  # fmt: skip
         if c.tasks_due:
             problems.append(Problem(f"{name}: manual tasks due", c.links["tasks"], c.tasks_due))
+    for paused in board.paused_mailboxes:
+        url = reverse("admin:outreach_mailbox_change", args=[paused.mailbox.pk])
+        where = paused.pause.campaign.name
+        text = f"Mailbox {paused.mailbox} ({where}): {AUTO_PAUSE_PREFIX}{paused.pause.reason}"
+        problems.append(Problem(text, url))
     return problems

@@ -49,6 +49,7 @@ from ventures.models import Campaign, CampaignStatus
 from ventures.services import audit_record, campaign_transition
 
 ACTOR = AUTO_PAUSE_ACTOR  # the console reads an auto-pause by it (ventures.console)
+MAILBOX_AUTO_PAUSE = "mailbox.auto_pause"  # the audit action (outreach.selectors reads it)
 # Feedback that moves a campaign's figures (a rejection may be a spam block or a bad address).
 ALARM_KINDS = (FeedbackKind.BOUNCED, FeedbackKind.COMPLAINED, FeedbackKind.REJECTED)
 ERROR_MIN_ATTEMPTS = 20
@@ -207,7 +208,7 @@ def health_check(campaign_id: int, *, now=None) -> list[AutoPause]:
             Mailbox.objects.filter(pk=box.pk).update(is_active=False)
         audit_record(
             actor=ACTOR,
-            action="mailbox.auto_pause",
+            action=MAILBOX_AUTO_PAUSE,
             entity=box,
             before={"is_active": True},
             after={"is_active": False, "figures": health.figures()},

@@ -1,5 +1,6 @@
 """Reads of the outbox that reports and commands share: where a campaign's leads are, what a
-dispatch run held back and why, and which narrative is winning in each segment."""
+dispatch run held back and why, which narrative is winning in each segment, and which
+mailboxes the engine has paused."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from django.db.models import Count, Min, Q, QuerySet, Sum
 from django.urls import reverse
 from django.utils import timezone
 
+from outreach.health import MAILBOX_AUTO_PAUSE
 from outreach.models import (
     DUE_STATES,
+    AutoPause,
     DispatchDecision,
     DispatchRun,
     Enrollment,
@@ -28,7 +31,7 @@ from outreach.models import (
 )
 from outreach.narrative import how_sure, probability_best, rate_interval
 from ventures.console import CapLevel
-from ventures.models import Campaign, CampaignStatus, IcpSegment, Venture
+from ventures.models import AuditEvent, Campaign, CampaignStatus, IcpSegment, Venture
 
 
 def campaign_outbox(campaign: Campaign) -> dict[str, Any]:
@@ -109,6 +112,44 @@ def _venture_tz(venture: Venture) -> dt.tzinfo:
         return zoneinfo.ZoneInfo(venture.timezone or settings.TIME_ZONE)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         return zoneinfo.ZoneInfo(settings.TIME_ZONE)
+
+
+@dataclass(frozen=True)
+class PausedMailbox:
+    mailbox: Mailbox
+    pause: AutoPause  # its latest: the campaign it tripped in, the reason with the figures
+
+
+def mailboxes_auto_paused(campaign_ids: list[int]) -> list[PausedMailbox]:
+    """The inactive mailboxes of these campaigns' pools that the engine paused, oldest pause
+    first: those whose last switch-off in the audit trail is `mailbox.auto_pause` (bounce,
+    complaint or error rate; `outreach.health`), each with its latest AutoPause. One switched
+    off by a person since, or only ever by a person, is a choice and is left out. At most
+    three queries (the audit trail's on `audit_entity_idx`), none when no mailbox is off."""
+    boxes = {
+        box.pk: box
+        for box in Mailbox.objects.filter(campaigns__in=campaign_ids, is_active=False)
+        .order_by()
+        .distinct()
+    }
+    switched_off = (
+        AuditEvent.objects.filter(
+            entity_type=Mailbox._meta.label_lower, entity_id__in=[str(pk) for pk in boxes]
+        )
+        .filter(Q(action=MAILBOX_AUTO_PAUSE) | Q(after__is_active=False))
+        .order_by("entity_id", "-created_at", "-id")
+        .only("entity_id", "action")
+    )
+    last: dict[int, str] = {}
+    for event in switched_off:
+        last.setdefault(int(event.entity_id), event.action)
+    paused = [pk for pk, action in last.items() if action == MAILBOX_AUTO_PAUSE]
+    latest: dict[int, AutoPause] = {}
+    pauses = AutoPause.objects.filter(mailbox_id__in=paused).select_related("campaign")
+    for pause in pauses.order_by("mailbox_id", "-paused_at", "-id"):
+        latest.setdefault(pause.mailbox_id, pause)
+    found = [PausedMailbox(boxes[pk], pause) for pk, pause in latest.items()]
+    return sorted(found, key=lambda p: (p.pause.paused_at, p.mailbox.pk))
 
 
 def campaign_delete_guard(campaign: Campaign) -> str | None:

@@ -279,25 +279,4 @@ class ReportScheduleAdmin(ScopedAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
-def campaign_report_panel(request, campaign: Campaign) -> str:
-    """The campaign page's Report panel: the way to the report, its last kept copy and the
-    daily schedule (two small reads: the figures themselves are the report page's work)."""
-    if not request.user.has_perm("reporting.view_reportfile"):
-        return ""
-    url = reverse("admin:reporting_campaign_report", args=[campaign.pk])
-    kept = ReportFile.objects.filter(campaign=campaign).first()
-    schedule = ReportSchedule.objects.filter(campaign=campaign, is_active=True).first()
-    return format_html(
-        '<p><a class="button" href="{}">Open the report</a> {} {}</p>',
-        url,
-        f"Last kept copy: {kept.generated_at:%Y-%m-%d %H:%M} UTC ({kept.get_format_display()})."
-        if kept
-        else "No copy kept yet.",
-        f"Daily report after {schedule.hour:02d}:00 ({campaign.timezone})."
-        if schedule
-        else "No daily report.",
-    )
-
-
-register_change_panel(Campaign, "Report", campaign_report_panel)
 register_change_panel(Campaign, "Figures", campaign_figures_panel, first=True)

@@ -16,7 +16,8 @@ queries: it stays on the report page):
   window's next opening as the tick defers it, and nothing while the campaign is not running.
 
 `campaign_figures_panel` renders it (format_html only) with the timeline as an SVG chart
-(`reporting.charts.timeline_chart`) and links to the full report.
+(`reporting.charts.timeline_chart`) and, under the figures, the page's one link to the full
+report with its last kept copy and daily schedule (two small reads).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from outreach.models import (
 )
 from outreach.selectors import SegmentStanding, narrative_standings
 from reporting.charts import timeline_chart
+from reporting.models import ReportFile, ReportSchedule
 from ventures.console import CampaignLimits, campaign_limits
 from ventures.models import Campaign, CampaignStatus
 
@@ -345,12 +347,6 @@ def campaign_figures_panel(request, campaign: Campaign) -> str:
         {"Sends": glance.sent_by_day, "Replies": glance.replied_by_day},
         title=f"Sends and replies, last {DAYS} days",
     )
-    report = ""
-    if request.user.has_perm("reporting.view_reportfile"):
-        report = format_html(
-            '<p><a class="button" href="{}">Open the full report</a></p>',
-            reverse("admin:reporting_campaign_report", args=[campaign.pk]),
-        )
     return format_html(
         '<link rel="stylesheet" href="{}"><div class="glance">'
         '<section class="glance-part"><h3>Funnel</h3>{}</section>'
@@ -366,5 +362,24 @@ def campaign_figures_panel(request, campaign: Campaign) -> str:
         _caps_html(glance),
         _next_html(glance, campaign.tzinfo),
         _variants_html(glance),
-        report,
+        _report_html(request, campaign),
+    )
+
+
+def _report_html(request, campaign: Campaign) -> str:
+    """The way to the full report, its last kept copy and the daily schedule; nothing for a
+    user who may not read reports."""
+    if not request.user.has_perm("reporting.view_reportfile"):
+        return ""
+    kept = ReportFile.objects.filter(campaign=campaign).first()
+    schedule = ReportSchedule.objects.filter(campaign=campaign, is_active=True).first()
+    return format_html(
+        '<p class="glance-report"><a class="button" href="{}">Open the full report</a> {} {}</p>',
+        reverse("admin:reporting_campaign_report", args=[campaign.pk]),
+        f"Last kept copy: {kept.generated_at:%Y-%m-%d %H:%M} UTC ({kept.get_format_display()})."
+        if kept
+        else "No copy kept yet.",
+        f"Daily report after {schedule.hour:02d}:00 ({campaign.timezone})."
+        if schedule
+        else "No daily report.",
     )

@@ -44,6 +44,9 @@ def test_operator_reads_the_figures_first_then_configures(page, settings, tmp_pa
     expect(figures.locator(".glance-chart svg")).to_have_count(1)
     expect(figures.locator(".glance-caps tr.binds")).to_contain_text("binds")
     expect(figures.get_by_role("link", name="Open the full report")).to_be_visible()
+    expect(figures.locator(".glance-report")).to_contain_text("No copy kept yet. No daily report.")
+    report_url = reverse("admin:reporting_campaign_report", args=[campaign.pk])
+    expect(page.locator(f'#content-main a[href="{report_url}"]')).to_have_count(1)
     expect(page.locator(".object-tools .operation-pause")).to_be_visible()
     config = page.locator("details.configuration")
     expect(page.locator("#id_daily_send_limit")).to_be_hidden()  # collapsed below the figures

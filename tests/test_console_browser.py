@@ -222,6 +222,49 @@ def test_an_administrator_adds_a_member_and_a_viewer_reads_day_names(page, fleet
 
 
 @pytest.mark.django_db(transaction=True)
+def test_an_administrator_manages_members_in_one_list_on_the_venture_page(page, fleet):
+    venture, _running = fleet
+    UserFactory(username="admin-ann", role=ADMINISTRATOR)
+    otto = UserFactory(username="op-otto", role=OPERATOR)
+    vera = UserFactory(username="viewer-vera", role=VIEWER)
+    for user in (otto, vera):
+        MembershipFactory(venture=venture, user=user)
+    log_in(page, "admin-ann")
+
+    page.goto(reverse("admin:ventures_venture_change", args=[venture.pk]))
+    members = page.locator("fieldset.members")
+    expect(members.locator("h2")).to_have_text("Members")
+    expect(members.locator("tr.form-row")).to_have_count(2)
+    vera_row = members.locator("tr.form-row", has_text="viewer-vera")
+    expect(vera_row.locator("select")).to_have_value(VIEWER)
+    # One way to add, under the list; nothing in the page's tools, no "Add another" row.
+    expect(page.locator("a.operation-add-member")).to_have_count(1)
+    expect(members.locator("a.operation-add-member")).to_be_visible()
+    expect(page.locator(".object-tools a.operation-add-member")).to_have_count(0)
+    expect(members.get_by_text("Add another")).to_have_count(0)
+    members.scroll_into_view_if_needed()
+    shoot(page, "venture-members")
+
+    vera_row.locator("select").select_option(OPERATOR)
+    members.locator("tr.form-row", has_text="op-otto").get_by_label(
+        "Remove from the venture"
+    ).check()
+    page.click("input[name=_continue]")
+    expect(page.locator("ul.messagelist")).to_contain_text("was changed successfully")
+    expect(members.locator("tr.form-row")).to_have_count(1)
+    expect(members.locator("tr.form-row", has_text="viewer-vera").locator("select")).to_have_value(
+        OPERATOR
+    )
+    assert list(
+        VentureMembership.objects.filter(venture=venture).values_list("user", flat=True)
+    ) == [vera.pk]
+    assert vera.groups.filter(name=OPERATOR).exists()
+    actions = set(AuditEvent.objects.for_entity(venture).values_list("action", flat=True))
+    assert {"venture.member_role", "venture.member_remove"} <= actions
+    shoot(page, "venture-members-saved")
+
+
+@pytest.mark.django_db(transaction=True)
 def test_an_operator_of_no_venture_is_told_whom_to_ask(page, db):
     UserFactory(username="admin-ann", role=ADMINISTRATOR)
     UserFactory(username="op-new", role=OPERATOR)

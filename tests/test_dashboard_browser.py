@@ -4,6 +4,8 @@ venture once all is well. Screenshots at 1280 and 1440 px go to var/screenshots/
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.urls import reverse
 from django.utils import timezone
@@ -11,7 +13,15 @@ from playwright.sync_api import expect
 
 from leads.models import BatchState
 from outreach.dispatch import tick
-from outreach.models import AutoPause, MessageState, OutboundMessage
+from outreach.health import health_check
+from outreach.models import (
+    AutoPause,
+    FeedbackEvent,
+    FeedbackKind,
+    Mailbox,
+    MessageState,
+    OutboundMessage,
+)
 from outreach.tests.outbox import two_step_sequence
 from tests import factories as make
 from tests.browser import BROWSER_MARKS, log_in
@@ -72,6 +82,8 @@ def test_an_operator_reads_the_morning_dashboard_problems_first(page, morning):
     page.goto(reverse("admin:index"))
     problems = page.locator(".dash-problems")
     expect(problems).to_contain_text("No worker seen")
+    expect(page.get_by_text("No worker seen")).to_have_count(1)  # said once, in the problems
+    expect(page.locator(".dash-worker")).to_have_count(0)
     expect(problems).to_contain_text("Cold CTOs: Auto-paused: bounce rate 6.0%")
     expect(problems).to_contain_text("Old list: Killed: Spam trap hit")
     expect(problems).to_contain_text("Spring outreach: unknown messages to settle: 1")
@@ -100,4 +112,35 @@ def test_a_calm_morning_says_all_clear(page, morning):
     expect(page.locator(".dash-calm")).to_contain_text("All clear.")
     expect(page.locator(".dash-problems")).to_have_count(0)
     expect(page.locator(".dash-worker")).to_contain_text("Worker seen")
+    expect(page.get_by_text("Worker seen")).to_have_count(1)
     shoot(page, "calm")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_operator_sees_a_mailbox_the_engine_paused_and_opens_it(page, morning, settings):
+    """Half of Spring's sends went out through one mailbox, and one of those bounced: the
+    mailbox's rate (1 of 2) trips the health check, the campaign's (1 of 4) does not."""
+    settings.AICMO_AUTOPAUSE_MIN_SENDS = 2
+    settings.AICMO_AUTOPAUSE_BOUNCE_RATE = 0.3
+    spring = morning.campaigns.get(name="Spring outreach")
+    box = Mailbox.objects.create(venture=morning, name="Lena's inbox", from_name="Lena",
+                                 from_email="lena@acme.example")  # fmt: skip
+    box.campaigns.add(spring)
+    sent = list(OutboundMessage.objects.filter(campaign=spring, state=MessageState.SENT))
+    OutboundMessage.objects.filter(pk__in=[m.pk for m in sent[:2]]).update(mailbox=box)
+    FeedbackEvent.objects.create(source="test", event_id="bounce-lena", kind=FeedbackKind.BOUNCED,
+                                 message=sent[0], lead=sent[0].lead, venture_id=morning.pk)  # fmt: skip
+    (pause,) = health_check(spring.pk)
+    assert pause.mailbox == box
+    log_in(page, "op-olga")
+    page.goto(reverse("admin:index"))
+    line = page.locator(".dash-problems li", has_text="lena@acme.example")
+    expect(line).to_contain_text(
+        "Mailbox Lena <lena@acme.example> (Spring outreach): Auto-paused: bounce rate 50.0% "
+        "(1 of 2 sent"
+    )
+    expect(row(page, "Spring outreach").locator(".state")).to_have_text("Running")
+    shoot(page, "paused-mailbox")
+    line.locator("a").click()
+    expect(page).to_have_url(re.compile(rf"/admin/outreach/mailbox/{box.pk}/change/$"))
+    expect(page.locator("#id_is_active")).not_to_be_checked()

@@ -37,13 +37,22 @@ from ventures.admin_toolkit import (
     request_global_kill_reason,
 )
 from ventures.console import (
+    RAISE_CONFIRM_STATUSES,
+    RAISE_REASON_MAX,
     campaign_delete_refusal,
     campaign_limits,
     campaign_state,
     campaigns_limits,
+    limit_raises,
     with_last_pause,
 )
-from ventures.forms import ApiTokenCreateForm, CampaignAdminForm
+from ventures.forms import (
+    MEMBER_ROLE_CHOICES,
+    MEMBER_ROLE_HELP,
+    ApiTokenCreateForm,
+    CampaignAdminForm,
+    MembershipForm,
+)
 from ventures.models import (
     AuditEvent,
     Campaign,
@@ -57,7 +66,7 @@ from ventures.models import (
     WorkerHeartbeat,
 )
 from ventures.preflight import preflight_errors
-from ventures.roles import ADMINISTRATOR, OPERATOR, VIEWER
+from ventures.roles import ADMINISTRATOR, OPERATOR
 from ventures.selectors import (
     campaigns_visible_to,
     global_kill_reason,
@@ -228,12 +237,7 @@ def _member_fields(request) -> dict[str, forms.Field]:
             "password.",
         ),
         "role": forms.ChoiceField(
-            choices=[
-                (OPERATOR, "Operator: runs the venture's campaigns, leads and templates"),
-                (VIEWER, "Viewer: reads and downloads, changes nothing"),
-            ],
-            initial=OPERATOR,
-            help_text="A role holds in every venture the user is a member of.",
+            choices=MEMBER_ROLE_CHOICES, initial=OPERATOR, help_text=MEMBER_ROLE_HELP
         ),
     }
 
@@ -344,18 +348,34 @@ class AuditVentureFilter(VentureFilter):
 
 
 class MembershipInline(admin.TabularInline):
-    """Who sees the venture. Only Administrators may change it."""
+    """The venture's members, each with their role. Administrators change a role or remove a
+    member here; adding one is the page's "Add a member" (pick a user or invite by email), so
+    there is one way to do it."""
 
     model = VentureMembership
+    form = MembershipForm
     extra = 0
-    fields = ("user", "created_at")
-    readonly_fields = ("created_at",)
+    fields = ("member", "role", "created_at")
+    readonly_fields = ("member", "created_at")
+    verbose_name = "member"
+    verbose_name_plural = "Members"
+    template = "admin/ventures/membership_inline.html"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("user").prefetch_related("user__groups")
+
+    @admin.display(description="user")
+    def member(self, obj: VentureMembership) -> str:
+        user = obj.user
+        if user.email and user.email.lower() != user.get_username().lower():
+            return f"{user.get_username()} ({user.email})"
+        return user.get_username()
 
     def _administrator(self, request) -> bool:
         return user_sees_all_ventures(request.user)
 
     def has_add_permission(self, request, obj=None):
-        return self._administrator(request) and super().has_add_permission(request, obj)
+        return False  # "Add a member" adds (and invites); see VENTURE_OPERATIONS
 
     def has_change_permission(self, request, obj=None):
         return self._administrator(request) and super().has_change_permission(request, obj)
@@ -427,34 +447,33 @@ class VentureAdmin(OperationsAdmin):
     def applicable_operations(self, obj: Venture) -> list[str]:
         return ["add-member", "unkill" if obj.kill_switch else "kill"]
 
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else ()  # members join an existing venture
+
+    def render_change_form(self, request, context, *args, **kwargs):
+        # "Add a member" sits under the members list, the one place members are managed.
+        buttons = context.get("operation_buttons", [])
+        context["member_add"] = next((b for b in buttons if b["name"] == "add-member"), None)
+        context["operation_buttons"] = [b for b in buttons if b["name"] != "add-member"]
+        return super().render_change_form(request, context, *args, **kwargs)
+
     def save_formset(self, request, form, formset, change):
-        super().save_formset(request, form, formset, change)
         if formset.model is not VentureMembership:
-            return
-        venture = form.instance
-        for membership in formset.new_objects:
-            services.audit_record(
-                actor=request.user,
-                action="venture.member_add",
-                entity=venture,
-                after={"user": membership.user.get_username()},
-            )
+            return super().save_formset(request, form, formset, change)
+        # commit=False lists the removals and role changes (for the change message); the
+        # services write them, each audited.
+        formset.save(commit=False)
         for membership in formset.deleted_objects:
-            services.audit_record(
-                actor=request.user,
-                action="venture.member_remove",
-                entity=venture,
-                before={"user": membership.user.get_username()},
-            )
-        initial_users = {f.instance.pk: f.initial.get("user") for f in formset.initial_forms}
-        for membership, _fields in formset.changed_objects:
-            services.audit_record(
-                actor=request.user,
-                action="venture.member_change",
-                entity=venture,
-                before={"user_id": initial_users.get(membership.pk)},
-                after={"user_id": membership.user_id},
-            )
+            services.venture_member_remove(membership=membership, actor=request.user)
+        for membership_form in formset.initial_forms:
+            if membership_form.instance in formset.deleted_objects:
+                continue
+            if "role" in membership_form.changed_data:
+                services.venture_member_role_set(
+                    membership=membership_form.instance,
+                    role=membership_form.cleaned_data["role"],
+                    actor=request.user,
+                )
 
 
 @admin.register(IcpSegment)
@@ -488,27 +507,6 @@ class IcpSegmentAdmin(AuditedAdmin):
 
 
 STATE_SHOWN = 60  # characters of a state badge in the list; the whole text is its tooltip
-LIVE_STATUSES = (CampaignStatus.RUNNING, CampaignStatus.PAUSED)
-
-
-def _shown(value) -> str:
-    return "none" if value is None else f"{value:,}"
-
-
-def limit_raises(before: Campaign, after: Campaign) -> list[tuple[str, str, str]]:
-    """The (field label, old, new) of each change that lets the campaign send more: a higher
-    daily limit, a warm-up cleared or started higher, a faster warm-up."""
-    raised = []
-    if after.daily_send_limit > before.daily_send_limit:
-        raised.append(("Daily send limit", before.daily_send_limit, after.daily_send_limit))
-    old_start, new_start = before.warmup_start_limit, after.warmup_start_limit
-    if old_start is not None and (new_start is None or new_start > old_start):
-        raised.append(("Warm-up: sends on the first day", old_start, new_start))
-    if new_start is not None and after.warmup_daily_increase > before.warmup_daily_increase:
-        raised.append(
-            ("Warm-up: more each day", before.warmup_daily_increase, after.warmup_daily_increase)
-        )
-    return [(label, _shown(old), _shown(new)) for label, old, new in raised]
 
 
 @admin.register(Campaign)
@@ -726,7 +724,7 @@ class CampaignAdmin(OperationsAdmin):
         """The confirm page when a save would let a running or paused campaign send more;
         None to save (nothing raised, or confirmed with a reason, which the audit keeps)."""
         obj = self.get_object(request, unquote(object_id))
-        if obj.status not in LIVE_STATUSES or not self.has_change_permission(request, obj):
+        if obj.status not in RAISE_CONFIRM_STATUSES or not self.has_change_permission(request, obj):
             return None
         edited = Campaign.objects.select_related("venture").get(pk=obj.pk)
         form = self.get_form(request, obj, change=True)(
@@ -739,7 +737,7 @@ class CampaignAdmin(OperationsAdmin):
             return None
         reason = request.POST.get("_raise_reason", "").strip()
         if request.POST.get("_raise_confirmed") == "yes" and reason:
-            request.aicmo_audit_reason = reason[:500]
+            request.aicmo_audit_reason = reason[:RAISE_REASON_MAX]
             return None
         context = {
             **self.admin_site.each_context(request),

@@ -41,6 +41,7 @@ Unknown top-level keys (neither core nor registered) are errors.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import datetime as dt
 import difflib
@@ -56,6 +57,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
 from django.db import IntegrityError, models, transaction
 
+from ventures.console import RAISE_REASON_MAX, LimitRaise, limit_raises
 from ventures.models import WEEKDAY_NAMES, Campaign, Channel, IcpSegment, SendMode, Venture
 from ventures.services import DomainError, audit_record, campaign_set_mode, snapshot
 from ventures.text import data_text_problem
@@ -65,6 +67,15 @@ KeyPath = tuple[str | int, ...]
 
 class CampaignCodeError(Exception):
     """A file that cannot be loaded; the one-line message starts with `FILE:LINE:` when it can."""
+
+
+class LimitRaiseNotConfirmedError(CampaignCodeError):
+    """The file raises a running or paused campaign's limits (`ventures.console.limit_raises`)
+    and the load was not given a reason to confirm it; `raises` lists them."""
+
+    def __init__(self, message: str, raises: list[LimitRaise]) -> None:
+        super().__init__(message)
+        self.raises = raises
 
 
 # --------------------------------------------------------------------------------------------
@@ -699,11 +710,15 @@ class _Plan:
     sections: list[tuple[Section, Any]]
 
 
-def campaign_load(*, path: str | Path, actor: str) -> LoadResult:
+def campaign_load(*, path: str | Path, actor: str, raise_reason: str = "") -> LoadResult:
     """Create or update the venture, segments, campaign and sections a TOML file describes.
 
     Idempotent: loading the same file twice writes nothing the second time. Raises
     CampaignCodeError ("FILE:LINE: key: problem") with nothing written when any part is wrong.
+    A file that raises a running or paused campaign's limits (the admin's rule,
+    `ventures.console.limit_raises`) is refused with LimitRaiseNotConfirmedError unless
+    `raise_reason` confirms it; the campaign's audit row then keeps that reason, as the admin's
+    confirmed raise does.
     """
     label = str(path)
     text = _read_text(Path(path), label)
@@ -712,12 +727,13 @@ def campaign_load(*, path: str | Path, actor: str) -> LoadResult:
     _check_text(data, loc)
     plan = _plan(data, loc)
     reason = load_reason(label)
+    raise_reason = raise_reason.strip()[:RAISE_REASON_MAX]
     # Two loads creating the same slug at once: the later insert fails once the first load
     # commits. A second attempt finds the rows and updates them (or finds nothing to do).
     for _attempt in range(2):
         try:
             with transaction.atomic():
-                return _apply(plan, loc=loc, actor=actor, reason=reason)
+                return _apply(plan, loc=loc, actor=actor, reason=reason, raise_reason=raise_reason)
         except IntegrityError as exc:
             refusal = str(exc).strip().splitlines()[0] if str(exc).strip() else "IntegrityError"
     raise CampaignCodeError(
@@ -821,7 +837,7 @@ def _plan(data: dict[str, Any], loc: Locator) -> _Plan:
     return plan
 
 
-def _apply(plan: _Plan, *, loc: Locator, actor: str, reason: str) -> LoadResult:
+def _apply(plan: _Plan, *, loc: Locator, actor: str, reason: str, raise_reason: str) -> LoadResult:
     slug = plan.venture["slug"]
     venture = Venture.objects.select_for_update().filter(slug=slug).first()
     owner = Campaign.objects.select_related("venture").filter(slug=plan.campaign["slug"]).first()
@@ -842,7 +858,9 @@ def _apply(plan: _Plan, *, loc: Locator, actor: str, reason: str) -> LoadResult:
             table=("segments", index),
         )
         segment_changes.append(change)
-    campaign, campaign_change = _campaign_upsert(plan.campaign, venture, upsert)
+    campaign, campaign_change = _campaign_upsert(
+        plan.campaign, venture, upsert, raise_reason=raise_reason
+    )
     sections = {
         section.key: _section_load(
             section, data, campaign=campaign, venture=venture, loc=loc, actor=actor
@@ -872,15 +890,19 @@ def _check_campaign_owner(owner: Campaign | None, venture: Venture | None, loc: 
 
 
 def _campaign_upsert(
-    values: dict[str, Any], venture: Venture, upsert: Upserter
+    values: dict[str, Any], venture: Venture, upsert: Upserter, *, raise_reason: str
 ) -> tuple[Campaign, Change]:
-    """Every campaign field but the mode, then the mode through its service (and its rules)."""
+    """Every campaign field but the mode (a raise of its limits confirmed first), then the mode
+    through its service (and its rules)."""
     values = dict(values)
     mode = values.pop("mode")
     campaign = Campaign.objects.select_for_update().filter(slug=values["slug"]).first()
     if campaign is not None and set(campaign.send_days) == set(values["send_days"]):
         values["send_days"] = campaign.send_days  # same days in another order: not a change
-    campaign, change = upsert(
+    fields_upsert = upsert
+    if campaign is not None and _confirmed_raise(campaign, values, upsert.loc, raise_reason):
+        fields_upsert = dataclasses.replace(upsert, reason=raise_reason)  # the admin's audit
+    campaign, change = fields_upsert(
         "campaign",
         campaign,
         {"venture": venture, **values},
@@ -897,6 +919,31 @@ def _campaign_upsert(
     if switched and change.action == "updated":
         change.fields.append("mode")
     return campaign, change
+
+
+def _confirmed_raise(
+    campaign: Campaign, values: dict[str, Any], loc: Locator, raise_reason: str
+) -> bool:
+    """True when the file raises the stored campaign's limits and `raise_reason` confirms it;
+    refuse the load (LimitRaiseNotConfirmedError, before anything of the campaign is written)
+    when it raises them without one; False when nothing is raised."""
+    edited = copy.copy(campaign)
+    for attr, value in values.items():
+        setattr(edited, attr, value)
+    raises = limit_raises(campaign, edited)
+    if not raises:
+        return False
+    if raise_reason:
+        return True
+    paths = _attr_paths(CAMPAIGN_KEYS, ("campaign",))
+    changes = "; ".join(f"{dotted(paths[r.attr])} {r.old_shown} -> {r.new_shown}" for r in raises)
+    raise LimitRaiseNotConfirmedError(
+        f"{loc.filename}:{loc(paths[raises[0].attr])}: campaign: the file raises the limits of"
+        f" campaign {campaign.slug!r}, which is {campaign.get_status_display().lower()}:"
+        f" {changes}. Nothing was written: raising a running or paused campaign's limits needs"
+        " a confirmation and a reason",
+        raises,
+    )
 
 
 @dataclasses.dataclass

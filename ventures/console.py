@@ -12,6 +12,9 @@ outbox really enforces today, with the extension points the outbox fills in.
   the tick computes them (global `AICMO_GLOBAL_DAILY_LIMIT`, the venture's cap, the
   campaign's limit after its warm-up ramp today, and what sources registered with
   `register_cap_source` add: the outbox adds its mailboxes), and says which one binds.
+- **Raises.** `limit_raises` is the one rule of what a change "raises" (lets a running or
+  paused campaign send more): the admin's save and `campaign load` both confirm such a change
+  and audit it with the operator's reason.
 - **Deleting.** `campaign_delete_refusal` says why a campaign may not be deleted (it is
   running; its history would go with it); `register_delete_guard` lets the outbox add its
   own reasons (a paused campaign with messages).
@@ -200,6 +203,69 @@ def campaigns_limits(
 
 def campaign_limits(campaign: Campaign, now: dt.datetime | None = None) -> CampaignLimits:
     return campaigns_limits([campaign], now)[campaign.pk]
+
+
+# --- Raises --------------------------------------------------------------------------------------
+
+# A raise of these campaigns' limits asks for confirmation: they send, or will on resume.
+RAISE_CONFIRM_STATUSES = (CampaignStatus.RUNNING, CampaignStatus.PAUSED)
+RAISE_REASON_MAX = 500  # characters of a raise's reason kept in the audit trail
+
+
+@dataclass(frozen=True)
+class LimitRaise:
+    attr: str  # the Campaign field
+    label: str  # how the admin names it
+    old: int | None
+    new: int | None
+
+    @staticmethod
+    def shown(value: int | None) -> str:
+        return "none" if value is None else f"{value:,}"
+
+    @property
+    def old_shown(self) -> str:
+        return self.shown(self.old)
+
+    @property
+    def new_shown(self) -> str:
+        return self.shown(self.new)
+
+
+def limit_raises(before: Campaign, after: Campaign) -> list[LimitRaise]:
+    """Each change from `before` (the stored campaign) to `after` (the same one edited) that
+    lets it send more while it runs or is paused: a higher daily limit, a warm-up cleared or
+    started higher, a faster warm-up. Empty for any other status: a draft or stopped campaign
+    sends nothing, so its limits change without confirmation."""
+    if before.status not in RAISE_CONFIRM_STATUSES:
+        return []
+    raised = []
+    if after.daily_send_limit > before.daily_send_limit:
+        raised.append(
+            LimitRaise(
+                "daily_send_limit",
+                "Daily send limit",
+                before.daily_send_limit,
+                after.daily_send_limit,
+            )
+        )
+    old_start, new_start = before.warmup_start_limit, after.warmup_start_limit
+    if old_start is not None and (new_start is None or new_start > old_start):
+        raised.append(
+            LimitRaise(
+                "warmup_start_limit", "Warm-up: sends on the first day", old_start, new_start
+            )
+        )
+    if new_start is not None and after.warmup_daily_increase > before.warmup_daily_increase:
+        raised.append(
+            LimitRaise(
+                "warmup_daily_increase",
+                "Warm-up: more each day",
+                before.warmup_daily_increase,
+                after.warmup_daily_increase,
+            )
+        )
+    return raised
 
 
 def campaign_delete_refusal(campaign: Campaign) -> str | None:

@@ -7,7 +7,15 @@ import calendar
 
 from django import forms
 
-from ventures.models import Campaign, Venture
+from ventures.models import Campaign, Venture, VentureMembership
+from ventures.roles import OPERATOR, VIEWER
+from ventures.services import member_role
+
+MEMBER_ROLE_CHOICES = [
+    (OPERATOR, "Operator: runs the venture's campaigns, leads and templates"),
+    (VIEWER, "Viewer: reads and downloads, changes nothing"),
+]
+MEMBER_ROLE_HELP = "A role holds in every venture the user is a member of."
 
 
 class ReasonForm(forms.Form):
@@ -87,3 +95,27 @@ class ApiTokenCreateForm(forms.Form):
     def __init__(self, *args, ventures, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["venture"].queryset = ventures
+
+
+class MembershipForm(forms.ModelForm):
+    """A member's row on the venture page: their role, which an Administrator may change (the
+    user is fixed: adding someone is the page's "Add a member"). A member whose role is none
+    of a member's (an Administrator, a user with no role) shows it, unchangeable."""
+
+    role = forms.ChoiceField(
+        choices=[(role, role) for role, _label in MEMBER_ROLE_CHOICES], help_text=MEMBER_ROLE_HELP
+    )
+
+    class Meta:
+        model = VentureMembership
+        fields = ()
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is None:
+            return
+        current = member_role(self.instance.user)
+        self.fields["role"].initial = current
+        if current not in dict(self.fields["role"].choices):
+            self.fields["role"].choices = [(current, current or "No role")]
+            self.fields["role"].disabled = True

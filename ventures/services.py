@@ -345,9 +345,17 @@ class MemberAdded:
     role_before: str  # "" if the user had no role
 
 
-def _role_of(user) -> str:
-    names = set(user.groups.values_list("name", flat=True))
+def member_role(user) -> str:
+    """The user's role ("" for none); reads prefetched `groups` when the caller has them."""
+    names = {group.name for group in user.groups.all()}
     return next((r for r in (ADMINISTRATOR, *MEMBER_ROLES) if r in names), "")
+
+
+def _role_set(user, role: str) -> None:
+    from django.contrib.auth.models import Group
+
+    user.groups.remove(*Group.objects.filter(name__in=MEMBER_ROLES))
+    user.groups.add(Group.objects.get(name=role))
 
 
 def venture_member_add(
@@ -357,7 +365,6 @@ def venture_member_add(
     of the venture with `role`. Roles are groups, so the role holds in every venture the user
     belongs to; an Administrator already sees every venture and is refused."""
     from django.contrib.auth import get_user_model
-    from django.contrib.auth.models import Group
 
     from ventures.models import VentureMembership
 
@@ -379,15 +386,14 @@ def venture_member_add(
             user.set_unusable_password()
             user.save()
             invited = True
-        if user.is_superuser or _role_of(user) == ADMINISTRATOR:
+        if user.is_superuser or member_role(user) == ADMINISTRATOR:
             raise DomainError(f"{user.get_username()} is an Administrator and sees every venture.")
         if VentureMembership.objects.filter(venture=venture, user=user).exists():
             raise DomainError(f"{user.get_username()} is already a member of {venture.name}.")
-        before = _role_of(user)
+        before = member_role(user)
         VentureMembership.objects.create(venture=venture, user=user)
         if before != role:
-            user.groups.remove(*Group.objects.filter(name__in=MEMBER_ROLES))
-            user.groups.add(Group.objects.get(name=role))
+            _role_set(user, role)
         if not user.is_staff:
             user.is_staff = True
             user.save(update_fields=["is_staff"])
@@ -400,6 +406,46 @@ def venture_member_add(
             reason=reason,
         )
     return MemberAdded(user=user, role=role, invited=invited, role_before=before)
+
+
+def venture_member_role_set(*, membership, role: str, actor: Actor, reason: str = "") -> bool:
+    """Give the member `role` (Operator or Viewer). Roles are groups: the new role holds in
+    every venture the user belongs to. False when the member already has it; an Administrator's
+    role is not changed here (they are no member: they see every venture)."""
+    if role not in MEMBER_ROLES:
+        raise DomainError(f"Unknown role {role!r}: choose {' or '.join(MEMBER_ROLES)}.")
+    user = membership.user
+    before = member_role(user)
+    if before == role:
+        return False
+    if user.is_superuser or before == ADMINISTRATOR:
+        raise DomainError(f"{user.get_username()} is an Administrator and sees every venture.")
+    with transaction.atomic():
+        _role_set(user, role)
+        audit_record(
+            actor=actor,
+            action="venture.member_role",
+            entity=membership.venture,
+            before={"user": user.get_username(), "role": before},
+            after={"user": user.get_username(), "role": role},
+            reason=reason,
+        )
+    return True
+
+
+def venture_member_remove(*, membership, actor: Actor, reason: str = "") -> None:
+    """Take the user out of the venture: they no longer see it (their login and their role in
+    other ventures stay)."""
+    user = membership.user
+    with transaction.atomic():
+        membership.delete()
+        audit_record(
+            actor=actor,
+            action="venture.member_remove",
+            entity=membership.venture,
+            before={"user": user.get_username(), "role": member_role(user)},
+            reason=reason,
+        )
 
 
 def member_invite_send(*, user, venture: Venture, role: str, actor: Actor) -> str:

@@ -28,7 +28,7 @@ from outreach.models import (
     StepKind,
 )
 from outreach.sla import reply_sla_state
-from outreach.tests.outbox import NOON, running_campaign, two_step_sequence
+from outreach.tests.outbox import NOON, pooled_mailboxes, running_campaign, two_step_sequence
 from tests.factories import (
     CampaignFactory,
     ImportBatchFactory,
@@ -257,3 +257,142 @@ def test_a_reply_is_past_the_sla_by_its_own_campaigns_hours(client, operator, at
     assert ("1 past SLA" in row) is overdue
     event = FeedbackEvent.objects.get(kind=FeedbackKind.REPLIED)
     assert (reply_sla_state(event, now=NOON).overdue) is overdue  # the rule it counts by
+
+
+# --- Mailboxes the engine paused ------------------------------------------------------------------
+
+
+@pytest.fixture
+def bouncing_box(venture, operator, settings):
+    """A running campaign of Acme whose first mailbox the engine paused for its bounces (the
+    real path: sends, bounce reports, the health check); its second mailbox keeps sending."""
+    from django.test import TestCase
+
+    from outreach.feedback import Incoming, feedback_record
+    from outreach.models import Mailbox
+
+    settings.AICMO_AUTOPAUSE_MIN_SENDS = 20
+    settings.AICMO_AUTOPAUSE_BOUNCE_RATE = 0.05
+    settings.AICMO_AUTOPAUSE_CHECK_SECONDS = 0
+    with time_machine.travel(NOON, tick=False):
+        campaign = running_campaign(venture=venture, name="Mailbox test")
+        two_step_sequence(campaign)
+        boxes = pooled_mailboxes(campaign, 2, domain="acme.example")
+        LeadFactory.create_batch(80, campaign=campaign)
+        tick(campaign=campaign)
+        bad = OutboundMessage.objects.filter(campaign=campaign, mailbox=boxes[0], step__position=1)
+        for n, message in enumerate(bad[:3]):
+            OutboundMessage.objects.filter(pk=message.pk).update(esp_message_id=f"esp-{n}")
+            with TestCase.captureOnCommitCallbacks(execute=True):
+                feedback_record(
+                    Incoming(source="postmark", kind="bounced", event_id=f"bounce-box-{n}",
+                             esp_message_id=f"esp-{n}", recipient=message.recipient)
+                )  # fmt: skip
+    boxes[0].refresh_from_db()
+    assert not boxes[0].is_active and Mailbox.objects.get(pk=boxes[1].pk).is_active
+    return boxes[0]
+
+
+def problems_of(response) -> str:
+    html = response.content.decode()
+    return html[html.index("Needs you now") : html.index("dash-health")]
+
+
+def test_a_mailbox_the_engine_paused_is_a_problem_line_with_its_reason_and_a_link(
+    client, operator, bouncing_box, at_noon
+):
+    problems = problems_of(index(client, operator))
+    url = reverse("admin:outreach_mailbox_change", args=[bouncing_box.pk])
+    line = re.search(rf'<li><a href="{re.escape(url)}">(.*?)</a></li>', problems, re.S)
+    assert line, problems
+    assert line.group(1).startswith(
+        "Mailbox Sam 0 &lt;sam0@acme.example&gt; (Mailbox test): Auto-paused: bounce rate "
+    )
+    assert line.group(1).endswith("is above 5.0%")
+    assert "sam1@acme.example" not in problems  # still sending
+
+
+def test_a_mailbox_switched_off_by_a_person_is_not_a_problem_line(
+    client, operator, bouncing_box, at_noon
+):
+    from outreach.models import Mailbox
+    from ventures.services import audit_changes, snapshot
+
+    def switch(box, on: bool) -> None:
+        before = snapshot(box)
+        Mailbox.objects.filter(pk=box.pk).update(is_active=on)
+        box.refresh_from_db()
+        audit_changes(actor=operator, entity=box, before=before, action="mailbox.update")
+
+    switch(bouncing_box, True)  # the operator fixed the list and re-activated it ...
+    switch(bouncing_box, False)  # ... then switched it off themselves: their choice
+    manual = Mailbox.objects.create(venture=bouncing_box.venture, name="Spare",
+                                    from_email="spare@acme.example", is_active=False)  # fmt: skip
+    manual.campaigns.add(*bouncing_box.campaigns.all())
+    page = index(client, operator).content.decode()
+    assert "sam0@acme.example" not in page.split("dash-health")[0]
+    assert "spare@acme.example" not in page.split("dash-health")[0]
+
+
+def test_a_paused_mailbox_of_another_venture_is_not_shown(client, bouncing_box, at_noon):
+    outsider = UserFactory(username="op-other", role=OPERATOR)
+    other = VentureFactory(name="Other Co", slug="other")
+    MembershipFactory(venture=other, user=outsider)
+    started(CampaignFactory(venture=other, name="Rival"))
+    assert "sam0@acme.example" not in index(client, outsider).content.decode()
+
+
+# --- Shown once -------------------------------------------------------------------------------
+
+
+def test_a_missing_worker_is_said_once_in_needs_you_now(client, operator, at_noon):
+    response = index(client, operator)
+    text = page_text(response)
+    assert text.count("No worker seen") == 1
+    assert "No worker seen" in problems_of(response)
+
+
+def test_a_healthy_worker_is_a_green_note_not_a_problem(client, operator, at_noon):
+    WorkerHeartbeat.objects.create(name="cluster", last_seen=NOON)
+    response = index(client, operator)
+    assert page_text(response).count("Worker seen 0 s ago.") == 1
+    assert "Worker seen" not in problems_of(response)
+
+
+# --- Due now stays cheap -----------------------------------------------------------------------
+
+
+def test_due_now_counts_each_campaigns_past_due_messages_up_to_its_bound(
+    client, operator, at_noon, monkeypatch
+):
+    from aicmo_site import dashboard
+
+    spring = Campaign.objects.get(name="Spring outreach")
+    row = row_of(index(client, operator), "Spring outreach")
+    assert row.endswith("3 1 1 1 1 1 past SLA 16.7% 16.7% 0.0%")  # 1 due now of 3 queued
+    OutboundMessage.objects.filter(campaign=spring, state=MessageState.SCHEDULED).update(
+        due_at=NOON - dt.timedelta(hours=2)
+    )
+    assert " 3 3 1 1 1 1 past SLA" in row_of(index(client, operator), "Spring outreach")
+    monkeypatch.setattr(dashboard, "DUE_SHOWN", 2)  # past the bound: counted no further
+    assert " 3 2+ 1 1 1 1 past SLA" in row_of(index(client, operator), "Spring outreach")
+    assert "0 0 0 0 0" in row_of(index(client, operator), "Summer promo")
+
+
+@pytest.mark.postgres
+def test_due_now_is_counted_from_the_campaign_due_index(venture, at_noon):
+    """PostgreSQL's plan (the production database's; SQLite's planner, without statistics,
+    picks any index on tiny tables)."""
+    from aicmo_site.dashboard import _due_now_counts
+
+    spring = Campaign.objects.get(name="Spring outreach")
+    query = _due_now_counts([spring.pk], NOON)
+    assert list(query) == [(spring.pk, 1)]
+    sql, params = query.query.sql_with_params()
+    with connection.cursor() as cursor:
+        # Tiny tables are cheaper to scan: forbid that, so the plan shows whether the index
+        # serves the count at all.
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(str(row) for row in cursor.fetchall())
+    assert "outbound_campaign_due_idx" in plan, plan

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 
-from outreach.models import Sequence, SequenceStep, StepKind
+from outreach.models import Mailbox, Sequence, SequenceStep, StepKind
 from tests.factories import CampaignFactory, MessageTemplateFactory, VentureFactory
 from ventures.models import CampaignStatus
 
@@ -147,3 +147,17 @@ def tick_processes_stop(procs) -> list[str]:
         assert proc.returncode == 0, err
         errors.append(err)
     return errors
+
+
+def pooled_mailboxes(campaign, count: int, *, domain: str = "venture.example") -> list[Mailbox]:
+    """`count` mailboxes of the campaign's venture in its pool ("Sam N" <samN@domain>), with
+    no gap between sends so that one tick sends every due message."""
+    boxes = [
+        Mailbox.objects.create(venture=campaign.venture, name=f"Box {n}", from_name=f"Sam {n}",
+                               from_email=f"sam{n}@{domain}", daily_limit=1000,
+                               min_gap_seconds=0, gap_jitter_seconds=0)
+        for n in range(count)
+    ]  # fmt: skip
+    for box in boxes:
+        box.campaigns.add(campaign)
+    return boxes

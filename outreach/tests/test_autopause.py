@@ -10,7 +10,7 @@ from django.test import TestCase
 from outreach.dispatch import tick
 from outreach.feedback import Incoming, feedback_record
 from outreach.models import AutoPause, Mailbox, MessageState, OutboundMessage
-from outreach.tests.outbox import NOON, running_campaign, two_step_sequence
+from outreach.tests.outbox import NOON, pooled_mailboxes, running_campaign, two_step_sequence
 from tests.factories import LeadFactory
 from ventures.models import AuditEvent, CampaignStatus, SendMode
 from ventures.services import campaign_transition
@@ -126,14 +126,7 @@ def test_after_the_operator_resumes_only_new_sends_count(clock):
 def test_a_mailbox_that_bounces_is_paused_and_its_messages_wait(clock, settings):
     campaign = running_campaign()
     two_step_sequence(campaign)
-    boxes = [
-        Mailbox.objects.create(venture=campaign.venture, name=f"Box {n}", from_name="Sam",
-                               from_email=f"sam{n}@venture.example", daily_limit=1000,
-                               min_gap_seconds=0, gap_jitter_seconds=0)
-        for n in range(2)
-    ]  # fmt: skip
-    for box in boxes:
-        box.campaigns.add(campaign)
+    boxes = pooled_mailboxes(campaign, 2)
     LeadFactory.create_batch(80, campaign=campaign)
     tick()
     messages = give_esp_ids(campaign)

@@ -204,7 +204,7 @@ def test_figures_come_before_the_configuration(client, operator, known):
     client.force_login(operator)
     body = client.get(page(campaign)).content.decode()
     order = [body.index(s) for s in (
-        "<h2>Figures</h2>", "<h2>Outbox</h2>", "<h2>Report</h2>",
+        "<h2>Figures</h2>", "Open the full report", "<h2>Outbox</h2>",
         '<details class="configuration"', 'name="daily_send_limit"', 'name="_save"',
     )]  # fmt: skip
     assert order == sorted(order)

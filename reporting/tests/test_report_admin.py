@@ -109,11 +109,33 @@ def test_a_kept_report_whose_file_is_gone_says_so(client, operator, known):
     assert "is no longer in the artifact directory" in text(response)
 
 
-def test_the_campaign_page_leads_to_its_report(client, operator, known):
+def test_the_campaign_page_links_to_its_report_once_under_the_figures(client, operator, known):
+    from reporting.models import ReportSchedule
+    from reporting.services import report_keep
+
+    client.force_login(operator)
+    url = reverse("admin:ventures_campaign_change", args=[known.pk])
+    body = client.get(url).content.decode()
+    assert body.count(f'href="{page(known)}"') == 1
+    figures = body[body.index("<h2>Figures</h2>") : body.index("<h2>Outbox</h2>")]
+    assert f'href="{page(known)}"' in figures
+    assert "No copy kept yet. No daily report." in figures
+
+    kept = report_keep(known, "md", actor="test")
+    ReportSchedule.objects.create(campaign=known, hour=7, formats=["zip"])
+    body = client.get(url).content.decode()
+    assert body.count(f'href="{page(known)}"') == 1
+    assert f"Last kept copy: {kept.generated_at:%Y-%m-%d %H:%M} UTC (Markdown)." in body
+    assert f"Daily report after 07:00 ({known.timezone})." in body
+
+
+def test_users_who_may_not_read_reports_get_no_report_link(client, operator, known):
+    from django.contrib.auth.models import Permission
+
+    operator.groups.get().permissions.remove(Permission.objects.get(codename="view_reportfile"))
     client.force_login(operator)
     body = client.get(reverse("admin:ventures_campaign_change", args=[known.pk])).content.decode()
-    assert page(known) in body
-    assert "No copy kept yet. No daily report." in body
+    assert page(known) not in body
 
 
 def test_an_operator_sets_up_a_daily_report_with_checkboxes(

@@ -30,6 +30,7 @@ from ventures.models import (
     Venture,
     VentureMembership,
 )
+from ventures.roles import OPERATOR, VIEWER
 from ventures.services import (
     audit_record,
     campaign_set_kill_switch,
@@ -751,27 +752,76 @@ def test_segment_creation_is_audited(client, operator, venture):
     assert event.after["industries"] == ["software"]
 
 
-def test_venture_edit_and_membership_changes_are_audited(client, administrator, venture):
-    newcomer = UserFactory(username="new-nina")
-    client.force_login(administrator)
-    form = client.get(admin_url("venture_change", venture.pk)).context["adminform"].form
+def venture_form_data(client, venture, **roles) -> dict:
+    """The venture page's form and members as a browser posts them; `roles` maps a user name
+    to the role to choose, or to "remove" to tick its Remove box."""
+    page = client.get(admin_url("venture_change", venture.pk))
+    form = page.context["adminform"].form
     data = {k: v for k, v in form.initial.items() if k in form.fields and v is not None}
-    data.update(
-        name="Renamed Co",
-        default_channels='["email"]',
-        **{
-            "memberships-TOTAL_FORMS": "1",
-            "memberships-INITIAL_FORMS": "0",
-            "memberships-0-user": newcomer.pk,
-            "memberships-0-venture": venture.pk,
-        },
-    )
+    data["default_channels"] = '["email"]'
+    (members,) = page.context["inline_admin_formsets"]
+    formset = members.formset
+    data.update({f"{formset.prefix}-{k}": v for k, v in formset.management_form.initial.items()})
+    for i, member in enumerate(formset.forms):
+        name = member.instance.user.get_username()
+        data[f"{formset.prefix}-{i}-id"] = member.instance.pk
+        data[f"{formset.prefix}-{i}-venture"] = venture.pk
+        data[f"{formset.prefix}-{i}-role"] = member.fields["role"].initial
+        if roles.get(name) == "remove":
+            data[f"{formset.prefix}-{i}-DELETE"] = "on"
+        elif name in roles:
+            data[f"{formset.prefix}-{i}-role"] = roles[name]
+    return data
+
+
+def test_venture_edit_and_member_role_change_are_audited(
+    client, administrator, operator, viewer, venture
+):
+    client.force_login(administrator)
+    data = venture_form_data(client, venture, **{"viewer-vera": OPERATOR})
+    data["name"] = "Renamed Co"
     response = client.post(admin_url("venture_change", venture.pk), data)
     assert response.status_code == 302, response.context["errors"]
-    assert VentureMembership.objects.filter(venture=venture, user=newcomer).exists()
+    assert viewer.groups.filter(name=OPERATOR).exists()
+    assert not viewer.groups.filter(name=VIEWER).exists()
     events = {e.action: e for e in AuditEvent.objects.for_entity(venture)}
     assert events["venture.update"].after == {"name": "Renamed Co"}
-    assert events["venture.member_add"].after == {"user": "new-nina"}
+    assert events["venture.member_role"].before == {"user": "viewer-vera", "role": VIEWER}
+    assert events["venture.member_role"].after == {"user": "viewer-vera", "role": OPERATOR}
+    assert "venture.member_remove" not in events  # the unchanged operator stays
+    assert VentureMembership.objects.filter(venture=venture, user=operator).exists()
+
+
+def test_removing_a_member_from_the_venture_page_is_audited(
+    client, administrator, operator, viewer, venture
+):
+    client.force_login(administrator)
+    data = venture_form_data(client, venture, **{"op-otto": "remove"})
+    response = client.post(admin_url("venture_change", venture.pk), data)
+    assert response.status_code == 302, response.context["errors"]
+    members = VentureMembership.objects.filter(venture=venture)
+    assert list(members.values_list("user__username", flat=True)) == ["viewer-vera"]
+    assert operator.groups.filter(name=OPERATOR).exists()  # the login and role stay
+    event = AuditEvent.objects.for_entity(venture).get(action="venture.member_remove")
+    assert event.before == {"user": "op-otto", "role": OPERATOR}
+
+
+def test_the_venture_page_adds_no_member_through_its_list(client, administrator, venture):
+    """Adding is "Add a member" only: a new row posted to the members list is ignored."""
+    newcomer = UserFactory(username="new-nina")
+    client.force_login(administrator)
+    data = venture_form_data(client, venture)
+    data.update(
+        {
+            "memberships-TOTAL_FORMS": "1",
+            "memberships-0-user": newcomer.pk,
+            "memberships-0-venture": venture.pk,
+            "memberships-0-role": OPERATOR,
+        }
+    )
+    client.post(admin_url("venture_change", venture.pk), data)
+    assert not VentureMembership.objects.filter(user=newcomer).exists()
+    assert not AuditEvent.objects.filter(action="venture.member_add").exists()
 
 
 def test_venture_deletion_is_audited(client, administrator):

@@ -28,6 +28,7 @@ from ventures.campaign_code import (
     SEGMENT_KEYS,
     VENTURE_KEYS,
     CampaignCodeError,
+    LimitRaiseNotConfirmedError,
     Locator,
     campaign_dump,
     campaign_load,
@@ -218,12 +219,12 @@ def test_load_never_touches_status_kill_switches_or_active_flag(write):
     campaign_set_kill_switch(campaign=campaign, on=True, actor="t", reason="spam complaint")
     Venture.objects.filter(slug="acme").update(is_active=False, kill_switch=True)
 
-    load(write(BASE.replace("daily_send_limit = 40", "daily_send_limit = 41")))
+    load(write(BASE.replace("daily_send_limit = 40", "daily_send_limit = 39")))
 
     campaign.refresh_from_db()
     assert (campaign.status, campaign.kill_switch) == (CampaignStatus.RUNNING, True)
     assert campaign.kill_reason == "spam complaint"
-    assert campaign.daily_send_limit == 41
+    assert campaign.daily_send_limit == 39
     venture = Venture.objects.get(slug="acme")
     assert (venture.is_active, venture.kill_switch) == (False, True)
 
@@ -255,7 +256,7 @@ def test_live_mode_from_the_file_is_refused_for_a_running_campaign_while_preflig
     campaign = Campaign.objects.get(slug="acme-q3")
     campaign_transition(campaign=campaign, action="start", actor="t")
     before = ventures_rows()
-    text = BASE.replace("daily_send_limit = 40", 'daily_send_limit = 99\nmode = "live"  # <-')
+    text = BASE.replace("daily_send_limit = 40", 'daily_send_limit = 30\nmode = "live"  # <-')
     path = write(text)
 
     with pytest.raises(CampaignCodeError) as err:
@@ -830,6 +831,136 @@ def test_campaign_load_command_fails_with_a_one_line_reason(write):
 def test_campaign_load_command_reports_a_missing_file():
     with pytest.raises(CommandError, match=r"^missing\.toml: no such file$"):
         call_command("campaign", "--json", "load", "missing.toml")
+
+
+# --------------------------------------------------------------------------------------------
+# Raising a running campaign's limits from a file: confirmed with a reason, as in the admin.
+
+WARMING = BASE + "\n[campaign.warmup]\nstart_limit = 10\ndaily_increase = 5\n"
+
+
+def _loaded(write, status: str = "start") -> Campaign:
+    load(write(WARMING))
+    campaign = Campaign.objects.get(slug="acme-q3")
+    campaign_transition(campaign=campaign, action="start", actor="t")
+    if status == "pause":
+        campaign_transition(campaign=campaign, action="pause", actor="t")
+    campaign.refresh_from_db()
+    return campaign
+
+
+RAISED = WARMING.replace("daily_send_limit = 40", "daily_send_limit = 5000  # <-").replace(
+    "start_limit = 10\n", ""
+)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("status", ["start", "pause"])
+def test_loading_a_raise_of_a_running_or_paused_campaign_is_refused_naming_each_limit(
+    write, status
+):
+    campaign = _loaded(write, status)
+    before = ventures_rows()
+    path = write(RAISED)
+
+    with pytest.raises(CommandError) as err:
+        call_command("campaign", "load", str(path))
+
+    shown = "running" if status == "start" else "paused"
+    assert str(err.value) == (
+        f"{path}:{marked_line(RAISED)}: campaign: the file raises the limits of campaign"
+        f" 'acme-q3', which is {shown}: campaign.daily_send_limit 40 -> 5,000;"
+        " campaign.warmup.start_limit 10 -> none. Nothing was written: raising a running or"
+        " paused campaign's limits needs a confirmation and a reason: load again with"
+        ' --confirm-raise --reason "why" to raise them.'
+    )
+    campaign.refresh_from_db()
+    assert (campaign.daily_send_limit, campaign.warmup_start_limit) == (40, 10)
+    assert ventures_rows() == before
+
+
+@pytest.mark.django_db
+def test_a_faster_warm_up_of_a_running_campaign_is_a_raise(write):
+    _loaded(write)
+    faster = WARMING.replace("daily_increase = 5", "daily_increase = 50")
+
+    with pytest.raises(LimitRaiseNotConfirmedError) as err:
+        load(write(faster))
+
+    assert "campaign.warmup.daily_increase 5 -> 50." in str(err.value)
+    assert [r.attr for r in err.value.raises] == ["warmup_daily_increase"]
+
+
+@pytest.mark.django_db
+def test_a_confirmed_raise_loads_and_audits_the_reason_as_the_admin_does(write, capsys):
+    campaign = _loaded(write)
+    path = write(RAISED)
+
+    call_command(
+        "campaign", "--actor", "ann", "load", str(path), "--confirm-raise",
+        "--reason", "  Client doubled the list ",
+    )  # fmt: skip
+
+    campaign.refresh_from_db()
+    assert (campaign.daily_send_limit, campaign.warmup_start_limit) == (5000, None)
+    event = AuditEvent.objects.for_entity(campaign).get(action="campaign.update")
+    assert (event.actor, event.reason) == ("cli:ann", "Client doubled the list")
+    assert event.before == {"daily_send_limit": 40, "warmup_start_limit": 10}
+    assert event.after == {"daily_send_limit": 5000, "warmup_start_limit": None}
+    assert "campaign acme-q3 updated (daily_send_limit, warmup.start_limit)" in (
+        capsys.readouterr().out
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--confirm-raise"], '--confirm-raise needs --reason "why"'),
+        (["--confirm-raise", "--reason", "   "], '--confirm-raise needs --reason "why"'),
+        (["--reason", "more please"], "--reason is the reason of a confirmed raise of limits"),
+    ],
+)
+def test_a_raise_flag_without_its_partner_is_refused_and_writes_nothing(write, flags, expected):
+    campaign = _loaded(write)
+    before = ventures_rows()
+
+    with pytest.raises(CommandError, match=re.escape(expected)):
+        call_command("campaign", "load", str(write(RAISED)), *flags)
+
+    campaign.refresh_from_db()
+    assert campaign.daily_send_limit == 40
+    assert ventures_rows() == before
+
+
+@pytest.mark.django_db
+def test_lowering_a_running_campaigns_limits_loads_without_confirmation(write):
+    campaign = _loaded(write)
+    lower = WARMING.replace("daily_send_limit = 40", "daily_send_limit = 20").replace(
+        "start_limit = 10", "start_limit = 5"
+    )
+
+    load(write(lower))
+
+    campaign.refresh_from_db()
+    assert (campaign.daily_send_limit, campaign.warmup_start_limit) == (20, 5)
+    event = AuditEvent.objects.for_entity(campaign).get(action="campaign.update")
+    assert event.reason == "campaign load campaign.toml"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("status", ["draft", "stop"])
+def test_raising_a_draft_or_stopped_campaigns_limits_loads_without_confirmation(write, status):
+    load(write(WARMING))
+    campaign = Campaign.objects.get(slug="acme-q3")
+    if status == "stop":
+        campaign_transition(campaign=campaign, action="start", actor="t")
+        campaign_transition(campaign=campaign, action="stop", actor="t")
+
+    load(write(RAISED))
+
+    campaign.refresh_from_db()
+    assert (campaign.daily_send_limit, campaign.warmup_start_limit) == (5000, None)
 
 
 # --------------------------------------------------------------------------------------------

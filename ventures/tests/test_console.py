@@ -422,11 +422,37 @@ def test_the_venture_page_offers_add_a_member_to_administrators_only(
 ):
     client.force_login(administrator)
     page = client.get(reverse("admin:ventures_venture_change", args=[venture.pk]))
-    assert "add-member" in [b["name"] for b in page.context["operation_buttons"]]
+    assert page.context["member_add"]["url"] == add_member_url(venture)
     client.force_login(operator)
     page = client.get(reverse("admin:ventures_venture_change", args=[venture.pk]))
-    assert "add-member" not in [b["name"] for b in page.context["operation_buttons"]]
+    assert page.context["member_add"] is None
+    assert "operation-add-member" not in text(page)
     assert client.get(add_member_url(venture)).status_code == 403
+
+
+def test_the_venture_page_has_one_members_list_with_roles_and_one_way_to_add(
+    client, administrator, operator, viewer, venture
+):
+    client.force_login(administrator)
+    response = client.get(reverse("admin:ventures_venture_change", args=[venture.pk]))
+    page = text(response)
+    members = page[page.index('id="memberships-heading"') : page.index("members-footer")]
+    rows = re.findall(r'<tr class="form-row has_original".*?</tr>', members, re.S)
+    assert len(rows) == 2
+    assert "op-otto" in rows[0] and "viewer-vera" in rows[1]
+    assert re.search(r'<option value="Operator"[^>]*selected', rows[0])
+    assert re.search(r'<option value="Viewer"[^>]*selected', rows[1])
+    assert all("Remove from the venture" in row for row in rows)
+    (formset,) = response.context["inline_admin_formsets"]
+    assert not formset.has_add_permission  # no "Add another" row: adding is "Add a member"
+    assert page.count("operation-add-member") == 1  # under the list, not in the page's tools
+    assert "add-member" not in [b["name"] for b in response.context["operation_buttons"]]
+
+
+def test_operators_see_no_members_list(client, operator, venture):
+    client.force_login(operator)
+    page = text(client.get(reverse("admin:ventures_venture_change", args=[venture.pk])))
+    assert "memberships-heading" not in page
 
 
 def test_an_administrator_makes_an_existing_user_an_operator_of_the_venture(

@@ -1,5 +1,5 @@
 """`campaign list | status C | start C | pause C | resume C | stop C | kill C | unkill C`,
-`campaign load FILE.toml` and `campaign dump C`.
+`campaign load FILE.toml [--confirm-raise --reason R]` and `campaign dump C`.
 
 Each sub-command parses its input, calls one service and reports; the rules and the audit are
 the services' (the same ones the admin calls).
@@ -11,7 +11,12 @@ import argparse
 
 from django.core.management.base import CommandError, CommandParser
 
-from ventures.campaign_code import CampaignCodeError, campaign_dump, campaign_load
+from ventures.campaign_code import (
+    CampaignCodeError,
+    LimitRaiseNotConfirmedError,
+    campaign_dump,
+    campaign_load,
+)
 from ventures.commands import ProjectCommand, current_user
 from ventures.models import Campaign
 from ventures.selectors import campaign_get, campaign_summary
@@ -52,8 +57,17 @@ class Command(ProjectCommand):
             p = add(name, f"{name.capitalize()} a campaign.")
             p.add_argument("campaign", metavar="C", help="Campaign slug or id.")
             p.add_argument("--reason", default="", help="Why (recorded in the audit trail).")
-        add("load", "Create or update a campaign from a TOML file.").add_argument(
-            "file", metavar="FILE.toml"
+        load = add("load", "Create or update a campaign from a TOML file.")
+        load.add_argument("file", metavar="FILE.toml")
+        load.add_argument(
+            "--confirm-raise",
+            action="store_true",
+            help="Allow the file to raise a running or paused campaign's limits (needs --reason).",
+        )
+        load.add_argument(
+            "--reason",
+            default="",
+            help="Why the limits are raised (recorded in the audit trail; with --confirm-raise).",
         )
 
     def handle(self, *args, **options) -> None:
@@ -64,7 +78,7 @@ class Command(ProjectCommand):
             if action == "list":
                 return self._list()
             if action == "load":
-                return self._load(options["file"])
+                return self._load(options["file"], options["confirm_raise"], options["reason"])
             campaign = campaign_get(options["campaign"])
             if action == "status":
                 return self.emit(campaign_summary(campaign), self._status_line(campaign))
@@ -73,6 +87,10 @@ class Command(ProjectCommand):
             return self._operate(campaign, action, options["reason"])
         except Campaign.DoesNotExist as exc:
             raise CommandError(str(exc)) from None
+        except LimitRaiseNotConfirmedError as exc:
+            raise CommandError(
+                f'{exc}: load again with --confirm-raise --reason "why" to raise them.'
+            ) from None
         except (DomainError, CampaignCodeError) as exc:
             raise CommandError(str(exc)) from None
 
@@ -111,8 +129,18 @@ class Command(ProjectCommand):
             lines = ["No campaigns yet. Create one in the admin or with `campaign load FILE.toml`."]
         self.emit({"campaigns": rows}, "\n".join(lines))
 
-    def _load(self, path: str) -> None:
-        result = campaign_load(path=path, actor=self.actor)
+    def _load(self, path: str, confirm_raise: bool, reason: str) -> None:
+        reason = reason.strip()
+        if confirm_raise and not reason:
+            raise CommandError(
+                '--confirm-raise needs --reason "why": it is recorded in the audit trail.'
+            )
+        if reason and not confirm_raise:
+            raise CommandError(
+                "--reason is the reason of a confirmed raise of limits: give it with"
+                " --confirm-raise (other changes a load makes are audited as `campaign load`)."
+            )
+        result = campaign_load(path=path, actor=self.actor, raise_reason=reason)
         self.emit(result.as_dict(), result.summary())
 
     def _status_line(self, campaign: Campaign) -> str:

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("outreach", "0011_narrative_memory"),
+        ("outreach", "0013_lists_search_indexes"),
     ]
 
     operations = [

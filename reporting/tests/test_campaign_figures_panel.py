@@ -26,7 +26,7 @@ from outreach.models import (
 )
 from outreach.tests.outbox import NOON, running_campaign
 from reporting.figures import campaign_report
-from reporting.panel import campaign_glance
+from reporting.panel import campaign_glance, sent_by_day
 from reporting.tests.campaigns import known_campaign
 from tests.factories import LeadFactory, MembershipFactory, MessageTemplateFactory
 from ventures.tests.test_admin import campaign_form_data
@@ -276,3 +276,16 @@ def test_the_mailboxes_level_counts_the_active_mailboxes_sends_today():
         True,
     )
     assert (caps["campaign"].used, caps["campaign"].binds) == (12, False)
+
+
+@pytest.mark.postgres
+def test_the_sends_per_day_are_read_from_the_index_of_sent_emails_alone_on_postgresql():
+    campaign = running_campaign()
+    since = NOON - dt.timedelta(days=13)
+    sql, params = sent_by_day(campaign, since, campaign.tzinfo).query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")  # a few test rows: a scan would be right
+        cursor.execute("EXPLAIN " + sql, params)
+        found = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute("RESET enable_seqscan")
+    assert "Index Only Scan using outbound_campaign_sent_idx" in found, found

@@ -71,8 +71,6 @@ FUNNEL = (
     ("complained", "Complained (spam)"),
     ("unsubscribed", "Unsubscribed"),
 )
-# The per-lead event flags (`outreach.facts`), in the funnel's names.
-EVENT_FLAGS, EVENT_BITS = FACT_FLAGS, FACT_BITS
 # Attribution: the lead fields a funnel is broken down by, with their labels.
 DIMENSIONS = (
     ("source_channel", "Source channel"),
@@ -292,7 +290,7 @@ _GROUP_KEYS = (
 )
 _SUM_KEYS = (
     "imported", "suppressed_dnc", "erased", "enrolled", "sent", "emails_sent",
-    *(flag for flag, _kind in EVENT_FLAGS), "positive", "unsubscribed",
+    *(flag for flag, _kind in FACT_FLAGS), "positive", "unsubscribed",
     "finished_without_reply", "valued", "value",
 )  # fmt: skip
 
@@ -307,9 +305,9 @@ def _lead_groups(campaign: Campaign) -> list[tuple[tuple, dict[str, Any]]]:
     enrol, unsub = Enrollment._meta.db_table, Unsubscribe._meta.db_table
 
     def has(flag: str) -> str:
-        return f"(COALESCE(a.event_flags, 0) & {EVENT_BITS[flag]}) <> 0"
+        return f"(COALESCE(a.event_flags, 0) & {FACT_BITS[flag]}) <> 0"
 
-    sums = ", ".join(f"SUM(CASE WHEN {has(flag)} THEN 1 ELSE 0 END)" for flag, _kind in EVENT_FLAGS)
+    sums = ", ".join(f"SUM(CASE WHEN {has(flag)} THEN 1 ELSE 0 END)" for flag, _kind in FACT_FLAGS)
     sql = f"""
         SELECT l.source_channel, l.source_list, l.source_batch_id, l.utm_campaign, l.utm_content,
                l.segment_id,

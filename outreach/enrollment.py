@@ -19,6 +19,7 @@ from outreach.models import (
     Enrollment,
     EnrollmentState,
     Mailbox,
+    MessageState,
     OutboundMessage,
     RoutingRule,
     Sequence,
@@ -137,9 +138,12 @@ class Router:
             .order_by("priority", "id")
         )
         self.default = Sequence.objects.filter(campaign=campaign, is_default=True).first()
-        self.mailboxes = list(
-            Mailbox.objects.filter(campaigns=campaign, is_active=True).order_by("pk")
-        )
+        pool = list(Mailbox.objects.filter(campaigns=campaign).order_by("pk"))
+        # One of the pool's active mailboxes; when every one is paused, one of the paused ones:
+        # the lead's messages then wait ("mailbox_paused") until it is resumed. A lead of a
+        # campaign with a pool never gets no mailbox, which would send from the campaign's own
+        # address, outside every mailbox cap, while its mailboxes are paused for bouncing.
+        self.mailboxes = [box for box in pool if box.is_active] or pool
         self.first_steps = {
             s.sequence_id: s
             for s in SequenceStep.objects.filter(sequence__campaign=campaign).order_by(
@@ -169,6 +173,7 @@ def campaign_enrol(*, campaign: Campaign, now: dt.datetime | None = None) -> int
     router = Router(campaign)
     if not router.first_steps:
         return 0
+    pool_join(router)
     enrolled = 0
     pending = (
         Lead.objects.filter(campaign=campaign, status=LeadStatus.ACTIVE, enrollment__isnull=True)
@@ -182,6 +187,42 @@ def campaign_enrol(*, campaign: Campaign, now: dt.datetime | None = None) -> int
         enrolled += _enrol(router, chunk, now)
         if len(chunk) < ENROL_CHUNK:
             return enrolled
+
+
+def pool_join(router: Router) -> int:
+    """Leads enrolled while their campaign had no mailbox pool take one of its mailboxes once it
+    has one (the same stable pick as a new lead's), with their messages not yet claimed: those
+    then count against a mailbox cap like everyone else's, so the daily limit the campaign page
+    shows is the one enforced. A message already claimed or handed over keeps its sender.
+    Returns how many enrolments joined. With none to join (the partial index holds only
+    enrolments without a mailbox) it is one indexed query per tick."""
+    if not router.mailboxes:
+        return 0
+    joined = 0
+    pending = (
+        Enrollment.objects.filter(campaign=router.campaign, mailbox__isnull=True)
+        .order_by("lead_id")
+        .values_list("pk", "lead_id", "lead__identity_hash")
+    )
+    while chunk := list(pending[:ENROL_CHUNK]):
+        by_box: dict[int, list[int]] = {}
+        for pk, lead_id, identity in chunk:
+            box = stable_pick(router.mailboxes, seed=identity or str(lead_id))
+            by_box.setdefault(box.pk, []).append(pk)
+        with transaction.atomic():
+            for box_id, enrollments in sorted(by_box.items()):
+                # Messages first, then enrolments: the order the tick's writes take.
+                OutboundMessage.objects.filter(
+                    enrollment_id__in=enrollments,
+                    mailbox__isnull=True,
+                    state__in=[MessageState.SCHEDULED, MessageState.DEFERRED],
+                ).update(mailbox_id=box_id)
+                joined += Enrollment.objects.filter(
+                    pk__in=enrollments, mailbox__isnull=True
+                ).update(mailbox_id=box_id)
+        if len(chunk) < ENROL_CHUNK:
+            break
+    return joined
 
 
 def _enrol(router: Router, leads: list[Lead], now: dt.datetime) -> int:

@@ -276,7 +276,16 @@ class Enrollment(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        indexes = [models.Index(fields=["campaign", "state"], name="enrollment_campaign_state")]
+        indexes = [
+            models.Index(fields=["campaign", "state"], name="enrollment_campaign_state"),
+            # The enrolments without a mailbox, which join the pool once it exists
+            # (`enrollment.pool_join`): none, in a campaign with a pool, after the next tick.
+            models.Index(
+                fields=["campaign"],
+                condition=models.Q(mailbox__isnull=True),
+                name="enrollment_unpooled",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.lead} in {self.sequence}"

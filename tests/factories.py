@@ -144,3 +144,18 @@ class MessageTemplateFactory(factory.django.DjangoModelFactory):
         from templating.services import template_save
 
         return template_save(template=model_class(*args, **kwargs), actor="tests")
+
+
+def objection_rules_restore() -> None:
+    """The starting objection rules, as migration outreach 0007 adds them. A transactional
+    test's flush empties the table (pytest-django does not replay data migrations), so a test
+    that files replies under objections makes them again rather than depend on test order."""
+    import importlib
+
+    from outreach.models import ObjectionRule
+
+    starting = importlib.import_module("outreach.migrations.0007_objections").DEFAULT_RULES
+    ObjectionRule.objects.all().delete()
+    ObjectionRule.objects.bulk_create(
+        [ObjectionRule(category=c, pattern=p, priority=n) for c, p, n in starting]
+    )

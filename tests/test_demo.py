@@ -20,6 +20,7 @@ from aicmo_site.demo_login import database_is_local, demo_login_refusal
 from leads.models import Lead
 from outreach.models import DispatchRun, OutboundMessage
 from outreach.tests.outbox import NOON
+from tests.factories import objection_rules_restore
 from ventures.models import AuditEvent, Campaign
 from ventures.roles import OPERATOR
 
@@ -28,12 +29,14 @@ JUST_AFTER_MIDNIGHT = dt.datetime(2026, 12, 1, 23, 10, tzinfo=dt.UTC)
 
 
 def demo() -> dict:
+    objection_rules_restore()  # the demo's replies are filed under the starting rules
     out = StringIO()
     call_command("demo", "--json", stdout=out)
     return json.loads(out.getvalue())
 
 
 def demo_text() -> str:
+    objection_rules_restore()
     out = StringIO()
     call_command("demo", stdout=out)
     return out.getvalue()

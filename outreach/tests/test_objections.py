@@ -3,8 +3,6 @@ an operator can refine, counted per segment and narrative."""
 
 from __future__ import annotations
 
-import importlib
-
 import pytest
 import time_machine
 
@@ -13,20 +11,15 @@ from outreach.feedback import Incoming, feedback_record, reply_record, reply_tex
 from outreach.models import ObjectionRule, OutboundMessage
 from outreach.selectors import objection_counts
 from outreach.tests.outbox import NOON, running_campaign, two_step_sequence
-from tests.factories import IcpSegmentFactory, LeadFactory
+from tests.factories import IcpSegmentFactory, LeadFactory, objection_rules_restore
 
 pytestmark = pytest.mark.django_db
-
-STARTING = importlib.import_module("outreach.migrations.0007_objections").DEFAULT_RULES
 
 
 @pytest.fixture
 def rules():
     """The starting rules the migration adds (flushed by transactional tests: made again)."""
-    ObjectionRule.objects.all().delete()
-    ObjectionRule.objects.bulk_create(
-        [ObjectionRule(category=c, pattern=p, priority=n) for c, p, n in STARTING]
-    )
+    objection_rules_restore()
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from tests.factories import (
     MembershipFactory,
     MessageTemplateFactory,
     UserFactory,
+    objection_rules_restore,
 )
 from ventures.roles import OPERATOR, VIEWER
 
@@ -34,6 +35,7 @@ def known_campaign():
       unsubscribe with a reason;
     - day 3: the follow-up to the leads still in the sequence.
     Returns (campaign, facts): facts holds the leads by their role."""
+    objection_rules_restore()
     with time_machine.travel(NOON - dt.timedelta(days=1), tick=False):
         campaign = running_campaign(
             daily_limit=1000,

@@ -50,7 +50,6 @@ from outreach.models import (
     SendLedger,
 )
 from outreach.selectors import SegmentStanding, narrative_standings
-from reporting.charts import timeline_chart
 from reporting.models import ReportFile, ReportSchedule
 from ventures.console import CampaignLimits, campaign_limits
 from ventures.models import Campaign, CampaignStatus
@@ -351,6 +350,10 @@ def _next_html(glance: Glance, tz) -> str:
 
 def campaign_figures_panel(request, campaign: Campaign) -> str:
     """The campaign page's Figures panel (see the module docstring)."""
+    # matplotlib takes 0.4 s to import: only a page that draws the chart pays for it, not
+    # every process that loads the admin (each `manage.py` command did).
+    from reporting.charts import timeline_chart
+
     glance = campaign_glance(campaign)
     chart = timeline_chart(
         glance.days,

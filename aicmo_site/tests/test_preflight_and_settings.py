@@ -214,6 +214,18 @@ def test_bad_setting_fails_at_start_naming_the_variable(variable, value, message
     assert "Traceback" not in result.stderr
 
 
+def test_a_command_starts_without_loading_the_chart_and_pdf_libraries():
+    """matplotlib and WeasyPrint take about half a second to import: the processes that draw a
+    chart or print a PDF load them, not every `manage.py` command and worker start."""
+    code = (
+        "import django, sys; django.setup(); import aicmo_site.urls; "
+        "print(sorted(m for m in ('matplotlib', 'weasyprint') if m in sys.modules))"
+    )
+    result = python(code, env=clean_env(DEBUG="1"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 # --- the secret key: SECRET_KEY, or for local use one made once under var/ ----------------------
 
 

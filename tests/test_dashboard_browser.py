@@ -24,7 +24,7 @@ from outreach.models import (
 )
 from outreach.tests.outbox import two_step_sequence
 from tests import factories as make
-from tests.browser import BROWSER_MARKS, log_in
+from tests.browser import BROWSER_MARKS, log_in, words_broken
 from tests.proc import REPO
 from tests.test_console_browser import open_all_day, start
 from ventures.models import WorkerHeartbeat
@@ -99,6 +99,22 @@ def test_an_operator_reads_the_morning_dashboard_problems_first(page, morning):
     page.click(".dash-problems a:has-text('unknown messages to settle')")
     expect(page.locator("#result_list tbody tr")).to_have_count(1)
     expect(page.locator("#result_list")).to_contain_text("Unknown")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_dashboard_breaks_lines_only_between_words(page, morning):
+    """Django's dashboard.css lets a cell break anywhere, which made "QUEUE D" and "UNKNOW N"
+    of the column headings at 1440 px: every heading and figure wraps at spaces only."""
+    log_in(page, "op-olga")
+    page.goto(reverse("admin:index"))
+    cells = page.locator("#dashboard table th, #dashboard table td")
+    expect(cells.first).to_be_visible()
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        assert words_broken(cells) == [], width
+        fits = "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+        assert page.evaluate(fits), width
+    shoot(page, "headings")
 
 
 @pytest.mark.django_db(transaction=True)

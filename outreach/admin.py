@@ -58,7 +58,7 @@ from ventures.admin_toolkit import (
     scope_to_ventures,
     visible_campaigns,
 )
-from ventures.console import campaign_limits
+from ventures.console import CampaignLimits, campaign_limits
 from ventures.models import Campaign
 
 NEXT_DUE_SHOWN = 5
@@ -875,16 +875,14 @@ def campaign_outbox_panel(request, campaign: Campaign) -> str:
         "{}"
         '<table class="outbox-states"><thead><tr><th>State</th><th>Messages</th></tr></thead>'
         "<tbody>{}</tbody></table>"
-        "<p>Sent today: <strong>{}</strong> of {} allowed today ({}; each recipient "
-        "domain has its own limit too).</p>"
+        "<p>Sent today: <strong>{}</strong>{}.</p>"
         "<p>Next due: {}</p><p>Blocked, by reason: {}</p>"
         '<p><a href="{}?campaign={}&amp;state__exact=unknown">Unknown messages to settle: {}</a>'
         ' · <a href="{}?campaign={}&amp;state__exact=task_open">Open tasks: {}</a></p>{}',
         _auto_pauses(campaign),
         states or format_html("<tr><td colspan=2>{}</td></tr>", "No messages yet."),
         used,
-        f"{limits.effective:,}",
-        limits.binds,
+        _allowed_today(limits),
         format_html_join(", ", "{} at {}", ((m.recipient, f"{m.due_at:%Y-%m-%d %H:%M}") for m in due))
         or "nothing",
         format_html_join(", ", "{} ({})", blocked) or "none",
@@ -892,6 +890,16 @@ def campaign_outbox_panel(request, campaign: Campaign) -> str:
         tasks, campaign.pk, by_state.get(MessageState.TASK_OPEN, 0),
         _replies_waiting(campaign),
     )  # fmt: skip
+
+
+def _allowed_today(limits: CampaignLimits) -> str:
+    """After "Sent today: N": the limit the outbox enforces, or why nothing can be sent."""
+    if limits.held:
+        return f"; {limits.held}"
+    return (
+        f" of {limits.effective:,} allowed today ({limits.binds}; each recipient domain has "
+        "its own limit too)"
+    )
 
 
 def _replies_waiting(campaign: Campaign) -> str:

@@ -57,13 +57,21 @@ def campaign_outbox(campaign: Campaign) -> dict[str, Any]:
 def mailbox_caps(campaigns: list[Campaign], now: dt.datetime) -> dict[int, CapLevel]:
     """For the console's "effective today" (`ventures.console.register_cap_source`): a
     campaign with mailboxes sends at most what its active ones allow today (each after its
-    warm-up, read on the venture's day as the tick does); one query for every campaign."""
+    warm-up, read on the venture's day as the tick does); one query for every campaign.
+
+    A pool with no active mailbox holds its leads' sends (the tick defers a paused mailbox's
+    messages): its level says so, naming each mailbox and why it is off (the engine's reason
+    for an auto-pause), in at most three more queries for all of them. Its detail also says
+    what the enrolment does meanwhile: a lead enrolled while no mailbox is active is given
+    none (`enrollment.Router`) and is sent from the campaign's sender under the other caps."""
     links = Mailbox.campaigns.through.objects.filter(
         campaign_id__in=[c.pk for c in campaigns]
     ).select_related("mailbox")
     boxes: dict[int, list[Mailbox]] = {}
     for link in links:
         boxes.setdefault(link.campaign_id, []).append(link.mailbox)
+    idle = [pk for pk, pool in boxes.items() if not any(b.is_active for b in pool)]
+    why = {p.mailbox.pk: p.pause.reason for p in mailboxes_auto_paused(idle)} if idle else {}
     levels = {}
     for campaign in campaigns:
         if campaign.pk not in boxes:
@@ -75,8 +83,23 @@ def mailbox_caps(campaigns: list[Campaign], now: dt.datetime) -> dict[int, CapLe
         detail = f"{len(active)} active mailbox{'es' if len(active) != 1 else ''} {total:,}"
         if paused:
             detail += f" ({paused} paused)"
-        levels[campaign.pk] = CapLevel("mailboxes", total, detail)
+        held = ""
+        if not active:
+            held = _pool_held(boxes[campaign.pk], why)
+            detail += (
+                "; a lead enrolled meanwhile gets no mailbox and is sent from the campaign's sender"
+            )
+        levels[campaign.pk] = CapLevel("mailboxes", total, detail, held)
     return levels
+
+
+def _pool_held(pool: list[Mailbox], why: dict[int, str]) -> str:
+    """ "no mailbox can send: every mailbox of the pool is paused (a@x: auto-paused, ...)"."""
+    each = "; ".join(
+        f"{box}: auto-paused, {why[box.pk]}" if box.pk in why else f"{box}: paused"
+        for box in sorted(pool, key=lambda b: b.pk)
+    )
+    return f"no mailbox can send: every mailbox of the pool is paused ({each})"
 
 
 def campaigns_sent(

@@ -156,6 +156,17 @@ def test_an_operator_sees_a_mailbox_the_engine_paused_and_opens_it(page, morning
         "(1 of 2 sent"
     )
     expect(row(page, "Spring outreach").locator(".state")).to_have_text("Running")
+    # Lena's is the pool's only mailbox: the row says why nothing goes out, not "4 of 0".
+    sends = row(page, "Spring outreach").locator("td.dash-sends")
+    expect(sends).to_have_text(
+        re.compile(
+            r"4 sent today; no mailbox can send: every mailbox of the pool is paused "
+            r"\(Lena <lena@acme\.example>: auto-paused, bounce rate 50\.0% \(1 of 2 sent since "
+            r".* UTC\) is above 30\.0%\)$"
+        )
+    )
+    expect(sends).not_to_contain_text("of 0")
+    assert words_broken(page.locator("#dashboard table th, #dashboard table td")) == []
     shoot(page, "paused-mailbox")
     line.locator("a").click()
     expect(page).to_have_url(re.compile(rf"/admin/outreach/mailbox/{box.pk}/change/$"))

@@ -123,6 +123,9 @@ class CapLevel:
     name: str  # "global", "venture", "campaign", "mailboxes"...
     limit: int
     detail: str  # how a person reads it, e.g. "campaign 5,000, warm-up day 3: 30"
+    # Why nothing under this level can be sent today, when that is so: "no mailbox can send:
+    # every mailbox of the pool is paused (...)". Shown instead of "N of 0 (... cap binds)".
+    held: str = ""
 
 
 @dataclass(frozen=True)
@@ -138,9 +141,23 @@ class CampaignLimits:
         return [level for level in self.levels if level.limit == self.effective]
 
     @property
+    def held(self) -> str:
+        """Why nothing can be sent today (a level that holds every send), or ""."""
+        return next((level.held for level in self.levels if level.held), "")
+
+    @property
     def binds(self) -> str:
+        if self.held:
+            return self.held
         names = [level.name for level in self.binding]
         return " and ".join(names) + (" caps bind" if len(names) > 1 else " cap binds")
+
+    def sent_text(self, sent: int) -> str:
+        """Today's sends against the limit: "37 of 120 today (venture cap binds)", or, when a
+        level holds every send, "4 sent today; no mailbox can send: ..." (never "4 of 0")."""
+        if self.held:
+            return f"{sent:,} sent today; {self.held}"
+        return f"{sent:,} of {self.effective:,} today ({self.binds})"
 
     def short(self) -> str:
         """For a list: "120 (venture cap binds)"."""

@@ -68,6 +68,7 @@ from ventures.models import (
 from ventures.preflight import preflight_errors
 from ventures.roles import ADMINISTRATOR, OPERATOR
 from ventures.selectors import (
+    audit_search_q,
     campaigns_visible_to,
     global_kill_reason,
     user_sees_all_ventures,
@@ -890,7 +891,12 @@ class AuditEventAdmin(ReadOnlyMixin, ScopedAdmin):
     # The trail only grows: never COUNT(*) it on every page load.
     paginator = CappedCountPaginator
     show_full_result_count = False
-    search_fields = ("actor", "action", "entity_repr", "=entity_id", "reason")
+    # What the search box matches (audit_search_q): prefixes and an id, each an index lookup.
+    search_fields = ("action", "actor", "entity_repr", "=entity_id")
+    search_help_text = (
+        "The start of an action (campaign.pause, or campaign. for all of a campaign's), of an "
+        "actor or of an entity's name, not case-sensitive; or an entity's exact id."
+    )
     fields = (
         "created_at",
         "actor",
@@ -909,6 +915,9 @@ class AuditEventAdmin(ReadOnlyMixin, ScopedAdmin):
     def get_queryset(self, request):
         name = Venture.objects.filter(pk=OuterRef("venture_id")).values("name")[:1]
         return super().get_queryset(request).annotate(venture_name_value=Subquery(name))
+
+    def get_search_results(self, request, queryset, search_term):
+        return queryset.filter(audit_search_q(search_term)), False
 
     @admin.display(description="entity", ordering="entity_repr")
     def entity(self, obj: AuditEvent) -> str:

@@ -11,6 +11,7 @@ from django.test import RequestFactory
 from django.urls import reverse
 
 from tests.http import text
+from tests.plans import plan
 from ventures.models import AuditEvent, Venture
 from ventures.services import audit_record
 
@@ -74,18 +75,6 @@ def test_the_audit_search_indexes_exist():
     with connection.cursor() as cursor:
         constraints = connection.introspection.get_constraints(cursor, AuditEvent._meta.db_table)
     assert set(INDEXES) <= set(constraints)
-
-
-def plan(queryset) -> str:
-    """PostgreSQL's plan for `queryset`, sequential scans ruled out unless nothing else can
-    answer it (on a few test rows the planner would rightly scan the table)."""
-    sql, params = queryset.query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute("SET enable_seqscan = off")
-        cursor.execute("EXPLAIN " + sql, params)
-        found = "\n".join(row[0] for row in cursor.fetchall())
-        cursor.execute("RESET enable_seqscan")
-    return found
 
 
 @pytest.mark.postgres

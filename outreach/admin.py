@@ -39,7 +39,13 @@ from outreach.models import (
     SequenceStep,
     arm_label,
 )
-from outreach.selectors import campaigns_sent, narrative_standings, rate_text
+from outreach.selectors import (
+    campaigns_sent,
+    mailboxes_with_history,
+    narrative_standings,
+    rate_text,
+    sequences_with_history,
+)
 from outreach.services import manual_task_settle, unknown_message_settle
 from outreach.sla import NO_OWNER, reply_handled, reply_sla_state, waiting_replies
 from templating.models import MessageTemplate
@@ -47,6 +53,7 @@ from ventures.admin_toolkit import (
     AuditedAdmin,
     CampaignFilter,
     CappedCountPaginator,
+    GuardedDeleteAdmin,
     Operation,
     OperationsAdmin,
     ReadOnlyMixin,
@@ -137,7 +144,7 @@ class MailboxForm(forms.ModelForm):
 
 
 @admin.register(Mailbox)
-class MailboxAdmin(AuditedAdmin):
+class MailboxAdmin(GuardedDeleteAdmin):
     form = MailboxForm
     list_display = (
         "__str__",
@@ -178,6 +185,13 @@ class MailboxAdmin(AuditedAdmin):
         if db_field.name == "campaigns":
             kwargs["queryset"] = visible_campaigns(request)
         return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def delete_refusals(self, queryset) -> list[str]:
+        return [
+            f"Mailbox {box} has sent or planned messages and cannot be deleted: their history "
+            "names it. Switch it off instead (untick Active)."
+            for box in mailboxes_with_history(queryset)
+        ]
 
     @admin.display(description="warm-up")
     def warmup(self, obj: Mailbox) -> str:
@@ -225,7 +239,7 @@ class SequenceStepInline(admin.TabularInline):
 
 
 @admin.register(Sequence)
-class SequenceAdmin(AuditedAdmin):
+class SequenceAdmin(GuardedDeleteAdmin):
     venture_lookup = "campaign__venture"
     list_display = ("name", "campaign", "is_default", "step_count", "stop_conditions")
     list_filter = (CampaignFilter, "is_default")
@@ -235,6 +249,14 @@ class SequenceAdmin(AuditedAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(steps_total=Count("steps"))
+
+    def delete_refusals(self, queryset) -> list[str]:
+        return [
+            f"Sequence '{sequence.name}' of {sequence.campaign} has enrolled leads and their "
+            "messages and cannot be deleted: their history would go with it. Route new leads "
+            "to another sequence instead."
+            for sequence in sequences_with_history(queryset.order_by())
+        ]
 
     @admin.display(description="steps", ordering="steps_total")
     def step_count(self, obj: Sequence) -> int:

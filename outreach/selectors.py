@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Min, Q, QuerySet, Sum
+from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet, Sum
 from django.urls import reverse
 from django.utils import timezone
 
@@ -173,6 +173,21 @@ def mailboxes_auto_paused(campaign_ids: list[int]) -> list[PausedMailbox]:
         latest.setdefault(pause.mailbox_id, pause)
     found = [PausedMailbox(boxes[pk], pause) for pk, pause in latest.items()]
     return sorted(found, key=lambda p: (p.pause.paused_at, p.mailbox.pk))
+
+
+def sequences_with_history(sequences: QuerySet[Sequence]) -> QuerySet[Sequence]:
+    """Those of `sequences` with enrolled leads or messages: deleting one would take its leads'
+    history with it. One probe of an index per sequence, however many messages."""
+    enrolled = Enrollment.objects.filter(sequence_id=OuterRef("pk"))
+    messages = OutboundMessage.objects.filter(step__sequence_id=OuterRef("pk"))
+    return sequences.filter(Exists(enrolled) | Exists(messages)).select_related("campaign")
+
+
+def mailboxes_with_history(mailboxes: QuerySet[Mailbox]) -> QuerySet[Mailbox]:
+    """Those of `mailboxes` that leads were given or that sent or will send messages."""
+    enrolled = Enrollment.objects.filter(mailbox_id=OuterRef("pk"))
+    messages = OutboundMessage.objects.filter(mailbox_id=OuterRef("pk"))
+    return mailboxes.filter(Exists(enrolled) | Exists(messages))
 
 
 def campaign_delete_guard(campaign: Campaign) -> str | None:

@@ -11,7 +11,8 @@
   become error messages, never a 500. `confirmed_action` gives a plain admin action (one
   another app wrote, say) the same confirm page.
 - **Audit.** `AuditedAdmin` records every form save and delete, with the before state read
-  from the database, and shows the object's audit trail.
+  from the database, and shows the object's audit trail. `GuardedDeleteAdmin` replaces
+  Django's "Delete selected" by one that refuses what must stay and confirms the rest.
 - **Filters.** `VentureFilter`, `CampaignFilter` and `VentureObjectFilter` offer only what the
   user's ventures hold: an Operator never sees another venture's names in a filter.
 - **Big tables and bad addresses.** `CappedCountPaginator` never counts a whole table;
@@ -340,6 +341,7 @@ class AuditedAdmin(ScopedAdmin):
                 action=f"{self.opts.model_name}.delete",
                 entity=obj,
                 before=services.snapshot(obj),
+                reason=getattr(request, "aicmo_audit_reason", ""),
             )
             super().delete_model(request, obj)
 
@@ -555,6 +557,91 @@ def confirmed_action(func: Callable, *, warning: str = "") -> Callable:
     permissions = getattr(func, "allowed_permissions", None)
     described = description if description.endswith("…") else description + "…"
     return admin.action(description=described, permissions=permissions)(action)
+
+
+DELETE_ACTION = "delete_confirmed"
+
+
+def _delete_selected_confirmed(modeladmin, request, queryset):
+    """`GuardedDeleteAdmin`'s "Delete selected": refused whole if any object may not go."""
+    refused = modeladmin.delete_refusals(queryset)
+    if refused:
+        for text in refused[:MAX_ERROR_MESSAGES]:
+            modeladmin.message_user(request, text, messages.ERROR)
+        if len(refused) > MAX_ERROR_MESSAGES:
+            more = len(refused) - MAX_ERROR_MESSAGES
+            modeladmin.message_user(request, f"... and {more} more refused.", messages.ERROR)
+        modeladmin.message_user(request, "Nothing was deleted.", messages.WARNING)
+        return None
+    op = Operation(
+        name=DELETE_ACTION,
+        label="Delete",
+        permission="delete",
+        apply_all=lambda queryset, user, data: [],
+        reason_required=True,
+        warning=modeladmin.delete_warning,
+    )
+    data, page = confirmation(
+        modeladmin, request, queryset, op, DELETE_ACTION, label=modeladmin.delete_label
+    )
+    if page is not None:
+        return page
+    count = queryset.count()
+    request.aicmo_audit_reason = data["reason"]
+    modeladmin.delete_queryset(request, queryset)
+    noun = model_ngettext(modeladmin.opts, count)
+    modeladmin.message_user(request, f"Deleted {count} {noun}.", messages.SUCCESS)
+    return None
+
+
+_delete_selected_confirmed.__name__ = DELETE_ACTION
+_delete_selected_confirmed.aicmo_confirmed = True
+delete_selected_confirmed = admin.action(
+    description="Delete selected %(verbose_name_plural)s…", permissions=["delete"]
+)(_delete_selected_confirmed)
+
+
+class GuardedDeleteAdmin(AuditedAdmin):
+    """Django's "Delete selected" made safe: `delete_refusals(queryset)` (a fixed number of
+    queries for the selection) says why each object that may not be deleted stays (it has
+    messages, say), and then nothing is deleted; otherwise the toolkit's confirm page names
+    what goes (`delete_label`, with `delete_warning`) and asks for a reason, which the audit
+    row of each deleted object carries. An object with a refusal has no Delete link on its
+    page, and its delete page says why instead."""
+
+    actions = (delete_selected_confirmed,)
+    delete_warning = ""
+
+    def delete_refusals(self, queryset: QuerySet) -> list[str]:
+        return []
+
+    def delete_label(self, obj) -> str:
+        return str(obj)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # Django's: no confirmation of ours, no guard
+        return actions
+
+    def _refusal(self, obj) -> str:
+        found = self.delete_refusals(self.model._default_manager.filter(pk=obj.pk))
+        return found[0] if found else ""
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and self._refusal(obj):
+            return False  # no delete link on the page; delete_view says why
+        return super().has_delete_permission(request, obj)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        obj = self.get_object(request, unquote(object_id))
+        refusal = self._refusal(obj) if obj is not None else ""
+        if refusal and super().has_delete_permission(request, obj):
+            self.message_user(request, refusal, messages.ERROR)
+            info = self.opts.app_label, self.opts.model_name
+            return HttpResponseRedirect(
+                reverse("admin:{}_{}_change".format(*info), args=[quote(obj.pk)])
+            )
+        return super().delete_view(request, object_id, extra_context)
 
 
 class OperationsAdmin(AuditedAdmin):

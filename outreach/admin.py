@@ -41,10 +41,12 @@ from outreach.models import (
 )
 from outreach.selectors import (
     campaigns_sent,
+    mailbox_limit_raises,
     mailboxes_with_history,
     narrative_standings,
     rate_text,
     sequences_with_history,
+    venture_tz,
 )
 from outreach.services import manual_task_settle, unknown_message_settle
 from outreach.sla import NO_OWNER, reply_handled, reply_sla_state, waiting_replies
@@ -54,6 +56,7 @@ from ventures.admin_toolkit import (
     CampaignFilter,
     CappedCountPaginator,
     GuardedDeleteAdmin,
+    LimitRaiseConfirmMixin,
     Operation,
     OperationsAdmin,
     ReadOnlyMixin,
@@ -144,8 +147,12 @@ class MailboxForm(forms.ModelForm):
 
 
 @admin.register(Mailbox)
-class MailboxAdmin(GuardedDeleteAdmin):
+class MailboxAdmin(LimitRaiseConfirmMixin, GuardedDeleteAdmin):
+    """A save that raises the daily limit or loosens the warm-up of a mailbox a running or
+    paused campaign sends from confirms first, old → new, with a reason (as a campaign's)."""
+
     form = MailboxForm
+    raise_unechoed = ("connection_url", "imap_url")  # secrets never go back into a page
     list_display = (
         "__str__",
         "venture",
@@ -185,6 +192,21 @@ class MailboxAdmin(GuardedDeleteAdmin):
         if db_field.name == "campaigns":
             kwargs["queryset"] = visible_campaigns(request)
         return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def limit_raises_of(self, request, stored: Mailbox, edited: Mailbox) -> list:
+        return mailbox_limit_raises(stored, edited)[1]
+
+    def raise_context(self, request, stored: Mailbox, edited: Mailbox) -> dict:
+        serving, _ = mailbox_limit_raises(stored, edited)
+        sends_for = " and ".join(
+            f"{c.get_status_display().lower()} campaign {c.name}" for c in serving
+        )
+        today = timezone.now().astimezone(venture_tz(stored.venture)).date()
+        return {
+            "intro": f"Mailbox {stored} sends for {sends_for}.",
+            "limits_now": f"{stored.effective_daily_limit(today):,} sends from it allowed today",
+            "limits_after": f"{edited.effective_daily_limit(today):,} sends from it allowed today",
+        }
 
     def delete_refusals(self, queryset) -> list[str]:
         return [

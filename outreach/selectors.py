@@ -30,7 +30,7 @@ from outreach.models import (
     Sequence,
 )
 from outreach.narrative import how_sure, probability_best, rate_interval
-from ventures.console import CapLevel
+from ventures.console import RAISE_CONFIRM_STATUSES, CapLevel, LimitRaise, RampFields, ramp_raises
 from ventures.models import AuditEvent, Campaign, CampaignStatus, IcpSegment, Venture
 
 
@@ -76,7 +76,7 @@ def mailbox_caps(campaigns: list[Campaign], now: dt.datetime) -> dict[int, CapLe
     for campaign in campaigns:
         if campaign.pk not in boxes:
             continue  # no mailbox: it sends from its own sender, under the other caps only
-        day = now.astimezone(_venture_tz(campaign.venture)).date()
+        day = now.astimezone(venture_tz(campaign.venture)).date()
         active = [b for b in boxes[campaign.pk] if b.is_active]
         total = sum(b.effective_daily_limit(day) for b in active)
         paused = len(boxes[campaign.pk]) - len(active)
@@ -100,6 +100,36 @@ def _pool_held(pool: list[Mailbox], why: dict[int, str]) -> str:
         for box in sorted(pool, key=lambda b: b.pk)
     )
     return f"no mailbox can send: every mailbox of the pool is paused ({each})"
+
+
+MAILBOX_RAMP = RampFields(
+    limit=("daily_limit", "Daily limit"),
+    start=("warmup_start_limit", "Warm-up: sends on the first day"),
+    increase=("warmup_daily_increase", "Warm-up: more each day"),
+    since=("warmup_started_on", "Warm-up: first day"),
+)
+
+
+def mailbox_limit_raises(
+    before: Mailbox, after: Mailbox, *, joining: Campaign | None = None
+) -> tuple[list[Campaign], list[LimitRaise]]:
+    """The running or paused campaigns the stored mailbox `before` sends for (and `joining`,
+    one whose pool it is joining, if that one runs or is paused), and each change to `after`
+    that lets it send more (`ventures.console.ramp_raises`): a raise of their sending, which
+    the console and `campaign load` confirm as a campaign's own. Nothing raises for a new
+    mailbox or one no running or paused campaign sends from."""
+    if before.pk is None:
+        return [], []
+    serving = list(
+        Campaign.objects.filter(mailboxes=before, status__in=RAISE_CONFIRM_STATUSES).order_by(
+            "slug"
+        )
+    )
+    if joining is not None and joining.status in RAISE_CONFIRM_STATUSES:
+        serving += [] if any(c.pk == joining.pk for c in serving) else [joining]
+    if not serving:
+        return [], []
+    return serving, ramp_raises(before, after, MAILBOX_RAMP)
 
 
 def campaigns_sent(
@@ -129,7 +159,7 @@ def campaigns_sent(
     return {int(key): n for key, n in rows}
 
 
-def _venture_tz(venture: Venture) -> dt.tzinfo:
+def venture_tz(venture: Venture) -> dt.tzinfo:
     """The day a venture's and its mailboxes' caps count in (as `dispatch.caps_of` reads it)."""
     try:
         return zoneinfo.ZoneInfo(venture.timezone or settings.TIME_ZONE)

@@ -46,6 +46,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
 
 from ventures import services
+from ventures.console import RAISE_REASON_MAX
 from ventures.forms import ReasonForm
 from ventures.ids import parse_id
 from ventures.models import AuditEvent, Campaign, Venture
@@ -557,6 +558,80 @@ def confirmed_action(func: Callable, *, warning: str = "") -> Callable:
     permissions = getattr(func, "allowed_permissions", None)
     described = description if description.endswith("…") else description + "…"
     return admin.action(description=described, permissions=permissions)(action)
+
+
+class LimitRaiseConfirmMixin:
+    """A change-form save that lets a running or paused campaign send more (`limit_raises_of`:
+    a campaign's own limits, or a mailbox's it sends from) confirms first on its own page,
+    old → new, and its reason goes into the save's audit row (`request.aicmo_audit_reason`,
+    which `AuditedAdmin.save_model` reads). The page posts the form back as it came, except
+    `raise_unechoed` fields (write-only secrets): it says they were not carried over.
+    `raise_context` adds what the page shows around the changes (`intro`, `limits_now`,
+    `limits_after`)."""
+
+    raise_template = "admin/ventures/campaign_limits_confirm.html"
+    raise_unechoed: tuple[str, ...] = ()
+
+    def limit_raises_of(self, request, stored, edited) -> list:
+        return []
+
+    def raise_context(self, request, stored, edited) -> dict:
+        return {}
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        if request.method == "POST" and object_id is not None:
+            confirm = self._confirm_limit_raise(request, object_id)
+            if confirm is not None:
+                return confirm
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def _confirm_limit_raise(self, request, object_id):
+        """The confirm page when the save raises; None to save (nothing raised, or confirmed
+        with a reason)."""
+        stored = self.get_object(request, unquote(object_id))
+        if stored is None or not self.has_change_permission(request, stored):
+            return None
+        edited = self.get_object(request, unquote(object_id))  # the form edits its own copy
+        form = self.get_form(request, stored, change=True)(
+            request.POST, request.FILES, instance=edited
+        )
+        if not form.is_valid():
+            return None  # the form page shows its errors
+        raises = self.limit_raises_of(request, stored, form.instance)
+        if not raises:
+            return None
+        reason = request.POST.get("_raise_reason", "").strip()
+        if request.POST.get("_raise_confirmed") == "yes" and reason:
+            request.aicmo_audit_reason = reason[:RAISE_REASON_MAX]
+            return None
+        skipped = {"csrfmiddlewaretoken", "_raise_reason", "_raise_confirmed", *self.raise_unechoed}
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Raise the limits of {stored}: are you sure?",
+            "opts": self.opts,
+            "object": stored,
+            "raises": raises,
+            "posted": [
+                (key, value)
+                for key, values in request.POST.lists()
+                if key not in skipped
+                for value in values
+            ],
+            "unechoed": [
+                str(form.fields[name].label or name)
+                for name in self.raise_unechoed
+                if name in form.fields and request.POST.get(name, "").strip()
+            ],
+            "reason": reason,
+            "reason_missing": request.POST.get("_raise_confirmed") == "yes" and not reason,
+            "cancel_url": reverse(
+                f"admin:{self.opts.app_label}_{self.opts.model_name}_change",
+                args=[quote(stored.pk)],
+            ),
+            **self.raise_context(request, stored, form.instance),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, self.raise_template, context)
 
 
 DELETE_ACTION = "delete_confirmed"

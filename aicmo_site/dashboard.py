@@ -119,8 +119,8 @@ class CampaignFigures:
 
     @property
     def sends_text(self) -> str:
-        """ "37 of 120 today (venture cap binds)"."""
-        return f"{self.sent_today:,} of {self.limits.effective:,} today ({self.limits.binds})"
+        """ "37 of 120 today (venture cap binds)", or why nothing can be sent."""
+        return self.limits.sent_text(self.sent_today)
 
     @property
     def cap_share(self) -> int:

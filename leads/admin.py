@@ -60,10 +60,14 @@ from leads.services.exports import batch_upload_kept, leads_csv_lines, rejected_
 from leads.services.privacy import erasure_reach, lead_data_export, lead_erase
 from leads.services.rules import campaign_lead_policy_set, lead_rescore
 from leads.services.runs import KEPT_UPLOAD_DAYS, import_batch_resume
-from leads.suppression import leads_suppress, suppression_add
+from leads.suppression import (
+    leads_suppress,
+    suppression_add,
+    suppression_lift,
+    suppression_lift_refusal,
+)
 from leads.timeline import TIMELINE_LIMIT, lead_timeline
 from leads.views import capture_url
-from ventures import services as venture_services
 from ventures.admin_toolkit import (
     AuditedAdmin,
     CampaignFilter,
@@ -74,7 +78,6 @@ from ventures.admin_toolkit import (
     OperationsAdmin,
     ReadOnlyAdmin,
     ReadOnlyMixin,
-    ScopedAdmin,
     VentureFilter,
     VentureObjectFilter,
     operation_action,
@@ -981,10 +984,42 @@ def batch_progress(batch: ImportBatch) -> dict:
 # --- Suppression list --------------------------------------------------------------------------
 
 
+def _lift(entries: QuerySet, user, data: dict) -> list[tuple[int, str]]:
+    lifted = suppression_lift(entries=entries, actor=user, reason=data["reason"])
+    return [(messages.SUCCESS, f"Lifted {lifted} suppression entr{'y' if lifted == 1 else 'ies'}.")]
+
+
+SUPPRESSION_OPERATIONS = {
+    "lift": Operation(
+        name="lift",
+        label="Lift suppression",
+        permission="lift",
+        apply_all=_lift,
+        reason_required=True,
+        danger=True,
+        warning=(
+            "Mail to these addresses and domains may go out again: a later import, or a lead "
+            "not marked suppressed yet, is no longer stopped by them (leads already marked "
+            "suppressed stay so). An unsubscribe, a spam complaint or an erasure is never "
+            "lifted."
+        ),
+    )
+}
+
+
 @admin.register(SuppressionEntry)
-class SuppressionEntryAdmin(ScopedAdmin):
+class SuppressionEntryAdmin(OperationsAdmin):
     """Venture entries are scoped; global entries (no venture) are visible to everyone. Operators
-    add entries for their ventures; only Administrators add global ones or remove any."""
+    add entries for their ventures; only Administrators add global ones or lift any. Nothing
+    is ever deleted: "Lift suppression" confirms, naming the entries, takes a reason and
+    audits it (`leads.suppression.suppression_lift`)."""
+
+    operations = SUPPRESSION_OPERATIONS
+    actions = (
+        operation_action(
+            "lift_suppressions", SUPPRESSION_OPERATIONS["lift"], "Lift selected suppressions…"
+        ),
+    )
 
     list_display = ("shown_value", "kind", "venture", "reason", "source", "created_at")
     list_select_related = ("venture",)
@@ -1024,11 +1059,15 @@ class SuppressionEntryAdmin(ScopedAdmin):
         return False if obj is not None else super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request, obj=None):
-        # Taking someone off the list could get them contacted again: Administrators only, and
-        # never an erased person's identity entry (it is all that stops a re-import).
-        if obj is not None and obj.kind == SuppressionKind.IDENTITY:
-            return False
-        return user_sees_all_ventures(request.user) and super().has_delete_permission(request, obj)
+        return False  # taking someone off a list is "Lift suppression", never a silent delete
+
+    def has_lift_permission(self, request) -> bool:
+        # Taking someone off the list could get them contacted again: Administrators only.
+        user = request.user
+        return user_sees_all_ventures(user) and user.has_perm("leads.delete_suppressionentry")
+
+    def applicable_operations(self, obj: SuppressionEntry) -> list[str]:
+        return [] if suppression_lift_refusal(obj) else ["lift"]
 
     form = SuppressionEntryForm
 
@@ -1052,20 +1091,6 @@ class SuppressionEntryAdmin(ScopedAdmin):
             f"{result.leads_suppressed} active lead(s) matching it are now suppressed.",
             messages.INFO,
         )
-
-    def delete_model(self, request, obj):
-        venture_services.audit_record(
-            actor=request.user,
-            action="suppression.delete",
-            entity=obj.venture or obj,
-            before={"kind": obj.kind, "value": obj.value if obj.kind != "identity" else "…"},
-        )
-        super().delete_model(request, obj)
-
-    def delete_queryset(self, request, queryset):
-        for obj in queryset:
-            if self.has_delete_permission(request, obj):
-                self.delete_model(request, obj)
 
     @admin.display(description="value", ordering="id")
     def shown_value(self, obj: SuppressionEntry) -> str:

@@ -8,6 +8,10 @@ one transaction adds the entries that are new, marks the matching active leads s
 touched, always of the same shape (`leads.suppress`: counts, domains, identity hashes and
 the leads suppressed per campaign; never an address).
 
+Lifting an entry (`suppression_lift`, the console's "Lift suppression") is the one way off a
+list: confirmed, with a reason, audited in the same shape (`leads.suppression_lift`), and never
+for an entry a person's own choice put there (an unsubscribe, a spam complaint, an erasure).
+
 Erasure leaves identity entries of its own (`leads.services.lead_erase`), an unsubscribe an
 entry for the person in its venture (`leads.unsubscribes`, through `suppression_entries_add`:
 it marks the leads unsubscribed, not suppressed, and audits itself); the importer reads the
@@ -29,7 +33,7 @@ from leads.models import Lead, LeadStatus, SuppressionEntry, SuppressionKind, id
 from leads.normalise import InvalidValue, domain_normalise, email_key_of, email_normalise
 from leads.parsing import FileProblem, header_key, inspect_file, iter_rows
 from ventures.models import Venture
-from ventures.services import Actor, actor_label, audit_record
+from ventures.services import Actor, DomainError, actor_label, audit_record
 
 CHUNK = 2_000  # entries inserted, and identities matched against leads, per statement
 
@@ -242,11 +246,10 @@ def _audit(
     actor: Actor,
     reason: str,
 ) -> None:
-    venture = Venture.objects.filter(pk=venture_id).first() if venture_id else None
     audit_record(
         actor=actor,
         action="leads.suppress",
-        entity=venture or SuppressionEntry(pk=0, value="suppression list"),
+        entity=_list_entity(venture_id),
         after={
             "venture": venture_id,
             "added": added,
@@ -258,3 +261,60 @@ def _audit(
         },
         reason=reason,
     )
+
+
+# Entries no operator lifts: the person asked (an unsubscribe, a spam complaint) or was erased.
+UNLIFTABLE_SOURCES = ("unsubscribe", "complaint", "erasure")
+
+
+def suppression_lift_refusal(entry: SuppressionEntry) -> str | None:
+    """Why `entry` may not be lifted, or None."""
+    if entry.kind == SuppressionKind.IDENTITY or entry.source.startswith(UNLIFTABLE_SOURCES):
+        why = entry.source or "an erasure"
+        return f"{entry} was listed by {why}: the person's own choice, which no operator lifts."
+    return None
+
+
+def suppression_lift(*, entries: QuerySet[SuppressionEntry], actor: Actor, reason: str) -> int:
+    """Take the entries off their lists, so that mail to them may go out again; returns how
+    many. All or nothing: a reason is required, and one entry that may not be lifted
+    (`suppression_lift_refusal`) refuses the whole selection. Leads already marked suppressed
+    stay so; a later import or a lead not yet marked is no longer stopped by these entries.
+    One audit row per list (domains, identity hashes and counts; never an address)."""
+    if not reason.strip():
+        raise DomainError("Give a reason for lifting a suppression: it goes into the audit trail.")
+    with transaction.atomic():
+        chosen = list(entries.select_related(None).select_for_update().order_by("pk"))
+        refused = [r for r in map(suppression_lift_refusal, chosen) if r]
+        if refused:
+            more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+            raise DomainError(f"Nothing was lifted: {refused[0]}{more}")
+        by_venture: dict[int | None, list[SuppressionEntry]] = {}
+        for entry in chosen:
+            by_venture.setdefault(entry.venture_id, []).append(entry)
+        SuppressionEntry.objects.filter(pk__in=[e.pk for e in chosen]).delete()
+        for venture_id, lifted in by_venture.items():
+            _audit_lift(venture_id, lifted, actor=actor, reason=reason)
+    return len(chosen)
+
+
+def _audit_lift(
+    venture_id: int | None, lifted: list[SuppressionEntry], *, actor: Actor, reason: str
+) -> None:
+    domains = sorted(e.value for e in lifted if e.kind == SuppressionKind.DOMAIN)
+    hashes = sorted({e.identity_hash for e in lifted if e.identity_hash})
+    before = {"venture": venture_id, "lifted": len(lifted), "domains": domains}
+    before |= {"identity_hashes": hashes, "sources": sorted({e.source for e in lifted})}
+    audit_record(
+        actor=actor,
+        action="leads.suppression_lift",
+        entity=_list_entity(venture_id),
+        before=before,
+        reason=reason,
+    )
+
+
+def _list_entity(venture_id: int | None):
+    """What a list's audit row is about: its venture, or the global list."""
+    venture = Venture.objects.filter(pk=venture_id).first() if venture_id else None
+    return venture or SuppressionEntry(pk=0, value="suppression list")

@@ -39,7 +39,15 @@ from outreach.models import (
     SequenceStep,
     arm_label,
 )
-from outreach.selectors import campaigns_sent, narrative_standings, rate_text
+from outreach.selectors import (
+    campaigns_sent,
+    mailbox_limit_raises,
+    mailboxes_with_history,
+    narrative_standings,
+    rate_text,
+    sequences_with_history,
+    venture_tz,
+)
 from outreach.services import manual_task_settle, unknown_message_settle
 from outreach.sla import NO_OWNER, reply_handled, reply_sla_state, waiting_replies
 from templating.models import MessageTemplate
@@ -47,6 +55,8 @@ from ventures.admin_toolkit import (
     AuditedAdmin,
     CampaignFilter,
     CappedCountPaginator,
+    GuardedDeleteAdmin,
+    LimitRaiseConfirmMixin,
     Operation,
     OperationsAdmin,
     ReadOnlyMixin,
@@ -58,7 +68,7 @@ from ventures.admin_toolkit import (
     scope_to_ventures,
     visible_campaigns,
 )
-from ventures.console import campaign_limits
+from ventures.console import CampaignLimits, campaign_limits
 from ventures.models import Campaign
 
 NEXT_DUE_SHOWN = 5
@@ -137,8 +147,12 @@ class MailboxForm(forms.ModelForm):
 
 
 @admin.register(Mailbox)
-class MailboxAdmin(AuditedAdmin):
+class MailboxAdmin(LimitRaiseConfirmMixin, GuardedDeleteAdmin):
+    """A save that raises the daily limit or loosens the warm-up of a mailbox a running or
+    paused campaign sends from confirms first, old → new, with a reason (as a campaign's)."""
+
     form = MailboxForm
+    raise_unechoed = ("connection_url", "imap_url")  # secrets never go back into a page
     list_display = (
         "__str__",
         "venture",
@@ -178,6 +192,28 @@ class MailboxAdmin(AuditedAdmin):
         if db_field.name == "campaigns":
             kwargs["queryset"] = visible_campaigns(request)
         return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def limit_raises_of(self, request, stored: Mailbox, edited: Mailbox) -> list:
+        return mailbox_limit_raises(stored, edited)[1]
+
+    def raise_context(self, request, stored: Mailbox, edited: Mailbox) -> dict:
+        serving, _ = mailbox_limit_raises(stored, edited)
+        sends_for = " and ".join(
+            f"{c.get_status_display().lower()} campaign {c.name}" for c in serving
+        )
+        today = timezone.now().astimezone(venture_tz(stored.venture)).date()
+        return {
+            "intro": f"Mailbox {stored} sends for {sends_for}.",
+            "limits_now": f"{stored.effective_daily_limit(today):,} sends from it allowed today",
+            "limits_after": f"{edited.effective_daily_limit(today):,} sends from it allowed today",
+        }
+
+    def delete_refusals(self, queryset) -> list[str]:
+        return [
+            f"Mailbox {box} has sent or planned messages and cannot be deleted: their history "
+            "names it. Switch it off instead (untick Active)."
+            for box in mailboxes_with_history(queryset)
+        ]
 
     @admin.display(description="warm-up")
     def warmup(self, obj: Mailbox) -> str:
@@ -225,7 +261,7 @@ class SequenceStepInline(admin.TabularInline):
 
 
 @admin.register(Sequence)
-class SequenceAdmin(AuditedAdmin):
+class SequenceAdmin(GuardedDeleteAdmin):
     venture_lookup = "campaign__venture"
     list_display = ("name", "campaign", "is_default", "step_count", "stop_conditions")
     list_filter = (CampaignFilter, "is_default")
@@ -235,6 +271,14 @@ class SequenceAdmin(AuditedAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(steps_total=Count("steps"))
+
+    def delete_refusals(self, queryset) -> list[str]:
+        return [
+            f"Sequence '{sequence.name}' of {sequence.campaign} has enrolled leads and their "
+            "messages and cannot be deleted: their history would go with it. Route new leads "
+            "to another sequence instead."
+            for sequence in sequences_with_history(queryset.order_by())
+        ]
 
     @admin.display(description="steps", ordering="steps_total")
     def step_count(self, obj: Sequence) -> int:
@@ -875,16 +919,14 @@ def campaign_outbox_panel(request, campaign: Campaign) -> str:
         "{}"
         '<table class="outbox-states"><thead><tr><th>State</th><th>Messages</th></tr></thead>'
         "<tbody>{}</tbody></table>"
-        "<p>Sent today: <strong>{}</strong> of {} allowed today ({}; each recipient "
-        "domain has its own limit too).</p>"
+        "<p>Sent today: <strong>{}</strong>{}.</p>"
         "<p>Next due: {}</p><p>Blocked, by reason: {}</p>"
         '<p><a href="{}?campaign={}&amp;state__exact=unknown">Unknown messages to settle: {}</a>'
         ' · <a href="{}?campaign={}&amp;state__exact=task_open">Open tasks: {}</a></p>{}',
         _auto_pauses(campaign),
         states or format_html("<tr><td colspan=2>{}</td></tr>", "No messages yet."),
         used,
-        f"{limits.effective:,}",
-        limits.binds,
+        _allowed_today(limits),
         format_html_join(", ", "{} at {}", ((m.recipient, f"{m.due_at:%Y-%m-%d %H:%M}") for m in due))
         or "nothing",
         format_html_join(", ", "{} ({})", blocked) or "none",
@@ -892,6 +934,16 @@ def campaign_outbox_panel(request, campaign: Campaign) -> str:
         tasks, campaign.pk, by_state.get(MessageState.TASK_OPEN, 0),
         _replies_waiting(campaign),
     )  # fmt: skip
+
+
+def _allowed_today(limits: CampaignLimits) -> str:
+    """After "Sent today: N": the limit the outbox enforces, or why nothing can be sent."""
+    if limits.held:
+        return f"; {limits.held}"
+    return (
+        f" of {limits.effective:,} allowed today ({limits.binds}; each recipient domain has "
+        "its own limit too)"
+    )
 
 
 def _replies_waiting(campaign: Campaign) -> str:

@@ -42,6 +42,7 @@ class OutreachConfig(AppConfig):
             load=campaign_code.mailboxes_load,
             dump=campaign_code.mailboxes_dump,
             order=30,
+            confirms_raises=True,  # a mailbox's daily limit and warm-up
         )
         register_section(
             "sequences",

@@ -23,6 +23,7 @@ docs/CAMPAIGN_TOML.md.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import re
@@ -34,10 +35,12 @@ from django.db.models import Q
 
 from leads.models import Grade, SourceChannel
 from outreach.models import Mailbox, RoutingRule, Sequence, SequenceStep, StepKind
+from outreach.selectors import mailbox_limit_raises
 from templating.models import MessageTemplate
 from ventures.campaign_code import (
     Key,
     KeyPath,
+    LimitRaiseNotConfirmedError,
     Locator,
     Upserter,
     did_you_mean,
@@ -174,9 +177,17 @@ def _members(
 
 
 def mailboxes_load(
-    data: Any, *, campaign: Campaign, venture: Venture, actor: str, locate: Locator
+    data: Any,
+    *,
+    campaign: Campaign,
+    venture: Venture,
+    actor: str,
+    locate: Locator,
+    raise_reason: str = "",
 ) -> dict[str, int]:
-    """Create or update each mailbox of the venture; the campaign's pool becomes the list."""
+    """Create or update each mailbox of the venture; the campaign's pool becomes the list.
+    A raise of the limits of a mailbox a running or paused campaign sends from (this one
+    included) is refused unless `raise_reason` confirms it, and is then audited with it."""
     upsert = Upserter.for_section(locate=locate, actor=actor)
     existing = {
         m.from_email: m for m in Mailbox.objects.select_for_update().filter(venture=venture)
@@ -201,7 +212,12 @@ def mailboxes_load(
         mailbox = existing.get(email)
         for url in SECRET_URLS:
             values.update(_secret_url(url, item, mailbox, path, locate))
-        mailbox, change = upsert.record(
+        confirmed = mailbox is not None and _confirmed_raise(
+            mailbox, values, campaign, path, locate, raise_reason
+        )
+        # A confirmed raise is audited with its reason, as the admin's is.
+        saver = dataclasses.replace(upsert, reason=raise_reason) if confirmed else upsert
+        mailbox, change = saver.record(
             "mailbox",
             mailbox or Mailbox(venture=venture),
             values,
@@ -216,6 +232,39 @@ def mailboxes_load(
     counts["removed"] = len(in_pool - {box.pk for box in pool})
     _pool_set(campaign, pool, in_pool, upsert)
     return counts
+
+
+def _confirmed_raise(
+    mailbox: Mailbox,
+    values: dict[str, Any],
+    campaign: Campaign,
+    path: KeyPath,
+    locate: Locator,
+    raise_reason: str,
+) -> bool:
+    """True when the file raises the limits of a mailbox a running or paused campaign sends
+    from and `raise_reason` confirms it; refuse the load (LimitRaiseNotConfirmedError,
+    nothing written) when it raises them without one; False when nothing is raised."""
+    edited = copy.copy(mailbox)
+    for attr, value in values.items():
+        setattr(edited, attr, value)
+    serving, raises = mailbox_limit_raises(mailbox, edited, joining=campaign)
+    if not raises:
+        return False
+    if raise_reason:
+        return True
+    paths = {key.attr: (*path, name) for name, key in MAILBOX_KEYS.items()}
+    changes = "; ".join(f"{dotted(paths[r.attr])} {r.old_shown} -> {r.new_shown}" for r in raises)
+    sends_for = " and ".join(
+        f"{c.get_status_display().lower()} campaign {c.slug!r}" for c in serving
+    )
+    raise LimitRaiseNotConfirmedError(
+        f"{locate.filename}:{locate(paths[raises[0].attr])}: mailboxes: the file raises the"
+        f" limits of mailbox {mailbox.from_email!r}, which sends for {sends_for}: {changes}."
+        " Nothing was written: raising the limits of a mailbox a running or paused campaign"
+        " sends from needs a confirmation and a reason",
+        raises,
+    )
 
 
 def _secret_url(

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Min, Q, QuerySet, Sum
+from django.db.models import Count, Exists, Min, OuterRef, Q, QuerySet, Sum
 from django.urls import reverse
 from django.utils import timezone
 
@@ -30,7 +30,7 @@ from outreach.models import (
     Sequence,
 )
 from outreach.narrative import how_sure, probability_best, rate_interval
-from ventures.console import CapLevel
+from ventures.console import RAISE_CONFIRM_STATUSES, CapLevel, LimitRaise, RampFields, ramp_raises
 from ventures.models import AuditEvent, Campaign, CampaignStatus, IcpSegment, Venture
 
 
@@ -57,26 +57,79 @@ def campaign_outbox(campaign: Campaign) -> dict[str, Any]:
 def mailbox_caps(campaigns: list[Campaign], now: dt.datetime) -> dict[int, CapLevel]:
     """For the console's "effective today" (`ventures.console.register_cap_source`): a
     campaign with mailboxes sends at most what its active ones allow today (each after its
-    warm-up, read on the venture's day as the tick does); one query for every campaign."""
+    warm-up, read on the venture's day as the tick does); one query for every campaign.
+
+    A pool with no active mailbox holds its leads' sends (the tick defers a paused mailbox's
+    messages): its level says so, naming each mailbox and why it is off (the engine's reason
+    for an auto-pause), in at most three more queries for all of them. Its detail also says
+    what the enrolment does meanwhile: a lead enrolled while no mailbox is active is given
+    none (`enrollment.Router`) and is sent from the campaign's sender under the other caps."""
     links = Mailbox.campaigns.through.objects.filter(
         campaign_id__in=[c.pk for c in campaigns]
     ).select_related("mailbox")
     boxes: dict[int, list[Mailbox]] = {}
     for link in links:
         boxes.setdefault(link.campaign_id, []).append(link.mailbox)
+    idle = [pk for pk, pool in boxes.items() if not any(b.is_active for b in pool)]
+    why = {p.mailbox.pk: p.pause.reason for p in mailboxes_auto_paused(idle)} if idle else {}
     levels = {}
     for campaign in campaigns:
         if campaign.pk not in boxes:
             continue  # no mailbox: it sends from its own sender, under the other caps only
-        day = now.astimezone(_venture_tz(campaign.venture)).date()
+        day = now.astimezone(venture_tz(campaign.venture)).date()
         active = [b for b in boxes[campaign.pk] if b.is_active]
         total = sum(b.effective_daily_limit(day) for b in active)
         paused = len(boxes[campaign.pk]) - len(active)
         detail = f"{len(active)} active mailbox{'es' if len(active) != 1 else ''} {total:,}"
         if paused:
             detail += f" ({paused} paused)"
-        levels[campaign.pk] = CapLevel("mailboxes", total, detail)
+        held = ""
+        if not active:
+            held = _pool_held(boxes[campaign.pk], why)
+            detail += (
+                "; a lead enrolled meanwhile gets no mailbox and is sent from the campaign's sender"
+            )
+        levels[campaign.pk] = CapLevel("mailboxes", total, detail, held)
     return levels
+
+
+def _pool_held(pool: list[Mailbox], why: dict[int, str]) -> str:
+    """ "no mailbox can send: every mailbox of the pool is paused (a@x: auto-paused, ...)"."""
+    each = "; ".join(
+        f"{box}: auto-paused, {why[box.pk]}" if box.pk in why else f"{box}: paused"
+        for box in sorted(pool, key=lambda b: b.pk)
+    )
+    return f"no mailbox can send: every mailbox of the pool is paused ({each})"
+
+
+MAILBOX_RAMP = RampFields(
+    limit=("daily_limit", "Daily limit"),
+    start=("warmup_start_limit", "Warm-up: sends on the first day"),
+    increase=("warmup_daily_increase", "Warm-up: more each day"),
+    since=("warmup_started_on", "Warm-up: first day"),
+)
+
+
+def mailbox_limit_raises(
+    before: Mailbox, after: Mailbox, *, joining: Campaign | None = None
+) -> tuple[list[Campaign], list[LimitRaise]]:
+    """The running or paused campaigns the stored mailbox `before` sends for (and `joining`,
+    one whose pool it is joining, if that one runs or is paused), and each change to `after`
+    that lets it send more (`ventures.console.ramp_raises`): a raise of their sending, which
+    the console and `campaign load` confirm as a campaign's own. Nothing raises for a new
+    mailbox or one no running or paused campaign sends from."""
+    if before.pk is None:
+        return [], []
+    serving = list(
+        Campaign.objects.filter(mailboxes=before, status__in=RAISE_CONFIRM_STATUSES).order_by(
+            "slug"
+        )
+    )
+    if joining is not None and joining.status in RAISE_CONFIRM_STATUSES:
+        serving += [] if any(c.pk == joining.pk for c in serving) else [joining]
+    if not serving:
+        return [], []
+    return serving, ramp_raises(before, after, MAILBOX_RAMP)
 
 
 def campaigns_sent(
@@ -106,7 +159,7 @@ def campaigns_sent(
     return {int(key): n for key, n in rows}
 
 
-def _venture_tz(venture: Venture) -> dt.tzinfo:
+def venture_tz(venture: Venture) -> dt.tzinfo:
     """The day a venture's and its mailboxes' caps count in (as `dispatch.caps_of` reads it)."""
     try:
         return zoneinfo.ZoneInfo(venture.timezone or settings.TIME_ZONE)
@@ -150,6 +203,21 @@ def mailboxes_auto_paused(campaign_ids: list[int]) -> list[PausedMailbox]:
         latest.setdefault(pause.mailbox_id, pause)
     found = [PausedMailbox(boxes[pk], pause) for pk, pause in latest.items()]
     return sorted(found, key=lambda p: (p.pause.paused_at, p.mailbox.pk))
+
+
+def sequences_with_history(sequences: QuerySet[Sequence]) -> QuerySet[Sequence]:
+    """Those of `sequences` with enrolled leads or messages: deleting one would take its leads'
+    history with it. One probe of an index per sequence, however many messages."""
+    enrolled = Enrollment.objects.filter(sequence_id=OuterRef("pk"))
+    messages = OutboundMessage.objects.filter(step__sequence_id=OuterRef("pk"))
+    return sequences.filter(Exists(enrolled) | Exists(messages)).select_related("campaign")
+
+
+def mailboxes_with_history(mailboxes: QuerySet[Mailbox]) -> QuerySet[Mailbox]:
+    """Those of `mailboxes` that leads were given or that sent or will send messages."""
+    enrolled = Enrollment.objects.filter(mailbox_id=OuterRef("pk"))
+    messages = OutboundMessage.objects.filter(mailbox_id=OuterRef("pk"))
+    return mailboxes.filter(Exists(enrolled) | Exists(messages))
 
 
 def campaign_delete_guard(campaign: Campaign) -> str | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -32,12 +33,14 @@ from reporting.services import (
     ReportError,
     report_bytes,
     report_file_path,
+    report_file_remove,
     report_keep,
     report_write,
     snapshot,
 )
 from ventures.admin_toolkit import (
     CampaignFilter,
+    GuardedDeleteAdmin,
     ScopedAdmin,
     register_change_panel,
     visible_campaigns,
@@ -54,8 +57,15 @@ CONTENT_TYPES = {
 
 
 @admin.register(ReportFile)
-class ReportFileAdmin(ScopedAdmin):
+class ReportFileAdmin(GuardedDeleteAdmin):
+    """Kept reports: deleted only through the confirm page that names each file, audited
+    with the reason, and the file goes from the artifact directory with its row."""
+
     venture_lookup = "campaign__venture"
+    delete_warning = (
+        "The files are removed from the artifact directory: download a copy first if a client "
+        "may still need one. A new copy can be kept from the campaign's report page."
+    )
     change_list_template = "admin/reporting/reportfile/change_list.html"
     list_display = (
         "campaign",
@@ -85,6 +95,13 @@ class ReportFileAdmin(ScopedAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def delete_label(self, obj: ReportFile) -> str:
+        return f"{obj}: {obj.path}"
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)  # audited, with the confirm page's reason
+        transaction.on_commit(lambda: report_file_remove(obj))
 
     @admin.display(description="size")
     def size_text(self, obj: ReportFile) -> str:

@@ -74,6 +74,7 @@ class CapUse:
     used: int
     detail: str
     binds: bool
+    held: str = ""  # why nothing under this level can be sent today (ventures.console)
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,7 @@ def _cap_use(campaign: Campaign, limits: CampaignLimits, now: dt.datetime) -> li
     used = {"mailboxes" if scope == "mailbox" else scope: n for scope, n in rows}
     return [
         CapUse(level.name, level.limit, used.get(level.name, 0), level.detail,
-               level.limit == limits.effective)
+               level.limit == limits.effective, level.held)
         for level in limits.levels
     ]  # fmt: skip
 
@@ -280,8 +281,7 @@ def _caps_html(glance: Glance) -> str:
         '<tr class="cap-{}{}"><th scope="row">{}{}</th><td class="num">{}</td>'
         '<td class="num">{}</td><td class="bar">{}</td></tr>',
         (
-            (cap.name, " binds" if cap.binds else "", cap.detail,
-             format_html(' <span class="state state-wait">{}</span>', "binds") if cap.binds else "",
+            (cap.name, " binds" if cap.binds else "", cap.detail, _cap_badge(cap),
              f"{cap.used:,}", f"{cap.limit:,}", _bar(cap.used, cap.limit, "cap"))
             for cap in glance.caps
         ),
@@ -292,6 +292,13 @@ def _caps_html(glance: Glance) -> str:
         "<tbody>{}</tbody></table>",
         rows,
     )
+
+
+def _cap_badge(cap: CapUse) -> str:
+    """ "binds" beside the binding level; a level that holds every send says why instead."""
+    if cap.held:
+        return format_html(' <span class="state state-stop">{}</span>', cap.held)
+    return format_html(' <span class="state state-wait">{}</span>', "binds") if cap.binds else ""
 
 
 def _variants_html(glance: Glance) -> str:

@@ -244,6 +244,17 @@ def report_file_path(report: ReportFile) -> Path:
     return path
 
 
+def report_file_remove(report: ReportFile) -> None:
+    """Remove a kept report's file from the artifact directory once its row is deleted (the
+    caller runs this on commit); one already gone, or outside the directory, is left alone."""
+    try:
+        report_file_path(report).unlink(missing_ok=True)
+    except ReportError:
+        return  # outside the directory: not ours to remove
+    except OSError as exc:
+        log.warning("Could not remove the deleted report's file %s: %s", report.path, exc)
+
+
 def reports_due(now: dt.datetime | None = None) -> list[ReportFile]:
     """The daily reports whose hour has come in their campaign's time zone and that were not
     written today. Each schedule is claimed by a conditional UPDATE of its last day, so two

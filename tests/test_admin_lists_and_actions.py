@@ -19,6 +19,7 @@ import pytest
 import time_machine
 from django.apps import apps
 from django.contrib import admin
+from django.contrib.admin.actions import delete_selected as django_delete_selected
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import Group
 from django.core import mail
@@ -177,6 +178,12 @@ def test_every_action_confirms_naming_the_selection_and_changes_nothing_before(w
             url, {"action": name, ACTION_CHECKBOX_NAME: [o.pk for o in selection]}
         )
         where = f"{opts.label} action {name!r}"
+        if response.status_code == 302:  # refused before any confirmation: back to the list
+            page = text(client.get(response.url))
+            assert "Nothing was deleted." in page, f"{where} acted at once"
+            assert database_state() == before, f"{where} changed the database"
+            tried.append(where)
+            continue
         assert response.status_code == 200, f"{where} acted at once ({response.status_code})"
         page = text(response)
         # A confirmation, or Django's "Cannot delete" (objects that protect the selection).
@@ -251,6 +258,56 @@ def test_delete_selected_is_not_offered_where_deletion_is_refused(world, root, l
     audit rows, imports, unsubscribes, template versions and figures are records."""
     model_admin = admin.site.get_model_admin(apps.get_model(label))
     assert "delete_selected" not in model_admin.get_actions(as_request(root))
+
+
+# Where Django's own "Delete selected" (its page lists what the deletion cascades to) is enough:
+# rules, settings and accounts whose rows hold no sending history, and whose absence sends
+# nothing that was held back. A venture with campaigns, templates, mailboxes or leads is
+# protected by them. Anything else offers the toolkit's guarded delete, or none.
+BARE_DELETE_ALLOWED = {
+    "ventures.venture",
+    "ventures.icpsegment",
+    "leads.scoringrule",
+    "leads.campaignleadpolicy",
+    "outreach.routingrule",
+    "outreach.objectionrule",
+    "reporting.reportschedule",
+    "auth.group",
+    "auth.user",
+    "django_q.schedule",
+    "django_q.success",
+    "django_q.failure",
+    "django_q.ormq",
+}
+
+
+def test_a_bare_delete_selected_is_offered_only_where_deleting_loses_no_history(world, root):
+    """Report files, sequences, mailboxes and suppressions (and every new model) must not
+    offer Django's delete_selected: it asks no reason, audits nothing and guards nothing."""
+    offered = {
+        model._meta.label_lower
+        for model, model_admin, name in registered_actions(root)
+        if name == "delete_selected"
+        or model_admin.get_actions(as_request(root))[name][0] is django_delete_selected
+    }
+    assert offered - BARE_DELETE_ALLOWED == set()
+
+
+@pytest.mark.parametrize(
+    ("label", "action"),
+    [
+        ("reporting.reportfile", "delete_confirmed"),
+        ("outreach.sequence", "delete_confirmed"),
+        ("outreach.mailbox", "delete_confirmed"),
+        ("leads.suppressionentry", "lift_suppressions"),
+    ],
+)
+def test_history_and_suppressions_go_only_through_a_guarded_confirmed_action(
+    world, root, label, action
+):
+    model_admin = admin.site.get_model_admin(apps.get_model(label))
+    actions = model_admin.get_actions(as_request(root))
+    assert action in actions and "delete_selected" not in actions
 
 
 # --- Lists: venture scoping of rows and filters ---------------------------------------------

@@ -189,6 +189,42 @@ def test_an_operator_raising_a_running_campaigns_limit_confirms_with_a_reason(pa
 
 
 @pytest.mark.django_db(transaction=True)
+def test_an_operator_raising_a_mailbox_cap_of_a_running_campaign_confirms_with_a_reason(
+    page, fleet
+):
+    from outreach.models import Mailbox
+
+    venture, running = fleet
+    box = Mailbox.objects.create(venture=venture, name="Lena", from_name="Lena",
+                                 from_email="lena@acme.example", daily_limit=40)  # fmt: skip
+    box.campaigns.add(running)
+    user = UserFactory(username="op-otto", role=OPERATOR)
+    MembershipFactory(venture=venture, user=user)
+    log_in(page, "op-otto")
+
+    page.goto(reverse("admin:outreach_mailbox_change", args=[box.pk]))
+    page.fill("#id_daily_limit", "400")
+    page.click("input[name=_save]")
+
+    expect(page.locator("h1")).to_contain_text("Raise the limits of Lena <lena@acme.example>")
+    expect(page.locator(".limits-intro")).to_contain_text(
+        "Mailbox Lena <lena@acme.example> sends for running campaign Spring outreach."
+    )
+    expect(page.locator("table.limit-changes")).to_contain_text("Daily limit")
+    expect(page.locator(".limits-after")).to_contain_text("400 sends from it allowed today")
+    shoot(page, "mailbox-limits-confirm")
+    page.fill("#id_raise_reason", "Domain warmed up")
+    page.click("input[name=confirm]")
+
+    expect(page.locator("ul.messagelist")).to_contain_text("was changed successfully")
+    box.refresh_from_db()
+    assert box.daily_limit == 400
+    assert AuditEvent.objects.for_entity(box).get(action="mailbox.update").reason == (
+        "Domain warmed up"
+    )
+
+
+@pytest.mark.django_db(transaction=True)
 def test_an_administrator_adds_a_member_and_a_viewer_reads_day_names(page, fleet, settings):
     venture, running = fleet
     UserFactory(username="admin-ann", role=ADMINISTRATOR)

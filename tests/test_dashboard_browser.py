@@ -24,7 +24,7 @@ from outreach.models import (
 )
 from outreach.tests.outbox import two_step_sequence
 from tests import factories as make
-from tests.browser import BROWSER_MARKS, log_in
+from tests.browser import BROWSER_MARKS, log_in, words_broken
 from tests.proc import REPO
 from tests.test_console_browser import open_all_day, start
 from ventures.models import WorkerHeartbeat
@@ -102,6 +102,22 @@ def test_an_operator_reads_the_morning_dashboard_problems_first(page, morning):
 
 
 @pytest.mark.django_db(transaction=True)
+def test_the_dashboard_breaks_lines_only_between_words(page, morning):
+    """Django's dashboard.css lets a cell break anywhere, which made "QUEUE D" and "UNKNOW N"
+    of the column headings at 1440 px: every heading and figure wraps at spaces only."""
+    log_in(page, "op-olga")
+    page.goto(reverse("admin:index"))
+    cells = page.locator("#dashboard table th, #dashboard table td")
+    expect(cells.first).to_be_visible()
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        assert words_broken(cells) == [], width
+        fits = "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+        assert page.evaluate(fits), width
+    shoot(page, "headings")
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_calm_morning_says_all_clear(page, morning):
     WorkerHeartbeat.objects.create(name="cluster", last_seen=timezone.now())
     OutboundMessage.objects.filter(state=MessageState.UNKNOWN).update(state=MessageState.SENT)
@@ -140,6 +156,17 @@ def test_an_operator_sees_a_mailbox_the_engine_paused_and_opens_it(page, morning
         "(1 of 2 sent"
     )
     expect(row(page, "Spring outreach").locator(".state")).to_have_text("Running")
+    # Lena's is the pool's only mailbox: the row says why nothing goes out, not "4 of 0".
+    sends = row(page, "Spring outreach").locator("td.dash-sends")
+    expect(sends).to_have_text(
+        re.compile(
+            r"4 sent today; no mailbox can send: every mailbox of the pool is paused "
+            r"\(Lena <lena@acme\.example>: auto-paused, bounce rate 50\.0% \(1 of 2 sent since "
+            r".* UTC\) is above 30\.0%\)$"
+        )
+    )
+    expect(sends).not_to_contain_text("of 0")
+    assert words_broken(page.locator("#dashboard table th, #dashboard table td")) == []
     shoot(page, "paused-mailbox")
     line.locator("a").click()
     expect(page).to_have_url(re.compile(rf"/admin/outreach/mailbox/{box.pk}/change/$"))

@@ -82,3 +82,43 @@ def test_an_operator_narrows_the_lists_and_confirms_before_acting(page):
     page.click("input[name=confirm]")
     expect(page.locator("ul.messagelist")).to_contain_text("Paused 1 campaign.")
     assert Campaign.objects.get(pk=campaign.pk).status == CampaignStatus.PAUSED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_administrator_lifts_a_suppression_only_after_a_page_naming_it(page):
+    """No "Delete selected" on the suppression list: "Lift selected suppressions…" names the
+    entries, warns that mail may go out again, and needs a reason."""
+    from leads.models import SuppressionEntry
+    from tests.factories import SuppressionEntryFactory, VentureFactory
+    from ventures.roles import ADMINISTRATOR
+
+    venture = VentureFactory(name="Acme Robotics")
+    SuppressionEntryFactory(venture=venture, value="ann@prospect.example", source="admin")
+    SuppressionEntryFactory(
+        venture=venture, value="bob@prospect.example", source="unsubscribe (link)"
+    )
+    UserFactory(username="admin-ada", role=ADMINISTRATOR)
+    log_in(page, "admin-ada")
+    page.goto(reverse("admin:leads_suppressionentry_changelist"))
+    options = page.locator("select[name=action] option")
+    expect(options).to_contain_text(["---------", "Lift selected suppressions…"])
+    expect(page.locator("select[name=action]")).not_to_contain_text("Delete")
+    page.locator("#result_list tr", has_text="ann@prospect.example").locator(
+        "input.action-select"
+    ).check()
+    page.select_option("select[name=action]", "lift_suppressions")
+    page.click("button[name=index]")
+    expect(page.locator("h1")).to_contain_text("Lift suppression: are you sure?")
+    expect(page.locator(".operation-objects")).to_have_text("ann@prospect.example")
+    expect(page.locator(".operation-warning")).to_contain_text("may go out again")
+    shoot(page, "suppression-lift-confirm")
+    page.click("input[name=confirm]")  # no reason yet: the browser asks for one first
+    expect(page.locator("h1")).to_contain_text("Lift suppression: are you sure?")
+    expect(page.locator("#id_reason")).to_have_attribute("required", "")
+    assert SuppressionEntry.objects.count() == 2
+    page.fill("#id_reason", "Typo in the address; the right one is listed")
+    page.click("input[name=confirm]")
+    expect(page.locator("ul.messagelist")).to_contain_text("Lifted 1 suppression entry.")
+    assert list(SuppressionEntry.objects.values_list("value", flat=True)) == [
+        "bob@prospect.example"
+    ]

@@ -28,6 +28,7 @@ from ventures import services
 from ventures.admin_toolkit import (
     AuditedAdmin,
     CappedCountPaginator,
+    LimitRaiseConfirmMixin,
     Operation,
     OperationsAdmin,
     ReadOnlyMixin,
@@ -37,8 +38,6 @@ from ventures.admin_toolkit import (
     request_global_kill_reason,
 )
 from ventures.console import (
-    RAISE_CONFIRM_STATUSES,
-    RAISE_REASON_MAX,
     campaign_delete_refusal,
     campaign_limits,
     campaign_state,
@@ -68,6 +67,7 @@ from ventures.models import (
 from ventures.preflight import preflight_errors
 from ventures.roles import ADMINISTRATOR, OPERATOR
 from ventures.selectors import (
+    audit_search_q,
     campaigns_visible_to,
     global_kill_reason,
     user_sees_all_ventures,
@@ -510,7 +510,7 @@ STATE_SHOWN = 60  # characters of a state badge in the list; the whole text is i
 
 
 @admin.register(Campaign)
-class CampaignAdmin(OperationsAdmin):
+class CampaignAdmin(LimitRaiseConfirmMixin, OperationsAdmin):
     form = CampaignAdminForm
     operations = CAMPAIGN_OPERATIONS
     panels_first = True  # the figures and the controls first, the configuration below
@@ -713,53 +713,17 @@ class CampaignAdmin(OperationsAdmin):
 
     # --- Views ---
 
-    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        if request.method == "POST" and object_id is not None:
-            confirm = self._confirm_limit_raise(request, object_id)
-            if confirm is not None:
-                return confirm
-        return super().changeform_view(request, object_id, form_url, extra_context)
+    def limit_raises_of(self, request, stored: Campaign, edited: Campaign) -> list:
+        return limit_raises(stored, edited)
 
-    def _confirm_limit_raise(self, request, object_id):
-        """The confirm page when a save would let a running or paused campaign send more;
-        None to save (nothing raised, or confirmed with a reason, which the audit keeps)."""
-        obj = self.get_object(request, unquote(object_id))
-        if obj.status not in RAISE_CONFIRM_STATUSES or not self.has_change_permission(request, obj):
-            return None
-        edited = Campaign.objects.select_related("venture").get(pk=obj.pk)
-        form = self.get_form(request, obj, change=True)(
-            request.POST, request.FILES, instance=edited
-        )
-        if not form.is_valid():
-            return None  # the form page shows its errors
-        raises = limit_raises(obj, form.instance)
-        if not raises:
-            return None
-        reason = request.POST.get("_raise_reason", "").strip()
-        if request.POST.get("_raise_confirmed") == "yes" and reason:
-            request.aicmo_audit_reason = reason[:RAISE_REASON_MAX]
-            return None
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"Raise the limits of {obj.name}: are you sure?",
-            "opts": self.opts,
-            "object": obj,
-            "state": campaign_state(obj, global_reason=request_global_kill_reason(request)),
-            "raises": raises,
-            "limits_now": campaign_limits(obj).sentence(),
-            "limits_after": campaign_limits(form.instance).sentence(),
-            "posted": [
-                (key, value)
-                for key, values in request.POST.lists()
-                if key not in ("csrfmiddlewaretoken", "_raise_reason", "_raise_confirmed")
-                for value in values
-            ],
-            "reason": reason,
-            "reason_missing": request.POST.get("_raise_confirmed") == "yes" and not reason,
-            "cancel_url": self.change_url(obj),
+    def raise_context(self, request, stored: Campaign, edited: Campaign) -> dict:
+        state = campaign_state(stored, global_reason=request_global_kill_reason(request))
+        return {
+            "title": f"Raise the limits of {stored.name}: are you sure?",
+            "state": state,
+            "limits_now": campaign_limits(stored).sentence(),
+            "limits_after": campaign_limits(edited).sentence(),
         }
-        request.current_app = self.admin_site.name
-        return TemplateResponse(request, "admin/ventures/campaign_limits_confirm.html", context)
 
     def has_delete_permission(self, request, obj=None):
         if obj is not None and campaign_delete_refusal(obj):
@@ -890,7 +854,12 @@ class AuditEventAdmin(ReadOnlyMixin, ScopedAdmin):
     # The trail only grows: never COUNT(*) it on every page load.
     paginator = CappedCountPaginator
     show_full_result_count = False
-    search_fields = ("actor", "action", "entity_repr", "=entity_id", "reason")
+    # What the search box matches (audit_search_q): prefixes and an id, each an index lookup.
+    search_fields = ("action", "actor", "entity_repr", "=entity_id")
+    search_help_text = (
+        "The start of an action (campaign.pause, or campaign. for all of a campaign's), of an "
+        "actor or of an entity's name, not case-sensitive; or an entity's exact id."
+    )
     fields = (
         "created_at",
         "actor",
@@ -909,6 +878,9 @@ class AuditEventAdmin(ReadOnlyMixin, ScopedAdmin):
     def get_queryset(self, request):
         name = Venture.objects.filter(pk=OuterRef("venture_id")).values("name")[:1]
         return super().get_queryset(request).annotate(venture_name_value=Subquery(name))
+
+    def get_search_results(self, request, queryset, search_term):
+        return queryset.filter(audit_search_q(search_term)), False
 
     @admin.display(description="entity", ordering="entity_repr")
     def entity(self, obj: AuditEvent) -> str:

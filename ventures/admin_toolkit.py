@@ -11,7 +11,8 @@
   become error messages, never a 500. `confirmed_action` gives a plain admin action (one
   another app wrote, say) the same confirm page.
 - **Audit.** `AuditedAdmin` records every form save and delete, with the before state read
-  from the database, and shows the object's audit trail.
+  from the database, and shows the object's audit trail. `GuardedDeleteAdmin` replaces
+  Django's "Delete selected" by one that refuses what must stay and confirms the rest.
 - **Filters.** `VentureFilter`, `CampaignFilter` and `VentureObjectFilter` offer only what the
   user's ventures hold: an Operator never sees another venture's names in a filter.
 - **Big tables and bad addresses.** `CappedCountPaginator` never counts a whole table;
@@ -45,6 +46,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.timezone import localtime
 
 from ventures import services
+from ventures.console import RAISE_REASON_MAX
 from ventures.forms import ReasonForm
 from ventures.ids import parse_id
 from ventures.models import AuditEvent, Campaign, Venture
@@ -340,6 +342,7 @@ class AuditedAdmin(ScopedAdmin):
                 action=f"{self.opts.model_name}.delete",
                 entity=obj,
                 before=services.snapshot(obj),
+                reason=getattr(request, "aicmo_audit_reason", ""),
             )
             super().delete_model(request, obj)
 
@@ -555,6 +558,165 @@ def confirmed_action(func: Callable, *, warning: str = "") -> Callable:
     permissions = getattr(func, "allowed_permissions", None)
     described = description if description.endswith("…") else description + "…"
     return admin.action(description=described, permissions=permissions)(action)
+
+
+class LimitRaiseConfirmMixin:
+    """A change-form save that lets a running or paused campaign send more (`limit_raises_of`:
+    a campaign's own limits, or a mailbox's it sends from) confirms first on its own page,
+    old → new, and its reason goes into the save's audit row (`request.aicmo_audit_reason`,
+    which `AuditedAdmin.save_model` reads). The page posts the form back as it came, except
+    `raise_unechoed` fields (write-only secrets): it says they were not carried over.
+    `raise_context` adds what the page shows around the changes (`intro`, `limits_now`,
+    `limits_after`)."""
+
+    raise_template = "admin/ventures/campaign_limits_confirm.html"
+    raise_unechoed: tuple[str, ...] = ()
+
+    def limit_raises_of(self, request, stored, edited) -> list:
+        return []
+
+    def raise_context(self, request, stored, edited) -> dict:
+        return {}
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        if request.method == "POST" and object_id is not None:
+            confirm = self._confirm_limit_raise(request, object_id)
+            if confirm is not None:
+                return confirm
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def _confirm_limit_raise(self, request, object_id):
+        """The confirm page when the save raises; None to save (nothing raised, or confirmed
+        with a reason)."""
+        stored = self.get_object(request, unquote(object_id))
+        if stored is None or not self.has_change_permission(request, stored):
+            return None
+        edited = self.get_object(request, unquote(object_id))  # the form edits its own copy
+        form = self.get_form(request, stored, change=True)(
+            request.POST, request.FILES, instance=edited
+        )
+        if not form.is_valid():
+            return None  # the form page shows its errors
+        raises = self.limit_raises_of(request, stored, form.instance)
+        if not raises:
+            return None
+        reason = request.POST.get("_raise_reason", "").strip()
+        if request.POST.get("_raise_confirmed") == "yes" and reason:
+            request.aicmo_audit_reason = reason[:RAISE_REASON_MAX]
+            return None
+        skipped = {"csrfmiddlewaretoken", "_raise_reason", "_raise_confirmed", *self.raise_unechoed}
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Raise the limits of {stored}: are you sure?",
+            "opts": self.opts,
+            "object": stored,
+            "raises": raises,
+            "posted": [
+                (key, value)
+                for key, values in request.POST.lists()
+                if key not in skipped
+                for value in values
+            ],
+            "unechoed": [
+                str(form.fields[name].label or name)
+                for name in self.raise_unechoed
+                if name in form.fields and request.POST.get(name, "").strip()
+            ],
+            "reason": reason,
+            "reason_missing": request.POST.get("_raise_confirmed") == "yes" and not reason,
+            "cancel_url": reverse(
+                f"admin:{self.opts.app_label}_{self.opts.model_name}_change",
+                args=[quote(stored.pk)],
+            ),
+            **self.raise_context(request, stored, form.instance),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, self.raise_template, context)
+
+
+DELETE_ACTION = "delete_confirmed"
+
+
+def _delete_selected_confirmed(modeladmin, request, queryset):
+    """`GuardedDeleteAdmin`'s "Delete selected": refused whole if any object may not go."""
+    refused = modeladmin.delete_refusals(queryset)
+    if refused:
+        for text in refused[:MAX_ERROR_MESSAGES]:
+            modeladmin.message_user(request, text, messages.ERROR)
+        if len(refused) > MAX_ERROR_MESSAGES:
+            more = len(refused) - MAX_ERROR_MESSAGES
+            modeladmin.message_user(request, f"... and {more} more refused.", messages.ERROR)
+        modeladmin.message_user(request, "Nothing was deleted.", messages.WARNING)
+        return None
+    op = Operation(
+        name=DELETE_ACTION,
+        label="Delete",
+        permission="delete",
+        apply_all=lambda queryset, user, data: [],
+        reason_required=True,
+        warning=modeladmin.delete_warning,
+    )
+    data, page = confirmation(
+        modeladmin, request, queryset, op, DELETE_ACTION, label=modeladmin.delete_label
+    )
+    if page is not None:
+        return page
+    count = queryset.count()
+    request.aicmo_audit_reason = data["reason"]
+    modeladmin.delete_queryset(request, queryset)
+    noun = model_ngettext(modeladmin.opts, count)
+    modeladmin.message_user(request, f"Deleted {count} {noun}.", messages.SUCCESS)
+    return None
+
+
+_delete_selected_confirmed.__name__ = DELETE_ACTION
+_delete_selected_confirmed.aicmo_confirmed = True
+delete_selected_confirmed = admin.action(
+    description="Delete selected %(verbose_name_plural)s…", permissions=["delete"]
+)(_delete_selected_confirmed)
+
+
+class GuardedDeleteAdmin(AuditedAdmin):
+    """Django's "Delete selected" made safe: `delete_refusals(queryset)` (a fixed number of
+    queries for the selection) says why each object that may not be deleted stays (it has
+    messages, say), and then nothing is deleted; otherwise the toolkit's confirm page names
+    what goes (`delete_label`, with `delete_warning`) and asks for a reason, which the audit
+    row of each deleted object carries. An object with a refusal has no Delete link on its
+    page, and its delete page says why instead."""
+
+    actions = (delete_selected_confirmed,)
+    delete_warning = ""
+
+    def delete_refusals(self, queryset: QuerySet) -> list[str]:
+        return []
+
+    def delete_label(self, obj) -> str:
+        return str(obj)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # Django's: no confirmation of ours, no guard
+        return actions
+
+    def _refusal(self, obj) -> str:
+        found = self.delete_refusals(self.model._default_manager.filter(pk=obj.pk))
+        return found[0] if found else ""
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and self._refusal(obj):
+            return False  # no delete link on the page; delete_view says why
+        return super().has_delete_permission(request, obj)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        obj = self.get_object(request, unquote(object_id))
+        refusal = self._refusal(obj) if obj is not None else ""
+        if refusal and super().has_delete_permission(request, obj):
+            self.message_user(request, refusal, messages.ERROR)
+            info = self.opts.app_label, self.opts.model_name
+            return HttpResponseRedirect(
+                reverse("admin:{}_{}_change".format(*info), args=[quote(obj.pk)])
+            )
+        return super().delete_view(request, object_id, extra_context)
 
 
 class OperationsAdmin(AuditedAdmin):

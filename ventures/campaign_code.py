@@ -26,6 +26,9 @@ without `ventures` importing them. In their AppConfig.ready() they call::
 - `dump(campaign)` returns the section's TOML-ready value (a table or a list of tables), or None to
   leave the section out of the dump. A dump must load back without changes.
 - `order` sets the order of loading and dumping among sections (lower first).
+- `confirms_raises=True`: `load` also gets `raise_reason` (the load's confirmed reason, or "")
+  and refuses, with LimitRaiseNotConfirmedError, a change that lets a running or paused
+  campaign send more without one (the outbox's mailboxes).
 
 A section may describe its tables with the same `Key` schemas as the core ones and reuse the
 core's machinery, so that its keys are read, checked, saved and audited alike:
@@ -45,6 +48,7 @@ import copy
 import dataclasses
 import datetime as dt
 import difflib
+import functools
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -600,13 +604,21 @@ class Section:
     load: SectionLoad
     dump: Callable[[Campaign], Any]
     order: int
+    # Its load also takes `raise_reason` (the load's --reason, "" without --confirm-raise):
+    # a section whose records can raise what a running or paused campaign sends (mailboxes).
+    confirms_raises: bool = False
 
 
 _SECTIONS: dict[str, Section] = {}
 
 
 def register_section(
-    key: str, *, load: SectionLoad, dump: Callable[[Campaign], Any], order: int = 100
+    key: str,
+    *,
+    load: SectionLoad,
+    dump: Callable[[Campaign], Any],
+    order: int = 100,
+    confirms_raises: bool = False,
 ) -> None:
     """Add a top-level section to the file format (see the module docstring for the contract).
 
@@ -617,7 +629,9 @@ def register_section(
     existing = _SECTIONS.get(key)
     if existing is not None and (existing.load, existing.dump) != (load, dump):
         raise ValueError(f"Section {key!r} is already registered by {existing.load.__module__}.")
-    _SECTIONS[key] = Section(key=key, load=load, dump=dump, order=order)
+    _SECTIONS[key] = Section(
+        key=key, load=load, dump=dump, order=order, confirms_raises=confirms_raises
+    )
 
 
 def unregister_section(key: str) -> None:
@@ -861,12 +875,11 @@ def _apply(plan: _Plan, *, loc: Locator, actor: str, reason: str, raise_reason: 
     campaign, campaign_change = _campaign_upsert(
         plan.campaign, venture, upsert, raise_reason=raise_reason
     )
-    sections = {
-        section.key: _section_load(
-            section, data, campaign=campaign, venture=venture, loc=loc, actor=actor
-        )
-        for section, data in plan.sections
-    }
+    load = functools.partial(
+        _section_load, campaign=campaign, venture=venture, loc=loc, actor=actor,
+        raise_reason=raise_reason,
+    )  # fmt: skip
+    sections = {section.key: load(section, data) for section, data in plan.sections}
     campaign.refresh_from_db()
     return LoadResult(
         path=loc.filename,
@@ -1075,10 +1088,20 @@ _ENTITIES: dict[str, tuple[type[models.Model], Schema]] = {
 
 
 def _section_load(
-    section: Section, data: Any, *, campaign: Campaign, venture: Venture, loc: Locator, actor: str
+    section: Section,
+    data: Any,
+    *,
+    campaign: Campaign,
+    venture: Venture,
+    loc: Locator,
+    actor: str,
+    raise_reason: str,
 ) -> dict[str, int]:
+    confirm = {"raise_reason": raise_reason} if section.confirms_raises else {}
     try:
-        counts = section.load(data, campaign=campaign, venture=venture, actor=actor, locate=loc)
+        counts = section.load(
+            data, campaign=campaign, venture=venture, actor=actor, locate=loc, **confirm
+        )
     except CampaignCodeError as exc:
         if str(exc).startswith(f"{loc.filename}:"):
             raise

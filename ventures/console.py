@@ -12,9 +12,10 @@ outbox really enforces today, with the extension points the outbox fills in.
   the tick computes them (global `AICMO_GLOBAL_DAILY_LIMIT`, the venture's cap, the
   campaign's limit after its warm-up ramp today, and what sources registered with
   `register_cap_source` add: the outbox adds its mailboxes), and says which one binds.
-- **Raises.** `limit_raises` is the one rule of what a change "raises" (lets a running or
-  paused campaign send more): the admin's save and `campaign load` both confirm such a change
-  and audit it with the operator's reason.
+- **Raises.** `ramp_raises` is the one rule of what a change "raises" (lets a daily limit
+  with its warm-up send more); `limit_raises` applies it to a running or paused campaign, and
+  the outbox to a mailbox serving one: the admin's save and `campaign load` both confirm such
+  a change and audit it with the operator's reason.
 - **Deleting.** `campaign_delete_refusal` says why a campaign may not be deleted (it is
   running; its history would go with it); `register_delete_guard` lets the outbox add its
   own reasons (a paused campaign with messages).
@@ -123,6 +124,9 @@ class CapLevel:
     name: str  # "global", "venture", "campaign", "mailboxes"...
     limit: int
     detail: str  # how a person reads it, e.g. "campaign 5,000, warm-up day 3: 30"
+    # Why nothing under this level can be sent today, when that is so: "no mailbox can send:
+    # every mailbox of the pool is paused (...)". Shown instead of "N of 0 (... cap binds)".
+    held: str = ""
 
 
 @dataclass(frozen=True)
@@ -138,9 +142,23 @@ class CampaignLimits:
         return [level for level in self.levels if level.limit == self.effective]
 
     @property
+    def held(self) -> str:
+        """Why nothing can be sent today (a level that holds every send), or ""."""
+        return next((level.held for level in self.levels if level.held), "")
+
+    @property
     def binds(self) -> str:
+        if self.held:
+            return self.held
         names = [level.name for level in self.binding]
         return " and ".join(names) + (" caps bind" if len(names) > 1 else " cap binds")
+
+    def sent_text(self, sent: int) -> str:
+        """Today's sends against the limit: "37 of 120 today (venture cap binds)", or, when a
+        level holds every send, "4 sent today; no mailbox can send: ..." (never "4 of 0")."""
+        if self.held:
+            return f"{sent:,} sent today; {self.held}"
+        return f"{sent:,} of {self.effective:,} today ({self.binds})"
 
     def short(self) -> str:
         """For a list: "120 (venture cap binds)"."""
@@ -214,14 +232,16 @@ RAISE_REASON_MAX = 500  # characters of a raise's reason kept in the audit trail
 
 @dataclass(frozen=True)
 class LimitRaise:
-    attr: str  # the Campaign field
+    attr: str  # the model field
     label: str  # how the admin names it
-    old: int | None
-    new: int | None
+    old: int | dt.date | None
+    new: int | dt.date | None
 
     @staticmethod
-    def shown(value: int | None) -> str:
-        return "none" if value is None else f"{value:,}"
+    def shown(value: int | dt.date | None) -> str:
+        if value is None:
+            return "none"
+        return f"{value:,}" if isinstance(value, int) else str(value)
 
     @property
     def old_shown(self) -> str:
@@ -232,40 +252,57 @@ class LimitRaise:
         return self.shown(self.new)
 
 
+@dataclass(frozen=True)
+class RampFields:
+    """The fields of a daily limit with its warm-up ramp, and how the admin names them: a
+    campaign's (the ramp starts when it starts) or a mailbox's (`since`: its own start day)."""
+
+    limit: tuple[str, str]
+    start: tuple[str, str]
+    increase: tuple[str, str]
+    since: tuple[str, str] | None = None
+
+
+CAMPAIGN_RAMP = RampFields(
+    limit=("daily_send_limit", "Daily send limit"),
+    start=("warmup_start_limit", "Warm-up: sends on the first day"),
+    increase=("warmup_daily_increase", "Warm-up: more each day"),
+)
+
+
+def ramp_raises(before, after, fields: RampFields) -> list[LimitRaise]:
+    """Each change from `before` to `after` (the same record edited) that lets it send more:
+    a higher daily limit, a warm-up cleared or started higher, a faster warm-up, or (with
+    `since`) a warm-up moved earlier or its start day cleared (no day: no ramp)."""
+
+    def change(names: tuple[str, str]) -> tuple[str, str, object, object]:
+        attr, label = names
+        return attr, label, getattr(before, attr), getattr(after, attr)
+
+    raised = []
+    attr, label, old, new = change(fields.limit)
+    if new > old:
+        raised.append(LimitRaise(attr, label, old, new))
+    attr, label, old_start, new_start = change(fields.start)
+    if old_start is not None and (new_start is None or new_start > old_start):
+        raised.append(LimitRaise(attr, label, old_start, new_start))
+    attr, label, old, new = change(fields.increase)
+    if new_start is not None and new > old:
+        raised.append(LimitRaise(attr, label, old, new))
+    if fields.since is not None and old_start is not None and new_start is not None:
+        attr, label, old, new = change(fields.since)
+        if old is not None and (new is None or new < old):
+            raised.append(LimitRaise(attr, label, old, new))
+    return raised
+
+
 def limit_raises(before: Campaign, after: Campaign) -> list[LimitRaise]:
     """Each change from `before` (the stored campaign) to `after` (the same one edited) that
-    lets it send more while it runs or is paused: a higher daily limit, a warm-up cleared or
-    started higher, a faster warm-up. Empty for any other status: a draft or stopped campaign
-    sends nothing, so its limits change without confirmation."""
+    lets it send more while it runs or is paused (`ramp_raises`). Empty for any other status:
+    a draft or stopped campaign sends nothing, so its limits change without confirmation."""
     if before.status not in RAISE_CONFIRM_STATUSES:
         return []
-    raised = []
-    if after.daily_send_limit > before.daily_send_limit:
-        raised.append(
-            LimitRaise(
-                "daily_send_limit",
-                "Daily send limit",
-                before.daily_send_limit,
-                after.daily_send_limit,
-            )
-        )
-    old_start, new_start = before.warmup_start_limit, after.warmup_start_limit
-    if old_start is not None and (new_start is None or new_start > old_start):
-        raised.append(
-            LimitRaise(
-                "warmup_start_limit", "Warm-up: sends on the first day", old_start, new_start
-            )
-        )
-    if new_start is not None and after.warmup_daily_increase > before.warmup_daily_increase:
-        raised.append(
-            LimitRaise(
-                "warmup_daily_increase",
-                "Warm-up: more each day",
-                before.warmup_daily_increase,
-                after.warmup_daily_increase,
-            )
-        )
-    return raised
+    return ramp_raises(before, after, CAMPAIGN_RAMP)
 
 
 def campaign_delete_refusal(campaign: Campaign) -> str | None:

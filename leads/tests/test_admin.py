@@ -415,17 +415,25 @@ def test_suppression_list_is_scoped_and_global_entries_are_visible(
 def test_only_administrators_take_people_off_the_suppression_list(
     client, operator, administrator, venture
 ):
+    """Nobody deletes an entry; an Administrator lifts one from its page, with a reason."""
     entries = [SuppressionEntryFactory(venture=None), SuppressionEntryFactory(venture=venture)]
+    lift = [
+        reverse("admin:leads_suppressionentry_operation", args=[entry.pk, "lift"])
+        for entry in entries
+    ]
+    for user in (operator, administrator):
+        client.force_login(user)
+        for entry in entries:
+            url = reverse("admin:leads_suppressionentry_delete", args=[entry.pk])
+            assert client.post(url, {"post": "yes"}).status_code == 403
     client.force_login(operator)
-    for entry in entries:
-        url = reverse("admin:leads_suppressionentry_delete", args=[entry.pk])
-        assert client.post(url, {"post": "yes"}).status_code == 403
+    for url in lift:
+        assert client.post(url, {"post": "yes", "reason": "x"}).status_code == 403
     assert SuppressionEntry.objects.count() == 2
     client.force_login(administrator)
-    url = reverse("admin:leads_suppressionentry_delete", args=[entries[1].pk])
-    assert client.post(url, {"post": "yes"}).status_code == 302
+    assert client.post(lift[1], {"post": "yes", "reason": "Wrong address"}).status_code == 302
     assert not SuppressionEntry.objects.filter(pk=entries[1].pk).exists()
-    assert AuditEvent.objects.filter(action="suppression.delete").exists()
+    assert AuditEvent.objects.get(action="leads.suppression_lift").reason == "Wrong address"
 
 
 def test_an_erased_persons_identity_entry_can_never_be_deleted(client, administrator):

@@ -58,13 +58,13 @@ def test_a_mailboxs_connection_url_is_write_only_everywhere(op_client, campaign)
     # Saving without typing it again keeps it; the audit trail never holds it.
     op_client.post(
         reverse("admin:outreach_mailbox_change", args=[box.pk]),
-        mailbox_form(campaign, connection_url="", daily_limit=45),
+        mailbox_form(campaign, connection_url="", daily_limit=35),  # lower: no confirm step
     )
     box.refresh_from_db()
-    assert (box.connection_url, box.daily_limit) == (SECRET, 45)
+    assert (box.connection_url, box.daily_limit) == (SECRET, 35)
     op_client.post(
         reverse("admin:outreach_mailbox_change", args=[box.pk]),
-        mailbox_form(campaign, connection_url="", clear_connection="on"),
+        mailbox_form(campaign, connection_url="", clear_connection="on", daily_limit=35),
     )
     box.refresh_from_db()
     assert box.connection_url == ""
@@ -201,11 +201,92 @@ def test_a_mailboxs_imap_url_is_checked_write_only_and_its_poll_state_shown(op_c
     listing = text(op_client.get(reverse("admin:outreach_mailbox_changelist")))
     assert "imap-hunter3" not in page + listing
 
-    op_client.post(change, mailbox_form(campaign, connection_url="", imap_url="", daily_limit=45))
+    op_client.post(change, mailbox_form(campaign, connection_url="", imap_url="", daily_limit=35))
     box.refresh_from_db()
-    assert (box.imap_url, box.connection_url, box.daily_limit) == (IMAP_URL, SECRET, 45)
-    op_client.post(change, mailbox_form(campaign, connection_url="", imap_url="", clear_imap="on"))
+    assert (box.imap_url, box.connection_url, box.daily_limit) == (IMAP_URL, SECRET, 35)
+    op_client.post(
+        change,
+        mailbox_form(campaign, connection_url="", imap_url="", clear_imap="on", daily_limit=35),
+    )
     box.refresh_from_db()
     assert (box.imap_url, box.connection_url) == ("", SECRET)
     rows = " ".join(str(e.before) + str(e.after) for e in AuditEvent.objects.all())
     assert "imap-hunter3" not in rows and "'imap_url': 'set (" in rows
+
+
+# --- Raising a mailbox's limits while a running or paused campaign sends from it -----------
+
+
+@pytest.fixture
+def box(campaign):
+    mailbox = Mailbox.objects.create(venture=campaign.venture, name="Sam", from_name="Sam",
+                                     from_email="sam@venture.example", daily_limit=40,
+                                     connection_url=SECRET)  # fmt: skip
+    mailbox.campaigns.add(campaign)
+    return mailbox
+
+
+def change(box) -> str:
+    return reverse("admin:outreach_mailbox_change", args=[box.pk])
+
+
+def test_raising_a_mailbox_cap_of_a_running_campaign_confirms_old_to_new_first(
+    op_client, campaign, box
+):
+    response = op_client.post(
+        change(box), mailbox_form(campaign, connection_url="", daily_limit=400)
+    )
+    assert response.templates[0].name == "admin/ventures/campaign_limits_confirm.html"
+    page = text(response)
+    assert f"Mailbox Sam <sam@venture.example> sends for running campaign {campaign.name}." in page
+    assert "<td>Daily limit</td><td>40</td><td>→</td><td><strong>400</strong></td>" in page
+    assert "Now: 40 sends from it allowed today." in page
+    assert "After saving: 400 sends from it allowed today." in page
+    box.refresh_from_db()
+    assert box.daily_limit == 40  # shown, not saved
+
+    confirmed = mailbox_form(campaign, connection_url="", daily_limit=400, _raise_confirmed="yes")
+    page = text(op_client.post(change(box), confirmed))
+    assert "Give a reason: it is recorded in the audit trail." in page
+    box.refresh_from_db()
+    assert box.daily_limit == 40
+
+    op_client.post(change(box), {**confirmed, "_raise_reason": "Domain warmed up"})
+    box.refresh_from_db()
+    assert box.daily_limit == 400
+    event = AuditEvent.objects.for_entity(box).get(action="mailbox.update")
+    assert event.reason == "Domain warmed up"
+    assert (event.before["daily_limit"], event.after["daily_limit"]) == (40, 400)
+
+
+def test_loosening_a_mailbox_warm_up_confirms_too(op_client, campaign, box):
+    Mailbox.objects.filter(pk=box.pk).update(warmup_start_limit=5, warmup_daily_increase=2,
+                                             warmup_started_on=timezone.now().date())  # fmt: skip
+    cleared = mailbox_form(campaign, connection_url="", warmup_start_limit="",
+                           warmup_daily_increase=2,
+                           warmup_started_on=timezone.now().date().isoformat())  # fmt: skip
+    page = text(op_client.post(change(box), cleared))
+    assert "<td>Warm-up: sends on the first day</td><td>5</td><td>→</td><td><strong>none" in page
+    box.refresh_from_db()
+    assert box.warmup_start_limit == 5
+
+
+def test_a_typed_secret_is_never_echoed_by_the_confirm_page(op_client, campaign, box):
+    other = "smtp://sam:another-secret-9@smtp.example:587/"
+    page = text(op_client.post(change(box), mailbox_form(campaign, connection_url=other,
+                                                          daily_limit=400)))  # fmt: skip
+    assert "another-secret-9" not in page and "hunter2" not in page
+    assert "Not carried over from your form, for safety: Connection URL." in page
+
+
+@pytest.mark.parametrize("status", ["draft", "lowered"])
+def test_a_lower_cap_or_a_mailbox_no_running_campaign_uses_saves_at_once(
+    op_client, campaign, box, status
+):
+    if status == "draft":
+        campaign.status = "draft"
+        campaign.save(update_fields=["status"])
+    limit = 400 if status == "draft" else 20
+    op_client.post(change(box), mailbox_form(campaign, connection_url="", daily_limit=limit))
+    box.refresh_from_db()
+    assert box.daily_limit == limit

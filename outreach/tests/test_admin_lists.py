@@ -13,6 +13,7 @@ from django.test import RequestFactory
 
 from outreach.admin import recipient_search
 from outreach.models import DispatchRun, FeedbackEvent, OutboundMessage
+from tests.plans import plan
 
 pytestmark = pytest.mark.django_db
 
@@ -20,18 +21,6 @@ INDEXES = {
     OutboundMessage: "outbound_recipient_lower_idx",
     FeedbackEvent: "feedback_recipient_lower_idx",
 }
-
-
-def plan(queryset) -> str:
-    """PostgreSQL's plan for `queryset`, sequential scans ruled out unless nothing else can
-    answer it (on a few test rows the planner would rightly scan the table)."""
-    sql, params = queryset.query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute("SET enable_seqscan = off")
-        cursor.execute("EXPLAIN " + sql, params)
-        found = "\n".join(row[0] for row in cursor.fetchall())
-        cursor.execute("RESET enable_seqscan")
-    return found
 
 
 def test_the_recipient_search_indexes_exist():

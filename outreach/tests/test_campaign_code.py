@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -24,8 +25,14 @@ from outreach.campaign_code import (
 from outreach.enrollment import campaign_enrol, plan_step
 from outreach.models import Enrollment, Mailbox, RoutingRule, Sequence, SequenceStep
 from tests.factories import LeadFactory
-from ventures.campaign_code import CampaignCodeError, campaign_dump, campaign_load
+from ventures.campaign_code import (
+    CampaignCodeError,
+    LimitRaiseNotConfirmedError,
+    campaign_dump,
+    campaign_load,
+)
 from ventures.models import AuditEvent, Campaign, Venture
+from ventures.services import campaign_transition
 
 pytestmark = pytest.mark.django_db
 
@@ -664,3 +671,110 @@ def test_the_documented_outreach_example_loads(load, monkeypatch):
     assert result.sections["sequences"]["created"] == 2
     assert result.sections["routing"]["created"] == 2
     assert Mailbox.objects.get(from_email__startswith="lena").connection_url == SMTP_URL
+
+
+# --------------------------------------------------------------------------------------------
+# Raising a mailbox's limits while a running or paused campaign sends from it.
+
+WARM_MAILBOX = MAILBOX + (
+    "warmup_start_limit = 10\nwarmup_daily_increase = 5\nwarmup_started_on = 2026-12-01\n"
+)
+
+
+def running(load, status: str = "start") -> Campaign:
+    load(BASE + WARM_MAILBOX + SEQUENCE)
+    campaign = Campaign.objects.get(slug="acme-q3")
+    campaign_transition(campaign=campaign, action="start", actor="t")
+    if status == "pause":
+        campaign_transition(campaign=campaign, action="pause", actor="t")
+    return campaign
+
+
+def write_file(tmp_path, text: str) -> Path:
+    path = tmp_path / "acme.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("status", ["start", "pause"])
+def test_raising_a_mailbox_cap_of_a_running_or_paused_campaign_is_refused_in_one_line(
+    load, tmp_path, status
+):
+    running(load, status)
+    events = AuditEvent.objects.count()
+    raised = (BASE + WARM_MAILBOX + SEQUENCE).replace("daily_limit = 80", "daily_limit = 800")
+    raised = raised.replace('subject = "Re: hi"', 'subject = "Re: hello"')  # and another change
+    path = write_file(tmp_path, raised)
+
+    with pytest.raises(CommandError) as err:
+        call_command("campaign", "load", str(path))
+
+    shown = "running" if status == "start" else "paused"
+    assert str(err.value) == (
+        f"{path}:{line_of(raised, 'daily_limit')}: mailboxes: the file raises the limits of"
+        f" mailbox 'sam@mail.acme.example', which sends for {shown} campaign 'acme-q3':"
+        " mailboxes[0].daily_limit 80 -> 800. Nothing was written: raising the limits of a"
+        " mailbox a running or paused campaign sends from needs a confirmation and a reason:"
+        ' load again with --confirm-raise --reason "why" to raise them.'
+    )
+    assert "\n" not in str(err.value)
+    assert Mailbox.objects.get().daily_limit == 80
+    assert AuditEvent.objects.count() == events  # the template's change was not written either
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("warmup_started_on = 2026-12-01", "warmup_started_on = 2026-11-01",
+         "mailboxes[0].warmup_started_on 2026-12-01 -> 2026-11-01"),
+        ("warmup_start_limit = 10\n", "",
+         "mailboxes[0].warmup_start_limit 10 -> none"),
+        ("warmup_daily_increase = 5", "warmup_daily_increase = 50",
+         "mailboxes[0].warmup_daily_increase 5 -> 50"),
+        ("warmup_started_on = 2026-12-01\n", "",
+         "mailboxes[0].warmup_started_on 2026-12-01 -> none"),
+    ],
+)  # fmt: skip
+def test_loosening_a_mailbox_warm_up_of_a_running_campaign_is_a_raise(load, old, new, expected):
+    running(load)
+    with pytest.raises(LimitRaiseNotConfirmedError) as err:
+        load((BASE + WARM_MAILBOX + SEQUENCE).replace(old, new))
+    assert f": {expected}. Nothing was written" in str(err.value)
+    box = Mailbox.objects.get()
+    assert (box.warmup_start_limit, box.warmup_daily_increase) == (10, 5)
+
+
+def test_lowering_a_mailbox_cap_or_raising_it_for_a_draft_needs_no_confirmation(load):
+    load(BASE + WARM_MAILBOX + SEQUENCE)  # the campaign is a draft: it sends nothing
+    load((BASE + WARM_MAILBOX + SEQUENCE).replace("daily_limit = 80", "daily_limit = 800"))
+    assert Mailbox.objects.get().daily_limit == 800
+    campaign = Campaign.objects.get(slug="acme-q3")
+    campaign_transition(campaign=campaign, action="start", actor="t")
+    load((BASE + WARM_MAILBOX + SEQUENCE).replace("daily_limit = 80", "daily_limit = 20"))
+    assert Mailbox.objects.get().daily_limit == 20
+
+
+def test_a_mailbox_another_running_campaign_sends_from_is_confirmed_for_it_too(load):
+    """The mailbox is the venture's: a draft campaign's file raising it raises what another
+    venture campaign that runs may send."""
+    running(load)
+    other = (BASE + WARM_MAILBOX + SEQUENCE).replace('slug = "acme-q3"', 'slug = "acme-q4"')
+    with pytest.raises(LimitRaiseNotConfirmedError) as err:
+        load(other.replace("daily_limit = 80", "daily_limit = 500"))
+    assert "which sends for running campaign 'acme-q3'" in str(err.value)
+
+
+def test_a_confirmed_mailbox_raise_loads_and_audits_the_reason(load, tmp_path, capsys):
+    running(load)
+    path = write_file(
+        tmp_path, (BASE + WARM_MAILBOX + SEQUENCE).replace("daily_limit = 80", "daily_limit = 800")
+    )
+    call_command(
+        "campaign", "--actor", "ann", "load", str(path), "--confirm-raise",
+        "--reason", "New domain warmed up",
+    )  # fmt: skip
+    box = Mailbox.objects.get()
+    assert box.daily_limit == 800
+    event = AuditEvent.objects.for_entity(box).get(action="mailbox.update")
+    assert (event.actor, event.reason) == ("cli:ann", "New domain warmed up")
+    assert (event.before, event.after) == ({"daily_limit": 80}, {"daily_limit": 800})

@@ -12,8 +12,9 @@ from django.urls import reverse
 
 from outreach.dispatch import caps_of, tick
 from outreach.feedback import Incoming, feedback_record
-from outreach.models import Mailbox, OutboundMessage
-from outreach.tests.outbox import NOON, running_campaign, two_step_sequence
+from outreach.health import health_check
+from outreach.models import FeedbackEvent, FeedbackKind, Mailbox, MessageState, OutboundMessage
+from outreach.tests.outbox import NOON, pooled_mailboxes, running_campaign, two_step_sequence
 from tests.factories import LeadFactory
 from tests.http import text
 from ventures.console import campaign_limits, campaign_state
@@ -62,6 +63,64 @@ def test_the_mailbox_level_matches_the_caps_the_tick_takes(settings):
         message = OutboundMessage(campaign=fresh(campaign), mailbox=box, recipient_domain="x.io")
         tick_cap = next(c for c in caps_of(message, NOON) if c.scope == "mailbox")
         assert campaign_limits(fresh(campaign)).effective == tick_cap.limit == 20
+
+
+def test_a_pool_with_every_mailbox_paused_says_no_mailbox_can_send_and_why(settings, client,
+                                                                         administrator):  # fmt: skip
+    """One mailbox of the pool auto-paused for its bounces, the other switched off by a
+    person: the console says why nothing goes out, not "N of 0 today (mailboxes cap binds)",
+    and the tick indeed sends none of the pool's follow-ups."""
+    settings.AICMO_AUTOPAUSE_MIN_SENDS = 1
+    settings.AICMO_AUTOPAUSE_BOUNCE_RATE = 0.15
+    with time_machine.travel(NOON, tick=False) as clock:
+        campaign = running_campaign(daily_limit=50)
+        two_step_sequence(campaign)
+        boxes = pooled_mailboxes(campaign, 2)
+        LeadFactory.create_batch(10, campaign=campaign)
+        assert tick().counts["sent"] == 10
+        sent = OutboundMessage.objects.filter(campaign=campaign, state=MessageState.SENT)
+        bad = min(boxes, key=lambda b: sent.filter(mailbox=b).count())  # 1 of at most 5
+        bounced = sent.filter(mailbox=bad).first()
+        FeedbackEvent.objects.create(source="test", event_id="b-1", kind=FeedbackKind.BOUNCED,
+                                     message=bounced, lead=bounced.lead,
+                                     venture_id=campaign.venture_id)  # fmt: skip
+        (pause,) = health_check(campaign.pk)  # the mailbox's rate trips, the campaign's not
+        other = next(b for b in boxes if b != bad)
+        Mailbox.objects.filter(pk=other.pk).update(is_active=False)
+        limits = campaign_limits(fresh(campaign))
+        held = (
+            "no mailbox can send: every mailbox of the pool is paused ("
+            + "; ".join(
+                f"{b}: auto-paused, {pause.reason}" if b == bad else f"{b}: paused"
+                for b in sorted(boxes, key=lambda b: b.pk)
+            )
+            + ")"
+        )
+        assert pause.mailbox == bad and pause.reason.startswith("bounce rate")
+        assert limits.held == held
+        assert limits.sent_text(10) == f"10 sent today; {held}"
+        assert limits.short() == f"0 ({held})"
+        assert "gets no mailbox and is sent from the campaign's sender" in limits.sentence()
+        client.force_login(administrator)
+        page = text(client.get(reverse("admin:ventures_campaign_change", args=[campaign.pk])))
+        assert f"Sent today: <strong>10</strong>; {held}." in page
+        assert "of 0" not in page
+        assert f'<span class="state state-stop">{held}</span>' in page  # the Figures' caps
+        clock.move_to(NOON + dt.timedelta(days=3))  # the follow-ups are due: none goes out
+        assert tick().counts.get("sent", 0) == 0
+    follow_ups = OutboundMessage.objects.filter(campaign=campaign, step__position=2)
+    waiting = follow_ups.exclude(lead__status="bounced")
+    assert set(waiting.values_list("state", "reason_code")) == {("deferred", "mailbox_paused")}
+
+
+def test_a_pool_with_an_active_mailbox_holds_nothing(settings):
+    with time_machine.travel(NOON, tick=False):
+        campaign = running_campaign(daily_limit=5000)
+        mailbox(campaign, "a@venture.example", daily_limit=40)
+        mailbox(campaign, "c@venture.example", daily_limit=900, is_active=False)
+        limits = campaign_limits(fresh(campaign))
+    assert limits.held == ""
+    assert limits.sent_text(3) == "3 of 40 today (mailboxes cap binds)"
 
 
 def test_a_campaign_without_mailboxes_has_no_mailbox_level():

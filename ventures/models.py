@@ -469,7 +469,7 @@ class AuditEvent(models.Model):
             # Scoped audit lists filter by venture.
             models.Index(fields=["venture_id", "-created_at"], name="audit_venture_idx"),
             # The audit log's search by an entity's id (its prefix searches have expression
-            # indexes of their own: migration 9901_console_audit_search_indexes).
+            # indexes of their own: migration 0013_audit_search_indexes).
             models.Index(fields=["entity_id"], name="audit_entity_id_idx"),
         ]
 

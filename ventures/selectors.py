@@ -129,7 +129,7 @@ def audit_search_q(term: str) -> Q:
     "Spring outreach" is found), not case-sensitive, matched against the start of the action
     ('campaign.' finds every campaign action), of the actor, or of the entity's name; or the
     entity's exact id. Not matched: a word inside a value, the reason's text. Each alternative
-    is a range of its own index (ventures migration 9901_console_audit_search_indexes), so a
+    is a range of its own index (ventures migration 0013_audit_search_indexes), so a
     search stays an index lookup however long the trail grows. A blank term matches all."""
     term = " ".join(term.split())
     if not term:

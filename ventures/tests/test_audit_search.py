@@ -1,6 +1,6 @@
 """The audit log's search on a trail that only grows: the start of an action, an actor or an
 entity's name, or an entity's exact id, each an index lookup on PostgreSQL (ventures
-9901_console_audit_search_indexes), never a scan of the table; the help text says so."""
+0013_audit_search_indexes), never a scan of the table; the help text says so."""
 
 from __future__ import annotations
 

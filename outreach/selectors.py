@@ -61,9 +61,8 @@ def mailbox_caps(campaigns: list[Campaign], now: dt.datetime) -> dict[int, CapLe
 
     A pool with no active mailbox holds its leads' sends (the tick defers a paused mailbox's
     messages): its level says so, naming each mailbox and why it is off (the engine's reason
-    for an auto-pause), in at most three more queries for all of them. Its detail also says
-    what the enrolment does meanwhile: a lead enrolled while no mailbox is active is given
-    none (`enrollment.Router`) and is sent from the campaign's sender under the other caps."""
+    for an auto-pause), in at most three more queries for all of them. A lead enrolled
+    meanwhile is given one of the paused mailboxes (`enrollment.Router`) and waits for it."""
     links = Mailbox.campaigns.through.objects.filter(
         campaign_id__in=[c.pk for c in campaigns]
     ).select_related("mailbox")
@@ -86,9 +85,7 @@ def mailbox_caps(campaigns: list[Campaign], now: dt.datetime) -> dict[int, CapLe
         held = ""
         if not active:
             held = _pool_held(boxes[campaign.pk], why)
-            detail += (
-                "; a lead enrolled meanwhile gets no mailbox and is sent from the campaign's sender"
-            )
+            detail += "; a lead enrolled meanwhile waits for one of them"
         levels[campaign.pk] = CapLevel("mailboxes", total, detail, held)
     return levels
 

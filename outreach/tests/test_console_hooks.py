@@ -100,7 +100,7 @@ def test_a_pool_with_every_mailbox_paused_says_no_mailbox_can_send_and_why(setti
         assert limits.held == held
         assert limits.sent_text(10) == f"10 sent today; {held}"
         assert limits.short() == f"0 ({held})"
-        assert "gets no mailbox and is sent from the campaign's sender" in limits.sentence()
+        assert "a lead enrolled meanwhile waits for one of them" in limits.sentence()
         client.force_login(administrator)
         page = text(client.get(reverse("admin:ventures_campaign_change", args=[campaign.pk])))
         assert f"Sent today: <strong>10</strong>; {held}." in page

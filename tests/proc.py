@@ -23,7 +23,8 @@ def clean_env(**overrides: str) -> dict[str, str]:
         DJANGO_SETTINGS_MODULE="aicmo_site.settings",
         AICMO_ENV_FILE=os.devnull,
         SECRET_KEY=GOOD_SECRET,
-        PYTHONDONTWRITEBYTECODE="1",
+        # Bytecode under var/, never beside the sources (the Makefile sets the same).
+        PYTHONPYCACHEPREFIX=os.environ.get("PYTHONPYCACHEPREFIX", str(REPO / "var" / "pycache")),
     )
     env.update(overrides)
     return {k: v for k, v in env.items() if v is not None}

@@ -3,7 +3,7 @@ chart, a table longer than a page), Poppler turns the PDF into PNG pages and tex
 pages must be A4, numbered "page N of M", not blank, with the table's header on every page.
 Nothing is fetched from the network on the way.
 
-The PNGs are kept in var/test-artifacts/report-pdf/ (CI keeps var/) for a person to look at.
+The PNGs are kept in var/test-artifacts/report-pdf-<database>/ (CI keeps var/) for a person to look at.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from django.db import connection
 from PIL import Image, ImageStat
 
 from reporting import pdf
@@ -27,7 +28,8 @@ from reporting.charts import steps_chart, timeline_chart
 from reporting.pdf import ReportRenderError, html_to_pdf, print_stylesheet
 
 REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO / "var" / "test-artifacts" / "report-pdf"
+# One directory per database: `make test` runs the SQLite and PostgreSQL suites at once.
+ARTIFACTS = REPO / "var" / "test-artifacts" / f"report-pdf-{connection.vendor}"
 TITLE = "Campaign report: Spring outreach 2026"
 HEADER = "Lead email"
 ROWS = 160  # about four A4 pages of table

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from outreach.models import OutboundMessage
 from reporting.bundle import bundle_verify
@@ -26,7 +27,13 @@ from reporting.services import report_write
 from reporting.tests.campaigns import known_campaign
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("plain_http", "report_settings")]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts" / "report-campaign"
+# One directory per database: `make test` runs the SQLite and PostgreSQL suites at once.
+ARTIFACTS = (
+    Path(__file__).resolve().parents[2]
+    / "var"
+    / "test-artifacts"
+    / f"report-campaign-{connection.vendor}"
+)
 
 
 @pytest.fixture

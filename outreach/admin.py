@@ -41,6 +41,7 @@ from outreach.models import (
 )
 from outreach.selectors import (
     campaigns_sent,
+    mailbox_auto_pause,
     mailbox_limit_raises,
     mailboxes_with_history,
     narrative_standings,
@@ -48,7 +49,12 @@ from outreach.selectors import (
     sequences_with_history,
     venture_tz,
 )
-from outreach.services import manual_task_settle, unknown_message_settle
+from outreach.services import (
+    mailbox_pause,
+    mailbox_resume,
+    manual_task_settle,
+    unknown_message_settle,
+)
 from outreach.sla import NO_OWNER, reply_handled, reply_sla_state, waiting_replies
 from templating.models import MessageTemplate
 from ventures.admin_toolkit import (
@@ -70,6 +76,7 @@ from ventures.admin_toolkit import (
 )
 from ventures.console import CampaignLimits, campaign_limits
 from ventures.models import Campaign
+from ventures.services import audit_record
 
 NEXT_DUE_SHOWN = 5
 
@@ -146,12 +153,52 @@ class MailboxForm(forms.ModelForm):
         return mailbox
 
 
+def _mailbox_pause(box: Mailbox, user, reason: str) -> bool:
+    return mailbox_pause(mailbox=box, actor=user, reason=reason)
+
+
+def _mailbox_resume(box: Mailbox, user, reason: str) -> bool:
+    return mailbox_resume(mailbox=box, actor=user, reason=reason)
+
+
+MAILBOX_OPERATIONS = {
+    op.name: op
+    for op in (
+        Operation(
+            name="pause",
+            label="Pause sending",
+            done="Paused {count} {noun}.",
+            unchanged="{count} {noun} already paused.",
+            permission="operate",
+            apply=_mailbox_pause,
+            warning="Nothing more is sent from this mailbox, in any campaign, until someone "
+            "resumes it; its leads' messages wait meanwhile.",
+        ),
+        Operation(
+            name="resume",
+            label="Resume sending",
+            done="Resumed {count} {noun}.",
+            unchanged="{count} {noun} already sending.",
+            permission="operate",
+            apply=_mailbox_resume,
+            reason_required=True,
+            warning="The mailbox sends again from the next tick, for every campaign whose pool "
+            "it is in, the messages that waited for it first.",
+        ),
+    )
+}
+
+
 @admin.register(Mailbox)
-class MailboxAdmin(LimitRaiseConfirmMixin, GuardedDeleteAdmin):
-    """A save that raises the daily limit or loosens the warm-up of a mailbox a running or
-    paused campaign sends from confirms first, old → new, with a reason (as a campaign's)."""
+class MailboxAdmin(LimitRaiseConfirmMixin, GuardedDeleteAdmin, OperationsAdmin):
+    """A save that lets a running or paused campaign send more through a mailbox (a higher
+    daily limit, a loosened warm-up, a shorter gap, or the mailbox joining its pool) confirms
+    first, old → new, with a reason (as a campaign's). Whether it sends is read-only in the
+    form, as a campaign's status is: only "Pause sending" and "Resume sending" change it."""
 
     form = MailboxForm
+    operations = MAILBOX_OPERATIONS
+    raise_on_add = True  # a new mailbox may join a running campaign's pool
     raise_unechoed = ("connection_url", "imap_url")  # secrets never go back into a page
     list_display = (
         "__str__",
@@ -188,30 +235,79 @@ class MailboxAdmin(LimitRaiseConfirmMixin, GuardedDeleteAdmin):
         ("Audit trail", {"fields": ("audit_trail",)}),
     )
 
+    def get_readonly_fields(self, request, obj=None):
+        fields = super().get_readonly_fields(request, obj)
+        return (*fields, "is_active") if obj is not None else fields
+
     def formfield_for_manytomany(self, db_field, request, **kwargs):
         if db_field.name == "campaigns":
             kwargs["queryset"] = visible_campaigns(request)
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
-    def limit_raises_of(self, request, stored: Mailbox, edited: Mailbox) -> list:
-        return mailbox_limit_raises(stored, edited)[1]
+    def save_related(self, request, form, formsets, change):
+        """The pool change is audited too (`mailbox.campaigns`), with a confirmed raise's
+        reason when the mailbox joined a running or paused campaign's pool."""
+        box = form.instance
+        before = sorted(box.campaigns.values_list("slug", flat=True)) if change else []
+        super().save_related(request, form, formsets, change)
+        after = sorted(box.campaigns.values_list("slug", flat=True))
+        if before != after:
+            audit_record(actor=request.user, action="mailbox.campaigns", entity=box,
+                         before={"campaigns": before}, after={"campaigns": after},
+                         reason=getattr(request, "aicmo_audit_reason", ""))  # fmt: skip
 
-    def raise_context(self, request, stored: Mailbox, edited: Mailbox) -> dict:
-        serving, _ = mailbox_limit_raises(stored, edited)
+    def has_operate_permission(self, request) -> bool:
+        return request.user.has_perm("ventures.operate_campaign")
+
+    def applicable_operations(self, obj: Mailbox) -> list[str]:
+        return ["pause"] if obj.is_active else ["resume"]
+
+    def confirm_notes(self, request, operation: Operation, objects: list) -> list[str]:
+        if operation.name != "resume":
+            return []
+        return [
+            f"The engine paused {box} in campaign {pause.campaign.name}: {pause.reason}. "
+            "Resume once the list or the settings are fixed."
+            for box in objects
+            if (pause := mailbox_auto_pause(box)) is not None
+        ]
+
+    def _raises(self, stored: Mailbox | None, form) -> tuple[list[Campaign], list]:
+        chosen = form.cleaned_data.get("campaigns") or []
+        before = stored if stored is not None else form.instance  # a new one: joining only
+        return mailbox_limit_raises(before, form.instance, joining=chosen)
+
+    def limit_raises_of(self, request, stored: Mailbox | None, form) -> list:
+        return self._raises(stored, form)[1]
+
+    def raise_context(self, request, stored: Mailbox | None, form) -> dict:
+        serving, _ = self._raises(stored, form)
+        edited = form.instance
+        already = set(stored.campaigns.values_list("pk", flat=True)) if stored else set()
         sends_for = " and ".join(
-            f"{c.get_status_display().lower()} campaign {c.name}" for c in serving
+            f"{c.get_status_display().lower()} campaign {c.name}"
+            + ("" if c.pk in already else " (joining its pool)")
+            for c in serving
         )
-        today = timezone.now().astimezone(venture_tz(stored.venture)).date()
+        today = timezone.now().astimezone(venture_tz(edited.venture)).date()
+
+        def allowed(box: Mailbox | None) -> str:
+            if box is None:
+                return "no such mailbox yet"
+            if not box.is_active:
+                return "0 sends from it allowed today (paused)"
+            return f"{box.effective_daily_limit(today):,} sends from it allowed today"
+
         return {
-            "intro": f"Mailbox {stored} sends for {sends_for}.",
-            "limits_now": f"{stored.effective_daily_limit(today):,} sends from it allowed today",
-            "limits_after": f"{edited.effective_daily_limit(today):,} sends from it allowed today",
+            "intro": f"{'Mailbox' if stored else 'New mailbox'} {edited} sends for {sends_for}.",
+            "limits_now": allowed(stored),
+            "limits_after": allowed(edited),
         }
 
     def delete_refusals(self, queryset) -> list[str]:
         return [
             f"Mailbox {box} has sent or planned messages and cannot be deleted: their history "
-            "names it. Switch it off instead (untick Active)."
+            "names it. Pause it instead (its Pause sending button)."
             for box in mailboxes_with_history(queryset)
         ]
 
@@ -984,8 +1080,8 @@ def _auto_pauses(campaign: Campaign) -> str:
           else "the campaign", p.reason) for p in pauses),
     )  # fmt: skip
     still = (
-        format_html("<p>Mailboxes still paused: {}. Re-activate one on its page once its "
-                    "list or settings are fixed.</p>", ", ".join(paused_boxes))
+        format_html("<p>Mailboxes still paused: {}. Resume one from its page (\"Resume "
+                    "sending\") once its list or settings are fixed.</p>", ", ".join(paused_boxes))
         if paused_boxes else ""
     )  # fmt: skip
     return format_html(

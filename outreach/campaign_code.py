@@ -35,7 +35,8 @@ from django.db.models import Q
 
 from leads.models import Grade, SourceChannel
 from outreach.models import Mailbox, RoutingRule, Sequence, SequenceStep, StepKind
-from outreach.selectors import mailbox_limit_raises
+from outreach.selectors import mailbox_auto_pause, mailbox_limit_raises
+from outreach.services import mailbox_resume
 from templating.models import MessageTemplate
 from ventures.campaign_code import (
     Key,
@@ -186,8 +187,11 @@ def mailboxes_load(
     raise_reason: str = "",
 ) -> dict[str, int]:
     """Create or update each mailbox of the venture; the campaign's pool becomes the list.
-    A raise of the limits of a mailbox a running or paused campaign sends from (this one
-    included) is refused unless `raise_reason` confirms it, and is then audited with it."""
+    What lets a running or paused campaign (this one included) send more through a mailbox
+    (`_confirmed_raise`: its limits raised, its gap shortened, switched back on, or joining
+    this campaign's pool) is refused unless `raise_reason` confirms it, and is then audited
+    with it; a paused mailbox switched back on goes through `mailbox_resume`, as the admin's
+    "Resume sending" does."""
     upsert = Upserter.for_section(locate=locate, actor=actor)
     existing = {
         m.from_email: m for m in Mailbox.objects.select_for_update().filter(venture=venture)
@@ -195,6 +199,7 @@ def mailboxes_load(
     in_pool = set(campaign.mailboxes.values_list("pk", flat=True))
     counts = dict.fromkeys(("created", "updated", "unchanged", "added", "removed"), 0)
     pool: list[Mailbox] = []
+    pool_saver = upsert  # with the raise's reason once a confirmed mailbox joins the pool
     for index, item in enumerate(_tables(data, ("mailboxes",), locate)):
         path = ("mailboxes", index)
         for url in SECRET_URLS:
@@ -212,11 +217,17 @@ def mailboxes_load(
         mailbox = existing.get(email)
         for url in SECRET_URLS:
             values.update(_secret_url(url, item, mailbox, path, locate))
-        confirmed = mailbox is not None and _confirmed_raise(
-            mailbox, values, campaign, path, locate, raise_reason
+        joining = [campaign] if mailbox is None or mailbox.pk not in in_pool else []
+        confirmed = _confirmed_raise(
+            mailbox or Mailbox(venture=venture), values, joining, path, locate, raise_reason
         )
+        # Switched back on only through the operator's resume, as the admin's "Resume sending".
+        resume = mailbox is not None and values["is_active"] and not mailbox.is_active
+        if resume:
+            values["is_active"] = False
         # A confirmed raise is audited with its reason, as the admin's is.
         saver = dataclasses.replace(upsert, reason=raise_reason) if confirmed else upsert
+        pool_saver = saver if confirmed and joining else pool_saver
         mailbox, change = saver.record(
             "mailbox",
             mailbox or Mailbox(venture=venture),
@@ -226,43 +237,65 @@ def mailboxes_load(
             label=email,
             hidden=tuple(url.field for url in SECRET_URLS),
         )
+        if resume:
+            mailbox_resume(mailbox=mailbox, actor=actor, reason=saver.reason)
+            change = dataclasses.replace(
+                change, action="updated", fields=[*change.fields, "active"]
+            )
         pool.append(mailbox)
         joined = change.action == "unchanged" and mailbox.pk not in in_pool
         counts["added" if joined else change.action] += 1
     counts["removed"] = len(in_pool - {box.pk for box in pool})
-    _pool_set(campaign, pool, in_pool, upsert)
+    _pool_set(campaign, pool, in_pool, pool_saver)
     return counts
 
 
 def _confirmed_raise(
     mailbox: Mailbox,
     values: dict[str, Any],
-    campaign: Campaign,
+    joining: list[Campaign],
     path: KeyPath,
     locate: Locator,
     raise_reason: str,
 ) -> bool:
-    """True when the file raises the limits of a mailbox a running or paused campaign sends
-    from and `raise_reason` confirms it; refuse the load (LimitRaiseNotConfirmedError,
-    nothing written) when it raises them without one; False when nothing is raised."""
+    """True when the file lets a running or paused campaign send more through this mailbox
+    (`outreach.selectors.mailbox_limit_raises`: higher limits, a shorter gap, switched back
+    on, or joining a pool) and `raise_reason` confirms it; refuse the load
+    (LimitRaiseNotConfirmedError, nothing written) when it does so without one; False when
+    nothing is raised."""
     edited = copy.copy(mailbox)
     for attr, value in values.items():
         setattr(edited, attr, value)
-    serving, raises = mailbox_limit_raises(mailbox, edited, joining=campaign)
+    serving, raises = mailbox_limit_raises(mailbox, edited, joining=joining)
     if not raises:
         return False
     if raise_reason:
         return True
     paths = {key.attr: (*path, name) for name, key in MAILBOX_KEYS.items()}
-    changes = "; ".join(f"{dotted(paths[r.attr])} {r.old_shown} -> {r.new_shown}" for r in raises)
+    paths["campaigns"] = path  # joining the pool: the table itself
+    changes = "; ".join(
+        f"{dotted(paths[r.attr])}"
+        + (" in the pool: sends allowed today from its mailboxes" if r.attr == "campaigns" else "")
+        + f" {r.old_shown} -> {r.new_shown}"
+        for r in raises
+    )
     sends_for = " and ".join(
         f"{c.get_status_display().lower()} campaign {c.slug!r}" for c in serving
     )
+    does = f"raises the limits of mailbox {edited.from_email!r}, which sends for {sends_for}"
+    needs = "raising the limits of a mailbox a running or paused campaign sends from"
+    kinds = {r.attr for r in raises}
+    if "is_active" in kinds:
+        pause = mailbox_auto_pause(mailbox)
+        paused = f", paused by the engine ({pause.reason})," if pause is not None else ""
+        does = f"re-activates mailbox {edited.from_email!r}{paused} which sends for {sends_for}"
+        needs = "re-activating a paused mailbox a running or paused campaign sends from"
+    elif kinds == {"campaigns"}:
+        does = f"adds mailbox {edited.from_email!r} to the pool of {sends_for}"
+        needs = "adding a mailbox to the pool of a running or paused campaign"
     raise LimitRaiseNotConfirmedError(
-        f"{locate.filename}:{locate(paths[raises[0].attr])}: mailboxes: the file raises the"
-        f" limits of mailbox {mailbox.from_email!r}, which sends for {sends_for}: {changes}."
-        " Nothing was written: raising the limits of a mailbox a running or paused campaign"
-        " sends from needs a confirmation and a reason",
+        f"{locate.filename}:{locate(paths[raises[0].attr])}: mailboxes: the file {does}:"
+        f" {changes}. Nothing was written: {needs} needs a confirmation and a reason",
         raises,
     )
 

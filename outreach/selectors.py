@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,25 +109,63 @@ MAILBOX_RAMP = RampFields(
 
 
 def mailbox_limit_raises(
-    before: Mailbox, after: Mailbox, *, joining: Campaign | None = None
+    before: Mailbox, after: Mailbox, *, joining: Iterable[Campaign] = ()
 ) -> tuple[list[Campaign], list[LimitRaise]]:
-    """The running or paused campaigns the stored mailbox `before` sends for (and `joining`,
-    one whose pool it is joining, if that one runs or is paused), and each change to `after`
-    that lets it send more (`ventures.console.ramp_raises`): a raise of their sending, which
-    the console and `campaign load` confirm as a campaign's own. Nothing raises for a new
-    mailbox or one no running or paused campaign sends from."""
-    if before.pk is None:
-        return [], []
-    serving = list(
-        Campaign.objects.filter(mailboxes=before, status__in=RAISE_CONFIRM_STATUSES).order_by(
-            "slug"
-        )
+    """The running or paused campaigns the stored mailbox `before` sends for, or whose pool it
+    is joining in the same save (`joining`), and each change to `after` that lets them send
+    more, which the console and `campaign load` confirm as a campaign's own raise:
+
+    - a higher daily limit or a loosened warm-up (`ventures.console.ramp_raises`);
+    - a shorter minimum gap between two sends (the jitter only adds to it, so it never
+      shortens the minimum);
+    - re-activating it (a paused mailbox, perhaps paused by the engine for bouncing);
+    - joining a campaign's pool that has mailboxes: their sends allowed today grow by its own
+      (joining an empty pool only adds a cap: the campaign sent from its own sender).
+
+    Nothing raises for a mailbox no running or paused campaign sends from or joins; a new
+    mailbox raises only by joining."""
+    stored = (
+        list(Campaign.objects.filter(mailboxes=before, status__in=RAISE_CONFIRM_STATUSES))
+        if before.pk is not None
+        else []
     )
-    if joining is not None and joining.status in RAISE_CONFIRM_STATUSES:
-        serving += [] if any(c.pk == joining.pk for c in serving) else [joining]
+    joined = [
+        c for c in joining if c.status in RAISE_CONFIRM_STATUSES and c not in stored
+    ]  # fmt: skip
+    serving = sorted([*stored, *joined], key=lambda c: c.slug)
     if not serving:
         return [], []
-    return serving, ramp_raises(before, after, MAILBOX_RAMP)
+    raises = [] if before.pk is None else _own_raises(before, after)
+    day = timezone.now().astimezone(venture_tz(after.venture)).date()
+    adds = after.effective_daily_limit(day) if after.is_active else 0
+    for campaign in joined:
+        pool = [b for b in campaign.mailboxes.all() if b.pk != before.pk]
+        if pool and adds:
+            today = sum(b.effective_daily_limit(day) for b in pool if b.is_active)
+            label = f"Sends allowed today from the mailboxes of {campaign.name}"
+            raises.append(LimitRaise("campaigns", label, today, today + adds))
+    return serving, raises
+
+
+def _own_raises(before: Mailbox, after: Mailbox) -> list[LimitRaise]:
+    raises = []
+    if after.is_active and not before.is_active:
+        raises.append(LimitRaise("is_active", "Sending", False, True))
+    raises += ramp_raises(before, after, MAILBOX_RAMP)
+    if after.min_gap_seconds < before.min_gap_seconds:
+        label = "Minimum gap between sends (seconds)"
+        raises.append(
+            LimitRaise("min_gap_seconds", label, before.min_gap_seconds, after.min_gap_seconds)
+        )
+    return raises
+
+
+def mailbox_auto_pause(mailbox: Mailbox) -> AutoPause | None:
+    """The engine's pause this mailbox is still under (`mailboxes_auto_paused`), or None (it
+    is active, or a person switched it off)."""
+    campaign_ids = list(mailbox.campaigns.values_list("pk", flat=True))
+    found = [p.pause for p in mailboxes_auto_paused(campaign_ids) if p.mailbox.pk == mailbox.pk]
+    return found[0] if found else None
 
 
 def campaigns_sent(

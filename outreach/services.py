@@ -1,5 +1,6 @@
-"""Writes of the outbox beyond the tick: settling manual tasks and `unknown` messages, and
-what feedback and the tick share: stopping sequences, recording hard bounces."""
+"""Writes of the outbox beyond the tick: settling manual tasks and `unknown` messages,
+pausing and resuming a mailbox, and what feedback and the tick share: stopping sequences,
+recording hard bounces."""
 
 from __future__ import annotations
 
@@ -9,8 +10,17 @@ from django.utils import timezone
 from leads.models import Lead, LeadStatus
 from outreach.enrollment import plan_next_steps
 from outreach.facts import lead_facts_add
-from outreach.models import DUE_STATES, Enrollment, EnrollmentState, MessageState, OutboundMessage
+from outreach.models import (
+    DUE_STATES,
+    Enrollment,
+    EnrollmentState,
+    Mailbox,
+    MessageState,
+    OutboundMessage,
+)
 from outreach.narrative import narrative_sends_record
+from outreach.selectors import mailbox_auto_pause
+from ventures.db import sending_gates
 from ventures.models import Venture
 from ventures.services import Actor, DomainError, actor_label, audit_record
 
@@ -67,6 +77,44 @@ def unknown_message_settle(
             lead_facts_add(sent=[locked])
             plan_next_steps(messages=[locked], after=now)
     return locked
+
+
+MAILBOX_PAUSE = "mailbox.pause"
+MAILBOX_RESUME = "mailbox.resume"
+
+
+def mailbox_pause(*, mailbox: Mailbox, actor: Actor, reason: str = "") -> bool:
+    """A person switches a mailbox off: its sends wait, in every campaign, after the batches
+    handing over through it. False when it was already off. A person's pause is their choice:
+    the console does not list it among the engine's (`selectors.mailboxes_auto_paused`)."""
+    with transaction.atomic():
+        sending_gates(mailbox_ids=[mailbox.pk], exclusive=True)
+        if not Mailbox.objects.filter(pk=mailbox.pk, is_active=True).update(is_active=False):
+            return False
+        mailbox.is_active = False
+        audit_record(actor=actor, action=MAILBOX_PAUSE, entity=mailbox,
+                     before={"is_active": True}, after={"is_active": False},
+                     reason=reason.strip()[:500])  # fmt: skip
+    return True
+
+
+def mailbox_resume(*, mailbox: Mailbox, actor: Actor, reason: str) -> bool:
+    """A paused mailbox sends again: the operator's confirmed decision (the admin's "Resume
+    sending", or `campaign load --confirm-raise --reason`), audited with their reason and,
+    when the engine had paused it, that pause's reason, which this closes (only sends after
+    the pause count towards the next one). False when it was already active."""
+    with transaction.atomic():
+        pause = mailbox_auto_pause(mailbox)
+        if not Mailbox.objects.filter(pk=mailbox.pk, is_active=False).update(is_active=True):
+            return False
+        mailbox.is_active = True
+        after = {"is_active": True}
+        if pause is not None:
+            after["auto_pause"] = {"campaign": pause.campaign.slug, "reason": pause.reason}
+        audit_record(actor=actor, action=MAILBOX_RESUME, entity=mailbox,
+                     before={"is_active": False}, after=after,
+                     reason=reason.strip()[:500])  # fmt: skip
+    return True
 
 
 def _locked_in(message: OutboundMessage, state: str) -> OutboundMessage:

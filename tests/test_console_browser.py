@@ -225,6 +225,51 @@ def test_an_operator_raising_a_mailbox_cap_of_a_running_campaign_confirms_with_a
 
 
 @pytest.mark.django_db(transaction=True)
+def test_an_operator_resumes_a_mailbox_the_engine_paused_from_its_page_with_a_reason(page, fleet):
+    from outreach.health import ACTOR, MAILBOX_AUTO_PAUSE
+    from outreach.models import AutoPause, Mailbox
+    from ventures.services import audit_record
+
+    venture, running = fleet
+    box = Mailbox.objects.create(venture=venture, name="Lena", from_name="Lena", is_active=False,
+                                 from_email="lena@acme.example", daily_limit=40)  # fmt: skip
+    box.campaigns.add(running)
+    why = "bounce rate 9.0% (9 of 100 sent since 2026-12-07 09:00 UTC) is above 5.0%"
+    audit_record(
+        actor=ACTOR,
+        action=MAILBOX_AUTO_PAUSE,
+        entity=box,
+        reason=why,
+        before={"is_active": True},
+        after={"is_active": False},
+    )  # as outreach.health
+    AutoPause.objects.create(campaign=running, mailbox=box, reason=why)
+    user = UserFactory(username="op-olga", role=OPERATOR)
+    MembershipFactory(venture=venture, user=user)
+    log_in(page, "op-olga")
+
+    page.goto(reverse("admin:outreach_mailbox_change", args=[box.pk]))
+    expect(page.locator(".field-is_active")).to_contain_text("Is active")
+    expect(page.locator("#id_is_active")).to_have_count(0)  # read-only: only the operation
+    shoot(page, "mailbox-paused")
+    page.click("text=Resume sending…")
+    expect(page.locator("#content")).to_contain_text(
+        f"The engine paused Lena <lena@acme.example> in campaign Spring outreach: {why}."
+    )
+    shoot(page, "mailbox-resume-confirm")
+    page.fill("textarea[name=reason]", "Bounced addresses removed")
+    page.click("input[type=submit]")
+
+    expect(page.locator("ul.messagelist")).to_contain_text("Resumed 1 mailbox.")
+    expect(page.locator("a", has_text="Pause sending…")).to_be_visible()
+    box.refresh_from_db()
+    assert box.is_active is True
+    assert AuditEvent.objects.for_entity(box).get(action="mailbox.resume").reason == (
+        "Bounced addresses removed"
+    )
+
+
+@pytest.mark.django_db(transaction=True)
 def test_an_administrator_adds_a_member_and_a_viewer_reads_day_names(page, fleet, settings):
     venture, running = fleet
     UserFactory(username="admin-ann", role=ADMINISTRATOR)

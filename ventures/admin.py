@@ -713,10 +713,11 @@ class CampaignAdmin(LimitRaiseConfirmMixin, OperationsAdmin):
 
     # --- Views ---
 
-    def limit_raises_of(self, request, stored: Campaign, edited: Campaign) -> list:
-        return limit_raises(stored, edited)
+    def limit_raises_of(self, request, stored: Campaign, form) -> list:
+        return limit_raises(stored, form.instance)
 
-    def raise_context(self, request, stored: Campaign, edited: Campaign) -> dict:
+    def raise_context(self, request, stored: Campaign, form) -> dict:
+        edited = form.instance
         state = campaign_state(stored, global_reason=request_global_kill_reason(request))
         return {
             "title": f"Raise the limits of {stored.name}: are you sure?",

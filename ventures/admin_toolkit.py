@@ -562,24 +562,26 @@ def confirmed_action(func: Callable, *, warning: str = "") -> Callable:
 
 class LimitRaiseConfirmMixin:
     """A change-form save that lets a running or paused campaign send more (`limit_raises_of`:
-    a campaign's own limits, or a mailbox's it sends from) confirms first on its own page,
+    a campaign's own limits, or a mailbox's it sends from or joins, read from the bound and
+    valid form, whose `instance` holds the edits) confirms first on its own page,
     old → new, and its reason goes into the save's audit row (`request.aicmo_audit_reason`,
     which `AuditedAdmin.save_model` reads). The page posts the form back as it came, except
     `raise_unechoed` fields (write-only secrets): it says they were not carried over.
     `raise_context` adds what the page shows around the changes (`intro`, `limits_now`,
-    `limits_after`)."""
+    `limits_after`). With `raise_on_add`, a new record's save is checked too (`stored` None)."""
 
     raise_template = "admin/ventures/campaign_limits_confirm.html"
     raise_unechoed: tuple[str, ...] = ()
+    raise_on_add = False  # a new record may raise too (`stored` is then None): a new mailbox
 
-    def limit_raises_of(self, request, stored, edited) -> list:
+    def limit_raises_of(self, request, stored, form) -> list:
         return []
 
-    def raise_context(self, request, stored, edited) -> dict:
+    def raise_context(self, request, stored, form) -> dict:
         return {}
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        if request.method == "POST" and object_id is not None:
+        if request.method == "POST" and (object_id is not None or self.raise_on_add):
             confirm = self._confirm_limit_raise(request, object_id)
             if confirm is not None:
                 return confirm
@@ -588,16 +590,13 @@ class LimitRaiseConfirmMixin:
     def _confirm_limit_raise(self, request, object_id):
         """The confirm page when the save raises; None to save (nothing raised, or confirmed
         with a reason)."""
-        stored = self.get_object(request, unquote(object_id))
-        if stored is None or not self.has_change_permission(request, stored):
+        form = self._raise_form(request, object_id)
+        if form is None:
             return None
-        edited = self.get_object(request, unquote(object_id))  # the form edits its own copy
-        form = self.get_form(request, stored, change=True)(
-            request.POST, request.FILES, instance=edited
-        )
+        stored = self.get_object(request, unquote(object_id)) if object_id is not None else None
         if not form.is_valid():
             return None  # the form page shows its errors
-        raises = self.limit_raises_of(request, stored, form.instance)
+        raises = self.limit_raises_of(request, stored, form)
         if not raises:
             return None
         reason = request.POST.get("_raise_reason", "").strip()
@@ -605,11 +604,14 @@ class LimitRaiseConfirmMixin:
             request.aicmo_audit_reason = reason[:RAISE_REASON_MAX]
             return None
         skipped = {"csrfmiddlewaretoken", "_raise_reason", "_raise_confirmed", *self.raise_unechoed}
+        shown = stored if stored is not None else form.instance
+        info = self.opts.app_label, self.opts.model_name
         context = {
             **self.admin_site.each_context(request),
-            "title": f"Raise the limits of {stored}: are you sure?",
+            "title": f"Raise the limits of {shown}: are you sure?",
             "opts": self.opts,
-            "object": stored,
+            "object": shown,
+            "adding": stored is None,
             "raises": raises,
             "posted": [
                 (key, value)
@@ -624,14 +626,27 @@ class LimitRaiseConfirmMixin:
             ],
             "reason": reason,
             "reason_missing": request.POST.get("_raise_confirmed") == "yes" and not reason,
-            "cancel_url": reverse(
-                f"admin:{self.opts.app_label}_{self.opts.model_name}_change",
-                args=[quote(stored.pk)],
-            ),
-            **self.raise_context(request, stored, form.instance),
+            "cancel_url": reverse("admin:{}_{}_change".format(*info), args=[quote(stored.pk)])
+            if stored is not None
+            else reverse("admin:{}_{}_changelist".format(*info)),
+            **self.raise_context(request, stored, form),
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, self.raise_template, context)
+
+    def _raise_form(self, request, object_id):
+        """The bound form of the save (editing its own copy of the stored record), or None
+        when the user may not make it (Django's view then says so)."""
+        if object_id is None:
+            if not self.has_add_permission(request):
+                return None
+            return self.get_form(request, None, change=False)(request.POST, request.FILES)
+        stored = self.get_object(request, unquote(object_id))
+        if stored is None or not self.has_change_permission(request, stored):
+            return None
+        edited = self.get_object(request, unquote(object_id))
+        form = self.get_form(request, stored, change=True)
+        return form(request.POST, request.FILES, instance=edited)
 
 
 DELETE_ACTION = "delete_confirmed"

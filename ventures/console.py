@@ -234,13 +234,15 @@ RAISE_REASON_MAX = 500  # characters of a raise's reason kept in the audit trail
 class LimitRaise:
     attr: str  # the model field
     label: str  # how the admin names it
-    old: int | dt.date | None
-    new: int | dt.date | None
+    old: int | bool | dt.date | None
+    new: int | bool | dt.date | None
 
     @staticmethod
-    def shown(value: int | dt.date | None) -> str:
+    def shown(value: int | bool | dt.date | None) -> str:
         if value is None:
             return "none"
+        if isinstance(value, bool):  # a mailbox switched back on
+            return "active" if value else "paused"
         return f"{value:,}" if isinstance(value, int) else str(value)
 
     @property

@@ -290,3 +290,148 @@ def test_a_lower_cap_or_a_mailbox_no_running_campaign_uses_saves_at_once(
     op_client.post(change(box), mailbox_form(campaign, connection_url="", daily_limit=limit))
     box.refresh_from_db()
     assert box.daily_limit == limit
+
+
+def test_a_lower_minimum_gap_confirms_old_to_new_as_a_raise(op_client, campaign, box):
+    response = op_client.post(
+        change(box), mailbox_form(campaign, connection_url="", min_gap_seconds=5)
+    )
+    assert response.templates[0].name == "admin/ventures/campaign_limits_confirm.html"
+    assert (
+        "<td>Minimum gap between sends (seconds)</td><td>60</td><td>→</td><td><strong>5</strong>"
+        in text(response)
+    )
+    box.refresh_from_db()
+    assert box.min_gap_seconds == 60
+    op_client.post(change(box), mailbox_form(campaign, connection_url="", min_gap_seconds=600,
+                                             gap_jitter_seconds=0))  # fmt: skip
+    box.refresh_from_db()
+    assert (box.min_gap_seconds, box.gap_jitter_seconds) == (600, 0)  # slower: saved at once
+
+
+@pytest.fixture
+def lena(campaign):
+    """A second mailbox of the venture, in no campaign's pool yet."""
+    return Mailbox.objects.create(venture=campaign.venture, name="Lena", from_name="Lena",
+                                  from_email="lena@venture.example", daily_limit=25)  # fmt: skip
+
+
+def lena_form(campaign, **changes):
+    """Lena's form, with the campaign ticked: she joins its pool."""
+    return mailbox_form(campaign, name="Lena", from_name="Lena",
+                        from_email="lena@venture.example", **changes)  # fmt: skip
+
+
+def test_joining_a_running_campaigns_pool_in_the_same_save_confirms_the_pools_raise(
+    op_client, campaign, box, lena
+):
+    form = lena_form(campaign, connection_url="", daily_limit=25)
+    response = op_client.post(change(lena), form)
+    assert response.templates[0].name == "admin/ventures/campaign_limits_confirm.html"
+    page = text(response)
+    assert (
+        f"Mailbox Lena <lena@venture.example> sends for running campaign {campaign.name}"
+        " (joining its pool)." in page
+    )
+    assert (
+        f"<td>Sends allowed today from the mailboxes of {campaign.name}</td><td>40</td><td>→"
+        "</td><td><strong>65</strong>" in page
+    )
+    assert not lena.campaigns.exists()
+
+    op_client.post(change(lena), {**form, "_raise_confirmed": "yes", "_raise_reason": "Volume"})
+    assert list(lena.campaigns.all()) == [campaign]
+    event = AuditEvent.objects.for_entity(lena).get(action="mailbox.campaigns")
+    assert (event.before, event.after, event.reason) == (
+        {"campaigns": []}, {"campaigns": [campaign.slug]}, "Volume")  # fmt: skip
+
+
+def test_raising_a_cap_while_joining_shows_both_and_a_draft_pool_joins_at_once(
+    op_client, campaign, box, lena
+):
+    form = lena_form(campaign, connection_url="", daily_limit=30)
+    page = text(op_client.post(change(lena), form))
+    assert "<td>Daily limit</td><td>25</td><td>→</td><td><strong>30</strong>" in page
+    assert "<td>40</td><td>→</td><td><strong>70</strong>" in page
+
+    campaign.status = "draft"
+    campaign.save(update_fields=["status"])
+    op_client.post(change(lena), form)
+    lena.refresh_from_db()
+    assert (lena.daily_limit, list(lena.campaigns.all())) == (30, [campaign])
+
+
+def test_whether_a_mailbox_sends_is_read_only_in_its_form_and_changed_by_operations(
+    op_client, campaign, box
+):
+    page = text(op_client.get(change(box)))
+    pause = reverse("admin:outreach_mailbox_operation", args=[box.pk, "pause"])
+    assert f'href="{pause}"' in page and "Pause sending…" in page
+    off = mailbox_form(campaign, connection_url="", daily_limit=35)
+    del off["is_active"]  # an unticked box is not posted
+    op_client.post(change(box), off)
+    box.refresh_from_db()
+    assert (box.is_active, box.daily_limit) == (True, 35)  # the form does not switch it off
+
+    op_client.post(pause, {"post": "yes", "reason": "Changing the domain"})
+    box.refresh_from_db()
+    assert box.is_active is False
+    event = AuditEvent.objects.for_entity(box).get(action="mailbox.pause")
+    assert (event.after, event.reason) == ({"is_active": False}, "Changing the domain")
+    op_client.post(change(box), mailbox_form(campaign, connection_url="", daily_limit=35))
+    box.refresh_from_db()
+    assert box.is_active is False  # nor on: only "Resume sending" does
+
+
+def test_resuming_a_mailbox_the_engine_paused_confirms_names_the_pause_and_audits(
+    op_client, campaign, box
+):
+    from outreach.health import ACTOR, MAILBOX_AUTO_PAUSE
+    from outreach.models import AutoPause
+    from outreach.selectors import mailboxes_auto_paused
+    from ventures.services import audit_record
+
+    reason = "bounce rate 9.0% (9 of 100 sent since 2026-12-07 09:00 UTC) is above 5.0%"
+    Mailbox.objects.filter(pk=box.pk).update(is_active=False)  # as outreach.health pauses it
+    audit_record(actor=ACTOR, action=MAILBOX_AUTO_PAUSE, entity=box, reason=reason,
+                 before={"is_active": True}, after={"is_active": False})  # fmt: skip
+    AutoPause.objects.create(campaign=campaign, mailbox=box, reason=reason)
+    resume = reverse("admin:outreach_mailbox_operation", args=[box.pk, "resume"])
+    assert f'href="{resume}"' in text(op_client.get(change(box)))
+
+    page = text(op_client.get(resume))
+    assert f"The engine paused {box} in campaign {campaign.name}: {reason}." in page
+    op_client.post(resume, {"post": "yes", "reason": ""})
+    box.refresh_from_db()
+    assert box.is_active is False  # a reason is required
+
+    op_client.post(resume, {"post": "yes", "reason": "Bounced addresses removed"})
+    box.refresh_from_db()
+    assert box.is_active is True
+    event = AuditEvent.objects.for_entity(box).get(action="mailbox.resume")
+    assert event.reason == "Bounced addresses removed"
+    assert event.after == {"is_active": True,
+                           "auto_pause": {"campaign": campaign.slug, "reason": reason}}  # fmt: skip
+    assert mailboxes_auto_paused([campaign.pk]) == []
+
+
+def test_a_new_mailbox_joining_a_running_campaigns_pool_confirms_first_too(
+    op_client, campaign, box
+):
+    form = lena_form(campaign, daily_limit=25)
+    add = reverse("admin:outreach_mailbox_add")
+    page = text(op_client.post(add, form))
+    assert (
+        f"New mailbox Lena <lena@venture.example> sends for running campaign {campaign.name}"
+        " (joining its pool)." in page
+    )
+    assert "<td>40</td><td>→</td><td><strong>65</strong>" in page
+    assert "Now: no such mailbox yet." in page
+    assert "Connection URL. Saving leaves it unset; type it again afterwards." in page
+    assert not Mailbox.objects.filter(from_email="lena@venture.example").exists()
+
+    op_client.post(add, {**form, "_raise_confirmed": "yes", "_raise_reason": "Second sender"})
+    lena = Mailbox.objects.get(from_email="lena@venture.example")
+    assert list(lena.campaigns.all()) == [campaign]
+    event = AuditEvent.objects.for_entity(lena).get(action="mailbox.campaigns")
+    assert event.reason == "Second sender"

@@ -778,3 +778,167 @@ def test_a_confirmed_mailbox_raise_loads_and_audits_the_reason(load, tmp_path, c
     event = AuditEvent.objects.for_entity(box).get(action="mailbox.update")
     assert (event.actor, event.reason) == ("cli:ann", "New domain warmed up")
     assert (event.before, event.after) == ({"daily_limit": 80}, {"daily_limit": 800})
+
+
+def engine_pauses(box: Mailbox, campaign: Campaign, reason: str) -> None:
+    """What `outreach.health.health_check` writes when a mailbox's figures trip."""
+    from outreach.health import ACTOR, MAILBOX_AUTO_PAUSE
+    from outreach.models import AutoPause
+    from ventures.services import audit_record
+
+    Mailbox.objects.filter(pk=box.pk).update(is_active=False)
+    audit_record(actor=ACTOR, action=MAILBOX_AUTO_PAUSE, entity=box, before={"is_active": True},
+                 after={"is_active": False}, reason=f"Auto-paused in {campaign.slug}: {reason}")  # fmt: skip
+    AutoPause.objects.create(campaign=campaign, mailbox=box, reason=reason)
+
+
+BOUNCING = "bounce rate 9.0% (9 of 100 sent since 2026-12-07 09:00 UTC) is above 5.0%"
+
+
+@pytest.mark.parametrize("status", ["start", "pause"])
+def test_a_file_switching_back_on_a_mailbox_the_engine_paused_is_refused_with_its_reason(
+    load, tmp_path, status
+):
+    campaign = running(load, status)
+    box = Mailbox.objects.get()
+    engine_pauses(box, campaign, BOUNCING)
+    events = AuditEvent.objects.count()
+    text = (BASE + WARM_MAILBOX + SEQUENCE).replace(
+        "daily_limit = 80", "daily_limit = 80\nactive = true"
+    )
+    path = write_file(tmp_path, text)
+
+    with pytest.raises(CommandError) as err:
+        call_command("campaign", "load", str(path))
+
+    shown = "running" if status == "start" else "paused"
+    assert str(err.value) == (
+        f"{path}:{line_of(text, 'active')}: mailboxes: the file re-activates mailbox"
+        f" 'sam@mail.acme.example', paused by the engine ({BOUNCING}), which sends for {shown}"
+        " campaign 'acme-q3': mailboxes[0].active paused -> active. Nothing was written:"
+        " re-activating a paused mailbox a running or paused campaign sends from needs a"
+        ' confirmation and a reason: load again with --confirm-raise --reason "why" to raise'
+        " them."
+    )
+    box.refresh_from_db()
+    assert box.is_active is False
+    assert AuditEvent.objects.count() == events
+
+
+def test_a_file_that_leaves_out_active_would_switch_the_mailbox_on_so_is_refused_too(load):
+    """`active` defaults to true: a file written before the pause must not undo it."""
+    campaign = running(load)
+    engine_pauses(Mailbox.objects.get(), campaign, BOUNCING)
+    with pytest.raises(LimitRaiseNotConfirmedError) as err:
+        load(BASE + WARM_MAILBOX + SEQUENCE)
+    assert "mailboxes[0].active paused -> active" in str(err.value)
+    assert Mailbox.objects.get().is_active is False
+
+
+def test_a_confirmed_re_activation_resumes_the_mailbox_as_the_admin_does(load, tmp_path):
+    from outreach.selectors import mailboxes_auto_paused
+
+    campaign = running(load)
+    box = Mailbox.objects.get()
+    engine_pauses(box, campaign, BOUNCING)
+    assert [p.mailbox for p in mailboxes_auto_paused([campaign.pk])] == [box]
+    path = write_file(tmp_path, BASE + WARM_MAILBOX + SEQUENCE)
+
+    call_command("campaign", "--actor", "ann", "load", str(path), "--confirm-raise",
+                 "--reason", "List cleaned, bounces removed")  # fmt: skip
+
+    box.refresh_from_db()
+    assert box.is_active is True
+    event = AuditEvent.objects.for_entity(box).get(action="mailbox.resume")
+    assert (event.actor, event.reason) == ("cli:ann", "List cleaned, bounces removed")
+    assert event.before == {"is_active": False}
+    assert event.after == {"is_active": True,
+                           "auto_pause": {"campaign": "acme-q3", "reason": BOUNCING}}  # fmt: skip
+    assert mailboxes_auto_paused([campaign.pk]) == []  # the engine's pause is closed
+    assert not AuditEvent.objects.for_entity(box).filter(action="mailbox.update").exists()
+
+
+def test_a_paused_mailbox_the_file_keeps_paused_or_that_sends_for_no_campaign_loads(load):
+    campaign = running(load)
+    engine_pauses(Mailbox.objects.get(), campaign, BOUNCING)
+    paused = (BASE + WARM_MAILBOX + SEQUENCE).replace(
+        "daily_limit = 80", "daily_limit = 80\nactive = false"
+    )
+    load(paused.replace("daily_limit = 80", "daily_limit = 20"))
+    assert (Mailbox.objects.get().is_active, Mailbox.objects.get().daily_limit) == (False, 20)
+
+    campaign_transition(campaign=campaign, action="stop", actor="t")
+    result = load(BASE + WARM_MAILBOX + SEQUENCE)  # it sends for nothing: no confirmation
+    box = Mailbox.objects.get()
+    assert box.is_active is True
+    assert result.sections["mailboxes"]["updated"] == 1
+    assert AuditEvent.objects.for_entity(box).get(action="mailbox.resume").reason == (
+        "campaign load acme.toml"
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "raised"),
+    [
+        ("daily_limit = 80", "daily_limit = 80\nmin_gap_seconds = 10", True),
+        ("daily_limit = 80", "daily_limit = 80\nmin_gap_seconds = 600", False),
+        ("daily_limit = 80", "daily_limit = 80\ngap_jitter_seconds = 0", False),
+    ],
+)
+def test_a_shorter_minimum_gap_is_a_raise_the_jitter_only_adds_to_it(load, old, new, raised):
+    running(load)
+    text = (BASE + WARM_MAILBOX + SEQUENCE).replace(old, new)
+    if not raised:
+        load(text)
+        return
+    with pytest.raises(LimitRaiseNotConfirmedError) as err:
+        load(text)
+    assert f"{line_of(text, 'min_gap_seconds')}: mailboxes: the file raises the limits of" in str(
+        err.value
+    )
+    assert ": mailboxes[0].min_gap_seconds 60 -> 10. Nothing was written" in str(err.value)
+    assert Mailbox.objects.get().min_gap_seconds == 60
+
+
+LENA = """
+[[mailboxes]]
+email = "lena@mail.acme.example"
+name = "Lena - outbound"
+daily_limit = 50
+connection_url_env = "ACME_SMTP_URL"
+"""
+
+
+def test_a_mailbox_joining_a_running_campaigns_pool_is_a_raise_of_its_mailboxes_cap(load, tmp_path):
+    load(BASE + MAILBOX + SEQUENCE)
+    campaign = Campaign.objects.get(slug="acme-q3")
+    campaign_transition(campaign=campaign, action="start", actor="t")
+    text = BASE + MAILBOX + LENA + SEQUENCE
+    path = write_file(tmp_path, text)
+
+    with pytest.raises(CommandError) as err:
+        call_command("campaign", "load", str(path))
+    assert str(err.value) == (
+        f"{path}:{line_of(text, '[[mailboxes]]', 2)}: mailboxes: the file adds mailbox"
+        " 'lena@mail.acme.example' to the pool of running campaign 'acme-q3': mailboxes[1] in"
+        " the pool: sends allowed today from its mailboxes 80 -> 130. Nothing was written:"
+        " adding a mailbox to the pool of a running or paused campaign needs a confirmation"
+        ' and a reason: load again with --confirm-raise --reason "why" to raise them.'
+    )
+    assert Mailbox.objects.count() == 1
+
+    call_command("campaign", "load", str(path), "--confirm-raise", "--reason", "More volume")
+    assert sorted(campaign.mailboxes.values_list("from_email", flat=True)) == [
+        "lena@mail.acme.example", "sam@mail.acme.example"]  # fmt: skip
+    pool = AuditEvent.objects.for_entity(campaign).filter(action="campaign.mailboxes")
+    assert pool.latest("id").reason == "More volume"
+
+
+def test_joining_an_empty_pool_or_a_draft_campaign_or_while_paused_needs_no_confirmation(load):
+    load(BASE + SEQUENCE)  # no pool: the campaign sends from its own sender
+    campaign = Campaign.objects.get(slug="acme-q3")
+    campaign_transition(campaign=campaign, action="start", actor="t")
+    load(BASE + MAILBOX + SEQUENCE)  # a first mailbox only adds a cap
+    paused_lena = LENA.replace("daily_limit = 50", "daily_limit = 50\nactive = false")
+    load(BASE + MAILBOX + paused_lena + SEQUENCE)  # a paused mailbox adds nothing today
+    assert campaign.mailboxes.count() == 2

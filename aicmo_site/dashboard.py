@@ -242,7 +242,9 @@ def dashboard_for(request, *, now: dt.datetime | None = None) -> Dashboard | Non
     reason = request_global_kill_reason(request)
     limits = campaigns_limits(campaigns, now)
     rows = {
-        c.pk: CampaignFigures(c, campaign_state(c, global_reason=reason, now=now), limits[c.pk])
+        c.pk: CampaignFigures(
+            c, campaign_state(c, global_reason=reason, now=now, limits=limits[c.pk]), limits[c.pk]
+        )
         for c in campaigns
     }
     for read in (_sends, _messages, _replies, _rates, _auto_pauses):

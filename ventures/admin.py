@@ -38,6 +38,7 @@ from ventures.admin_toolkit import (
     request_global_kill_reason,
 )
 from ventures.console import (
+    CampaignLimits,
     campaign_delete_refusal,
     campaign_limits,
     campaign_state,
@@ -655,7 +656,7 @@ class CampaignAdmin(LimitRaiseConfirmMixin, OperationsAdmin):
 
     @admin.display(description="state")
     def state(self, obj: Campaign) -> str:
-        found = campaign_state(obj, global_reason=_global_reason(obj))
+        found = campaign_state(obj, global_reason=_global_reason(obj), limits=_limits(obj))
         return format_html(
             '<span class="state state-{}" title="{}">{}</span>',
             found.tone,
@@ -666,7 +667,7 @@ class CampaignAdmin(LimitRaiseConfirmMixin, OperationsAdmin):
     @admin.display(description="state")
     def state_full(self, obj: Campaign) -> str:
         """The badge on the campaign's page: the whole text (an auto-pause's figures)."""
-        found = campaign_state(obj, global_reason=_global_reason(obj))
+        found = campaign_state(obj, global_reason=_global_reason(obj), limits=_limits(obj))
         return format_html('<span class="state state-{}">{}</span>', found.tone, found.label)
 
     @admin.display(description="kill switch")
@@ -694,7 +695,7 @@ class CampaignAdmin(LimitRaiseConfirmMixin, OperationsAdmin):
 
     @admin.display(description="limit today", ordering="daily_send_limit")
     def effective_limit_short(self, obj: Campaign) -> str:
-        limits = getattr(obj, "console_limits", None) or campaign_limits(obj)
+        limits = _limits(obj)
         return format_html(
             '<span title="{}">{}</span><div class="help">{}</div>',
             limits.sentence(),
@@ -774,6 +775,13 @@ class CampaignAdmin(LimitRaiseConfirmMixin, OperationsAdmin):
             "A running campaign cannot switch to live mode until preflight passes; a draft or "
             "paused one can, but it will not start or resume until preflight passes.",
         ]
+
+
+def _limits(campaign: Campaign) -> CampaignLimits:
+    """The caps the page read once for its rows (else read now, for one campaign's page)."""
+    if not hasattr(campaign, "console_limits"):
+        campaign.console_limits = campaign_limits(campaign)
+    return campaign.console_limits
 
 
 def _global_reason(campaign: Campaign) -> str | None:

@@ -90,10 +90,16 @@ def _window_state(campaign: Campaign, now: dt.datetime) -> CampaignState:
 
 
 def campaign_state(
-    campaign: Campaign, *, global_reason: str | None, now: dt.datetime | None = None
+    campaign: Campaign,
+    *,
+    global_reason: str | None,
+    now: dt.datetime | None = None,
+    limits: CampaignLimits | None = None,
 ) -> CampaignState:
     """The one badge of a campaign, from the state the outbox enforces. `global_reason` is
-    `ventures.selectors.global_kill_reason()`, read once by the caller for a whole page."""
+    `ventures.selectors.global_kill_reason()`, read once by the caller for a whole page;
+    `limits` (`campaigns_limits`, read once for a page's campaigns) lets a running campaign
+    that no cap level lets send at all (every mailbox of its pool paused) say so."""
     status = campaign.status
     if status == CampaignStatus.COMPLETED:
         return CampaignState("Finished", IDLE)
@@ -111,6 +117,8 @@ def campaign_state(
     halt = campaign.halt_reason(global_reason=global_reason)
     if halt:
         return CampaignState(f"Running, halted: {halt}", STOP)
+    if limits is not None and limits.held:
+        return CampaignState(f"Running, {limits.held}", STOP)
     return _window_state(campaign, now or timezone.now())
 
 

@@ -106,6 +106,12 @@ def test_a_pool_with_every_mailbox_paused_says_no_mailbox_can_send_and_why(setti
         assert f"Sent today: <strong>10</strong>; {held}." in page
         assert "of 0" not in page
         assert f'<span class="state state-stop">{held}</span>' in page  # the Figures' caps
+        # The state badge, on the page, the campaign list and the dashboard, is not "Running".
+        badge = f'<span class="state state-stop">Running, {held}</span>'
+        assert badge in page
+        listed = text(client.get(reverse("admin:ventures_campaign_changelist")))
+        assert f'class="state state-stop" title="Running, {held}"' in listed
+        assert badge in text(client.get(reverse("admin:index")))
         clock.move_to(NOON + dt.timedelta(days=3))  # the follow-ups are due: none goes out
         assert tick().counts.get("sent", 0) == 0
     follow_ups = OutboundMessage.objects.filter(campaign=campaign, step__position=2)

@@ -150,13 +150,21 @@ def test_an_operator_sees_a_mailbox_the_engine_paused_and_opens_it(page, morning
     assert pause.mailbox == box
     log_in(page, "op-olga")
     page.goto(reverse("admin:index"))
-    line = page.locator(".dash-problems li", has_text="lena@acme.example")
+    line = page.locator(".dash-problems li", has_text="Mailbox Lena <lena@acme.example>")
     expect(line).to_contain_text(
         "Mailbox Lena <lena@acme.example> (Spring outreach): Auto-paused: bounce rate 50.0% "
         "(1 of 2 sent"
     )
-    expect(row(page, "Spring outreach").locator(".state")).to_have_text("Running")
-    # Lena's is the pool's only mailbox: the row says why nothing goes out, not "4 of 0".
+    # The campaign it held is a problem of its own: running, yet nothing can go out.
+    expect(
+        page.locator(".dash-problems li", has_text="Spring outreach: Running, no mailbox can send")
+    ).to_have_count(1)
+    # Lena's is the pool's only mailbox: the badge and the sends say why nothing goes out
+    # (not a green "Running", nor "4 of 0").
+    expect(row(page, "Spring outreach").locator(".state")).to_have_text(
+        re.compile(r"^Running, no mailbox can send: every mailbox of the pool is paused \(Lena")
+    )
+    expect(row(page, "Spring outreach").locator(".state")).to_have_class(re.compile("state-stop"))
     sends = row(page, "Spring outreach").locator("td.dash-sends")
     expect(sends).to_have_text(
         re.compile(
@@ -170,4 +178,6 @@ def test_an_operator_sees_a_mailbox_the_engine_paused_and_opens_it(page, morning
     shoot(page, "paused-mailbox")
     line.locator("a").click()
     expect(page).to_have_url(re.compile(rf"/admin/outreach/mailbox/{box.pk}/change/$"))
-    expect(page.locator("#id_is_active")).not_to_be_checked()
+    # Paused: it is switched back on by the confirmed, audited operation only.
+    expect(page.locator("#id_is_active")).to_have_count(0)
+    expect(page.get_by_text("Resume sending…")).to_be_visible()

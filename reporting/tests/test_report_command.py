@@ -44,7 +44,10 @@ def _run(*args: str) -> tuple[str, str]:
 
 def test_verify_prints_ok_with_the_count_and_the_manifest_digest(bundle):
     out, _err = _run("verify", str(bundle.path))
-    assert out.strip() == f"OK: 2 files verified, manifest sha256 {bundle.manifest_sha256}"
+    assert (
+        out.strip()
+        == f"OK: 2 files verified against manifest.json, manifest sha256 {bundle.manifest_sha256}"
+    )
 
 
 def test_verify_json_is_machine_readable_before_or_after_the_action(bundle):
@@ -76,7 +79,7 @@ def test_verify_json_of_an_altered_bundle_reports_the_problems_and_fails(bundle)
 
 def test_verify_checks_the_digest_the_client_was_sent(bundle):
     out, _err = _run("verify", str(bundle.path), "--manifest-sha256", bundle.manifest_sha256)
-    assert out.startswith("OK: 2 files verified")
+    assert out.startswith("OK: 2 files verified against manifest.json")
     with pytest.raises(CommandError, match="did not verify"):
         _run("verify", str(bundle.path), "--manifest-sha256", "0" * 64)
 
@@ -85,7 +88,7 @@ def test_verify_as_an_operator_runs_it_exits_zero_then_one_once_altered(bundle):
     env = clean_env()
     good = manage("report", "verify", str(bundle.path), env=env)
     assert good.returncode == 0, good.stderr
-    assert good.stdout.startswith("OK: 2 files verified, manifest sha256 ")
+    assert good.stdout.startswith("OK: 2 files verified against manifest.json, manifest sha256 ")
 
     _tamper(bundle.path)
     bad = manage("report", "verify", str(bundle.path), env=env)

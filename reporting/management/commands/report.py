@@ -144,7 +144,7 @@ class Command(ProjectCommand):
         result = bundle_verify(path, manifest_sha256=options["manifest_sha256"])
         if result.ok:
             text = (
-                f"OK: {result.files_checked} files verified, "
+                f"OK: {result.files_checked} files verified against manifest.json, "
                 f"manifest sha256 {result.manifest_sha256}"
             )
         else:

@@ -1,6 +1,6 @@
 """Benchmark: a campaign report's figures and its HTML and Markdown on PostgreSQL.
 
-    .venv/bin/python bench/report.py [--leads 250000] [--runs 5] [--json]
+    .venv/bin/python bench/report.py [--leads 250000] [--runs 5] [--json] [--slowest N]
         [--database-url postgres://postgres@127.0.0.1:5432/aicmo_bench_report_csv]
 
 Uses the CSV export benchmark's campaign (`bench/report_csv.py`: LEADS leads, 4 x LEADS
@@ -106,6 +106,10 @@ def one_run(campaign) -> dict:
         "baseline_s": baseline,
         "sent_to": report.funnel["sent"],
         "load": os.getloadavg()[0],
+        "slowest": sorted(
+            ((float(q["time"]), " ".join(q["sql"].split())) for q in queries.captured_queries),
+            reverse=True,
+        ),
     }
 
 
@@ -115,6 +119,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--slowest", type=int, default=0, help="Print each run's N slowest queries and their time."
+    )
     args = parser.parse_args()
 
     campaign = bench_campaign(args.database_url, args.leads)
@@ -131,10 +138,14 @@ def main() -> int:
             f"load average {run['load']:.1f}",
             flush=True,
         )
+        for seconds, sql in run["slowest"][: args.slowest]:
+            print(f"    {seconds:.3f} s  {sql[:160]}", flush=True)
     keys = ("figures_s", "html_s", "markdown_s", "render_html_s", "render_markdown_s", "baseline_s")
     medians = {k: statistics.median(r[k] for r in runs) for k in keys}
     medians["queries"] = statistics.median(r["queries"] for r in runs)
     medians["baseline_ratio_html"] = medians["baseline_s"] / medians["html_s"]
+    for run in runs:
+        del run["slowest"]
     summary = {"sizes": counts, "runs": runs, "medians": medians}
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -76,6 +76,7 @@ from outreach.sending import (
     sender_of,
 )
 from outreach.services import leads_bounced
+from outreach.tally import tally_fold
 from templating.models import RenderLog, RenderPurpose
 from templating.services import (
     render_log,
@@ -132,6 +133,7 @@ class RunState:
     saved: int = 0  # decisions already stored
     pending: list[tuple] = field(default_factory=list)  # of the transaction under way
     touched: set[int] = field(default_factory=set)  # campaigns that handed something over
+    worked: set[int] = field(default_factory=set)  # campaigns whose messages it claimed
 
 
 # --- 1. Claim ------------------------------------------------------------------------------------
@@ -870,6 +872,7 @@ def tick(
                 break
             batches += 1
         _health_checks(state)
+        tally_fold(state.worked)  # the batches' tally deltas, one row per key again
     except Exception as exc:
         run.error = f"{type(exc).__name__}: {exc}"[:2000]
         if isinstance(exc, DatabaseError):
@@ -953,6 +956,7 @@ def _load(state: RunState, ids: list[int]) -> list[OutboundMessage]:
     segments = IcpSegment.objects.in_bulk(
         {m.lead.segment_id for m in messages if m.lead.segment_id}
     )
+    state.worked.update(campaigns)
     for m in messages:
         m.campaign, m.step = campaigns[m.campaign_id], steps[m.step_id]
         m.mailbox = mailboxes.get(m.mailbox_id) if m.mailbox_id else None

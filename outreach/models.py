@@ -406,13 +406,6 @@ class OutboundMessage(models.Model):
             models.Index(
                 fields=["sent_at"], condition=Q(sent_at__isnull=False), name="outbound_sent_at_idx"
             ),
-            # The campaign page's sends per day (`reporting.panel.sent_by_day`): a campaign's
-            # sent emails by time, counted from this index alone.
-            models.Index(
-                fields=["campaign", "sent_at"],
-                condition=Q(state=MessageState.SENT),
-                name="outbound_campaign_sent_idx",
-            ),
             # The message list's reason filter offers the codes present: read from this.
             models.Index(
                 fields=["reason_code"], condition=~Q(reason_code=""), name="outbound_reason_idx"
@@ -652,6 +645,48 @@ class LeadFacts(models.Model):
 
     def __str__(self) -> str:
         return f"{self.emails_sent} sent, flags {self.event_flags:#x}"
+
+
+class MessageTally(models.Model):
+    """A count of one campaign's messages by step and state (a blocked message's reason; a sent
+    email's mailbox, ICP segment and template version): what the report and the campaign page
+    read instead of grouping every message. Written only by database triggers on the messages
+    table, as signed deltas (+1 for a row's new key, -1 for its old one) appended by every
+    INSERT, UPDATE and DELETE, so no write path can miss it and no two writers wait for each
+    other; `outreach.tally` sums them, folds them together after each tick, and checks and
+    rebuilds them. Plain ids, not foreign keys: a delta must never block or be blocked by the
+    rows it names, nor outlive a deleted campaign's cascade in a way that fails it."""
+
+    campaign_id = models.BigIntegerField()
+    step_id = models.BigIntegerField()
+    state = models.CharField(max_length=12)
+    reason_code = models.CharField(max_length=40, blank=True)
+    mailbox_id = models.BigIntegerField(null=True)
+    segment_id = models.BigIntegerField(null=True)
+    template_version_id = models.BigIntegerField(null=True)
+    n = models.IntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["campaign_id"], name="tally_campaign_idx")]
+
+    def __str__(self) -> str:
+        return f"campaign #{self.campaign_id} step #{self.step_id} {self.state}: {self.n:+d}"
+
+
+class SentQuarter(models.Model):
+    """A count of one campaign's sent messages by the quarter hour (UTC) of their `sent_at`,
+    kept by the same triggers as `MessageTally`: sends per day in any time zone (every zone's
+    offset is a whole number of quarter hours), without reading the messages."""
+
+    campaign_id = models.BigIntegerField()
+    quarter = models.DateTimeField()
+    n = models.IntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["campaign_id", "quarter"], name="sentquarter_idx")]
+
+    def __str__(self) -> str:
+        return f"campaign #{self.campaign_id} {self.quarter:%Y-%m-%d %H:%M}: {self.n:+d}"
 
 
 class NarrativeStat(models.Model):

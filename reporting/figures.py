@@ -1,6 +1,6 @@
 """Every figure of a campaign report, read from the database in a fixed number of queries
 (`campaign_report`), whatever the campaign's size: the per-lead funnel and its attribution in
-one grouped query, the messages in one, the events by step, by day and by narrative arm in one
+one grouped query, the messages from their tallies (`outreach.tally`), the events by step, by day and by narrative arm in one
 each, and small reads of the campaign's settings.
 
 The definitions are the per-lead outcomes CSV's (`reporting.exports`), so a report and its CSV
@@ -10,6 +10,8 @@ always agree:
   one such event, and replied positively when one of its replies reads positive. The funnel
   reads these, and the emails sent to each lead, from the leads' kept facts
   (`outreach.facts`), which equal them (`manage.py report facts` checks).
+- The messages by step, state and reason, and the emails sent by mailbox, narrative arm and
+  day, are the messages' tallies, which equal the messages (the same command checks).
 - Unsubscribed: the lead's status says so, or an `Unsubscribe` row names the lead.
 - Kept out: suppressed or do-not-contact (status suppressed or consent DNC) and never sent an
   email; erased (status erased, not DNC) and never sent an email. Eligible: the rest, so a
@@ -42,13 +44,14 @@ from outreach.models import (
     LeadFacts,
     Mailbox,
     MessageState,
-    OutboundMessage,
     Sequence,
     SequenceStep,
     StepKind,
     arm_label,
 )
 from outreach.narrative import how_sure, probability_best, rate_interval
+from outreach.tally import sent_by_day as tally_sent_by_day
+from outreach.tally import tally
 from reporting.exports import pg_settings
 from templating.models import MessageTemplateVersion
 from ventures.models import AuditEvent, Campaign, IcpSegment
@@ -428,7 +431,7 @@ def _messages(
     campaign: Campaign,
 ) -> tuple[dict[str, int], list[tuple[str, int]], list[StepFigures]]:
     """Message counts, blocked messages by reason, per-step figures, and the sends by day and by
-    mailbox: one grouped query of the messages and one of the replies and bounces."""
+    mailbox: the messages' tallies (`outreach.tally`) and one query of the replies and bounces."""
     steps = {
         s.pk: StepFigures(
             sequence=s.sequence.slug,
@@ -445,22 +448,11 @@ def _messages(
          "tasks_done", "tasks_skipped", "tasks_open", "in_flight"), 0,
     )  # fmt: skip
     blocked: dict[str, int] = defaultdict(int)
-    sent_by_day: dict[dt.date, int] = defaultdict(int)
     sent_by_mailbox: dict[int | None, int] = defaultdict(int)
     sends_by_arm: dict[tuple, int] = defaultdict(int)  # (segment, template version)
-    # One scan of the campaign's messages for the states, the reasons, the mailboxes' sends
-    # and the sends per day (a sent message's day; NULL for the rest).
-    rows = (
-        OutboundMessage.objects.filter(campaign=campaign)
-        .annotate(day=TruncDate("sent_at", tzinfo=campaign.tzinfo))
-        .order_by()
-        .values_list(
-            "step_id", "state", "reason_code", "mailbox_id", "day", "segment_id",
-            "template_version_id",
-        )
-        .annotate(n=Count("pk"))
-    )  # fmt: skip
-    for step_id, state, reason_code, mailbox_id, day, segment_id, version_id, n in rows:
+    # The messages' tally (`outreach.tally`, kept by triggers): the states, the reasons, the
+    # mailboxes' sends and the narrative arms' sends, a few hundred rows whatever the size.
+    for step_id, state, reason_code, mailbox_id, segment_id, version_id, n in tally(campaign.pk):
         total, column = _STATE_COUNTS.get(state, ("in_flight", "scheduled"))
         totals["messages"] += n
         totals[total] += n
@@ -468,9 +460,9 @@ def _messages(
         if state == MessageState.BLOCKED:
             blocked[reason_code or "unspecified"] += n
         elif state == MessageState.SENT:
-            sent_by_day[day] += n
             sent_by_mailbox[mailbox_id] += n
             sends_by_arm[(segment_id, version_id)] += n
+    sent_by_day = tally_sent_by_day(campaign.pk, campaign.tzinfo)
     # Replies and bounces by the step of the email they answer: few events, read by kind.
     events = (
         FeedbackEvent.objects.filter(

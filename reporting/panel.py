@@ -5,9 +5,10 @@ campaign's size (the full report, `reporting.figures.campaign_report`, is about 
 queries: it stays on the report page):
 - the funnel per lead, with the report's definitions: leads sent an email and leads with a
   delivered, replied, positive or bounced event (the leads' kept facts, `outreach.facts`),
-  leads unsubscribed (status or a row); the messages by state (the campaign/state index);
+  leads unsubscribed (status or a row); the messages by state (the messages' tally,
+  `outreach.tally`, a few hundred rows whatever the campaign's size);
 - sends and replies per day over the last `DAYS` days in the campaign's time zone (the sends
-  from an index of the sent emails alone, `sent_by_day`);
+  from the tally's quarter hours, `outreach.tally.sent_by_day`);
 - the narrative memory of the campaign's venture (`outreach.selectors.narrative_standings`:
   sends, positive replies, rate and chance of being best per segment and arm; every campaign
   of the venture counts, as the engine's choice of arm does);
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -44,12 +46,13 @@ from outreach.models import (
     FeedbackKind,
     LeadFacts,
     Mailbox,
-    MessageState,
     NarrativeStat,
     OutboundMessage,
     SendLedger,
 )
 from outreach.selectors import SegmentStanding, narrative_standings
+from outreach.tally import sent_by_day as tally_sent_by_day
+from outreach.tally import tally
 from reporting.models import ReportFile, ReportSchedule
 from ventures.console import CampaignLimits, campaign_limits
 from ventures.models import Campaign, CampaignStatus
@@ -109,7 +112,10 @@ def campaign_glance(campaign: Campaign, *, now: dt.datetime | None = None) -> Gl
     now = now or timezone.now()
     tz = campaign.tzinfo
     messages = OutboundMessage.objects.filter(campaign=campaign).order_by()
-    by_state = dict(messages.values_list("state").annotate(n=Count("*")))  # index only
+    by_state: dict[str, int] = defaultdict(int)
+    for _step, state, *_rest, n in tally(campaign.pk):  # the messages' tally, not the messages
+        by_state[state] += n
+    by_state = dict(by_state)
     funnel = _lead_facts(campaign)
     funnel["unsubscribed"] = (
         Lead.objects.filter(campaign=campaign)
@@ -122,7 +128,7 @@ def campaign_glance(campaign: Campaign, *, now: dt.datetime | None = None) -> Gl
     today = now.astimezone(tz).date()
     days = [today - dt.timedelta(days=DAYS - 1 - n) for n in range(DAYS)]
     since = dt.datetime.combine(days[0], dt.time(0, 0), tzinfo=tz)
-    sent = dict(sent_by_day(campaign, since, tz))
+    sent = tally_sent_by_day(campaign.pk, tz, since)
     replied = dict(
         FeedbackEvent.objects.filter(lead__campaign=campaign, kind=FeedbackKind.REPLIED)
         .annotate(at=Coalesce("occurred_at", "received_at"))
@@ -151,20 +157,6 @@ def campaign_glance(campaign: Campaign, *, now: dt.datetime | None = None) -> Gl
         scheduled=sum(by_state.get(state, 0) for state in DUE_STATES),
         running=running,
         messages=by_state,
-    )
-
-
-def sent_by_day(campaign: Campaign, since: dt.datetime, tz: dt.tzinfo):
-    """(day in `tz`, emails sent) since `since`: from the partial index of a campaign's sent
-    emails by time (`outbound_campaign_sent_idx`) alone, never the messages' rows."""
-    return (
-        OutboundMessage.objects.filter(
-            campaign=campaign, state=MessageState.SENT, sent_at__gte=since
-        )
-        .order_by()
-        .annotate(day=TruncDate("sent_at", tzinfo=tz))
-        .values_list("day")
-        .annotate(n=Count("sent_at"))
     )
 
 

@@ -18,6 +18,7 @@ from django.utils import timezone
 from outreach.enrollment import campaign_enrol
 from outreach.facts import lead_facts_drift
 from outreach.models import MessageState, OutboundMessage, SendLedger
+from outreach.tally import tally_drift
 from outreach.tests.outbox import all_day_campaign, tick_processes_stop, two_step_sequence
 from tests.factories import LeadFactory
 from tests.proc import REPO, clean_env, manage, running_database_url
@@ -135,6 +136,8 @@ def test_killed_and_restarted_ticks_send_nothing_twice_lose_nothing_and_keep_the
     assert not first_steps().values("lead").annotate(n=Count("id")).filter(n__gt=1).exists()
     # What reports read: every sent email counted once in its lead's facts, whatever was killed.
     assert lead_facts_drift() == []
+    # And the messages' tallies (kept by triggers, folded by every worker): every count exact.
+    assert tally_drift(campaign.pk) == []
     # The follow-ups of the sent ones are planned, not due.
     follow_ups = OutboundMessage.objects.filter(step__position=2)
     assert follow_ups.count() == states[MessageState.SENT]

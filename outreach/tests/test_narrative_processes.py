@@ -14,6 +14,7 @@ from django.db import connection
 from outreach.facts import lead_facts_drift
 from outreach.models import MessageState, OutboundMessage
 from outreach.narrative import history_figures
+from outreach.tally import tally_drift
 from outreach.tests.outbox import all_day_campaign, narrative_stats, variant_sequence
 from tests.factories import IcpSegmentFactory, LeadFactory
 from tests.proc import REPO, clean_env, running_database_url
@@ -77,6 +78,7 @@ def test_concurrent_workers_keep_every_narrative_counter_exact(tmp_path):
     assert sum(v[0] for v in narrative_stats().values()) == LEADS
     assert narrative_stats() == history_figures()
     assert lead_facts_drift() == []  # each lead's facts: one email sent
+    assert tally_drift(campaign.pk) == []  # the messages' tallies: every count exact
 
     feedback = [[sys.executable, "-c", FEEDBACK, str(w)] for w in range(WORKERS)]
     run_all(feedback, env)

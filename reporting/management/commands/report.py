@@ -15,11 +15,12 @@ django-q2 schedule runs every 15 minutes), for a cron job instead of the cluster
 manifest matches `manifest.sha256` (and the digest you were sent, when given), and nothing
 else is in the ZIP. Prints "OK: ..." and exits 0, or prints each problem and exits 1.
 
-`manage.py report facts [--campaign C] [--rebuild] [--json]`: checks the per-lead facts that
-the tick and the feedback keep for reports (`outreach.facts`: emails sent, kinds of events
-seen) against the messages and events themselves; prints "agree", or each lead that differs
-and exits 1. `--rebuild` recomputes them from the messages and events (after data was written
-around the engine, say).
+`manage.py report facts [--campaign C] [--rebuild] [--json]`: checks what reports read instead
+of the raw rows against those rows: the per-lead facts that the tick and the feedback keep
+(`outreach.facts`: emails sent, kinds of events seen) against the messages and events, and the
+messages' tallies that triggers keep (`outreach.tally`: by step, state, reason, sender and
+quarter hour) against the messages; prints "agree", or each lead or count that differs and
+exits 1. `--rebuild` recomputes both (after data was written around the engine, say).
 
 Each action is a pair of methods, `add_<action>` (its arguments) and `handle_<action>`, listed
 in `ACTIONS`.
@@ -44,6 +45,7 @@ from reporting.services import (
     report_write,
 )
 from ventures.commands import ProjectCommand, current_user
+from ventures.models import Campaign
 
 ACTIONS = ("generate", "verify", "due", "facts")
 # Leads listed when the facts differ (the count is always given).
@@ -160,7 +162,7 @@ class Command(ProjectCommand):
 
     def add_facts(self, sub, parser: CommandParser) -> None:
         p = self._subparser(
-            sub, parser, "facts", "Check (or rebuild) the per-lead facts that reports read."
+            sub, parser, "facts", "Check (or rebuild) the facts and tallies that reports read."
         )
         p.add_argument("--campaign", metavar="C", help="One campaign (slug or id); default all.")
         p.add_argument(
@@ -171,32 +173,65 @@ class Command(ProjectCommand):
         from django.db import transaction
 
         from outreach.facts import lead_facts_drift, lead_facts_rebuild
+        from outreach.tally import tally_drift, tally_rebuild
 
         campaign = self.campaign_named(options["campaign"]) if options["campaign"] else None
         scope = f"campaign {campaign.slug}" if campaign else "every campaign"
+        campaigns = [campaign] if campaign else list(Campaign.objects.order_by("pk"))
         if options["rebuild"]:
             with transaction.atomic():
                 rows = lead_facts_rebuild(campaign)
-            self.emit({"scope": scope, "rebuilt": rows}, f"{scope}: rebuilt {rows} leads' facts.")
+                tallied = sum(tally_rebuild(each.pk) for each in campaigns)
+            self.emit(
+                {"scope": scope, "rebuilt": rows, "tally_rows": tallied},
+                f"{scope}: rebuilt {rows} leads' facts and {tallied} rows of the messages' tallies.",
+            )
             return
         drift = lead_facts_drift(campaign)
+        counts = [(each, row) for each in campaigns for row in tally_drift(each.pk)]
         lines = [
             f"lead {pk}: kept {_facts_text(kept)}, computed {_facts_text(computed)}"
             for pk, kept, computed in drift[:DRIFT_SHOWN]
+        ] + [
+            f"campaign {each.slug}, {table} {_key_text(key)}: tallied {kept}, counted {computed}"
+            for each, (table, key, kept, computed) in counts[:DRIFT_SHOWN]
         ]
         self.emit(
             {"scope": scope, "differ": len(drift),
              "leads": [{"lead": pk, "kept": kept, "computed": computed}
-                       for pk, kept, computed in drift]},
-            "\n".join(lines) if drift else
-            f"{scope}: the leads' facts agree with their messages and events.",
+                       for pk, kept, computed in drift],
+             "tally_differ": len(counts),
+             "tally": [{"campaign": each.slug, "table": table, "key": list(key), "kept": kept,
+                        "computed": computed} for each, (table, key, kept, computed) in counts]},
+            "\n".join(lines) if drift or counts else
+            f"{scope}: the leads' facts agree with their messages and events, and the "
+            "messages' tallies with the messages.",
         )  # fmt: skip
+        problems = []
         if drift:
+            problems.append(f"{len(drift)} leads' facts differ from their messages and events")
+        if counts:
+            problems.append(
+                f"{len(counts)} counts of the messages' tallies differ from the messages"
+            )
+        if problems:
             raise CommandError(
-                f"{len(drift)} leads' facts differ from their messages and events"
-                + ("" if self.as_json else f" ({min(len(drift), DRIFT_SHOWN)} listed above)")
+                "; ".join(problems)
+                + ("" if self.as_json else " (listed above)")
                 + ": `manage.py report facts --rebuild` recomputes them."
             )
+
+
+def _key_text(key: tuple) -> str:
+    if len(key) == 1:
+        return key[0]
+    step, state, reason, mailbox, segment, version = key
+    parts = [f"step #{step}", state]
+    parts += [f"reason {reason}"] if reason else []
+    parts += [f"mailbox #{mailbox}"] if mailbox else []
+    parts += [f"segment #{segment}"] if segment else []
+    parts += [f"template version #{version}"] if version else []
+    return " ".join(parts)
 
 
 def _facts_text(facts: tuple | None) -> str:

@@ -13,6 +13,7 @@ class OutreachConfig(AppConfig):
         from outreach.context import LEAD_CONTEXT_SCHEMA, LeadRecipients, erase_render_logs
         from outreach.feedback import erase_feedback
         from outreach.selectors import campaign_delete_guard, lead_outreach_timeline, mailbox_caps
+        from outreach.services import erase_messages
         from outreach.signals import (
             block_unsubscribed,
             ensure_imap_poll_schedule,
@@ -31,6 +32,7 @@ class OutreachConfig(AppConfig):
         lead_unsubscribed.connect(block_unsubscribed, dispatch_uid="outreach.block_unsubscribed")
         webhooks.connect()  # anymail's tracking and inbound events -> outreach.feedback
         lead_erased.connect(erase_feedback, dispatch_uid="outreach.erase_feedback")
+        lead_erased.connect(erase_messages, dispatch_uid="outreach.erase_messages")
         # The lead page's activity timeline: enrollment, messages and feedback events.
         register_timeline_source("outreach", lead_outreach_timeline)
         # The console's "effective today" and delete refusals know the outbox through these.

@@ -1,9 +1,12 @@
 """Writes of the outbox beyond the tick: settling manual tasks and `unknown` messages,
-pausing and resuming a mailbox, and what feedback and the tick share: stopping sequences,
-recording hard bounces."""
+pausing and resuming a mailbox, what feedback and the tick share (stopping sequences,
+recording hard bounces), and erasing a person's emails."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -12,6 +15,7 @@ from outreach.enrollment import plan_next_steps
 from outreach.facts import lead_facts_add
 from outreach.models import (
     DUE_STATES,
+    DispatchDecision,
     Enrollment,
     EnrollmentState,
     Mailbox,
@@ -158,3 +162,30 @@ def leads_bounced(
         status=LeadStatus.BOUNCED, updated_at=timezone.now()
     )
     sequences_stop(lead_ids=lead_ids, reason=f"the address bounced: {detail}", code="bounced")
+
+
+def erase_messages(sender=None, *, lead_ids: list[int], **kwargs) -> None:
+    """leads.signals.lead_erased receiver: the erased people's emails lose what was written to
+    them (address, subject, bodies, and the reason texts of the messages and the runs'
+    decisions, which can quote the address: a bounce's), and their proof-mode .eml files are
+    deleted once the erasure commits. The rows stay, with their
+    states, reason codes, times and ids, so every count and report still adds up."""
+    messages = OutboundMessage.objects.filter(lead_id__in=lead_ids)
+    # Every run that took a message up may have written its .eml (a run killed mid-batch
+    # leaves its decisions unsaved but its claim on the message, and no artifact_dir).
+    handled = set(messages.filter(run__isnull=False).values_list("run_id", "idempotency_key"))
+    handled |= set(
+        DispatchDecision.objects.filter(message__lead_id__in=lead_ids).values_list(
+            "run_id", "message__idempotency_key"
+        )
+    )
+    runs = Path(settings.AICMO_ARTIFACT_DIR) / "runs"
+    messages.update(recipient="", subject="", body_text="", body_html="", reason="")
+    DispatchDecision.objects.filter(message__lead_id__in=lead_ids).update(reason="")
+
+    def unlink() -> None:
+        for run_id, key in sorted(handled):
+            for path in runs.glob(f"run-{run_id}-*/eml/{key}.eml"):
+                path.unlink(missing_ok=True)
+
+    transaction.on_commit(unlink)

@@ -1,6 +1,7 @@
 """Benchmark: a campaign report's figures and its HTML and Markdown on PostgreSQL.
 
     .venv/bin/python bench/report.py [--leads 250000] [--runs 5] [--json] [--slowest N]
+        [--parallel 0,2]
         [--database-url postgres://postgres@127.0.0.1:5432/aicmo_bench_report_csv]
 
 Uses the CSV export benchmark's campaign (`bench/report_csv.py`: LEADS leads, 4 x LEADS
@@ -11,7 +12,8 @@ once and shared by both benchmarks). Then, run by run:
 - the baseline, in the same run: PostgreSQL counting the campaign's messages by state and the
   campaign's leads' events by kind (`SELECT state, count(*) ... GROUP BY state`, and the same
   over the events joined to the leads): the two scans any report must make at least.
-Prints each run and the medians (JSON with --json). Target (issue 13): the HTML/Markdown
+Prints each run and the medians (JSON with --json). `--parallel 0,2` alternates PostgreSQL's
+parallel workers per query run by run (RUNS runs of each) and prints each setting's medians. Target (issue 13): the HTML/Markdown
 report in at most 1.5 s with a small, fixed number of queries.
 """
 
@@ -120,6 +122,11 @@ def main() -> int:
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB))
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
+        "--parallel",
+        help="Comma-separated max_parallel_workers_per_gather values to alternate run by run "
+        "(default: the report's own setting).",
+    )
+    parser.add_argument(
         "--slowest", type=int, default=0, help="Print each run's N slowest queries and their time."
     )
     args = parser.parse_args()
@@ -127,12 +134,19 @@ def main() -> int:
     campaign = bench_campaign(args.database_url, args.leads)
     counts = sizes(campaign)
     print(f"campaign: {counts}", flush=True)
+    from reporting import figures
+
+    settings = [None] if not args.parallel else args.parallel.split(",")
     runs = []
-    for n in range(args.runs):
+    for n in range(args.runs * len(settings)):
+        workers = settings[n % len(settings)]
+        if workers is not None:
+            figures.REPORT_PG_SETTINGS["max_parallel_workers_per_gather"] = workers
         run = one_run(campaign)
+        run["parallel"] = figures.REPORT_PG_SETTINGS["max_parallel_workers_per_gather"]
         runs.append(run)
         print(
-            f"run {n + 1}: figures {run['figures_s']:.3f} s ({run['queries']} queries), "
+            f"run {n + 1} (parallel workers {run['parallel']}): figures {run['figures_s']:.3f} s ({run['queries']} queries), "
             f"HTML {run['html_s']:.3f} s ({run['html_bytes'] / 1024:.0f} KiB), Markdown "
             f"{run['markdown_s']:.3f} s; baseline scans {run['baseline_s']:.3f} s; "
             f"load average {run['load']:.1f}",
@@ -141,6 +155,14 @@ def main() -> int:
         for seconds, sql in run["slowest"][: args.slowest]:
             print(f"    {seconds:.3f} s  {sql[:160]}", flush=True)
     keys = ("figures_s", "html_s", "markdown_s", "render_html_s", "render_markdown_s", "baseline_s")
+    if len(settings) > 1:
+        for workers in settings:
+            mine = [r for r in runs if r["parallel"] == workers]
+            print(
+                f"parallel workers {workers}: median HTML "
+                f"{statistics.median(r['html_s'] for r in mine):.3f} s, baseline "
+                f"{statistics.median(r['baseline_s'] for r in mine):.3f} s"
+            )
     medians = {k: statistics.median(r[k] for r in runs) for k in keys}
     medians["queries"] = statistics.median(r["queries"] for r in runs)
     medians["baseline_ratio_html"] = medians["baseline_s"] / medians["html_s"]

@@ -282,21 +282,32 @@ def _confirmed_raise(
     sends_for = " and ".join(
         f"{c.get_status_display().lower()} campaign {c.slug!r}" for c in serving
     )
-    does = f"raises the limits of mailbox {edited.from_email!r}, which sends for {sends_for}"
+    email = edited.from_email
+    does = f"raises the limits of mailbox {email!r}, which sends for {sends_for}"
     needs = "raising the limits of a mailbox a running or paused campaign sends from"
+    confirm_to = f"to raise the limits of mailbox {email!r}"
     kinds = {r.attr for r in raises}
+    # What the confirmation is for, by name: not a limit's number but the capacity it adds.
     if "is_active" in kinds:
         pause = mailbox_auto_pause(mailbox)
         paused = f", paused by the engine ({pause.reason})," if pause is not None else ""
-        does = f"re-activates mailbox {edited.from_email!r}{paused} which sends for {sends_for}"
+        does = f"re-activates mailbox {email!r}{paused} which sends for {sends_for}"
         needs = "re-activating a paused mailbox a running or paused campaign sends from"
+        confirm_to = (
+            f"to re-activate mailbox {email!r}, which raises the sending capacity of {sends_for}"
+        )
     elif kinds == {"campaigns"}:
-        does = f"adds mailbox {edited.from_email!r} to the pool of {sends_for}"
+        does = f"adds mailbox {email!r} to the pool of {sends_for}"
         needs = "adding a mailbox to the pool of a running or paused campaign"
+        confirm_to = (
+            f"to add mailbox {email!r} to the pool, which raises the sending capacity of "
+            f"{sends_for}"
+        )
     raise LimitRaiseNotConfirmedError(
         f"{locate.filename}:{locate(paths[raises[0].attr])}: mailboxes: the file {does}:"
         f" {changes}. Nothing was written: {needs} needs a confirmation and a reason",
         raises,
+        confirm_to=confirm_to,
     )
 
 

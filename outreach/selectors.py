@@ -109,7 +109,11 @@ MAILBOX_RAMP = RampFields(
 
 
 def mailbox_limit_raises(
-    before: Mailbox, after: Mailbox, *, joining: Iterable[Campaign] = ()
+    before: Mailbox,
+    after: Mailbox,
+    *,
+    joining: Iterable[Campaign] = (),
+    pool_after: dict[int, list[Mailbox]] | None = None,
 ) -> tuple[list[Campaign], list[LimitRaise]]:
     """The running or paused campaigns the stored mailbox `before` sends for, or whose pool it
     is joining in the same save (`joining`), and each change to `after` that lets them send
@@ -119,8 +123,12 @@ def mailbox_limit_raises(
     - a shorter minimum gap between two sends (the jitter only adds to it, so it never
       shortens the minimum);
     - re-activating it (a paused mailbox, perhaps paused by the engine for bouncing);
-    - joining a campaign's pool that has mailboxes: their sends allowed today grow by its own
-      (joining an empty pool only adds a cap: the campaign sent from its own sender).
+    - joining a campaign's pool that has mailboxes, when the pool's sends allowed today
+      (its active mailboxes' effective daily limits) grow: by the joining mailbox's own, or,
+      when the same change sets the whole pool (`pool_after[campaign.pk]`, the mailboxes as
+      edited: `campaign load`), from the stored pool's to the new one's. A swap of one mailbox
+      for another that allows as much is no raise. Joining an empty pool only adds a cap (the
+      campaign sent from its own sender).
 
     Nothing raises for a mailbox no running or paused campaign sends from or joins; a new
     mailbox raises only by joining."""
@@ -140,11 +148,20 @@ def mailbox_limit_raises(
     adds = after.effective_daily_limit(day) if after.is_active else 0
     for campaign in joined:
         pool = [b for b in campaign.mailboxes.all() if b.pk != before.pk]
-        if pool and adds:
-            today = sum(b.effective_daily_limit(day) for b in pool if b.is_active)
+        if not pool:
+            continue
+        today = _pool_allows(pool, day)
+        whole = (pool_after or {}).get(campaign.pk)
+        then = _pool_allows(whole, day) if whole is not None else today + adds
+        if then > today:
             label = f"Sends allowed today from the mailboxes of {campaign.name}"
-            raises.append(LimitRaise("campaigns", label, today, today + adds))
+            raises.append(LimitRaise("campaigns", label, today, then))
     return serving, raises
+
+
+def _pool_allows(pool: Iterable[Mailbox], day: dt.date) -> int:
+    """The sends a pool's active mailboxes allow on `day`, each after its warm-up."""
+    return sum(box.effective_daily_limit(day) for box in pool if box.is_active)
 
 
 def _own_raises(before: Mailbox, after: Mailbox) -> list[LimitRaise]:

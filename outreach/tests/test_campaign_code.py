@@ -938,6 +938,51 @@ def test_a_mailbox_joining_a_running_campaigns_pool_is_a_raise_of_its_mailboxes_
     assert pool.latest("id").reason == "More volume"
 
 
+def test_swapping_a_pool_mailbox_for_one_that_allows_as_much_needs_no_confirmation(load):
+    """Sam (80 a day) leaves the running campaign's pool as Lena (80 a day) joins: the pool
+    allows 80 sends today before and after, so nothing is raised."""
+    load(BASE + MAILBOX + SEQUENCE)
+    campaign = Campaign.objects.get(slug="acme-q3")
+    campaign_transition(campaign=campaign, action="start", actor="t")
+    lena_as_much = LENA.replace("daily_limit = 50", "daily_limit = 80")
+
+    result = load(BASE + lena_as_much + SEQUENCE)
+
+    assert list(campaign.mailboxes.values_list("from_email", flat=True)) == [
+        "lena@mail.acme.example"
+    ]
+    assert (result.sections["mailboxes"]["created"], result.sections["mailboxes"]["removed"]) == (
+        1,
+        1,
+    )
+    pool = AuditEvent.objects.for_entity(campaign).filter(action="campaign.mailboxes").latest("id")
+    assert (pool.before, pool.after, pool.reason) == (
+        {"mailboxes": ["sam@mail.acme.example"]},
+        {"mailboxes": ["lena@mail.acme.example"]},
+        "campaign load acme.toml",  # a plain load's change, no confirmed raise
+    )
+
+
+def test_swapping_a_pool_mailbox_for_one_that_allows_more_is_a_raise_of_the_pool(load):
+    """Sam (80) out, Lena (100) in, with Sam listed after her: the pool goes 80 -> 100."""
+    load(BASE + MAILBOX + SEQUENCE)
+    campaign = Campaign.objects.get(slug="acme-q3")
+    campaign_transition(campaign=campaign, action="start", actor="t")
+    lena_more = LENA.replace("daily_limit = 50", "daily_limit = 100")
+
+    with pytest.raises(LimitRaiseNotConfirmedError) as err:
+        load(BASE + lena_more + SEQUENCE)
+
+    assert (
+        ": mailboxes[0] in the pool: sends allowed today from its mailboxes 80 -> 100. Nothing"
+        " was written" in str(err.value)
+    )
+    assert list(campaign.mailboxes.values_list("from_email", flat=True)) == [
+        "sam@mail.acme.example"
+    ]
+    assert not Mailbox.objects.filter(from_email="lena@mail.acme.example").exists()
+
+
 def test_joining_an_empty_pool_or_a_draft_campaign_or_while_paused_needs_no_confirmation(load):
     load(BASE + SEQUENCE)  # no pool: the campaign sends from its own sender
     campaign = Campaign.objects.get(slug="acme-q3")

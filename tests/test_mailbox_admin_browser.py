@@ -1,0 +1,55 @@
+"""A mailbox's page in a real headless Chromium: what its read-only "Is active" tells the
+operator, and a raise confirmed on its own page keeping the connection URL the operator typed
+without the page ever showing it. Screenshots go to var/test-artifacts/mailbox-*."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+from playwright.sync_api import expect
+
+from outreach.models import Mailbox
+from outreach.tests.outbox import running_campaign
+from tests.browser import BROWSER_MARKS, log_in
+from tests.factories import MembershipFactory, UserFactory
+from tests.proc import REPO
+from ventures.roles import OPERATOR
+
+pytestmark = BROWSER_MARKS
+SHOTS = REPO / "var" / "test-artifacts"
+OLD_URL = "smtp://sam:old-password-1@smtp.acme.example:587/?tls=True"
+NEW_URL = "smtp://sam:brand-new-secret-7@relay.acme.example:587/?tls=True"
+NEW_IMAP = "imaps://sam:imap-secret-3@imap.acme.example:993/INBOX"
+
+
+def shoot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.screenshot(path=SHOTS / f"mailbox-{name}.png", full_page=True)
+
+
+@pytest.fixture
+def sam(db):
+    """Sam's mailbox, the only one of a running campaign's pool, with its own SMTP URL."""
+    campaign = running_campaign(name="Spring outreach")
+    box = Mailbox.objects.create(venture=campaign.venture, name="Sam", from_name="Sam",
+                                 from_email="sam@acme.example", daily_limit=40,
+                                 connection_url=OLD_URL)  # fmt: skip
+    box.campaigns.add(campaign)
+    user = UserFactory(username="op-olga", role=OPERATOR)
+    MembershipFactory(venture=campaign.venture, user=user)
+    return box
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_read_only_is_active_says_to_use_the_pause_and_resume_operations(page, sam):
+    log_in(page, "op-olga")
+    page.goto(reverse("admin:outreach_mailbox_change", args=[sam.pk]))
+    row = page.locator(".form-row.field-is_active")
+    expect(row.locator("#id_is_active")).to_have_count(0)  # read-only: no switch in the form
+    expect(row.locator(".help")).to_contain_text(
+        "only the “Pause sending” and “Resume sending” buttons at the top of its page switch "
+        "it: each asks for confirmation and is recorded in the audit trail"
+    )
+    expect(page.locator(".object-tools")).to_contain_text("Pause sending")
+    shoot(page, "is-active-help")

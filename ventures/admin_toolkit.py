@@ -24,6 +24,8 @@
 from __future__ import annotations
 
 import re
+import secrets
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -566,7 +568,10 @@ class LimitRaiseConfirmMixin:
     valid form, whose `instance` holds the edits) confirms first on its own page,
     old → new, and its reason goes into the save's audit row (`request.aicmo_audit_reason`,
     which `AuditedAdmin.save_model` reads). The page posts the form back as it came, except
-    `raise_unechoed` fields (write-only secrets): it says they were not carried over.
+    `raise_unechoed` fields (write-only secrets, such as a mailbox's connection URL): what the
+    operator typed in them waits in their session (`_stash_secrets`), the page carries only a
+    random token, and the confirmed post gets the values back (`_unstash_secrets`), so the
+    save stores exactly what was typed and the secret never goes into a page.
     `raise_context` adds what the page shows around the changes (`intro`, `limits_now`,
     `limits_after`). With `raise_on_add`, a new record's save is checked too (`stored` None)."""
 
@@ -582,10 +587,46 @@ class LimitRaiseConfirmMixin:
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         if request.method == "POST" and (object_id is not None or self.raise_on_add):
+            self._unstash_secrets(request)
             confirm = self._confirm_limit_raise(request, object_id)
             if confirm is not None:
                 return confirm
         return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def _stash_secrets(self, request) -> str:
+        """Keep the typed `raise_unechoed` values in the session for the confirmed post; the
+        token that finds them again, or "" when none was typed. Only this page's latest
+        stash is kept, and none older than `STASH_MAX_SECONDS`."""
+        typed = {
+            name: request.POST[name]
+            for name in self.raise_unechoed
+            if request.POST.get(name, "").strip()
+        }
+        stashes = _fresh_stashes(request)
+        stashes = {t: s for t, s in stashes.items() if s["path"] != request.path}
+        token = ""
+        if typed:
+            token = secrets.token_urlsafe(24)
+            stashes[token] = {"path": request.path, "at": time.time(), "values": typed}
+        request.session[STASH_SESSION_KEY] = stashes
+        return token
+
+    def _unstash_secrets(self, request) -> None:
+        """Put back, into a post from the confirm page, the secrets its token names (each
+        field the post left empty); the stash is used up."""
+        token = request.POST.get(STASH_FIELD, "")
+        if not token or not hasattr(request, "session"):
+            return
+        stashes = _fresh_stashes(request)
+        stash = stashes.pop(token, None)
+        request.session[STASH_SESSION_KEY] = stashes
+        if stash is None or stash["path"] != request.path:
+            return
+        post = request.POST.copy()
+        for name, value in stash["values"].items():
+            if name in self.raise_unechoed and not post.get(name, "").strip():
+                post[name] = value
+        request.POST = post
 
     def _confirm_limit_raise(self, request, object_id):
         """The confirm page when the save raises; None to save (nothing raised, or confirmed
@@ -603,7 +644,13 @@ class LimitRaiseConfirmMixin:
         if request.POST.get("_raise_confirmed") == "yes" and reason:
             request.aicmo_audit_reason = reason[:RAISE_REASON_MAX]
             return None
-        skipped = {"csrfmiddlewaretoken", "_raise_reason", "_raise_confirmed", *self.raise_unechoed}
+        skipped = {
+            "csrfmiddlewaretoken",
+            "_raise_reason",
+            "_raise_confirmed",
+            STASH_FIELD,
+            *self.raise_unechoed,
+        }
         shown = stored if stored is not None else form.instance
         info = self.opts.app_label, self.opts.model_name
         context = {
@@ -624,6 +671,8 @@ class LimitRaiseConfirmMixin:
                 for name in self.raise_unechoed
                 if name in form.fields and request.POST.get(name, "").strip()
             ],
+            "secrets_token": self._stash_secrets(request),
+            "secrets_field": STASH_FIELD,
             "reason": reason,
             "reason_missing": request.POST.get("_raise_confirmed") == "yes" and not reason,
             "cancel_url": reverse("admin:{}_{}_change".format(*info), args=[quote(stored.pk)])
@@ -647,6 +696,18 @@ class LimitRaiseConfirmMixin:
         edited = self.get_object(request, unquote(object_id))
         form = self.get_form(request, stored, change=True)
         return form(request.POST, request.FILES, instance=edited)
+
+
+STASH_SESSION_KEY = "aicmo_raise_secrets"  # session key: token -> {path, at, values}
+STASH_FIELD = "_raise_secrets"  # the confirm page's hidden field: the token only
+STASH_MAX_SECONDS = 30 * 60
+
+
+def _fresh_stashes(request) -> dict:
+    """The session's secret stashes younger than STASH_MAX_SECONDS (older ones dropped)."""
+    oldest = time.time() - STASH_MAX_SECONDS
+    found = request.session.get(STASH_SESSION_KEY) or {}
+    return {token: stash for token, stash in found.items() if stash.get("at", 0) >= oldest}
 
 
 DELETE_ACTION = "delete_confirmed"

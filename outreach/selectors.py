@@ -27,6 +27,7 @@ from outreach.models import (
     MessageState,
     NarrativeStat,
     OutboundMessage,
+    RoutingRule,
     SendLedger,
     Sequence,
 )
@@ -284,6 +285,45 @@ def campaign_delete_guard(campaign: Campaign) -> str | None:
         f"Campaign '{campaign.name}' is paused with messages in its outbox and cannot be "
         "deleted: stop it instead, which keeps its history for its report."
     )
+
+
+def segment_delete_refusals(segments: QuerySet[IcpSegment]) -> list[str]:
+    """For the console's guarded delete of ICP segments (`register_delete_refusals`): a
+    segment stays while a running or paused campaign routes leads by it (its rules would go
+    with it, and new leads would fall to the default sequence unannounced), or while sent or
+    planned messages were composed for it (the narrative memory counts them under it). Two
+    queries for the selection."""
+    wanted = segments.order_by().values("pk")
+    routing: dict[int, list[str]] = {}
+    for segment_id, status, name in (
+        RoutingRule.objects.filter(segment__in=wanted, campaign__status__in=RAISE_CONFIRM_STATUSES)
+        .order_by("campaign__name")
+        .values_list("segment_id", "campaign__status", "campaign__name")
+        .distinct()
+    ):
+        routing.setdefault(segment_id, []).append(f"{CampaignStatus(status).label.lower()} "
+                                                   f"campaign '{name}'")  # fmt: skip
+    messages = dict(
+        OutboundMessage.objects.filter(segment__in=wanted)
+        .values("segment_id")
+        .annotate(n=Count("id"))
+        .order_by()
+        .values_list("segment_id", "n")
+    )
+    names = dict(IcpSegment.objects.filter(pk__in=[*routing, *messages]).values_list("pk", "name"))
+    refused = [
+        f"ICP segment '{names[pk]}' routes the leads of {' and '.join(where)} and cannot be "
+        "deleted: its routing rules would go with it and new leads would fall to the default "
+        "sequence. Change or remove those rules first."
+        for pk, where in routing.items()
+    ]
+    refused += [
+        f"ICP segment '{names[pk]}' has {n:,} message{'s' if n != 1 else ''} composed for it and "
+        "cannot be deleted: the narrative memory counts their replies under it."
+        for pk, n in messages.items()
+        if pk not in routing
+    ]
+    return refused
 
 
 def run_held(run: DispatchRun) -> list[dict[str, Any]]:

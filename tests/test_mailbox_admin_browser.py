@@ -12,23 +12,15 @@ from playwright.sync_api import expect
 
 from outreach.models import Mailbox
 from outreach.tests.outbox import running_campaign
-from tests.browser import BROWSER_MARKS, log_in
+from tests.browser import BROWSER_MARKS, log_in, save_screenshot
 from tests.factories import MembershipFactory, UserFactory
-from tests.proc import REPO
 from ventures.models import AuditEvent
 from ventures.roles import OPERATOR
 
 pytestmark = BROWSER_MARKS
-SHOTS = REPO / "var" / "test-artifacts"
 OLD_URL = "smtp://sam:old-password-1@smtp.acme.example:587/?tls=True"
 NEW_URL = "smtp://sam:brand-new-secret-7@relay.acme.example:587/?tls=True"
 NEW_IMAP = "imaps://sam:imap-secret-3@imap.acme.example:993/INBOX"
-
-
-def shoot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.set_viewport_size({"width": 1280, "height": 900})
-    page.screenshot(path=SHOTS / f"mailbox-{name}.png", full_page=True)
 
 
 @pytest.fixture
@@ -55,7 +47,7 @@ def test_the_read_only_is_active_says_to_use_the_pause_and_resume_operations(pag
         "it: each asks for confirmation and is recorded in the audit trail"
     )
     expect(page.locator(".object-tools")).to_contain_text("Pause sending")
-    shoot(page, "is-active-help")
+    save_screenshot(page, "mailbox-is-active-help")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -74,7 +66,7 @@ def test_a_confirmed_raise_saves_the_typed_connection_urls_without_showing_them(
     confirm_html = page.content()
     for secret in ("brand-new-secret-7", "imap-secret-3", "old-password-1"):
         assert secret not in confirm_html
-    shoot(page, "raise-confirm")
+    save_screenshot(page, "mailbox-raise-confirm")
     page.fill("#id_raise_reason", "New relay for the spring volume")
     page.click("input[name=confirm]")
 

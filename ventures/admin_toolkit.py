@@ -23,6 +23,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import time
@@ -752,19 +753,113 @@ delete_selected_confirmed = admin.action(
 )(_delete_selected_confirmed)
 
 
+DeleteRefusals = Callable[[QuerySet], list[str]]
+_DELETE_REFUSALS: dict[str, dict[str, DeleteRefusals]] = {}
+
+
+def register_delete_refusals(label: str, name: str, refusals: DeleteRefusals) -> None:
+    """Let an app that knows why some objects of the model `label` ("ventures.icpsegment")
+    must stay say so: `refusals(queryset)` returns one sentence per object of the selection
+    that may not be deleted, in a fixed number of queries. `GuardedDeleteAdmin`'s default
+    `delete_refusals` asks every registered one; registered in `AppConfig.ready()`, the same
+    name again replaces it."""
+    _DELETE_REFUSALS.setdefault(label, {})[name] = refusals
+
+
+def kept_by(queryset: QuerySet) -> dict[Any, list[str]]:
+    """For each object of `queryset` that records of another model keep (a PROTECT foreign
+    key: a venture's campaigns, leads, templates...), their models' plural names; one query."""
+    model = queryset.model
+    relations = [
+        rel
+        for rel in model._meta.related_objects
+        if getattr(rel, "on_delete", None) is models.PROTECT and not rel.many_to_many
+    ]
+    if not relations:
+        return {}
+    flags = {
+        f"kept_{index}": models.Exists(
+            rel.related_model._base_manager.filter(**{rel.field.name: models.OuterRef("pk")})
+        )
+        for index, rel in enumerate(relations)
+    }
+    found = {}
+    for row in (
+        queryset.order_by()
+        .annotate(**flags)
+        .filter(functools.reduce(lambda q, flag: q | Q(**{flag: True}), flags, Q()))
+    ):
+        found[row] = [
+            str(rel.related_model._meta.verbose_name_plural)
+            for index, rel in enumerate(relations)
+            if getattr(row, f"kept_{index}")
+        ]
+    return found
+
+
+def deleted_with(obj: models.Model) -> str:
+    """What deleting `obj` takes with it or changes, as a person reads it: "with 2 ICP
+    segments and 1 scoring rule; 40 leads lose their ICP segment" ("" when nothing)."""
+    from django.contrib.admin.utils import NestedObjects
+
+    collector = NestedObjects(using=_db_of(obj))
+    collector.collect([obj])
+    gone = [
+        f"{len(objs):,} {_noun(model, len(objs))}"
+        for model, objs in collector.model_objs.items()
+        if model is not type(obj) and objs
+    ]
+    cleared = []
+    for (field, _value), batches in collector.field_updates.items():
+        count = sum(b.count() if isinstance(b, QuerySet) else len(b) for b in batches)
+        if count:
+            noun = _noun(field.model, count)
+            cleared.append(f"{count:,} {noun} lose their {field.verbose_name}")
+    parts = ["with " + _and(gone)] if gone else []
+    return "; ".join(parts + cleared)
+
+
+def _db_of(obj: models.Model) -> str:
+    from django.db import router
+
+    return router.db_for_write(type(obj), instance=obj)
+
+
+def _noun(model, count: int) -> str:
+    opts = model._meta
+    return str(opts.verbose_name if count == 1 else opts.verbose_name_plural)
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 class GuardedDeleteAdmin(AuditedAdmin):
     """Django's "Delete selected" made safe: `delete_refusals(queryset)` (a fixed number of
     queries for the selection) says why each object that may not be deleted stays (it has
     messages, say), and then nothing is deleted; otherwise the toolkit's confirm page names
     what goes (`delete_label`, with `delete_warning`) and asks for a reason, which the audit
     row of each deleted object carries. An object with a refusal has no Delete link on its
-    page, and its delete page says why instead."""
+    page, and its delete page says why instead.
+
+    By default an object stays while records of another model keep it (`kept_by`: PROTECT
+    foreign keys, `delete_instead` saying what to do instead) or an app's registered
+    refusals say so (`register_delete_refusals`)."""
 
     actions = (delete_selected_confirmed,)
     delete_warning = ""
+    delete_instead = ""  # the refusal's last sentence: what to do instead of deleting
 
     def delete_refusals(self, queryset: QuerySet) -> list[str]:
-        return []
+        noun = str(self.opts.verbose_name).capitalize()
+        refused = [
+            f"{noun} '{obj}' still has {_and(names)}, which keep it, and cannot be deleted."
+            + (f" {self.delete_instead}" if self.delete_instead else "")
+            for obj, names in kept_by(queryset).items()
+        ]
+        for refusals in _DELETE_REFUSALS.get(self.opts.label_lower, {}).values():
+            refused += refusals(queryset)
+        return refused
 
     def delete_label(self, obj) -> str:
         return str(obj)

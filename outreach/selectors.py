@@ -84,11 +84,11 @@ def mailbox_caps(campaigns: list[Campaign], now: dt.datetime) -> dict[int, CapLe
         detail = f"{len(active)} active mailbox{'es' if len(active) != 1 else ''} {total:,}"
         if paused:
             detail += f" ({paused} paused)"
-        held = ""
+        held = brief = ""
         if not active:
-            held = _pool_held(boxes[campaign.pk], why)
+            held, brief = _pool_held(boxes[campaign.pk], why), POOL_HELD_BRIEF
             detail += "; a lead enrolled meanwhile waits for one of them"
-        levels[campaign.pk] = CapLevel("mailboxes", total, detail, held)
+        levels[campaign.pk] = CapLevel("mailboxes", total, detail, held, brief)
     return levels
 
 
@@ -98,7 +98,10 @@ def _pool_held(pool: list[Mailbox], why: dict[int, str]) -> str:
         f"{box}: auto-paused, {why[box.pk]}" if box.pk in why else f"{box}: paused"
         for box in sorted(pool, key=lambda b: b.pk)
     )
-    return f"no mailbox can send: every mailbox of the pool is paused ({each})"
+    return f"{POOL_HELD_BRIEF}: every mailbox of the pool is paused ({each})"
+
+
+POOL_HELD_BRIEF = "no mailbox can send"
 
 
 MAILBOX_RAMP = RampFields(

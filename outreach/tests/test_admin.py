@@ -291,8 +291,13 @@ def test_a_typed_secret_is_never_echoed_by_the_confirm_page_yet_is_saved_once_co
                                                           daily_limit=400)))  # fmt: skip
     assert "another-secret-9" not in page and "hunter2" not in page
     assert "Kept for this save as you typed it, and not shown on this page: Connection URL." in page
+    assert "_raise_secrets" in dict(hidden_fields(page))
+    # Confirmed without a reason: asked again, the typed URL still kept and still not shown.
+    again = op_client.post(change(box), urlencode(hidden_fields(page)),
+                           content_type="application/x-www-form-urlencoded")  # fmt: skip
+    page = text(again)
+    assert "Give a reason" in page and "another-secret-9" not in page
     posted = [*hidden_fields(page), ("_raise_reason", "New relay, more volume")]
-    assert "_raise_secrets" in dict(posted)
 
     saved = op_client.post(change(box), urlencode(posted),
                            content_type="application/x-www-form-urlencoded")  # fmt: skip

@@ -243,7 +243,10 @@ def dashboard_for(request, *, now: dt.datetime | None = None) -> Dashboard | Non
     limits = campaigns_limits(campaigns, now)
     rows = {
         c.pk: CampaignFigures(
-            c, campaign_state(c, global_reason=reason, now=now, limits=limits[c.pk]), limits[c.pk]
+            c,
+            # Brief: "Needs you now" says in full why a running campaign cannot send.
+            campaign_state(c, global_reason=reason, now=now, limits=limits[c.pk], brief=True),
+            limits[c.pk],
         )
         for c in campaigns
     }
@@ -400,7 +403,9 @@ def _problems(board: Dashboard) -> list[Problem]:
     problems += [Problem(f"Preflight: {text}", "") for text in board.preflight]
     for c in board.campaigns:
         name = c.campaign.name
-        if c.state.tone == STOP:
+        if c.state.held:  # the one place the dashboard says it in full
+            problems.append(Problem(f"{name}: running, but {c.state.held}", c.url))
+        elif c.state.tone == STOP:
             problems.append(Problem(f"{name}: {c.state.label}", c.url))
         if c.sla_overdue:
             problems.append(

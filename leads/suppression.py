@@ -267,6 +267,27 @@ def _audit(
 UNLIFTABLE_SOURCES = ("unsubscribe", "complaint", "erasure")
 
 
+def venture_delete_refusals(ventures: QuerySet[Venture]) -> list[str]:
+    """For the console's guarded delete of ventures (`register_delete_refusals`): a venture
+    whose suppression list holds entries stays, since deleting it would take them with it
+    and a suppression is never deleted, only lifted. One query."""
+    rows = (
+        SuppressionEntry.objects.filter(venture__in=ventures.order_by().values("pk"))
+        .values("venture_id")
+        .annotate(n=Count("id"))
+        .order_by("venture_id")
+    )
+    names = dict(
+        Venture.objects.filter(pk__in=[r["venture_id"] for r in rows]).values_list("pk", "name")
+    )
+    return [
+        f"Venture '{names[r['venture_id']]}' has {r['n']:,} suppression "
+        f"entr{'y' if r['n'] == 1 else 'ies'} (addresses never to email) and cannot be "
+        "deleted: they would go with it, and a suppression is never deleted, only lifted."
+        for r in rows
+    ]
+
+
 def suppression_lift_refusal(entry: SuppressionEntry) -> str | None:
     """Why `entry` may not be lifted, or None."""
     if entry.kind == SuppressionKind.IDENTITY or entry.source.startswith(UNLIFTABLE_SOURCES):

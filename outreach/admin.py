@@ -83,6 +83,14 @@ NEXT_DUE_SHOWN = 5
 # --- Mailboxes -----------------------------------------------------------------------------------
 
 
+MAILBOX_SENDING_HELP = (
+    "Whether this mailbox sends. Once it is saved, only the “Pause sending” and “Resume "
+    "sending” buttons at the top of its page switch it: each asks for confirmation and is "
+    "recorded in the audit trail with who and why, because pausing holds the messages of "
+    "every campaign it sends for and resuming lets them send more at once."
+)
+
+
 class MailboxForm(forms.ModelForm):
     connection_url = forms.CharField(
         label="Connection URL",
@@ -117,6 +125,10 @@ class MailboxForm(forms.ModelForm):
             "daily_limit", "warmup_start_limit", "warmup_daily_increase", "warmup_started_on",
             "min_gap_seconds", "gap_jitter_seconds", "connection_url", "imap_url",
         )  # fmt: skip
+        # Shown under the read-only value on a saved mailbox's page too.
+        help_texts = {
+            "is_active": MAILBOX_SENDING_HELP,
+        }
 
     def clean_connection_url(self) -> str:
         value = self.cleaned_data["connection_url"].strip()

@@ -12,7 +12,12 @@ class OutreachConfig(AppConfig):
         from outreach import campaign_code, webhooks
         from outreach.context import LEAD_CONTEXT_SCHEMA, LeadRecipients, erase_render_logs
         from outreach.feedback import erase_feedback
-        from outreach.selectors import campaign_delete_guard, lead_outreach_timeline, mailbox_caps
+        from outreach.selectors import (
+            campaign_delete_guard,
+            lead_outreach_timeline,
+            mailbox_caps,
+            segment_delete_refusals,
+        )
         from outreach.services import erase_messages
         from outreach.signals import (
             block_unsubscribed,
@@ -20,6 +25,7 @@ class OutreachConfig(AppConfig):
             ensure_tick_schedule,
         )
         from templating.hooks import set_context_schema, set_recipient_source
+        from ventures.admin_toolkit import register_delete_refusals
         from ventures.campaign_code import register_section
         from ventures.console import register_cap_source, register_delete_guard
 
@@ -38,6 +44,7 @@ class OutreachConfig(AppConfig):
         # The console's "effective today" and delete refusals know the outbox through these.
         register_cap_source("mailboxes", mailbox_caps)
         register_delete_guard("outbox", campaign_delete_guard)
+        register_delete_refusals("ventures.icpsegment", "outbox", segment_delete_refusals)
         # Campaign TOML sections, after templating's [[templates]] (order 20): steps name them.
         register_section(
             "mailboxes",

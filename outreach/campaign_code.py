@@ -198,8 +198,9 @@ def mailboxes_load(
     }
     in_pool = set(campaign.mailboxes.values_list("pk", flat=True))
     counts = dict.fromkeys(("created", "updated", "unchanged", "added", "removed"), 0)
-    pool: list[Mailbox] = []
-    pool_saver = upsert  # with the raise's reason once a confirmed mailbox joins the pool
+    # Every table is read first: whether a mailbox joining the pool raises its capacity
+    # depends on the whole pool the file sets (a swap for an equal mailbox does not).
+    plans: list[tuple[KeyPath, Mailbox | None, dict[str, Any]]] = []
     for index, item in enumerate(_tables(data, ("mailboxes",), locate)):
         path = ("mailboxes", index)
         for url in SECRET_URLS:
@@ -212,14 +213,28 @@ def mailboxes_load(
                 )
         values = read_table(item, MAILBOX_KEYS, Mailbox, path, locate, extra=CONNECTION_KEYS)
         email = values["from_email"]
-        if any(box.from_email == email for box in pool):
+        if any(listed["from_email"] == email for _, _, listed in plans):
             raise locate.error((*path, "email"), f"mailbox {email!r} is listed twice")
         mailbox = existing.get(email)
         for url in SECRET_URLS:
             values.update(_secret_url(url, item, mailbox, path, locate))
+        plans.append((path, mailbox, values))
+    pool_after = {
+        campaign.pk: [_edited(mailbox or Mailbox(venture=venture), v) for _, mailbox, v in plans]
+    }
+    pool: list[Mailbox] = []
+    pool_saver = upsert  # with the raise's reason once a confirmed mailbox joins the pool
+    for path, mailbox, values in plans:
+        email = values["from_email"]
         joining = [campaign] if mailbox is None or mailbox.pk not in in_pool else []
         confirmed = _confirmed_raise(
-            mailbox or Mailbox(venture=venture), values, joining, path, locate, raise_reason
+            mailbox or Mailbox(venture=venture),
+            values,
+            joining,
+            path,
+            locate,
+            raise_reason,
+            pool_after=pool_after,
         )
         # Switched back on only through the operator's resume, as the admin's "Resume sending".
         resume = mailbox is not None and values["is_active"] and not mailbox.is_active
@@ -250,6 +265,14 @@ def mailboxes_load(
     return counts
 
 
+def _edited(mailbox: Mailbox, values: dict[str, Any]) -> Mailbox:
+    """A copy of `mailbox` with the file's values, never saved."""
+    edited = copy.copy(mailbox)
+    for attr, value in values.items():
+        setattr(edited, attr, value)
+    return edited
+
+
 def _confirmed_raise(
     mailbox: Mailbox,
     values: dict[str, Any],
@@ -257,16 +280,16 @@ def _confirmed_raise(
     path: KeyPath,
     locate: Locator,
     raise_reason: str,
+    *,
+    pool_after: dict[int, list[Mailbox]],
 ) -> bool:
     """True when the file lets a running or paused campaign send more through this mailbox
     (`outreach.selectors.mailbox_limit_raises`: higher limits, a shorter gap, switched back
-    on, or joining a pool) and `raise_reason` confirms it; refuse the load
-    (LimitRaiseNotConfirmedError, nothing written) when it does so without one; False when
-    nothing is raised."""
-    edited = copy.copy(mailbox)
-    for attr, value in values.items():
-        setattr(edited, attr, value)
-    serving, raises = mailbox_limit_raises(mailbox, edited, joining=joining)
+    on, or joining a pool whose capacity then grows, `pool_after` being the pool the file
+    sets) and `raise_reason` confirms it; refuse the load (LimitRaiseNotConfirmedError,
+    nothing written) when it does so without one; False when nothing is raised."""
+    edited = _edited(mailbox, values)
+    serving, raises = mailbox_limit_raises(mailbox, edited, joining=joining, pool_after=pool_after)
     if not raises:
         return False
     if raise_reason:
@@ -282,21 +305,32 @@ def _confirmed_raise(
     sends_for = " and ".join(
         f"{c.get_status_display().lower()} campaign {c.slug!r}" for c in serving
     )
-    does = f"raises the limits of mailbox {edited.from_email!r}, which sends for {sends_for}"
+    email = edited.from_email
+    does = f"raises the limits of mailbox {email!r}, which sends for {sends_for}"
     needs = "raising the limits of a mailbox a running or paused campaign sends from"
+    confirm_to = f"to raise the limits of mailbox {email!r}"
     kinds = {r.attr for r in raises}
+    # What the confirmation is for, by name: not a limit's number but the capacity it adds.
     if "is_active" in kinds:
         pause = mailbox_auto_pause(mailbox)
         paused = f", paused by the engine ({pause.reason})," if pause is not None else ""
-        does = f"re-activates mailbox {edited.from_email!r}{paused} which sends for {sends_for}"
+        does = f"re-activates mailbox {email!r}{paused} which sends for {sends_for}"
         needs = "re-activating a paused mailbox a running or paused campaign sends from"
+        confirm_to = (
+            f"to re-activate mailbox {email!r}, which raises the sending capacity of {sends_for}"
+        )
     elif kinds == {"campaigns"}:
-        does = f"adds mailbox {edited.from_email!r} to the pool of {sends_for}"
+        does = f"adds mailbox {email!r} to the pool of {sends_for}"
         needs = "adding a mailbox to the pool of a running or paused campaign"
+        confirm_to = (
+            f"to add mailbox {email!r} to the pool, which raises the sending capacity of "
+            f"{sends_for}"
+        )
     raise LimitRaiseNotConfirmedError(
         f"{locate.filename}:{locate(paths[raises[0].attr])}: mailboxes: the file {does}:"
         f" {changes}. Nothing was written: {needs} needs a confirmation and a reason",
         raises,
+        confirm_to=confirm_to,
     )
 
 

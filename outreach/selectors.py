@@ -27,6 +27,7 @@ from outreach.models import (
     MessageState,
     NarrativeStat,
     OutboundMessage,
+    RoutingRule,
     SendLedger,
     Sequence,
 )
@@ -83,11 +84,11 @@ def mailbox_caps(campaigns: list[Campaign], now: dt.datetime) -> dict[int, CapLe
         detail = f"{len(active)} active mailbox{'es' if len(active) != 1 else ''} {total:,}"
         if paused:
             detail += f" ({paused} paused)"
-        held = ""
+        held = brief = ""
         if not active:
-            held = _pool_held(boxes[campaign.pk], why)
+            held, brief = _pool_held(boxes[campaign.pk], why), POOL_HELD_BRIEF
             detail += "; a lead enrolled meanwhile waits for one of them"
-        levels[campaign.pk] = CapLevel("mailboxes", total, detail, held)
+        levels[campaign.pk] = CapLevel("mailboxes", total, detail, held, brief)
     return levels
 
 
@@ -97,7 +98,10 @@ def _pool_held(pool: list[Mailbox], why: dict[int, str]) -> str:
         f"{box}: auto-paused, {why[box.pk]}" if box.pk in why else f"{box}: paused"
         for box in sorted(pool, key=lambda b: b.pk)
     )
-    return f"no mailbox can send: every mailbox of the pool is paused ({each})"
+    return f"{POOL_HELD_BRIEF}: every mailbox of the pool is paused ({each})"
+
+
+POOL_HELD_BRIEF = "no mailbox can send"
 
 
 MAILBOX_RAMP = RampFields(
@@ -109,7 +113,11 @@ MAILBOX_RAMP = RampFields(
 
 
 def mailbox_limit_raises(
-    before: Mailbox, after: Mailbox, *, joining: Iterable[Campaign] = ()
+    before: Mailbox,
+    after: Mailbox,
+    *,
+    joining: Iterable[Campaign] = (),
+    pool_after: dict[int, list[Mailbox]] | None = None,
 ) -> tuple[list[Campaign], list[LimitRaise]]:
     """The running or paused campaigns the stored mailbox `before` sends for, or whose pool it
     is joining in the same save (`joining`), and each change to `after` that lets them send
@@ -119,8 +127,12 @@ def mailbox_limit_raises(
     - a shorter minimum gap between two sends (the jitter only adds to it, so it never
       shortens the minimum);
     - re-activating it (a paused mailbox, perhaps paused by the engine for bouncing);
-    - joining a campaign's pool that has mailboxes: their sends allowed today grow by its own
-      (joining an empty pool only adds a cap: the campaign sent from its own sender).
+    - joining a campaign's pool that has mailboxes, when the pool's sends allowed today
+      (its active mailboxes' effective daily limits) grow: by the joining mailbox's own, or,
+      when the same change sets the whole pool (`pool_after[campaign.pk]`, the mailboxes as
+      edited: `campaign load`), from the stored pool's to the new one's. A swap of one mailbox
+      for another that allows as much is no raise. Joining an empty pool only adds a cap (the
+      campaign sent from its own sender).
 
     Nothing raises for a mailbox no running or paused campaign sends from or joins; a new
     mailbox raises only by joining."""
@@ -140,11 +152,20 @@ def mailbox_limit_raises(
     adds = after.effective_daily_limit(day) if after.is_active else 0
     for campaign in joined:
         pool = [b for b in campaign.mailboxes.all() if b.pk != before.pk]
-        if pool and adds:
-            today = sum(b.effective_daily_limit(day) for b in pool if b.is_active)
+        if not pool:
+            continue
+        today = _pool_allows(pool, day)
+        whole = (pool_after or {}).get(campaign.pk)
+        then = _pool_allows(whole, day) if whole is not None else today + adds
+        if then > today:
             label = f"Sends allowed today from the mailboxes of {campaign.name}"
-            raises.append(LimitRaise("campaigns", label, today, today + adds))
+            raises.append(LimitRaise("campaigns", label, today, then))
     return serving, raises
+
+
+def _pool_allows(pool: Iterable[Mailbox], day: dt.date) -> int:
+    """The sends a pool's active mailboxes allow on `day`, each after its warm-up."""
+    return sum(box.effective_daily_limit(day) for box in pool if box.is_active)
 
 
 def _own_raises(before: Mailbox, after: Mailbox) -> list[LimitRaise]:
@@ -267,6 +288,45 @@ def campaign_delete_guard(campaign: Campaign) -> str | None:
         f"Campaign '{campaign.name}' is paused with messages in its outbox and cannot be "
         "deleted: stop it instead, which keeps its history for its report."
     )
+
+
+def segment_delete_refusals(segments: QuerySet[IcpSegment]) -> list[str]:
+    """For the console's guarded delete of ICP segments (`register_delete_refusals`): a
+    segment stays while a running or paused campaign routes leads by it (its rules would go
+    with it, and new leads would fall to the default sequence unannounced), or while sent or
+    planned messages were composed for it (the narrative memory counts them under it). Two
+    queries for the selection."""
+    wanted = segments.order_by().values("pk")
+    routing: dict[int, list[str]] = {}
+    for segment_id, status, name in (
+        RoutingRule.objects.filter(segment__in=wanted, campaign__status__in=RAISE_CONFIRM_STATUSES)
+        .order_by("campaign__name")
+        .values_list("segment_id", "campaign__status", "campaign__name")
+        .distinct()
+    ):
+        routing.setdefault(segment_id, []).append(f"{CampaignStatus(status).label.lower()} "
+                                                   f"campaign '{name}'")  # fmt: skip
+    messages = dict(
+        OutboundMessage.objects.filter(segment__in=wanted)
+        .values("segment_id")
+        .annotate(n=Count("id"))
+        .order_by()
+        .values_list("segment_id", "n")
+    )
+    names = dict(IcpSegment.objects.filter(pk__in=[*routing, *messages]).values_list("pk", "name"))
+    refused = [
+        f"ICP segment '{names[pk]}' routes the leads of {' and '.join(where)} and cannot be "
+        "deleted: its routing rules would go with it and new leads would fall to the default "
+        "sequence. Change or remove those rules first."
+        for pk, where in routing.items()
+    ]
+    refused += [
+        f"ICP segment '{names[pk]}' has {n:,} message{'s' if n != 1 else ''} composed for it and "
+        "cannot be deleted: the narrative memory counts their replies under it."
+        for pk, n in messages.items()
+        if pk not in routing
+    ]
+    return refused
 
 
 def run_held(run: DispatchRun) -> list[dict[str, Any]]:

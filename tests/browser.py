@@ -77,3 +77,14 @@ def words_broken(locator) -> list[str]:
     """The texts of `locator`'s elements that the browser broke inside a word, each with a
     `|` where the line broke; [] when every line ends at a space or a hyphen."""
     return locator.evaluate_all(_WORDS_BROKEN_JS)
+
+
+def save_screenshot(page, name: str, width: int = 1280) -> None:
+    """The whole page at `width` px as var/test-artifacts/NAME.png (CI keeps var/), for a
+    person to look at."""
+    from tests.proc import REPO
+
+    folder = REPO / "var" / "test-artifacts"
+    folder.mkdir(parents=True, exist_ok=True)
+    page.set_viewport_size({"width": width, "height": 900})
+    page.screenshot(path=folder / f"{name}.png", full_page=True)

@@ -262,11 +262,10 @@ def test_delete_selected_is_not_offered_where_deletion_is_refused(world, root, l
 
 # Where Django's own "Delete selected" (its page lists what the deletion cascades to) is enough:
 # rules, settings and accounts whose rows hold no sending history, and whose absence sends
-# nothing that was held back. A venture with campaigns, templates, mailboxes or leads is
-# protected by them. Anything else offers the toolkit's guarded delete, or none.
+# nothing that was held back. Ventures and ICP segments, whose deletion takes rules and
+# suppressions with it, go through the guarded delete. Anything else offers the toolkit's
+# guarded delete, or none.
 BARE_DELETE_ALLOWED = {
-    "ventures.venture",
-    "ventures.icpsegment",
     "leads.scoringrule",
     "leads.campaignleadpolicy",
     "outreach.routingrule",
@@ -282,8 +281,9 @@ BARE_DELETE_ALLOWED = {
 
 
 def test_a_bare_delete_selected_is_offered_only_where_deleting_loses_no_history(world, root):
-    """Report files, sequences, mailboxes and suppressions (and every new model) must not
-    offer Django's delete_selected: it asks no reason, audits nothing and guards nothing."""
+    """Report files, sequences, mailboxes, ventures, ICP segments and suppressions (and every
+    new model) must not offer Django's delete_selected: it asks no reason, audits nothing and
+    guards nothing."""
     offered = {
         model._meta.label_lower
         for model, model_admin, name in registered_actions(root)
@@ -299,6 +299,8 @@ def test_a_bare_delete_selected_is_offered_only_where_deleting_loses_no_history(
         ("reporting.reportfile", "delete_confirmed"),
         ("outreach.sequence", "delete_confirmed"),
         ("outreach.mailbox", "delete_confirmed"),
+        ("ventures.venture", "delete_confirmed"),
+        ("ventures.icpsegment", "delete_confirmed"),
         ("leads.suppressionentry", "lift_suppressions"),
     ],
 )

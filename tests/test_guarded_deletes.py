@@ -13,14 +13,19 @@ import time_machine
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.urls import reverse
 
-from leads.models import SuppressionEntry
+from leads.models import Lead, ScoringRule, SuppressionEntry
 from outreach.dispatch import tick
-from outreach.models import Mailbox, OutboundMessage, Sequence
+from outreach.models import Mailbox, OutboundMessage, RoutingRule, Sequence
 from outreach.tests.outbox import NOON, running_campaign, two_step_sequence
 from reporting.models import ReportFile
-from tests.factories import LeadFactory, SuppressionEntryFactory
+from tests.factories import (
+    IcpSegmentFactory,
+    LeadFactory,
+    SuppressionEntryFactory,
+    VentureFactory,
+)
 from tests.http import text
-from ventures.models import AuditEvent
+from ventures.models import AuditEvent, IcpSegment, Venture
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("plain_http")]
 
@@ -165,3 +170,108 @@ def test_an_operator_cannot_lift_a_suppression(client, operator, venture):
     assert SuppressionEntry.objects.filter(pk=entry.pk).exists()
     response = client.get(changelist(SuppressionEntry))
     assert "lift_suppressions" not in text(response)
+
+
+# --- Ventures and ICP segments: what their deletion would take with it ---------------------
+
+
+def test_a_venture_with_campaigns_or_suppressions_is_not_deleted_and_says_what_keeps_it(
+    client, administrator, campaign
+):
+    venture = campaign.venture
+    spare = VentureFactory(name="Spare Co")
+    SuppressionEntryFactory(venture=spare)
+    client.force_login(administrator)
+
+    page = text(act(client, Venture, "delete_confirmed", [venture, spare]))
+
+    assert (
+        f"Venture '{venture}' still has campaigns, which keep it, and cannot be "
+        "deleted. Kill it instead to stop all its sending; its history stays for reports."
+    ) in page
+    assert (
+        "Venture 'Spare Co' has 1 suppression entry (addresses never to email) and "
+        "cannot be deleted: they would go with it, and a suppression is never deleted, only "
+        "lifted."
+    ) in page
+    assert "Nothing was deleted." in page
+    assert Venture.objects.filter(pk__in=[venture.pk, spare.pk]).count() == 2
+    # Nor from its page: no Delete link, and the delete address says why.
+    change = reverse("admin:ventures_venture_change", args=[spare.pk])
+    delete = reverse("admin:ventures_venture_delete", args=[spare.pk])
+    assert f'href="{delete}"' not in text(client.get(change))
+    assert "suppression entry" in text(client.post(delete, {"post": "yes"}, follow=True))
+    assert SuppressionEntry.objects.filter(venture=spare).exists()
+
+
+def test_a_venture_nothing_keeps_is_deleted_after_a_page_naming_what_goes_with_it(
+    client, administrator
+):
+    venture = VentureFactory(name="Trial Co")
+    IcpSegmentFactory.create_batch(2, venture=venture)
+    ScoringRule.objects.create(venture=venture, label="senior title", field="title",
+                               values=["cto"], points=20)  # fmt: skip
+    client.force_login(administrator)
+
+    page = text(act(client, Venture, "delete_confirmed", [venture]))
+
+    assert "Trial Co (with 2 ICP segments and 1 scoring rule)" in page
+    assert Venture.objects.filter(pk=venture.pk).exists()  # shown, not done
+    act(client, Venture, "delete_confirmed", [venture], reason="Trial never started")
+    assert not Venture.objects.filter(pk=venture.pk).exists()
+    assert not ScoringRule.objects.exists()
+    event = AuditEvent.objects.get(action="venture.delete", entity_id=str(venture.pk))
+    assert (event.reason, event.actor) == ("Trial never started", "admin-ann")
+
+
+def test_a_segment_a_running_campaign_routes_by_is_not_deleted(client, administrator):
+    campaign = running_campaign(name="Spring outreach")
+    segment = IcpSegmentFactory(venture=campaign.venture, name="DACH RevOps")
+    sequence = two_step_sequence(campaign)
+    RoutingRule.objects.create(campaign=campaign, sequence=sequence, segment=segment)
+    client.force_login(administrator)
+
+    page = text(act(client, IcpSegment, "delete_confirmed", [segment]))
+
+    assert (
+        "ICP segment 'DACH RevOps' routes the leads of running campaign 'Spring "
+        "outreach' and cannot be deleted: its routing rules would go with it and new leads "
+        "would fall to the default sequence. Change or remove those rules first."
+    ) in page
+    assert IcpSegment.objects.filter(pk=segment.pk).exists()
+    assert RoutingRule.objects.filter(segment=segment).exists()
+
+
+def test_a_segment_messages_were_composed_for_is_not_deleted(client, administrator, sent):
+    campaign, _, _ = sent
+    segment = IcpSegmentFactory(venture=campaign.venture, name="Nordics")
+    OutboundMessage.objects.filter(campaign=campaign).update(segment=segment)
+    client.force_login(administrator)
+
+    page = text(act(client, IcpSegment, "delete_confirmed", [segment]))
+
+    assert "ICP segment 'Nordics' has 4 messages composed for it and cannot be" in page
+    assert IcpSegment.objects.filter(pk=segment.pk).exists()
+
+
+def test_a_draft_campaigns_segment_is_deleted_the_page_naming_its_rules_and_leads(
+    client, administrator, campaign
+):
+    segment = IcpSegmentFactory(venture=campaign.venture, name="Benelux")
+    sequence = two_step_sequence(campaign)  # a draft campaign: its routing may change
+    RoutingRule.objects.create(campaign=campaign, sequence=sequence, segment=segment)
+    leads = LeadFactory.create_batch(3, campaign=campaign, segment=segment)
+    client.force_login(administrator)
+
+    page = text(act(client, IcpSegment, "delete_confirmed", [segment]))
+
+    assert (
+        f"Benelux of {campaign.venture} (with 1 routing rule; 3 leads lose their segment)" in page
+    )
+    assert "Its routing rules go with it, and its leads stay without a segment" in page
+    act(client, IcpSegment, "delete_confirmed", [segment], reason="Merged into DACH")
+    assert not IcpSegment.objects.filter(pk=segment.pk).exists()
+    assert not RoutingRule.objects.exists()
+    assert Lead.objects.filter(pk__in=[lead.pk for lead in leads], segment=None).count() == 3
+    event = AuditEvent.objects.get(action="icpsegment.delete", entity_id=str(segment.pk))
+    assert event.reason == "Merged into DACH"

@@ -26,14 +26,16 @@ from django.utils.html import format_html
 
 from ventures import services
 from ventures.admin_toolkit import (
-    AuditedAdmin,
     CappedCountPaginator,
+    GuardedDeleteAdmin,
     LimitRaiseConfirmMixin,
     Operation,
     OperationsAdmin,
     ReadOnlyMixin,
     ScopedAdmin,
     VentureFilter,
+    delete_selected_confirmed,
+    deleted_with,
     operation_action,
     request_global_kill_reason,
 )
@@ -386,8 +388,18 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(Venture)
-class VentureAdmin(OperationsAdmin):
+class VentureAdmin(GuardedDeleteAdmin, OperationsAdmin):
+    """A venture is deleted only through the guarded "Delete selected" (or its page), while
+    nothing keeps it: its campaigns, leads, templates, mailboxes and unsubscribes protect it,
+    and the leads app refuses one that still holds suppression entries. The confirm page
+    names what goes with it (segments, scoring rules, members, API tokens)."""
+
     operations = VENTURE_OPERATIONS
+    delete_instead = "Kill it instead to stop all its sending; its history stays for reports."
+    delete_warning = (
+        "Its members lose access to it and its API tokens stop working; its segments and "
+        "scoring rules go with it."
+    )
     list_display = (
         "name",
         "slug",
@@ -403,6 +415,7 @@ class VentureAdmin(OperationsAdmin):
     readonly_fields = ("kill_switch", "kill_reason", "created_at", "updated_at", "audit_trail")
     inlines = (MembershipInline,)
     actions = (
+        delete_selected_confirmed,
         operation_action("kill_ventures", VENTURE_OPERATIONS["kill"], "Kill selected ventures…"),
         operation_action(
             "unkill_ventures", VENTURE_OPERATIONS["unkill"], "Unkill selected ventures…"
@@ -432,6 +445,10 @@ class VentureAdmin(OperationsAdmin):
 
     def get_fieldsets(self, request, obj=None):
         return self.fieldsets if obj else self.fieldsets[:3]
+
+    def delete_label(self, obj: Venture) -> str:
+        touched = deleted_with(obj)
+        return f"{obj} ({touched})" if touched else str(obj)
 
     def get_readonly_fields(self, request, obj=None):
         # A campaign stays in its venture: its leads, segments, templates and audit trail are
@@ -478,7 +495,16 @@ class VentureAdmin(OperationsAdmin):
 
 
 @admin.register(IcpSegment)
-class IcpSegmentAdmin(AuditedAdmin):
+class IcpSegmentAdmin(GuardedDeleteAdmin):
+    """A segment is deleted only through the guarded delete: the outbox refuses one that
+    routes leads of a running or paused campaign, or that sent messages were composed for
+    (the narrative memory's figures count under it); the confirm page names what goes with
+    it (routing rules) and the leads that lose it."""
+
+    delete_warning = (
+        "Its routing rules go with it, and its leads stay without a segment: new leads are "
+        "no longer matched to it."
+    )
     list_display = ("name", "venture", "slug", "priority", "industries", "countries")
     list_select_related = ("venture",)
     list_filter = (VentureFilter,)
@@ -502,6 +528,10 @@ class IcpSegmentAdmin(AuditedAdmin):
             },
         ),
     )
+
+    def delete_label(self, obj: IcpSegment) -> str:
+        touched = deleted_with(obj)
+        return f"{obj} of {obj.venture} ({touched})" if touched else f"{obj} of {obj.venture}"
 
 
 # --- Campaigns -----------------------------------------------------------------------------------

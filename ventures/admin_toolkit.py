@@ -23,7 +23,10 @@
 
 from __future__ import annotations
 
+import functools
 import re
+import secrets
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -566,7 +569,10 @@ class LimitRaiseConfirmMixin:
     valid form, whose `instance` holds the edits) confirms first on its own page,
     old → new, and its reason goes into the save's audit row (`request.aicmo_audit_reason`,
     which `AuditedAdmin.save_model` reads). The page posts the form back as it came, except
-    `raise_unechoed` fields (write-only secrets): it says they were not carried over.
+    `raise_unechoed` fields (write-only secrets, such as a mailbox's connection URL): what the
+    operator typed in them waits in their session (`_stash_secrets`), the page carries only a
+    random token, and the confirmed post gets the values back (`_unstash_secrets`), so the
+    save stores exactly what was typed and the secret never goes into a page.
     `raise_context` adds what the page shows around the changes (`intro`, `limits_now`,
     `limits_after`). With `raise_on_add`, a new record's save is checked too (`stored` None)."""
 
@@ -582,10 +588,46 @@ class LimitRaiseConfirmMixin:
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         if request.method == "POST" and (object_id is not None or self.raise_on_add):
+            self._unstash_secrets(request)
             confirm = self._confirm_limit_raise(request, object_id)
             if confirm is not None:
                 return confirm
         return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def _stash_secrets(self, request) -> str:
+        """Keep the typed `raise_unechoed` values in the session for the confirmed post; the
+        token that finds them again, or "" when none was typed. Only this page's latest
+        stash is kept, and none older than `STASH_MAX_SECONDS`."""
+        typed = {
+            name: request.POST[name]
+            for name in self.raise_unechoed
+            if request.POST.get(name, "").strip()
+        }
+        stashes = _fresh_stashes(request)
+        stashes = {t: s for t, s in stashes.items() if s["path"] != request.path}
+        token = ""
+        if typed:
+            token = secrets.token_urlsafe(24)
+            stashes[token] = {"path": request.path, "at": time.time(), "values": typed}
+        request.session[STASH_SESSION_KEY] = stashes
+        return token
+
+    def _unstash_secrets(self, request) -> None:
+        """Put back, into a post from the confirm page, the secrets its token names (each
+        field the post left empty); the stash is used up."""
+        token = request.POST.get(STASH_FIELD, "")
+        if not token or not hasattr(request, "session"):
+            return
+        stashes = _fresh_stashes(request)
+        stash = stashes.pop(token, None)
+        request.session[STASH_SESSION_KEY] = stashes
+        if stash is None or stash["path"] != request.path:
+            return
+        post = request.POST.copy()
+        for name, value in stash["values"].items():
+            if name in self.raise_unechoed and not post.get(name, "").strip():
+                post[name] = value
+        request.POST = post
 
     def _confirm_limit_raise(self, request, object_id):
         """The confirm page when the save raises; None to save (nothing raised, or confirmed
@@ -603,7 +645,13 @@ class LimitRaiseConfirmMixin:
         if request.POST.get("_raise_confirmed") == "yes" and reason:
             request.aicmo_audit_reason = reason[:RAISE_REASON_MAX]
             return None
-        skipped = {"csrfmiddlewaretoken", "_raise_reason", "_raise_confirmed", *self.raise_unechoed}
+        skipped = {
+            "csrfmiddlewaretoken",
+            "_raise_reason",
+            "_raise_confirmed",
+            STASH_FIELD,
+            *self.raise_unechoed,
+        }
         shown = stored if stored is not None else form.instance
         info = self.opts.app_label, self.opts.model_name
         context = {
@@ -624,6 +672,8 @@ class LimitRaiseConfirmMixin:
                 for name in self.raise_unechoed
                 if name in form.fields and request.POST.get(name, "").strip()
             ],
+            "secrets_token": self._stash_secrets(request),
+            "secrets_field": STASH_FIELD,
             "reason": reason,
             "reason_missing": request.POST.get("_raise_confirmed") == "yes" and not reason,
             "cancel_url": reverse("admin:{}_{}_change".format(*info), args=[quote(stored.pk)])
@@ -647,6 +697,18 @@ class LimitRaiseConfirmMixin:
         edited = self.get_object(request, unquote(object_id))
         form = self.get_form(request, stored, change=True)
         return form(request.POST, request.FILES, instance=edited)
+
+
+STASH_SESSION_KEY = "aicmo_raise_secrets"  # session key: token -> {path, at, values}
+STASH_FIELD = "_raise_secrets"  # the confirm page's hidden field: the token only
+STASH_MAX_SECONDS = 30 * 60
+
+
+def _fresh_stashes(request) -> dict:
+    """The session's secret stashes younger than STASH_MAX_SECONDS (older ones dropped)."""
+    oldest = time.time() - STASH_MAX_SECONDS
+    found = request.session.get(STASH_SESSION_KEY) or {}
+    return {token: stash for token, stash in found.items() if stash.get("at", 0) >= oldest}
 
 
 DELETE_ACTION = "delete_confirmed"
@@ -691,19 +753,113 @@ delete_selected_confirmed = admin.action(
 )(_delete_selected_confirmed)
 
 
+DeleteRefusals = Callable[[QuerySet], list[str]]
+_DELETE_REFUSALS: dict[str, dict[str, DeleteRefusals]] = {}
+
+
+def register_delete_refusals(label: str, name: str, refusals: DeleteRefusals) -> None:
+    """Let an app that knows why some objects of the model `label` ("ventures.icpsegment")
+    must stay say so: `refusals(queryset)` returns one sentence per object of the selection
+    that may not be deleted, in a fixed number of queries. `GuardedDeleteAdmin`'s default
+    `delete_refusals` asks every registered one; registered in `AppConfig.ready()`, the same
+    name again replaces it."""
+    _DELETE_REFUSALS.setdefault(label, {})[name] = refusals
+
+
+def kept_by(queryset: QuerySet) -> dict[Any, list[str]]:
+    """For each object of `queryset` that records of another model keep (a PROTECT foreign
+    key: a venture's campaigns, leads, templates...), their models' plural names; one query."""
+    model = queryset.model
+    relations = [
+        rel
+        for rel in model._meta.related_objects
+        if getattr(rel, "on_delete", None) is models.PROTECT and not rel.many_to_many
+    ]
+    if not relations:
+        return {}
+    flags = {
+        f"kept_{index}": models.Exists(
+            rel.related_model._base_manager.filter(**{rel.field.name: models.OuterRef("pk")})
+        )
+        for index, rel in enumerate(relations)
+    }
+    found = {}
+    for row in (
+        queryset.order_by()
+        .annotate(**flags)
+        .filter(functools.reduce(lambda q, flag: q | Q(**{flag: True}), flags, Q()))
+    ):
+        found[row] = [
+            str(rel.related_model._meta.verbose_name_plural)
+            for index, rel in enumerate(relations)
+            if getattr(row, f"kept_{index}")
+        ]
+    return found
+
+
+def deleted_with(obj: models.Model) -> str:
+    """What deleting `obj` takes with it or changes, as a person reads it: "with 2 ICP
+    segments and 1 scoring rule; 40 leads lose their ICP segment" ("" when nothing)."""
+    from django.contrib.admin.utils import NestedObjects
+
+    collector = NestedObjects(using=_db_of(obj))
+    collector.collect([obj])
+    gone = [
+        f"{len(objs):,} {_noun(model, len(objs))}"
+        for model, objs in collector.model_objs.items()
+        if model is not type(obj) and objs
+    ]
+    cleared = []
+    for (field, _value), batches in collector.field_updates.items():
+        count = sum(b.count() if isinstance(b, QuerySet) else len(b) for b in batches)
+        if count:
+            noun = _noun(field.model, count)
+            cleared.append(f"{count:,} {noun} lose their {field.verbose_name}")
+    parts = ["with " + _and(gone)] if gone else []
+    return "; ".join(parts + cleared)
+
+
+def _db_of(obj: models.Model) -> str:
+    from django.db import router
+
+    return router.db_for_write(type(obj), instance=obj)
+
+
+def _noun(model, count: int) -> str:
+    opts = model._meta
+    return str(opts.verbose_name if count == 1 else opts.verbose_name_plural)
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 class GuardedDeleteAdmin(AuditedAdmin):
     """Django's "Delete selected" made safe: `delete_refusals(queryset)` (a fixed number of
     queries for the selection) says why each object that may not be deleted stays (it has
     messages, say), and then nothing is deleted; otherwise the toolkit's confirm page names
     what goes (`delete_label`, with `delete_warning`) and asks for a reason, which the audit
     row of each deleted object carries. An object with a refusal has no Delete link on its
-    page, and its delete page says why instead."""
+    page, and its delete page says why instead.
+
+    By default an object stays while records of another model keep it (`kept_by`: PROTECT
+    foreign keys, `delete_instead` saying what to do instead) or an app's registered
+    refusals say so (`register_delete_refusals`)."""
 
     actions = (delete_selected_confirmed,)
     delete_warning = ""
+    delete_instead = ""  # the refusal's last sentence: what to do instead of deleting
 
     def delete_refusals(self, queryset: QuerySet) -> list[str]:
-        return []
+        noun = str(self.opts.verbose_name).capitalize()
+        refused = [
+            f"{noun} '{obj}' still has {_and(names)}, which keep it, and cannot be deleted."
+            + (f" {self.delete_instead}" if self.delete_instead else "")
+            for obj, names in kept_by(queryset).items()
+        ]
+        for refusals in _DELETE_REFUSALS.get(self.opts.label_lower, {}).values():
+            refused += refusals(queryset)
+        return refused
 
     def delete_label(self, obj) -> str:
         return str(obj)

@@ -75,11 +75,15 @@ class CampaignCodeError(Exception):
 
 class LimitRaiseNotConfirmedError(CampaignCodeError):
     """The file raises a running or paused campaign's limits (`ventures.console.limit_raises`)
-    and the load was not given a reason to confirm it; `raises` lists them."""
+    and the load was not given a reason to confirm it; `raises` lists them. `confirm_to` says
+    what a confirmed load does ("to raise the limits of campaign 'q3'", "to re-activate
+    mailbox 'sam@x', which raises the sending capacity of running campaign 'q3'"): the
+    `campaign load` refusal ends with it, so the operator reads what they would confirm."""
 
-    def __init__(self, message: str, raises: list[LimitRaise]) -> None:
+    def __init__(self, message: str, raises: list[LimitRaise], *, confirm_to: str = "") -> None:
         super().__init__(message)
         self.raises = raises
+        self.confirm_to = confirm_to or "to raise these limits"
 
 
 # --------------------------------------------------------------------------------------------
@@ -956,6 +960,7 @@ def _confirmed_raise(
         f" {changes}. Nothing was written: raising a running or paused campaign's limits needs"
         " a confirmation and a reason",
         raises,
+        confirm_to=f"to raise the limits of campaign {campaign.slug!r}",
     )
 
 

@@ -49,6 +49,9 @@ OK, WAIT, STOP, IDLE = "ok", "wait", "stop", "idle"  # the badge tones (admin.cs
 class CampaignState:
     label: str
     tone: str
+    # Why nothing can be sent, in full, when the badge is a running campaign's that a cap
+    # level holds (`CampaignLimits.held`); a `brief` badge then names it only briefly.
+    held: str = ""
 
 
 def with_last_pause(campaigns: QuerySet[Campaign]) -> QuerySet[Campaign]:
@@ -95,11 +98,14 @@ def campaign_state(
     global_reason: str | None,
     now: dt.datetime | None = None,
     limits: CampaignLimits | None = None,
+    brief: bool = False,
 ) -> CampaignState:
     """The one badge of a campaign, from the state the outbox enforces. `global_reason` is
     `ventures.selectors.global_kill_reason()`, read once by the caller for a whole page;
     `limits` (`campaigns_limits`, read once for a page's campaigns) lets a running campaign
-    that no cap level lets send at all (every mailbox of its pool paused) say so."""
+    that no cap level lets send at all (every mailbox of its pool paused) say so: in full,
+    or with `brief` only its short form ("Running, no mailbox can send"), for a page that
+    says the whole of it once elsewhere (the dashboard's "Needs you now")."""
     status = campaign.status
     if status == CampaignStatus.COMPLETED:
         return CampaignState("Finished", IDLE)
@@ -118,7 +124,8 @@ def campaign_state(
     if halt:
         return CampaignState(f"Running, halted: {halt}", STOP)
     if limits is not None and limits.held:
-        return CampaignState(f"Running, {limits.held}", STOP)
+        shown = limits.held_brief if brief else limits.held
+        return CampaignState(f"Running, {shown}", STOP, held=limits.held)
     return _window_state(campaign, now or timezone.now())
 
 
@@ -135,6 +142,8 @@ class CapLevel:
     # Why nothing under this level can be sent today, when that is so: "no mailbox can send:
     # every mailbox of the pool is paused (...)". Shown instead of "N of 0 (... cap binds)".
     held: str = ""
+    # The same in a few words ("no mailbox can send"), where the page says `held` elsewhere.
+    held_brief: str = ""
 
 
 @dataclass(frozen=True)
@@ -153,6 +162,12 @@ class CampaignLimits:
     def held(self) -> str:
         """Why nothing can be sent today (a level that holds every send), or ""."""
         return next((level.held for level in self.levels if level.held), "")
+
+    @property
+    def held_brief(self) -> str:
+        """`held` in a few words, for a page that shows the whole of it once elsewhere."""
+        level = next((level for level in self.levels if level.held), None)
+        return (level.held_brief or level.held) if level is not None else ""
 
     @property
     def binds(self) -> str:

@@ -3,6 +3,10 @@ the campaign page's outbox panel."""
 
 from __future__ import annotations
 
+import html
+import re
+from urllib.parse import urlencode
+
 import pytest
 import time_machine
 from django.urls import reverse
@@ -271,12 +275,53 @@ def test_loosening_a_mailbox_warm_up_confirms_too(op_client, campaign, box):
     assert box.warmup_start_limit == 5
 
 
-def test_a_typed_secret_is_never_echoed_by_the_confirm_page(op_client, campaign, box):
+def hidden_fields(page: str) -> list[tuple[str, str]]:
+    """The hidden inputs of a confirm page, as the browser posts them back."""
+    return [
+        (html.unescape(name), html.unescape(value))
+        for name, value in re.findall(r'<input type="hidden" name="([^"]*)" value="([^"]*)">', page)
+    ]
+
+
+def test_a_typed_secret_is_never_echoed_by_the_confirm_page_yet_is_saved_once_confirmed(
+    op_client, campaign, box
+):
     other = "smtp://sam:another-secret-9@smtp.example:587/"
     page = text(op_client.post(change(box), mailbox_form(campaign, connection_url=other,
                                                           daily_limit=400)))  # fmt: skip
     assert "another-secret-9" not in page and "hunter2" not in page
-    assert "Not carried over from your form, for safety: Connection URL." in page
+    assert "Kept for this save as you typed it, and not shown on this page: Connection URL." in page
+    assert "_raise_secrets" in dict(hidden_fields(page))
+    # Confirmed without a reason: asked again, the typed URL still kept and still not shown.
+    again = op_client.post(change(box), urlencode(hidden_fields(page)),
+                           content_type="application/x-www-form-urlencoded")  # fmt: skip
+    page = text(again)
+    assert "Give a reason" in page and "another-secret-9" not in page
+    posted = [*hidden_fields(page), ("_raise_reason", "New relay, more volume")]
+
+    saved = op_client.post(change(box), urlencode(posted),
+                           content_type="application/x-www-form-urlencoded")  # fmt: skip
+
+    assert saved.status_code == 302
+    box.refresh_from_db()
+    assert (box.daily_limit, box.connection_url, box.connection_url_env) == (400, other, "")
+    assert op_client.session.get("aicmo_raise_secrets") == {}  # used up
+    rows = " ".join(str(e.before) + str(e.after) for e in AuditEvent.objects.all())
+    assert "another-secret-9" not in rows
+
+
+def test_a_confirm_token_of_another_mailbox_brings_no_secret(op_client, campaign, box):
+    other = "smtp://sam:another-secret-9@smtp.example:587/"
+    page = text(op_client.post(change(box), mailbox_form(campaign, connection_url=other,
+                                                          daily_limit=400)))  # fmt: skip
+    token = dict(hidden_fields(page))["_raise_secrets"]
+    second = Mailbox.objects.create(venture=campaign.venture, name="Lena", from_name="Lena",
+                                    from_email="lena@venture.example")  # fmt: skip
+    op_client.post(change(second), {**mailbox_form(campaign, connection_url="", from_email=
+                   "lena@venture.example", daily_limit=10, campaigns=[]),
+                   "_raise_secrets": token})  # fmt: skip
+    second.refresh_from_db()
+    assert (second.daily_limit, second.connection_url) == (10, "")  # saved, without Sam's URL
 
 
 @pytest.mark.parametrize("status", ["draft", "lowered"])
@@ -427,11 +472,14 @@ def test_a_new_mailbox_joining_a_running_campaigns_pool_confirms_first_too(
     )
     assert "<td>40</td><td>→</td><td><strong>65</strong>" in page
     assert "Now: no such mailbox yet." in page
-    assert "Connection URL. Saving leaves it unset; type it again afterwards." in page
+    assert "not shown on this page: Connection URL." in page
+    assert "hunter2" not in page
     assert not Mailbox.objects.filter(from_email="lena@venture.example").exists()
 
-    op_client.post(add, {**form, "_raise_confirmed": "yes", "_raise_reason": "Second sender"})
+    posted = [*hidden_fields(page), ("_raise_reason", "Second sender")]
+    op_client.post(add, urlencode(posted), content_type="application/x-www-form-urlencoded")
     lena = Mailbox.objects.get(from_email="lena@venture.example")
+    assert lena.connection_url == SECRET  # as typed on the add form, never shown since
     assert list(lena.campaigns.all()) == [campaign]
     event = AuditEvent.objects.for_entity(lena).get(action="mailbox.campaigns")
     assert event.reason == "Second sender"

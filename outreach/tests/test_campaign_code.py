@@ -715,7 +715,8 @@ def test_raising_a_mailbox_cap_of_a_running_or_paused_campaign_is_refused_in_one
         f" mailbox 'sam@mail.acme.example', which sends for {shown} campaign 'acme-q3':"
         " mailboxes[0].daily_limit 80 -> 800. Nothing was written: raising the limits of a"
         " mailbox a running or paused campaign sends from needs a confirmation and a reason:"
-        ' load again with --confirm-raise --reason "why" to raise them.'
+        ' load again with --confirm-raise --reason "why" to raise the limits of mailbox'
+        " 'sam@mail.acme.example'."
     )
     assert "\n" not in str(err.value)
     assert Mailbox.objects.get().daily_limit == 80
@@ -796,7 +797,7 @@ BOUNCING = "bounce rate 9.0% (9 of 100 sent since 2026-12-07 09:00 UTC) is above
 
 
 @pytest.mark.parametrize("status", ["start", "pause"])
-def test_a_file_switching_back_on_a_mailbox_the_engine_paused_is_refused_with_its_reason(
+def test_a_file_switching_on_a_mailbox_the_engine_paused_is_refused_naming_the_capacity_it_adds(
     load, tmp_path, status
 ):
     campaign = running(load, status)
@@ -817,8 +818,9 @@ def test_a_file_switching_back_on_a_mailbox_the_engine_paused_is_refused_with_it
         f" 'sam@mail.acme.example', paused by the engine ({BOUNCING}), which sends for {shown}"
         " campaign 'acme-q3': mailboxes[0].active paused -> active. Nothing was written:"
         " re-activating a paused mailbox a running or paused campaign sends from needs a"
-        ' confirmation and a reason: load again with --confirm-raise --reason "why" to raise'
-        " them."
+        ' confirmation and a reason: load again with --confirm-raise --reason "why" to'
+        " re-activate mailbox 'sam@mail.acme.example', which raises the sending capacity of"
+        f" {shown} campaign 'acme-q3'."
     )
     box.refresh_from_db()
     assert box.is_active is False
@@ -923,7 +925,9 @@ def test_a_mailbox_joining_a_running_campaigns_pool_is_a_raise_of_its_mailboxes_
         " 'lena@mail.acme.example' to the pool of running campaign 'acme-q3': mailboxes[1] in"
         " the pool: sends allowed today from its mailboxes 80 -> 130. Nothing was written:"
         " adding a mailbox to the pool of a running or paused campaign needs a confirmation"
-        ' and a reason: load again with --confirm-raise --reason "why" to raise them.'
+        ' and a reason: load again with --confirm-raise --reason "why" to add mailbox'
+        " 'lena@mail.acme.example' to the pool, which raises the sending capacity of running"
+        " campaign 'acme-q3'."
     )
     assert Mailbox.objects.count() == 1
 
@@ -932,6 +936,51 @@ def test_a_mailbox_joining_a_running_campaigns_pool_is_a_raise_of_its_mailboxes_
         "lena@mail.acme.example", "sam@mail.acme.example"]  # fmt: skip
     pool = AuditEvent.objects.for_entity(campaign).filter(action="campaign.mailboxes")
     assert pool.latest("id").reason == "More volume"
+
+
+def test_swapping_a_pool_mailbox_for_one_that_allows_as_much_needs_no_confirmation(load):
+    """Sam (80 a day) leaves the running campaign's pool as Lena (80 a day) joins: the pool
+    allows 80 sends today before and after, so nothing is raised."""
+    load(BASE + MAILBOX + SEQUENCE)
+    campaign = Campaign.objects.get(slug="acme-q3")
+    campaign_transition(campaign=campaign, action="start", actor="t")
+    lena_as_much = LENA.replace("daily_limit = 50", "daily_limit = 80")
+
+    result = load(BASE + lena_as_much + SEQUENCE)
+
+    assert list(campaign.mailboxes.values_list("from_email", flat=True)) == [
+        "lena@mail.acme.example"
+    ]
+    assert (result.sections["mailboxes"]["created"], result.sections["mailboxes"]["removed"]) == (
+        1,
+        1,
+    )
+    pool = AuditEvent.objects.for_entity(campaign).filter(action="campaign.mailboxes").latest("id")
+    assert (pool.before, pool.after, pool.reason) == (
+        {"mailboxes": ["sam@mail.acme.example"]},
+        {"mailboxes": ["lena@mail.acme.example"]},
+        "campaign load acme.toml",  # a plain load's change, no confirmed raise
+    )
+
+
+def test_swapping_a_pool_mailbox_for_one_that_allows_more_is_a_raise_of_the_pool(load):
+    """Sam (80) out, Lena (100) in, with Sam listed after her: the pool goes 80 -> 100."""
+    load(BASE + MAILBOX + SEQUENCE)
+    campaign = Campaign.objects.get(slug="acme-q3")
+    campaign_transition(campaign=campaign, action="start", actor="t")
+    lena_more = LENA.replace("daily_limit = 50", "daily_limit = 100")
+
+    with pytest.raises(LimitRaiseNotConfirmedError) as err:
+        load(BASE + lena_more + SEQUENCE)
+
+    assert (
+        ": mailboxes[0] in the pool: sends allowed today from its mailboxes 80 -> 100. Nothing"
+        " was written" in str(err.value)
+    )
+    assert list(campaign.mailboxes.values_list("from_email", flat=True)) == [
+        "sam@mail.acme.example"
+    ]
+    assert not Mailbox.objects.filter(from_email="lena@mail.acme.example").exists()
 
 
 def test_joining_an_empty_pool_or_a_draft_campaign_or_while_paused_needs_no_confirmation(load):

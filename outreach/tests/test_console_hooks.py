@@ -111,7 +111,11 @@ def test_a_pool_with_every_mailbox_paused_says_no_mailbox_can_send_and_why(setti
         assert badge in page
         listed = text(client.get(reverse("admin:ventures_campaign_changelist")))
         assert f'class="state state-stop" title="Running, {held}"' in listed
-        assert badge in text(client.get(reverse("admin:index")))
+        # The dashboard says it once, in "Needs you now"; its badge only refers to it.
+        board = text(client.get(reverse("admin:index")))
+        assert '<span class="state state-stop">Running, no mailbox can send</span>' in board
+        assert f"{campaign.name}: running, but {held}" in board
+        assert board.count(held) == 1
         clock.move_to(NOON + dt.timedelta(days=3))  # the follow-ups are due: none goes out
         assert tick().counts.get("sent", 0) == 0
     follow_ups = OutboundMessage.objects.filter(campaign=campaign, step__position=2)

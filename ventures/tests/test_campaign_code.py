@@ -872,7 +872,7 @@ def test_loading_a_raise_of_a_running_or_paused_campaign_is_refused_naming_each_
         f" 'acme-q3', which is {shown}: campaign.daily_send_limit 40 -> 5,000;"
         " campaign.warmup.start_limit 10 -> none. Nothing was written: raising a running or"
         " paused campaign's limits needs a confirmation and a reason: load again with"
-        ' --confirm-raise --reason "why" to raise them.'
+        " --confirm-raise --reason \"why\" to raise the limits of campaign 'acme-q3'."
     )
     campaign.refresh_from_db()
     assert (campaign.daily_send_limit, campaign.warmup_start_limit) == (40, 10)

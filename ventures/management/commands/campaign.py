@@ -89,7 +89,7 @@ class Command(ProjectCommand):
             raise CommandError(str(exc)) from None
         except LimitRaiseNotConfirmedError as exc:
             raise CommandError(
-                f'{exc}: load again with --confirm-raise --reason "why" to raise them.'
+                f'{exc}: load again with --confirm-raise --reason "why" {exc.confirm_to}.'
             ) from None
         except (DomainError, CampaignCodeError) as exc:
             raise CommandError(str(exc)) from None

@@ -1045,9 +1045,10 @@ def campaign_outbox_panel(request, campaign: Campaign) -> str:
 
 
 def _allowed_today(limits: CampaignLimits) -> str:
-    """After "Sent today: N": the limit the outbox enforces, or why nothing can be sent."""
+    """After "Sent today: N": the limit the outbox enforces, or that nothing can be sent (in
+    a few words: the state badge at the top of the page says why in full)."""
     if limits.held:
-        return f"; {limits.held}"
+        return f"; {limits.held_brief}, as the campaign's state says"
     return (
         f" of {limits.effective:,} allowed today ({limits.binds}; each recipient domain has "
         "its own limit too)"

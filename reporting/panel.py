@@ -78,6 +78,7 @@ class CapUse:
     detail: str
     binds: bool
     held: str = ""  # why nothing under this level can be sent today (ventures.console)
+    held_brief: str = ""  # the same in a few words: the page's state badge says it in full
 
 
 @dataclass(frozen=True)
@@ -203,7 +204,7 @@ def _cap_use(campaign: Campaign, limits: CampaignLimits, now: dt.datetime) -> li
     used = {"mailboxes" if scope == "mailbox" else scope: n for scope, n in rows}
     return [
         CapUse(level.name, level.limit, used.get(level.name, 0), level.detail,
-               level.limit == limits.effective, level.held)
+               level.limit == limits.effective, level.held, level.held_brief or level.held)
         for level in limits.levels
     ]  # fmt: skip
 
@@ -287,9 +288,10 @@ def _caps_html(glance: Glance) -> str:
 
 
 def _cap_badge(cap: CapUse) -> str:
-    """ "binds" beside the binding level; a level that holds every send says why instead."""
+    """ "binds" beside the binding level; a level that holds every send says so instead, in a
+    few words (the campaign's state badge, at the top of the page, says why in full)."""
     if cap.held:
-        return format_html(' <span class="state state-stop">{}</span>', cap.held)
+        return format_html(' <span class="state state-stop">{}</span>', cap.held_brief)
     return format_html(' <span class="state state-wait">{}</span>', "binds") if cap.binds else ""
 
 

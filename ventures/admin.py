@@ -558,7 +558,7 @@ class CampaignAdmin(LimitRaiseConfirmMixin, OperationsAdmin):
     search_fields = ("name", "slug", "venture__name")
     prepopulated_fields = {"slug": ("name",)}
     readonly_fields = (
-        "state_full",
+        "state_brief",
         "status",
         "mode",
         "kill_switch_text",
@@ -620,7 +620,7 @@ class CampaignAdmin(LimitRaiseConfirmMixin, OperationsAdmin):
             "State (changed only through the actions)",
             {
                 "fields": (
-                    "state_full",
+                    "state_brief",
                     "status",
                     "mode",
                     "kill_switch_text",
@@ -700,6 +700,15 @@ class CampaignAdmin(LimitRaiseConfirmMixin, OperationsAdmin):
         found = campaign_state(obj, global_reason=_global_reason(obj), limits=_limits(obj))
         return format_html('<span class="state state-{}">{}</span>', found.tone, found.label)
 
+    @admin.display(description="state")
+    def state_brief(self, obj: Campaign) -> str:
+        """The badge again in the page's State section, a held level only in a few words:
+        the page header's badge says why in full."""
+        found = campaign_state(
+            obj, global_reason=_global_reason(obj), limits=_limits(obj), brief=True
+        )
+        return format_html('<span class="state state-{}">{}</span>', found.tone, found.label)
+
     @admin.display(description="kill switch")
     def kill_switch_text(self, obj: Campaign) -> str:
         # Words, not Django's boolean icons: a red cross read as "halted" for a live campaign.
@@ -735,7 +744,7 @@ class CampaignAdmin(LimitRaiseConfirmMixin, OperationsAdmin):
 
     @admin.display(description="effective daily limit")
     def effective_limit(self, obj: Campaign) -> str:
-        return campaign_limits(obj).sentence()
+        return campaign_limits(obj).sentence(brief=True)
 
     @admin.display(description="halt reason")
     def halt_reason(self, obj: Campaign) -> str:

@@ -187,10 +187,16 @@ class CampaignLimits:
         """For a list: "120 (venture cap binds)"."""
         return f"{self.effective:,} ({self.binds})"
 
-    def sentence(self) -> str:
-        """For a page: every level, the binding one named first."""
+    def sentence(self, *, brief: bool = False) -> str:
+        """For a page: every level, the binding one named first; with `brief`, a level that
+        holds every send only in a few words (for a page whose state badge says it in full)."""
         details = "; ".join(level.detail for level in self.levels)
-        return f"Effective today: {self.effective:,} ({self.binds}; {details})"
+        binds = (
+            f"{self.held_brief}, as the campaign's state says"
+            if brief and self.held
+            else self.binds
+        )
+        return f"Effective today: {self.effective:,} ({binds}; {details})"
 
 
 CapSource = Callable[[list[Campaign], dt.datetime], dict[int, CapLevel]]

@@ -314,10 +314,16 @@ DONE_STATES = (MessageState.SENT, MessageState.TASK_DONE, MessageState.TASK_SKIP
 class OutboundMessage(models.Model):
     """One step for one lead: an email or a manual task, from planned to settled."""
 
-    idempotency_key = models.CharField(max_length=64, unique=True, editable=False)
+    # Unique through Meta's constraint (a unique=True field would add a second, LIKE index).
+    idempotency_key = models.CharField(max_length=64, editable=False)
     enrollment = models.ForeignKey(Enrollment, on_delete=models.CASCADE, related_name="messages")
-    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="outbound_messages")
-    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="messages")
+    # No index of their own: (lead, step)'s unique index and (campaign, state)'s serve them.
+    lead = models.ForeignKey(
+        Lead, on_delete=models.CASCADE, related_name="outbound_messages", db_index=False
+    )
+    campaign = models.ForeignKey(
+        Campaign, on_delete=models.CASCADE, related_name="messages", db_index=False
+    )
     venture_id = models.BigIntegerField()
     step = models.ForeignKey(SequenceStep, on_delete=models.PROTECT, related_name="messages")
     mailbox = models.ForeignKey(Mailbox, null=True, blank=True, on_delete=models.PROTECT)
@@ -339,7 +345,7 @@ class OutboundMessage(models.Model):
     subject = models.CharField(max_length=998, blank=True)
     body_text = models.TextField(blank=True)
     body_html = models.TextField(blank=True)
-    message_id = models.CharField(max_length=300, blank=True, db_index=True)
+    message_id = models.CharField(max_length=300, blank=True)  # indexed in Meta, without LIKE
     esp_message_id = models.CharField(max_length=300, blank=True)
     in_reply_to = models.CharField(max_length=300, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
@@ -371,6 +377,7 @@ class OutboundMessage(models.Model):
         ordering = ["due_at", "id"]
         constraints = [
             models.UniqueConstraint(fields=["lead", "step"], name="outbound_once_per_lead_step"),
+            models.UniqueConstraint(fields=["idempotency_key"], name="outbound_idempotency_once"),
             models.CheckConstraint(
                 condition=Q(state__in=MessageState.values), name="outbound_state_valid"
             ),
@@ -396,6 +403,8 @@ class OutboundMessage(models.Model):
                 condition=Q(state__in=DUE_STATES),
                 name="outbound_campaign_due_idx",
             ),
+            # Replies name the message by our Message-ID (In-Reply-To, References).
+            models.Index(fields=["message_id"], name="outbound_message_id_idx"),
             # Feedback from an ESP names the message by the ESP's id.
             models.Index(
                 fields=["esp_message_id"],

@@ -28,8 +28,9 @@ with no gap between sends, every daily cap far above MESSAGES. Then, alternating
 at 90% of them; at least KILLS times a random one is killed with SIGKILL and restarted (its
 leases are made to lapse at once, as if its lease time had passed); then the workers stop,
 every lease lapses and a final tick runs. Prints duplicates (an .eml written twice, or a
-recipient twice), lost messages (not settled, or sent without its .eml) and cap overruns: all
-must be 0.
+recipient twice), lost messages (not settled, or sent without its .eml) and cap overruns, and
+the leads whose kept facts and the counts of the messages' tallies that differ from the
+messages: all must be 0.
 
 `--phases`: one pass over MESSAGES in this process with each step of the tick timed; prints
 milliseconds per message by step (where the time goes) and this process's CPU time per message. `--variants N` gives the first step a
@@ -290,7 +291,7 @@ def build(campaign, n: int) -> None:
     if OutboundMessage.objects.filter(campaign=campaign, step=step).count() != n:
         started = time.perf_counter()
         with connection.cursor() as cursor:
-            for sql in RESET_SQL[:5]:
+            for sql in RESET_SQL[:6]:  # through the leads' facts, which name the leads
                 cursor.execute(sql, params)
             cursor.execute(
                 "DELETE FROM outreach_outboundmessage WHERE campaign_id = %s", [campaign.pk]
@@ -524,7 +525,7 @@ def enrol_run(campaign, n: int) -> dict:
 
     def unenrol() -> None:
         with connection.cursor() as cursor:
-            for sql in RESET_SQL[:5]:
+            for sql in RESET_SQL[:6]:  # through the leads' facts, which name the leads
                 cursor.execute(sql, campaign.params)
             cursor.execute(
                 "DELETE FROM outreach_outboundmessage WHERE campaign_id = %s", [campaign.pk]
@@ -596,7 +597,9 @@ SETTLED = {"sent", "blocked", "failed", "deferred", "unknown"}
 def crash_run(campaign, n: int, kills: int, database_url: str) -> dict:
     from django.db.models import Count
 
+    from outreach.facts import lead_facts_drift
     from outreach.models import OutboundMessage, SendLedger
+    from outreach.tally import tally_drift
     from ventures.models import Venture
 
     cap = n * 9 // 10
@@ -649,9 +652,17 @@ def crash_run(campaign, n: int, kills: int, database_url: str) -> dict:
         + first.filter(reason="").exclude(state="sent").count()
         + sum(1 for k in written if keys[k] not in ("sent", "unknown"))
     )
-    ledger = SendLedger.objects.get(scope="venture", key=str(campaign.venture_id)).count
+    # One ledger row per day of the venture: a run across midnight has two, each capped.
+    days = list(
+        SendLedger.objects.filter(scope="venture", key=str(campaign.venture_id)).values_list(
+            "count", flat=True
+        )
+    )
+    ledger = sum(days)
     taken = states["sent"] + states["unknown"]
     twice = first.values("lead").annotate(n=Count("id")).filter(n__gt=1).count()
+    # What reports read instead of the messages: the leads' facts and the messages' tallies.
+    facts_drift, counts_drift = len(lead_facts_drift(campaign)), len(tally_drift(campaign.pk))
     shutil.rmtree(artifacts)
     Venture.objects.filter(pk=campaign.venture_id).update(daily_send_limit=int(HIGH))
     return {
@@ -665,9 +676,13 @@ def crash_run(campaign, n: int, kills: int, database_url: str) -> dict:
         + twice,
         "lost": lost,
         "cap": cap,
-        "cap_overruns": max(0, ledger - cap) + max(0, taken - cap),
+        "cap_overruns": sum(max(0, day - cap) for day in days)
+        + (max(0, taken - cap) if len(days) == 1 else 0),
+        "ledger_days": len(days),
         "ledger": ledger,
         "ledger_mismatch": ledger - taken,  # slots counted against sent + unknown: 0
+        "facts_drift": facts_drift,  # leads whose kept facts differ from their messages: 0
+        "tally_drift": counts_drift,  # counts of the messages' tallies that differ: 0
     }
 
 
@@ -735,6 +750,8 @@ def main() -> int:
             result["lost"],
             result["cap_overruns"],
             result["ledger_mismatch"],
+            result["facts_drift"],
+            result["tally_drift"],
         )
         return 1 if any(bad) else 0
 

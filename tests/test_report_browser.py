@@ -37,7 +37,9 @@ def test_operator_opens_reads_downloads_and_keeps_the_report(page, settings, tmp
         page.get_by_role("link", name="PDF", exact=True).click()
     assert pdf.value.suggested_filename == f"{campaign.slug}-report.pdf"
     assert pdf.value.path().read_bytes().startswith(b"%PDF-")
-    page.get_by_role("button", name="Keep a copy (proof bundle)").click()
+    # The bundle (every format, the PDF too) is written before the page returns: seconds on a
+    # quiet machine, past the default 15 s on a crowded one.
+    page.get_by_role("button", name="Keep a copy (proof bundle)").click(timeout=60_000)
     expect(page.locator("ul.messagelist")).to_contain_text("Kept a copy: reports/")
     expect(page.locator(".report-kept")).to_contain_text("Proof bundle (ZIP)")
 

@@ -27,7 +27,6 @@ from django.http import (
     HttpResponse,
     HttpResponseRedirect,
     JsonResponse,
-    StreamingHttpResponse,
 )
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -85,6 +84,7 @@ from ventures.admin_toolkit import (
     visible_campaigns,
     visible_venture_ids,
 )
+from ventures.http import streamed_response
 from ventures.models import Campaign, IcpSegment, Venture
 from ventures.selectors import (
     user_sees_all_ventures,
@@ -540,12 +540,10 @@ class LeadAdmin(OperationsAdmin):
         except InvalidQueryString:
             messages.warning(request, "The filter or search was not valid; nothing exported.")
             return HttpResponseRedirect(reverse("admin:leads_lead_changelist"))
-        response = StreamingHttpResponse(
-            leads_csv_lines(leads=leads), content_type="text/csv; charset=utf-8"
-        )
         stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
-        response["Content-Disposition"] = f'attachment; filename="leads-{stamp}.csv"'
-        return response
+        return streamed_response(
+            leads_csv_lines(leads=leads), request, filename=f"leads-{stamp}.csv"
+        )
 
     def data_export_view(self, request, object_id):
         if not self.has_view_or_change_permission(request):
@@ -890,11 +888,9 @@ class ImportBatchAdmin(ReadOnlyMixin, OperationsAdmin):
 
     def rejected_csv_view(self, request, object_id):
         batch = self._batch(request, object_id)
-        response = StreamingHttpResponse(
-            rejected_csv_lines(batch), content_type="text/csv; charset=utf-8"
+        return streamed_response(
+            rejected_csv_lines(batch), request, filename=f"import-{batch.pk}-rejected.csv"
         )
-        response["Content-Disposition"] = f'attachment; filename="import-{batch.pk}-rejected.csv"'
-        return response
 
     @admin.display(description="progress")
     def progress(self, obj: ImportBatch) -> str:

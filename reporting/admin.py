@@ -193,7 +193,9 @@ class ReportFileAdmin(GuardedDeleteAdmin):
                 table = request.GET.get("table", "outcomes")
                 if table not in CSV_TABLES:
                     raise Http404("No such table.")
-                return export_response(table, campaign, filename=export_filename(table, campaign))
+                return export_response(
+                    table, campaign, filename=export_filename(table, campaign), request=request
+                )
             if fmt == "zip":
                 # Written to a temporary file first (a ZIP needs its end to write its
                 # directory), then streamed from it; the file goes when the response closes.

@@ -83,7 +83,6 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import CharField, Func, IntegerField, Q
 from django.db.models.functions import Cast
 from django.http import StreamingHttpResponse
-from django.utils.http import content_disposition_header
 
 from leads.models import CampaignLeadPolicy, ImportBatch, Unsubscribe
 from leads.services.exports import spreadsheet_safe
@@ -97,6 +96,7 @@ from outreach.models import (
     SequenceStep,
 )
 from templating.models import MessageTemplate
+from ventures.http import streamed_response
 from ventures.models import AuditEvent, Campaign
 from ventures.services import DomainError
 
@@ -163,15 +163,13 @@ def export_write(kind: str, campaign: Campaign, out: BinaryIO) -> int:
 
 
 def export_response(
-    kind: str, campaign: Campaign, filename: str | None = None
+    kind: str, campaign: Campaign, filename: str | None = None, *, request=None
 ) -> StreamingHttpResponse:
-    """The CSV of `kind` for `campaign` as a streamed download."""
-    chunks = export_chunks(kind, campaign)
-    response = StreamingHttpResponse(chunks, content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = content_disposition_header(
-        as_attachment=True, filename=filename or export_filename(kind, campaign)
+    """The CSV of `kind` for `campaign` as a streamed download (streamed under WSGI and, given
+    the request, under ASGI too: `ventures.http.streamed_response`)."""
+    return streamed_response(
+        export_chunks(kind, campaign), request, filename=filename or export_filename(kind, campaign)
     )
-    return response
 
 
 def export_filename(kind: str, campaign: Campaign) -> str:

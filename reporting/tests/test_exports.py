@@ -385,6 +385,29 @@ def test_the_download_is_a_streamed_csv_attachment(world):
     assert named["Content-Disposition"] == 'attachment; filename="trail.csv"'
 
 
+def test_under_asgi_the_download_streams_chunk_by_chunk_not_read_whole_first(world):
+    """Django reads a synchronous iterator whole before an ASGI server sends a byte (and
+    warns): the export gives an ASGI request an asynchronous one, whose chunks are read in the
+    request's thread, with its connection."""
+    import warnings
+
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncRequestFactory
+
+    campaign = world["campaign"]
+    response = export_response("messages", campaign, request=AsyncRequestFactory().get("/"))
+    assert response.is_async
+
+    async def read() -> list[bytes]:
+        return [chunk async for chunk in response]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "must consume synchronous iterators" would raise
+        chunks = async_to_sync(read)()
+    assert b"".join(chunks) == b"".join(export_chunks("messages", campaign))
+    assert export_response("messages", campaign).is_async is False  # WSGI: as it was
+
+
 def test_the_filename_names_the_campaign_and_the_kind(campaign):
     assert export_filename("outcomes", campaign) == f"{campaign.slug}-outcomes.csv"
 

@@ -391,6 +391,17 @@ class Lead(models.Model):
     """A person in one campaign. The same person in two campaigns is two rows with the same
     identity hash; `venture` is stored too so cross-campaign checks need no join."""
 
+    # The audit trail cannot be changed, so it can never be erased: it names a lead by its
+    # id and shows these fields' changes only as keyed fingerprints (`ventures.services
+    # .snapshot`). The fields an erasure blanks (`leads.services.privacy.PERSONAL_FIELDS`).
+    AUDIT_PERSONAL_FIELDS = (
+        "email", "email_key", "identity_hash", "first_name", "last_name", "title", "company",
+        "company_domain", "website", "phone", "linkedin_url", "city", "state", "country",
+        "timezone", "industry", "company_size", "value_estimate", "custom_fields", "consent_at",
+        "consent_source", "utm_source", "utm_medium", "utm_campaign", "utm_content",
+        "score_explanation", "source_row",
+    )  # fmt: skip
+
     # The campaign-first indexes below serve campaign filters, so no separate FK index.
     # On PostgreSQL, campaign, venture, segment and source_batch have no foreign key: triggers
     # check them once per statement (leads/0009), the pair (campaign, venture) against the
@@ -528,6 +539,10 @@ class Lead(models.Model):
         if self.status == LeadStatus.ERASED:
             return f"Erased lead #{self.pk}"
         return self.email or f"Lead #{self.pk}"
+
+    def audit_label(self) -> str:
+        """How the audit trail names the lead: never by its address (see above)."""
+        return f"Lead #{self.pk}"
 
     @property
     def full_name(self) -> str:

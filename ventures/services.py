@@ -66,13 +66,14 @@ def _jsonable(value: Any) -> Any:
 def snapshot(obj: models.Model, fields: list[str] | None = None) -> dict[str, Any]:
     """A JSON-ready dict of the object's concrete field values (FKs as ids).
 
-    Fields a model names in `AUDIT_SECRET_FIELDS` (an SMTP password in a URL, say) are never
+    Fields a model names in `AUDIT_SECRET_FIELDS` (an SMTP password in a URL, say) or in
+    `AUDIT_PERSONAL_FIELDS` (a lead's address and name: the trail cannot be erased) are never
     written as they are: they show as "set (<fingerprint>)" or "", where the fingerprint is a
     keyed hash (SECRET_KEY), so a change is still seen and the value cannot be recovered."""
     names = fields or [
         f.attname for f in obj._meta.concrete_fields if f.name not in ("created_at", "updated_at")
     ]
-    secret = set(getattr(obj, "AUDIT_SECRET_FIELDS", ()))
+    secret = {*getattr(obj, "AUDIT_SECRET_FIELDS", ()), *getattr(obj, "AUDIT_PERSONAL_FIELDS", ())}
     return {
         name: secret_fingerprint(getattr(obj, name))
         if name in secret
@@ -100,6 +101,13 @@ def _venture_id_of(entity: models.Model) -> int | None:
     return _venture_id_of(owner) if isinstance(owner, models.Model) else None
 
 
+def audit_label(entity: models.Model) -> str:
+    """How an audit row names its entity: the model's `audit_label()` where it has one (a
+    lead, by id: never a person's address in a trail that cannot be erased), else str()."""
+    label = getattr(entity, "audit_label", None)
+    return label() if callable(label) else str(entity)
+
+
 def audit_record(
     *,
     actor: Actor,
@@ -114,7 +122,7 @@ def audit_record(
         action=action,
         entity_type=entity._meta.label_lower,
         entity_id=str(entity.pk),
-        entity_repr=str(entity)[:300],
+        entity_repr=audit_label(entity)[:300],
         venture_id=_venture_id_of(entity),
         before=before,
         after=after,

@@ -25,7 +25,7 @@ from leads.signals import lead_erased
 from leads.suppression import suppression_add, suppression_values_from_file
 from tests.factories import CampaignFactory, LeadFactory
 from ventures.models import AuditEvent
-from ventures.services import DomainError
+from ventures.services import DomainError, audit_changes, snapshot
 
 HEADER = "Email,First Name,Last Name,Phone\n"
 
@@ -142,6 +142,27 @@ def test_erasure_removes_personal_data_everywhere_and_blocks_reimport(
     outcome = run_import(write_csv(HEADER + "gone@ACME.example,G,,\n"))
     assert outcome.counts["suppressed"] == 1 and outcome.counts["created"] == 0
     assert not Lead.objects.filter(email_key="gone@acme.example").exists()
+
+
+def test_the_audit_trail_never_holds_a_leads_address_or_name(campaign):
+    """The trail cannot be changed, so an erasure could not reach it: a lead is named by its
+    id, and its personal fields' changes appear as fingerprints, still telling that they
+    changed."""
+    lead = LeadFactory(campaign=campaign, email="kim@acme.example", first_name="Kim")
+    before = snapshot(lead)
+    lead.first_name, lead.company = "Kimberly", "Acme Rockets"
+    lead.save()
+    row = audit_changes(actor="op", entity=lead, before=before, action="lead.update")
+    lead_data_export(lead=lead, actor="dpo")
+    trail = json.dumps(list(AuditEvent.objects.values("entity_repr", "before", "after")))
+    for personal in ("kim@acme.example", "Kimberly", "Acme Rockets"):
+        assert personal not in trail
+    assert row.entity_repr == f"Lead #{lead.pk}"
+    assert set(row.after) == {"first_name", "company"}
+    assert row.after["first_name"].startswith("set (")
+    assert row.before["first_name"].startswith("set (")
+    assert row.before["first_name"] != row.after["first_name"]
+    assert set(Lead.AUDIT_PERSONAL_FIELDS) == set(PERSONAL_FIELDS)  # what an erasure blanks
 
 
 def test_erasure_of_an_unknown_person_still_prevents_future_imports(run_import, write_csv):

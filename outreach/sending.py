@@ -11,9 +11,13 @@ records; what the mail server said decides between retry, failure and "unknown".
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 import smtplib
 from dataclasses import dataclass
+from email import generator
+from email.policy import Compat32
+from io import BytesIO
 from pathlib import Path
 
 import requests
@@ -85,6 +89,41 @@ def build_email(message: OutboundMessage, connection=None) -> EmailMultiAlternat
     return email
 
 
+# A header value that the standard library's compat32 folding leaves as it is: printable
+# ASCII words with single spaces between them (no surrogates, no line break, no encoded
+# word to make).
+_PLAIN_HEADER = re.compile(r"[!-~]+(?: [!-~]+)*")
+
+
+class _QuickFold(Compat32):
+    """compat32 (the policy of Django's messages) with a shortcut for the common header: one
+    that fits on its line as it is folds to `Name: value` plus the line end, which is what
+    `email.header.Header.encode` makes of it, without building a `Header` for it. Every
+    other value (long, non-ASCII, already encoded) takes the standard library's path."""
+
+    def _fold(self, name, value, sanitize):
+        if (
+            isinstance(value, str)
+            and len(name) + len(value) + 2 <= (self.max_line_length or 0)
+            and _PLAIN_HEADER.fullmatch(value)
+        ):
+            return f"{name}: {value}{self.linesep}"
+        return super()._fold(name, value, sanitize)
+
+
+_QUICK_FOLD = _QuickFold()
+
+
+def email_bytes(message) -> bytes:
+    """The bytes Django's `message.as_bytes()` makes (the same generator, the same lines,
+    LF line ends), with the headers folded by `_QuickFold`."""
+    out = BytesIO()
+    generator.BytesGenerator(out, mangle_from_=False, policy=_QUICK_FOLD).flatten(
+        message, linesep="\n"
+    )
+    return out.getvalue()
+
+
 class ProofBackend:
     """Proof mode: each message becomes an .eml file in the run's folder; nothing is sent."""
 
@@ -99,7 +138,7 @@ class ProofBackend:
         return None
 
     def send(self, message: OutboundMessage) -> Outcome:
-        data = build_email(message).message().as_bytes()
+        data = email_bytes(build_email(message).message())
         path = self.folder / f"{message.idempotency_key}.eml"
         path.write_bytes(data)
         return Outcome(SENT, f"written to {path.name}")

@@ -635,6 +635,26 @@ def _lock_rules(
         )
 
 
+# What the hand-over reads of a lead after its re-check: the guardrails (`_lead_block`,
+# `_suppressed`), the unsubscribe headers (the id), the next step's row (`plan_next_steps`)
+# and the facts (`lead_facts_add`: the id). Read again in the hand-over's transaction; the
+# rest of the lead (its profile, for the template) was read with the batch.
+LEAD_REREAD = ("status", "consent_status", "email", "email_key", "identity_hash", "venture_id")
+
+
+def _leads_reread(messages: list[OutboundMessage]) -> None:
+    """The messages' leads get the current values of LEAD_REREAD, in one query (plain rows,
+    not a model instance of 45 fields for each lead)."""
+    by_lead: dict[int, list[Lead]] = {}
+    for m in messages:
+        by_lead.setdefault(m.lead_id, []).append(m.lead)
+    rows = Lead.objects.filter(pk__in=list(by_lead)).values_list("pk", *LEAD_REREAD)
+    for pk, *values in rows:
+        for lead in by_lead[pk]:
+            for name, value in zip(LEAD_REREAD, values, strict=True):
+                setattr(lead, name, value)
+
+
 def _deliver(state: RunState, sending: list[OutboundMessage], backend) -> None:
     """Hand the batch over and record every outcome, in one transaction (see the module's
     docstring): the re-checks first, then each message to the backend, then the outcomes in
@@ -667,11 +687,10 @@ def _deliver(state: RunState, sending: list[OutboundMessage], backend) -> None:
         campaigns = {
             c.pk: c for c in Campaign.objects.filter(pk__in=campaign_ids).select_related("venture")
         }
-        fresh_leads = Lead.objects.in_bulk([m.lead_id for m in sending])
+        _leads_reread(sending)
         fresh_enrollments = Enrollment.objects.in_bulk([m.enrollment_id for m in sending])
         for m in sending:
             m.campaign = campaigns[m.campaign_id]
-            m.lead = fresh_leads.get(m.lead_id, m.lead)
             m.enrollment = fresh_enrollments.get(m.enrollment_id, m.enrollment)
         suppressed = _suppressed(sending)
         outcomes = Outcomes(state)

@@ -76,9 +76,10 @@ from outreach.sending import (
     sender_of,
 )
 from outreach.services import leads_bounced
-from templating.models import RenderLog, RenderPurpose
+from templating.models import RenderPurpose
 from templating.services import (
-    render_log,
+    render_log_row,
+    render_logs_save,
     template_current_version,
     templates_record_use,
     version_render,
@@ -86,7 +87,7 @@ from templating.services import (
 from ventures.db import sending_gates
 from ventures.models import Campaign, CampaignStatus, IcpSegment, SendMode
 from ventures.selectors import global_kill_reason
-from ventures.sql import rows_update
+from ventures.sql import rows_insert, rows_update
 
 logger = logging.getLogger(__name__)
 
@@ -261,7 +262,7 @@ class Renderer:
         self.pools = {pk: variant_pool(step) for pk, step in steps.items()}
         self.board = NarrativeBoard.load(messages, self.pools)
         self.versions: dict[int, object] = {}
-        self.logs: list = []  # RenderLog rows, saved in one insert per batch
+        self.logs: list[tuple] = []  # render log rows, saved in one insert per batch
 
     def render(self, message: OutboundMessage) -> Decision | None:
         step = message.step
@@ -290,7 +291,7 @@ class Renderer:
             live=is_live(campaign) and not step.is_manual,
             log=False,
         )
-        self.logs.append(render_log(version, recipient.ref, RenderPurpose.SEND, result))
+        self.logs.append(render_log_row(version, recipient.ref, RenderPurpose.SEND, result))
         message.template, message.template_version = template, version
         if not result.ok:
             codes = ", ".join(result.reason_codes()) or "render_error"
@@ -358,7 +359,7 @@ def _decide(state: RunState, messages: list[OutboundMessage], global_reason) -> 
             continue
         outcome = MessageState.TASK_OPEN if m.step.is_manual else MessageState.SENDING
         decisions.append(Decision(m, outcome))
-    RenderLog.objects.bulk_create(renderer.logs)
+    render_logs_save(renderer.logs)
     return decisions
 
 
@@ -981,13 +982,12 @@ def _load(state: RunState, ids: list[int]) -> list[OutboundMessage]:
 
 
 def _save_decisions(state: RunState) -> None:
-    DispatchDecision.objects.bulk_create(
-        [
-            DispatchDecision(
-                run=state.run, message_id=pk, lead_id=lead, outcome=o, reason_code=c, reason=r[:500]
-            )
-            for pk, lead, o, c, r in state.decisions[state.saved :]
-        ]
+    """The run's decisions not stored yet, in one statement (their time: now)."""
+    run = state.run.pk
+    rows_insert(
+        DispatchDecision,
+        [(run, pk, lead, o, c, r[:500]) for pk, lead, o, c, r in state.decisions[state.saved :]],
+        fields=["run_id", "message_id", "lead_id", "outcome", "reason_code", "reason"],
     )
     state.saved = len(state.decisions)
 

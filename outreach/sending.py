@@ -16,7 +16,9 @@ import secrets
 import smtplib
 from dataclasses import dataclass
 from email import generator
+from email.header import MAXLINELEN, Header
 from email.policy import Compat32
+from email.utils import formatdate
 from io import BytesIO
 from pathlib import Path
 
@@ -25,7 +27,7 @@ import urllib3
 from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.conf import settings
 from django.core import mail
-from django.core.mail import EmailMultiAlternatives
+from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.core.mail.backends import smtp
 
 from outreach.headers import unsubscribe_headers
@@ -102,13 +104,15 @@ class _QuickFold(Compat32):
     other value (long, non-ASCII, already encoded) takes the standard library's path."""
 
     def _fold(self, name, value, sanitize):
-        if (
-            isinstance(value, str)
-            and len(name) + len(value) + 2 <= (self.max_line_length or 0)
-            and _PLAIN_HEADER.fullmatch(value)
-        ):
+        if isinstance(value, str) and _unfolded(value, len(name) + 2, self.max_line_length):
             return f"{name}: {value}{self.linesep}"
         return super()._fold(name, value, sanitize)
+
+
+def _unfolded(value: str, start: int, limit: int | None) -> bool:
+    """True when `email.header.Header.encode` gives back `value` as it is: a plain value that
+    fits in what is left of its line (`start` characters taken, by its header's name)."""
+    return start + len(value) <= (limit or 0) and _PLAIN_HEADER.fullmatch(value) is not None
 
 
 _QUICK_FOLD = _QuickFold()
@@ -122,6 +126,68 @@ def email_bytes(message) -> bytes:
         message, linesep="\n"
     )
     return out.getvalue()
+
+
+# Headers `plain_email_bytes` leaves to Django: ones its `message()` sets itself, or that
+# change how it sets them.
+_OWN_HEADERS = frozenset({
+    "from", "to", "cc", "reply-to", "date", "subject", "content-type", "mime-version",
+    "content-transfer-encoding",
+})  # fmt: skip
+RFC5322_LINE_LIMIT = 998  # Django quotes a body with a longer line (quoted-printable)
+
+
+def plain_email_bytes(email: EmailMultiAlternatives) -> bytes | None:
+    """The bytes `email_bytes(email.message())` makes, for the common email: text only, in
+    ASCII with no line over 998 characters, ASCII headers, its Message-ID given, UTF-8 the
+    charset; written straight from the email's parts instead of through a MIME tree (the
+    headers in Django's order, with Django's values, folded by `_QuickFold` as the
+    generator folds them). None for any other email: `email_bytes` makes those.
+    `outreach/tests/test_eml_bytes.py` compares both ways byte for byte."""
+    if (
+        type(email) not in (EmailMessage, EmailMultiAlternatives)
+        or getattr(email, "alternatives", None)
+        or email.attachments
+        or email.cc
+        or email.content_subtype != "plain"
+        # Exactly: Django keeps "UTF-8" in capitals as the standard library's Base64 body.
+        or (email.encoding or settings.DEFAULT_CHARSET) != "utf-8"
+    ):
+        return None
+    extra = email.extra_headers
+    names = {str(name).lower() for name in extra}
+    if "message-id" not in names or names & _OWN_HEADERS:
+        return None
+    body = email.body or ""
+    if not body.isascii() or any(len(line) > RFC5322_LINE_LIMIT for line in body.splitlines()):
+        return None
+    items = [
+        ("Content-Type", 'text/plain; charset="utf-8"'),
+        ("MIME-Version", "1.0"),
+        ("Content-Transfer-Encoding", "7bit"),
+        ("Subject", email.subject),
+        ("From", email.from_email),
+    ]
+    if email.to:
+        items.append(("To", ", ".join(str(v) for v in email.to)))
+    if email.reply_to:
+        items.append(("Reply-To", ", ".join(str(v) for v in email.reply_to)))
+    items.append(("Date", formatdate(localtime=settings.EMAIL_USE_LOCALTIME)))
+    items += extra.items()
+    lines = []
+    for name, value in items:
+        value = str(value)
+        if not value.isascii() or "\n" in value or "\r" in value:
+            return None  # Django encodes it, or refuses it (BadHeaderError)
+        if name == "Subject" and not _unfolded(value, 0, MAXLINELEN):
+            value = Header(value).encode()  # as Django sets an ASCII subject
+        lines.append(_QUICK_FOLD.fold(name, value))
+    lines.append("\n")
+    text = "".join(lines) + "\n".join(_NEWLINE.split(body))
+    return text.encode("ascii")
+
+
+_NEWLINE = re.compile(r"\r\n|\r|\n")  # the generator's line ends, each written as LF
 
 
 class ProofBackend:
@@ -138,7 +204,8 @@ class ProofBackend:
         return None
 
     def send(self, message: OutboundMessage) -> Outcome:
-        data = email_bytes(build_email(message).message())
+        email = build_email(message)
+        data = plain_email_bytes(email) or email_bytes(email.message())
         path = self.folder / f"{message.idempotency_key}.eml"
         path.write_bytes(data)
         return Outcome(SENT, f"written to {path.name}")

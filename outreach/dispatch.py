@@ -293,6 +293,7 @@ class Renderer:
         )
         self.logs.append(render_log_row(version, recipient.ref, RenderPurpose.SEND, result))
         message.template, message.template_version = template, version
+        message.unsubscribe_link = recipient.unsubscribe_url  # the headers' link too
         if not result.ok:
             codes = ", ".join(result.reason_codes()) or "render_error"
             text = "; ".join(r.message for r in result.blocking_reasons)[:400]

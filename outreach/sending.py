@@ -72,7 +72,13 @@ def build_email(message: OutboundMessage, connection=None) -> EmailMultiAlternat
     from_header = f"{name} <{address}>" if name else address
     headers = {
         "Message-ID": message.message_id,
-        **unsubscribe_headers(lead=message.lead, mailbox_address=address),
+        # The link the tick rendered the body with, if it did (`Renderer.render`): one
+        # link in both places, and a URL reversed once per message, not twice.
+        **unsubscribe_headers(
+            lead=message.lead,
+            mailbox_address=address,
+            url=getattr(message, "unsubscribe_link", ""),
+        ),
     }
     if message.in_reply_to:
         headers["In-Reply-To"] = message.in_reply_to

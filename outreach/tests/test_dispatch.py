@@ -82,6 +82,8 @@ def test_a_tick_enrols_running_campaigns_and_writes_each_first_email_once():
         assert "/u/" in mail["List-Unsubscribe"] and "mailto:" in mail["List-Unsubscribe"]
         assert mail["Reply-To"] == "replies@venture.example"
         assert "Unsubscribe:" in mail.get_content()
+        link = mail["List-Unsubscribe"].strip().split(">")[0].removeprefix("<")
+        assert f"Unsubscribe: {link}" in mail.get_content()  # the same link in both
     assert Enrollment.objects.filter(campaign=campaign).count() == 3
     again = tick(worker="test")
     assert again.counts == {} and not list(Path(again.artifact_dir).glob("eml/*.eml"))

@@ -471,9 +471,8 @@ def _admit(state: RunState, decisions: list[Decision]) -> None:
         caps[m.pk] = shared[key]
     slots = {cap.slot for message_caps in shared.values() for cap in message_caps}
     # In one order for every worker, so that two inserting the same new rows cannot deadlock.
-    SendLedger.objects.bulk_create(
-        [SendLedger(scope=s, key=k, day=d) for s, k, d in sorted(slots)], ignore_conflicts=True
-    )
+    # (Rows, not model instances: after the first batches of a day they all exist already.)
+    rows_insert(SendLedger, sorted(slots), fields=["scope", "key", "day"])
     keys_by_scope: dict[tuple, set[str]] = {}
     for s, k, d in slots:
         keys_by_scope.setdefault((s, d), set()).add(k)

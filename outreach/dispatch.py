@@ -641,19 +641,21 @@ def _lock_rules(
 # and the facts (`lead_facts_add`: the id). Read again in the hand-over's transaction; the
 # rest of the lead (its profile, for the template) was read with the batch.
 LEAD_REREAD = ("status", "consent_status", "email", "email_key", "identity_hash", "venture_id")
+# And of an enrolment: the guardrails (`_lead_block`), the thread (`Outcomes._threads`) and
+# the next step (`plan_next_steps`: its state and mailbox).
+ENROLLMENT_REREAD = ("state", "stop_reason", "thread_message_id", "thread_subject", "mailbox_id")
 
 
-def _leads_reread(messages: list[OutboundMessage]) -> None:
-    """The messages' leads get the current values of LEAD_REREAD, in one query (plain rows,
-    not a model instance of 45 fields for each lead)."""
-    by_lead: dict[int, list[Lead]] = {}
-    for m in messages:
-        by_lead.setdefault(m.lead_id, []).append(m.lead)
-    rows = Lead.objects.filter(pk__in=list(by_lead)).values_list("pk", *LEAD_REREAD)
-    for pk, *values in rows:
-        for lead in by_lead[pk]:
-            for name, value in zip(LEAD_REREAD, values, strict=True):
-                setattr(lead, name, value)
+def _reread(objects: Iterable, model, fields: tuple[str, ...]) -> None:
+    """The objects (rows of `model`, loaded with the batch) get the current values of
+    `fields`, in one query: plain rows, not a model instance of every column for each."""
+    by_pk: dict[int, list] = {}
+    for obj in objects:
+        by_pk.setdefault(obj.pk, []).append(obj)
+    for pk, *values in model.objects.filter(pk__in=list(by_pk)).values_list("pk", *fields):
+        for obj in by_pk[pk]:
+            for name, value in zip(fields, values, strict=True):
+                setattr(obj, name, value)
 
 
 def _deliver(state: RunState, sending: list[OutboundMessage], backend) -> None:
@@ -688,11 +690,10 @@ def _deliver(state: RunState, sending: list[OutboundMessage], backend) -> None:
         campaigns = {
             c.pk: c for c in Campaign.objects.filter(pk__in=campaign_ids).select_related("venture")
         }
-        _leads_reread(sending)
-        fresh_enrollments = Enrollment.objects.in_bulk([m.enrollment_id for m in sending])
+        _reread((m.lead for m in sending), Lead, LEAD_REREAD)
+        _reread((m.enrollment for m in sending), Enrollment, ENROLLMENT_REREAD)
         for m in sending:
             m.campaign = campaigns[m.campaign_id]
-            m.enrollment = fresh_enrollments.get(m.enrollment_id, m.enrollment)
         suppressed = _suppressed(sending)
         outcomes = Outcomes(state)
         for m in sending:

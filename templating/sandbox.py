@@ -769,6 +769,8 @@ def plain_data(value: Any, _depth: int = 0) -> Any:
     """
     if _depth > 8:
         raise ValueError("the template context is nested more than 8 levels deep")
+    if type(value) is str:  # most of a context: what the str branch below gives, sooner
+        return value
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):

@@ -181,7 +181,7 @@ def _claim(state: RunState, *, limit: int, campaign_id: int | None) -> list[int]
             .values_list("pk", flat=True)[:limit]
         )
         if ids:
-            OutboundMessage.objects.filter(pk__in=ids).update(
+            OutboundMessage.objects.filter(pk__any=ids).update(
                 state=MessageState.CLAIMED,
                 lease_token=state.token,
                 lease_until=now + _lease(),
@@ -205,8 +205,8 @@ def _suppressed(messages: list[OutboundMessage]) -> dict[int, str]:
     entries = SuppressionEntry.objects.filter(
         Q(venture_id__in=ventures) | Q(venture__isnull=True)
     ).filter(
-        Q(kind=SuppressionKind.EMAIL, value__in=emails)
-        | Q(kind=SuppressionKind.DOMAIN, value__in=domains)
+        Q(kind=SuppressionKind.EMAIL, value__any=emails)
+        | Q(kind=SuppressionKind.DOMAIN, value__any=domains)
         | Q(identity_hash__in=hashes)
     )
     by_email, by_domain, by_identity = {}, {}, {}
@@ -478,7 +478,7 @@ def _admit(state: RunState, decisions: list[Decision]) -> None:
         keys_by_scope.setdefault((s, d), set()).add(k)
     wanted = Q()
     for (s, d), keys in keys_by_scope.items():
-        wanted |= Q(scope=s, day=d, key__in=sorted(keys))
+        wanted |= Q(scope=s, day=d, key__any=sorted(keys))
     rows = {
         (row.scope, row.key, row.day): row
         for row in SendLedger.objects.filter(wanted)
@@ -554,7 +554,7 @@ def _settle_decisions(state: RunState, decisions: list[Decision]) -> list[Outbou
         # Locked until commit: nobody else changes these rows while the decisions are written.
         held = set(
             OutboundMessage.objects.filter(
-                pk__in=[d.message.pk for d in decisions],
+                pk__any=[d.message.pk for d in decisions],
                 lease_token=state.token,
                 state=MessageState.CLAIMED,
             )
@@ -652,7 +652,7 @@ def _reread(objects: Iterable, model, fields: tuple[str, ...]) -> None:
     by_pk: dict[int, list] = {}
     for obj in objects:
         by_pk.setdefault(obj.pk, []).append(obj)
-    for pk, *values in model.objects.filter(pk__in=list(by_pk)).values_list("pk", *fields):
+    for pk, *values in model.objects.filter(pk__any=list(by_pk)).values_list("pk", *fields):
         for obj in by_pk[pk]:
             for name, value in zip(fields, values, strict=True):
                 setattr(obj, name, value)
@@ -671,7 +671,7 @@ def _deliver(state: RunState, sending: list[OutboundMessage], backend) -> None:
         # that finds the lease lapsed waits for this transaction instead of racing it.
         held = set(
             OutboundMessage.objects.filter(
-                pk__in=[m.pk for m in sending], lease_token=state.token, state=MessageState.SENDING
+                pk__any=[m.pk for m in sending], lease_token=state.token, state=MessageState.SENDING
             )
             .select_for_update()
             .values_list("pk", flat=True)
@@ -960,7 +960,7 @@ def _load(state: RunState, ids: list[int]) -> list[OutboundMessage]:
     steps (with their templates), mailboxes and segments of a batch are read once and shared
     by its messages, not joined into every row."""
     messages = list(
-        OutboundMessage.objects.filter(pk__in=ids, lease_token=state.token)
+        OutboundMessage.objects.filter(pk__any=ids, lease_token=state.token)
         .select_related("lead", "enrollment")
         .order_by("due_at", "id")
     )

@@ -290,7 +290,7 @@ def build(campaign, n: int) -> None:
     if OutboundMessage.objects.filter(campaign=campaign, step=step).count() != n:
         started = time.perf_counter()
         with connection.cursor() as cursor:
-            for sql in RESET_SQL[:5]:
+            for sql in RESET_SQL[:6]:  # through the lead facts, which hold the leads
                 cursor.execute(sql, params)
             cursor.execute(
                 "DELETE FROM outreach_outboundmessage WHERE campaign_id = %s", [campaign.pk]

@@ -167,7 +167,13 @@ def test_json_columns_keep_each_rows_own_value_quotes_and_all():
         assert (m.narrative_choice, m.reserved) == (value, [f"slot|{i}"])
 
 
-AWKWARD_KEYS = ['1:a"b.example', "1:c,d.example", "1:{e}.example", "1:f\\g.example", "1:h'i.example"]
+AWKWARD_KEYS = [
+    '1:a"b.example',
+    "1:c,d.example",
+    "1:{e}.example",
+    "1:f\\g.example",
+    "1:h'i.example",
+]
 
 
 def test_any_finds_the_rows_in_finds_with_the_list_as_one_parameter():

@@ -77,9 +77,10 @@ from outreach.sending import (
 )
 from outreach.services import leads_bounced
 from outreach.tally import tally_fold
-from templating.models import RenderLog, RenderPurpose
+from templating.models import RenderPurpose
 from templating.services import (
-    render_log,
+    render_log_row,
+    render_logs_save,
     template_current_version,
     templates_record_use,
     version_render,
@@ -87,7 +88,7 @@ from templating.services import (
 from ventures.db import sending_gates
 from ventures.models import Campaign, CampaignStatus, IcpSegment, SendMode
 from ventures.selectors import global_kill_reason
-from ventures.sql import rows_update
+from ventures.sql import rows_insert, rows_update
 
 logger = logging.getLogger(__name__)
 
@@ -182,7 +183,7 @@ def _claim(state: RunState, *, limit: int, campaign_id: int | None) -> list[int]
             .values_list("pk", flat=True)[:limit]
         )
         if ids:
-            OutboundMessage.objects.filter(pk__in=ids).update(
+            OutboundMessage.objects.filter(pk__any=ids).update(
                 state=MessageState.CLAIMED,
                 lease_token=state.token,
                 lease_until=now + _lease(),
@@ -206,8 +207,8 @@ def _suppressed(messages: list[OutboundMessage]) -> dict[int, str]:
     entries = SuppressionEntry.objects.filter(
         Q(venture_id__in=ventures) | Q(venture__isnull=True)
     ).filter(
-        Q(kind=SuppressionKind.EMAIL, value__in=emails)
-        | Q(kind=SuppressionKind.DOMAIN, value__in=domains)
+        Q(kind=SuppressionKind.EMAIL, value__any=emails)
+        | Q(kind=SuppressionKind.DOMAIN, value__any=domains)
         | Q(identity_hash__in=hashes)
     )
     by_email, by_domain, by_identity = {}, {}, {}
@@ -263,7 +264,7 @@ class Renderer:
         self.pools = {pk: variant_pool(step) for pk, step in steps.items()}
         self.board = NarrativeBoard.load(messages, self.pools)
         self.versions: dict[int, object] = {}
-        self.logs: list = []  # RenderLog rows, saved in one insert per batch
+        self.logs: list[tuple] = []  # render log rows, saved in one insert per batch
 
     def render(self, message: OutboundMessage) -> Decision | None:
         step = message.step
@@ -292,8 +293,9 @@ class Renderer:
             live=is_live(campaign) and not step.is_manual,
             log=False,
         )
-        self.logs.append(render_log(version, recipient.ref, RenderPurpose.SEND, result))
+        self.logs.append(render_log_row(version, recipient.ref, RenderPurpose.SEND, result))
         message.template, message.template_version = template, version
+        message.unsubscribe_link = recipient.unsubscribe_url  # the headers' link too
         if not result.ok:
             codes = ", ".join(result.reason_codes()) or "render_error"
             text = "; ".join(r.message for r in result.blocking_reasons)[:400]
@@ -360,7 +362,7 @@ def _decide(state: RunState, messages: list[OutboundMessage], global_reason) -> 
             continue
         outcome = MessageState.TASK_OPEN if m.step.is_manual else MessageState.SENDING
         decisions.append(Decision(m, outcome))
-    RenderLog.objects.bulk_create(renderer.logs)
+    render_logs_save(renderer.logs)
     return decisions
 
 
@@ -471,15 +473,14 @@ def _admit(state: RunState, decisions: list[Decision]) -> None:
         caps[m.pk] = shared[key]
     slots = {cap.slot for message_caps in shared.values() for cap in message_caps}
     # In one order for every worker, so that two inserting the same new rows cannot deadlock.
-    SendLedger.objects.bulk_create(
-        [SendLedger(scope=s, key=k, day=d) for s, k, d in sorted(slots)], ignore_conflicts=True
-    )
+    # (Rows, not model instances: after the first batches of a day they all exist already.)
+    rows_insert(SendLedger, sorted(slots), fields=["scope", "key", "day"])
     keys_by_scope: dict[tuple, set[str]] = {}
     for s, k, d in slots:
         keys_by_scope.setdefault((s, d), set()).add(k)
     wanted = Q()
     for (s, d), keys in keys_by_scope.items():
-        wanted |= Q(scope=s, day=d, key__in=sorted(keys))
+        wanted |= Q(scope=s, day=d, key__any=sorted(keys))
     rows = {
         (row.scope, row.key, row.day): row
         for row in SendLedger.objects.filter(wanted)
@@ -555,7 +556,7 @@ def _settle_decisions(state: RunState, decisions: list[Decision]) -> list[Outbou
         # Locked until commit: nobody else changes these rows while the decisions are written.
         held = set(
             OutboundMessage.objects.filter(
-                pk__in=[d.message.pk for d in decisions],
+                pk__any=[d.message.pk for d in decisions],
                 lease_token=state.token,
                 state=MessageState.CLAIMED,
             )
@@ -637,6 +638,28 @@ def _lock_rules(
         )
 
 
+# What the hand-over reads of a lead after its re-check: the guardrails (`_lead_block`,
+# `_suppressed`), the unsubscribe headers (the id), the next step's row (`plan_next_steps`)
+# and the facts (`lead_facts_add`: the id). Read again in the hand-over's transaction; the
+# rest of the lead (its profile, for the template) was read with the batch.
+LEAD_REREAD = ("status", "consent_status", "email", "email_key", "identity_hash", "venture_id")
+# And of an enrolment: the guardrails (`_lead_block`), the thread (`Outcomes._threads`) and
+# the next step (`plan_next_steps`: its state and mailbox).
+ENROLLMENT_REREAD = ("state", "stop_reason", "thread_message_id", "thread_subject", "mailbox_id")
+
+
+def _reread(objects: Iterable, model, fields: tuple[str, ...]) -> None:
+    """The objects (rows of `model`, loaded with the batch) get the current values of
+    `fields`, in one query: plain rows, not a model instance of every column for each."""
+    by_pk: dict[int, list] = {}
+    for obj in objects:
+        by_pk.setdefault(obj.pk, []).append(obj)
+    for pk, *values in model.objects.filter(pk__any=list(by_pk)).values_list("pk", *fields):
+        for obj in by_pk[pk]:
+            for name, value in zip(fields, values, strict=True):
+                setattr(obj, name, value)
+
+
 def _deliver(state: RunState, sending: list[OutboundMessage], backend) -> None:
     """Hand the batch over and record every outcome, in one transaction (see the module's
     docstring): the re-checks first, then each message to the backend, then the outcomes in
@@ -650,7 +673,7 @@ def _deliver(state: RunState, sending: list[OutboundMessage], backend) -> None:
         # that finds the lease lapsed waits for this transaction instead of racing it.
         held = set(
             OutboundMessage.objects.filter(
-                pk__in=[m.pk for m in sending], lease_token=state.token, state=MessageState.SENDING
+                pk__any=[m.pk for m in sending], lease_token=state.token, state=MessageState.SENDING
             )
             .select_for_update()
             .values_list("pk", flat=True)
@@ -669,12 +692,10 @@ def _deliver(state: RunState, sending: list[OutboundMessage], backend) -> None:
         campaigns = {
             c.pk: c for c in Campaign.objects.filter(pk__in=campaign_ids).select_related("venture")
         }
-        fresh_leads = Lead.objects.in_bulk([m.lead_id for m in sending])
-        fresh_enrollments = Enrollment.objects.in_bulk([m.enrollment_id for m in sending])
+        _reread((m.lead for m in sending), Lead, LEAD_REREAD)
+        _reread((m.enrollment for m in sending), Enrollment, ENROLLMENT_REREAD)
         for m in sending:
             m.campaign = campaigns[m.campaign_id]
-            m.lead = fresh_leads.get(m.lead_id, m.lead)
-            m.enrollment = fresh_enrollments.get(m.enrollment_id, m.enrollment)
         suppressed = _suppressed(sending)
         outcomes = Outcomes(state)
         for m in sending:
@@ -942,7 +963,7 @@ def _load(state: RunState, ids: list[int]) -> list[OutboundMessage]:
     steps (with their templates), mailboxes and segments of a batch are read once and shared
     by its messages, not joined into every row."""
     messages = list(
-        OutboundMessage.objects.filter(pk__in=ids, lease_token=state.token)
+        OutboundMessage.objects.filter(pk__any=ids, lease_token=state.token)
         .select_related("lead", "enrollment")
         .order_by("due_at", "id")
     )
@@ -966,13 +987,12 @@ def _load(state: RunState, ids: list[int]) -> list[OutboundMessage]:
 
 
 def _save_decisions(state: RunState) -> None:
-    DispatchDecision.objects.bulk_create(
-        [
-            DispatchDecision(
-                run=state.run, message_id=pk, lead_id=lead, outcome=o, reason_code=c, reason=r[:500]
-            )
-            for pk, lead, o, c, r in state.decisions[state.saved :]
-        ]
+    """The run's decisions not stored yet, in one statement (their time: now)."""
+    run = state.run.pk
+    rows_insert(
+        DispatchDecision,
+        [(run, pk, lead, o, c, r[:500]) for pk, lead, o, c, r in state.decisions[state.saved :]],
+        fields=["run_id", "message_id", "lead_id", "outcome", "reason_code", "reason"],
     )
     state.saved = len(state.decisions)
 

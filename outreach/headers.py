@@ -55,11 +55,13 @@ def unsubscribe_mailto(*, lead: Lead, mailbox_address: str) -> str:
     return f"mailto:{MAILTO_LOCAL_PART}@{sender_domain(mailbox_address)}?subject={subject}"
 
 
-def unsubscribe_headers(*, lead: Lead, mailbox_address: str) -> dict[str, str]:
-    """The two headers for a message to `lead` sent from `mailbox_address`."""
+def unsubscribe_headers(*, lead: Lead, mailbox_address: str, url: str = "") -> dict[str, str]:
+    """The two headers for a message to `lead` sent from `mailbox_address`; `url` is the
+    lead's unsubscribe link when the caller made it already (the tick: the one its body was
+    rendered with), else it is made here."""
     mailto = unsubscribe_mailto(lead=lead, mailbox_address=mailbox_address)
     return {
-        "List-Unsubscribe": f"<{unsubscribe_url(lead)}>, <{mailto}>",
+        "List-Unsubscribe": f"<{url or unsubscribe_url(lead)}>, <{mailto}>",
         "List-Unsubscribe-Post": ONE_CLICK,
     }
 

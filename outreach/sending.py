@@ -11,9 +11,15 @@ records; what the mail server said decides between retry, failure and "unknown".
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 import smtplib
 from dataclasses import dataclass
+from email import generator
+from email.header import MAXLINELEN, Header
+from email.policy import Compat32
+from email.utils import formatdate
+from io import BytesIO
 from pathlib import Path
 
 import requests
@@ -21,7 +27,7 @@ import urllib3
 from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
 from django.conf import settings
 from django.core import mail
-from django.core.mail import EmailMultiAlternatives
+from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.core.mail.backends import smtp
 
 from outreach.headers import unsubscribe_headers
@@ -66,7 +72,13 @@ def build_email(message: OutboundMessage, connection=None) -> EmailMultiAlternat
     from_header = f"{name} <{address}>" if name else address
     headers = {
         "Message-ID": message.message_id,
-        **unsubscribe_headers(lead=message.lead, mailbox_address=address),
+        # The link the tick rendered the body with, if it did (`Renderer.render`): one
+        # link in both places, and a URL reversed once per message, not twice.
+        **unsubscribe_headers(
+            lead=message.lead,
+            mailbox_address=address,
+            url=getattr(message, "unsubscribe_link", ""),
+        ),
     }
     if message.in_reply_to:
         headers["In-Reply-To"] = message.in_reply_to
@@ -85,6 +97,105 @@ def build_email(message: OutboundMessage, connection=None) -> EmailMultiAlternat
     return email
 
 
+# A header value that the standard library's compat32 folding leaves as it is: printable
+# ASCII words with single spaces between them (no surrogates, no line break, no encoded
+# word to make).
+_PLAIN_HEADER = re.compile(r"[!-~]+(?: [!-~]+)*")
+
+
+class _QuickFold(Compat32):
+    """compat32 (the policy of Django's messages) with a shortcut for the common header: one
+    that fits on its line as it is folds to `Name: value` plus the line end, which is what
+    `email.header.Header.encode` makes of it, without building a `Header` for it. Every
+    other value (long, non-ASCII, already encoded) takes the standard library's path."""
+
+    def _fold(self, name, value, sanitize):
+        if isinstance(value, str) and _unfolded(value, len(name) + 2, self.max_line_length):
+            return f"{name}: {value}{self.linesep}"
+        return super()._fold(name, value, sanitize)
+
+
+def _unfolded(value: str, start: int, limit: int | None) -> bool:
+    """True when `email.header.Header.encode` gives back `value` as it is: a plain value that
+    fits in what is left of its line (`start` characters taken, by its header's name)."""
+    return start + len(value) <= (limit or 0) and _PLAIN_HEADER.fullmatch(value) is not None
+
+
+_QUICK_FOLD = _QuickFold()
+
+
+def email_bytes(message) -> bytes:
+    """The bytes Django's `message.as_bytes()` makes (the same generator, the same lines,
+    LF line ends), with the headers folded by `_QuickFold`."""
+    out = BytesIO()
+    generator.BytesGenerator(out, mangle_from_=False, policy=_QUICK_FOLD).flatten(
+        message, linesep="\n"
+    )
+    return out.getvalue()
+
+
+# Headers `plain_email_bytes` leaves to Django: ones its `message()` sets itself, or that
+# change how it sets them.
+_OWN_HEADERS = frozenset({
+    "from", "to", "cc", "reply-to", "date", "subject", "content-type", "mime-version",
+    "content-transfer-encoding",
+})  # fmt: skip
+RFC5322_LINE_LIMIT = 998  # Django quotes a body with a longer line (quoted-printable)
+
+
+def plain_email_bytes(email: EmailMultiAlternatives) -> bytes | None:
+    """The bytes `email_bytes(email.message())` makes, for the common email: text only, in
+    ASCII with no line over 998 characters, ASCII headers, its Message-ID given, UTF-8 the
+    charset; written straight from the email's parts instead of through a MIME tree (the
+    headers in Django's order, with Django's values, folded by `_QuickFold` as the
+    generator folds them). None for any other email: `email_bytes` makes those.
+    `outreach/tests/test_eml_bytes.py` compares both ways byte for byte."""
+    if (
+        type(email) not in (EmailMessage, EmailMultiAlternatives)
+        or getattr(email, "alternatives", None)
+        or email.attachments
+        or email.cc
+        or email.content_subtype != "plain"
+        # Exactly: Django keeps "UTF-8" in capitals as the standard library's Base64 body.
+        or (email.encoding or settings.DEFAULT_CHARSET) != "utf-8"
+    ):
+        return None
+    extra = email.extra_headers
+    names = {str(name).lower() for name in extra}
+    if "message-id" not in names or names & _OWN_HEADERS:
+        return None
+    body = email.body or ""
+    if not body.isascii() or any(len(line) > RFC5322_LINE_LIMIT for line in body.splitlines()):
+        return None
+    items = [
+        ("Content-Type", 'text/plain; charset="utf-8"'),
+        ("MIME-Version", "1.0"),
+        ("Content-Transfer-Encoding", "7bit"),
+        ("Subject", email.subject),
+        ("From", email.from_email),
+    ]
+    if email.to:
+        items.append(("To", ", ".join(str(v) for v in email.to)))
+    if email.reply_to:
+        items.append(("Reply-To", ", ".join(str(v) for v in email.reply_to)))
+    items.append(("Date", formatdate(localtime=settings.EMAIL_USE_LOCALTIME)))
+    items += extra.items()
+    lines = []
+    for name, value in items:
+        value = str(value)
+        if not value.isascii() or "\n" in value or "\r" in value:
+            return None  # Django encodes it, or refuses it (BadHeaderError)
+        if name == "Subject" and not _unfolded(value, 0, MAXLINELEN):
+            value = Header(value).encode()  # as Django sets an ASCII subject
+        lines.append(_QUICK_FOLD.fold(name, value))
+    lines.append("\n")
+    text = "".join(lines) + "\n".join(_NEWLINE.split(body))
+    return text.encode("ascii")
+
+
+_NEWLINE = re.compile(r"\r\n|\r|\n")  # the generator's line ends, each written as LF
+
+
 class ProofBackend:
     """Proof mode: each message becomes an .eml file in the run's folder; nothing is sent."""
 
@@ -99,7 +210,8 @@ class ProofBackend:
         return None
 
     def send(self, message: OutboundMessage) -> Outcome:
-        data = build_email(message).message().as_bytes()
+        email = build_email(message)
+        data = plain_email_bytes(email) or email_bytes(email.message())
         path = self.folder / f"{message.idempotency_key}.eml"
         path.write_bytes(data)
         return Outcome(SENT, f"written to {path.name}")

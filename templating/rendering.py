@@ -23,6 +23,7 @@ from templating.sandbox import (
     TemplateRuleError,
     environment,
     parse_and_check,
+    plain_data,
     render_template,
 )
 from ventures.text import text_problem
@@ -94,10 +95,10 @@ def required_variables(sources: Iterable[str]) -> list[str]:
 
 
 def _render_part(
-    source: str, *, part: str, context: dict, seed: str, html: bool
+    source: str, *, part: str, context: dict, seed: str, html: bool, plain: bool = False
 ) -> tuple[str, Reason | None]:
     try:
-        text = render_template(source, context=context, seed=seed, autoescape=html)
+        text = render_template(source, context=context, seed=seed, autoescape=html, plain=plain)
     except TemplateSyntaxError as exc:
         return "", Reason("syntax_error", f"Line {exc.lineno}: {exc.message}", part)
     except TemplateRuleError as exc:
@@ -148,10 +149,17 @@ def render_message(
         parts.insert(0, ("subject", subject, False))
     if rules.html and body_html:
         parts.append(("html", body_html, True))
+    try:
+        # The sandbox's plain copy of the context, once for every part of the message.
+        context, plain = plain_data(context), True
+    except Exception:  # too deep, say: each part reports it, as it renders
+        plain = False
     for part, source, html in parts:
         if part == "text" and not source.strip() and body_html:
             continue
-        out[part], failure = _render_part(source, part=part, context=context, seed=seed, html=html)
+        out[part], failure = _render_part(
+            source, part=part, context=context, seed=seed, html=html, plain=plain
+        )
         if failure is not None:
             failures.append(failure)
     if failures:

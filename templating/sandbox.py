@@ -731,15 +731,24 @@ def compile_source(source: str, *, autoescape: bool) -> Any:
     return env.template_class.from_code(env, code, env.make_globals(None))
 
 
-def render_template(source: str, *, context: Mapping[str, Any], seed: str, autoescape: bool) -> str:
+def render_template(
+    source: str,
+    *,
+    context: Mapping[str, Any],
+    seed: str,
+    autoescape: bool,
+    plain: bool = False,
+) -> str:
     """Render one part. Raises TemplateSyntaxError, TemplateRuleError, UndefinedError,
-    SecurityError, RenderLimitError, or another exception from a filter (e.g. ValueError)."""
+    SecurityError, RenderLimitError, or another exception from a filter (e.g. ValueError).
+    `plain=True`: `context` is `plain_data`'s copy already (the parts of one message share
+    it; the environment is immutable, so no part can change what the next one sees)."""
     template = compile_source(source, autoescape=autoescape)
     token = _state.set(_RenderState(seed=seed, deadline=time.monotonic() + MAX_RENDER_SECONDS))
     try:
         chunks: list[str] = []
         size = 0
-        for chunk in template.generate(plain_data(context)):
+        for chunk in template.generate(context if plain else plain_data(context)):
             size += len(chunk)
             if size > MAX_OUTPUT_CHARS:
                 raise RenderLimitError(
@@ -760,6 +769,8 @@ def plain_data(value: Any, _depth: int = 0) -> Any:
     """
     if _depth > 8:
         raise ValueError("the template context is nested more than 8 levels deep")
+    if type(value) is str:  # most of a context: what the str branch below gives, sooner
+        return value
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):

@@ -82,6 +82,8 @@ def test_a_tick_enrols_running_campaigns_and_writes_each_first_email_once():
         assert "/u/" in mail["List-Unsubscribe"] and "mailto:" in mail["List-Unsubscribe"]
         assert mail["Reply-To"] == "replies@venture.example"
         assert "Unsubscribe:" in mail.get_content()
+        link = mail["List-Unsubscribe"].strip().split(">")[0].removeprefix("<")
+        assert f"Unsubscribe: {link}" in mail.get_content()  # the same link in both
     assert Enrollment.objects.filter(campaign=campaign).count() == 3
     again = tick(worker="test")
     assert again.counts == {} and not list(Path(again.artifact_dir).glob("eml/*.eml"))
@@ -474,3 +476,35 @@ def test_a_paced_messages_reason_names_the_slot_in_utc(at_noon):
     tick()
     paced = OutboundMessage.objects.filter(reason_code="pacing").order_by("due_at").first()
     assert f"{paced.due_at.astimezone(dt.UTC):%H:%M:%S} UTC" in paced.reason
+
+
+def test_a_tick_stores_each_decision_and_each_render_with_who_what_and_when():
+    from templating.models import RenderLog, RenderOutcome, RenderPurpose
+
+    campaign = running_campaign()
+    two_step_sequence(campaign)
+    sent = LeadFactory(campaign=campaign)
+    dnc = LeadFactory(campaign=campaign, consent_status=ConsentStatus.DNC)
+    run = tick(worker="test")
+    rows = {
+        d.lead_id: (d.outcome, d.reason_code, d.decided_at)
+        for d in DispatchDecision.objects.filter(run=run)
+    }
+    assert rows == {
+        sent.pk: (MessageState.SENT, "", NOON),
+        dnc.pk: (MessageState.BLOCKED, "dnc", NOON),
+    }
+    decision = DispatchDecision.objects.get(run=run, lead_id=dnc.pk)
+    assert decision.message == OutboundMessage.objects.get(lead=dnc)
+    assert decision.reason == "the lead is marked do-not-contact"
+    # Only the lead that passed the guardrails was rendered: one log row, of its version.
+    message = OutboundMessage.objects.get(lead=sent, step__position=1)
+    log = RenderLog.objects.get()
+    assert (log.template_version, log.subject_ref, log.purpose, log.outcome, log.reasons) == (
+        message.template_version,
+        f"lead:{sent.pk}",
+        RenderPurpose.SEND,
+        RenderOutcome.OK,
+        [],
+    )
+    assert log.created_at == NOON

@@ -5,6 +5,7 @@ import datetime as dt
 
 import pytest
 from django.db import DataError, connection
+from django.db.models import Q
 from django.test.utils import CaptureQueriesContext
 
 from outreach.enrollment import campaign_enrol
@@ -164,3 +165,36 @@ def test_json_columns_keep_each_rows_own_value_quotes_and_all():
     for i, (m, value) in enumerate(zip(messages, values, strict=True)):
         m.refresh_from_db()
         assert (m.narrative_choice, m.reserved) == (value, [f"slot|{i}"])
+
+
+AWKWARD_KEYS = [
+    '1:a"b.example',
+    "1:c,d.example",
+    "1:{e}.example",
+    "1:f\\g.example",
+    "1:h'i.example",
+]
+
+
+def test_any_finds_the_rows_in_finds_with_the_list_as_one_parameter():
+    rows = ledger(300)
+    awkward = SendLedger.objects.bulk_create(
+        [SendLedger(scope="domain", key=key, day=DAY) for key in AWKWARD_KEYS]
+    )
+    ids = [row.pk for row in rows[::3]] + [None, rows[0].pk]  # a NULL and a repeat
+    for lookup, values in (("pk", ids), ("key", [*AWKWARD_KEYS, "1:d7.example", None])):
+        with CaptureQueriesContext(connection) as captured:
+            found = set(SendLedger.objects.filter(**{f"{lookup}__any": values}))
+        assert found == set(SendLedger.objects.filter(**{f"{lookup}__in": values}))
+        assert len(captured.captured_queries) == 1
+        if connection.vendor == "postgresql":
+            assert "= ANY(" in captured.captured_queries[0]["sql"]
+    assert set(SendLedger.objects.filter(key__any=AWKWARD_KEYS)) == set(awkward)
+    # Updates take it too; an empty list matches nothing, without a query, as __in does.
+    assert SendLedger.objects.filter(pk__any=ids[:10]).update(count=7) == 10
+    with CaptureQueriesContext(connection) as captured:
+        assert list(SendLedger.objects.filter(pk__any=[])) == []
+        assert list(SendLedger.objects.filter(pk__any=[None])) == []
+    assert captured.captured_queries == []
+    either = SendLedger.objects.filter(Q(key__any=[]) | Q(pk=rows[1].pk))
+    assert list(either) == [rows[1]]

@@ -18,7 +18,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import FileResponse, Http404, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
@@ -45,6 +45,7 @@ from ventures.admin_toolkit import (
     register_change_panel,
     visible_campaigns,
 )
+from ventures.http import file_response
 from ventures.models import Campaign
 
 CONTENT_TYPES = {
@@ -204,11 +205,8 @@ class ReportFileAdmin(GuardedDeleteAdmin):
                 target = Path(handle.name)
                 try:
                     report_write(campaign, "zip", target)
-                    response = FileResponse(
-                        target.open("rb"),
-                        as_attachment=True,
-                        filename=name,
-                        content_type=CONTENT_TYPES[fmt],
+                    response = file_response(
+                        target.open("rb"), request, filename=name, content_type=CONTENT_TYPES[fmt]
                     )
                 finally:
                     target.unlink(missing_ok=True)  # the open file stays readable on POSIX
@@ -261,11 +259,8 @@ class ReportFileAdmin(GuardedDeleteAdmin):
                 messages.ERROR,
             )
             return HttpResponseRedirect(reverse("admin:reporting_reportfile_changelist"))
-        return FileResponse(
-            handle,
-            as_attachment=True,
-            filename=target.name,
-            content_type=CONTENT_TYPES.get(kept.format),
+        return file_response(
+            handle, request, filename=target.name, content_type=CONTENT_TYPES.get(kept.format)
         )
 
 

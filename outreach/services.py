@@ -4,6 +4,7 @@ recording hard bounces), and erasing a person's emails."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 from django.conf import settings
@@ -167,8 +168,8 @@ def leads_bounced(
 def erase_messages(sender=None, *, lead_ids: list[int], **kwargs) -> None:
     """leads.signals.lead_erased receiver: the erased people's emails lose what was written to
     them (address, subject, bodies, and the reason texts of the messages and the runs'
-    decisions, which can quote the address: a bounce's), and their proof-mode .eml files are
-    deleted once the erasure commits. The rows stay, with their
+    decisions, which can quote the address: a bounce's). Once the erasure commits, their
+    proof-mode .eml files are deleted and the runs' decisions.csv files lose those reasons. The rows stay, with their
     states, reason codes, times and ids, so every count and report still adds up."""
     messages = OutboundMessage.objects.filter(lead_id__in=lead_ids)
     # Every run that took a message up may have written its .eml (a run killed mid-batch
@@ -187,5 +188,24 @@ def erase_messages(sender=None, *, lead_ids: list[int], **kwargs) -> None:
         for run_id, key in sorted(handled):
             for path in runs.glob(f"run-{run_id}-*/eml/{key}.eml"):
                 path.unlink(missing_ok=True)
+        for run_id in sorted({run_id for run_id, _key in handled}):
+            for path in runs.glob(f"run-{run_id}-*/decisions.csv"):
+                _decisions_blank(path, {str(pk) for pk in lead_ids})
 
     transaction.on_commit(unlink)
+
+
+def _decisions_blank(path: Path, leads: set[str]) -> None:
+    """A run's decisions.csv without the reason texts of these leads' rows (written anew
+    beside it, then moved over it: a reader never sees half a file)."""
+    with path.open(newline="", encoding="utf-8") as source:
+        rows = list(csv.reader(source))
+    if not any(row[1:2] and row[1] in leads and row[4:5] != [""] for row in rows[1:]):
+        return
+    for row in rows[1:]:
+        if row[1:2] and row[1] in leads and len(row) > 4:
+            row[4] = ""
+    fresh = path.with_suffix(".csv.new")
+    with fresh.open("w", newline="", encoding="utf-8") as out:
+        csv.writer(out).writerows(rows)
+    fresh.replace(path)

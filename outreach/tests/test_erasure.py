@@ -3,6 +3,7 @@ to them leaves the emails' rows and the proof-mode .eml files, while every count
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,10 @@ def test_erasure_blanks_the_persons_emails_and_deletes_their_eml_files(settings,
     address = gone.recipient
     assert address in gone_file.read_text()
     DispatchDecision.objects.filter(message=gone).update(reason=f"550 5.1.1 <{address}> unknown")
+    decisions = Path(gone.run.artifact_dir) / "decisions.csv"
+    with decisions.open("a", newline="") as out:  # as if the run had written that reason
+        csv.writer(out).writerow([gone.pk, gone.lead_id, "failed", "bounced", f"<{address}>"])
+    kept_rows = [row for row in csv.reader(decisions.open()) if row[1] == str(kept.lead_id)]
     counts = sorted(tally(gone.campaign_id))
 
     lead_erase(email=address, actor="dpo", reason="ticket 7")
@@ -39,6 +44,10 @@ def test_erasure_blanks_the_persons_emails_and_deletes_their_eml_files(settings,
     assert gone.state == "sent" and gone.message_id  # the record of the send stays
     assert not gone_file.exists()
     assert not DispatchDecision.objects.filter(reason__contains=address).exists()
+    rows = list(csv.reader(decisions.open()))
+    assert address not in decisions.read_text()
+    assert [r[4] for r in rows if r[1] == str(gone.lead_id)] == ["", ""]  # the send, the bounce
+    assert [r for r in rows if r[1] == str(kept.lead_id)] == kept_rows
     assert not OutboundMessage.objects.filter(body_text__contains=address).exists()
     kept.refresh_from_db()
     assert kept.recipient and kept.body_text and kept_file.exists()

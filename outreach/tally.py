@@ -28,6 +28,8 @@ from django.db import connection, transaction
 from django.db.models import Sum
 
 from outreach.models import MessageTally, OutboundMessage, SentQuarter
+from outreach.tally_triggers import counted, key
+from outreach.tally_triggers import quarter as quarter_sql
 
 KEY_FIELDS = (
     "step_id", "state", "reason_code", "mailbox_id", "segment_id", "template_version_id",
@@ -131,22 +133,14 @@ def tally_fold(campaign_ids: Iterable[int]) -> None:
 
 # --- Checking and rebuilding ---------------------------------------------------------------------
 
-# A message's key and a sent email's quarter hour, as the triggers compute them.
-_KEY_SQL = (
-    "campaign_id, step_id, state, CASE WHEN state = 'blocked' THEN reason_code ELSE '' END, "
-    "CASE WHEN state = 'sent' THEN mailbox_id END, CASE WHEN state = 'sent' THEN segment_id END, "
-    "CASE WHEN state = 'sent' THEN template_version_id END"
-)
-_SENT = "state = 'sent' AND sent_at IS NOT NULL"
+# A message's key, whether it counts as sent, and its quarter hour: the triggers' own SQL
+# (`outreach.tally_triggers`); "%" doubled for a statement with parameters.
+_KEY_SQL = ", ".join(key(""))
+_SENT = counted("")
 
 
 def _quarter_sql() -> str:
-    if connection.vendor == "postgresql":
-        return "date_bin('15 minutes', sent_at, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
-    return (
-        "substr(sent_at, 1, 14) || "
-        "printf('%%02d', CAST(substr(sent_at, 15, 2) AS INTEGER) / 15 * 15) || ':00'"
-    )
+    return quarter_sql("", connection.vendor).replace("%", "%%")
 
 
 def _computed(campaign_id: int) -> tuple[dict[tuple, int], dict[dt.datetime, int]]:

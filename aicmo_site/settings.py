@@ -161,6 +161,8 @@ TEMPLATES = [
 # Local state: the default SQLite database, the local secret key, artifacts, static files.
 VAR_DIR = Path(os.environ.get("AICMO_VAR_DIR", BASE_DIR / "var"))
 _default_db = f"sqlite:///{VAR_DIR / 'aicmo.sqlite3'}"
+# The embedded local database (no DATABASE_URL): project commands migrate it on first use.
+AICMO_EMBEDDED_DATABASE = "DATABASE_URL" not in os.environ
 if "://" not in os.environ.get("DATABASE_URL", _default_db):
     # Not echoed: a database URL may carry a password.
     raise ImproperlyConfigured(

@@ -3,7 +3,11 @@ database that is down or not migrated.
 
 Every project command (`campaign`, `leads`, `preflight`, `demo`) derives from `ProjectCommand`.
 An operator who points one at a stopped server, a database that does not exist or a file nobody
-migrated gets one line on stderr naming the problem and exit status 1, not a traceback.
+migrated gets one line on stderr naming the problem and exit status 1, not a traceback. The
+one exception is the embedded local database (`var/aicmo.sqlite3`, no `DATABASE_URL` set):
+local use needs no setting, so a command that finds it not (or not fully) migrated applies the
+migrations, says so on stderr and runs again, as the local secret key is made on first use.
+A database named by `DATABASE_URL` is never migrated behind its owner's back.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import getpass
 import json
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
@@ -28,6 +33,7 @@ class ProjectCommand(BaseCommand):
     """
 
     as_json = False
+    _migrated = False
 
     def execute(self, *args: Any, **options: Any) -> str | None:
         """Run the command; a database that is unreachable or unmigrated becomes a
@@ -35,10 +41,21 @@ class ProjectCommand(BaseCommand):
         try:
             return super().execute(*args, **options)
         except DatabaseError as exc:
+            if settings.AICMO_EMBEDDED_DATABASE and _is_unmigrated(exc) and not self._migrated:
+                self._migrated = True  # once: a table still missing after it is reported
+                self._embedded_database_migrate()
+                return self.execute(*args, **options)
             line = database_problem(exc)
             if line is None:
                 raise
             raise CommandError(line) from None
+
+    def _embedded_database_migrate(self) -> None:
+        from django.core.management import call_command
+
+        name = connections[DEFAULT_DB_ALIAS].settings_dict["NAME"]
+        self.stderr.write(f"Setting up the local database {name} (its migrations, once).")
+        call_command("migrate", interactive=False, verbosity=0)
 
     @staticmethod
     def campaign_named(ref: str):

@@ -185,6 +185,23 @@ def test_commands_on_an_unmigrated_database_say_run_migrate(command, tmp_path):
     assert _one_line_error(result).endswith("run `manage.py migrate`.")
 
 
+def test_the_embedded_local_database_is_migrated_by_the_first_command(tmp_path):
+    """No DATABASE_URL: `campaign list` on a fresh clone works as README prints it."""
+    env = clean_env(AICMO_VAR_DIR=str(tmp_path))
+    database = tmp_path / "aicmo.sqlite3"
+    first = manage("campaign", "list", env=env, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert first.stderr.strip() == (
+        f"Setting up the local database {database} (its migrations, once)."
+    )
+    assert first.stdout.startswith("No campaigns yet."), first.stdout
+    again = manage("campaign", "list", env=env)
+    assert (again.returncode, again.stderr, again.stdout) == (0, "", first.stdout)
+    # A database named by DATABASE_URL is never migrated behind its owner's back.
+    named = manage("campaign", "list", env=clean_env(DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}"))
+    _assert_names(named, "is not migrated")
+
+
 def test_demo_on_an_unmigrated_database_says_run_migrate(tmp_path):
     url = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
     result = manage("demo", env=clean_env(DATABASE_URL=url))
